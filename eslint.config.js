@@ -1,0 +1,39 @@
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+
+const realTime = [
+  { name: 'setTimeout', message: 'Use the injected Clock (src/runtime/clock.ts).' },
+  { name: 'setInterval', message: 'Use the injected Clock (src/runtime/clock.ts).' },
+];
+
+export default tseslint.config(
+  { ignores: ['node_modules/', 'dist/', 'coverage/', 'bench/results/'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    languageOptions: { globals: { process: 'readonly', console: 'readonly', Buffer: 'readonly', URL: 'readonly' } },
+    rules: {
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+    },
+  },
+  {
+    // Policy cores and the data path take time from the injected Clock so tests can drive it.
+    files: ['src/**/*.ts'],
+    ignores: ['src/runtime/clock.ts'],
+    rules: {
+      'no-restricted-globals': ['error', ...realTime],
+      'no-restricted-properties': [
+        'error',
+        { object: 'Date', property: 'now', message: 'Use the injected Clock (src/runtime/clock.ts).' },
+        { object: 'performance', property: 'now', message: 'Use the injected Clock (src/runtime/clock.ts).' },
+      ],
+    },
+  },
+  {
+    // Policies emit events; telemetry turns them into metrics, spans and log fields.
+    files: ['src/policies/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: ['prom-client', 'pino', '@opentelemetry/*', 'node:http', 'undici'] }],
+    },
+  },
+);
