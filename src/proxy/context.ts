@@ -1,0 +1,51 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ProxyError } from './errors.ts';
+
+/** Everything the layers and the upstream client need to know about one client request. */
+export interface ProxyRequest {
+  readonly listener: string;
+  readonly route: string;
+  readonly upstream: string;
+  readonly method: string;
+  /** Origin-form target (path and query) to send upstream. */
+  readonly path: string;
+  /** Headers to send upstream, as a flat [name, value, ...] list, hop-by-hop headers removed. */
+  readonly headers: string[];
+  /** The request body, or null when the request has none. */
+  readonly body: IncomingMessage | null;
+  readonly requestId: string;
+  /** Monotonic ms when the request arrived. */
+  readonly startedAt: number;
+  /** Monotonic ms by which the whole exchange must be over. */
+  readonly deadlineAt: number;
+  /** Upstream attempts made so far. */
+  attempts: number;
+  /** Why the request was cut short (timeout, client gone), once it was. */
+  abortReason: ProxyError | null;
+  /** Cancels the attempt in progress; set by whoever is waiting on the upstream. */
+  cancelAttempt: ((reason: ProxyError) => void) | null;
+}
+
+/** Ends the request early: the attempt in progress, if any, fails with `reason`. */
+export function abortRequest(request: ProxyRequest, reason: ProxyError): void {
+  if (request.abortReason !== null) return;
+  request.abortReason = reason;
+  request.cancelAttempt?.(reason);
+}
+
+/** A response body that can be streamed once into a client response, or thrown away. */
+export interface ResponseBody {
+  /** Streams the body into `sink` with back-pressure; resolves when it ends. */
+  pipeTo(sink: ServerResponse): Promise<void>;
+  /** Drops the body and frees its connection (a retry or fallback replaces this response). */
+  discard(): void;
+}
+
+export interface UpstreamResponse {
+  readonly status: number;
+  /** Lower-cased names, as the upstream sent them (hop-by-hop included). */
+  readonly headers: Record<string, string | string[] | undefined>;
+  readonly body: ResponseBody;
+  /** Set when a fallback made this response: stale | upstream | static. */
+  readonly fallback?: 'stale' | 'upstream' | 'static';
+}

@@ -1,0 +1,94 @@
+import type { IncomingMessage } from 'node:http';
+
+// RFC 9110 section 7.6.1 connection-specific fields, plus the proxy credentials meant for
+// Breakwater itself (it is the proxy an HTTP_PROXY client talks to) and `expect`, which the
+// listener has already answered.
+const hopByHop = new Set([
+  'connection',
+  'proxy-connection',
+  'keep-alive',
+  'te',
+  'transfer-encoding',
+  'upgrade',
+  'trailer',
+  'proxy-authorization',
+  'proxy-authenticate',
+  'expect',
+]);
+
+/** Names listed in a Connection header, which are hop-by-hop for this message only. */
+function connectionTokens(value: string | string[] | undefined): Set<string> | null {
+  if (value === undefined) return null;
+  const tokens = new Set<string>();
+  for (const line of Array.isArray(value) ? value : [value]) {
+    for (const token of line.split(',')) {
+      const name = token.trim().toLowerCase();
+      if (name !== '' && name !== 'close' && name !== 'keep-alive') tokens.add(name);
+    }
+  }
+  return tokens.size === 0 ? null : tokens;
+}
+
+export interface UpstreamHeaderOptions {
+  /** The authority to send as Host (the absolute-form URI's, when the request used one). */
+  readonly host: string;
+  readonly requestId: string;
+  /** Lower-cased header names consumed by Breakwater and not forwarded. */
+  readonly consumed?: ReadonlySet<string>;
+}
+
+/**
+ * The header list to send upstream: the client's headers in order without hop-by-hop ones,
+ * Host set to the target authority, x-forwarded-for with the peer appended,
+ * x-forwarded-proto set, and x-request-id kept or added.
+ */
+export function upstreamHeaders(req: IncomingMessage, options: UpstreamHeaderOptions): string[] {
+  const raw = req.rawHeaders;
+  const dropped = connectionTokens(req.headers.connection);
+  const consumed = options.consumed;
+  const out: string[] = ['host', options.host];
+  let forwardedFor: string | undefined;
+  let hasRequestId = false;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    const lower = name.toLowerCase();
+    if (lower === 'host' || lower === 'x-forwarded-proto') continue;
+    if (hopByHop.has(lower)) {
+      // gRPC and other trailer-aware clients need `te: trailers` end to end.
+      if (lower === 'te' && raw[i + 1]!.trim().toLowerCase() === 'trailers') out.push(name, 'trailers');
+      continue;
+    }
+    if (dropped?.has(lower) || consumed?.has(lower)) continue;
+    if (lower === 'x-forwarded-for') {
+      forwardedFor = forwardedFor === undefined ? raw[i + 1]! : `${forwardedFor}, ${raw[i + 1]!}`;
+      continue;
+    }
+    if (lower === 'x-request-id') hasRequestId = true;
+    out.push(name, raw[i + 1]!);
+  }
+  const peer = req.socket.remoteAddress;
+  if (peer !== undefined) forwardedFor = forwardedFor === undefined ? peer : `${forwardedFor}, ${peer}`;
+  if (forwardedFor !== undefined) out.push('x-forwarded-for', forwardedFor);
+  out.push('x-forwarded-proto', 'http');
+  if (!hasRequestId) out.push('x-request-id', options.requestId);
+  return out;
+}
+
+/**
+ * The upstream's response headers for the client: hop-by-hop ones removed (Node's server
+ * frames the body itself) and x-breakwater-attempts added.
+ */
+export function clientResponseHeaders(
+  headers: Record<string, string | string[] | undefined>,
+  attempts: number,
+): Record<string, string | string[]> {
+  const dropped = connectionTokens(headers.connection);
+  const out: Record<string, string | string[]> = {};
+  for (const name in headers) {
+    const value = headers[name];
+    if (value === undefined || hopByHop.has(name) || dropped?.has(name)) continue;
+    out[name] = value;
+  }
+  out['x-breakwater-attempts'] = String(attempts);
+  return out;
+}

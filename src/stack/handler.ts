@@ -1,0 +1,12 @@
+import type { ProxyRequest, UpstreamResponse } from '../proxy/context.ts';
+
+/** Turns a request into the upstream's response, or rejects with a ProxyError. */
+export type Handler = (request: ProxyRequest) => Promise<UpstreamResponse>;
+
+/** Wraps a handler with one concern (a timeout, a retry, a breaker...). */
+export type Layer = (next: Handler) => Handler;
+
+/** Folds layers around a terminal handler; `layers[0]` is the outermost. */
+export function compose(layers: readonly Layer[], terminal: Handler): Handler {
+  return layers.reduceRight<Handler>((next, layer) => layer(next), terminal);
+}
