@@ -1,0 +1,120 @@
+// The `breakwater` command: run | validate | version.
+
+import { readFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import { formatProblem, loadConfigFile } from '../config/load.ts';
+import type { ConfigProblem } from '../config/load.ts';
+
+export const DEFAULT_CONFIG_PATH = 'config/breakwater.yaml';
+
+const USAGE = `Usage:
+  breakwater run [--config FILE]   start the proxy (FILE: $BREAKWATER_CONFIG, else ${DEFAULT_CONFIG_PATH})
+  breakwater validate FILE...      check config files; one line per problem, exit 1 if any
+  breakwater version               print the version
+`;
+
+/** Where the command's output goes; tests and embedders can pass their own. */
+export interface CliIo {
+  readonly stdout: (text: string) => void;
+  readonly stderr: (text: string) => void;
+  readonly env: Readonly<Record<string, string | undefined>>;
+}
+
+const processIo: CliIo = {
+  stdout: (text) => process.stdout.write(text),
+  stderr: (text) => process.stderr.write(text),
+  env: process.env,
+};
+
+/** Exit codes: 0 ok, 1 invalid files (validate) or a failed start, 2 usage error or invalid config at start. */
+export async function runCli(argv: readonly string[], io: CliIo = processIo): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'run':
+        return await run(rest, io);
+      case 'validate':
+        return await validate(rest, io);
+      case 'version':
+        parseArgs({ args: [...rest], options: {}, allowPositionals: false });
+        io.stdout(`${await version()}\n`);
+        return 0;
+      case 'help':
+      case '--help':
+      case '-h':
+        io.stdout(USAGE);
+        return 0;
+      case undefined:
+        io.stderr(USAGE);
+        return 2;
+      default:
+        io.stderr(`breakwater: unknown command "${command}"\n${USAGE}`);
+        return 2;
+    }
+  } catch (error) {
+    if (isUsageError(error)) {
+      io.stderr(`breakwater: ${error.message}\n${USAGE}`);
+      return 2;
+    }
+    throw error;
+  }
+}
+
+async function run(args: readonly string[], io: CliIo): Promise<number> {
+  const { values } = parseArgs({ args: [...args], options: { config: { type: 'string', short: 'c' } }, allowPositionals: false });
+  const configPath = values.config ?? io.env.BREAKWATER_CONFIG ?? DEFAULT_CONFIG_PATH;
+  const result = await loadConfigFile(configPath);
+  if (!result.ok) {
+    writeProblems(io, result.problems);
+    io.stderr(`breakwater: ${configPath} is not a valid config; not starting\n`);
+    return 2;
+  }
+  // Loaded on demand so that `validate` and `version` do not pull in the whole proxy.
+  const { startBreakwater } = await import('../app.ts');
+  try {
+    await startBreakwater({ config: result.config, configPath });
+  } catch (error) {
+    io.stderr(`breakwater: could not start: ${(error as Error).message}\n`);
+    return 1;
+  }
+  // The listeners keep the process alive; SIGTERM/SIGINT drain and exit.
+  return 0;
+}
+
+async function validate(args: readonly string[], io: CliIo): Promise<number> {
+  const { positionals } = parseArgs({ args: [...args], options: {}, allowPositionals: true });
+  if (positionals.length === 0) throw usageError('validate needs at least one FILE');
+  let valid = true;
+  for (const file of positionals) {
+    const result = await loadConfigFile(file);
+    if (result.ok) {
+      io.stdout(`${file}: ok\n`);
+    } else {
+      valid = false;
+      writeProblems(io, result.problems);
+    }
+  }
+  return valid ? 0 : 1;
+}
+
+function writeProblems(io: CliIo, problems: readonly ConfigProblem[]): void {
+  for (const problem of problems) io.stderr(`${formatProblem(problem)}\n`);
+}
+
+async function version(): Promise<string> {
+  const packageJson = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return packageJson.version;
+}
+
+function usageError(message: string): Error {
+  return Object.assign(new TypeError(message), { code: 'ERR_PARSE_ARGS_USAGE' });
+}
+
+// parseArgs reports unknown options and stray arguments with ERR_PARSE_ARGS_* codes.
+function isUsageError(error: unknown): error is Error {
+  return error instanceof Error && String((error as NodeJS.ErrnoException).code).startsWith('ERR_PARSE_ARGS_');
+}
+
+if (import.meta.main) {
+  process.exitCode = await runCli(process.argv.slice(2));
+}

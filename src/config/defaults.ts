@@ -1,0 +1,73 @@
+// Every default of the config file in one place, written as a user would write it in the YAML
+// file, so that the same parser turns both into the effective config and the JSON Schema can
+// show them to editors. docs/configuration.md explains where each value comes from.
+
+const deepFreeze = <T>(value: T): T => {
+  if (value !== null && typeof value === 'object') {
+    for (const inner of Object.values(value)) deepFreeze(inner);
+    Object.freeze(value);
+  }
+  return value;
+};
+
+export const DEFAULTS = deepFreeze({
+  // The listener a route belongs to when it names none.
+  routeListener: 'outbound',
+  // Istio's port numbers (contract section 2).
+  listeners: [
+    { name: 'outbound', address: '127.0.0.1:15001' },
+    { name: 'inbound', address: '0.0.0.0:15006' },
+  ],
+  telemetry: { address: '0.0.0.0:15020' },
+  // Loopback: the admin port can force breakers open, so it is never exposed unless asked.
+  admin: { address: '127.0.0.1:15000' },
+  shutdown: { drainTimeout: '20s' },
+  limits: { maxHeaderBytes: '16KiB', maxBodyBytes: 0 },
+  upstream: {
+    loadBalancing: 'round-robin',
+    connectTimeout: '1s',
+  },
+  bulkhead: {
+    // Resilience4j's maxWaitDuration 0: without a queue, a full bulkhead rejects at once.
+    maxQueued: 0,
+    queueTimeout: '1s',
+  },
+  circuitBreaker: {
+    window: '10s',
+    minRequests: 20,
+    failureRate: 0.5,
+    slowCallDuration: '60s',
+    slowCallRate: 1,
+    openFor: '30s',
+    // openForMax has no default of its own: absent, it equals openFor (no growth).
+    halfOpenRequests: 3,
+    failOn: ['5xx', 'connect-failure', 'reset', 'timeout'],
+  },
+  deadline: {
+    header: 'x-request-timeout-ms',
+    accept: ['x-request-timeout-ms', 'grpc-timeout', 'x-envoy-expected-rq-timeout-ms'],
+    maxInbound: '60s',
+  },
+  route: {
+    timeout: '15s',
+  },
+  retry: {
+    maxAttempts: 3,
+    retryOn: ['connect-failure', 'reset', 502, 503, 504],
+    respectRetryAfter: true,
+    bufferLimit: '64KiB',
+  },
+  backoff: {
+    type: 'exponential',
+    base: '25ms',
+    // Envoy's rule: max_interval defaults to 10 × base_interval (25ms → 250ms).
+    maxTimesBase: 10,
+    jitter: 'full',
+  },
+  budget: { ratio: 0.2, minPerSecond: 10, window: '10s' },
+  fallback: {
+    // Failures Breakwater itself detects; an upstream's own 5xx passes through unless listed.
+    on: ['circuit-open', 'bulkhead-full', 'timeout', 'upstream-unavailable'],
+  },
+  fallbackResponse: { headers: {}, body: '' },
+} as const);

@@ -1,0 +1,747 @@
+// The one schema of breakwater.yaml. It drives validation (load.ts, through Ajv), the
+// JSON Schema that editors use (config/schema.json, written by scripts/generate-schema.ts)
+// and the TypeScript type of a parsed file before defaults are applied.
+
+import { Type } from '@sinclair/typebox';
+import type { SchemaOptions, Static, TSchema } from '@sinclair/typebox';
+import { DEFAULTS } from './defaults.ts';
+import { DURATION_PATTERN, PERCENT_PATTERN, SIZE_PATTERN } from './units.ts';
+
+// `errorMessage` is what editors (VS Code's JSON service) and load.ts show when the value fails
+// the schema; without it a union reports one error per branch.
+interface Described extends SchemaOptions {
+  title: string;
+  description: string;
+}
+
+const DURATION_MESSAGE = 'must be a duration: a number with a unit ms, s, m or h (250ms, 1.5s, 1m) or integer milliseconds';
+const SIZE_MESSAGE = 'must be a size: integer bytes or a number with a unit B, KB, KiB, MB, MiB, GB or GiB (16KiB, 1MiB)';
+const RATIO_MESSAGE = 'must be a ratio: a number from 0 to 1, or a percentage string such as "20%"';
+const PERCENT_MESSAGE = 'must be a percentage: a number from 0 to 100, or a string such as "10%"';
+const ADDRESS_MESSAGE = 'must be host:port, for example 127.0.0.1:15001, 0.0.0.0:15006 or [::1]:15000';
+const HEADER_NAME_MESSAGE = 'must be an HTTP header name (letters, digits and !#$%&\'*+-.^_`|~)';
+
+const ADDRESS_PATTERN = '^(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?):[0-9]{1,5}$';
+const HEADER_NAME_PATTERN = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
+const METHOD_PATTERN = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
+const HOST_PATTERN_PATTERN = '^(\\*\\.)?[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?$|^\\[[0-9A-Fa-f:.]+\\]$';
+
+export const Duration = (options: Described) =>
+  Type.Union([Type.String({ pattern: DURATION_PATTERN }), Type.Integer({ minimum: 0 })], {
+    ...options,
+    errorMessage: DURATION_MESSAGE,
+  });
+
+export const Size = (options: Described) =>
+  Type.Union([Type.String({ pattern: SIZE_PATTERN }), Type.Integer({ minimum: 0 })], {
+    ...options,
+    errorMessage: SIZE_MESSAGE,
+  });
+
+export const Ratio = (options: Described) =>
+  Type.Union([Type.Number({ minimum: 0, maximum: 1 }), Type.String({ pattern: PERCENT_PATTERN })], {
+    ...options,
+    errorMessage: RATIO_MESSAGE,
+  });
+
+const Percent = (options: Described) =>
+  Type.Union([Type.Number({ minimum: 0, maximum: 100 }), Type.String({ pattern: PERCENT_PATTERN })], {
+    ...options,
+    errorMessage: PERCENT_MESSAGE,
+  });
+
+const Address = (options: Described) =>
+  Type.String({ ...options, pattern: ADDRESS_PATTERN, errorMessage: ADDRESS_MESSAGE });
+
+const HeaderName = (options: Described) =>
+  Type.String({ ...options, pattern: HEADER_NAME_PATTERN, errorMessage: HEADER_NAME_MESSAGE });
+
+// A plain `enum` rather than TypeBox's union of literals: one error, one completion list.
+function StringEnum<const T extends readonly string[]>(values: T, options: Described) {
+  return Type.Unsafe<T[number]>({ ...options, type: 'string', enum: [...values] });
+}
+
+// A mapping with free keys: `additionalProperties` holds the value schema, which editors
+// understand better than TypeBox's catch-all `patternProperties`.
+const MapOf = <T extends TSchema>(values: T, options: SchemaOptions) =>
+  Type.Unsafe<Record<string, Static<T>>>({ ...options, type: 'object', additionalProperties: values });
+
+const HeaderMap = (options: Described) =>
+  MapOf(Type.String({ title: 'Header value', description: 'An exact header value.' }), {
+    ...options,
+    propertyNames: { pattern: HEADER_NAME_PATTERN },
+  });
+
+const Strict = { additionalProperties: false } as const;
+
+export const FAILURE_KINDS = ['5xx', 'connect-failure', 'reset', 'timeout'] as const;
+export const RETRY_CONDITIONS = ['connect-failure', 'reset', 'timeout', '5xx', 'gateway-error'] as const;
+export const FALLBACK_TRIGGERS = ['circuit-open', 'bulkhead-full', 'timeout', 'upstream-unavailable', '5xx'] as const;
+export const BACKOFF_TYPES = ['none', 'fixed', 'linear', 'exponential'] as const;
+export const JITTERS = ['none', 'full', 'equal', 'decorrelated'] as const;
+export const LOAD_BALANCING = ['round-robin', 'least-request'] as const;
+
+const ListenerSchema = Type.Object(
+  {
+    name: Type.String({
+      title: 'Listener name',
+      description: 'Routes refer to a listener by this name. A route without `listener` belongs to `outbound`.',
+      minLength: 1,
+    }),
+    address: Address({
+      title: 'Listen address',
+      description: 'host:port to accept connections on. IPv6 hosts go in brackets: [::1]:15001.',
+    }),
+    maxConcurrent: Type.Optional(
+      Type.Integer({
+        title: 'Maximum concurrent requests',
+        description:
+          'Load shedding: requests in flight on this listener beyond this number get 503 bulkhead_full. Absent: no limit.',
+        minimum: 1,
+      }),
+    ),
+  },
+  {
+    ...Strict,
+    title: 'Listener',
+    description: 'A port Breakwater accepts HTTP on.',
+  },
+);
+
+const CircuitBreakerSchema = Type.Object(
+  {
+    window: Type.Optional(
+      Duration({
+        title: 'Statistics window',
+        description: 'Sliding time window over which call outcomes are counted.',
+        default: DEFAULTS.circuitBreaker.window,
+      }),
+    ),
+    minRequests: Type.Optional(
+      Type.Integer({
+        title: 'Minimum calls',
+        description: 'No decision is made while the window holds fewer calls than this.',
+        minimum: 1,
+        default: DEFAULTS.circuitBreaker.minRequests,
+      }),
+    ),
+    failureRate: Type.Optional(
+      Ratio({
+        title: 'Failure rate threshold',
+        description: 'The breaker opens when this share of the calls in the window failed (or more).',
+        default: DEFAULTS.circuitBreaker.failureRate,
+      }),
+    ),
+    slowCallDuration: Type.Optional(
+      Duration({
+        title: 'Slow call duration',
+        description: 'A call that takes longer than this counts as slow.',
+        default: DEFAULTS.circuitBreaker.slowCallDuration,
+      }),
+    ),
+    slowCallRate: Type.Optional(
+      Ratio({
+        title: 'Slow call rate threshold',
+        description: 'The breaker opens when this share of the calls in the window was slow (or more). 1.0 turns it off.',
+        default: DEFAULTS.circuitBreaker.slowCallRate,
+      }),
+    ),
+    openFor: Type.Optional(
+      Duration({
+        title: 'Open duration',
+        description: 'How long the breaker stays open before it lets probes through (half-open).',
+        default: DEFAULTS.circuitBreaker.openFor,
+      }),
+    ),
+    openForMax: Type.Optional(
+      Duration({
+        title: 'Maximum open duration',
+        description:
+          'Each consecutive re-open doubles openFor, up to this. Absent: equal to openFor, so the open time does not grow.',
+      }),
+    ),
+    halfOpenRequests: Type.Optional(
+      Type.Integer({
+        title: 'Half-open probes',
+        description: 'Calls let through while half-open; all must succeed for the breaker to close.',
+        minimum: 1,
+        default: DEFAULTS.circuitBreaker.halfOpenRequests,
+      }),
+    ),
+    failOn: Type.Optional(
+      Type.Array(
+        StringEnum(FAILURE_KINDS, {
+          title: 'Failure kind',
+          description: '5xx: a 5xx response; connect-failure: no connection; reset: connection lost before a response; timeout: the attempt timed out.',
+        }),
+        {
+          title: 'Outcomes counted as failures',
+          description: 'Which call outcomes count as failures for the failure rate.',
+          minItems: 1,
+          uniqueItems: true,
+          default: DEFAULTS.circuitBreaker.failOn,
+        },
+      ),
+    ),
+  },
+  {
+    ...Strict,
+    title: 'Circuit breaker',
+    description:
+      'Stops calling a failing destination for a while (503 circuit_open), then probes it. Absent: no breaker.',
+  },
+);
+
+const BulkheadSchema = Type.Object(
+  {
+    maxConcurrent: Type.Integer({
+      title: 'Maximum concurrent calls',
+      description: 'Requests to this upstream allowed in flight at once.',
+      minimum: 1,
+    }),
+    maxQueued: Type.Optional(
+      Type.Integer({
+        title: 'Maximum queued calls',
+        description: 'Requests allowed to wait for a free slot; beyond it, 503 bulkhead_full at once.',
+        minimum: 0,
+        default: DEFAULTS.bulkhead.maxQueued,
+      }),
+    ),
+    queueTimeout: Type.Optional(
+      Duration({
+        title: 'Queue timeout',
+        description: 'How long a queued request waits for a slot before 503 bulkhead_full (never past its deadline).',
+        default: DEFAULTS.bulkhead.queueTimeout,
+      }),
+    ),
+  },
+  {
+    ...Strict,
+    title: 'Bulkhead',
+    description: 'Concurrency isolation for this destination. Absent: no limit.',
+  },
+);
+
+const UpstreamSchema = Type.Object(
+  {
+    endpoints: Type.Array(
+      Type.String({
+        title: 'Endpoint',
+        description: 'An http:// origin: scheme, host and optional port, no path or query.',
+        minLength: 1,
+      }),
+      {
+        title: 'Endpoints',
+        description: 'The origins requests to this upstream are balanced across.',
+        minItems: 1,
+        uniqueItems: true,
+      },
+    ),
+    loadBalancing: Type.Optional(
+      StringEnum(LOAD_BALANCING, {
+        title: 'Load balancing',
+        description: 'round-robin, or least-request (power of two choices).',
+        default: DEFAULTS.upstream.loadBalancing,
+      }),
+    ),
+    connectTimeout: Type.Optional(
+      Duration({
+        title: 'Connect timeout',
+        description: 'How long to wait for a TCP connection to an endpoint.',
+        default: DEFAULTS.upstream.connectTimeout,
+      }),
+    ),
+    maxConnections: Type.Optional(
+      Type.Integer({
+        title: 'Maximum connections',
+        description: 'Connections per endpoint. Absent: no limit.',
+        minimum: 1,
+      }),
+    ),
+    bulkhead: Type.Optional(BulkheadSchema),
+    circuitBreaker: Type.Optional(CircuitBreakerSchema),
+  },
+  {
+    ...Strict,
+    title: 'Upstream',
+    description: 'A destination (like an Istio DestinationRule): its endpoints and the policies shared by every route to it.',
+  },
+);
+
+const MatchSchema = Type.Object(
+  {
+    host: Type.Optional(
+      Type.String({
+        title: 'Host',
+        description:
+          'Host header or absolute-form URI host, port ignored. Exact, or "*.suffix" for any name ending in .suffix (not suffix itself). Absent: any host.',
+        pattern: HOST_PATTERN_PATTERN,
+        errorMessage: 'must be a host name, "*.domain" or a bracketed IPv6 address, without a port',
+      }),
+    ),
+    path: Type.Optional(
+      Type.String({
+        title: 'Exact path',
+        description: 'The request path must equal this (query string ignored). Not together with pathPrefix.',
+        minLength: 1,
+      }),
+    ),
+    pathPrefix: Type.Optional(
+      Type.String({
+        title: 'Path prefix',
+        description: 'Whole segments: /charge matches /charge and /charge/x, not /charges. Not together with path.',
+        minLength: 1,
+      }),
+    ),
+    methods: Type.Optional(
+      Type.Array(
+        Type.String({
+          title: 'Method',
+          description: 'An HTTP method such as GET or POST (case-insensitive).',
+          pattern: METHOD_PATTERN,
+          errorMessage: 'must be an HTTP method such as GET or POST',
+        }),
+        {
+          title: 'Methods',
+          description: 'The request method must be one of these. Absent: any method.',
+          minItems: 1,
+          uniqueItems: true,
+        },
+      ),
+    ),
+    headers: Type.Optional(
+      HeaderMap({
+        title: 'Headers',
+        description:
+          'Request headers that must be present with exactly these values (names case-insensitive). Quote values YAML would read as numbers or booleans: "true".',
+      }),
+    ),
+  },
+  {
+    ...Strict,
+    title: 'Match',
+    description: 'Which requests the route takes. Every given condition must hold. Absent or empty: every request.',
+  },
+);
+
+const BackoffSchema = Type.Object(
+  {
+    type: Type.Optional(
+      StringEnum(BACKOFF_TYPES, {
+        title: 'Backoff type',
+        description:
+          'none: retry at once; fixed: base each time; linear: base × retry number; exponential: base × 2^(retry−1). Capped at max.',
+        default: DEFAULTS.backoff.type,
+      }),
+    ),
+    base: Type.Optional(
+      Duration({
+        title: 'Base delay',
+        description: 'The first retry waits (up to) this long.',
+        default: DEFAULTS.backoff.base,
+      }),
+    ),
+    max: Type.Optional(
+      Duration({
+        title: 'Maximum delay',
+        description: 'No retry waits longer than this. Absent: 10 × base (250ms for the default base).',
+      }),
+    ),
+    jitter: Type.Optional(
+      StringEnum(JITTERS, {
+        title: 'Jitter',
+        description:
+          'none: the computed delay; full: random in [0, delay); equal: delay/2 + random in [0, delay/2); decorrelated: random in [base, 3 × previous delay), capped at max.',
+        default: DEFAULTS.backoff.jitter,
+      }),
+    ),
+  },
+  {
+    ...Strict,
+    title: 'Backoff',
+    description: 'The wait before each retry. Default: exponential, 25ms to 250ms, full jitter.',
+  },
+);
+
+const BudgetSchema = Type.Object(
+  {
+    ratio: Type.Optional(
+      Ratio({
+        title: 'Retry ratio',
+        description: 'Retries may add at most this share of the upstream\'s requests in the window.',
+        default: DEFAULTS.budget.ratio,
+      }),
+    ),
+    minPerSecond: Type.Optional(
+      Type.Number({
+        title: 'Minimum retries per second',
+        description: 'Retries always allowed per second on top of the ratio, so low traffic can still retry.',
+        minimum: 0,
+        default: DEFAULTS.budget.minPerSecond,
+      }),
+    ),
+    window: Type.Optional(
+      Duration({
+        title: 'Budget window',
+        description: 'The time over which requests and retries are counted.',
+        default: DEFAULTS.budget.window,
+      }),
+    ),
+  },
+  {
+    ...Strict,
+    title: 'Retry budget',
+    description: 'Caps retries per upstream (as Linkerd), so a full outage cannot be multiplied by retries.',
+  },
+);
+
+const RetryConditionSchema = Type.Union(
+  [
+    StringEnum(RETRY_CONDITIONS, {
+      title: 'Named condition',
+      description:
+        'connect-failure, reset, timeout (per-try timeout), 5xx (any 5xx response), gateway-error (502, 503, 504).',
+    }),
+    Type.Integer({ title: 'Status code', description: '429 or a code from 500 to 599.', minimum: 100, maximum: 599 }),
+  ],
+  {
+    title: 'Retry condition',
+    description: 'A named condition or a response status code (429 or 5xx).',
+    errorMessage: 'must be connect-failure, reset, timeout, 5xx, gateway-error, 429 or a status code from 500 to 599',
+  },
+);
+
+const RetrySchema = Type.Object(
+  {
+    maxAttempts: Type.Optional(
+      Type.Integer({
+        title: 'Maximum attempts',
+        description: 'Total attempts, the first one included. 1 turns retries off.',
+        minimum: 1,
+        default: DEFAULTS.retry.maxAttempts,
+      }),
+    ),
+    perTryTimeout: Type.Optional(
+      Duration({
+        title: 'Per-try timeout',
+        description: 'Timeout of each attempt. Absent: each attempt may use what is left of the route timeout.',
+      }),
+    ),
+    retryOn: Type.Optional(
+      Type.Array(RetryConditionSchema, {
+        title: 'Retry on',
+        description: 'Outcomes that are retried. Other 4xx than 429 are never retried.',
+        minItems: 1,
+        uniqueItems: true,
+        default: DEFAULTS.retry.retryOn,
+      }),
+    ),
+    backoff: Type.Optional(BackoffSchema),
+    respectRetryAfter: Type.Optional(
+      Type.Boolean({
+        title: 'Respect Retry-After',
+        description: 'On 429/503, wait for Retry-After if it fits in the deadline, else do not retry.',
+        default: DEFAULTS.retry.respectRetryAfter,
+      }),
+    ),
+    budget: Type.Optional(BudgetSchema),
+    bufferLimit: Type.Optional(
+      Size({
+        title: 'Request buffer limit',
+        description: 'Request bodies up to this size are kept for retries; larger bodies stream through and are not retried.',
+        default: DEFAULTS.retry.bufferLimit,
+      }),
+    ),
+  },
+  {
+    ...Strict,
+    title: 'Retry',
+    description:
+      'Retries failed attempts. POST and PATCH are retried only with an Idempotency-Key header or on connect-failure. Absent: no retry.',
+  },
+);
+
+const FallbackStepSchema = Type.Object(
+  {
+    staleCache: Type.Optional(
+      Type.Object(
+        {
+          maxAge: Duration({
+            title: 'Maximum age',
+            description: 'Serve the last good 2xx response to the same GET/HEAD URL if it is at most this old.',
+          }),
+        },
+        { ...Strict, title: 'Stale cache', description: 'Serve the last good response to the same URL.' },
+      ),
+    ),
+    upstream: Type.Optional(
+      Type.String({
+        title: 'Failover upstream',
+        description: 'Send the request to this other upstream (a key of `upstreams`).',
+        minLength: 1,
+      }),
+    ),
+    response: Type.Optional(
+      Type.Object(
+        {
+          status: Type.Integer({ title: 'Status', description: 'HTTP status code of the reply.', minimum: 200, maximum: 599 }),
+          headers: Type.Optional(HeaderMap({ title: 'Headers', description: 'Response headers of the reply.' })),
+          body: Type.Optional(Type.String({ title: 'Body', description: 'Response body of the reply.', default: '' })),
+        },
+        { ...Strict, title: 'Static response', description: 'Reply with this fixed response.' },
+      ),
+    ),
+  },
+  {
+    ...Strict,
+    title: 'Fallback step',
+    description: 'Exactly one of staleCache, upstream or response.',
+    minProperties: 1,
+    maxProperties: 1,
+  },
+);
+
+const FallbackSchema = Type.Object(
+  {
+    on: Type.Optional(
+      Type.Array(
+        StringEnum(FALLBACK_TRIGGERS, {
+          title: 'Trigger',
+          description: 'circuit-open, bulkhead-full, timeout, upstream-unavailable, or 5xx (an upstream 5xx after retries).',
+        }),
+        {
+          title: 'Fallback triggers',
+          description: 'Failures that start the fallback chain.',
+          minItems: 1,
+          uniqueItems: true,
+          default: DEFAULTS.fallback.on,
+        },
+      ),
+    ),
+    chain: Type.Array(FallbackStepSchema, {
+      title: 'Fallback chain',
+      description: 'Tried in order; the first step that yields a response wins.',
+      minItems: 1,
+    }),
+  },
+  { ...Strict, title: 'Fallback', description: 'What to answer when the call fails. Absent: no fallback.' },
+);
+
+const FaultSchema = Type.Object(
+  {
+    delay: Type.Optional(
+      Type.Object(
+        {
+          percent: Percent({ title: 'Delay percentage', description: 'Share of requests delayed, 0 to 100.' }),
+          duration: Duration({ title: 'Delay', description: 'How long the delayed requests wait.' }),
+        },
+        { ...Strict, title: 'Injected delay', description: 'Delay some requests before they are proxied.' },
+      ),
+    ),
+    abort: Type.Optional(
+      Type.Object(
+        {
+          percent: Percent({ title: 'Abort percentage', description: 'Share of requests aborted, 0 to 100.' }),
+          status: Type.Integer({
+            title: 'Abort status',
+            description: 'Status of the injected reply (reason fault_injected).',
+            minimum: 200,
+            maximum: 599,
+          }),
+        },
+        { ...Strict, title: 'Injected abort', description: 'Answer some requests with an error instead of proxying them.' },
+      ),
+    ),
+  },
+  { ...Strict, title: 'Fault injection', description: 'Chaos testing. Absent: off.' },
+);
+
+const RouteSchema = Type.Object(
+  {
+    name: Type.String({
+      title: 'Route name',
+      description: 'Unique name, used in metrics, logs, traces and error replies.',
+      minLength: 1,
+    }),
+    listener: Type.Optional(
+      Type.String({
+        title: 'Listener',
+        description: 'Name of the listener this route serves.',
+        minLength: 1,
+        default: DEFAULTS.routeListener,
+      }),
+    ),
+    match: Type.Optional(MatchSchema),
+    upstream: Type.String({
+      title: 'Upstream',
+      description: 'Name of the upstream (a key of `upstreams`) requests go to.',
+      minLength: 1,
+    }),
+    timeout: Type.Optional(
+      Duration({
+        title: 'Route timeout',
+        description: 'The whole request: all attempts and backoff included. 504 timeout when it fires.',
+        default: DEFAULTS.route.timeout,
+      }),
+    ),
+    circuitBreaker: Type.Optional(
+      Type.Object(CircuitBreakerSchema.properties, {
+        ...Strict,
+        title: 'Route circuit breaker',
+        description: 'Gives this route its own breaker (keyed by route) instead of sharing the upstream\'s.',
+      }),
+    ),
+    retry: Type.Optional(RetrySchema),
+    fallback: Type.Optional(FallbackSchema),
+    fault: Type.Optional(FaultSchema),
+  },
+  {
+    ...Strict,
+    title: 'Route',
+    description: 'Requests matching `match` on `listener` go to `upstream` under these policies. First match in file order wins.',
+  },
+);
+
+export const ConfigSchema = Type.Object(
+  {
+    $schema: Type.Optional(
+      Type.String({ title: 'JSON Schema', description: 'The schema this file follows; ignored by Breakwater.' }),
+    ),
+    listeners: Type.Optional(
+      Type.Array(ListenerSchema, {
+        title: 'Listeners',
+        description: 'Ports that accept HTTP. Absent: outbound on 127.0.0.1:15001 and inbound on 0.0.0.0:15006.',
+        minItems: 1,
+        default: DEFAULTS.listeners,
+      }),
+    ),
+    telemetry: Type.Optional(
+      Type.Object(
+        {
+          address: Type.Optional(
+            Address({
+              title: 'Telemetry address',
+              description: 'Serves /metrics, /healthz and /readyz.',
+              default: DEFAULTS.telemetry.address,
+            }),
+          ),
+        },
+        { ...Strict, title: 'Telemetry', description: 'The metrics and health port.' },
+      ),
+    ),
+    admin: Type.Optional(
+      Type.Object(
+        {
+          address: Type.Optional(
+            Address({
+              title: 'Admin address',
+              description:
+                'Serves /config, /routes, /circuits and /reload. Loopback by default; a non-loopback address here exposes breaker control.',
+              default: DEFAULTS.admin.address,
+            }),
+          ),
+        },
+        { ...Strict, title: 'Admin', description: 'The admin port.' },
+      ),
+    ),
+    shutdown: Type.Optional(
+      Type.Object(
+        {
+          drainTimeout: Type.Optional(
+            Duration({
+              title: 'Drain timeout',
+              description: 'On SIGTERM, how long requests in flight may take to finish before the process exits.',
+              default: DEFAULTS.shutdown.drainTimeout,
+            }),
+          ),
+        },
+        { ...Strict, title: 'Shutdown', description: 'Graceful shutdown.' },
+      ),
+    ),
+    limits: Type.Optional(
+      Type.Object(
+        {
+          maxHeaderBytes: Type.Optional(
+            Size({
+              title: 'Maximum request header size',
+              description: 'Larger request headers get 431.',
+              default: DEFAULTS.limits.maxHeaderBytes,
+            }),
+          ),
+          maxBodyBytes: Type.Optional(
+            Size({
+              title: 'Maximum request body size',
+              description: '0: unlimited (bodies stream). Above a set limit: 413 payload_too_large.',
+              default: DEFAULTS.limits.maxBodyBytes,
+            }),
+          ),
+        },
+        { ...Strict, title: 'Limits', description: 'Request size limits on every listener.' },
+      ),
+    ),
+    upstreams: Type.Optional(
+      MapOf(UpstreamSchema, {
+        title: 'Upstreams',
+        description: 'Destinations by name; routes refer to them by this name. Only these are ever dialled.',
+      }),
+    ),
+    deadline: Type.Optional(
+      Type.Object(
+        {
+          header: Type.Optional(
+            HeaderName({
+              title: 'Deadline header',
+              description: 'Remaining budget in ms, written to upstreams (and to the local service on inbound).',
+              default: DEFAULTS.deadline.header,
+            }),
+          ),
+          accept: Type.Optional(
+            Type.Array(HeaderName({ title: 'Accepted header', description: 'A header carrying the caller\'s budget.' }), {
+              title: 'Accepted deadline headers',
+              description: 'Headers read from callers for their remaining budget.',
+              uniqueItems: true,
+              default: DEFAULTS.deadline.accept,
+            }),
+          ),
+          maxInbound: Type.Optional(
+            Duration({
+              title: 'Maximum inbound budget',
+              description: 'A caller cannot ask for more than this.',
+              default: DEFAULTS.deadline.maxInbound,
+            }),
+          ),
+        },
+        { ...Strict, title: 'Deadline', description: 'Deadline propagation across the call chain.' },
+      ),
+    ),
+    routes: Type.Optional(
+      Type.Array(RouteSchema, {
+        title: 'Routes',
+        description: 'Per listener, the first route that matches in file order wins. No match: 404 no_route.',
+      }),
+    ),
+  },
+  {
+    ...Strict,
+    title: 'Breakwater configuration',
+    description: 'breakwater.yaml: listeners, upstreams, routes and their resilience policies.',
+  },
+);
+
+/** A config file as written, after schema validation and before defaults. */
+export type ConfigFile = Static<typeof ConfigSchema>;
+
+export const SCHEMA_ID = 'urn:breakwater:config';
+export const SCHEMA_DRAFT = 'http://json-schema.org/draft-07/schema#';
+
+/** The JSON Schema document written to config/schema.json and compiled by load.ts. */
+export function configJsonSchema(): Record<string, unknown> {
+  // Round-trip through JSON: drops TypeBox's symbol keys and undefined options.
+  const body = JSON.parse(JSON.stringify(ConfigSchema)) as Record<string, unknown>;
+  return { $schema: SCHEMA_DRAFT, $id: SCHEMA_ID, ...body };
+}
+
+/** The exact text of config/schema.json. */
+export function configJsonSchemaText(): string {
+  return `${JSON.stringify(configJsonSchema(), null, 2)}\n`;
+}
