@@ -114,14 +114,18 @@ class Checker {
     const colon = text.lastIndexOf(':');
     const rawHost = text.slice(0, colon);
     const port = Number(text.slice(colon + 1));
-    if (!Number.isInteger(port) || port < 1 || port > 65535) this.#report(path, `port must be from 1 to 65535, got ${text.slice(colon + 1)}`);
+    // Port 0 asks the system for a free port: how tests run whole processes side by side.
+    if (!Number.isInteger(port) || port > 65535) {
+      this.#report(path, `port must be from 1 to 65535 (or 0 for any free port), got ${text.slice(colon + 1)}`);
+    }
     const host = rawHost.startsWith('[') ? rawHost.slice(1, -1) : rawHost;
     return { host, port };
   }
 
-  /** Two servers cannot listen on the same port of the same (or a wildcard) host. */
+  /** Two servers cannot listen on the same port of the same (or a wildcard) host; port 0 never clashes. */
   distinctAddresses(servers: readonly { path: readonly PathSegment[]; name: string; address: Address }[]): void {
     for (const [index, server] of servers.entries()) {
+      if (server.address.port === 0) continue;
       const clash = servers.slice(0, index).find(
         (other) =>
           other.address.port === server.address.port &&
