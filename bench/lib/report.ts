@@ -1,0 +1,130 @@
+// Markdown tables of the summaries, with each target compared to the reference rows.
+import type { Summary } from './stats.ts';
+
+/** Rows that other rows are compared to, when they were measured. */
+export const throughputBases = ['direct', 'nginx', 'undici-passthrough', 'http-proxy'] as const;
+export const cpuBase = 'undici-passthrough';
+
+const none = '–';
+
+export function formatInteger(value: number): string {
+  return Math.round(value).toLocaleString('en-US');
+}
+
+export function formatFixed(value: number | undefined, digits: number): string {
+  return value === undefined || !Number.isFinite(value) ? none : value.toFixed(digits);
+}
+
+/** a / b to two decimals, or a dash when either side is missing. */
+export function formatRatio(a: number | undefined, b: number | undefined): string {
+  return a === undefined || b === undefined || b === 0 ? none : (a / b).toFixed(2);
+}
+
+function percent(share: number | undefined): string {
+  return share === undefined ? none : (share * 100).toFixed(share < 0.1 ? 1 : 0);
+}
+
+function mebibytes(bytes: number | undefined): string {
+  return bytes === undefined ? none : (bytes / 1024 / 1024).toFixed(1);
+}
+
+function rounds(s: Summary): string {
+  return `${s.roundsUsed}/${s.roundsClean}/${s.roundsRun}`;
+}
+
+function table(header: readonly string[], rightAligned: number, rows: readonly (readonly string[])[]): string {
+  const align = header.map((_, i) => (i < header.length - rightAligned ? '---' : '---:'));
+  return [header, align, ...rows].map((cells) => `| ${cells.join(' | ')} |`).join('\n');
+}
+
+export function saturationTable(summaries: readonly Summary[]): string {
+  const byName = new Map(summaries.map((s) => [s.target, s]));
+  const header = [
+    'target',
+    'req/s median [min–max]',
+    ...throughputBases.map((base) => `× ${base}`),
+    'p50 ms',
+    'p99 ms',
+    'proxy CPU µs/req',
+    `CPU/req × ${cpuBase}`,
+    'proxy core %',
+    'peak RSS MiB',
+    'errors',
+    'rounds used/clean/run',
+    'max foreign CPU %',
+  ];
+  const rows = summaries.map((s) => [
+    s.target,
+    `${formatInteger(s.rps.median)} [${formatInteger(s.rps.min)}–${formatInteger(s.rps.max)}]`,
+    ...throughputBases.map((base) => formatRatio(s.rps.median, byName.get(base)?.rps.median)),
+    formatFixed(s.latencyUs.p50 / 1000, 2),
+    formatFixed(s.latencyUs.p99 / 1000, 2),
+    formatFixed(s.proxyCpuUsPerRequest, 1),
+    formatRatio(s.proxyCpuUsPerRequest, byName.get(cpuBase)?.proxyCpuUsPerRequest),
+    percent(s.proxyCpuShare),
+    mebibytes(s.peakRssBytes),
+    formatInteger(s.errors),
+    rounds(s),
+    percent(s.maxForeignCpuShare),
+  ]);
+  return table(header, header.length - 1, rows);
+}
+
+export function fixedRateTable(summaries: readonly Summary[]): string {
+  const direct = summaries.find((s) => s.target === 'direct');
+  const cpuReference = summaries.find((s) => s.target === cpuBase);
+  const header = [
+    'target',
+    'req/s',
+    'p50 µs',
+    'p90 µs',
+    'p99 µs',
+    'p99.9 µs',
+    'p50 added vs direct µs',
+    'proxy CPU µs/req',
+    `CPU/req × ${cpuBase}`,
+    'proxy core %',
+    'peak RSS MiB',
+    'errors',
+    'rounds used/clean/run',
+    'max foreign CPU %',
+  ];
+  const rows = summaries.map((s) => [
+    s.target,
+    formatInteger(s.rps.median),
+    formatInteger(s.latencyUs.p50),
+    formatInteger(s.latencyUs.p90),
+    formatInteger(s.latencyUs.p99),
+    formatInteger(s.latencyUs.p999),
+    direct === undefined ? none : formatInteger(s.latencyUs.p50 - direct.latencyUs.p50),
+    formatFixed(s.proxyCpuUsPerRequest, 1),
+    formatRatio(s.proxyCpuUsPerRequest, cpuReference?.proxyCpuUsPerRequest),
+    percent(s.proxyCpuShare),
+    mebibytes(s.peakRssBytes),
+    formatInteger(s.errors),
+    rounds(s),
+    percent(s.maxForeignCpuShare),
+  ]);
+  return table(header, header.length - 1, rows);
+}
+
+export interface ReportInput {
+  machine: string;
+  method: string;
+  saturationTitle: string;
+  fixedRateTitle: string;
+  saturation: readonly Summary[];
+  fixedRate: readonly Summary[];
+  /** target name → why it was not measured */
+  notMeasured: ReadonlyMap<string, string>;
+}
+
+export function renderReport(input: ReportInput): string {
+  const parts = [`# Breakwater benchmark`, input.machine, input.method];
+  if (input.saturation.length > 0) parts.push(`## ${input.saturationTitle}`, saturationTable(input.saturation));
+  if (input.fixedRate.length > 0) parts.push(`## ${input.fixedRateTitle}`, fixedRateTable(input.fixedRate));
+  if (input.notMeasured.size > 0) {
+    parts.push('## Not measured', [...input.notMeasured].map(([name, why]) => `- ${name}: ${why}`).join('\n'));
+  }
+  return `${parts.join('\n\n')}\n`;
+}

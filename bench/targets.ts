@@ -1,0 +1,248 @@
+// What the benchmark measures, as data: each target names how its proxy is started. Another
+// Breakwater configuration is one more entry with its YAML template in bench/peers/.
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import type { Child, ChildProcesses } from './lib/processes.ts';
+import { freePort, waitForListening } from './lib/processes.ts';
+import { renderTemplate } from './lib/template.ts';
+
+export const repoRoot = path.join(import.meta.dirname, '..');
+const peersDir = path.join(import.meta.dirname, 'peers');
+const breakwaterEntry = path.join(repoRoot, 'src', 'cli', 'main.ts');
+
+/** Size of the upstream's fixed response body; every target must pass it through whole. */
+export const upstreamBodyBytes = 1024;
+
+export type Launch =
+  | { kind: 'direct' }
+  | { kind: 'nginx'; template: string }
+  | { kind: 'haproxy'; template: string }
+  | { kind: 'node'; script: string }
+  | { kind: 'breakwater'; template: string };
+
+export interface Target {
+  name: string;
+  description: string;
+  launch: Launch;
+}
+
+export const targets: readonly Target[] = [
+  { name: 'direct', description: 'wrk straight to the upstream, no proxy', launch: { kind: 'direct' } },
+  {
+    name: 'nginx',
+    description: 'nginx reverse proxy, 1 worker, upstream keep-alive',
+    launch: { kind: 'nginx', template: 'nginx-proxy.conf.tmpl' },
+  },
+  {
+    name: 'haproxy',
+    description: 'HAProxy, 1 thread, http-reuse always',
+    launch: { kind: 'haproxy', template: 'haproxy.cfg.tmpl' },
+  },
+  {
+    name: 'http-proxy',
+    description: 'node http-proxy with a keep-alive agent',
+    launch: { kind: 'node', script: 'http-proxy.ts' },
+  },
+  {
+    name: 'undici-passthrough',
+    description: 'node:http + undici pool.stream, no policies: the ceiling of one Node process',
+    launch: { kind: 'node', script: 'undici-passthrough.ts' },
+  },
+  {
+    name: 'breakwater',
+    description: 'Breakwater, one route, no policies',
+    launch: { kind: 'breakwater', template: 'breakwater.yaml.tmpl' },
+  },
+  {
+    name: 'breakwater-policies',
+    description: 'Breakwater with deadline, fallback, bulkhead, retry, breaker and timeout on the route',
+    launch: { kind: 'breakwater', template: 'breakwater-policies.yaml.tmpl' },
+  },
+];
+
+export interface Upstream {
+  host: string;
+  port: number;
+}
+
+export interface LaunchContext {
+  children: ChildProcesses;
+  /** Scratch folder of this benchmark run (under os.tmpdir()). */
+  workDir: string;
+  upstream: Upstream;
+  /** taskset CPU list for the proxy. */
+  cores: string;
+}
+
+export interface RunningTarget {
+  url: string;
+  /** The proxy's process, whose tree is measured; absent for direct. */
+  process: Child | undefined;
+  stop(): Promise<void>;
+}
+
+export function hasCommand(command: string): boolean {
+  try {
+    execFileSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Why the target cannot run on this machine, or undefined when it can. */
+export function unavailableReason(target: Target): string | undefined {
+  const launch = target.launch;
+  switch (launch.kind) {
+    case 'direct':
+      return undefined;
+    case 'nginx':
+    case 'haproxy':
+      return hasCommand(launch.kind) ? undefined : `${launch.kind} is not installed (bash scripts/install-system-tools.sh)`;
+    case 'node':
+      return existsSync(path.join(peersDir, launch.script)) ? undefined : `bench/peers/${launch.script} is missing`;
+    case 'breakwater':
+      return existsSync(breakwaterEntry) ? undefined : 'src/cli/main.ts does not exist yet';
+    default:
+      return launch satisfies never;
+  }
+}
+
+let startCount = 0;
+
+/** A fresh folder for one start of a proxy, with its rendered configuration. */
+function prepare(name: string, context: LaunchContext, template: string, values: Record<string, number>, file: string) {
+  startCount += 1;
+  const dir = path.join(context.workDir, `${name}-${startCount}`);
+  mkdirSync(dir, { mode: 0o755 });
+  const config = path.join(dir, file);
+  const text = readFileSync(path.join(peersDir, template), 'utf8');
+  writeFileSync(config, renderTemplate(text, { ...values, WORK: dir, UPSTREAM_HOST: context.upstream.host, UPSTREAM_PORT: context.upstream.port }));
+  return { dir, config, log: path.join(dir, 'stderr.log') };
+}
+
+async function launch(target: Target, context: LaunchContext, port: number): Promise<Child> {
+  const spec = target.launch;
+  const upstreamUrl = `http://${context.upstream.host}:${context.upstream.port}`;
+  switch (spec.kind) {
+    case 'direct':
+      throw new Error('direct has no proxy to launch');
+    case 'nginx': {
+      const files = prepare(target.name, context, spec.template, { PORT: port }, 'nginx.conf');
+      const args = ['-p', files.dir, '-e', 'stderr', '-c', files.config];
+      return context.children.start({ name: target.name, cores: context.cores, command: 'nginx', args, logFile: files.log, stdout: 'log' });
+    }
+    case 'haproxy': {
+      const files = prepare(target.name, context, spec.template, { PORT: port }, 'haproxy.cfg');
+      const args = ['-db', '-f', files.config];
+      return context.children.start({ name: target.name, cores: context.cores, command: 'haproxy', args, logFile: files.log, stdout: 'log' });
+    }
+    case 'node': {
+      const dir = path.join(context.workDir, `${target.name}-${++startCount}`);
+      mkdirSync(dir);
+      const args = [path.join(peersDir, spec.script), '--port', String(port), '--upstream', upstreamUrl];
+      return context.children.start({
+        name: target.name,
+        cores: context.cores,
+        command: process.execPath,
+        args,
+        cwd: repoRoot,
+        logFile: path.join(dir, 'stderr.log'),
+        stdout: 'log',
+      });
+    }
+    case 'breakwater': {
+      const values = { PORT: port, TELEMETRY_PORT: await freePort(), ADMIN_PORT: await freePort() };
+      const files = prepare(target.name, context, spec.template, values, 'breakwater.yaml');
+      // The access log (stdout) is discarded: writing it is a cost users choose separately.
+      return context.children.start({
+        name: target.name,
+        cores: context.cores,
+        command: process.execPath,
+        args: [breakwaterEntry, 'run', '--config', files.config],
+        cwd: repoRoot,
+        logFile: files.log,
+        stdout: 'discard',
+      });
+    }
+    default:
+      return spec satisfies never;
+  }
+}
+
+/** GET / through the target: it must answer 200 with the upstream's whole body. */
+export function checkResponse(url: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const request = http.get(url, { agent: false, timeout: 5000 }, (response) => {
+      let bytes = 0;
+      response.on('data', (chunk: Buffer) => (bytes += chunk.length));
+      response.on('end', () => {
+        if (response.statusCode === 200 && bytes === upstreamBodyBytes) resolve();
+        else reject(new Error(`GET ${url} answered ${response.statusCode} with ${bytes} bytes, expected 200 with ${upstreamBodyBytes}`));
+      });
+      response.on('error', reject);
+    });
+    request.on('timeout', () => request.destroy(new Error(`GET ${url} timed out`)));
+    request.on('error', reject);
+  });
+}
+
+/**
+ * Starts the target's proxy on a free port and checks that it proxies. A port picked free can
+ * be taken before the proxy binds it, so a proxy that exits at start is tried again.
+ */
+export async function startTarget(target: Target, context: LaunchContext): Promise<RunningTarget> {
+  if (target.launch.kind === 'direct') {
+    const url = `http://${context.upstream.host}:${context.upstream.port}/`;
+    return { url, process: undefined, stop: async () => {} };
+  }
+  const readyWithinMs = target.launch.kind === 'breakwater' ? 20_000 : 10_000;
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    const child = await launch(target, context, port);
+    try {
+      await waitForListening(child, port, readyWithinMs);
+      const url = `http://127.0.0.1:${port}/`;
+      await checkResponse(url);
+      return { url, process: child, stop: () => child.stop() };
+    } catch (error) {
+      const exitedByItself = child.hasExited;
+      await child.stop();
+      if (!exitedByItself || attempt === 3) throw error;
+    }
+  }
+}
+
+/** The upstream every target proxies to: nginx on the load core, beside wrk. */
+export async function startUpstream(children: ChildProcesses, workDir: string, cores: string): Promise<{ upstream: Upstream; process: Child }> {
+  for (let attempt = 1; ; attempt++) {
+    const upstream = { host: '127.0.0.1', port: await freePort() };
+    const dir = path.join(workDir, 'upstream');
+    mkdirSync(dir, { recursive: true, mode: 0o755 });
+    const text = readFileSync(path.join(peersDir, 'nginx-upstream.conf.tmpl'), 'utf8');
+    const config = path.join(dir, 'nginx.conf');
+    writeFileSync(
+      config,
+      renderTemplate(text, {
+        WORK: dir,
+        UPSTREAM_HOST: upstream.host,
+        UPSTREAM_PORT: upstream.port,
+        BODY: 'x'.repeat(upstreamBodyBytes),
+        BODY_BYTES: upstreamBodyBytes,
+      }),
+    );
+    const args = ['-p', dir, '-e', 'stderr', '-c', config];
+    const child = children.start({ name: 'upstream nginx', cores, command: 'nginx', args, logFile: path.join(dir, 'stderr.log'), stdout: 'log' });
+    try {
+      await waitForListening(child, upstream.port, 10_000);
+      await checkResponse(`http://${upstream.host}:${upstream.port}/`);
+      return { upstream, process: child };
+    } catch (error) {
+      const exitedByItself = child.hasExited;
+      await child.stop();
+      if (!exitedByItself || attempt === 3) throw error;
+    }
+  }
+}
