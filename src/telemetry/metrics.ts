@@ -1,0 +1,270 @@
+// Breakwater's Prometheus metrics. Every family is declared once in `families` below: the names,
+// types, help texts and label names there are what users' dashboards and alerts depend on, so
+// they change only with a release note. Label values come from the config (listener, route and
+// upstream names) or from small closed sets (status codes, reasons, outcomes), never from paths
+// or ids, so the number of series stays bounded.
+
+import { readFileSync } from 'node:fs';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+// package.json sits two levels up both from src/telemetry/ and from the built dist/telemetry/.
+const breakwaterVersion = (
+  JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+).version;
+
+/** Seconds. From half a millisecond (a local hop) to 30 s (beyond any sane route timeout). */
+const latencyBuckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+const families = {
+  requests: {
+    type: 'counter',
+    name: 'breakwater_requests_total',
+    help: 'Client requests answered, by final status code. reason is the x-breakwater-reason of a response Breakwater made itself, empty when the upstream answered.',
+    labelNames: ['listener', 'route', 'upstream', 'code', 'reason'],
+  },
+  requestDuration: {
+    type: 'histogram',
+    name: 'breakwater_request_duration_seconds',
+    help: 'Time from receiving a client request to finishing its response, all attempts and backoff included.',
+    labelNames: ['listener', 'route', 'upstream'],
+    buckets: latencyBuckets,
+  },
+  requestsInFlight: {
+    type: 'gauge',
+    name: 'breakwater_requests_in_flight',
+    help: 'Client requests received and not yet finished.',
+    labelNames: ['listener'],
+  },
+  attempts: {
+    type: 'counter',
+    name: 'breakwater_upstream_attempts_total',
+    help: 'Attempts sent to upstreams, retries included. outcome is response, connect-failure, reset or timeout; code is the status when outcome is response, else empty.',
+    labelNames: ['route', 'upstream', 'outcome', 'code'],
+  },
+  attemptDuration: {
+    type: 'histogram',
+    name: 'breakwater_upstream_attempt_duration_seconds',
+    help: 'Time from starting an upstream attempt to its outcome (response headers, failure or timeout).',
+    labelNames: ['route', 'upstream'],
+    buckets: latencyBuckets,
+  },
+  reloads: {
+    type: 'counter',
+    name: 'breakwater_config_reloads_total',
+    help: 'Config reloads by result (success or failure). A failed reload keeps the running config.',
+    labelNames: ['result'],
+  },
+  lastReloadSuccess: {
+    type: 'gauge',
+    name: 'breakwater_config_last_reload_success_timestamp_seconds',
+    help: 'Unix time of the last successful config reload; 0 when none since start.',
+    labelNames: [],
+  },
+  configInfo: {
+    type: 'gauge',
+    name: 'breakwater_config_info',
+    help: 'Always 1; hash identifies the config in force.',
+    labelNames: ['hash'],
+  },
+  buildInfo: {
+    type: 'gauge',
+    name: 'breakwater_build_info',
+    help: 'Always 1; the Breakwater version and the Node.js version running it.',
+    labelNames: ['version', 'node_version'],
+  },
+} as const;
+
+export interface RequestSample {
+  listener: string;
+  /** undefined when no route matched. */
+  route: string | undefined;
+  /** undefined when the request never had an upstream (no route, deadline spent on arrival). */
+  upstream: string | undefined;
+  status: number;
+  /** x-breakwater-reason when Breakwater answered itself; undefined when the upstream answered. */
+  reason: string | undefined;
+  durationMs: number;
+  method: string;
+}
+
+export interface AttemptSample {
+  route: string;
+  upstream: string;
+  endpoint?: string;
+  outcome: 'response' | 'connect-failure' | 'reset' | 'timeout';
+  /** The upstream's status when outcome is 'response'. */
+  status?: number;
+  durationMs: number;
+}
+
+export interface Metrics {
+  readonly registry: Registry;
+  /** Once per client request, when it finishes. */
+  recordRequest(s: RequestSample): void;
+  /** Once per upstream attempt. */
+  recordAttempt(s: AttemptSample): void;
+  requestStarted(listener: string): void;
+  requestFinished(listener: string): void;
+  recordReload(result: 'success' | 'failure', wallTimeMs: number): void;
+  /** Sets breakwater_config_info{hash} to 1 and drops the series of any previous hash. */
+  setConfigInfo(hash: string): void;
+  /** The Prometheus text exposition format (`registry.contentType`). */
+  render(): Promise<string>;
+}
+
+// prom-client exports these gauges with a `_total` suffix, which Prometheus reserves for
+// counters (promtool rejects them). Each is the sum of its per-type sibling that stays
+// exported (nodejs_active_handles{type}, ...), so nothing is lost.
+const misnamedDefaultMetrics = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
+
+interface CounterChild {
+  inc(value: number): void;
+}
+interface HistogramChild {
+  observe(value: number): void;
+}
+
+/** One counter series and its duration histogram series. */
+interface TimedSeries {
+  /** Increments not yet handed to prom-client; they are added when the registry is read. */
+  pending: number;
+  readonly count: CounterChild;
+  readonly duration: HistogramChild;
+}
+
+/**
+ * Resolves a tuple of label values to its series with one Map lookup per label. The values are
+ * mostly the same string instances call after call (names from the config), whose hashes V8
+ * keeps, so this costs a few tens of ns where building and hashing a joined key string costs
+ * several times more.
+ */
+class SeriesIndex<S> {
+  /** Every series created so far, for the flush before each read. */
+  readonly all: S[] = [];
+  readonly #root = new Map<string | number, unknown>();
+  readonly #create: (labelValues: readonly string[]) => S;
+
+  constructor(create: (labelValues: readonly string[]) => S) {
+    this.#create = create;
+  }
+
+  get(labelValues: readonly (string | number)[]): S {
+    let node = this.#root;
+    const last = labelValues.length - 1;
+    for (let i = 0; i < last; i++) {
+      const value = labelValues[i] as string | number;
+      let next = node.get(value) as Map<string | number, unknown> | undefined;
+      if (next === undefined) {
+        next = new Map();
+        node.set(value, next);
+      }
+      node = next;
+    }
+    const leaf = labelValues[last] as string | number;
+    let series = node.get(leaf) as S | undefined;
+    if (series === undefined) {
+      series = this.#create(labelValues.map(String));
+      node.set(leaf, series);
+      this.all.push(series);
+    }
+    return series;
+  }
+}
+
+function flushPending(all: readonly TimedSeries[]): void {
+  for (const series of all) {
+    if (series.pending > 0) {
+      series.count.inc(series.pending);
+      series.pending = 0;
+    }
+  }
+}
+
+export function createMetrics(): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  for (const name of misnamedDefaultMetrics) registry.removeSingleMetric(name);
+
+  // The hot path keeps plain numbers and hands them to prom-client when the registry is read
+  // (its `collect` hook): a prom-client increment validates and hashes the label set on every
+  // call, which would cost more than the rest of recordRequest together. Histograms have no
+  // batch API, so they are observed per call through their cached series.
+  const inFlightByListener = new Map<string, number>();
+
+  const requests = new Counter({ ...families.requests, registers: [registry], collect: (): void => flushPending(requestSeries.all) });
+  const requestDuration = new Histogram({ ...families.requestDuration, registers: [registry] });
+  // Registered through `registers`; its only writer is its own collect hook.
+  new Gauge({
+    ...families.requestsInFlight,
+    registers: [registry],
+    collect() {
+      for (const [listener, count] of inFlightByListener) this.labels(listener).set(count);
+    },
+  });
+  const attempts = new Counter({ ...families.attempts, registers: [registry], collect: (): void => flushPending(attemptSeries.all) });
+  const attemptDuration = new Histogram({ ...families.attemptDuration, registers: [registry] });
+  const reloads = new Counter({ ...families.reloads, registers: [registry] });
+  const lastReloadSuccess = new Gauge({ ...families.lastReloadSuccess, registers: [registry] });
+  const configInfo = new Gauge({ ...families.configInfo, registers: [registry] });
+  const buildInfo = new Gauge({ ...families.buildInfo, registers: [registry] });
+
+  // listener, route, upstream, code, reason
+  const requestSeries: SeriesIndex<TimedSeries> = new SeriesIndex(([listener = '', route = '', upstream = '', code = '', reason = '']) => ({
+    pending: 0,
+    count: requests.labels(listener, route, upstream, code, reason),
+    duration: requestDuration.labels(listener, route, upstream),
+  }));
+  // route, upstream, outcome, code
+  const attemptSeries: SeriesIndex<TimedSeries> = new SeriesIndex(([route = '', upstream = '', outcome = '', code = '']) => ({
+    pending: 0,
+    count: attempts.labels(route, upstream, outcome, code),
+    duration: attemptDuration.labels(route, upstream),
+  }));
+
+  // Both results exist from the start, so `increase(...{result="failure"}[5m])` works before
+  // the first failure.
+  reloads.labels('success').inc(0);
+  reloads.labels('failure').inc(0);
+  lastReloadSuccess.set(0);
+  buildInfo.labels(breakwaterVersion, process.version).set(1);
+
+  return {
+    registry,
+
+    recordRequest(s) {
+      // No route or upstream is the empty label value: it cannot clash with a configured name.
+      const series = requestSeries.get([s.listener, s.route ?? '', s.upstream ?? '', s.status, s.reason ?? '']);
+      series.pending++;
+      series.duration.observe(s.durationMs / 1000);
+    },
+
+    recordAttempt(s) {
+      const code = s.outcome === 'response' && s.status !== undefined ? s.status : '';
+      const series = attemptSeries.get([s.route, s.upstream, s.outcome, code]);
+      series.pending++;
+      series.duration.observe(s.durationMs / 1000);
+    },
+
+    requestStarted(listener) {
+      inFlightByListener.set(listener, (inFlightByListener.get(listener) ?? 0) + 1);
+    },
+
+    requestFinished(listener) {
+      inFlightByListener.set(listener, (inFlightByListener.get(listener) ?? 0) - 1);
+    },
+
+    recordReload(result, wallTimeMs) {
+      reloads.labels(result).inc();
+      if (result === 'success') lastReloadSuccess.set(wallTimeMs / 1000);
+    },
+
+    setConfigInfo(hash) {
+      configInfo.reset();
+      configInfo.labels(hash).set(1);
+    },
+
+    render() {
+      return registry.metrics();
+    },
+  };
+}
