@@ -1,0 +1,104 @@
+import { describe, expect, it } from 'vitest';
+import { formatRatio, saturationTable } from '../../../bench/lib/report.ts';
+import type { Sample } from '../../../bench/lib/stats.ts';
+import { median, roundsToUse, summarise } from '../../../bench/lib/stats.ts';
+import { renderTemplate } from '../../../bench/lib/template.ts';
+import { errorCount, parseWrkReport, requestsPerSecond } from '../../../bench/lib/wrk.ts';
+
+const reportLine =
+  'BENCH_WRK_JSON {"requests":20000,"durationUs":10000000,"bytes":20480000,"pacing":"fixed-rate",' +
+  '"latencyUs":{"mean":210.5,"p50":180,"p90":260,"p99":400,"p999":1900,"max":5000},' +
+  '"errors":{"connect":0,"read":1,"write":0,"status":2,"timeout":3}}';
+
+function sample(overrides: Partial<Sample>): Sample {
+  return {
+    target: 'nginx',
+    phase: 'saturation',
+    round: 1,
+    requests: 500_000,
+    rps: 50_000,
+    errors: 0,
+    latencyUs: { p50: 800, p90: 1200, p99: 1800, p999: 3000 },
+    proxyCpuUsPerRequest: 18,
+    proxyCpuShare: 0.9,
+    peakRssBytes: 7 * 1024 * 1024,
+    foreignCpuShare: 0.01,
+    coreBusy: [1, 0.9],
+    clean: true,
+    ...overrides,
+  };
+}
+
+describe('wrk report', () => {
+  it('reads the report line among wrk’s usual output', () => {
+    const output = `Running 10s test @ http://127.0.0.1:1/\n  1 threads and 50 connections\n${reportLine}\n`;
+    const report = parseWrkReport(output);
+    expect(report.latencyUs.p99).toBe(400);
+    expect(report.pacing).toBe('fixed-rate');
+    expect(requestsPerSecond(report)).toBe(2000);
+    expect(errorCount(report)).toBe(6);
+  });
+
+  it('refuses output without a report line, showing what wrk said', () => {
+    expect(() => parseWrkReport('unable to connect to 127.0.0.1:1 Connection refused\n')).toThrow(/Connection refused/);
+  });
+
+  it('refuses a report with a missing field instead of reading it as zero', () => {
+    const broken = reportLine.replace('"p99":400,', '');
+    expect(() => parseWrkReport(broken)).toThrow('latencyUs.p99');
+  });
+});
+
+describe('summaries over rounds', () => {
+  it('takes the middle value, or the mean of the two middle ones', () => {
+    expect(median([3, 1, 2])).toBe(2);
+    expect(median([4, 1, 3, 2])).toBe(2.5);
+  });
+
+  it('uses only clean rounds when at least two are clean', () => {
+    const rounds = [sample({ round: 1, rps: 10 }), sample({ round: 2, clean: false, rps: 99 }), sample({ round: 3, rps: 30 })];
+    expect(roundsToUse(rounds).map((s) => s.round)).toEqual([1, 3]);
+    const summary = summarise(rounds);
+    expect(summary.rps).toEqual({ median: 20, min: 10, max: 30 });
+    expect([summary.roundsUsed, summary.roundsClean, summary.roundsRun]).toEqual([2, 2, 3]);
+  });
+
+  it('falls back to every round when fewer than two are clean', () => {
+    const rounds = [sample({ round: 1, clean: false }), sample({ round: 2 }), sample({ round: 3, clean: false })];
+    expect(roundsToUse(rounds)).toHaveLength(3);
+  });
+
+  it('reports the largest peak RSS and the total of errors over the rounds used', () => {
+    const summary = summarise([sample({ peakRssBytes: 5, errors: 1 }), sample({ peakRssBytes: 9, errors: 2 })]);
+    expect(summary.peakRssBytes).toBe(9);
+    expect(summary.errors).toBe(3);
+  });
+});
+
+describe('tables', () => {
+  it('compares each row with the reference rows that were measured', () => {
+    const direct = summarise([sample({ target: 'direct', rps: 100_000, proxyCpuUsPerRequest: undefined, proxyCpuShare: undefined, peakRssBytes: undefined })]);
+    const nginx = summarise([sample({ target: 'nginx', rps: 50_000 })]);
+    const lines = saturationTable([direct, nginx]).split('\n');
+    const header = lines[0]?.split(' | ') ?? [];
+    const nginxRow = lines.find((l) => l.startsWith('| nginx '))?.split(' | ') ?? [];
+    expect(nginxRow[header.indexOf('× direct')]).toBe('0.50');
+    expect(nginxRow[header.indexOf('× nginx')]).toBe('1.00');
+    // undici-passthrough was not measured: nothing to compare with
+    expect(nginxRow[header.indexOf('× undici-passthrough')]).toBe('–');
+    expect(nginxRow[1]).toBe('50,000 [50,000–50,000]');
+  });
+
+  it('shows a dash rather than a ratio to nothing', () => {
+    expect(formatRatio(5, undefined)).toBe('–');
+    expect(formatRatio(5, 0)).toBe('–');
+    expect(formatRatio(1, 3)).toBe('0.33');
+  });
+});
+
+describe('peer configuration templates', () => {
+  it('fills every placeholder and refuses one without a value', () => {
+    expect(renderTemplate('listen @HOST@:@PORT@;', { HOST: '127.0.0.1', PORT: 8080 })).toBe('listen 127.0.0.1:8080;');
+    expect(() => renderTemplate('listen @PORT@; pid @WORK@/x.pid;', { PORT: 1 })).toThrow('@WORK@');
+  });
+});
