@@ -4,6 +4,7 @@
 // proxy pinned to its own core while wrk and the upstream share the other. Every round runs
 // every target once, in a rotated order, so that a slow minute of the machine spreads over
 // all targets instead of landing on one; tables show medians over the rounds.
+import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -206,6 +207,17 @@ class Benchmark {
   }
 }
 
+/** The commit Breakwater was measured at, marked when src/ had changes not yet committed. */
+function sourceRevision(): string {
+  try {
+    const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: repoRoot, encoding: 'utf8' }).trim();
+    const changed = execFileSync('git', ['status', '--porcelain', '--', 'src'], { cwd: repoRoot, encoding: 'utf8' }).trim();
+    return changed === '' ? commit : `${commit} with uncommitted changes in src/`;
+  } catch {
+    return 'unknown (not a git checkout)';
+  }
+}
+
 function timestampForFile(date: Date): string {
   return `${date.toISOString().slice(0, 19).replace(/:/g, '-')}Z`;
 }
@@ -244,7 +256,7 @@ async function main(): Promise<void> {
       if (reason !== undefined) benchmark.notMeasured.set(target.name, `unavailable: ${reason}`);
     }
 
-    const machine = describeMachine(repoRoot, startedAt);
+    const machine = `${describeMachine(repoRoot, startedAt)} · Breakwater ${sourceRevision()}`;
     const count = options.targets.length - benchmark.notMeasured.size;
     const perRunS = 1.5 + options.warmupS + options.durationS;
     const minutes = Math.ceil((count * options.rounds * phases.length * perRunS) / 60);
