@@ -174,18 +174,20 @@ class Checker {
 
   /** An http:// origin; returned without a trailing slash, userinfo kept. */
   endpoint(path: readonly PathSegment[], text: string): string {
-    let url: URL;
+    let url: URL | undefined;
     try {
       url = new URL(text);
     } catch {
-      this.#report(path, `"${text}" is not a URL; write an http:// origin such as http://payments:8080`);
-      return text;
+      url = undefined;
     }
-    if (url.protocol !== 'http:') {
-      this.#report(path, `only http:// endpoints are supported, got ${url.protocol}//`);
+    if (url?.protocol === 'https:') {
+      this.#report(path, `only http:// endpoints are supported (Breakwater does not speak TLS to upstreams), got "${text}"`);
+    } else if (url?.protocol !== 'http:' || url.host === '') {
+      this.#report(path, `endpoint must be an http:// origin such as http://payments:8080, got "${text}"`);
     } else if (url.pathname !== '/' || url.search !== '' || url.hash !== '') {
       this.#report(path, `endpoint must be an origin without path or query (http://host:port), got "${text}"`);
     }
+    if (!url) return text;
     const userinfo = url.username || url.password ? `${url.username}${url.password ? `:${url.password}` : ''}@` : '';
     return `${url.protocol}//${userinfo}${url.host}`;
   }
