@@ -24,8 +24,6 @@ export interface BreakwaterOptions {
   readonly clock?: Clock;
   readonly random?: Random;
   readonly logger?: Logger;
-  /** Follow changes of `configPath` on disk (default true when a path is given). */
-  readonly watch?: boolean;
 }
 
 export type ReloadResult = { ok: true; changed: boolean } | { ok: false; problems: string[] };
@@ -64,6 +62,7 @@ export class Breakwater {
   #closers: (() => Promise<void> | void)[] = [];
   #ready = false;
   #draining = false;
+  #drained: Promise<void> | undefined;
   #reloading: Promise<unknown> = Promise.resolve();
   #telemetryPort = 0;
   #adminPort = 0;
@@ -261,8 +260,12 @@ export class Breakwater {
    * closed, requests in flight finish (with `Connection: close`) until `drainTimeout`, then
    * everything closes.
    */
-  async drain(): Promise<void> {
-    if (this.#draining) return;
+  drain(): Promise<void> {
+    this.#drained ??= this.#drain();
+    return this.#drained;
+  }
+
+  async #drain(): Promise<void> {
     this.#draining = true;
     this.logger.info({ drainTimeoutMs: this.#state.config.shutdown.drainTimeoutMs }, 'draining');
     const listeners = [...this.#listeners.values()].map((running) => running.listener);
@@ -306,7 +309,7 @@ export async function startBreakwater(options: { config: Config; configPath: str
       },
     );
   };
-  process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
   return breakwater;
 }

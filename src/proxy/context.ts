@@ -1,4 +1,5 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
 import type { ProxyError } from './errors.ts';
 
 /** Everything the layers and the upstream client need to know about one client request. */
@@ -12,7 +13,7 @@ export interface ProxyRequest {
   /** Headers to send upstream, as a flat [name, value, ...] list, hop-by-hop headers removed. */
   readonly headers: string[];
   /** The request body, or null when the request has none. */
-  readonly body: IncomingMessage | null;
+  readonly body: Readable | null;
   readonly requestId: string;
   /** Monotonic ms when the request arrived. */
   readonly startedAt: number;

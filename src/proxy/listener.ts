@@ -146,7 +146,6 @@ export class Listener {
     const method = req.method ?? 'GET';
     const incomingId = req.headers['x-request-id'];
     const requestId = typeof incomingId === 'string' && incomingId !== '' ? incomingId : randomUUID();
-    if (options.draining()) res.shouldKeepAlive = false;
 
     this.#inFlight += 1;
     options.observer.requestStarted(this.name);
@@ -224,6 +223,7 @@ export class Listener {
           return;
         }
         fallback = response.fallback;
+        if (options.draining()) res.shouldKeepAlive = false;
         res.writeHead(response.status, clientResponseHeaders(response.headers, request.attempts));
         response.body.pipeTo(res).catch((error: unknown) => {
           // The head is already out: all that is left is to cut the response short.
@@ -235,6 +235,7 @@ export class Listener {
         const failure = error instanceof ProxyError ? error : new ProxyError('upstream_unavailable', { cause: error });
         if (res.destroyed) return;
         reason = failure.reason;
+        if (options.draining()) res.shouldKeepAlive = false;
         sendLocalReply(res, failure, { route: route.name, upstream: route.upstream, requestId, attempts: request.attempts }, failure.reason === 'payload_too_large');
       },
     );
@@ -251,7 +252,8 @@ export class Listener {
     route?: ActiveRoute,
   ): void {
     // An unread body would otherwise be drained to keep the connection: close it instead.
-    const closeConnection = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
+    const closeConnection =
+      this.#options.draining() || req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
     res.once('close', () =>
       this.#finished(req, res, { route, startedAt, requestId, path, reason: error.reason, fallback: undefined, attempts: 0 }),
     );

@@ -1,0 +1,91 @@
+import { request } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ephemeralAddresses, startBreakwater, type RunningBreakwater } from '../support/breakwater.ts';
+import { rawRequest } from '../support/raw-http.ts';
+import { startUpstream, type UpstreamServer } from '../support/upstream-server.ts';
+
+describe('bad input', () => {
+  let upstream: UpstreamServer;
+  let proxy: RunningBreakwater;
+  let port: number;
+
+  beforeAll(async () => {
+    upstream = await startUpstream();
+    proxy = await startBreakwater(`${ephemeralAddresses}
+limits: {maxHeaderBytes: 4KiB, maxBodyBytes: 1KiB}
+upstreams:
+  app: {endpoints: ["${upstream.origin}"]}
+routes:
+  - {name: app, match: {pathPrefix: /}, upstream: app}
+`);
+    port = Number(new URL(proxy.url()).port);
+  });
+
+  afterAll(async () => {
+    await proxy.stop();
+    await upstream.close();
+  });
+
+  function statusLine(text: string): string {
+    return text.slice(0, text.indexOf('\r\n'));
+  }
+
+  it('answers malformed HTTP with 400 and closes the connection', async () => {
+    const before = upstream.connections;
+    const exchange = await rawRequest(port, 'GARBAGE\r\n\r\n');
+    expect(statusLine(exchange.text)).toBe('HTTP/1.1 400 Bad Request');
+    expect(exchange.text).toMatch(/x-breakwater-reason: bad_request/);
+    expect(exchange.closed).toBe(true);
+    expect(upstream.connections).toBe(before);
+  });
+
+  it('answers oversized request headers with 431', async () => {
+    const exchange = await rawRequest(port, `GET / HTTP/1.1\r\nHost: app\r\nx-big: ${'a'.repeat(8 * 1024)}\r\n\r\n`);
+    expect(statusLine(exchange.text)).toBe('HTTP/1.1 431 Request Header Fields Too Large');
+    expect(exchange.text).toMatch(/x-breakwater-reason: headers_too_large/);
+    expect(exchange.closed).toBe(true);
+  });
+
+  it('rejects Content-Length together with Transfer-Encoding before any upstream sees it', async () => {
+    const before = upstream.requests.length;
+    const exchange = await rawRequest(
+      port,
+      'POST / HTTP/1.1\r\nHost: app\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: app\r\n\r\n',
+    );
+    expect(statusLine(exchange.text)).toBe('HTTP/1.1 400 Bad Request');
+    expect(exchange.closed).toBe(true);
+    expect(upstream.requests.length).toBe(before);
+  });
+
+  it('rejects two different Content-Length values before any upstream sees them', async () => {
+    const before = upstream.requests.length;
+    const exchange = await rawRequest(port, 'POST / HTTP/1.1\r\nHost: app\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde');
+    expect(statusLine(exchange.text)).toBe('HTTP/1.1 400 Bad Request');
+    expect(exchange.closed).toBe(true);
+    expect(upstream.requests.length).toBe(before);
+  });
+
+  it('answers 413 when Content-Length is over the body limit, without dialling the upstream', async () => {
+    const before = upstream.requests.length;
+    const response = await request(`${proxy.url()}/upload`, { method: 'POST', body: 'x'.repeat(2048) });
+    expect(response.statusCode).toBe(413);
+    expect(response.headers['x-breakwater-reason']).toBe('payload_too_large');
+    await response.body.dump();
+    expect(upstream.requests.length).toBe(before);
+  });
+
+  it('answers 413 when a chunked body grows past the limit', async () => {
+    const exchange = await rawRequest(
+      port,
+      `POST /upload HTTP/1.1\r\nHost: app\r\nTransfer-Encoding: chunked\r\n\r\n800\r\n${'x'.repeat(2048)}\r\n0\r\n\r\n`,
+    );
+    expect(statusLine(exchange.text)).toBe('HTTP/1.1 413 Payload Too Large');
+    expect(exchange.text).toMatch(/x-breakwater-reason: payload_too_large/);
+  });
+
+  it('passes a body under the limit', async () => {
+    const response = await request(`${proxy.url()}/upload`, { method: 'POST', body: 'x'.repeat(512) });
+    expect(response.statusCode).toBe(200);
+    expect(await response.body.json()).toMatchObject({ bodyBytes: 512 });
+  });
+});
