@@ -13,6 +13,7 @@ import { buildRouteHandler } from './stack/build.ts';
 import { createLogger, writeAccessLog } from './telemetry/logger.ts';
 import { createMetrics, type Metrics } from './telemetry/metrics.ts';
 import { startTelemetryServer } from './telemetry/server.ts';
+import type { AttemptObserver } from './upstream/forward.ts';
 import { Upstream } from './upstream/upstream.ts';
 
 export interface BreakwaterOptions {
@@ -67,6 +68,7 @@ export class Breakwater {
   #telemetryPort = 0;
   #adminPort = 0;
   readonly #observer: ListenerObserver;
+  readonly #observeAttempt: AttemptObserver;
 
   constructor(options: BreakwaterOptions) {
     this.clock = options.clock ?? systemClock;
@@ -74,6 +76,7 @@ export class Breakwater {
     this.logger = options.logger ?? createLogger();
     this.metrics = createMetrics();
     this.configPath = options.configPath;
+    this.#observeAttempt = (attempt) => this.metrics.recordAttempt(attempt);
     this.#state = this.#build(options.config, options.configHash ?? hashOf(JSON.stringify(redactConfig(options.config))), undefined);
     this.metrics.setConfigInfo(this.#state.hash);
     const metrics = this.metrics;
@@ -116,7 +119,11 @@ export class Breakwater {
       upstream: route.upstream,
       timeoutMs: route.timeoutMs,
       match: route.match,
-      handler: buildRouteHandler(route, upstreams.get(route.upstream)!),
+      handler: buildRouteHandler(route, {
+        upstream: upstreams.get(route.upstream)!,
+        clock: this.clock,
+        observeAttempt: this.#observeAttempt,
+      }),
     }));
     return {
       config,

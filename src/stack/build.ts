@@ -1,6 +1,7 @@
 import type { RouteConfig } from '../config/types.ts';
+import type { Clock } from '../runtime/clock.ts';
+import { forwardTo, type AttemptObserver } from '../upstream/forward.ts';
 import type { Upstream } from '../upstream/upstream.ts';
-import { forwardTo } from '../upstream/forward.ts';
 import { compose, type Handler, type Layer } from './handler.ts';
 
 /**
@@ -8,7 +9,13 @@ import { compose, type Handler, type Layer } from './handler.ts';
  * timeout is not a layer: it bounds the whole exchange, response body included, so the
  * listener owns it (src/proxy/listener.ts).
  */
-export function buildRouteHandler(_route: RouteConfig, upstream: Upstream): Handler {
+export interface RouteDependencies {
+  readonly upstream: Upstream;
+  readonly clock: Clock;
+  readonly observeAttempt: AttemptObserver;
+}
+
+export function buildRouteHandler(_route: RouteConfig, dependencies: RouteDependencies): Handler {
   const layers: Layer[] = [];
-  return compose(layers, forwardTo(upstream));
+  return compose(layers, forwardTo(dependencies.upstream, dependencies.clock, dependencies.observeAttempt));
 }

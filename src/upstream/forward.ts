@@ -1,11 +1,30 @@
 import type { ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
 import type { ProxyRequest, ResponseBody, UpstreamResponse } from '../proxy/context.ts';
-import { fromUpstreamError, type ProxyError } from '../proxy/errors.ts';
+import { fromUpstreamError, type AttemptFailure, type ProxyError } from '../proxy/errors.ts';
+import type { Clock } from '../runtime/clock.ts';
 import type { Handler } from '../stack/handler.ts';
 import type { Endpoint, Upstream } from './upstream.ts';
 
 type Controller = Dispatcher.DispatchController;
+
+/** How one attempt ended: with a response head, or with a failure before one. */
+export interface AttemptOutcome {
+  readonly route: string;
+  readonly upstream: string;
+  readonly endpoint: string;
+  readonly outcome: 'response' | AttemptFailure;
+  readonly status: number | undefined;
+  /** From sending the attempt to its outcome. */
+  readonly durationMs: number;
+}
+
+export type AttemptObserver = (outcome: AttemptOutcome) => void;
+
+interface AttemptContext {
+  readonly clock: Clock;
+  readonly observe: AttemptObserver;
+}
 
 /**
  * One attempt on one endpoint, as an undici dispatch handler. It resolves at the response
@@ -15,6 +34,9 @@ type Controller = Dispatcher.DispatchController;
 class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
   readonly #request: ProxyRequest;
   readonly #endpoint: Endpoint;
+  readonly #context: AttemptContext;
+  readonly #startedAt: number;
+  #observed = false;
   #resolve: ((response: UpstreamResponse) => void) | null;
   #reject: ((error: ProxyError) => void) | null;
   #controller: Controller | null = null;
@@ -28,11 +50,14 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
   constructor(
     request: ProxyRequest,
     endpoint: Endpoint,
+    context: AttemptContext,
     resolve: (response: UpstreamResponse) => void,
     reject: (error: ProxyError) => void,
   ) {
     this.#request = request;
     this.#endpoint = endpoint;
+    this.#context = context;
+    this.#startedAt = context.clock.now();
     this.#resolve = resolve;
     this.#reject = reject;
     request.cancelAttempt = (reason) => this.#cancel(reason);
@@ -56,6 +81,7 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
   onResponseStart(controller: Controller, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
     // Hold the body until someone decides where it goes.
     controller.pause();
+    this.#observe('response', statusCode);
     const resolve = this.#resolve;
     this.#resolve = null;
     this.#reject = null;
@@ -85,7 +111,21 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
     this.#fail(fromUpstreamError(error));
   }
 
+  #observe(outcome: AttemptOutcome['outcome'], status: number | undefined): void {
+    if (this.#observed) return;
+    this.#observed = true;
+    this.#context.observe({
+      route: this.#request.route,
+      upstream: this.#request.upstream,
+      endpoint: this.#endpoint.origin,
+      outcome,
+      status,
+      durationMs: this.#context.clock.now() - this.#startedAt,
+    });
+  }
+
   #fail(error: ProxyError): void {
+    this.#observe(error.attemptFailure ?? 'reset', undefined);
     this.#failed = error;
     const reject = this.#reject;
     this.#resolve = null;
@@ -129,7 +169,8 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
 }
 
 /** The terminal handler: one attempt on an endpoint the upstream's balancer picks. */
-export function forwardTo(upstream: Upstream): Handler {
+export function forwardTo(upstream: Upstream, clock: Clock, observe: AttemptObserver): Handler {
+  const context: AttemptContext = { clock, observe };
   return (request) =>
     new Promise<UpstreamResponse>((resolve, reject) => {
       if (request.abortReason !== null) {
@@ -139,7 +180,7 @@ export function forwardTo(upstream: Upstream): Handler {
       request.attempts += 1;
       const endpoint = upstream.pick();
       endpoint.inFlight += 1;
-      const exchange = new Exchange(request, endpoint, resolve, reject);
+      const exchange = new Exchange(request, endpoint, context, resolve, reject);
       endpoint.pool.dispatch(
         {
           method: request.method,

@@ -178,6 +178,20 @@ routes:
     }
   });
 
+  it('counts requests and upstream attempts by outcome in /metrics', async () => {
+    await (await request(`${proxy.url()}/counted`, { headers: { host: 'payments' } })).body.dump();
+    await (await request(`${proxy.url()}/`, { headers: { host: 'dead' } })).body.dump();
+    const text = await (await request(`${proxy.telemetryUrl}/metrics`)).body.text();
+    const sample = (series: string) => {
+      const line = text.split('\n').find((candidate) => candidate.startsWith(`${series} `));
+      return line === undefined ? 0 : Number(line.split(' ')[1]);
+    };
+    expect(sample('breakwater_upstream_attempts_total{route="payments-read",upstream="payments",outcome="response",code="200"}')).toBeGreaterThan(0);
+    expect(sample('breakwater_upstream_attempts_total{route="dead",upstream="nowhere",outcome="connect-failure",code=""}')).toBeGreaterThan(0);
+    expect(sample('breakwater_requests_total{listener="outbound",route="dead",upstream="nowhere",code="503",reason="upstream_unavailable"}')).toBeGreaterThan(0);
+    expect(sample('breakwater_requests_total{listener="outbound",route="",upstream="",code="404",reason="no_route"}')).toBeGreaterThan(0);
+  });
+
   it('writes one access-log line per request', async () => {
     const response = await request(`${proxy.url()}/logged?token=abc`, { headers: { host: 'payments', 'x-request-id': 'log-me' } });
     await response.body.dump();
