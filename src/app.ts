@@ -205,6 +205,13 @@ export class Breakwater {
   /** Replaces the running config. Requests in flight finish on the one they started with. */
   async apply(config: Config, hash: string): Promise<void> {
     const previous = this.#state;
+    for (const server of ['telemetry', 'admin'] as const) {
+      const before = previous.config[server].address;
+      const after = config[server].address;
+      if (before.host !== after.host || before.port !== after.port) {
+        this.logger.warn({ server, running: before, configured: after }, `the ${server} address changes at the next start`);
+      }
+    }
     const next = this.#build(config, hash, previous);
     this.#state = next;
     if (this.#ready) await this.#reconcileListeners(config);
