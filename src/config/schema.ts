@@ -21,6 +21,9 @@ const PERCENT_MESSAGE = 'must be a percentage: a number from 0 to 100, or a stri
 const ADDRESS_MESSAGE = 'must be host:port, for example 127.0.0.1:15001, 0.0.0.0:15006 or [::1]:15000';
 const HEADER_NAME_MESSAGE = 'must be an HTTP header name (letters, digits and !#$%&\'*+-.^_`|~)';
 
+// Names show up in admin URLs (/circuits/NAME), metric labels and log lines.
+const NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]*$';
+const NAME_MESSAGE = 'must be a name of letters, digits, ".", "_" and "-", starting with a letter or digit';
 const ADDRESS_PATTERN = '^(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?):[0-9]{1,5}$';
 const HEADER_NAME_PATTERN = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
 const METHOD_PATTERN = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
@@ -69,8 +72,10 @@ const MapOf = <T extends TSchema>(values: T, options: SchemaOptions) =>
 const HeaderMap = (options: Described) =>
   MapOf(Type.String({ title: 'Header value', description: 'An exact header value.' }), {
     ...options,
-    propertyNames: { pattern: HEADER_NAME_PATTERN },
+    propertyNames: { pattern: HEADER_NAME_PATTERN, errorMessage: 'is not a valid header name' },
   });
+
+const Name = (options: Described) => Type.String({ ...options, pattern: NAME_PATTERN, errorMessage: NAME_MESSAGE });
 
 const Strict = { additionalProperties: false } as const;
 
@@ -83,10 +88,9 @@ export const LOAD_BALANCING = ['round-robin', 'least-request'] as const;
 
 const ListenerSchema = Type.Object(
   {
-    name: Type.String({
+    name: Name({
       title: 'Listener name',
       description: 'Routes refer to a listener by this name. A route without `listener` belongs to `outbound`.',
-      minLength: 1,
     }),
     address: Address({
       title: 'Listen address',
@@ -558,10 +562,9 @@ const FaultSchema = Type.Object(
 
 const RouteSchema = Type.Object(
   {
-    name: Type.String({
+    name: Name({
       title: 'Route name',
       description: 'Unique name, used in metrics, logs, traces and error replies.',
-      minLength: 1,
     }),
     listener: Type.Optional(
       Type.String({
@@ -683,6 +686,7 @@ export const ConfigSchema = Type.Object(
       MapOf(UpstreamSchema, {
         title: 'Upstreams',
         description: 'Destinations by name; routes refer to them by this name. Only these are ever dialled.',
+        propertyNames: { pattern: NAME_PATTERN, errorMessage: NAME_MESSAGE },
       }),
     ),
     deadline: Type.Optional(

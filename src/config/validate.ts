@@ -79,7 +79,8 @@ function describe(error: ErrorObject, path: PathSegment[]): SchemaIssue {
     }
     case 'propertyNames': {
       const key = String(params.propertyName);
-      return { path: [...path, key], part: 'key', message: `"${key}" is not a valid header name` };
+      const names = (error.parentSchema as { propertyNames?: SchemaNode } | undefined)?.propertyNames;
+      return { path: [...path, key], part: 'key', message: `"${key}" ${names?.errorMessage ?? 'is not a valid key here'}` };
     }
     case 'required':
       return { path: [...path, String(params.missingProperty)], part: 'value', message: `missing required key "${String(params.missingProperty)}"` };
