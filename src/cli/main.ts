@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util';
 import { formatProblem, loadConfigFile } from '../config/load.ts';
 import type { ConfigProblem } from '../config/load.ts';
 
-export const DEFAULT_CONFIG_PATH = 'config/breakwater.yaml';
+const DEFAULT_CONFIG_PATH = 'config/breakwater.yaml';
 
 const USAGE = `Usage:
   breakwater run [--config FILE]   start the proxy (FILE: $BREAKWATER_CONFIG, else ${DEFAULT_CONFIG_PATH})

@@ -3,13 +3,13 @@
 
 import type { Config, FallbackStep, RouteConfig, UpstreamConfig } from './types.ts';
 
-export const REDACTED = '[redacted]';
+const REDACTED = '[redacted]';
 
 const SECRET_HEADERS = new Set(['authorization', 'proxy-authorization', 'cookie', 'set-cookie', 'x-api-key']);
 const SECRET_WORDS = /token|secret|password|key/i;
 
 /** Whether a header's value should never be shown: credentials, cookies, keys. */
-export function isSecretHeader(name: string): boolean {
+function isSecretHeader(name: string): boolean {
   return SECRET_HEADERS.has(name.toLowerCase()) || SECRET_WORDS.test(name);
 }
 

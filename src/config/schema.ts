@@ -7,13 +7,14 @@ import type { SchemaOptions, Static, TSchema } from '@sinclair/typebox';
 import { DEFAULTS } from './defaults.ts';
 import { DURATION_PATTERN, PERCENT_PATTERN, SIZE_PATTERN } from './units.ts';
 
-// `errorMessage` is what editors (VS Code's JSON service) and load.ts show when the value fails
-// the schema; without it a union reports one error per branch.
+// Every property carries a title and a description, for editors' hover help.
 interface Described extends SchemaOptions {
   title: string;
   description: string;
 }
 
+// `errorMessage` is what editors (VS Code's JSON service) and load.ts show when a value fails;
+// without it a union such as "string with unit or integer" reports one error per branch.
 const DURATION_MESSAGE = 'must be a duration: a number with a unit ms, s, m or h (250ms, 1.5s, 1m) or integer milliseconds';
 const SIZE_MESSAGE = 'must be a size: integer bytes or a number with a unit B, KB, KiB, MB, MiB, GB or GiB (16KiB, 1MiB)';
 const RATIO_MESSAGE = 'must be a ratio: a number from 0 to 1, or a percentage string such as "20%"';
@@ -21,27 +22,28 @@ const PERCENT_MESSAGE = 'must be a percentage: a number from 0 to 100, or a stri
 const ADDRESS_MESSAGE = 'must be host:port, for example 127.0.0.1:15001, 0.0.0.0:15006 or [::1]:15000';
 const HEADER_NAME_MESSAGE = 'must be an HTTP header name (letters, digits and !#$%&\'*+-.^_`|~)';
 
+const NAME_MESSAGE = 'must be a name of letters, digits, ".", "_" and "-", starting with a letter or digit';
+
 // Names show up in admin URLs (/circuits/NAME), metric labels and log lines.
 const NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]*$';
-const NAME_MESSAGE = 'must be a name of letters, digits, ".", "_" and "-", starting with a letter or digit';
 const ADDRESS_PATTERN = '^(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?):[0-9]{1,5}$';
-const HEADER_NAME_PATTERN = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
-const METHOD_PATTERN = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
+// An RFC 9110 token: what header names and methods are made of.
+const TOKEN_PATTERN = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
 const HOST_PATTERN_PATTERN = '^(\\*\\.)?[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?$|^\\[[0-9A-Fa-f:.]+\\]$';
 
-export const Duration = (options: Described) =>
+const Duration = (options: Described) =>
   Type.Union([Type.String({ pattern: DURATION_PATTERN }), Type.Integer({ minimum: 0 })], {
     ...options,
     errorMessage: DURATION_MESSAGE,
   });
 
-export const Size = (options: Described) =>
+const Size = (options: Described) =>
   Type.Union([Type.String({ pattern: SIZE_PATTERN }), Type.Integer({ minimum: 0 })], {
     ...options,
     errorMessage: SIZE_MESSAGE,
   });
 
-export const Ratio = (options: Described) =>
+const Ratio = (options: Described) =>
   Type.Union([Type.Number({ minimum: 0, maximum: 1 }), Type.String({ pattern: PERCENT_PATTERN })], {
     ...options,
     errorMessage: RATIO_MESSAGE,
@@ -57,7 +59,7 @@ const Address = (options: Described) =>
   Type.String({ ...options, pattern: ADDRESS_PATTERN, errorMessage: ADDRESS_MESSAGE });
 
 const HeaderName = (options: Described) =>
-  Type.String({ ...options, pattern: HEADER_NAME_PATTERN, errorMessage: HEADER_NAME_MESSAGE });
+  Type.String({ ...options, pattern: TOKEN_PATTERN, errorMessage: HEADER_NAME_MESSAGE });
 
 // A plain `enum` rather than TypeBox's union of literals: one error, one completion list.
 function StringEnum<const T extends readonly string[]>(values: T, options: Described) {
@@ -72,19 +74,19 @@ const MapOf = <T extends TSchema>(values: T, options: SchemaOptions) =>
 const HeaderMap = (options: Described) =>
   MapOf(Type.String({ title: 'Header value', description: 'An exact header value.' }), {
     ...options,
-    propertyNames: { pattern: HEADER_NAME_PATTERN, errorMessage: 'is not a valid header name' },
+    propertyNames: { pattern: TOKEN_PATTERN, errorMessage: 'is not a valid header name' },
   });
 
 const Name = (options: Described) => Type.String({ ...options, pattern: NAME_PATTERN, errorMessage: NAME_MESSAGE });
 
 const Strict = { additionalProperties: false } as const;
 
-export const FAILURE_KINDS = ['5xx', 'connect-failure', 'reset', 'timeout'] as const;
-export const RETRY_CONDITIONS = ['connect-failure', 'reset', 'timeout', '5xx', 'gateway-error'] as const;
-export const FALLBACK_TRIGGERS = ['circuit-open', 'bulkhead-full', 'timeout', 'upstream-unavailable', '5xx'] as const;
-export const BACKOFF_TYPES = ['none', 'fixed', 'linear', 'exponential'] as const;
-export const JITTERS = ['none', 'full', 'equal', 'decorrelated'] as const;
-export const LOAD_BALANCING = ['round-robin', 'least-request'] as const;
+const FAILURE_KINDS = ['5xx', 'connect-failure', 'reset', 'timeout'] as const;
+const RETRY_CONDITIONS = ['connect-failure', 'reset', 'timeout', '5xx', 'gateway-error'] as const;
+const FALLBACK_TRIGGERS = ['circuit-open', 'bulkhead-full', 'timeout', 'upstream-unavailable', '5xx'] as const;
+const BACKOFF_TYPES = ['none', 'fixed', 'linear', 'exponential'] as const;
+const JITTERS = ['none', 'full', 'equal', 'decorrelated'] as const;
+const LOAD_BALANCING = ['round-robin', 'least-request'] as const;
 
 const ListenerSchema = Type.Object(
   {
@@ -302,7 +304,7 @@ const MatchSchema = Type.Object(
         Type.String({
           title: 'Method',
           description: 'An HTTP method such as GET or POST (case-insensitive).',
-          pattern: METHOD_PATTERN,
+          pattern: TOKEN_PATTERN,
           errorMessage: 'must be an HTTP method such as GET or POST',
         }),
         {
@@ -735,8 +737,8 @@ export const ConfigSchema = Type.Object(
 /** A config file as written, after schema validation and before defaults. */
 export type ConfigFile = Static<typeof ConfigSchema>;
 
-export const SCHEMA_ID = 'urn:breakwater:config';
-export const SCHEMA_DRAFT = 'http://json-schema.org/draft-07/schema#';
+const SCHEMA_ID = 'urn:breakwater:config';
+const SCHEMA_DRAFT = 'http://json-schema.org/draft-07/schema#';
 
 /** The JSON Schema document written to config/schema.json and compiled by load.ts. */
 export function configJsonSchema(): Record<string, unknown> {

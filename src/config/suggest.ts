@@ -4,7 +4,7 @@ import { distance } from 'fastest-levenshtein';
  * The candidate closest to `word`, if it is close enough to be a likely typo: a different
  * case, or an edit distance of at most a third of the candidate's length.
  */
-export function closestMatch(word: string, candidates: Iterable<string>): string | undefined {
+function closestMatch(word: string, candidates: Iterable<string>): string | undefined {
   const lowered = word.toLowerCase();
   let best: string | undefined;
   let bestDistance = Number.POSITIVE_INFINITY;

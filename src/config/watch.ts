@@ -22,7 +22,7 @@ export interface WatchOptions {
   readonly debounceMs?: number;
 }
 
-export const DEFAULT_DEBOUNCE_MS = 100;
+const DEFAULT_DEBOUNCE_MS = 100;
 
 /** Calls `onChange` each time the content of `path` changes; returns a function that stops watching. */
 export function watchConfigFile(path: string, onChange: () => void, options: WatchOptions = {}): () => void {
