@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { startAdminServer } from './admin/server.ts';
-import { parseConfig, redactConfig } from './config/load.ts';
+import { formatProblem, parseConfig, redactConfig } from './config/load.ts';
 import type { Config } from './config/types.ts';
 import { watchConfigFile } from './config/watch.ts';
 import { Listener, type ActiveRoute, type ListenerObserver, type ProxyState } from './proxy/listener.ts';
@@ -244,7 +244,7 @@ export class Breakwater {
     if (hash === this.#state.hash) return { ok: true, changed: false };
     const parsed = parseConfig(text, path);
     if (!parsed.ok) {
-      return this.#reloadFailed(parsed.problems.map((p) => `${p.file}:${p.line}:${p.col} ${p.path}: ${p.message}`));
+      return this.#reloadFailed(parsed.problems.map(formatProblem));
     }
     try {
       await this.apply(parsed.config, hash);

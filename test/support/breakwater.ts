@@ -2,7 +2,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Breakwater, type BreakwaterOptions } from '../../src/app.ts';
-import { parseConfig } from '../../src/config/load.ts';
+import { formatProblem, parseConfig } from '../../src/config/load.ts';
 import type { Config } from '../../src/config/types.ts';
 import { logSink, type LogSink } from './log-sink.ts';
 
@@ -18,7 +18,7 @@ admin: {address: 127.0.0.1:0}
 export function configFromYaml(yaml: string, file = 'test.yaml'): Config {
   const parsed = parseConfig(yaml, file);
   if (!parsed.ok) {
-    throw new Error(parsed.problems.map((p) => `${p.file}:${p.line}:${p.col} ${p.path}: ${p.message}`).join('\n'));
+    throw new Error(parsed.problems.map(formatProblem).join('\n'));
   }
   return parsed.config;
 }
