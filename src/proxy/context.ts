@@ -12,13 +12,21 @@ export interface ProxyRequest {
   readonly path: string;
   /** Headers to send upstream, as a flat [name, value, ...] list, hop-by-hop headers removed. */
   readonly headers: string[];
-  /** The request body, or null when the request has none. */
-  readonly body: Readable | null;
+  /**
+   * The request body, or null when the request has none. A layer that may replay it (retry)
+   * replaces a small stream with its bytes before the first attempt.
+   */
+  body: Readable | Buffer | null;
   readonly requestId: string;
   /** Monotonic ms when the request arrived. */
   readonly startedAt: number;
   /** Monotonic ms by which the whole exchange must be over. */
   readonly deadlineAt: number;
+  /**
+   * Monotonic ms by which the current attempt must have its response head: the per-try
+   * timeout, never past `deadlineAt`. The attempt tells the upstream what is left of it.
+   */
+  attemptDeadlineAt: number;
   /** Upstream attempts made so far. */
   attempts: number;
   /** Why the request was cut short (timeout, client gone), once it was. */

@@ -192,6 +192,7 @@ export class Listener {
       requestId,
       startedAt,
       deadlineAt: startedAt + route.timeoutMs,
+      attemptDeadlineAt: startedAt + route.timeoutMs,
       attempts: 0,
       abortReason: null,
       cancelAttempt: null,
