@@ -13,6 +13,7 @@ import { buildRouteHandler } from './stack/build.ts';
 import { createLogger, writeAccessLog } from './telemetry/logger.ts';
 import { createMetrics, type Metrics } from './telemetry/metrics.ts';
 import { startTelemetryServer } from './telemetry/server.ts';
+import { ignoreEvents, type PolicyEvents } from './policies/events.ts';
 import type { AttemptObserver } from './upstream/forward.ts';
 import { Upstream } from './upstream/upstream.ts';
 
@@ -57,6 +58,7 @@ export class Breakwater {
   readonly random: Random;
   readonly logger: Logger;
   readonly metrics: Metrics;
+  readonly events: PolicyEvents;
   readonly configPath: string | undefined;
   #state: RunningState;
   #listeners = new Map<string, RunningListener>();
@@ -75,6 +77,7 @@ export class Breakwater {
     this.random = options.random ?? systemRandom;
     this.logger = options.logger ?? createLogger();
     this.metrics = createMetrics();
+    this.events = ignoreEvents;
     this.configPath = options.configPath;
     this.#observeAttempt = (attempt) => this.metrics.recordAttempt(attempt);
     this.#state = this.#build(options.config, options.configHash ?? hashOf(JSON.stringify(redactConfig(options.config))), undefined);
@@ -122,7 +125,9 @@ export class Breakwater {
       handler: buildRouteHandler(route, {
         upstream: upstreams.get(route.upstream)!,
         clock: this.clock,
+        events: this.events,
         observeAttempt: this.#observeAttempt,
+        deadlineHeader: config.deadline.header,
       }),
     }));
     return {
@@ -131,7 +136,8 @@ export class Breakwater {
       routes,
       upstreams,
       hash,
-      consumedHeaders: new Set<string>(),
+      // The caller's budget headers are replaced by the budget of each attempt.
+      consumedHeaders: new Set([...config.deadline.accept, config.deadline.header]),
     };
   }
 
@@ -189,6 +195,7 @@ export class Breakwater {
         clock: this.clock,
         state: () => this.#state,
         observer: this.#observer,
+        events: this.events,
         draining: () => this.#draining,
       });
       const port = await listener.listen(listenerConfig.address.host, listenerConfig.address.port);

@@ -3,6 +3,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Socket } from 'node:net';
 import { Transform, type Readable } from 'node:stream';
 import type { Config } from '../config/types.ts';
+import { callerBudgetMs } from '../policies/deadline/budget.ts';
+import type { PolicyEvents } from '../policies/events.ts';
 import type { Router } from '../routing/match.ts';
 import type { Clock } from '../runtime/clock.ts';
 import type { Handler } from '../stack/handler.ts';
@@ -56,6 +58,7 @@ export interface ListenerOptions {
   readonly clock: Clock;
   readonly state: () => ProxyState;
   readonly observer: ListenerObserver;
+  readonly events: PolicyEvents;
   readonly draining: () => boolean;
 }
 
@@ -180,6 +183,18 @@ export class Listener {
       return;
     }
 
+    // The effective deadline: the route's timeout, or the caller's budget when it is smaller.
+    const deadline = state.config.deadline;
+    const budget = callerBudgetMs(req.headers, deadline.accept, deadline.maxInboundMs);
+    if (budget !== undefined && budget <= 0) {
+      options.events.emit({ type: 'deadline-exceeded', route: route.name, upstream: route.upstream, stage: 'arrival' });
+      this.#answerEarly(req, res, startedAt, requestId, url, new ProxyError('deadline_exceeded', { message: "the caller's deadline was already spent on arrival" }), route);
+      return;
+    }
+    const lifetimeMs = budget === undefined ? route.timeoutMs : Math.min(budget, route.timeoutMs);
+    const timeoutMessage =
+      lifetimeMs === route.timeoutMs ? `the route timeout of ${route.timeoutMs} ms expired` : `the caller's deadline of ${lifetimeMs} ms expired`;
+
     const hasBody = contentLength !== undefined ? contentLength !== '0' : req.headers['transfer-encoding'] !== undefined;
     const request: ProxyRequest = {
       listener: this.name,
@@ -191,14 +206,14 @@ export class Listener {
       body: !hasBody ? null : limits.maxBodyBytes > 0 && contentLength === undefined ? limitBody(req, limits.maxBodyBytes) : req,
       requestId,
       startedAt,
-      deadlineAt: startedAt + route.timeoutMs,
-      attemptDeadlineAt: startedAt + route.timeoutMs,
+      deadlineAt: startedAt + lifetimeMs,
+      attemptDeadlineAt: startedAt + lifetimeMs,
       attempts: 0,
       abortReason: null,
       cancelAttempt: null,
     };
-    const cancelTimer = clock.setTimer(route.timeoutMs, () =>
-      abortRequest(request, new ProxyError('timeout', { message: `the route timeout of ${route.timeoutMs} ms expired`, attemptFailure: 'timeout' })),
+    const cancelTimer = clock.setTimer(lifetimeMs, () =>
+      abortRequest(request, new ProxyError('timeout', { message: timeoutMessage, attemptFailure: 'timeout' })),
     );
 
     let reason: LocalReason | undefined;

@@ -2,6 +2,7 @@ import type { ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
 import type { ProxyRequest, ResponseBody, UpstreamResponse } from '../proxy/context.ts';
 import { fromUpstreamError, type AttemptFailure, type ProxyError } from '../proxy/errors.ts';
+import { announcedBudgetMs } from '../policies/deadline/budget.ts';
 import type { Clock } from '../runtime/clock.ts';
 import type { Handler } from '../stack/handler.ts';
 import type { Endpoint, Upstream } from './upstream.ts';
@@ -21,9 +22,11 @@ export interface AttemptOutcome {
 
 export type AttemptObserver = (outcome: AttemptOutcome) => void;
 
-interface AttemptContext {
+export interface ForwardDeps {
   readonly clock: Clock;
   readonly observe: AttemptObserver;
+  /** The header that tells the upstream how long Breakwater will wait for this attempt. */
+  readonly deadlineHeader: string;
 }
 
 /**
@@ -34,7 +37,7 @@ interface AttemptContext {
 class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
   readonly #request: ProxyRequest;
   readonly #endpoint: Endpoint;
-  readonly #context: AttemptContext;
+  readonly #context: ForwardDeps;
   readonly #startedAt: number;
   #observed = false;
   #resolve: ((response: UpstreamResponse) => void) | null;
@@ -50,7 +53,7 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
   constructor(
     request: ProxyRequest,
     endpoint: Endpoint,
-    context: AttemptContext,
+    context: ForwardDeps,
     resolve: (response: UpstreamResponse) => void,
     reject: (error: ProxyError) => void,
   ) {
@@ -169,8 +172,8 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
 }
 
 /** The terminal handler: one attempt on an endpoint the upstream's balancer picks. */
-export function forwardTo(upstream: Upstream, clock: Clock, observe: AttemptObserver): Handler {
-  const context: AttemptContext = { clock, observe };
+export function forwardTo(upstream: Upstream, context: ForwardDeps): Handler {
+  const { clock, deadlineHeader } = context;
   return (request) =>
     new Promise<UpstreamResponse>((resolve, reject) => {
       if (request.abortReason !== null) {
@@ -185,7 +188,12 @@ export function forwardTo(upstream: Upstream, clock: Clock, observe: AttemptObse
         {
           method: request.method,
           path: request.path,
-          headers: request.headers.concat('x-breakwater-attempt', String(request.attempts)),
+          headers: request.headers.concat(
+            'x-breakwater-attempt',
+            String(request.attempts),
+            deadlineHeader,
+            String(announcedBudgetMs(request.attemptDeadlineAt, clock.now())),
+          ),
           body: request.body,
         },
         exchange,
