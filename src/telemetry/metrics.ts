@@ -120,15 +120,19 @@ const misnamedDefaultMetrics = ['nodejs_active_handles_total', 'nodejs_active_re
 interface CounterChild {
   inc(value: number): void;
 }
-interface HistogramChild {
+export interface HistogramChild {
   observe(value: number): void;
 }
 
-/** One counter series and its duration histogram series. */
-interface TimedSeries {
+/** One counter series whose increments are batched until the registry is read. */
+export interface CountedSeries {
   /** Increments not yet handed to prom-client; they are added when the registry is read. */
   pending: number;
   readonly count: CounterChild;
+}
+
+/** One counter series and its duration histogram series. */
+interface TimedSeries extends CountedSeries {
   readonly duration: HistogramChild;
 }
 
@@ -138,7 +142,7 @@ interface TimedSeries {
  * keeps, so this costs a few tens of ns where building and hashing a joined key string costs
  * several times more.
  */
-class SeriesIndex<S> {
+export class SeriesIndex<S> {
   /** Every series created so far, for the flush before each read. */
   readonly all: S[] = [];
   readonly #root = new Map<string | number, unknown>();
@@ -171,7 +175,8 @@ class SeriesIndex<S> {
   }
 }
 
-function flushPending(all: readonly TimedSeries[]): void {
+/** Hands the batched increments to prom-client; call it from the counter's `collect` hook. */
+export function flushPending(all: readonly CountedSeries[]): void {
   for (const series of all) {
     if (series.pending > 0) {
       series.count.inc(series.pending);
