@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { matchesFailOn, matchesRetryOn, type AttemptOutcome } from '../../src/policies/outcome.ts';
+import { matchesFailOn, matchesRetryOn, type AttemptOutcome } from '../../../src/policies/outcome.ts';
 
 const status = (code: number): AttemptOutcome => ({ kind: 'response', status: code });
 const failed = (failure: 'connect-failure' | 'reset' | 'timeout'): AttemptOutcome => ({ kind: 'failure', failure });
