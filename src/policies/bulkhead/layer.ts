@@ -55,7 +55,6 @@ export function bulkheadLayer(limiter: Bulkhead, deps: BulkheadDeps): Layer {
         wakeUps.delete(waiter);
         cancelTimer();
         request.cancelAttempt = null;
-        events.emit({ type: 'bulkhead-queued', upstream: request.upstream, route: request.route, waitedMs: clock.now() - queuedAt });
       };
       const cancelTimer = clock.setTimer(waitMs, () => {
         limiter.cancel(waiter);
@@ -70,6 +69,7 @@ export function bulkheadLayer(limiter: Bulkhead, deps: BulkheadDeps): Layer {
       };
       wakeUps.set(waiter, () => {
         stopWaiting();
+        events.emit({ type: 'bulkhead-queued', upstream: request.upstream, route: request.route, waitedMs: clock.now() - queuedAt });
         resolve();
       });
     });
