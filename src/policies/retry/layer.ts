@@ -1,0 +1,115 @@
+import type { RetryConfig } from '../../config/types.ts';
+import type { ProxyRequest, UpstreamResponse } from '../../proxy/context.ts';
+import { ProxyError } from '../../proxy/errors.ts';
+import type { Clock } from '../../runtime/clock.ts';
+import type { Random } from '../../runtime/random.ts';
+import type { Layer } from '../../stack/handler.ts';
+import type { GiveUpReason, PolicyEvents } from '../events.ts';
+import type { AttemptOutcome } from '../outcome.ts';
+import { backoffDelay } from './backoff.ts';
+import { bufferBody } from './body.ts';
+import type { RetryBudget } from './budget.ts';
+import { decideRetry } from './decide.ts';
+
+export interface RetryDeps {
+  readonly clock: Clock;
+  readonly random: Random;
+  readonly events: PolicyEvents;
+  readonly budget: RetryBudget;
+  /** The breaker of this route's upstream, when it has one: no retry while it is open. */
+  readonly breakerOpen?: (now: number) => boolean;
+}
+
+/** One attempt's result: the upstream's response, or the attempt failure it rejected with. */
+type Attempt =
+  | { readonly outcome: Extract<AttemptOutcome, { kind: 'response' }>; readonly response: UpstreamResponse }
+  | { readonly outcome: Extract<AttemptOutcome, { kind: 'failure' }>; readonly error: ProxyError };
+
+const noHeaders: Readonly<Record<string, string | undefined>> = {};
+
+async function attempt(next: (request: ProxyRequest) => Promise<UpstreamResponse>, request: ProxyRequest): Promise<Attempt> {
+  try {
+    const response = await next(request);
+    return { outcome: { kind: 'response', status: response.status }, response };
+  } catch (error) {
+    // Only a failed upstream attempt is retried: circuit_open, bulkhead_full,
+    // deadline_exceeded or an injected fault are answers, not accidents.
+    if (!(error instanceof ProxyError) || error.attemptFailure === undefined) throw error;
+    return { outcome: { kind: 'failure', failure: error.attemptFailure }, error };
+  }
+}
+
+function settle(result: Attempt): UpstreamResponse {
+  if ('error' in result) throw result.error;
+  return result.response;
+}
+
+/**
+ * Waits `ms` on the clock; the request's abort (route timeout, client gone) ends it at once.
+ * The caller has just seen the request was not aborted yet.
+ */
+function pause(request: ProxyRequest, clock: Clock, ms: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const cancelTimer = clock.setTimer(ms, () => {
+      request.cancelAttempt = null;
+      resolve();
+    });
+    request.cancelAttempt = (reason) => {
+      cancelTimer();
+      request.cancelAttempt = null;
+      reject(reason);
+    };
+  });
+}
+
+/**
+ * Retries failed attempts. An attempt is retried when decideRetry says its outcome may be,
+ * attempts remain (maxAttempts counts the first), the body can be sent again, the breaker is
+ * not open, an attempt could still start after the wait (backoff, or Retry-After) within the
+ * deadline, and the upstream's budget grants it: checked in that order, so the budget is only
+ * spent on retries that happen. Otherwise the last outcome is returned as it is: the
+ * upstream's response passes through, or the last attempt's error is rethrown.
+ */
+export function retryLayer(config: RetryConfig, deps: RetryDeps): Layer {
+  const { clock, random, events, budget, breakerOpen } = deps;
+  return (next) => async (request) => {
+    const { route, upstream } = request;
+    const giveUp = (reason: GiveUpReason, result: Attempt): UpstreamResponse => {
+      events.emit({ type: 'retry-give-up', route, upstream, reason });
+      return settle(result);
+    };
+    budget.recordRequest(clock.now());
+    const replayable = await bufferBody(request, config.bufferLimitBytes);
+    let previousDelayMs = config.backoff.baseMs;
+
+    for (let attempts = 1; ; attempts++) {
+      const result = await attempt(next, request);
+      // The route timeout fired or the client left: nothing more can be sent.
+      if (request.abortReason !== null) return settle(result);
+
+      const now = clock.now();
+      const remainingMs = request.deadlineAt - now;
+      const decision = decideRetry(config, {
+        outcome: result.outcome,
+        responseHeaders: 'response' in result ? result.response.headers : noHeaders,
+        method: request.method,
+        requestHeaders: request.headers,
+        remainingMs,
+        wallNow: clock.wallNow(),
+      });
+      if (decision.kind === 'final') return settle(result);
+      if (decision.kind === 'give-up') return giveUp(decision.reason, result);
+      if (attempts >= config.maxAttempts) return giveUp('attempts', result);
+      if (!replayable) return giveUp('body', result);
+      if (breakerOpen?.(now) === true) return giveUp('breaker', result);
+      const delayMs = decision.retryAfterMs ?? backoffDelay(config.backoff, attempts, previousDelayMs, random);
+      if (remainingMs <= delayMs) return giveUp('deadline', result);
+      if (!budget.tryWithdraw(now)) return giveUp('budget', result);
+
+      if (decision.retryAfterMs === undefined) previousDelayMs = delayMs;
+      if ('response' in result) result.response.body.discard();
+      events.emit({ type: 'retry', route, upstream, attempt: attempts + 1, delayMs, trigger: decision.trigger });
+      if (delayMs > 0) await pause(request, clock, delayMs);
+    }
+  };
+}
