@@ -1,0 +1,59 @@
+// The breaker on the data path. It sits inside retry, so every attempt passes it and is
+// counted, and outside the per-try timeout, so a timed-out attempt counts as a timeout.
+
+import type { UpstreamResponse } from '../../proxy/context.ts';
+import { ProxyError } from '../../proxy/errors.ts';
+import type { Clock } from '../../runtime/clock.ts';
+import type { Layer } from '../../stack/handler.ts';
+import type { PolicyEvents } from '../events.ts';
+import { matchesFailOn, type AttemptOutcome } from '../outcome.ts';
+import type { CircuitBreaker } from './state.ts';
+
+export interface BreakerLayerDependencies {
+  readonly clock: Clock;
+  readonly events: PolicyEvents;
+}
+
+/**
+ * Refuses attempts with 503 circuit_open while the breaker is open, without touching the
+ * network, and reports the outcome of every attempt it lets through: failed as the breaker's
+ * `failOn` says, slow when its response head took longer than `slowCallDuration`.
+ */
+export function breakerLayer(breaker: CircuitBreaker, deps: BreakerLayerDependencies): Layer {
+  const { clock, events } = deps;
+  const { failOn, slowCallDurationMs } = breaker.config;
+  const judge = (outcome: AttemptOutcome, startedAt: number): { failed: boolean; slow: boolean } => ({
+    failed: matchesFailOn(outcome, failOn),
+    slow: clock.now() - startedAt > slowCallDurationMs,
+  });
+
+  return (next) => async (request) => {
+    const startedAt = clock.now();
+    const admission = breaker.admit(startedAt);
+    if (admission.verdict === 'reject') {
+      events.emit({ type: 'breaker-rejected', breaker: breaker.name, route: request.route, upstream: request.upstream });
+      throw new ProxyError('circuit_open', { message: refusal(breaker, startedAt) });
+    }
+    let response: UpstreamResponse;
+    try {
+      response = await next(request);
+    } catch (error) {
+      const failure = error instanceof ProxyError ? error.attemptFailure : undefined;
+      // No attempt failure means the upstream was never judged: the call was cancelled (the
+      // client left) or never sent (no deadline left). Its probe slot goes to the next call.
+      if (failure === undefined) breaker.release(admission);
+      else breaker.record(clock.now(), judge({ kind: 'failure', failure }, startedAt), admission);
+      throw error;
+    }
+    breaker.record(clock.now(), judge({ kind: 'response', status: response.status }, startedAt), admission);
+    return response;
+  };
+}
+
+/** Names the breaker and says why it refused, for the body of the 503. */
+function refusal(breaker: CircuitBreaker, now: number): string {
+  const state = breaker.stateAt(now);
+  if (breaker.mode === 'forced-open') return `circuit breaker ${breaker.name} was forced open by an operator`;
+  if (state.kind === 'open') return `circuit breaker ${breaker.name} is open; probes resume in ${Math.ceil(state.retryAt - now)} ms`;
+  return `circuit breaker ${breaker.name} is half-open and every probe slot is taken`;
+}
