@@ -4,15 +4,29 @@
 
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Address } from '../config/types.ts';
-import { listen, lookupRoute, type RouteTable, type RunningServer } from '../telemetry/http-server.ts';
+import { listen, lookupRoute, type RouteLookup, type RouteTable, type RunningServer } from '../telemetry/http-server.ts';
 
 export interface AdminSource {
   /** The effective config, secrets already redacted. */
   config(): unknown;
   /** The route table as rows. */
   routes(): unknown;
+  /** Every circuit breaker as rows, each with its `name`. */
+  circuits(): unknown;
+  /** Sets a breaker's manual mode; false when no breaker has that name. */
+  setCircuit(name: string, state: CircuitMode): boolean;
   reload(): Promise<{ ok: true } | { ok: false; problems: string[] }>;
 }
+
+/** The states an operator may set on a breaker (Resilience4j's FORCED_OPEN and DISABLED). */
+export type CircuitMode = 'forced-open' | 'disabled' | 'auto';
+
+const circuitModes: readonly string[] = ['forced-open', 'disabled', 'auto'] satisfies readonly CircuitMode[];
+
+const circuitPrefix = '/circuits/';
+
+/** A POST body larger than this is not a {"state": ...} object. */
+const maxCircuitBodyBytes = 1024;
 
 export interface AdminServerOptions {
   readonly address: Address;
@@ -31,6 +45,7 @@ export function startAdminServer(opts: AdminServerOptions): Promise<RunningServe
   const routes: RouteTable<AdminHandler> = new Map([
     ['/config', { GET: () => ({ status: 200, body: admin.config() }) }],
     ['/routes', { GET: () => ({ status: 200, body: admin.routes() }) }],
+    ['/circuits', { GET: () => ({ status: 200, body: admin.circuits() }) }],
     [
       '/reload',
       {
@@ -44,8 +59,33 @@ export function startAdminServer(opts: AdminServerOptions): Promise<RunningServe
     ],
   ]);
 
+  const setCircuit: AdminHandler = async (req) => {
+    const name = circuitName(req.url);
+    const contentType = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+    // JSON only: a browser cannot send it cross-site without a CORS preflight, so a web page
+    // cannot force a breaker open through a local admin port.
+    if (contentType !== 'application/json') {
+      req.resume();
+      return { status: 415, body: { error: { message: 'send the new state as application/json, e.g. {"state": "forced-open"}' } } };
+    }
+    const state = parseCircuitState(await readBody(req, maxCircuitBodyBytes));
+    if (state === undefined) {
+      return { status: 400, body: { error: { message: `the body must be {"state": S} with S one of ${circuitModes.join(', ')}` } } };
+    }
+    if (name === undefined || !admin.setCircuit(name, state)) {
+      return { status: 404, body: { error: { message: `no circuit breaker named ${name ?? req.url ?? ''}` } } };
+    }
+    return { status: 200, body: rowNamed(admin.circuits(), name) ?? { name, mode: state } };
+  };
+
+  // /circuits/NAME is matched by its prefix; every other endpoint by its exact path.
+  const lookup = (req: IncomingMessage): RouteLookup<AdminHandler> => {
+    if (req.url?.startsWith(circuitPrefix) !== true) return lookupRoute(routes, req);
+    return req.method === 'POST' ? { kind: 'found', handler: setCircuit } : { kind: 'wrong-method', allow: 'POST' };
+  };
+
   const server = createServer((req, res) => {
-    const route = lookupRoute(routes, req);
+    const route = lookup(req);
     switch (route.kind) {
       case 'not-found':
         return write(res, 404, toJson({ error: { message: `no admin endpoint ${req.url ?? ''}` } }));
@@ -73,6 +113,46 @@ async function answer(req: IncomingMessage, res: ServerResponse, handler: AdminH
     body = toJson({ error: { message: String(error) } });
   }
   write(res, status, body);
+}
+
+/** The NAME of /circuits/NAME, percent-decoded; undefined when it is not one path segment. */
+function circuitName(url: string | undefined): string | undefined {
+  const path = (url ?? '').split('?')[0]!;
+  const segment = path.slice(circuitPrefix.length);
+  if (segment === '' || segment.includes('/')) return undefined;
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The request body as text, or undefined when it is longer than `limit` bytes. */
+async function readBody(req: IncomingMessage, limit: number): Promise<string | undefined> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size <= limit) chunks.push(chunk);
+  }
+  return size > limit ? undefined : Buffer.concat(chunks).toString('utf8');
+}
+
+function parseCircuitState(body: string | undefined): CircuitMode | undefined {
+  if (body === undefined) return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body);
+  } catch {
+    return undefined;
+  }
+  const state = typeof parsed === 'object' && parsed !== null ? (parsed as { state?: unknown }).state : undefined;
+  return typeof state === 'string' && circuitModes.includes(state) ? (state as CircuitMode) : undefined;
+}
+
+/** The row of one breaker among circuits(): the rows are the source's, this only finds one by name. */
+function rowNamed(rows: unknown, name: string): unknown {
+  return Array.isArray(rows) ? rows.find((row: unknown) => typeof row === 'object' && row !== null && (row as { name?: unknown }).name === name) : undefined;
 }
 
 function write(res: ServerResponse, status: number, body: string): void {

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { startAdminServer, type AdminSource } from '../../src/admin/server.ts';
+import { startAdminServer, type AdminSource, type CircuitMode } from '../../src/admin/server.ts';
 import type { RunningServer } from '../../src/telemetry/http-server.ts';
 
 const running: RunningServer[] = [];
@@ -14,13 +14,39 @@ const effectiveConfig = {
 };
 const routeRows = [{ name: 'charge', listener: 'outbound', upstream: 'payments', timeoutMs: 2000 }];
 
-async function start(overrides: Partial<AdminSource> = {}): Promise<{ base: string; server: RunningServer; reloads: () => number }> {
+/** Breakers as the registry shows them: one shared by an upstream, one of a route. */
+function circuitRows(): { name: string; upstream: string; state: string; mode: CircuitMode }[] {
+  return [
+    { name: 'payments', upstream: 'payments', state: 'open', mode: 'auto' },
+    { name: 'route:charge', upstream: 'payments', state: 'closed', mode: 'auto' },
+  ];
+}
+
+interface Started {
+  base: string;
+  server: RunningServer;
+  reloads: () => number;
+  circuitChanges: [string, CircuitMode][];
+}
+
+async function start(overrides: Partial<AdminSource> = {}): Promise<Started> {
   let reloads = 0;
+  const circuits = circuitRows();
+  const circuitChanges: [string, CircuitMode][] = [];
   const server = await startAdminServer({
     address: { host: '127.0.0.1', port: 0 },
     admin: {
       config: () => effectiveConfig,
       routes: () => routeRows,
+      circuits: () => circuits,
+      setCircuit: (name, state) => {
+        const circuit = circuits.find((row) => row.name === name);
+        if (circuit === undefined) return false;
+        circuitChanges.push([name, state]);
+        circuit.mode = state;
+        circuit.state = state === 'auto' ? 'closed' : state;
+        return true;
+      },
       reload: async () => {
         reloads++;
         return { ok: true };
@@ -29,7 +55,11 @@ async function start(overrides: Partial<AdminSource> = {}): Promise<{ base: stri
     },
   });
   running.push(server);
-  return { base: `http://127.0.0.1:${server.port}`, server, reloads: () => reloads };
+  return { base: `http://127.0.0.1:${server.port}`, server, reloads: () => reloads, circuitChanges };
+}
+
+function postJson(url: string, body: string, contentType = 'application/json'): Promise<Response> {
+  return fetch(url, { method: 'POST', headers: { 'content-type': contentType }, body });
 }
 
 describe('admin server', () => {
@@ -98,7 +128,7 @@ describe('admin server', () => {
   it('answers 404 in JSON for unknown paths', async () => {
     const { base } = await start();
 
-    for (const path of ['/', '/metrics', '/config/extra', '/circuits']) {
+    for (const path of ['/', '/metrics', '/config/extra', '/circuit']) {
       const response = await fetch(`${base}${path}`);
       expect(response.status, path).toBe(404);
       expect(response.headers.get('content-type')).toBe('application/json');
@@ -119,6 +149,102 @@ describe('admin server', () => {
     expect(postConfig.status).toBe(405);
     expect(postConfig.headers.get('allow')).toBe('GET, HEAD');
     expect(reloads()).toBe(0);
+  });
+
+  it('serves every circuit breaker as JSON', async () => {
+    const { base } = await start();
+
+    const response = await fetch(`${base}/circuits`);
+
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toBe('application/json');
+    expect(await response.json()).toEqual(circuitRows());
+  });
+
+  it('forces a breaker open on POST /circuits/NAME and answers with its new row', async () => {
+    const { base, circuitChanges } = await start();
+
+    const response = await postJson(`${base}/circuits/payments`, '{"state": "forced-open"}');
+
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toBe('application/json');
+    expect(await response.json()).toEqual({ name: 'payments', upstream: 'payments', state: 'forced-open', mode: 'forced-open' });
+    expect(circuitChanges).toEqual([['payments', 'forced-open']]);
+    expect(await (await fetch(`${base}/circuits`)).json()).toContainEqual({ name: 'payments', upstream: 'payments', state: 'forced-open', mode: 'forced-open' });
+  });
+
+  it('accepts every state, a JSON content type with parameters, and a percent-encoded route breaker name', async () => {
+    const { base, circuitChanges } = await start();
+
+    const answers = [
+      await postJson(`${base}/circuits/route%3Acharge`, '{"state":"disabled"}', 'Application/JSON; charset=utf-8'),
+      await postJson(`${base}/circuits/route:charge`, '{"state":"auto"}'),
+      await postJson(`${base}/circuits/payments?verbose=1`, '{"state":"forced-open"}'),
+    ];
+
+    expect(answers.map((answer) => answer.status)).toEqual([200, 200, 200]);
+    expect(circuitChanges).toEqual([
+      ['route:charge', 'disabled'],
+      ['route:charge', 'auto'],
+      ['payments', 'forced-open'],
+    ]);
+  });
+
+  it('still confirms the change when the source has no row to show for it', async () => {
+    const { base } = await start({ circuits: () => ({ unexpected: 'shape' }), setCircuit: () => true });
+
+    const response = await postJson(`${base}/circuits/payments`, '{"state": "disabled"}');
+
+    expect(response.status).toBe(200);
+    expect(await response.json()).toEqual({ name: 'payments', mode: 'disabled' });
+  });
+
+  it('answers 404 for a breaker that does not exist, and changes nothing', async () => {
+    const { base, circuitChanges } = await start();
+
+    for (const path of ['/circuits/inventory', '/circuits/', '/circuits/payments/extra', '/circuits/%E0%A4%A']) {
+      const response = await postJson(`${base}${path}`, '{"state": "forced-open"}');
+      expect(response.status, path).toBe(404);
+      expect(await response.json()).toHaveProperty('error.message');
+    }
+    expect(circuitChanges).toEqual([]);
+  });
+
+  it('answers 400 for a body that is not {"state": S} with a known S', async () => {
+    const { base, circuitChanges } = await start();
+    const bodies = ['', 'forced-open', '"forced-open"', 'null', '{}', '{"state": "open"}', '{"state": 1}', `{"state": "auto", "pad": "${'x'.repeat(2_000)}"}`];
+
+    for (const body of bodies) {
+      const response = await postJson(`${base}/circuits/payments`, body);
+      expect(response.status, body).toBe(400);
+      expect(JSON.stringify(await response.json())).toContain('forced-open, disabled, auto');
+    }
+    expect(circuitChanges).toEqual([]);
+  });
+
+  it('answers 415 unless the body is declared as application/json', async () => {
+    const { base, circuitChanges } = await start();
+
+    const asForm = await postJson(`${base}/circuits/payments`, 'state=forced-open', 'application/x-www-form-urlencoded');
+    const asText = await fetch(`${base}/circuits/payments`, { method: 'POST', body: '{"state": "forced-open"}' });
+    // Bytes go out with no content type at all.
+    const undeclared = await fetch(`${base}/circuits/payments`, { method: 'POST', body: new TextEncoder().encode('{"state": "forced-open"}') });
+
+    expect(asForm.status).toBe(415);
+    expect(asText.status).toBe(415);
+    expect(undeclared.status).toBe(415);
+    expect(await asText.json()).toHaveProperty('error.message');
+    expect(circuitChanges).toEqual([]);
+  });
+
+  it('answers 405 with Allow: POST for other methods on /circuits/NAME', async () => {
+    const { base } = await start();
+
+    const response = await fetch(`${base}/circuits/payments`);
+
+    expect(response.status).toBe(405);
+    expect(response.headers.get('allow')).toBe('POST');
+    expect((await fetch(`${base}/circuits`, { method: 'POST' })).status).toBe(405);
   });
 
   it('binds exactly the configured address', async () => {
