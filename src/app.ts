@@ -9,11 +9,12 @@ import { Listener, type ActiveRoute, type ListenerObserver, type ProxyState } fr
 import { compileRouter } from './routing/match.ts';
 import { systemClock, type Clock } from './runtime/clock.ts';
 import { systemRandom, type Random } from './runtime/random.ts';
-import { buildRouteHandler } from './stack/build.ts';
+import { buildRouteHandler, PolicyRegistries } from './stack/build.ts';
 import { createLogger, writeAccessLog } from './telemetry/logger.ts';
 import { createMetrics, type Metrics } from './telemetry/metrics.ts';
+import { createPolicyMetrics } from './telemetry/policy-metrics.ts';
 import { startTelemetryServer } from './telemetry/server.ts';
-import { ignoreEvents, type PolicyEvents } from './policies/events.ts';
+import type { PolicyEvents } from './policies/events.ts';
 import type { AttemptObserver } from './upstream/forward.ts';
 import { Upstream } from './upstream/upstream.ts';
 
@@ -70,6 +71,7 @@ export class Breakwater {
   #telemetryPort = 0;
   #adminPort = 0;
   readonly #observer: ListenerObserver;
+  readonly #registries: PolicyRegistries;
   readonly #observeAttempt: AttemptObserver;
 
   constructor(options: BreakwaterOptions) {
@@ -77,7 +79,11 @@ export class Breakwater {
     this.random = options.random ?? systemRandom;
     this.logger = options.logger ?? createLogger();
     this.metrics = createMetrics();
-    this.events = ignoreEvents;
+    this.events = createPolicyMetrics(this.metrics.registry, {
+      breakers: () => this.#registries.breakers.snapshot(this.clock.now()),
+      bulkheads: () => this.#registries.bulkheads.snapshot(),
+    });
+    this.#registries = new PolicyRegistries(this.events);
     this.configPath = options.configPath;
     this.#observeAttempt = (attempt) => this.metrics.recordAttempt(attempt);
     this.#state = this.#build(options.config, options.configHash ?? hashOf(JSON.stringify(redactConfig(options.config))), undefined);
@@ -123,13 +129,16 @@ export class Breakwater {
       timeoutMs: route.timeoutMs,
       match: route.match,
       handler: buildRouteHandler(route, {
-        upstream: upstreams.get(route.upstream)!,
+        upstreams,
+        registries: this.#registries,
         clock: this.clock,
+        random: this.random,
         events: this.events,
         observeAttempt: this.#observeAttempt,
         deadlineHeader: config.deadline.header,
       }),
     }));
+    this.#registries.retainFor(config);
     return {
       config,
       router: compileRouter(routes),
@@ -162,6 +171,8 @@ export class Breakwater {
             upstream: route.upstream,
             timeoutMs: route.timeoutMs,
           })),
+        circuits: () => this.#registries.breakers.snapshot(this.clock.now()),
+        setCircuit: (name, state) => this.#registries.breakers.setMode(name, state),
         reload: async () => {
           const result = await this.reload();
           return result.ok ? { ok: true as const } : result;

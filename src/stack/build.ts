@@ -1,32 +1,132 @@
-import type { RouteConfig } from '../config/types.ts';
+import type { Config, RouteConfig } from '../config/types.ts';
+import { breakerLayer } from '../policies/breaker/layer.ts';
+import { BreakerRegistry, routeBreakerName } from '../policies/breaker/registry.ts';
+import type { CircuitBreaker } from '../policies/breaker/state.ts';
+import { bulkheadLayer } from '../policies/bulkhead/layer.ts';
+import { Bulkheads } from '../policies/bulkhead/registry.ts';
 import type { PolicyEvents } from '../policies/events.ts';
+import { fallbackLayer } from '../policies/fallback/layer.ts';
+import { StaleCaches } from '../policies/fallback/registry.ts';
+import { faultLayer } from '../policies/fault/layer.ts';
+import { retryLayer } from '../policies/retry/layer.ts';
+import { budgetKey, RetryBudgets } from '../policies/retry/registry.ts';
 import { attemptTimeoutLayer } from '../policies/timeout/layer.ts';
 import type { Clock } from '../runtime/clock.ts';
+import type { Random } from '../runtime/random.ts';
 import { forwardTo, type AttemptObserver } from '../upstream/forward.ts';
 import type { Upstream } from '../upstream/upstream.ts';
 import { compose, type Handler, type Layer } from './handler.ts';
 
+/** Policy state that outlives a config: kept across reloads while its key and config hold. */
+export class PolicyRegistries {
+  readonly breakers: BreakerRegistry;
+  readonly bulkheads = new Bulkheads();
+  readonly budgets = new RetryBudgets();
+  readonly caches = new StaleCaches();
+
+  constructor(events: PolicyEvents) {
+    this.breakers = new BreakerRegistry(events);
+  }
+
+  /** Forgets what `config` no longer uses. */
+  retainFor(config: Config): void {
+    const breakers: string[] = [];
+    const bulkheads: string[] = [];
+    const budgets: string[] = [];
+    const caches: string[] = [];
+    for (const route of config.routes) {
+      const upstream = config.upstreams.get(route.upstream)!;
+      if (route.circuitBreaker !== undefined) breakers.push(routeBreakerName(route.name));
+      else if (upstream.circuitBreaker !== undefined) breakers.push(upstream.name);
+      if (upstream.bulkhead !== undefined) bulkheads.push(upstream.name);
+      if (route.retry !== undefined) budgets.push(budgetKey(upstream.name, route.retry.budget));
+      if (route.fallback !== undefined) caches.push(route.name);
+    }
+    this.breakers.retain(breakers);
+    this.bulkheads.retain(bulkheads);
+    this.budgets.retain(budgets);
+    this.caches.retain(caches);
+  }
+}
+
 export interface RouteDependencies {
-  readonly upstream: Upstream;
+  readonly upstreams: ReadonlyMap<string, Upstream>;
+  readonly registries: PolicyRegistries;
   readonly clock: Clock;
+  readonly random: Random;
   readonly events: PolicyEvents;
   readonly observeAttempt: AttemptObserver;
   readonly deadlineHeader: string;
 }
 
+/** The breaker a route's attempts pass: its own when it has a block, else its upstream's. */
+function breakerFor(route: RouteConfig, upstream: Upstream, registries: PolicyRegistries): CircuitBreaker | undefined {
+  if (route.circuitBreaker !== undefined) {
+    return registries.breakers.get(routeBreakerName(route.name), upstream.name, route.circuitBreaker);
+  }
+  const shared = upstream.config.circuitBreaker;
+  return shared === undefined ? undefined : registries.breakers.get(upstream.name, upstream.name, shared);
+}
+
 /**
- * The one place that states the order of a route's layers, outermost first. The deadline is
- * not a layer: it bounds the whole exchange, response body included, so the listener
- * computes it and owns its timer (src/proxy/listener.ts).
+ * The one place that states the order of a route's layers, outermost first
+ * (docs/architecture.md explains each position). The deadline is not a layer: it bounds the
+ * whole exchange, response body included, so the listener computes it and owns its timer.
  */
 export function buildRouteHandler(route: RouteConfig, deps: RouteDependencies): Handler {
-  const layers: Layer[] = [
-    // Innermost: bounds each attempt until its response head, and refuses to start one once
-    // the deadline is spent.
-    attemptTimeoutLayer(route.retry?.perTryTimeoutMs, deps),
-  ];
-  return compose(
-    layers,
-    forwardTo(deps.upstream, { clock: deps.clock, observe: deps.observeAttempt, deadlineHeader: deps.deadlineHeader }),
-  );
+  const { clock, random, events, registries } = deps;
+  const upstream = deps.upstreams.get(route.upstream)!;
+  const breaker = breakerFor(route, upstream, registries);
+  const attemptTimeout = attemptTimeoutLayer(route.retry?.perTryTimeoutMs, deps);
+  const forward = (target: Upstream): Handler =>
+    forwardTo(target, { clock, observe: deps.observeAttempt, deadlineHeader: deps.deadlineHeader });
+
+  const layers: Layer[] = [];
+  // Injected faults reach the caller as a failing network would, before anything can mask
+  // them, as Envoy's and Istio's fault filters do.
+  if (route.fault !== undefined) layers.push(faultLayer(route.fault, { clock, random, events }));
+  // Sees the final outcome after retries, and the bulkhead's and breaker's refusals.
+  if (route.fallback !== undefined) {
+    const failovers = new Map<string, Handler>();
+    layers.push(
+      fallbackLayer(route.fallback, {
+        clock,
+        events,
+        route: route.name,
+        cache: registries.caches.get(route.name, route.fallback),
+        failover: (name) => {
+          let handler = failovers.get(name);
+          if (handler === undefined) {
+            // A failover attempt gets its own per-try bound, like any attempt.
+            handler = compose([attemptTimeout], forward(deps.upstreams.get(name)!));
+            failovers.set(name, handler);
+          }
+          return handler;
+        },
+      }),
+    );
+  }
+  // Outside retry: a request holds one slot for its whole life, so retries cannot multiply
+  // the concurrency the upstream sees.
+  const bulkhead = upstream.config.bulkhead;
+  if (bulkhead !== undefined) {
+    layers.push(bulkheadLayer(registries.bulkheads.get(upstream.name, bulkhead), { clock, events, queueTimeoutMs: bulkhead.queueTimeoutMs }));
+  }
+  // Outside the breaker: every attempt asks it, a refused attempt is not retried, and no
+  // backoff is slept while it is open.
+  if (route.retry !== undefined) {
+    layers.push(
+      retryLayer(route.retry, {
+        clock,
+        random,
+        events,
+        budget: registries.budgets.get(upstream.name, route.retry.budget),
+        ...(breaker === undefined ? {} : { breakerOpen: (now: number) => breaker.isOpen(now) }),
+      }),
+    );
+  }
+  if (breaker !== undefined) layers.push(breakerLayer(breaker, { clock, events }));
+  // Innermost: bounds one attempt until its response head, and is what the upstream is told.
+  layers.push(attemptTimeout);
+  return compose(layers, forward(upstream));
 }

@@ -119,7 +119,7 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
     this.#observed = true;
     this.#context.observe({
       route: this.#request.route,
-      upstream: this.#request.upstream,
+      upstream: this.#endpoint.upstream,
       endpoint: this.#endpoint.origin,
       outcome,
       status,

@@ -4,6 +4,8 @@ import type { Random } from '../runtime/random.ts';
 import { createBalancer, type Pick } from './balancer.ts';
 
 export interface Endpoint {
+  /** The upstream's name. */
+  readonly upstream: string;
   readonly origin: string;
   readonly pool: Pool;
   inFlight: number;
@@ -21,6 +23,7 @@ export class Upstream {
     this.name = config.name;
     this.config = config;
     this.endpoints = reuse?.endpoints ?? config.endpoints.map((origin) => ({
+      upstream: config.name,
       origin,
       inFlight: 0,
       pool: new Pool(origin, {
