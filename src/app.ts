@@ -12,6 +12,7 @@ import { systemRandom, type Random } from './runtime/random.ts';
 import { buildRouteHandler, PolicyRegistries } from './stack/build.ts';
 import { createLogger, writeAccessLog } from './telemetry/logger.ts';
 import { createMetrics, type Metrics } from './telemetry/metrics.ts';
+import { fanOut, logPolicyEvents } from './telemetry/policy-log.ts';
 import { createPolicyMetrics } from './telemetry/policy-metrics.ts';
 import { startTelemetryServer } from './telemetry/server.ts';
 import type { PolicyEvents } from './policies/events.ts';
@@ -79,10 +80,13 @@ export class Breakwater {
     this.random = options.random ?? systemRandom;
     this.logger = options.logger ?? createLogger();
     this.metrics = createMetrics();
-    this.events = createPolicyMetrics(this.metrics.registry, {
-      breakers: () => this.#registries.breakers.snapshot(this.clock.now()),
-      bulkheads: () => this.#registries.bulkheads.snapshot(),
-    });
+    this.events = fanOut(
+      createPolicyMetrics(this.metrics.registry, {
+        breakers: () => this.#registries.breakers.snapshot(this.clock.now()),
+        bulkheads: () => this.#registries.bulkheads.snapshot(),
+      }),
+      logPolicyEvents(this.logger),
+    );
     this.#registries = new PolicyRegistries(this.events);
     this.configPath = options.configPath;
     this.#observeAttempt = (attempt) => this.metrics.recordAttempt(attempt);
