@@ -107,7 +107,7 @@ function row(breaker: CircuitBreaker, now: number): CircuitRow {
     failureRate: rates.failureRate,
     slowRate: rates.slowRate,
     consecutiveOpens: state.kind === 'closed' ? 0 : state.consecutiveOpens,
-    retryInMs: state.kind === 'open' ? state.retryAt - now : null,
+    retryInMs: state.kind === 'open' ? Math.max(0, Math.ceil(state.retryAt - now)) : null,
     probes:
       state.kind === 'half-open'
         ? { inFlight: state.probesInFlight, succeeded: state.successes, required: breaker.config.halfOpenRequests }
