@@ -18,6 +18,8 @@ export interface AttemptOutcome {
   readonly status: number | undefined;
   /** From sending the attempt to its outcome. */
   readonly durationMs: number;
+  /** What was left of the request's deadline when the attempt started. */
+  readonly remainingMs: number;
 }
 
 export type AttemptObserver = (outcome: AttemptOutcome) => void;
@@ -124,6 +126,7 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
       outcome,
       status,
       durationMs: this.#context.clock.now() - this.#startedAt,
+      remainingMs: this.#request.deadlineAt - this.#startedAt,
     });
   }
 
