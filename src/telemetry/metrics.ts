@@ -15,6 +15,9 @@ const breakwaterVersion = (
 /** Seconds. From half a millisecond (a local hop) to 30 s (beyond any sane route timeout). */
 const latencyBuckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
+/** Seconds. The latency buckets plus 60 s, the default deadline.maxInbound, the longest budget a caller can usually grant. */
+const deadlineRemainingBuckets = [...latencyBuckets, 60];
+
 const families = {
   requests: {
     type: 'counter',
@@ -47,6 +50,13 @@ const families = {
     help: 'Time from starting an upstream attempt to its outcome (response headers, failure or timeout).',
     labelNames: ['route', 'upstream'],
     buckets: latencyBuckets,
+  },
+  attemptDeadlineRemaining: {
+    type: 'histogram',
+    name: 'breakwater_upstream_attempt_deadline_remaining_seconds',
+    help: "What was left of the request's deadline when an upstream attempt started. Low values mean attempts start with little time to succeed.",
+    labelNames: ['route', 'upstream'],
+    buckets: deadlineRemainingBuckets,
   },
   reloads: {
     type: 'counter',
@@ -95,6 +105,8 @@ export interface AttemptSample {
   /** The upstream's status when outcome is 'response'. */
   status?: number;
   durationMs: number;
+  /** What was left of the request's deadline when the attempt started. */
+  remainingMs: number;
 }
 
 export interface Metrics {
@@ -134,6 +146,11 @@ export interface CountedSeries {
 /** One counter series and its duration histogram series. */
 interface TimedSeries extends CountedSeries {
   readonly duration: HistogramChild;
+}
+
+/** An attempt's counter and duration series, and its deadline-remaining series. */
+interface AttemptSeries extends TimedSeries {
+  readonly deadlineRemaining: HistogramChild;
 }
 
 /**
@@ -209,6 +226,7 @@ export function createMetrics(): Metrics {
   });
   const attempts = new Counter({ ...families.attempts, registers: [registry], collect: (): void => flushPending(attemptSeries.all) });
   const attemptDuration = new Histogram({ ...families.attemptDuration, registers: [registry] });
+  const attemptDeadlineRemaining = new Histogram({ ...families.attemptDeadlineRemaining, registers: [registry] });
   const reloads = new Counter({ ...families.reloads, registers: [registry] });
   const lastReloadSuccess = new Gauge({ ...families.lastReloadSuccess, registers: [registry] });
   const configInfo = new Gauge({ ...families.configInfo, registers: [registry] });
@@ -221,10 +239,11 @@ export function createMetrics(): Metrics {
     duration: requestDuration.labels(listener, route, upstream),
   }));
   // route, upstream, outcome, code
-  const attemptSeries: SeriesIndex<TimedSeries> = new SeriesIndex(([route = '', upstream = '', outcome = '', code = '']) => ({
+  const attemptSeries: SeriesIndex<AttemptSeries> = new SeriesIndex(([route = '', upstream = '', outcome = '', code = '']) => ({
     pending: 0,
     count: attempts.labels(route, upstream, outcome, code),
     duration: attemptDuration.labels(route, upstream),
+    deadlineRemaining: attemptDeadlineRemaining.labels(route, upstream),
   }));
 
   // Both results exist from the start, so `increase(...{result="failure"}[5m])` works before
@@ -249,6 +268,8 @@ export function createMetrics(): Metrics {
       const series = attemptSeries.get([s.route, s.upstream, s.outcome, code]);
       series.pending++;
       series.duration.observe(s.durationMs / 1000);
+      // An attempt starts only with budget left; the clamp keeps a clock step from making the sum negative.
+      series.deadlineRemaining.observe(Math.max(0, s.remainingMs) / 1000);
     },
 
     requestStarted(listener) {
