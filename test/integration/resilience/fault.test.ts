@@ -86,11 +86,13 @@ routes:
     expect(await metrics()).toContain(`breakwater_faults_injected_total{route="delayed",kind="delay"} ${requests}`);
 
     // A delay past the timeout: the deadline runs out during the delay, the caller gets a 504,
-    // and the upstream is never called.
+    // and the upstream is never called. The delay ends with the deadline, at the same
+    // millisecond as the route's own timer, so whichever fires first names the reason: the
+    // delay's deadline_exceeded or the route's timeout.
     const response = await request(`${proxy.url()}/stalled/1`);
     await response.body.dump();
     expect(response.statusCode).toBe(504);
-    expect(response.headers['x-breakwater-reason']).toBe('deadline_exceeded');
+    expect(['deadline_exceeded', 'timeout']).toContain(response.headers['x-breakwater-reason']);
     expect(response.headers['x-breakwater-attempts']).toBe('0');
     expect(inventory.requests).toHaveLength(requests);
   });

@@ -16,10 +16,10 @@ describe('per-try timeout with one slow endpoint of two', () => {
   });
 
   it('cuts the slow attempts short and lands every retry on the healthy endpoint', async () => {
-    // One endpoint answers only after 5 s, far beyond the per-try timeout; the other at once.
+    // One endpoint answers only after 5 s, far beyond the per-try timeout; the other in 5 ms.
     slow = await startFaultyUpstream();
     slow.stall(5000);
-    healthy = await startFaultyUpstream();
+    healthy = await startFaultyUpstream({ latencyMs: 5 });
 
     // Round-robin over both; a timed-out attempt is retried at once, and the retry takes the
     // balancer's next pick, which after the slow endpoint is the healthy one. Sent one after
@@ -37,7 +37,7 @@ routes:
     timeout: 10s
     retry:
       maxAttempts: 2
-      perTryTimeout: 200ms
+      perTryTimeout: 300ms
       retryOn: [timeout, connect-failure, reset, 503]
       backoff: {type: none}
 `);

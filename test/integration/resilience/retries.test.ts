@@ -18,8 +18,9 @@ describe('retries against an upstream with transient failures', () => {
   });
 
   it('turns 30% transient 503s into at least 99% success without exceeding the retry budget', async () => {
-    // An upstream that answers 30% of its requests 503, the failing ones drawn from a fixed seed.
-    upstream = await startFaultyUpstream({ seed: 7, failures: 0.3 });
+    // An upstream that answers 30% of its requests 503, the failing ones drawn from a fixed seed,
+    // each after 0 to 3 ms, so concurrent requests finish out of order.
+    upstream = await startFaultyUpstream({ seed: 7, failures: 0.3, latencyMs: (seen) => seen.index % 4 });
 
     // With 30% of attempts failing, a request needs 0.3 + 0.3² + 0.3³ + ... ≈ 0.43 retries on
     // average, so the budget ratio must be above that: the default 0.2 would run dry and let
