@@ -15,6 +15,7 @@ import { createMetrics, type Metrics } from './telemetry/metrics.ts';
 import { fanOut, logPolicyEvents } from './telemetry/policy-log.ts';
 import { createPolicyMetrics } from './telemetry/policy-metrics.ts';
 import { startTelemetryServer } from './telemetry/server.ts';
+import { startTracing, tracePolicyEvents, type Tracing } from './telemetry/tracing.ts';
 import type { PolicyEvents } from './policies/events.ts';
 import type { AttemptObserver } from './upstream/forward.ts';
 import { Upstream } from './upstream/upstream.ts';
@@ -71,6 +72,8 @@ export class Breakwater {
   #reloading: Promise<unknown> = Promise.resolve();
   #telemetryPort = 0;
   #adminPort = 0;
+  /** Started with Breakwater when the OTEL_* variables ask for traces. */
+  #tracing: Tracing | undefined;
   readonly #observer: ListenerObserver;
   readonly #registries: PolicyRegistries;
   readonly #observeAttempt: AttemptObserver;
@@ -80,12 +83,14 @@ export class Breakwater {
     this.random = options.random ?? systemRandom;
     this.logger = options.logger ?? createLogger();
     this.metrics = createMetrics();
-    this.events = fanOut(
-      createPolicyMetrics(this.metrics.registry, {
-        breakers: () => this.#registries.breakers.snapshot(this.clock.now()),
-        bulkheads: () => this.#registries.bulkheads.snapshot(),
-      }),
-      logPolicyEvents(this.logger),
+    this.events = tracePolicyEvents(
+      fanOut(
+        createPolicyMetrics(this.metrics.registry, {
+          breakers: () => this.#registries.breakers.snapshot(this.clock.now()),
+          bulkheads: () => this.#registries.bulkheads.snapshot(),
+        }),
+        logPolicyEvents(this.logger),
+      ),
     );
     this.#registries = new PolicyRegistries(this.events);
     this.configPath = options.configPath;
@@ -156,6 +161,12 @@ export class Breakwater {
 
   async start(): Promise<void> {
     const config = this.#state.config;
+    const tracing = await startTracing({ logger: this.logger });
+    if (tracing !== undefined) {
+      this.#tracing = tracing;
+      // Closers run in reverse: the SDK stops last, exporting the spans of the last requests.
+      this.#closers.push(() => tracing.shutdown());
+    }
     const telemetry = await startTelemetryServer({
       address: config.telemetry.address,
       metrics: this.metrics,
@@ -212,6 +223,7 @@ export class Breakwater {
         observer: this.#observer,
         events: this.events,
         draining: () => this.#draining,
+        tracer: this.#tracing,
       });
       const port = await listener.listen(listenerConfig.address.host, listenerConfig.address.port);
       this.#listeners.set(name, { listener, key: listenerKey(config, name), port });

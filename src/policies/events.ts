@@ -1,6 +1,8 @@
 // What the policies decide, as typed events. Policies emit them and know nothing of metrics,
 // traces or logs; telemetry subscribes and turns them into those (src/telemetry).
 
+import type { ProxyRequest } from '../proxy/context.ts';
+
 /** Why an attempt's outcome asked for a retry. */
 export type RetryTrigger = 'connect-failure' | 'reset' | 'timeout' | 'status';
 
@@ -31,7 +33,11 @@ export type PolicyEvent =
   | { readonly type: 'fault-injected'; readonly route: string; readonly kind: 'delay' | 'abort' };
 
 export interface PolicyEvents {
-  emit(event: PolicyEvent): void;
+  /**
+   * `request` is the request the event happened to, when there is one: tracing records the
+   * event on that request's span.
+   */
+  emit(event: PolicyEvent, request?: ProxyRequest): void;
 }
 
 /** For routes and tests that listen to nothing. */

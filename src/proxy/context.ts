@@ -1,6 +1,8 @@
 import type { ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
-import type { ProxyError } from './errors.ts';
+import type { BreakerStateName, PolicyEvent } from '../policies/events.ts';
+import type { AttemptFailure, ProxyError } from './errors.ts';
+import type { RequestRecord } from './listener.ts';
 
 /** Everything the layers and the upstream client need to know about one client request. */
 export interface ProxyRequest {
@@ -33,6 +35,44 @@ export interface ProxyRequest {
   abortReason: ProxyError | null;
   /** Cancels the attempt in progress; set by whoever is waiting on the upstream. */
   cancelAttempt: ((reason: ProxyError) => void) | null;
+  /** The request's trace; undefined while tracing is off. */
+  readonly trace?: RequestTrace | undefined;
+}
+
+/**
+ * The trace of one request (src/telemetry/tracing.ts): a server span for the request and a
+ * client span for each upstream attempt. The data path knows it only through this interface.
+ */
+export interface RequestTrace {
+  /** The server span's W3C ids, for the access log; undefined when the request is not sampled. */
+  readonly traceId: string | undefined;
+  readonly spanId: string | undefined;
+  /** Starts an attempt's client span and puts its context in `attempt.headers`. */
+  startAttempt(request: ProxyRequest, attempt: AttemptStart): AttemptTrace;
+  /** Records what a policy did to this request on the server span. */
+  event(event: PolicyEvent): void;
+  /** Ends the server span with what the client was answered. */
+  end(record: RequestRecord): void;
+}
+
+export interface AttemptStart {
+  /** The upstream the attempt goes to: the route's, or a failover upstream. */
+  readonly upstream: string;
+  /** The endpoint's origin, `http://host:port`. */
+  readonly origin: string;
+  /** What was left of the request's deadline when the attempt started. */
+  readonly remainingMs: number;
+  /** The state of the route's breaker when the attempt started, if the route has one. */
+  readonly breakerState: BreakerStateName | undefined;
+  /** The headers the attempt sends: the caller's traceparent and tracestate give way to the attempt's. */
+  readonly headers: string[];
+}
+
+export interface AttemptTrace {
+  /** The attempt's outcome: a response head with its status, or a failure before one. */
+  outcome(outcome: 'response' | AttemptFailure, status: number | undefined): void;
+  /** The exchange is over: the response body ended or failed, or it was discarded. */
+  end(): void;
 }
 
 /** Ends the request early: the attempt in progress, if any, fails with `reason`. */

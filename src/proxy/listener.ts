@@ -8,7 +8,7 @@ import type { PolicyEvents } from '../policies/events.ts';
 import type { Router } from '../routing/match.ts';
 import type { Clock } from '../runtime/clock.ts';
 import type { Handler } from '../stack/handler.ts';
-import { abortRequest, type ProxyRequest } from './context.ts';
+import { abortRequest, type ProxyRequest, type RequestTrace } from './context.ts';
 import { ProxyError, type LocalReason } from './errors.ts';
 import { clientResponseHeaders, upstreamHeaders } from './headers.ts';
 import { sendLocalReply, sendRawLocalReply } from './local-reply.ts';
@@ -44,11 +44,19 @@ export interface RequestRecord {
   readonly durationMs: number;
   readonly attempts: number;
   readonly requestId: string;
+  /** The server span's ids, when the request is traced and sampled. */
+  readonly traceId?: string | undefined;
+  readonly spanId?: string | undefined;
 }
 
 export interface ListenerObserver {
   requestStarted(listener: string): void;
   requestFinished(record: RequestRecord): void;
+}
+
+/** Starts the trace of each request (src/telemetry/tracing.ts). */
+export interface RequestTracer {
+  startRequest(req: IncomingMessage, listener: string): RequestTrace;
 }
 
 export interface ListenerOptions {
@@ -60,6 +68,8 @@ export interface ListenerOptions {
   readonly observer: ListenerObserver;
   readonly events: PolicyEvents;
   readonly draining: () => boolean;
+  /** Undefined while tracing is off. */
+  readonly tracer: RequestTracer | undefined;
 }
 
 /** Status logged when the client went away before a response was sent (as nginx does). */
@@ -149,6 +159,7 @@ export class Listener {
     const method = req.method ?? 'GET';
     const incomingId = req.headers['x-request-id'];
     const requestId = typeof incomingId === 'string' && incomingId !== '' ? incomingId : randomUUID();
+    const trace = options.tracer === undefined ? undefined : options.tracer.startRequest(req, this.name);
 
     this.#inFlight += 1;
     options.observer.requestStarted(this.name);
@@ -159,7 +170,7 @@ export class Listener {
       // Absolute form, as sent by clients that use Breakwater as their HTTP_PROXY.
       const parts = absoluteForm.exec(url);
       if (parts === null) {
-        this.#answerEarly(req, res, startedAt, requestId, url, new ProxyError('bad_request', { message: 'unsupported request target' }));
+        this.#answerEarly(req, res, startedAt, requestId, trace, url, new ProxyError('bad_request', { message: 'unsupported request target' }));
         return;
       }
       host = parts[1]!;
@@ -168,18 +179,18 @@ export class Listener {
 
     const route = state.router.match(this.name, { method, host, path: url, headers: req.headers });
     if (route === undefined) {
-      this.#answerEarly(req, res, startedAt, requestId, url, new ProxyError('no_route'));
+      this.#answerEarly(req, res, startedAt, requestId, trace, url, new ProxyError('no_route'));
       return;
     }
 
     const limits = state.config.limits;
     const contentLength = req.headers['content-length'];
     if (limits.maxBodyBytes > 0 && contentLength !== undefined && Number(contentLength) > limits.maxBodyBytes) {
-      this.#answerEarly(req, res, startedAt, requestId, url, new ProxyError('payload_too_large'), route);
+      this.#answerEarly(req, res, startedAt, requestId, trace, url, new ProxyError('payload_too_large'), route);
       return;
     }
     if (options.maxConcurrent !== undefined && this.#inFlight > options.maxConcurrent) {
-      this.#answerEarly(req, res, startedAt, requestId, url, new ProxyError('bulkhead_full', { message: `listener ${this.name} is at its limit of ${options.maxConcurrent} concurrent requests` }), route);
+      this.#answerEarly(req, res, startedAt, requestId, trace, url, new ProxyError('bulkhead_full', { message: `listener ${this.name} is at its limit of ${options.maxConcurrent} concurrent requests` }), route);
       return;
     }
 
@@ -188,7 +199,7 @@ export class Listener {
     const budget = callerBudgetMs(req.headers, deadline.accept, deadline.maxInboundMs);
     if (budget !== undefined && budget <= 0) {
       options.events.emit({ type: 'deadline-exceeded', route: route.name, upstream: route.upstream, stage: 'arrival' });
-      this.#answerEarly(req, res, startedAt, requestId, url, new ProxyError('deadline_exceeded', { message: "the caller's deadline was already spent on arrival" }), route);
+      this.#answerEarly(req, res, startedAt, requestId, trace, url, new ProxyError('deadline_exceeded', { message: "the caller's deadline was already spent on arrival" }), route);
       return;
     }
     const lifetimeMs = budget === undefined ? route.timeoutMs : Math.min(budget, route.timeoutMs);
@@ -211,6 +222,7 @@ export class Listener {
       attempts: 0,
       abortReason: null,
       cancelAttempt: null,
+      trace,
     };
     const cancelTimer = clock.setTimer(lifetimeMs, () =>
       abortRequest(request, new ProxyError('timeout', { message: timeoutMessage, attemptFailure: 'timeout' })),
@@ -229,6 +241,7 @@ export class Listener {
         reason,
         fallback,
         attempts: request.attempts,
+        trace,
       });
     });
 
@@ -263,6 +276,7 @@ export class Listener {
     res: ServerResponse,
     startedAt: number,
     requestId: string,
+    trace: RequestTrace | undefined,
     path: string,
     error: ProxyError,
     route?: ActiveRoute,
@@ -271,7 +285,7 @@ export class Listener {
     const closeConnection =
       this.#options.draining() || req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
     res.once('close', () =>
-      this.#finished(req, res, { route, startedAt, requestId, path, reason: error.reason, fallback: undefined, attempts: 0 }),
+      this.#finished(req, res, { route, startedAt, requestId, path, reason: error.reason, fallback: undefined, attempts: 0, trace }),
     );
     sendLocalReply(
       res,
@@ -292,11 +306,13 @@ export class Listener {
       reason: string | undefined;
       fallback: string | undefined;
       attempts: number;
+      trace: RequestTrace | undefined;
     },
   ): void {
     this.#inFlight -= 1;
     const answered = res.headersSent;
-    this.#options.observer.requestFinished({
+    const trace = outcome.trace;
+    const record: RequestRecord = {
       listener: this.name,
       route: outcome.route?.name,
       upstream: outcome.route?.upstream,
@@ -308,6 +324,10 @@ export class Listener {
       durationMs: this.#options.clock.now() - outcome.startedAt,
       attempts: outcome.attempts,
       requestId: outcome.requestId,
-    });
+      traceId: trace?.traceId,
+      spanId: trace?.spanId,
+    };
+    trace?.end(record);
+    this.#options.observer.requestFinished(record);
   }
 }

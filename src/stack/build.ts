@@ -78,8 +78,16 @@ export function buildRouteHandler(route: RouteConfig, deps: RouteDependencies): 
   const upstream = deps.upstreams.get(route.upstream)!;
   const breaker = breakerFor(route, upstream, registries);
   const attemptTimeout = attemptTimeoutLayer(route.retry?.perTryTimeoutMs, deps);
+  // Only the route's own upstream is behind its breaker; a failover upstream is not. The
+  // breaker layer has just admitted the attempt, which brought the state up to date.
+  const breakerState = breaker === undefined ? undefined : () => breaker.stateName;
   const forward = (target: Upstream): Handler =>
-    forwardTo(target, { clock, observe: deps.observeAttempt, deadlineHeader: deps.deadlineHeader });
+    forwardTo(target, {
+      clock,
+      observe: deps.observeAttempt,
+      deadlineHeader: deps.deadlineHeader,
+      breakerState: target === upstream ? breakerState : undefined,
+    });
 
   const layers: Layer[] = [];
   // Injected faults reach the caller as a failing network would, before anything can mask

@@ -1,8 +1,9 @@
 import type { ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
-import type { ProxyRequest, ResponseBody, UpstreamResponse } from '../proxy/context.ts';
+import type { AttemptTrace, ProxyRequest, ResponseBody, UpstreamResponse } from '../proxy/context.ts';
 import { fromUpstreamError, type AttemptFailure, type ProxyError } from '../proxy/errors.ts';
 import { announcedBudgetMs } from '../policies/deadline/budget.ts';
+import type { BreakerStateName } from '../policies/events.ts';
 import type { Clock } from '../runtime/clock.ts';
 import type { Handler } from '../stack/handler.ts';
 import type { Endpoint, Upstream } from './upstream.ts';
@@ -29,6 +30,8 @@ export interface ForwardDeps {
   readonly observe: AttemptObserver;
   /** The header that tells the upstream how long Breakwater will wait for this attempt. */
   readonly deadlineHeader: string;
+  /** The state of the route's breaker, for the attempt's span; absent when no breaker guards these attempts. */
+  readonly breakerState?: (() => BreakerStateName) | undefined;
 }
 
 /**
@@ -41,6 +44,7 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
   readonly #endpoint: Endpoint;
   readonly #context: ForwardDeps;
   readonly #startedAt: number;
+  readonly #trace: AttemptTrace | undefined;
   #observed = false;
   #resolve: ((response: UpstreamResponse) => void) | null;
   #reject: ((error: ProxyError) => void) | null;
@@ -58,11 +62,13 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
     context: ForwardDeps,
     resolve: (response: UpstreamResponse) => void,
     reject: (error: ProxyError) => void,
+    trace: AttemptTrace | undefined,
   ) {
     this.#request = request;
     this.#endpoint = endpoint;
     this.#context = context;
     this.#startedAt = context.clock.now();
+    this.#trace = trace;
     this.#resolve = resolve;
     this.#reject = reject;
     request.cancelAttempt = (reason) => this.#cancel(reason);
@@ -128,6 +134,7 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
       durationMs: this.#context.clock.now() - this.#startedAt,
       remainingMs: this.#request.deadlineAt - this.#startedAt,
     });
+    this.#trace?.outcome(outcome, status);
   }
 
   #fail(error: ProxyError): void {
@@ -143,6 +150,7 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
   #finish(): void {
     this.#endpoint.inFlight -= 1;
     if (this.#request.cancelAttempt !== null) this.#request.cancelAttempt = null;
+    this.#trace?.end();
   }
 
   pipeTo(sink: ServerResponse): Promise<void> {
@@ -176,7 +184,7 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
 
 /** The terminal handler: one attempt on an endpoint the upstream's balancer picks. */
 export function forwardTo(upstream: Upstream, context: ForwardDeps): Handler {
-  const { clock, deadlineHeader } = context;
+  const { clock, deadlineHeader, breakerState } = context;
   return (request) =>
     new Promise<UpstreamResponse>((resolve, reject) => {
       if (request.abortReason !== null) {
@@ -186,20 +194,24 @@ export function forwardTo(upstream: Upstream, context: ForwardDeps): Handler {
       request.attempts += 1;
       const endpoint = upstream.pick();
       endpoint.inFlight += 1;
-      const exchange = new Exchange(request, endpoint, context, resolve, reject);
-      endpoint.pool.dispatch(
-        {
-          method: request.method,
-          path: request.path,
-          headers: request.headers.concat(
-            'x-breakwater-attempt',
-            String(request.attempts),
-            deadlineHeader,
-            String(announcedBudgetMs(request.attemptDeadlineAt, clock.now())),
-          ),
-          body: request.body,
-        },
-        exchange,
+      const now = clock.now();
+      const headers = request.headers.concat(
+        'x-breakwater-attempt',
+        String(request.attempts),
+        deadlineHeader,
+        String(announcedBudgetMs(request.attemptDeadlineAt, now)),
       );
+      const trace =
+        request.trace === undefined
+          ? undefined
+          : request.trace.startAttempt(request, {
+              upstream: endpoint.upstream,
+              origin: endpoint.origin,
+              remainingMs: request.deadlineAt - now,
+              breakerState: breakerState?.(),
+              headers,
+            });
+      const exchange = new Exchange(request, endpoint, context, resolve, reject, trace);
+      endpoint.pool.dispatch({ method: request.method, path: request.path, headers, body: request.body }, exchange);
     });
 }

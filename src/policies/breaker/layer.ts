@@ -31,7 +31,7 @@ export function breakerLayer(breaker: CircuitBreaker, deps: BreakerLayerDependen
     const startedAt = clock.now();
     const admission = breaker.admit(startedAt);
     if (admission.verdict === 'reject') {
-      events.emit({ type: 'breaker-rejected', breaker: breaker.name, route: request.route, upstream: request.upstream });
+      events.emit({ type: 'breaker-rejected', breaker: breaker.name, route: request.route, upstream: request.upstream }, request);
       throw new ProxyError('circuit_open', { message: refusal(breaker, startedAt) });
     }
     let response: UpstreamResponse;

@@ -31,9 +31,9 @@ export function bulkheadLayer(limiter: Bulkhead, deps: BulkheadDeps): Layer {
   const { clock, events, queueTimeoutMs } = deps;
 
   function refuse(request: ProxyRequest, reason: 'full' | 'queue-timeout' | 'deadline', message: string): ProxyError {
-    events.emit({ type: 'bulkhead-rejected', upstream: request.upstream, route: request.route, reason });
+    events.emit({ type: 'bulkhead-rejected', upstream: request.upstream, route: request.route, reason }, request);
     if (reason !== 'deadline') return new ProxyError('bulkhead_full', { message });
-    events.emit({ type: 'deadline-exceeded', route: request.route, upstream: request.upstream, stage: 'attempt' });
+    events.emit({ type: 'deadline-exceeded', route: request.route, upstream: request.upstream, stage: 'attempt' }, request);
     return new ProxyError('deadline_exceeded', { message });
   }
 
@@ -69,7 +69,7 @@ export function bulkheadLayer(limiter: Bulkhead, deps: BulkheadDeps): Layer {
       };
       wakeUps.set(waiter, () => {
         stopWaiting();
-        events.emit({ type: 'bulkhead-queued', upstream: request.upstream, route: request.route, waitedMs: clock.now() - queuedAt });
+        events.emit({ type: 'bulkhead-queued', upstream: request.upstream, route: request.route, waitedMs: clock.now() - queuedAt }, request);
         resolve();
       });
     });

@@ -73,7 +73,7 @@ export function fallbackLayer(config: FallbackConfig, deps: FallbackDeps): Layer
   async function runChain(request: ProxyRequest): Promise<UpstreamResponse | undefined> {
     for (const step of config.chain) {
       const response = await tryStep(step, request);
-      events.emit({ type: 'fallback', route, kind: kindOfStep[step.kind], result: response === undefined ? 'failure' : 'success' });
+      events.emit({ type: 'fallback', route, kind: kindOfStep[step.kind], result: response === undefined ? 'failure' : 'success' }, request);
       if (response !== undefined) return response;
     }
     return undefined;

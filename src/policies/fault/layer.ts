@@ -33,7 +33,7 @@ export function faultLayer(config: FaultConfig, deps: FaultDeps): Layer {
           resolve();
           return;
         }
-        events.emit({ type: 'deadline-exceeded', route: request.route, upstream: request.upstream, stage: 'attempt' });
+        events.emit({ type: 'deadline-exceeded', route: request.route, upstream: request.upstream, stage: 'attempt' }, request);
         reject(new ProxyError('deadline_exceeded', { message: `the deadline ran out during an injected delay of ${delayMs} ms` }));
       });
       request.cancelAttempt = (reason) => {
@@ -47,11 +47,11 @@ export function faultLayer(config: FaultConfig, deps: FaultDeps): Layer {
   return (next) => async (request) => {
     const decision = decideFault(config, random);
     if (decision.delayMs > 0) {
-      events.emit({ type: 'fault-injected', route: request.route, kind: 'delay' });
+      events.emit({ type: 'fault-injected', route: request.route, kind: 'delay' }, request);
       await delay(request, decision.delayMs);
     }
     if (decision.abortStatus !== null) {
-      events.emit({ type: 'fault-injected', route: request.route, kind: 'abort' });
+      events.emit({ type: 'fault-injected', route: request.route, kind: 'abort' }, request);
       throw new ProxyError('fault_injected', { status: decision.abortStatus });
     }
     return next(request);

@@ -75,7 +75,7 @@ export function retryLayer(config: RetryConfig, deps: RetryDeps): Layer {
   return (next) => async (request) => {
     const { route, upstream } = request;
     const giveUp = (reason: GiveUpReason, result: Attempt): UpstreamResponse => {
-      events.emit({ type: 'retry-give-up', route, upstream, reason });
+      events.emit({ type: 'retry-give-up', route, upstream, reason }, request);
       return settle(result);
     };
     budget.recordRequest(clock.now());
@@ -108,7 +108,7 @@ export function retryLayer(config: RetryConfig, deps: RetryDeps): Layer {
 
       if (decision.retryAfterMs === undefined) previousDelayMs = delayMs;
       if ('response' in result) result.response.body.discard();
-      events.emit({ type: 'retry', route, upstream, attempt: attempts + 1, delayMs, trigger: decision.trigger });
+      events.emit({ type: 'retry', route, upstream, attempt: attempts + 1, delayMs, trigger: decision.trigger }, request);
       if (delayMs > 0) await pause(request, clock, delayMs);
     }
   };

@@ -19,7 +19,7 @@ export function attemptTimeoutLayer(perTryTimeoutMs: number | undefined, deps: A
     const now = clock.now();
     const remaining = request.deadlineAt - now;
     if (remaining <= 0) {
-      events.emit({ type: 'deadline-exceeded', route: request.route, upstream: request.upstream, stage: 'attempt' });
+      events.emit({ type: 'deadline-exceeded', route: request.route, upstream: request.upstream, stage: 'attempt' }, request);
       return Promise.reject(new ProxyError('deadline_exceeded'));
     }
     if (perTryTimeoutMs === undefined || perTryTimeoutMs >= remaining) {
@@ -29,7 +29,7 @@ export function attemptTimeoutLayer(perTryTimeoutMs: number | undefined, deps: A
     }
     request.attemptDeadlineAt = now + perTryTimeoutMs;
     const cancel = clock.setTimer(perTryTimeoutMs, () => {
-      events.emit({ type: 'per-try-timeout', route: request.route, upstream: request.upstream });
+      events.emit({ type: 'per-try-timeout', route: request.route, upstream: request.upstream }, request);
       request.cancelAttempt?.(
         new ProxyError('timeout', { message: `the per-try timeout of ${perTryTimeoutMs} ms expired`, attemptFailure: 'timeout' }),
       );

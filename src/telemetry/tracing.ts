@@ -1,0 +1,382 @@
+// OpenTelemetry traces, made by hand on the data path: one server span per request and one
+// client span per upstream attempt, exported by the OpenTelemetry Node SDK, which the standard
+// OTEL_* variables configure. Without an OTLP endpoint the SDK is not even loaded: requests
+// carry no trace, and traceparent and tracestate pass upstream like any other header.
+
+import { readFile } from 'node:fs/promises';
+import type { IncomingMessage } from 'node:http';
+import {
+  context,
+  defaultTextMapGetter,
+  diag,
+  DiagLogLevel,
+  logs,
+  ROOT_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+  type Attributes,
+  type Context,
+  type DiagLogger,
+  type Span,
+  type TextMapPropagator,
+  type TextMapSetter,
+  type Tracer,
+} from '@opentelemetry/api';
+import {
+  ATTR_CLIENT_ADDRESS,
+  ATTR_ERROR_TYPE,
+  ATTR_HTTP_REQUEST_METHOD,
+  ATTR_HTTP_REQUEST_METHOD_ORIGINAL,
+  ATTR_HTTP_REQUEST_RESEND_COUNT,
+  ATTR_HTTP_RESPONSE_STATUS_CODE,
+  ATTR_NETWORK_PROTOCOL_VERSION,
+  ATTR_SERVER_ADDRESS,
+  ATTR_SERVER_PORT,
+  ATTR_SERVICE_NAME,
+  ATTR_SERVICE_VERSION,
+  ATTR_URL_PATH,
+  ATTR_URL_SCHEME,
+} from '@opentelemetry/semantic-conventions';
+import type { Sampler } from '@opentelemetry/sdk-trace';
+import type { Logger } from 'pino';
+import type { PolicyEvent, PolicyEvents } from '../policies/events.ts';
+import type { AttemptStart, AttemptTrace, ProxyRequest, RequestTrace } from '../proxy/context.ts';
+import type { AttemptFailure } from '../proxy/errors.ts';
+import type { RequestRecord, RequestTracer } from '../proxy/listener.ts';
+import { pathOnly } from './logger.ts';
+
+/**
+ * The share of new traces sampled when OTEL_TRACES_SAMPLER is unset and OTEL_TRACES_SAMPLER_ARG
+ * does not say: every one, as the OpenTelemetry specification defaults the ratio. A caller's
+ * sampling decision is always followed.
+ */
+export const defaultSampleRatio = 1;
+
+/** The tracer's name, and the service name unless OTEL_SERVICE_NAME or OTEL_RESOURCE_ATTRIBUTES name another. */
+const serviceName = 'breakwater';
+
+/** The methods of RFC 9110 and PATCH; semantic conventions report any other as `_OTHER`. */
+const knownMethods = new Set(['CONNECT', 'DELETE', 'GET', 'HEAD', 'OPTIONS', 'PATCH', 'POST', 'PUT', 'TRACE']);
+
+/** Who answered the client, the server span's `breakwater.outcome`. */
+type RequestOutcome = 'upstream' | 'fallback' | 'local' | 'client_closed';
+
+/** The SDK's globals hold one tracer provider at a time. */
+let running = false;
+
+/**
+ * Starts the OpenTelemetry SDK when the OTEL_* variables ask for traces: an OTLP endpoint set
+ * (OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT), the SDK not disabled,
+ * and OTEL_TRACES_EXPORTER not `none`. Resolves to undefined when they do not.
+ */
+export async function startTracing(options: { readonly logger: Logger }): Promise<Tracing | undefined> {
+  const { getBooleanFromEnv, getNumberFromEnv, getStringFromEnv, getStringListFromEnv, diagLogLevelFromString, W3CTraceContextPropagator } =
+    await import('@opentelemetry/core');
+  const endpoint = getStringFromEnv('OTEL_EXPORTER_OTLP_TRACES_ENDPOINT') ?? getStringFromEnv('OTEL_EXPORTER_OTLP_ENDPOINT');
+  if (endpoint === undefined || getBooleanFromEnv('OTEL_SDK_DISABLED') || getStringListFromEnv('OTEL_TRACES_EXPORTER')?.[0] === 'none') {
+    return undefined;
+  }
+  if (running) throw new Error('OpenTelemetry tracing already runs for another Breakwater in this process');
+
+  const [{ NodeSDK }, { ParentBasedSampler, TraceIdRatioBasedSampler }, { defaultResource, resourceFromAttributes }, version] = await Promise.all([
+    import('@opentelemetry/sdk-node'),
+    import('@opentelemetry/sdk-trace'),
+    import('@opentelemetry/resources'),
+    packageVersion(),
+  ]);
+  const logger = options.logger.child({ component: 'opentelemetry' });
+  let sampler: Sampler | undefined;
+  if (getStringFromEnv('OTEL_TRACES_SAMPLER') === undefined) {
+    const ratio = getNumberFromEnv('OTEL_TRACES_SAMPLER_ARG') ?? defaultSampleRatio;
+    const valid = ratio >= 0 && ratio <= 1;
+    if (!valid) logger.warn({ OTEL_TRACES_SAMPLER_ARG: ratio, ratio: defaultSampleRatio }, 'OTEL_TRACES_SAMPLER_ARG is outside 0..1; using the default ratio');
+    sampler = new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(valid ? ratio : defaultSampleRatio) });
+  }
+  const sdk = new NodeSDK({
+    // The resource detectors and OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES override these.
+    resource: defaultResource().merge(resourceFromAttributes({ [ATTR_SERVICE_NAME]: serviceName, [ATTR_SERVICE_VERSION]: version })),
+    sampler,
+    // Traces only: Prometheus serves the metrics and pino writes the logs.
+    metricReaders: [],
+    logRecordProcessors: [],
+    // Spans are parented explicitly and Breakwater carries the W3C context itself.
+    textMapPropagator: null,
+  });
+  // The SDK's own complaints (an unreachable collector, a bad variable) go to the JSON log.
+  diag.setLogger(diagToPino(logger), {
+    logLevel: diagLogLevelFromString(getStringFromEnv('OTEL_LOG_LEVEL')) ?? DiagLogLevel.WARN,
+    suppressOverrideMessage: true,
+  });
+  sdk.start();
+  running = true;
+  logger.info(
+    { endpoint: URL.canParse(endpoint) ? new URL(endpoint).origin : endpoint, sampler: getStringFromEnv('OTEL_TRACES_SAMPLER') ?? 'parentbased_traceidratio' },
+    'tracing started',
+  );
+  return new Tracing(sdk, { tracer: trace.getTracer(serviceName, version), propagator: new W3CTraceContextPropagator(), endpoints: new Map() });
+}
+
+async function packageVersion(): Promise<string> {
+  // package.json sits two levels up both from src/telemetry/ and from the built dist/telemetry/.
+  const text = await readFile(new URL('../../package.json', import.meta.url), 'utf8');
+  return (JSON.parse(text) as { version: string }).version;
+}
+
+function diagToPino(logger: Logger): DiagLogger {
+  const write =
+    (level: 'error' | 'warn' | 'info' | 'debug' | 'trace') =>
+    (message: string, ...args: unknown[]): void => {
+      if (args.length === 0) logger[level](message);
+      else logger[level]({ details: args.map(String) }, message);
+    };
+  return { error: write('error'), warn: write('warn'), info: write('info'), debug: write('debug'), verbose: write('trace') };
+}
+
+/**
+ * Passes every policy event on to `next` (metrics, logs), and records those that happened to
+ * a traced request as events on its server span.
+ */
+export function tracePolicyEvents(next: PolicyEvents): PolicyEvents {
+  return {
+    emit(event, request) {
+      next.emit(event, request);
+      if (request !== undefined && request.trace !== undefined) request.trace.event(event);
+    },
+  };
+}
+
+/** What the spans of every request share. */
+interface Spans {
+  readonly tracer: Tracer;
+  readonly propagator: TextMapPropagator;
+  /** server.address and server.port by endpoint origin; origins come from the config. */
+  readonly endpoints: Map<string, Attributes>;
+}
+
+/** A running SDK, which the listeners start request traces with. */
+export class Tracing implements RequestTracer {
+  readonly #sdk: { shutdown(): Promise<void> };
+  readonly #spans: Spans;
+
+  constructor(sdk: { shutdown(): Promise<void> }, spans: Spans) {
+    this.#sdk = sdk;
+    this.#spans = spans;
+  }
+
+  startRequest(req: IncomingMessage, listener: string): RequestTrace {
+    const parent = this.#spans.propagator.extract(ROOT_CONTEXT, req.headers, defaultTextMapGetter);
+    const method = req.method ?? 'GET';
+    const span = this.#spans.tracer.startSpan(method, { kind: SpanKind.SERVER }, parent);
+    // Attributes only for spans that are exported: most requests go unsampled under a low ratio.
+    if (span.isRecording()) {
+      const [address, port] = splitAuthority(req.headers.host ?? '');
+      span.setAttributes({
+        ...methodAttributes(method),
+        [ATTR_URL_SCHEME]: 'http',
+        [ATTR_URL_PATH]: pathOnly(req.url ?? '/'),
+        [ATTR_SERVER_ADDRESS]: address,
+        [ATTR_SERVER_PORT]: port,
+        [ATTR_CLIENT_ADDRESS]: req.socket.remoteAddress,
+        [ATTR_NETWORK_PROTOCOL_VERSION]: req.httpVersion,
+        'breakwater.listener': listener,
+      });
+    }
+    return new ServerSpan(this.#spans, span, trace.setSpan(parent, span), method);
+  }
+
+  /** Exports the spans still buffered, stops the SDK and frees its globals for a later start. */
+  async shutdown(): Promise<void> {
+    try {
+      await this.#sdk.shutdown();
+    } finally {
+      trace.disable();
+      context.disable();
+      logs.disable();
+      diag.disable();
+      running = false;
+    }
+  }
+}
+
+/** Puts `spanContext` in a header list, in place of any traceparent and tracestate it had. */
+function inject(spans: Spans, spanContext: Context, headers: string[]): void {
+  for (let i = headers.length - 2; i >= 0; i -= 2) {
+    const name = headers[i]!.toLowerCase();
+    if (name === 'traceparent' || name === 'tracestate') headers.splice(i, 2);
+  }
+  spans.propagator.inject(spanContext, headers, appendHeader);
+}
+
+/** server.address and server.port of an endpoint origin. */
+function endpointAttributes(spans: Spans, origin: string): Attributes {
+  let attributes = spans.endpoints.get(origin);
+  if (attributes === undefined) {
+    const url = new URL(origin);
+    attributes = { [ATTR_SERVER_ADDRESS]: url.hostname, [ATTR_SERVER_PORT]: url.port === '' ? 80 : Number(url.port) };
+    spans.endpoints.set(origin, attributes);
+  }
+  return attributes;
+}
+
+const appendHeader: TextMapSetter<string[]> = {
+  set: (headers, name, value) => {
+    headers.push(name, value);
+  },
+};
+
+/** A request's server span; attempts are its children. */
+class ServerSpan implements RequestTrace {
+  readonly traceId: string | undefined;
+  readonly spanId: string | undefined;
+  readonly #spans: Spans;
+  readonly #span: Span;
+  readonly #context: Context;
+  readonly #method: string;
+  readonly #recording: boolean;
+
+  constructor(spans: Spans, span: Span, spanContext: Context, method: string) {
+    this.#spans = spans;
+    this.#span = span;
+    this.#context = spanContext;
+    this.#method = method;
+    this.#recording = span.isRecording();
+    const ids = span.spanContext();
+    this.traceId = this.#recording ? ids.traceId : undefined;
+    this.spanId = this.#recording ? ids.spanId : undefined;
+  }
+
+  startAttempt(request: ProxyRequest, attempt: AttemptStart): AttemptTrace {
+    if (!this.#recording) {
+      // The sampling decision still travels upstream, with the request's trace id.
+      inject(this.#spans, this.#context, attempt.headers);
+      return unrecordedAttempt;
+    }
+    const span = this.#spans.tracer.startSpan(
+      `${this.#method} ${attempt.upstream}`,
+      {
+        kind: SpanKind.CLIENT,
+        attributes: {
+          ...methodAttributes(this.#method),
+          ...endpointAttributes(this.#spans, attempt.origin),
+          [ATTR_URL_PATH]: pathOnly(request.path),
+          // Set on retries only, as the semantic conventions say: the first attempt has none.
+          [ATTR_HTTP_REQUEST_RESEND_COUNT]: request.attempts > 1 ? request.attempts - 1 : undefined,
+          'breakwater.route': request.route,
+          'breakwater.upstream': attempt.upstream,
+          'breakwater.breaker_state': attempt.breakerState,
+          'breakwater.deadline_remaining_ms': Math.max(0, Math.round(attempt.remainingMs)),
+        },
+      },
+      this.#context,
+    );
+    inject(this.#spans, trace.setSpan(this.#context, span), attempt.headers);
+    return new ClientSpan(span);
+  }
+
+  event(event: PolicyEvent): void {
+    if (!this.#recording) return;
+    const recorded = spanEvent(event);
+    if (recorded !== undefined) this.#span.addEvent(recorded[0], recorded[1]);
+  }
+
+  end(record: RequestRecord): void {
+    const span = this.#span;
+    if (this.#recording) {
+      const outcome = requestOutcome(record);
+      const answered = outcome !== 'client_closed';
+      span.setAttributes({
+        [ATTR_HTTP_RESPONSE_STATUS_CODE]: answered ? record.status : undefined,
+        'breakwater.route': record.route,
+        'breakwater.upstream': record.upstream,
+        'breakwater.outcome': outcome,
+        'breakwater.reason': record.reason,
+        'breakwater.fallback': record.fallback,
+        'breakwater.attempts': record.attempts,
+      });
+      if (record.route !== undefined) span.updateName(`${this.#method} ${record.route}`);
+      // A server span is in error for a 5xx only: a 4xx is the client's mistake.
+      if (answered && record.status >= 500) {
+        span.setAttribute(ATTR_ERROR_TYPE, record.reason ?? String(record.status));
+        span.setStatus({ code: SpanStatusCode.ERROR });
+      }
+    }
+    span.end();
+  }
+}
+
+/** One attempt's client span. */
+class ClientSpan implements AttemptTrace {
+  readonly #span: Span;
+
+  constructor(span: Span) {
+    this.#span = span;
+  }
+
+  outcome(outcome: 'response' | AttemptFailure, status: number | undefined): void {
+    const span = this.#span;
+    span.setAttributes({ 'breakwater.outcome': outcome, [ATTR_HTTP_RESPONSE_STATUS_CODE]: status });
+    // A client span is in error for a 4xx or 5xx, or for no response at all.
+    const errorType = outcome !== 'response' ? outcome : status !== undefined && status >= 400 ? String(status) : undefined;
+    if (errorType !== undefined) {
+      span.setAttribute(ATTR_ERROR_TYPE, errorType);
+      span.setStatus({ code: SpanStatusCode.ERROR });
+    }
+  }
+
+  end(): void {
+    this.#span.end();
+  }
+}
+
+const unrecordedAttempt: AttemptTrace = { outcome: () => undefined, end: () => undefined };
+
+function methodAttributes(method: string): Attributes {
+  return knownMethods.has(method)
+    ? { [ATTR_HTTP_REQUEST_METHOD]: method }
+    : { [ATTR_HTTP_REQUEST_METHOD]: '_OTHER', [ATTR_HTTP_REQUEST_METHOD_ORIGINAL]: method };
+}
+
+/** Host and port of a Host header (`name`, `name:port`, `[v6]:port`). */
+function splitAuthority(authority: string): [string, number | undefined] {
+  const colon = authority.lastIndexOf(':');
+  if (colon === -1 || colon < authority.lastIndexOf(']')) return [authority, undefined];
+  const port = Number(authority.slice(colon + 1));
+  return [authority.slice(0, colon), Number.isInteger(port) ? port : undefined];
+}
+
+function requestOutcome(record: RequestRecord): RequestOutcome {
+  if (record.reason === 'client_closed') return 'client_closed';
+  if (record.fallback !== undefined) return 'fallback';
+  return record.reason === undefined ? 'upstream' : 'local';
+}
+
+/** The span event for a policy event about one request; undefined for events about no request. */
+function spanEvent(event: PolicyEvent): [string, Attributes] | undefined {
+  switch (event.type) {
+    case 'retry':
+      return ['breakwater.retry.backoff', { 'breakwater.retry.next_attempt': event.attempt, 'breakwater.retry.backoff_ms': event.delayMs, 'breakwater.retry.trigger': event.trigger }];
+    case 'retry-give-up':
+      return ['breakwater.retry.give_up', { 'breakwater.retry.give_up_reason': event.reason }];
+    case 'per-try-timeout':
+      return ['breakwater.per_try_timeout', {}];
+    case 'deadline-exceeded':
+      return ['breakwater.deadline_exceeded', { 'breakwater.deadline.stage': event.stage }];
+    case 'breaker-rejected':
+      return ['breakwater.circuit_breaker.rejected', { 'breakwater.circuit_breaker.name': event.breaker }];
+    case 'bulkhead-queued':
+      return ['breakwater.bulkhead.queued', { 'breakwater.bulkhead.wait_ms': event.waitedMs }];
+    case 'bulkhead-rejected':
+      return ['breakwater.bulkhead.rejected', { 'breakwater.bulkhead.reject_reason': event.reason }];
+    case 'fallback':
+      return ['breakwater.fallback', { 'breakwater.fallback.kind': event.kind, 'breakwater.fallback.result': event.result }];
+    case 'fault-injected':
+      return ['breakwater.fault.injected', { 'breakwater.fault.kind': event.kind }];
+    case 'breaker-transition':
+      return undefined;
+    default: {
+      const unknown: never = event;
+      return unknown;
+    }
+  }
+}
