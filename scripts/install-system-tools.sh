@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that Breakwater's tests and benchmarks drive:
-#   prometheus (for promtool), wrk, nginx, haproxy, procps (ps) and util-linux (taskset).
+#   prometheus (for promtool), wrk, nginx, haproxy, procps (ps), util-linux (taskset) and
+#   kubernetes-client (kubectl, for `kubectl kustomize`).
 # Idempotent: packages already installed are skipped, and when all are present it runs no apt
 # at all. Installing never leaves a system service running: a temporary policy-rc.d refuses
 # service starts during the install, so nginx or prometheus do not grab ports on the machine.
@@ -19,8 +20,12 @@ declare -A command_of=(
   [haproxy]=haproxy
   [procps]=ps
   [util-linux]=taskset
+  [kubernetes-client]=kubectl
 )
-packages=(prometheus wrk nginx haproxy procps util-linux)
+packages=(prometheus wrk nginx haproxy procps util-linux kubernetes-client)
+# Packages whose command may come from elsewhere: a machine that already has a kubectl (from
+# Kubernetes' own `kubectl` package, say) keeps it, since Debian's package would clash with it.
+declare -A any_source_will_do=([kubernetes-client]=1)
 
 is_installed() {
   [[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" == "install ok installed" ]]
@@ -28,7 +33,9 @@ is_installed() {
 
 missing=()
 for package in "${packages[@]}"; do
-  if ! is_installed "$package" || ! command -v "${command_of[$package]}" >/dev/null; then
+  if ! command -v "${command_of[$package]}" >/dev/null; then
+    missing+=("$package")
+  elif [[ -z "${any_source_will_do[$package]:-}" ]] && ! is_installed "$package"; then
     missing+=("$package")
   fi
 done
