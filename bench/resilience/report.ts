@@ -1,0 +1,342 @@
+// docs/resilience.md from the figures of a run: the method, Breakwater's targets with the
+// measured figure beside each, a table per scenario, and each figure on which a peer does
+// better than Breakwater, with the reason.
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parseConfig } from '../../src/config/load.ts';
+import { repoRoot } from '../targets.ts';
+import type { RunFigures } from './analyse.ts';
+import { binMs, fastMs, recoveredShare } from './analyse.ts';
+import { betterReasons } from './reasons.ts';
+import type { Scenario, ScenarioName } from './scenarios.ts';
+import { caller } from './scenarios.ts';
+import type { SystemName } from './systems.ts';
+import { configFiles, systemNames } from './systems.ts';
+
+export interface RunResult {
+  readonly scenario: ScenarioName;
+  readonly system: SystemName;
+  readonly figures: RunFigures;
+  /** Requests of HAProxy's health checks, not counted in the amplification. */
+  readonly healthChecks: number;
+  /** Share of one core the proxy's process tree used during the run. */
+  readonly proxyCpuShare: number | undefined;
+  /** Share of one core used by processes the benchmark did not start. */
+  readonly foreignCpuShare: number;
+}
+
+/** The settings of Breakwater's policy file that its targets are stated in. */
+export interface BreakwaterPolicy {
+  readonly perTryTimeoutMs: number;
+  readonly firstBackoffMs: number;
+  readonly openForMs: number;
+}
+
+/** Reads the targets' settings from the policy file itself, through Breakwater's own loader. */
+export function breakwaterPolicy(): BreakwaterPolicy {
+  // any distinct ports will do: only the policies are read
+  let port = 20_000;
+  const text = readFileSync(path.join(repoRoot, configFiles.breakwater), 'utf8').replace(/@[A-Z_]+@/g, () => String(port++));
+  const result = parseConfig(text, configFiles.breakwater);
+  if (!result.ok) throw new Error(`${configFiles.breakwater} is not valid: ${JSON.stringify(result.problems)}`);
+  const route = result.config.routes.find((r) => r.name === 'orders');
+  const breaker = result.config.upstreams.get('orders')?.circuitBreaker;
+  if (route?.retry?.perTryTimeoutMs === undefined || breaker === undefined) {
+    throw new Error(`${configFiles.breakwater}: the orders route needs a perTryTimeout and orders a circuitBreaker`);
+  }
+  // the longest wait before the first retry: the backoff's base, capped at its max
+  const firstBackoffMs = Math.min(route.retry.backoff.baseMs, route.retry.backoff.maxMs);
+  return { perTryTimeoutMs: route.retry.perTryTimeoutMs, firstBackoffMs, openForMs: breaker.openForMs };
+}
+
+export interface ReportInput {
+  readonly machine: string;
+  readonly startedAt: Date;
+  readonly finishedAt: Date;
+  readonly quick: boolean;
+  readonly scenarios: readonly Scenario[];
+  readonly results: readonly RunResult[];
+  /** what → why it has no figures */
+  readonly notMeasured: ReadonlyMap<string, string>;
+  readonly cleanThreshold: number;
+  /** The outage chart, relative to the report; absent when the outage was not run. */
+  readonly chart: string | undefined;
+  readonly policy: BreakwaterPolicy;
+}
+
+const none = '–';
+const systemTitle: Readonly<Record<SystemName, string>> = { direct: 'no proxy', nginx: 'nginx', haproxy: 'HAProxy', breakwater: 'Breakwater' };
+
+function percent(share: number | undefined, digits = 2): string {
+  return share === undefined || Number.isNaN(share) ? none : `${(share * 100).toFixed(digits)}%`;
+}
+
+function ms(value: number | null | undefined): string {
+  if (value === null || value === undefined || Number.isNaN(value)) return none;
+  return value < 10 ? value.toFixed(2) : value < 100 ? value.toFixed(1) : Math.round(value).toLocaleString('en-US');
+}
+
+function seconds(value: number | null | undefined): string {
+  if (value === undefined) return none;
+  return value === null ? 'never' : `${value.toFixed(2)} s`;
+}
+
+function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
+  const align = header.map((_, i) => (i === 0 ? '---' : '---:'));
+  return [header, align, ...rows].map((cells) => `| ${cells.join(' | ')} |`).join('\n');
+}
+
+function sourceRevision(): string {
+  try {
+    const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: repoRoot, encoding: 'utf8' }).trim();
+    const changed = execFileSync('git', ['status', '--porcelain', '--', 'src'], { cwd: repoRoot, encoding: 'utf8' }).trim();
+    return changed === '' ? commit : `${commit} (src/ with uncommitted changes)`;
+  } catch {
+    return 'unknown';
+  }
+}
+
+// ---- targets ---------------------------------------------------------------------------------
+
+interface Target {
+  readonly scenario: ScenarioName;
+  readonly text: string;
+  readonly measured: (f: RunFigures) => number | null | undefined;
+  readonly format: (value: number | null | undefined) => string;
+  readonly met: (value: number) => boolean;
+}
+
+function targets(policy: BreakwaterPolicy): Target[] {
+  const stallLimit = policy.perTryTimeoutMs + policy.firstBackoffMs;
+  const recoverLimitS = policy.openForMs / 1000 + 1;
+  return [
+    { scenario: 'transient', text: '30% transient errors: success ≥ 99.5%', measured: (f) => f.success, format: (v) => percent(v ?? undefined), met: (v) => v >= 0.995 },
+    { scenario: 'transient', text: '30% transient errors: amplification ≤ 1.5', measured: (f) => f.amplification, format: (v) => (v ?? NaN).toFixed(2), met: (v) => v <= 1.5 },
+    { scenario: 'outage', text: 'full outage: amplification ≤ 1.25 during the outage', measured: (f) => f.outage?.amplification, format: (v) => (v ?? NaN).toFixed(2), met: (v) => v <= 1.25 },
+    { scenario: 'outage', text: 'full outage: `circuit_open` refusals under 5 ms at p99', measured: (f) => f.outage?.circuitOpenP99Ms, format: (v) => `${ms(v)} ms`, met: (v) => v < 5 },
+    {
+      scenario: 'outage',
+      text: `full outage: recovered within openFor + 1 s (${recoverLimitS} s) of the upstream returning`,
+      measured: (f) => f.outage?.recoverS,
+      format: seconds,
+      met: (v) => v <= recoverLimitS,
+    },
+    {
+      scenario: 'stall',
+      text: `stalls: p99 below perTryTimeout + one backoff (${policy.perTryTimeoutMs} + ${policy.firstBackoffMs} = ${stallLimit} ms)`,
+      measured: (f) => f.latency.p99,
+      format: (v) => `${ms(v)} ms`,
+      met: (v) => v < stallLimit,
+    },
+    {
+      scenario: 'overload',
+      text: "overload: the healthy neighbour's p99 unchanged within 20%",
+      measured: (f) => f.neighbour?.ratio,
+      format: (v) => (v === null || v === undefined ? none : `× ${v.toFixed(2)}`),
+      met: (v) => v <= 1.2,
+    },
+  ];
+}
+
+function targetTable(input: ReportInput): string {
+  const rows = targets(input.policy).map((target) => {
+    const result = input.results.find((r) => r.scenario === target.scenario && r.system === 'breakwater');
+    if (result === undefined) return [target.text, 'not run', none];
+    const value = target.measured(result.figures);
+    // null means "never": a time that never came, which misses any bound
+    const verdict = value === undefined ? none : value !== null && target.met(value) ? 'pass' : '**miss**';
+    return [target.text, target.format(value), verdict];
+  });
+  return table(['Breakwater target', 'measured', 'verdict'], rows);
+}
+
+// ---- peers doing better ------------------------------------------------------------------------
+
+export type Figure = 'success' | 'p50' | 'p99' | 'p999' | 'amplification' | 'failFast' | 'recover' | 'neighbour';
+
+interface Comparison {
+  readonly figure: Figure;
+  readonly label: string;
+  readonly value: (f: RunFigures) => number | null | undefined;
+  readonly show: (value: number | null | undefined) => string;
+  /** True when `a` is better than `b` by more than the noise of a shared machine. */
+  readonly better: (a: number, b: number) => boolean;
+}
+
+const never = Number.POSITIVE_INFINITY;
+const lowerTime = (a: number, b: number): boolean => a < b - binMs / 1000;
+const lowerLatency = (a: number, b: number): boolean => a < b * 0.9 && a < b - 1;
+
+const comparisons: readonly Comparison[] = [
+  { figure: 'success', label: 'success rate', value: (f) => f.success, show: (v) => percent(v ?? undefined), better: (a, b) => a > b + 0.001 },
+  { figure: 'p50', label: 'p50 latency', value: (f) => f.latency.p50, show: (v) => `${ms(v)} ms`, better: lowerLatency },
+  { figure: 'p99', label: 'p99 latency', value: (f) => f.latency.p99, show: (v) => `${ms(v)} ms`, better: lowerLatency },
+  { figure: 'p999', label: 'p99.9 latency', value: (f) => f.latency.p999, show: (v) => `${ms(v)} ms`, better: lowerLatency },
+  { figure: 'amplification', label: 'amplification', value: (f) => f.outage?.amplification ?? f.amplification, show: (v) => (v ?? NaN).toFixed(2), better: (a, b) => a < b - 0.05 },
+  { figure: 'failFast', label: 'time to fail fast', value: (f) => f.outage?.failFastS, show: seconds, better: lowerTime },
+  { figure: 'recover', label: 'time to recover', value: (f) => f.outage?.recoverS, show: seconds, better: lowerTime },
+  { figure: 'neighbour', label: "catalog's p99 change", value: (f) => f.neighbour?.ratio, show: (v) => (v === null || v === undefined ? none : `× ${v.toFixed(2)}`), better: (a, b) => a < b - 0.05 },
+];
+
+function peersDoingBetter(scenario: Scenario, results: readonly RunResult[]): string[] {
+  const ours = results.find((r) => r.system === 'breakwater');
+  if (ours === undefined) return [];
+  const lines: string[] = [];
+  for (const comparison of comparisons) {
+    const mine = comparison.value(ours.figures);
+    if (mine === undefined) continue;
+    for (const peer of results) {
+      if (peer.system === 'breakwater') continue;
+      const theirs = comparison.value(peer.figures);
+      if (theirs === undefined || theirs === null) continue;
+      if (!comparison.better(theirs, mine ?? never)) continue;
+      const reason = betterReasons[scenario.name]?.[comparison.figure]?.[peer.system] ?? betterReasons.any?.[comparison.figure]?.[peer.system];
+      lines.push(
+        `- **${systemTitle[peer.system]}** has the better ${comparison.label}: ${comparison.show(theirs)} against Breakwater's ` +
+          `${comparison.show(mine)}.${reason === undefined ? '' : ` ${reason}`}`,
+      );
+    }
+  }
+  return lines;
+}
+
+// ---- scenario tables ---------------------------------------------------------------------------
+
+function scenarioTable(scenario: Scenario, results: readonly RunResult[]): string {
+  const header = ['system', 'requests', 'success', 'p50 ms', 'p99 ms', 'p99.9 ms', 'amplification', 'answered by the system', 'client timeouts'];
+  if (scenario.outage !== undefined) header.push('amplification in the outage', 'fails fast after', 'refusals p99 ms', 'recovered after');
+  if (scenario.neighbour !== undefined) header.push('catalog p99 before ms', 'catalog p99 during ms', 'catalog p99 change', 'catalog success during');
+  header.push('proxy CPU', "others' CPU");
+  const rows = results.map((r) => {
+    const f = r.figures;
+    const row = [
+      systemTitle[r.system],
+      f.requests.toLocaleString('en-US'),
+      percent(f.success),
+      ms(f.latency.p50),
+      ms(f.latency.p99),
+      ms(f.latency.p999),
+      f.amplification.toFixed(2),
+      percent(f.answeredBySystem, 1),
+      f.clientTimeouts.toLocaleString('en-US'),
+    ];
+    if (f.outage !== undefined) {
+      row.push(f.outage.amplification.toFixed(2), seconds(f.outage.failFastS), ms(f.outage.refusalP99Ms), seconds(f.outage.recoverS));
+    }
+    if (f.neighbour !== undefined) {
+      row.push(ms(f.neighbour.baselineP99Ms), ms(f.neighbour.faultP99Ms), `× ${f.neighbour.ratio.toFixed(2)}`, percent(f.neighbour.faultSuccess));
+    }
+    row.push(percent(r.proxyCpuShare, 0), percent(r.foreignCpuShare, 0));
+    return row;
+  });
+  return table(header, rows);
+}
+
+function measuredSpan(scenario: Scenario): string {
+  const { fromMs, toMs } = scenario.measured;
+  return fromMs === 0 && toMs === scenario.durationMs
+    ? `Figures over the whole ${scenario.durationMs / 1000} s run.`
+    : `Orders' figures from ${fromMs / 1000} s to ${toMs / 1000} s (the fault); catalog's p99 before the fault is compared with its p99 during it.`;
+}
+
+function disturbance(input: ReportInput): string {
+  const shares = input.results.map((r) => r.foreignCpuShare).sort((a, b) => a - b);
+  if (shares.length === 0) return '';
+  const max = shares[shares.length - 1] as number;
+  const median = shares[Math.floor(shares.length / 2)] as number;
+  const summary = `processes the benchmark did not start used a median of ${percent(median, 0)} and at most ${percent(max, 0)} of a core per run`;
+  return max * 100 > input.cleanThreshold
+    ? `**These figures come from a shared machine**: ${summary} (the "others' CPU" column), above the ${input.cleanThreshold}% this benchmark calls clean. Latencies in particular are noisier than on a quiet machine.`
+    : `The machine was quiet: ${summary}.`;
+}
+
+export function renderReport(input: ReportInput): string {
+  const { policy } = input;
+  const parts: string[] = [];
+  parts.push(
+    '# Resilience under injected faults: Breakwater beside nginx and HAProxy',
+    'Breakwater exists to keep calls succeeding when the services behind them fail. This page shows how well it does that, ' +
+      'measured the way a platform team evaluating it would: the same faulty upstream and the same client load, with no proxy, ' +
+      'through nginx, through HAProxy and through Breakwater, in one run. Every figure below was written by ' +
+      '`npm run bench:resilience`; run it yourself to check them on your machine.',
+    `Run from ${input.startedAt.toISOString()} to ${input.finishedAt.toISOString()}${input.quick ? ' (**--quick**: every time at 40%, a smoke run, not for comparison)' : ''}.`,
+    `Machine: ${input.machine} · Breakwater ${sourceRevision()}`,
+    disturbance(input),
+  );
+
+  parts.push('## Targets', targetTable(input));
+
+  parts.push(
+    '## How it is measured',
+    [
+      '- **The upstream** (`bench/resilience/upstream.ts`) is one Node process with three HTTP endpoints on loopback: two replicas of ' +
+        '`orders`, the service that fails, and one of `catalog`, a healthy neighbour. Each answers with a log-normal service time ' +
+        '(5 ms median, about 16 ms at p99) unless the scenario says otherwise, and follows a seeded plan of faults over time: ' +
+        '503s, stalls, limited workers with a queue, windows in which it answers nothing, and a slow recovery.',
+      `- **The client** (\`bench/resilience/client.ts\`) sends at a fixed rate whatever happens (open loop), with a pool of ${caller.connectionsPerOrigin} ` +
+        `connections per host:port, as a calling service's HTTP client has, and gives up on a request after ${caller.timeoutMs / 1000} s. Latency runs ` +
+        'from the moment a request was due to the end of its response, so a request that waited for a free connection counts ' +
+        'its wait. Through a proxy, both services share one host:port and so one pool, as they do behind a sidecar; with no ' +
+        'proxy the client spreads orders requests over the two replicas itself.',
+      '- **The systems**: the client straight to the upstream; [nginx](../bench/resilience/configs/nginx.conf.tmpl), ' +
+        '[HAProxy](../bench/resilience/configs/haproxy.cfg.tmpl) and [Breakwater](../bench/resilience/configs/breakwater.yaml.tmpl), ' +
+        'each configured once for every scenario as its users tune it for flaky backends, with a comment on each setting. ' +
+        'Per-attempt limits match: 250 ms to connect, 500 ms for an answer, 2 s (nginx, Breakwater) for a whole request, a cap ' +
+        'of 32 requests in flight to orders. Each proxy is started afresh for each scenario and warmed up with a few requests.',
+      '- **Pinning**: the client and the upstream share one core, the proxy has the other (Breakwater and nginx with one ' +
+        'worker, HAProxy with one thread).',
+    ].join('\n'),
+    [
+      'The figures:',
+      '- **success**: the share of orders requests answered 2xx (no fallback answers 2xx in any configuration).',
+      '- **p50 / p99 / p99.9**: latency of every orders request, whatever its outcome.',
+      '- **amplification**: requests the orders replicas received / requests the client sent to orders (health checks, ' +
+        'which only HAProxy sends, excluded). Above 1: retries; below 1: requests the system answered itself.',
+      '- **answered by the system**: the share of orders requests the proxy answered itself (no upstream answer reached the client).',
+      `- **fails fast after**: time from the outage's start until every later ${binMs} ms bin of the outage had 90% of its ` +
+        `requests over within ${fastMs} ms. **refusals p99**: p99 latency of the proxy's own failure answers from then on. ` +
+        `**recovered after**: time from the outage's end until every later ${binMs} ms bin had at least ` +
+        `${Math.round(recoveredShare * 100)}% success. Bins hold the requests due in them.`,
+      "- **catalog p99 change**: catalog's p99 during the fault / its p99 before it, in the same run.",
+      "- **proxy CPU**: the proxy's share of a core during the run. **others' CPU**: processes the benchmark did not start.",
+    ].join('\n'),
+  );
+
+  for (const scenario of input.scenarios) {
+    const results = systemNames.flatMap((name) => input.results.filter((r) => r.scenario === scenario.name && r.system === name));
+    parts.push(`## ${scenario.title[0]?.toUpperCase()}${scenario.title.slice(1)}`, `${scenario.fault} ${measuredSpan(scenario)}`);
+    if (results.length === 0) {
+      parts.push('Not measured in this run.');
+      continue;
+    }
+    parts.push(scenarioTable(scenario, results));
+    if (scenario.outage !== undefined && input.chart !== undefined) {
+      parts.push(
+        `![p50 and p99 latency and success rate over time for each system during the outage](${input.chart})`,
+        `The shaded band is the outage. Each point is a ${0.5} s bin of requests by the time they were due; latency is on a log scale.`,
+      );
+    }
+    const better = peersDoingBetter(scenario, results);
+    if (better.length > 0) parts.push('Where a peer does better:', better.join('\n'));
+  }
+
+  if (input.notMeasured.size > 0) {
+    parts.push('## Not measured', [...input.notMeasured].map(([what, why]) => `- ${what}: ${why}`).join('\n'));
+  }
+  parts.push(
+    '## Running it',
+    [
+      '```console',
+      '$ bash scripts/install-system-tools.sh        # nginx, haproxy, taskset',
+      '$ npm run bench:resilience                    # every scenario and system; rewrites this page and its chart',
+      '$ npm run bench:resilience -- --quick         # a smoke run at 40% of the times, reported elsewhere',
+      '$ npm run bench:resilience -- --scenarios outage --systems nginx,breakwater',
+      '```',
+      '',
+      `The full run takes about 8 minutes on 2 cores. Breakwater's policy settings behind the targets are read from its ` +
+        `policy file: perTryTimeout ${policy.perTryTimeoutMs} ms, first backoff up to ${policy.firstBackoffMs} ms, openFor ${policy.openForMs / 1000} s.`,
+    ].join('\n'),
+  );
+  return `${parts.filter((p) => p !== '').join('\n\n')}\n`;
+}

@@ -1,0 +1,308 @@
+// npm run bench:resilience [-- --quick | --scenarios a,b --systems x,y --out DIR ...]
+//
+// The resilience benchmark: the same fault-injecting upstream and the same fixed-rate client,
+// with no proxy, through nginx, through HAProxy and through Breakwater, scenario by scenario.
+// The client and the upstream share one core, the proxy has the other, as in `npm run bench`.
+// A full run (every scenario and system, not --quick) rewrites docs/resilience.md and the
+// outage chart under docs/img/; any other run writes its report to a folder of its own.
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { describeMachine } from '../lib/machine.ts';
+import type { Child } from '../lib/processes.ts';
+import { ChildProcesses } from '../lib/processes.ts';
+import { foreignCpuSeconds, takeSnapshot, treeCpuSeconds } from '../lib/procfs.ts';
+import { hasCommand, repoRoot } from '../targets.ts';
+import { analyse } from './analyse.ts';
+import type { RunFigures } from './analyse.ts';
+import { outageChart } from './chart.ts';
+import type { ClientPlan, ClientReport, UpstreamPlan, UpstreamRecords } from './plan.ts';
+import { breakwaterPolicy, renderReport } from './report.ts';
+import type { RunResult } from './report.ts';
+import type { Scenario, ScenarioName } from './scenarios.ts';
+import { caller, scenarioNames, scenarios } from './scenarios.ts';
+import type { Ports, SystemName } from './systems.ts';
+import { startSystem, systemNames, unavailableReason } from './systems.ts';
+
+const usage = `Usage: npm run bench:resilience -- [options]
+  --scenarios a,b     scenarios to run (default: all): ${scenarioNames.join(', ')}
+  --systems a,b       systems to run (default: all): ${systemNames.join(', ')}
+  --quick             smoke run: every scenario's times at 40%
+  --out DIR           where the report goes (default: docs/ for a full run, else a new folder
+                      under the system's temporary directory)
+  --keep              keep the scratch folder: every run's plans, records and logs
+  --clean-threshold P a run is clean when others used at most P% of a core (default 5)
+  --load-core N       core for the client and the upstream (default 0)
+  --proxy-core N      core for the proxy (default 1)`;
+
+const docsDir = path.join(repoRoot, 'docs');
+const chartFile = 'img/resilience-outage.svg';
+
+interface Options {
+  scenarios: Scenario[];
+  systems: SystemName[];
+  quick: boolean;
+  full: boolean;
+  out: string | undefined;
+  keep: boolean;
+  cleanThreshold: number;
+  loadCore: string;
+  proxyCore: string;
+}
+
+function pick<T extends string>(flag: string, text: string | undefined, known: readonly T[]): T[] {
+  if (text === undefined) return [...known];
+  return text
+    .split(',')
+    .map((name) => name.trim())
+    .filter((name) => name !== '')
+    .map((name) => {
+      if (!(known as readonly string[]).includes(name)) throw new Error(`--${flag}: unknown "${name}"; known: ${known.join(', ')}`);
+      return name as T;
+    });
+}
+
+function core(flag: string, text: string): string {
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 0 || value >= os.availableParallelism()) {
+    throw new Error(`--${flag} must be a core of this machine (0..${os.availableParallelism() - 1}), not "${text}"`);
+  }
+  return String(value);
+}
+
+function readOptions(): Options {
+  const { values } = parseArgs({
+    options: {
+      scenarios: { type: 'string' },
+      systems: { type: 'string' },
+      quick: { type: 'boolean', default: false },
+      out: { type: 'string' },
+      keep: { type: 'boolean', default: false },
+      'clean-threshold': { type: 'string', default: '5' },
+      'load-core': { type: 'string', default: '0' },
+      'proxy-core': { type: 'string', default: '1' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) {
+    console.log(usage);
+    process.exit(0);
+  }
+  const names = pick<ScenarioName>('scenarios', values.scenarios, scenarioNames);
+  const systems = pick<SystemName>('systems', values.systems, systemNames);
+  const all = scenarios(values.quick ? 0.4 : 1);
+  const cleanThreshold = Number(values['clean-threshold']);
+  if (!Number.isFinite(cleanThreshold) || cleanThreshold < 0) throw new Error('--clean-threshold must be a non-negative number');
+  return {
+    scenarios: all.filter((s) => names.includes(s.name)),
+    systems,
+    quick: values.quick,
+    full: !values.quick && names.length === scenarioNames.length && systems.length === systemNames.length,
+    out: values.out,
+    keep: values.keep,
+    cleanThreshold,
+    loadCore: core('load-core', values['load-core']),
+    proxyCore: core('proxy-core', values['proxy-core']),
+  };
+}
+
+/** Set on SIGINT/SIGTERM, so that failures caused by stopping are not reported as results. */
+let stopping = false;
+
+async function waitForLine(child: Child, prefix: string, timeoutMs: number): Promise<string> {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    const line = child.stdout.split('\n').find((l) => l.startsWith(prefix));
+    if (line !== undefined) return line;
+    if (child.hasExited) throw new Error(`${child.name} exited before it was ready:\n${child.logTail()}`);
+    if (performance.now() > deadline) throw new Error(`${child.name} was not ready within ${timeoutMs} ms:\n${child.logTail()}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+async function fetchJson<T>(url: string): Promise<T> {
+  const response = await fetch(url, { signal: AbortSignal.timeout(10_000) });
+  if (!response.ok) throw new Error(`GET ${url} answered ${response.status}`);
+  return (await response.json()) as T;
+}
+
+class Runner {
+  readonly children = new ChildProcesses();
+  readonly workDir: string;
+  readonly #options: Options;
+
+  constructor(options: Options, workDir: string) {
+    this.#options = options;
+    this.workDir = workDir;
+  }
+
+  /** One scenario through one system, from fresh processes to figures. */
+  async run(scenario: Scenario, system: SystemName): Promise<RunResult> {
+    const options = this.#options;
+    const dir = path.join(this.workDir, `${scenario.name}-${system}`);
+    mkdirSync(dir, { recursive: true, mode: 0o755 });
+    const lifetimeS = Math.ceil((scenario.durationMs + caller.timeoutMs) / 1000) + 90;
+
+    const upstreamPlan: UpstreamPlan = { seed: 20261124, endpoints: scenario.endpoints };
+    writeFileSync(path.join(dir, 'upstream.json'), JSON.stringify(upstreamPlan));
+    const upstream = this.children.start({
+      name: 'upstream',
+      cores: options.loadCore,
+      command: process.execPath,
+      args: [path.join(import.meta.dirname, 'upstream.ts'), '--plan', path.join(dir, 'upstream.json'), '--lifetime', String(lifetimeS)],
+      logFile: path.join(dir, 'upstream.log'),
+      stdout: 'capture',
+    });
+    try {
+      const ready = JSON.parse(await waitForLine(upstream, '{"ready"', 15_000)) as { ready: { endpoints: Ports; control: number } };
+      const control = `http://127.0.0.1:${ready.ready.control}`;
+      const running = await startSystem(system, { children: this.children, dir: path.join(dir, system), ports: ready.ready.endpoints, cores: options.proxyCore });
+      try {
+        const clientPlan: ClientPlan = {
+          control,
+          durationMs: scenario.durationMs,
+          timeoutMs: caller.timeoutMs,
+          connectionsPerOrigin: caller.connectionsPerOrigin,
+          routes: [
+            { service: 'orders', origins: running.origins.orders, rates: scenario.rates.orders },
+            { service: 'catalog', origins: running.origins.catalog, rates: scenario.rates.catalog },
+          ],
+        };
+        writeFileSync(path.join(dir, 'client.json'), JSON.stringify(clientPlan));
+        const outFile = path.join(dir, 'outcomes.json');
+        const before = takeSnapshot();
+        const startedAt = performance.now();
+        const client = this.children.start({
+          name: 'client',
+          cores: options.loadCore,
+          command: process.execPath,
+          args: [path.join(import.meta.dirname, 'client.ts'), '--plan', path.join(dir, 'client.json'), '--out', outFile],
+          logFile: path.join(dir, 'client.log'),
+          stdout: 'log',
+        });
+        const limit = setTimeout(() => client.signalGroup('SIGKILL'), scenario.durationMs + caller.timeoutMs + 30_000);
+        const exit = await client.exited.finally(() => clearTimeout(limit));
+        const after = takeSnapshot();
+        const elapsedS = (performance.now() - startedAt) / 1000;
+        if (exit.code !== 0) throw new Error(`the client ended with ${exit.signal ?? `code ${exit.code}`}:\n${client.logTail()}`);
+        const report = JSON.parse(readFileSync(outFile, 'utf8')) as ClientReport;
+        const records = await fetchJson<UpstreamRecords>(`${control}/records`);
+        const orders = new Set(scenario.endpoints.flatMap((e, i) => (e.service === 'orders' ? [i] : [])));
+        const figures: RunFigures = analyse(scenario, report.outcomes, records.arrivals, orders);
+        const proxyPid = running.process?.pid;
+        return {
+          scenario: scenario.name,
+          system,
+          figures,
+          healthChecks: Object.values(records.healthChecks).reduce((sum, n) => sum + n, 0),
+          proxyCpuShare: proxyPid === undefined ? undefined : treeCpuSeconds(before, after, proxyPid) / elapsedS,
+          foreignCpuShare: foreignCpuSeconds(before, after, process.pid) / elapsedS,
+        };
+      } finally {
+        await running.stop();
+      }
+    } finally {
+      await upstream.stop();
+    }
+  }
+}
+
+function describe(result: RunResult): string {
+  const f = result.figures;
+  const parts = [
+    `success ${(f.success * 100).toFixed(2)}%`,
+    `p50 ${f.latency.p50.toFixed(1)} ms`,
+    `p99 ${f.latency.p99.toFixed(1)} ms`,
+    `amplification ${f.amplification.toFixed(2)}`,
+  ];
+  if (f.outage !== undefined) {
+    parts.push(`fails fast after ${f.outage.failFastS ?? 'never'} s`, `recovered after ${f.outage.recoverS ?? 'never'} s`);
+  }
+  if (f.neighbour !== undefined) parts.push(`catalog p99 ×${f.neighbour.ratio.toFixed(2)}`);
+  parts.push(`others ${(result.foreignCpuShare * 100).toFixed(1)}% of a core`);
+  return parts.join(', ');
+}
+
+async function main(): Promise<void> {
+  const options = readOptions();
+  if (!hasCommand('taskset')) throw new Error('taskset not found: run bash scripts/install-system-tools.sh');
+  const startedAt = new Date();
+  const workDir = mkdtempSync(path.join(os.tmpdir(), 'breakwater-resilience-'));
+  // nginx workers run as an unprivileged user and must reach their folders
+  chmodSync(workDir, 0o755);
+  const runner = new Runner(options, workDir);
+  const cleanUp = async (): Promise<void> => {
+    await runner.children.stopAll();
+    if (options.keep) console.error(`scratch folder kept: ${workDir}`);
+    else rmSync(workDir, { recursive: true, force: true });
+  };
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(signal, () => {
+      if (stopping) return;
+      stopping = true;
+      console.error(`\n${signal}: stopping the benchmark's processes`);
+      void cleanUp().finally(() => process.exit(130));
+    });
+  }
+  process.on('exit', () => runner.children.killAllNow());
+
+  const machine = describeMachine(repoRoot, startedAt);
+  console.error(machine);
+  const notMeasured = new Map<string, string>();
+  for (const system of options.systems) {
+    const reason = unavailableReason(system);
+    if (reason !== undefined) notMeasured.set(system, reason);
+  }
+  const systems = options.systems.filter((s) => !notMeasured.has(s));
+  const totalS = options.scenarios.reduce((sum, s) => sum + (s.durationMs / 1000 + 3) * systems.length, 0);
+  console.error(`${options.scenarios.length} scenarios × ${systems.length} systems: about ${Math.ceil(totalS / 60)} min`);
+
+  const results: RunResult[] = [];
+  try {
+    for (const scenario of options.scenarios) {
+      for (const system of systems) {
+        try {
+          const result = await runner.run(scenario, system);
+          results.push(result);
+          console.error(`${scenario.name} / ${system}: ${describe(result)}`);
+        } catch (error) {
+          if (stopping) throw error;
+          const message = error instanceof Error ? error.message : String(error);
+          console.error(`${scenario.name} / ${system}: failed: ${message}`);
+          notMeasured.set(`${scenario.name} / ${system}`, `failed: ${message.split('\n')[0]}`);
+        }
+      }
+    }
+    const finishedAt = new Date();
+    const outDir = options.out ?? (options.full ? docsDir : mkdtempSync(path.join(os.tmpdir(), 'breakwater-resilience-report-')));
+    mkdirSync(path.join(outDir, 'img'), { recursive: true });
+    const outage = options.scenarios.find((s) => s.outage !== undefined);
+    const outageResults = results.filter((r) => r.scenario === 'outage');
+    const chart = outage?.outage === undefined || outageResults.length === 0 ? undefined : outageChart(outage, outageResults);
+    if (chart !== undefined) writeFileSync(path.join(outDir, chartFile), chart);
+    const markdown = renderReport({
+      machine,
+      startedAt,
+      finishedAt,
+      quick: options.quick,
+      scenarios: options.scenarios,
+      results,
+      notMeasured,
+      cleanThreshold: options.cleanThreshold,
+      chart: chart === undefined ? undefined : chartFile,
+      policy: breakwaterPolicy(),
+    });
+    writeFileSync(path.join(outDir, 'resilience.md'), markdown);
+    console.log(markdown);
+    console.error(`report: ${path.relative(process.cwd(), path.join(outDir, 'resilience.md'))}`);
+  } finally {
+    await cleanUp();
+  }
+}
+
+main().catch((error: unknown) => {
+  if (stopping) return;
+  console.error(error instanceof Error ? error.message : error);
+  process.exitCode = 1;
+});
