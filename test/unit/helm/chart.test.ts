@@ -80,12 +80,15 @@ describe('values.yaml and values.schema.json', () => {
     expect(validate(withValue(['config', 'routes', 0, 'retry'], { maxAttempts: 3 }))).toBe(true);
   });
 
-  it('keeps Breakwater running securely whatever the values: non-root, read-only root filesystem, no escalation', () => {
+  it('keeps Breakwater locked down whatever the values: non-root, read-only root filesystem, no escalation, no capabilities, a seccomp filter', () => {
     const validate = schemaValidator();
     expect(validate(withValue(['sidecar', 'securityContext', 'runAsNonRoot'], false))).toBe(false);
     expect(validate(withValue(['sidecar', 'securityContext', 'readOnlyRootFilesystem'], false))).toBe(false);
     expect(validate(withValue(['sidecar', 'securityContext', 'runAsUser'], 0))).toBe(false);
     expect(validate(withValue(['sidecar', 'securityContext', 'privileged'], true))).toBe(false);
+    expect(validate(withValue(['sidecar', 'securityContext', 'capabilities'], { drop: ['NET_RAW'] }))).toBe(false);
+    expect(validate(withValue(['sidecar', 'securityContext', 'capabilities'], { drop: ['ALL'], add: ['NET_ADMIN'] }))).toBe(false);
+    expect(validate(withValue(['sidecar', 'securityContext', 'seccompProfile'], { type: 'Unconfined' }))).toBe(false);
     expect(validate(withValue(['sidecar', 'securityContext', 'runAsUser'], 10001))).toBe(true);
   });
 
