@@ -114,7 +114,7 @@ export async function startTracing(options: { readonly logger: Logger }): Promis
     { endpoint: URL.canParse(endpoint) ? new URL(endpoint).origin : endpoint, sampler: getStringFromEnv('OTEL_TRACES_SAMPLER') ?? 'parentbased_traceidratio' },
     'tracing started',
   );
-  return new Tracing(sdk, { tracer: trace.getTracer(serviceName, version), propagator: new W3CTraceContextPropagator(), endpoints: new Map() });
+  return new Tracing(sdk, { tracer: trace.getTracer(serviceName, version), propagator: new W3CTraceContextPropagator(), endpoints: new Map() }, logger);
 }
 
 async function packageVersion(): Promise<string> {
@@ -158,10 +158,12 @@ interface Spans {
 export class Tracing implements RequestTracer {
   readonly #sdk: { shutdown(): Promise<void> };
   readonly #spans: Spans;
+  readonly #logger: Logger;
 
-  constructor(sdk: { shutdown(): Promise<void> }, spans: Spans) {
+  constructor(sdk: { shutdown(): Promise<void> }, spans: Spans, logger: Logger) {
     this.#sdk = sdk;
     this.#spans = spans;
+    this.#logger = logger;
   }
 
   startRequest(req: IncomingMessage, listener: string): RequestTrace {
@@ -185,10 +187,16 @@ export class Tracing implements RequestTracer {
     return new ServerSpan(this.#spans, span, trace.setSpan(parent, span), method);
   }
 
-  /** Exports the spans still buffered, stops the SDK and frees its globals for a later start. */
+  /**
+   * Exports the spans still buffered, stops the SDK and frees its globals for a later start. An
+   * unreachable collector costs the last spans, after the exporter's own timeout, and never the
+   * clean exit of the drain.
+   */
   async shutdown(): Promise<void> {
     try {
       await this.#sdk.shutdown();
+    } catch (error) {
+      this.#logger.warn({ err: error }, 'the last spans could not be exported');
     } finally {
       trace.disable();
       context.disable();
@@ -199,11 +207,20 @@ export class Tracing implements RequestTracer {
   }
 }
 
+const traceHeaders = new Set(['traceparent', 'tracestate']);
+
+const appendHeader: TextMapSetter<string[]> = {
+  set: (headers, name, value) => {
+    headers.push(name, value);
+  },
+};
+
 /** Puts `spanContext` in a header list, in place of any traceparent and tracestate it had. */
 function inject(spans: Spans, spanContext: Context, headers: string[]): void {
   for (let i = headers.length - 2; i >= 0; i -= 2) {
-    const name = headers[i]!.toLowerCase();
-    if (name === 'traceparent' || name === 'tracestate') headers.splice(i, 2);
+    const name = headers[i]!;
+    // The length test spares lower-casing every other header name.
+    if ((name.length === 11 || name.length === 10) && traceHeaders.has(name.toLowerCase())) headers.splice(i, 2);
   }
   spans.propagator.inject(spanContext, headers, appendHeader);
 }
@@ -218,12 +235,6 @@ function endpointAttributes(spans: Spans, origin: string): Attributes {
   }
   return attributes;
 }
-
-const appendHeader: TextMapSetter<string[]> = {
-  set: (headers, name, value) => {
-    headers.push(name, value);
-  },
-};
 
 /** A request's server span; attempts are its children. */
 class ServerSpan implements RequestTrace {

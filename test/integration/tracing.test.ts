@@ -1,4 +1,5 @@
-import type { ServerResponse } from 'node:http';
+import { createServer, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ephemeralAddresses, startBreakwater, type RunningBreakwater } from '../support/breakwater.ts';
@@ -285,6 +286,31 @@ routes:
     expect(queued?.events.map((event) => event.name)).toEqual(['breakwater.bulkhead.queued']);
     expect(queued!.events[0]!.attributes['breakwater.bulkhead.wait_ms']).toBeGreaterThanOrEqual(0);
     expect(other?.events).toEqual([]);
+  });
+
+  it('still drains cleanly when the collector cannot be reached, and says the last spans were lost', async () => {
+    // A port nothing listens on any more.
+    const gone = createServer();
+    await new Promise<void>((resolve) => gone.listen(0, '127.0.0.1', resolve));
+    const port = (gone.address() as AddressInfo).port;
+    await new Promise<void>((resolve) => gone.close(() => resolve()));
+    setOtelEnv({ OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}`, OTEL_EXPORTER_OTLP_TIMEOUT: '1000' });
+    upstream = await startUpstream();
+    proxy = await startBreakwater(`${ephemeralAddresses}
+upstreams:
+  catalog: {endpoints: ["${upstream.origin}"]}
+routes:
+  - name: items
+    match: {pathPrefix: /}
+    upstream: catalog
+`);
+    const response = await request(`${proxy.url()}/items`);
+    await response.body.dump();
+    expect(response.statusCode).toBe(200);
+
+    await expect(proxy.stop()).resolves.toBeUndefined();
+    expect(proxy.log.lines.find((line) => line.msg === 'the last spans could not be exported')).toMatchObject({ level: 40 });
+    expect(proxy.log.lines.at(-1)).toMatchObject({ msg: 'stopped' });
   });
 
   describe('sampling by the default parent-based ratio sampler', () => {
