@@ -86,12 +86,17 @@ export async function startTracing(options: { readonly logger: Logger }): Promis
     packageVersion(),
   ]);
   const logger = options.logger.child({ component: 'opentelemetry' });
+  // Unset, the SDK would default to parentbased_always_on and ignore OTEL_TRACES_SAMPLER_ARG.
+  const samplerName = getStringFromEnv('OTEL_TRACES_SAMPLER');
   let sampler: Sampler | undefined;
-  if (getStringFromEnv('OTEL_TRACES_SAMPLER') === undefined) {
-    const ratio = getNumberFromEnv('OTEL_TRACES_SAMPLER_ARG') ?? defaultSampleRatio;
-    const valid = ratio >= 0 && ratio <= 1;
-    if (!valid) logger.warn({ OTEL_TRACES_SAMPLER_ARG: ratio, ratio: defaultSampleRatio }, 'OTEL_TRACES_SAMPLER_ARG is outside 0..1; using the default ratio');
-    sampler = new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(valid ? ratio : defaultSampleRatio) });
+  let ratio: number | undefined;
+  if (samplerName === undefined) {
+    ratio = getNumberFromEnv('OTEL_TRACES_SAMPLER_ARG') ?? defaultSampleRatio;
+    if (!(ratio >= 0 && ratio <= 1)) {
+      logger.warn({ OTEL_TRACES_SAMPLER_ARG: ratio, ratio: defaultSampleRatio }, 'OTEL_TRACES_SAMPLER_ARG is outside 0..1; using the default ratio');
+      ratio = defaultSampleRatio;
+    }
+    sampler = new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(ratio) });
   }
   const sdk = new NodeSDK({
     // The resource detectors and OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES override these.
@@ -111,7 +116,7 @@ export async function startTracing(options: { readonly logger: Logger }): Promis
   sdk.start();
   running = true;
   logger.info(
-    { endpoint: URL.canParse(endpoint) ? new URL(endpoint).origin : endpoint, sampler: getStringFromEnv('OTEL_TRACES_SAMPLER') ?? 'parentbased_traceidratio' },
+    { endpoint: URL.canParse(endpoint) ? new URL(endpoint).origin : endpoint, sampler: samplerName ?? 'parentbased_traceidratio', ratio },
     'tracing started',
   );
   return new Tracing(sdk, { tracer: trace.getTracer(serviceName, version), propagator: new W3CTraceContextPropagator(), endpoints: new Map() }, logger);
@@ -177,7 +182,7 @@ export class Tracing implements RequestTracer {
         ...methodAttributes(method),
         [ATTR_URL_SCHEME]: 'http',
         [ATTR_URL_PATH]: pathOnly(req.url ?? '/'),
-        [ATTR_SERVER_ADDRESS]: address,
+        [ATTR_SERVER_ADDRESS]: address === '' ? undefined : address,
         [ATTR_SERVER_PORT]: port,
         [ATTR_CLIENT_ADDRESS]: req.socket.remoteAddress,
         [ATTR_NETWORK_PROTOCOL_VERSION]: req.httpVersion,
