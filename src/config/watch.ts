@@ -20,15 +20,23 @@ export interface WatchOptions {
   readonly clock?: Clock;
   /** Quiet time after the last file-system event before the file is read (kubelet's swap is several events). */
   readonly debounceMs?: number;
+  /**
+   * The file is also read this often, events or not: inotify can drop events (a full queue,
+   * the watch limit reached, a watched folder replaced at the wrong moment), and a missed
+   * ConfigMap update would otherwise never be applied.
+   */
+  readonly pollIntervalMs?: number;
 }
 
 const DEFAULT_DEBOUNCE_MS = 100;
+const DEFAULT_POLL_INTERVAL_MS = 2_000;
 
 /** Calls `onChange` each time the content of `path` changes; returns a function that stops watching. */
 export function watchConfigFile(path: string, onChange: () => void, options: WatchOptions = {}): () => void {
   const file = resolve(path);
   const clock = options.clock ?? systemClock;
   const debounceMs = options.debounceMs ?? DEFAULT_DEBOUNCE_MS;
+  const pollIntervalMs = options.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS;
   const watchers = new Map<string, FSWatcher>();
   let lastHash = hashOrUndefined(() => readFileSync(file));
   let cancelTimer: (() => void) | undefined;
@@ -101,10 +109,20 @@ export function watchConfigFile(path: string, onChange: () => void, options: Wat
     }
   };
 
+  let cancelPoll: () => void = () => undefined;
+  const poll = (): void => {
+    cancelPoll = clock.setTimer(pollIntervalMs, () => {
+      checks = checks.then(check);
+      poll();
+    });
+  };
+
   watchFolders();
+  poll();
   return () => {
     closed = true;
     cancelTimer?.();
+    cancelPoll();
     for (const watcher of watchers.values()) watcher.close();
     watchers.clear();
   };

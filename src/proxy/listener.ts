@@ -224,9 +224,16 @@ export class Listener {
       cancelAttempt: null,
       trace,
     };
-    const cancelTimer = clock.setTimer(lifetimeMs, () =>
-      abortRequest(request, new ProxyError('timeout', { message: timeoutMessage, attemptFailure: 'timeout' })),
-    );
+    const cancelTimer = clock.setTimer(lifetimeMs, () => {
+      if (request.attempts === 0 && !res.headersSent) {
+        // No attempt started in time (a queue, an injected delay): the deadline was spent
+        // before one could, which is deadline_exceeded, whichever timer noticed first.
+        options.events.emit({ type: 'deadline-exceeded', route: route.name, upstream: route.upstream, stage: 'attempt' });
+        abortRequest(request, new ProxyError('deadline_exceeded', { message: `${timeoutMessage} before an attempt could start` }));
+        return;
+      }
+      abortRequest(request, new ProxyError('timeout', { message: timeoutMessage, attemptFailure: 'timeout' }));
+    });
 
     let reason: LocalReason | undefined;
     let fallback: string | undefined;

@@ -89,7 +89,7 @@ describe('hot reload', () => {
           await response.body.dump();
         }
       }
-      await expect.poll(answer, { timeout: 5000, interval: 20 }).toBe(name);
+      await expect.poll(answer, { timeout: 15_000, interval: 20 }).toBe(name);
     }
 
     stop = true;

@@ -24,8 +24,8 @@ async function start(opts: { ready?: () => boolean; metrics?: Metrics } = {}): P
 /** Some traffic of every kind the data path reports. */
 function recordTraffic(metrics: Metrics): void {
   metrics.requestStarted('outbound');
-  metrics.recordAttempt({ route: 'charge', upstream: 'payments', outcome: 'connect-failure', durationMs: 0.8 });
-  metrics.recordAttempt({ route: 'charge', upstream: 'payments', outcome: 'response', status: 200, durationMs: 31 });
+  metrics.recordAttempt({ route: 'charge', upstream: 'payments', outcome: 'connect-failure', durationMs: 0.8, remainingMs: 2000 });
+  metrics.recordAttempt({ route: 'charge', upstream: 'payments', outcome: 'response', status: 200, durationMs: 31, remainingMs: 1999 });
   metrics.recordRequest({ listener: 'outbound', route: 'charge', upstream: 'payments', status: 200, reason: undefined, durationMs: 35, method: 'POST' });
   metrics.requestFinished('outbound');
   metrics.recordRequest({ listener: 'inbound', route: undefined, upstream: undefined, status: 404, reason: 'no_route', durationMs: 0.1, method: 'GET' });

@@ -135,6 +135,18 @@ describe('watchConfigFile', () => {
     }
   });
 
+  it('notices a change even when no file-system event leads to a check', async () => {
+    const file = await tempConfig('version: 1\n');
+    const changes = changeRecorder();
+    // Events would only be acted on after an hour: only the periodic read can notice.
+    cleanups.push(watchConfigFile(file, changes.onChange, { debounceMs: 3_600_000, pollIntervalMs: 50 }));
+
+    const changed = changes.next();
+    await writeFile(file, 'version: 2\n');
+    await changed;
+    expect(changes.calls).toBe(1);
+  });
+
   it('does not call back when the file is rewritten with the same content', async () => {
     const file = await tempConfig('routes: []\n');
     const clock = new ManualClock();

@@ -108,9 +108,9 @@ describe('upstream attempt metrics', () => {
   it('counts attempts by outcome, with the status code only for responses', async () => {
     const metrics = createMetrics();
 
-    metrics.recordAttempt({ route: 'charge', upstream: 'payments', outcome: 'response', status: 503, durationMs: 4 });
-    metrics.recordAttempt({ route: 'charge', upstream: 'payments', outcome: 'timeout', durationMs: 500 });
-    metrics.recordAttempt({ route: 'charge', upstream: 'payments', outcome: 'response', status: 200, durationMs: 3 });
+    metrics.recordAttempt({ route: 'charge', upstream: 'payments', outcome: 'response', status: 503, durationMs: 4, remainingMs: 2000 });
+    metrics.recordAttempt({ route: 'charge', upstream: 'payments', outcome: 'timeout', durationMs: 500, remainingMs: 500 });
+    metrics.recordAttempt({ route: 'charge', upstream: 'payments', outcome: 'response', status: 200, durationMs: 3, remainingMs: 1500 });
 
     const series = { route: 'charge', upstream: 'payments' };
     expect(await value(metrics, 'breakwater_upstream_attempts_total', { ...series, outcome: 'response', code: '503' })).toBe(1);
