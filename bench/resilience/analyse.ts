@@ -4,11 +4,16 @@
 import type { Arrival, Outcome } from './plan.ts';
 import type { Scenario, Span } from './scenarios.ts';
 
-/** Width of the bins the outage figures are read from. */
-export const binMs = 250;
-/** A bin fails fast when 90% of its requests ended within this. */
+/**
+ * The outage figures are read from windows of `windowMs` of requests (by the time they were
+ * due), starting every `stepMs`: a window is long enough that one stall of a busy machine does
+ * not decide it, and the step sets the figures' resolution.
+ */
+export const windowMs = 1000;
+export const stepMs = 250;
+/** A window fails fast when 90% of its requests ended within this. */
 export const fastMs = 50;
-/** A bin has recovered when at least this share of its requests succeeded. */
+/** A window has recovered when at least this share of its requests succeeded. */
 export const recoveredShare = 0.95;
 /** Width of the bins of the outage chart. */
 export const chartBinMs = 500;
@@ -20,13 +25,16 @@ export interface Latency {
 }
 
 export interface OutageFigures {
-  /** Seconds from the outage start until every later bin of the outage failed fast; null: never. */
+  /** Seconds from the outage start until every later window of the outage failed fast; null: never. */
   readonly failFastS: number | null;
   /** p99 latency of the answers the system made itself once failing fast (ms); null: none. */
   readonly refusalP99Ms: number | null;
-  /** p99 latency of Breakwater's `circuit_open` answers during the outage (ms); null: none. */
+  /**
+   * p99 latency of Breakwater's `circuit_open` answers to requests that arrived while the breaker
+   * was open (refused before any attempt), as the client saw it (ms); null: none.
+   */
   readonly circuitOpenP99Ms: number | null;
-  /** Seconds from the outage end until every later bin had recovered; null: never. */
+  /** Seconds from the outage end until every later window had recovered; null: never. */
   readonly recoverS: number | null;
   /** Upstream requests / client requests, both started during the outage. */
   readonly amplification: number;
@@ -101,31 +109,32 @@ function bins(outcomes: readonly Outcome[], span: Span, width: number): Bin[] {
   return result;
 }
 
-/** Index of the first bin from which `holds` is true of every later bin; undefined: none. */
-function settledFrom(list: readonly Bin[], holds: (bin: Bin) => boolean): number | undefined {
-  let first: number | undefined;
-  for (let i = list.length - 1; i >= 0; i--) {
-    const bin = list[i] as Bin;
-    if (bin.requests > 0 && !holds(bin)) break;
-    first = i;
+/**
+ * Seconds from the start of `span` to the first step from which every window (cut short at the
+ * end of the span) holds; null when even the last one does not.
+ */
+function settledAfter(outcomes: readonly Outcome[], span: Span, holds: (window: readonly Outcome[]) => boolean): number | null {
+  let settled: number | null = null;
+  for (let from = span.toMs - stepMs; from >= span.fromMs; from -= stepMs) {
+    const window = outcomes.filter(within({ fromMs: from, toMs: Math.min(from + windowMs, span.toMs) }));
+    if (window.length > 0 && !holds(window)) break;
+    settled = (from - span.fromMs) / 1000;
   }
-  return first;
+  return settled;
 }
 
 function outageFigures(orders: readonly Outcome[], arrivals: readonly Arrival[], outage: Span, end: number): OutageFigures {
   const during = orders.filter(within(outage));
-  const fastFrom = settledFrom(bins(during, outage, binMs), (bin) => bin.p90 <= fastMs);
-  const failFastS = fastFrom === undefined ? null : (fastFrom * binMs) / 1000;
+  const failFastS = settledAfter(during, outage, (window) => percentile(sortedLatencies(window), 0.9) <= fastMs);
   const refusals =
     failFastS === null ? [] : during.filter((o) => o.t >= outage.fromMs + failFastS * 1000 && !succeeded(o) && o.by === 'proxy');
-  const circuitOpen = during.filter((o) => o.reason === 'circuit_open');
-  const after = bins(orders, { fromMs: outage.toMs, toMs: end }, binMs);
-  const recoveredFrom = settledFrom(after, (bin) => bin.success >= recoveredShare);
+  const circuitOpen = during.filter((o) => o.reason === 'circuit_open' && o.attempts === 0);
+  const recoverS = settledAfter(orders, { fromMs: outage.toMs, toMs: end }, (window) => successShare(window) >= recoveredShare);
   return {
     failFastS,
     refusalP99Ms: refusals.length === 0 ? null : percentile(sortedLatencies(refusals), 0.99),
     circuitOpenP99Ms: circuitOpen.length === 0 ? null : percentile(sortedLatencies(circuitOpen), 0.99),
-    recoverS: recoveredFrom === undefined ? null : (recoveredFrom * binMs) / 1000,
+    recoverS,
     amplification: arrivals.filter(within(outage)).length / Math.max(1, during.length),
   };
 }
@@ -136,6 +145,21 @@ function neighbourFigures(catalog: readonly Outcome[], neighbour: NonNullable<Sc
   const baselineP99Ms = percentile(sortedLatencies(baseline), 0.99);
   const faultP99Ms = percentile(sortedLatencies(fault), 0.99);
   return { baselineP99Ms, faultP99Ms, ratio: faultP99Ms / baselineP99Ms, faultSuccess: successShare(fault) };
+}
+
+/**
+ * p99 of the time Breakwater itself took to refuse requests while the breaker was open, from
+ * its access log (JSON lines: `reason`, `attempts`, `durationMs`); null when it refused none.
+ * Beside the client's figure, it tells Breakwater's share from the machine's.
+ */
+export function ownRefusalP99Ms(accessLog: string): number | null {
+  const durations: number[] = [];
+  for (const line of accessLog.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    const entry = JSON.parse(line) as { reason?: unknown; attempts?: unknown; durationMs?: unknown };
+    if (entry.reason === 'circuit_open' && entry.attempts === 0 && typeof entry.durationMs === 'number') durations.push(entry.durationMs);
+  }
+  return durations.length === 0 ? null : percentile(durations.sort((a, b) => a - b), 0.99);
 }
 
 /**

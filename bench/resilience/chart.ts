@@ -18,7 +18,7 @@ const left = 72;
 const right = 24;
 const panelHeight = 170;
 const panelGap = 46;
-const top = 70;
+const top = 84;
 const plotWidth = width - left - right;
 
 interface Panel {
@@ -63,7 +63,7 @@ export function outageChart(scenario: Scenario, results: readonly RunResult[]): 
   out.push(
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="Helvetica, Arial, sans-serif" font-size="12">`,
     `<rect width="${width}" height="${height}" fill="#ffffff"/>`,
-    `<text x="${left}" y="24" font-size="16" font-weight="bold">${escape(`${scenario.title[0]?.toUpperCase()}${scenario.title.slice(1)}: 200 req/s to orders`)}</text>`,
+    `<text x="${left}" y="24" font-size="16" font-weight="bold">${escape(`${scenario.title[0]?.toUpperCase()}${scenario.title.slice(1)}`)}</text>`,
   );
   // legend
   let legendX = left;

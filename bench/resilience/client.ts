@@ -62,8 +62,9 @@ async function send(item: Due): Promise<void> {
   sent[item.route] = count + 1;
   // several origins (no proxy in front): the caller spreads its calls over them in turn
   const origin = route.origins[count % route.origins.length] as string;
-  const record = (status: number, by: string, reason: string): void => {
-    outcomes.push({ service: route.service, t: Math.round(item.t * 10) / 10, latencyMs: Math.round((sinceStart() - item.t) * 100) / 100, status, by, reason });
+  const record = (status: number, by: string, reason: string, attempts = -1): void => {
+    const latencyMs = Math.round((sinceStart() - item.t) * 100) / 100;
+    outcomes.push({ service: route.service, t: Math.round(item.t * 10) / 10, latencyMs, status, by, reason, attempts });
   };
   const remainingMs = plan.timeoutMs - (sinceStart() - item.t);
   inFlight += 1;
@@ -76,7 +77,13 @@ async function send(item: Due): Promise<void> {
     await response.body.dump({ limit: 1 << 20 });
     const servedBy = response.headers['x-served-by'];
     const reason = response.headers['x-breakwater-reason'];
-    record(response.statusCode, typeof servedBy === 'string' ? servedBy : 'proxy', typeof reason === 'string' ? reason : '');
+    const attempts = response.headers['x-breakwater-attempts'];
+    record(
+      response.statusCode,
+      typeof servedBy === 'string' ? servedBy : 'proxy',
+      typeof reason === 'string' ? reason : '',
+      typeof attempts === 'string' ? Number(attempts) : -1,
+    );
   } catch (error) {
     record(0, 'none', errorReason(error));
   } finally {

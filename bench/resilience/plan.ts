@@ -116,6 +116,8 @@ export interface Outcome {
   readonly by: string;
   /** `x-breakwater-reason`, or the client's error code when nothing answered; else empty. */
   readonly reason: string;
+  /** `x-breakwater-attempts`: upstream attempts Breakwater made (0: refused before any); -1 when absent. */
+  readonly attempts: number;
 }
 
 /** Deterministic random numbers in [0, 1) (mulberry32), so every run draws the same faults. */

@@ -4,7 +4,9 @@
 // with no proxy, through nginx, through HAProxy and through Breakwater, scenario by scenario.
 // The client and the upstream share one core, the proxy has the other, as in `npm run bench`.
 // A full run (every scenario and system, not --quick) rewrites docs/resilience.md and the
-// outage chart under docs/img/; any other run writes its report to a folder of its own.
+// outage chart under docs/img/, and keeps its figures in bench/resilience/last-full-run.json;
+// any other run writes all three to a folder of its own.
+import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,7 +16,7 @@ import type { Child } from '../lib/processes.ts';
 import { ChildProcesses } from '../lib/processes.ts';
 import { foreignCpuSeconds, takeSnapshot, treeCpuSeconds } from '../lib/procfs.ts';
 import { hasCommand, repoRoot } from '../targets.ts';
-import { analyse } from './analyse.ts';
+import { analyse, ownRefusalP99Ms } from './analyse.ts';
 import type { RunFigures } from './analyse.ts';
 import { outageChart } from './chart.ts';
 import type { ClientPlan, ClientReport, UpstreamPlan, UpstreamRecords } from './plan.ts';
@@ -31,6 +33,8 @@ const usage = `Usage: npm run bench:resilience -- [options]
   --quick             smoke run: every scenario's times at 40%
   --out DIR           where the report goes (default: docs/ for a full run, else a new folder
                       under the system's temporary directory)
+  --render FILE       write the report again from a run's saved figures (resilience.json, or
+                      bench/resilience/last-full-run.json for docs/), without measuring
   --keep              keep the scratch folder: every run's plans, records and logs
   --clean-threshold P a run is clean when others used at most P% of a core (default 5)
   --load-core N       core for the client and the upstream (default 0)
@@ -38,12 +42,15 @@ const usage = `Usage: npm run bench:resilience -- [options]
 
 const docsDir = path.join(repoRoot, 'docs');
 const chartFile = 'img/resilience-outage.svg';
+/** The figures of the last full run, behind docs/resilience.md. */
+const fullRunFile = path.join(import.meta.dirname, 'last-full-run.json');
 
 interface Options {
   scenarios: Scenario[];
   systems: SystemName[];
-  quick: boolean;
+  scale: number;
   full: boolean;
+  render: string | undefined;
   out: string | undefined;
   keep: boolean;
   cleanThreshold: number;
@@ -77,6 +84,7 @@ function readOptions(): Options {
       scenarios: { type: 'string' },
       systems: { type: 'string' },
       quick: { type: 'boolean', default: false },
+      render: { type: 'string' },
       out: { type: 'string' },
       keep: { type: 'boolean', default: false },
       'clean-threshold': { type: 'string', default: '5' },
@@ -97,7 +105,8 @@ function readOptions(): Options {
   return {
     scenarios: all.filter((s) => names.includes(s.name)),
     systems,
-    quick: values.quick,
+    scale: values.quick ? 0.4 : 1,
+    render: values.render,
     full: !values.quick && names.length === scenarioNames.length && systems.length === systemNames.length,
     out: values.out,
     keep: values.keep,
@@ -158,6 +167,7 @@ class Runner {
       const ready = JSON.parse(await waitForLine(upstream, '{"ready"', 15_000)) as { ready: { endpoints: Ports; control: number } };
       const control = `http://127.0.0.1:${ready.ready.control}`;
       const running = await startSystem(system, { children: this.children, dir: path.join(dir, system), ports: ready.ready.endpoints, cores: options.proxyCore });
+      let stopped = false;
       try {
         const clientPlan: ClientPlan = {
           control,
@@ -191,16 +201,20 @@ class Runner {
         const orders = new Set(scenario.endpoints.flatMap((e, i) => (e.service === 'orders' ? [i] : [])));
         const figures: RunFigures = analyse(scenario, report.outcomes, records.arrivals, orders);
         const proxyPid = running.process?.pid;
+        // stopped before its log is read: the access log is complete once it has exited
+        await running.stop();
+        stopped = true;
         return {
           scenario: scenario.name,
           system,
           figures,
+          ownRefusalP99Ms: running.accessLog === undefined ? undefined : ownRefusalP99Ms(readFileSync(running.accessLog, 'utf8')),
           healthChecks: Object.values(records.healthChecks).reduce((sum, n) => sum + n, 0),
           proxyCpuShare: proxyPid === undefined ? undefined : treeCpuSeconds(before, after, proxyPid) / elapsedS,
           foreignCpuShare: foreignCpuSeconds(before, after, process.pid) / elapsedS,
         };
       } finally {
-        await running.stop();
+        if (!stopped) await running.stop();
       }
     } finally {
       await upstream.stop();
@@ -224,8 +238,64 @@ function describe(result: RunResult): string {
   return parts.join(', ');
 }
 
+/** What a run measured, saved so that its report can be written again (--render). */
+interface SavedRun {
+  machine: string;
+  startedAt: string;
+  finishedAt: string;
+  /** The scenarios' time scale: 1, or less for --quick. */
+  scale: number;
+  /** Every scenario and system, at full length. */
+  full: boolean;
+  scenarios: ScenarioName[];
+  results: RunResult[];
+  notMeasured: Record<string, string>;
+  cleanThreshold: number;
+}
+
+/** Writes the report and the outage chart of a run into outDir. */
+function writeOutputs(saved: SavedRun, outDir: string): void {
+  const selected = scenarios(saved.scale).filter((s) => saved.scenarios.includes(s.name));
+  mkdirSync(path.join(outDir, 'img'), { recursive: true });
+  const outage = selected.find((s) => s.outage !== undefined);
+  const outageResults = saved.results.filter((r) => r.scenario === outage?.name);
+  const chart = outage === undefined || outageResults.length === 0 ? undefined : outageChart(outage, outageResults);
+  if (chart !== undefined) writeFileSync(path.join(outDir, chartFile), chart);
+  const markdown = renderReport({
+    machine: saved.machine,
+    startedAt: new Date(saved.startedAt),
+    finishedAt: new Date(saved.finishedAt),
+    quick: saved.scale !== 1,
+    scenarios: selected,
+    results: saved.results,
+    notMeasured: new Map(Object.entries(saved.notMeasured)),
+    cleanThreshold: saved.cleanThreshold,
+    chart: chart === undefined ? undefined : chartFile,
+    policy: breakwaterPolicy(),
+  });
+  writeFileSync(path.join(outDir, 'resilience.md'), markdown);
+  console.log(markdown);
+  console.error(`report: ${path.relative(process.cwd(), path.join(outDir, 'resilience.md'))}`);
+}
+
+/** The commit Breakwater was measured at, marked when src/ had changes not yet committed. */
+function sourceRevision(): string {
+  try {
+    const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: repoRoot, encoding: 'utf8' }).trim();
+    const changed = execFileSync('git', ['status', '--porcelain', '--', 'src'], { cwd: repoRoot, encoding: 'utf8' }).trim();
+    return changed === '' ? commit : `${commit} with uncommitted changes in src/`;
+  } catch {
+    return 'unknown (not a git checkout)';
+  }
+}
+
 async function main(): Promise<void> {
   const options = readOptions();
+  if (options.render !== undefined) {
+    const saved = JSON.parse(readFileSync(options.render, 'utf8')) as SavedRun;
+    writeOutputs(saved, options.out ?? (saved.full ? docsDir : path.dirname(options.render)));
+    return;
+  }
   if (!hasCommand('taskset')) throw new Error('taskset not found: run bash scripts/install-system-tools.sh');
   const startedAt = new Date();
   const workDir = mkdtempSync(path.join(os.tmpdir(), 'breakwater-resilience-'));
@@ -247,7 +317,7 @@ async function main(): Promise<void> {
   }
   process.on('exit', () => runner.children.killAllNow());
 
-  const machine = describeMachine(repoRoot, startedAt);
+  const machine = `${describeMachine(repoRoot, startedAt)} · Breakwater ${sourceRevision()}`;
   console.error(machine);
   const notMeasured = new Map<string, string>();
   for (const system of options.systems) {
@@ -255,7 +325,7 @@ async function main(): Promise<void> {
     if (reason !== undefined) notMeasured.set(system, reason);
   }
   const systems = options.systems.filter((s) => !notMeasured.has(s));
-  const totalS = options.scenarios.reduce((sum, s) => sum + (s.durationMs / 1000 + 3) * systems.length, 0);
+  const totalS = options.scenarios.reduce((sum, s) => sum + (s.durationMs / 1000 + 6) * systems.length, 0);
   console.error(`${options.scenarios.length} scenarios × ${systems.length} systems: about ${Math.ceil(totalS / 60)} min`);
 
   const results: RunResult[] = [];
@@ -274,28 +344,22 @@ async function main(): Promise<void> {
         }
       }
     }
-    const finishedAt = new Date();
-    const outDir = options.out ?? (options.full ? docsDir : mkdtempSync(path.join(os.tmpdir(), 'breakwater-resilience-report-')));
-    mkdirSync(path.join(outDir, 'img'), { recursive: true });
-    const outage = options.scenarios.find((s) => s.outage !== undefined);
-    const outageResults = results.filter((r) => r.scenario === 'outage');
-    const chart = outage?.outage === undefined || outageResults.length === 0 ? undefined : outageChart(outage, outageResults);
-    if (chart !== undefined) writeFileSync(path.join(outDir, chartFile), chart);
-    const markdown = renderReport({
+    const saved: SavedRun = {
       machine,
-      startedAt,
-      finishedAt,
-      quick: options.quick,
-      scenarios: options.scenarios,
+      startedAt: startedAt.toISOString(),
+      finishedAt: new Date().toISOString(),
+      scale: options.scale,
+      full: options.full,
+      scenarios: options.scenarios.map((s) => s.name),
       results,
-      notMeasured,
+      notMeasured: Object.fromEntries(notMeasured),
       cleanThreshold: options.cleanThreshold,
-      chart: chart === undefined ? undefined : chartFile,
-      policy: breakwaterPolicy(),
-    });
-    writeFileSync(path.join(outDir, 'resilience.md'), markdown);
-    console.log(markdown);
-    console.error(`report: ${path.relative(process.cwd(), path.join(outDir, 'resilience.md'))}`);
+    };
+    const outDir = options.out ?? (options.full ? docsDir : mkdtempSync(path.join(os.tmpdir(), 'breakwater-resilience-report-')));
+    const rawFile = options.full && options.out === undefined ? fullRunFile : path.join(outDir, 'resilience.json');
+    writeFileSync(rawFile, `${JSON.stringify(saved, null, 1)}\n`);
+    console.error(`figures: ${path.relative(process.cwd(), rawFile)}`);
+    writeOutputs(saved, outDir);
   } finally {
     await cleanUp();
   }

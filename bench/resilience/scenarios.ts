@@ -37,8 +37,11 @@ export const caller = { timeoutMs: 5000, connectionsPerOrigin: 64 } as const;
 export const normalLatency = { medianMs: 5, sigma: 0.5 } as const;
 const healthy: Behaviour = { errorRate: 0, latency: normalLatency };
 
-/** Orders' workers in the overload scenario: per replica, and its service time. */
-export const overloadWorkers = { concurrent: 2, queue: 8, latency: { medianMs: 25, sigma: 0.25 } } as const;
+/**
+ * Orders in the overload scenario, per replica: heavier requests (100 ms median), 8 workers and
+ * 8 waiting places, so the pair holds the 32 requests every proxy is configured to send it.
+ */
+export const overloadWorkers = { concurrent: 8, queue: 8, latency: { medianMs: 100, sigma: 0.25 } } as const;
 
 /** Requests per second both orders replicas together can serve with overloadWorkers. */
 export function ordersCapacity(): number {
@@ -97,7 +100,7 @@ export function scenarios(scale: number): Scenario[] {
     },
     {
       name: 'outage',
-      title: '10 s full outage, then a slow recovery',
+      title: `${(outage.toMs - outage.fromMs) / 1000} s full outage, then a slow recovery`,
       fault:
         `Both orders replicas stop answering from ${outage.fromMs / 1000} s to ${outage.toMs / 1000} s: connections are accepted, ` +
         'requests are read, nothing comes back (a hung process); at the end the held connections are cut. For 3 s after, ' +

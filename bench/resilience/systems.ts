@@ -41,6 +41,8 @@ export interface RunningSystem {
   readonly origins: { readonly orders: readonly string[]; readonly catalog: readonly string[] };
   /** The proxy's process; absent for direct. */
   readonly process: Child | undefined;
+  /** The file Breakwater's access log goes to; absent for the others. */
+  readonly accessLog: string | undefined;
   stop(): Promise<void>;
 }
 
@@ -82,7 +84,8 @@ async function launch(system: Exclude<SystemName, 'direct'>, context: SystemCont
     }
     case 'breakwater': {
       const config = render(context, template, 'breakwater.yaml', { PORT: port, TELEMETRY_PORT: await freePort(), ADMIN_PORT: await freePort() });
-      // The access log (stdout) is discarded, as nginx and HAProxy run without one.
+      // Breakwater's access log (on by default) goes to the log file: its durations tell
+      // Breakwater's own time from the machine's in the report.
       return context.children.start({
         name: 'breakwater',
         cores: context.cores,
@@ -90,7 +93,7 @@ async function launch(system: Exclude<SystemName, 'direct'>, context: SystemCont
         args: [breakwaterEntry, 'run', '--config', config],
         cwd: repoRoot,
         logFile: log,
-        stdout: 'discard',
+        stdout: 'log',
       });
     }
     default:
@@ -128,7 +131,7 @@ export async function startSystem(system: SystemName, context: SystemContext): P
   if (system === 'direct') {
     const origins = { orders: [url(context.ports['orders-a']), url(context.ports['orders-b'])], catalog: [url(context.ports['catalog-a'])] };
     await warmUp(origins);
-    return { origins, process: undefined, stop: async () => {} };
+    return { origins, process: undefined, accessLog: undefined, stop: async () => {} };
   }
   mkdirSync(context.dir, { recursive: true, mode: 0o755 });
   for (let attempt = 1; ; attempt++) {
@@ -138,7 +141,8 @@ export async function startSystem(system: SystemName, context: SystemContext): P
       await waitForListening(child, port, system === 'breakwater' ? 20_000 : 10_000);
       const origins = { orders: [url(port)], catalog: [url(port)] };
       await warmUp(origins);
-      return { origins, process: child, stop: () => child.stop() };
+      const accessLog = system === 'breakwater' ? child.logFile : undefined;
+      return { origins, process: child, accessLog, stop: () => child.stop() };
     } catch (error) {
       const exitedByItself = child.hasExited;
       await child.stop();
