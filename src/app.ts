@@ -10,7 +10,7 @@ import { compileRouter } from './routing/match.ts';
 import { systemClock, type Clock } from './runtime/clock.ts';
 import { systemRandom, type Random } from './runtime/random.ts';
 import { buildRouteHandler, PolicyRegistries } from './stack/build.ts';
-import { createLogger, writeAccessLog } from './telemetry/logger.ts';
+import { createAccessLogger, createLogger, writeAccessLog } from './telemetry/logger.ts';
 import { createMetrics, type Metrics } from './telemetry/metrics.ts';
 import { fanOut, logPolicyEvents } from './telemetry/policy-log.ts';
 import { createPolicyMetrics } from './telemetry/policy-metrics.ts';
@@ -29,6 +29,8 @@ export interface BreakwaterOptions {
   readonly clock?: Clock;
   readonly random?: Random;
   readonly logger?: Logger;
+  /** Where access-log lines go; default: `logger` when one is given, else buffered stdout. */
+  readonly accessLogger?: Logger;
 }
 
 export type ReloadResult = { ok: true; changed: boolean } | { ok: false; problems: string[] };
@@ -60,6 +62,7 @@ export class Breakwater {
   readonly clock: Clock;
   readonly random: Random;
   readonly logger: Logger;
+  readonly accessLogger: Logger;
   readonly metrics: Metrics;
   readonly events: PolicyEvents;
   readonly configPath: string | undefined;
@@ -82,6 +85,7 @@ export class Breakwater {
     this.clock = options.clock ?? systemClock;
     this.random = options.random ?? systemRandom;
     this.logger = options.logger ?? createLogger();
+    this.accessLogger = options.accessLogger ?? options.logger ?? createAccessLogger();
     this.metrics = createMetrics();
     this.events = tracePolicyEvents(
       fanOut(
@@ -98,13 +102,13 @@ export class Breakwater {
     this.#state = this.#build(options.config, options.configHash ?? hashOf(JSON.stringify(redactConfig(options.config))), undefined);
     this.metrics.setConfigInfo(this.#state.hash);
     const metrics = this.metrics;
-    const logger = this.logger;
+    const accessLogger = this.accessLogger;
     this.#observer = {
       requestStarted: (listener) => metrics.requestStarted(listener),
       requestFinished: (record) => {
         metrics.requestFinished(record.listener);
         metrics.recordRequest(record);
-        writeAccessLog(logger, record);
+        writeAccessLog(accessLogger, record);
       },
     };
   }
@@ -197,11 +201,28 @@ export class Breakwater {
     this.#adminPort = admin.port;
     this.#closers.push(() => admin.close());
     await this.#reconcileListeners(config);
+    this.#flushAccessLogEverySecond();
     this.#ready = true;
     this.logger.info(
       { listeners: this.ports.listeners, telemetry: this.#telemetryPort, admin: this.#adminPort, config: this.configPath },
       'breakwater started',
     );
+  }
+
+  /** A quiet sidecar's access lines still reach the log within a second. */
+  #flushAccessLogEverySecond(): void {
+    let cancel = (): void => undefined;
+    const arm = (): void => {
+      cancel = this.clock.setTimer(1000, () => {
+        this.accessLogger.flush();
+        arm();
+      });
+    };
+    arm();
+    this.#closers.push(() => {
+      cancel();
+      this.accessLogger.flush();
+    });
   }
 
   /** Starts listeners the config gained or changed, and closes the ones it lost. */
@@ -349,6 +370,7 @@ export async function startBreakwater(options: { config: Config; configPath: str
     void breakwater.drain().then(
       () => {
         breakwater.logger.flush();
+        breakwater.accessLogger.flush();
         process.exit(0);
       },
       (error: unknown) => {
