@@ -23,7 +23,7 @@ const run = promisify(execFile);
 
 const packageJson = JSON.parse(await readFile(join(root, 'package.json'), 'utf8')) as {
   version: string;
-  dependencies: Record<string, string>;
+  devDependencies: Record<string, string>;
 };
 const dockerfile = DockerfileParser.parse(await readFile(join(root, 'Dockerfile'), 'utf8'));
 // A CommonJS module (`module.exports = factory`) whose types describe an ES default export.
@@ -64,7 +64,7 @@ const contextCopies = buildStage.instructions
 describe('Dockerfile', () => {
   it('builds every stage on the official Node.js image of the version package.json pins', () => {
     const nodeVersion = dockerfile.getInitialARGs().find((arg) => arg.getProperty()?.getName() === 'NODE_VERSION')?.getProperty()?.getValue();
-    expect(nodeVersion).toBe(packageJson.dependencies.node);
+    expect(nodeVersion).toBe(packageJson.devDependencies.node);
     expect(stages.length).toBeGreaterThanOrEqual(2);
     for (const stage of stages) expect(stage.image).toBe('node:${NODE_VERSION}-bookworm-slim');
   });
