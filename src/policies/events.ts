@@ -39,6 +39,3 @@ export interface PolicyEvents {
    */
   emit(event: PolicyEvent, request?: ProxyRequest): void;
 }
-
-/** For routes and tests that listen to nothing. */
-export const ignoreEvents: PolicyEvents = { emit: () => undefined };
