@@ -109,8 +109,10 @@ export async function startTracing(options: { readonly logger: Logger }): Promis
     textMapPropagator: null,
   });
   // The SDK's own complaints (an unreachable collector, a bad variable) go to the JSON log.
+  // Errors only by default: under overload the SDK warns of dropped spans at every export,
+  // which would flood the log that the access log shares.
   diag.setLogger(diagToPino(logger), {
-    logLevel: diagLogLevelFromString(getStringFromEnv('OTEL_LOG_LEVEL')) ?? DiagLogLevel.WARN,
+    logLevel: diagLogLevelFromString(getStringFromEnv('OTEL_LOG_LEVEL')) ?? DiagLogLevel.ERROR,
     suppressOverrideMessage: true,
   });
   sdk.start();
