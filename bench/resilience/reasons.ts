@@ -8,12 +8,106 @@ import type { SystemName } from './systems.ts';
 type Reasons = Partial<Record<Figure, Partial<Record<Exclude<SystemName, 'breakwater'>, string>>>>;
 
 const cheaperPath =
-  'Its request path is compiled C, event-driven, with no per-request policy bookkeeping; Breakwater runs every request ' +
-  'through its policy layers in Node.js, which costs a few hundred microseconds more per request (see `npm run bench`).';
+  'Its request path is compiled C with no per-request policy bookkeeping; Breakwater runs each request through its ' +
+  'policy layers in Node.js, a few hundred microseconds more per request (see `npm run bench`), and more on a busy machine.';
+const noHop = 'With no proxy there is no extra hop to pay for.';
+const noRetries = 'With no proxy nothing retries: the upstream sees each request once, and the success rate shows the price.';
+const immediateRetry = (who: string): string =>
+  `${who} retries at once. Breakwater waits a jittered exponential backoff before each retry (up to 25, 50, 100 and ` +
+  '200 ms) so that retries from many callers do not hit a struggling upstream in lockstep; a request that needs ' +
+  'several retries pays for those waits.';
 
 export const betterReasons: Partial<Record<ScenarioName | 'any', Reasons>> = {
   any: {
-    p50: { direct: 'With no proxy there is no hop to pay for.', nginx: cheaperPath, haproxy: cheaperPath },
-    amplification: { direct: 'With no proxy nothing retries, so the upstream sees each request once; the success rate shows the price.' },
+    p50: { direct: noHop, nginx: cheaperPath, haproxy: cheaperPath },
+    amplification: {
+      direct: noRetries,
+      nginx: 'nginx had taken the replicas out of service and answered most requests itself without sending them.',
+    },
+  },
+  transient: {
+    success: {
+      haproxy:
+        'HAProxy makes as many attempts (five) and has no retry budget, so it never declines a retry; Breakwater ' +
+        "grants retries up to half the requests plus 10 per second. At 30% errors a request needs 0.43 retries on average, so the budget rarely bites, and at 0.3⁵ = 0.24% of requests failing all five attempts, differences of a few requests are chance.",
+    },
+    p99: { direct: noRetries, nginx: immediateRetry('nginx'), haproxy: immediateRetry('HAProxy') },
+    p999: { direct: noRetries, nginx: immediateRetry('nginx'), haproxy: immediateRetry('HAProxy') },
+  },
+  stall: {
+    p99: {
+      nginx:
+        'nginx counts each 500 ms timeout against the replica (max_fails=5 within fail_timeout=3s) and takes the stalling ' +
+        'replica out of rotation for 3 s at a time, so fewer requests meet a stall at all. Breakwater has no per-endpoint ' +
+        "ejection (Envoy's outlier detection): its breaker guards the upstream as a whole, and least-request balancing " +
+        'only steers new requests away from the replica while it holds stalled ones.',
+      haproxy: immediateRetry('After its 500 ms server timeout, HAProxy'),
+    },
+    p999: {
+      nginx: 'nginx takes the stalling replica out of rotation after 5 timeouts (passive health), so fewer requests meet a stall.',
+      haproxy: immediateRetry('After its 500 ms server timeout, HAProxy'),
+    },
+  },
+  outage: {
+    success: {
+      direct:
+        'With no proxy, requests that found no free connection waited in the caller until the upstream came back and ' +
+        'then succeeded, if within the caller’s 5 s; a proxy that fails fast turns them into quick failures instead.',
+      nginx:
+        'nginx let traffic back to the replicas sooner after the outage: once fail_timeout (3 s) has passed it tries a ' +
+        'replica again with live requests, and a single success puts it back. Breakwater’s breaker probes after openFor ' +
+        '(3 s) with three requests that must all succeed; during the slow recovery (10% 503s) one failed probe re-opens ' +
+        'it for another 3 s.',
+      haproxy:
+        'HAProxy’s health checks probe every second whether or not traffic flows, and bring a replica back after 2 good ' +
+        'checks; Breakwater’s breaker waits openFor (3 s) before probing with three live requests, which must all succeed.',
+    },
+    recover: {
+      direct: 'With no proxy nothing holds traffic back: requests reach the upstream the moment it answers again.',
+      nginx:
+        'nginx tries a downed replica again with live requests once fail_timeout (3 s) has passed, and one success puts it ' +
+        'back; Breakwater’s breaker needs three probes in a row to succeed after openFor (3 s), and during the slow ' +
+        'recovery (10% 503s) one failed probe re-opens it for another 3 s.',
+      haproxy:
+        'HAProxy’s health checks probe every second whether or not traffic flows, and bring a replica back after 2 good ' +
+        'checks; Breakwater’s breaker waits openFor (3 s) before probing with three live requests, which must all succeed.',
+    },
+    amplification: {
+      direct:
+        'With no proxy the caller’s 64 connections per replica were all held by the hung upstream, so few new requests ' +
+        'reached it; nothing retried.',
+    },
+  },
+  overload: {
+    success: {
+      direct:
+        'With no proxy the replicas’ own queues (8 places each) absorb bursts, and the caller’s 64 connections per replica ' +
+        'never limit it; every proxy caps orders at 32 requests in flight and refuses the rest.',
+      haproxy:
+        'HAProxy lets a request wait up to 100 ms for a free slot (timeout queue) instead of refusing it at once, and at ' +
+        'this load a slot frees every few milliseconds; Breakwater’s bulkhead is configured to refuse at once (maxQueued: 0).',
+    },
+    neighbour: {
+      direct: 'With no proxy, catalog has a connection pool and a path of its own; nothing on the way is shared with orders.',
+      nginx: cheaperPath,
+      haproxy: cheaperPath,
+    },
+  },
+  'slow-neighbour': {
+    success: {
+      direct:
+        'With no proxy nothing caps orders: the caller keeps up to 64 connections to each replica, and the 80 slow calls ' +
+        'in flight fit. Every proxy caps orders at 32 in flight (Breakwater’s bulkhead, nginx’s max_conns, HAProxy’s ' +
+        'maxconn) and refuses the rest: the price of keeping catalog safe when all calls share the caller’s one pool ' +
+        'to the proxy.',
+      haproxy:
+        'HAProxy lets a request wait up to 100 ms for a free slot (timeout queue) instead of refusing it at once, so a few ' +
+        'more get a slot as slow calls finish; Breakwater’s bulkhead refuses at once (maxQueued: 0).',
+    },
+    neighbour: {
+      direct: 'With no proxy, catalog has a connection pool and a path of its own; nothing on the way is shared with orders.',
+      nginx: cheaperPath,
+      haproxy: cheaperPath,
+    },
   },
 };

@@ -25,7 +25,7 @@ import type { RunResult } from './report.ts';
 import type { Scenario, ScenarioName } from './scenarios.ts';
 import { caller, scenarioNames, scenarios } from './scenarios.ts';
 import type { Ports, SystemName } from './systems.ts';
-import { startSystem, systemNames, unavailableReason } from './systems.ts';
+import { snapshotBreakwater, startSystem, systemNames, unavailableReason } from './systems.ts';
 
 const usage = `Usage: npm run bench:resilience -- [options]
   --scenarios a,b     scenarios to run (default: all): ${scenarioNames.join(', ')}
@@ -35,6 +35,8 @@ const usage = `Usage: npm run bench:resilience -- [options]
                       under the system's temporary directory)
   --render FILE       write the report again from a run's saved figures (resilience.json, or
                       bench/resilience/last-full-run.json for docs/), without measuring
+  --working-tree      measure Breakwater's sources as they are in the checkout, uncommitted
+                      changes included (default: the last commit), copied once at the start
   --keep              keep the scratch folder: every run's plans, records and logs
   --clean-threshold P a run is clean when others used at most P% of a core (default 5)
   --load-core N       core for the client and the upstream (default 0)
@@ -51,6 +53,7 @@ interface Options {
   scale: number;
   full: boolean;
   render: string | undefined;
+  workingTree: boolean;
   out: string | undefined;
   keep: boolean;
   cleanThreshold: number;
@@ -85,6 +88,7 @@ function readOptions(): Options {
       systems: { type: 'string' },
       quick: { type: 'boolean', default: false },
       render: { type: 'string' },
+      'working-tree': { type: 'boolean', default: false },
       out: { type: 'string' },
       keep: { type: 'boolean', default: false },
       'clean-threshold': { type: 'string', default: '5' },
@@ -107,6 +111,7 @@ function readOptions(): Options {
     systems,
     scale: values.quick ? 0.4 : 1,
     render: values.render,
+    workingTree: values['working-tree'],
     full: !values.quick && names.length === scenarioNames.length && systems.length === systemNames.length,
     out: values.out,
     keep: values.keep,
@@ -140,10 +145,12 @@ class Runner {
   readonly children = new ChildProcesses();
   readonly workDir: string;
   readonly #options: Options;
+  readonly #breakwaterRoot: string;
 
-  constructor(options: Options, workDir: string) {
+  constructor(options: Options, workDir: string, breakwaterRoot: string) {
     this.#options = options;
     this.workDir = workDir;
+    this.#breakwaterRoot = breakwaterRoot;
   }
 
   /** One scenario through one system, from fresh processes to figures. */
@@ -166,7 +173,13 @@ class Runner {
     try {
       const ready = JSON.parse(await waitForLine(upstream, '{"ready"', 15_000)) as { ready: { endpoints: Ports; control: number } };
       const control = `http://127.0.0.1:${ready.ready.control}`;
-      const running = await startSystem(system, { children: this.children, dir: path.join(dir, system), ports: ready.ready.endpoints, cores: options.proxyCore });
+      const running = await startSystem(system, {
+        children: this.children,
+        dir: path.join(dir, system),
+        ports: ready.ready.endpoints,
+        cores: options.proxyCore,
+        breakwaterRoot: this.#breakwaterRoot,
+      });
       let stopped = false;
       try {
         const clientPlan: ClientPlan = {
@@ -198,6 +211,7 @@ class Runner {
         if (exit.code !== 0) throw new Error(`the client ended with ${exit.signal ?? `code ${exit.code}`}:\n${client.logTail()}`);
         const report = JSON.parse(readFileSync(outFile, 'utf8')) as ClientReport;
         const records = await fetchJson<UpstreamRecords>(`${control}/records`);
+        writeFileSync(path.join(dir, 'arrivals.json'), JSON.stringify(records));
         const orders = new Set(scenario.endpoints.flatMap((e, i) => (e.service === 'orders' ? [i] : [])));
         const figures: RunFigures = analyse(scenario, report.outcomes, records.arrivals, orders);
         const proxyPid = running.process?.pid;
@@ -278,15 +292,12 @@ function writeOutputs(saved: SavedRun, outDir: string): void {
   console.error(`report: ${path.relative(process.cwd(), path.join(outDir, 'resilience.md'))}`);
 }
 
-/** The commit Breakwater was measured at, marked when src/ had changes not yet committed. */
-function sourceRevision(): string {
-  try {
-    const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: repoRoot, encoding: 'utf8' }).trim();
-    const changed = execFileSync('git', ['status', '--porcelain', '--', 'src'], { cwd: repoRoot, encoding: 'utf8' }).trim();
-    return changed === '' ? commit : `${commit} with uncommitted changes in src/`;
-  } catch {
-    return 'unknown (not a git checkout)';
-  }
+/** How the report names the version of Breakwater measured. */
+function describeSource(commit: string, workingTree: boolean): string {
+  const short = commit.slice(0, 7);
+  if (!workingTree) return short;
+  const changed = execFileSync('git', ['status', '--porcelain', '--', 'src'], { cwd: repoRoot, encoding: 'utf8' }).trim();
+  return changed === '' ? short : `${short} with uncommitted changes in src/`;
 }
 
 async function main(): Promise<void> {
@@ -301,7 +312,8 @@ async function main(): Promise<void> {
   const workDir = mkdtempSync(path.join(os.tmpdir(), 'breakwater-resilience-'));
   // nginx workers run as an unprivileged user and must reach their folders
   chmodSync(workDir, 0o755);
-  const runner = new Runner(options, workDir);
+  const commit = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: repoRoot, encoding: 'utf8' }).trim();
+  const runner = new Runner(options, workDir, snapshotBreakwater(path.join(workDir, 'breakwater'), commit, options.workingTree));
   const cleanUp = async (): Promise<void> => {
     await runner.children.stopAll();
     if (options.keep) console.error(`scratch folder kept: ${workDir}`);
@@ -317,7 +329,7 @@ async function main(): Promise<void> {
   }
   process.on('exit', () => runner.children.killAllNow());
 
-  const machine = `${describeMachine(repoRoot, startedAt)} · Breakwater ${sourceRevision()}`;
+  const machine = `${describeMachine(repoRoot, startedAt)} · Breakwater ${describeSource(commit, options.workingTree)}`;
   console.error(machine);
   const notMeasured = new Map<string, string>();
   for (const system of options.systems) {

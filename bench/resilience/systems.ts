@@ -1,6 +1,7 @@
 // The four ways the client reaches the upstream: straight, through nginx, through HAProxy and
 // through Breakwater, each proxy started from its file in bench/resilience/configs/.
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { cpSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Pool } from 'undici';
 import type { Child, ChildProcesses } from '../lib/processes.ts';
@@ -11,8 +12,24 @@ import { hasCommand, repoRoot } from '../targets.ts';
 export type SystemName = 'direct' | 'nginx' | 'haproxy' | 'breakwater';
 export const systemNames: readonly SystemName[] = ['direct', 'nginx', 'haproxy', 'breakwater'];
 
-export const configsDir = path.join(import.meta.dirname, 'configs');
-const breakwaterEntry = path.join(repoRoot, 'src', 'cli', 'main.ts');
+/**
+ * Copies Breakwater's sources into `dir` once, so that one run measures one version of it even
+ * while the checkout changes: `commit`, or the working tree as it is when `workingTree`.
+ * Returns the folder to run it from; its node_modules are the checkout's.
+ */
+export function snapshotBreakwater(dir: string, commit: string, workingTree: boolean): string {
+  mkdirSync(dir, { recursive: true });
+  if (workingTree) {
+    cpSync(path.join(repoRoot, 'src'), path.join(dir, 'src'), { recursive: true });
+    cpSync(path.join(repoRoot, 'package.json'), path.join(dir, 'package.json'));
+  } else {
+    const archive = path.join(dir, 'head.tar');
+    execFileSync('git', ['archive', '--format=tar', '-o', archive, commit, 'src', 'package.json'], { cwd: repoRoot });
+    execFileSync('tar', ['-xf', archive, '-C', dir]);
+  }
+  symlinkSync(path.join(repoRoot, 'node_modules'), path.join(dir, 'node_modules'));
+  return dir;
+}
 
 /** The file each proxy runs with, relative to the repository. */
 export const configFiles: Readonly<Record<Exclude<SystemName, 'direct'>, string>> = {
@@ -34,6 +51,8 @@ export interface SystemContext {
   readonly ports: Ports;
   /** taskset CPU list for the proxy. */
   readonly cores: string;
+  /** Where Breakwater's sources were copied (snapshotBreakwater). */
+  readonly breakwaterRoot: string;
 }
 
 export interface RunningSystem {
@@ -90,8 +109,8 @@ async function launch(system: Exclude<SystemName, 'direct'>, context: SystemCont
         name: 'breakwater',
         cores: context.cores,
         command: process.execPath,
-        args: [breakwaterEntry, 'run', '--config', config],
-        cwd: repoRoot,
+        args: [path.join(context.breakwaterRoot, 'src', 'cli', 'main.ts'), 'run', '--config', config],
+        cwd: context.breakwaterRoot,
         logFile: log,
         stdout: 'log',
       });
