@@ -20,7 +20,7 @@ export type Launch =
   | { kind: 'nginx'; template: string }
   | { kind: 'haproxy'; template: string }
   | { kind: 'node'; script: string }
-  | { kind: 'breakwater'; template: string };
+  | { kind: 'breakwater'; template: string; /** Share of requests traced, exported to a sink. */ traceRatio?: number };
 
 export interface Target {
   name: string;
@@ -59,6 +59,11 @@ export const targets: readonly Target[] = [
     name: 'breakwater-policies',
     description: 'Breakwater with deadline, fallback, bulkhead, retry, breaker and timeout on the route',
     launch: { kind: 'breakwater', template: 'breakwater-policies.yaml.tmpl' },
+  },
+  {
+    name: 'breakwater-traced',
+    description: 'Breakwater, one route, no policies, 10% of requests traced and exported over OTLP/HTTP',
+    launch: { kind: 'breakwater', template: 'breakwater.yaml.tmpl', traceRatio: 0.1 },
   },
 ];
 
@@ -110,6 +115,26 @@ export function unavailableReason(target: Target): string | undefined {
   }
 }
 
+let traceSink: Promise<number> | undefined;
+
+/**
+ * A collector stand-in for traced targets: it accepts OTLP/HTTP exports and drops them. It
+ * runs in the harness, outside the measured process tree, as a real collector would.
+ */
+function traceSinkPort(): Promise<number> {
+  traceSink ??= new Promise((resolve) => {
+    const server = http.createServer((req, res) => {
+      req.resume();
+      req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end('{}'));
+    });
+    server.listen(0, '127.0.0.1', () => {
+      server.unref();
+      resolve((server.address() as { port: number }).port);
+    });
+  });
+  return traceSink;
+}
+
 let startCount = 0;
 
 /** A fresh folder for one start of a proxy, with its rendered configuration. */
@@ -156,6 +181,15 @@ async function launch(target: Target, context: LaunchContext, port: number): Pro
     case 'breakwater': {
       const values = { PORT: port, TELEMETRY_PORT: await freePort(), ADMIN_PORT: await freePort() };
       const files = prepare(target.name, context, spec.template, values, 'breakwater.yaml');
+      const env =
+        spec.traceRatio === undefined
+          ? process.env
+          : {
+              ...process.env,
+              OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${await traceSinkPort()}`,
+              OTEL_TRACES_SAMPLER: 'parentbased_traceidratio',
+              OTEL_TRACES_SAMPLER_ARG: String(spec.traceRatio),
+            };
       // The access log (stdout) is discarded: writing it is a cost users choose separately.
       return context.children.start({
         name: target.name,
@@ -163,6 +197,7 @@ async function launch(target: Target, context: LaunchContext, port: number): Pro
         command: process.execPath,
         args: [breakwaterEntry, 'run', '--config', files.config],
         cwd: repoRoot,
+        env,
         logFile: files.log,
         stdout: 'discard',
       });

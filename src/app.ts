@@ -15,7 +15,7 @@ import { createMetrics, type Metrics } from './telemetry/metrics.ts';
 import { fanOut, logPolicyEvents } from './telemetry/policy-log.ts';
 import { createPolicyMetrics } from './telemetry/policy-metrics.ts';
 import { startTelemetryServer } from './telemetry/server.ts';
-import { startTracing, tracePolicyEvents, type Tracing } from './telemetry/tracing.ts';
+import { spanEvents, startTracing, type Tracing } from './telemetry/tracing.ts';
 import type { PolicyEvents } from './policies/events.ts';
 import type { AttemptObserver } from './upstream/forward.ts';
 import { Upstream } from './upstream/upstream.ts';
@@ -87,14 +87,13 @@ export class Breakwater {
     this.logger = options.logger ?? createLogger();
     this.accessLogger = options.accessLogger ?? options.logger ?? createAccessLogger();
     this.metrics = createMetrics();
-    this.events = tracePolicyEvents(
-      fanOut(
-        createPolicyMetrics(this.metrics.registry, {
-          breakers: () => this.#registries.breakers.snapshot(this.clock.now()),
-          bulkheads: () => this.#registries.bulkheads.snapshot(),
-        }),
-        logPolicyEvents(this.logger),
-      ),
+    this.events = fanOut(
+      createPolicyMetrics(this.metrics.registry, {
+        breakers: () => this.#registries.breakers.snapshot(this.clock.now()),
+        bulkheads: () => this.#registries.bulkheads.snapshot(),
+      }),
+      logPolicyEvents(this.logger),
+      spanEvents,
     );
     this.#registries = new PolicyRegistries(this.events);
     this.configPath = options.configPath;

@@ -18,11 +18,11 @@ export function logPolicyEvents(logger: Logger): PolicyEvents {
   };
 }
 
-/** Sends every event to each of `targets`, in order. */
+/** Sends every event, with its request, to each of `targets`, in order. */
 export function fanOut(...targets: PolicyEvents[]): PolicyEvents {
   return {
-    emit(event) {
-      for (const target of targets) target.emit(event);
+    emit(event, request) {
+      for (const target of targets) target.emit(event, request);
     },
   };
 }

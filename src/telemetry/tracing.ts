@@ -140,18 +140,12 @@ function diagToPino(logger: Logger): DiagLogger {
   return { error: write('error'), warn: write('warn'), info: write('info'), debug: write('debug'), verbose: write('trace') };
 }
 
-/**
- * Passes every policy event on to `next` (metrics, logs), and records those that happened to
- * a traced request as events on its server span.
- */
-export function tracePolicyEvents(next: PolicyEvents): PolicyEvents {
-  return {
-    emit(event, request) {
-      next.emit(event, request);
-      if (request !== undefined && request.trace !== undefined) request.trace.event(event);
-    },
-  };
-}
+/** Records the policy events that happened to a traced request on its server span. */
+export const spanEvents: PolicyEvents = {
+  emit(event, request) {
+    request?.trace?.event(event);
+  },
+};
 
 /** What the spans of every request share. */
 interface Spans {
