@@ -1,4 +1,4 @@
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Breakwater, type BreakwaterOptions } from '../../src/app.ts';
@@ -53,6 +53,9 @@ export async function startBreakwater(yaml: string, options: Partial<BreakwaterO
     telemetryUrl: `http://127.0.0.1:${ports.telemetry}`,
     adminUrl: `http://127.0.0.1:${ports.admin}`,
     configPath,
-    stop: () => breakwater.drain(),
+    stop: async () => {
+      await breakwater.drain();
+      await rm(dir, { recursive: true, force: true });
+    },
   };
 }
