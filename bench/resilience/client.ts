@@ -44,6 +44,7 @@ const due: Due[] = plan.routes
   .sort((a, b) => a.t - b.t);
 const sent = plan.routes.map(() => 0);
 const outcomes: Outcome[] = [];
+const lags: number[] = [];
 let inFlight = 0;
 
 function errorReason(error: unknown): string {
@@ -66,7 +67,9 @@ async function send(item: Due): Promise<void> {
     const latencyMs = Math.round((sinceStart() - item.t) * 100) / 100;
     outcomes.push({ service: route.service, t: Math.round(item.t * 10) / 10, latencyMs, status, by, reason, attempts });
   };
-  const remainingMs = plan.timeoutMs - (sinceStart() - item.t);
+  const lateMs = sinceStart() - item.t;
+  lags.push(lateMs);
+  const remainingMs = plan.timeoutMs - lateMs;
   inFlight += 1;
   try {
     const response = await poolFor(origin).request({
@@ -106,7 +109,9 @@ function tick(): void {
 }
 
 function writeReport(): void {
-  const report: ClientReport = { startAt, outcomes, stillInFlight: inFlight };
+  const sorted = [...lags].sort((a, b) => a - b);
+  const sendLag = { p99: sorted[Math.max(0, Math.ceil(sorted.length * 0.99) - 1)] ?? 0, max: sorted[sorted.length - 1] ?? 0 };
+  const report: ClientReport = { startAt, outcomes, stillInFlight: inFlight, sendLag };
   writeFileSync(outFile, JSON.stringify(report));
 }
 

@@ -98,6 +98,11 @@ export interface ClientReport {
   readonly outcomes: readonly Outcome[];
   /** Requests still unanswered when the client had to stop (0 unless it was cut short). */
   readonly stillInFlight: number;
+  /**
+   * How late the client sent its requests (ms after they were due), p99 and worst: a client that
+   * falls behind its schedule shows a busy machine, not the system under test.
+   */
+  readonly sendLag: { readonly p99: number; readonly max: number };
 }
 
 /** One client request. */

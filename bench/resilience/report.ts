@@ -25,6 +25,8 @@ export interface RunResult {
   readonly proxyCpuShare: number | undefined;
   /** Share of one core used by processes the benchmark did not start. */
   readonly foreignCpuShare: number;
+  /** How late the client sent its requests, p99 (ms). */
+  readonly clientLagP99Ms: number;
 }
 
 /** The settings of Breakwater's policy file that its targets are stated in. */
@@ -244,9 +246,13 @@ function disturbance(input: ReportInput): string {
   if (shares.length === 0) return '';
   const max = shares[shares.length - 1] as number;
   const median = shares[Math.floor(shares.length / 2)] as number;
-  const summary = `processes the benchmark did not start used a median of ${percent(median, 0)} and at most ${percent(max, 0)} of a core per run`;
+  const lag = Math.max(...input.results.map((r) => r.clientLagP99Ms));
+  const summary =
+    `processes the benchmark did not start used a median of ${percent(median, 0)} and at most ${percent(max, 0)} of a core ` +
+    `per run, and the client sent 99% of its requests within ${ms(lag)} ms of their time in every run`;
   return max * 100 > input.cleanThreshold
-    ? `**These figures come from a shared machine**: ${summary} (the "others' CPU" column), above the ${input.cleanThreshold}% this benchmark calls clean. Latencies in particular are noisier than on a quiet machine.`
+    ? `**These figures come from a shared machine**: ${summary}. Others' CPU (a column of every table) above ` +
+        `${input.cleanThreshold}% of a core makes a run disturbed; latencies in particular are noisier than on a quiet machine.`
     : `The machine was quiet: ${summary}.`;
 }
 

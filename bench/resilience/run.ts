@@ -7,7 +7,7 @@
 // outage chart under docs/img/, and keeps its figures in bench/resilience/last-full-run.json;
 // any other run writes all three to a folder of its own.
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -226,6 +226,7 @@ class Runner {
           healthChecks: Object.values(records.healthChecks).reduce((sum, n) => sum + n, 0),
           proxyCpuShare: proxyPid === undefined ? undefined : treeCpuSeconds(before, after, proxyPid) / elapsedS,
           foreignCpuShare: foreignCpuSeconds(before, after, process.pid) / elapsedS,
+          clientLagP99Ms: report.sendLag.p99,
         };
       } finally {
         if (!stopped) await running.stop();
@@ -248,7 +249,7 @@ function describe(result: RunResult): string {
     parts.push(`fails fast after ${f.outage.failFastS ?? 'never'} s`, `recovered after ${f.outage.recoverS ?? 'never'} s`);
   }
   if (f.neighbour !== undefined) parts.push(`catalog p99 ×${f.neighbour.ratio.toFixed(2)}`);
-  parts.push(`others ${(result.foreignCpuShare * 100).toFixed(1)}% of a core`);
+  parts.push(`others ${(result.foreignCpuShare * 100).toFixed(1)}% of a core`, `client lag p99 ${result.clientLagP99Ms.toFixed(1)} ms`);
   return parts.join(', ');
 }
 
@@ -309,7 +310,10 @@ async function main(): Promise<void> {
   }
   if (!hasCommand('taskset')) throw new Error('taskset not found: run bash scripts/install-system-tools.sh');
   const startedAt = new Date();
-  const workDir = mkdtempSync(path.join(os.tmpdir(), 'breakwater-resilience-'));
+  // In memory when the machine has a tmpfs: Breakwater's access log and nginx's temporary files
+  // then never wait for a disk that other processes keep busy.
+  const scratchRoot = existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir();
+  const workDir = mkdtempSync(path.join(scratchRoot, 'breakwater-resilience-'));
   // nginx workers run as an unprivileged user and must reach their folders
   chmodSync(workDir, 0o755);
   const commit = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: repoRoot, encoding: 'utf8' }).trim();
