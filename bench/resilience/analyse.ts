@@ -162,14 +162,10 @@ export function ownRefusalP99Ms(accessLog: string): number | null {
   return durations.length === 0 ? null : percentile(durations.sort((a, b) => a - b), 0.99);
 }
 
-/**
- * The figures of one run. `arrivals` are the upstream's; only orders' count towards
- * amplification (`ordersEndpoints` are their indexes in the plan).
- */
-export function analyse(scenario: Scenario, outcomes: readonly Outcome[], arrivals: readonly Arrival[], ordersEndpoints: ReadonlySet<number>): RunFigures {
+/** The figures of one run. `ordersArrivals`: every request the orders replicas received. */
+export function analyse(scenario: Scenario, outcomes: readonly Outcome[], ordersArrivals: readonly Arrival[]): RunFigures {
   const orders = outcomes.filter((o) => o.service === 'orders');
   const catalog = outcomes.filter((o) => o.service === 'catalog');
-  const ordersArrivals = arrivals.filter((a) => ordersEndpoints.has(a.endpoint));
   const measured = orders.filter(within(scenario.measured));
   const latencies = sortedLatencies(measured);
   return {

@@ -5,7 +5,7 @@
 //   node bench/resilience/client.ts --plan client.json --out outcomes.json
 //
 // Once it has warmed up its connections, it picks time zero a moment ahead and tells the
-// upstream's control port, so both count from the same instant. Every request's scheduled start, latency, status and who
+// upstreams' control ports, so all count from the same instant. Every request's scheduled start, latency, status and who
 // answered go to --out as JSON. Bounded: the schedule is finite, each request ends at the
 // plan's timeout at the latest, and the process exits by itself once the last one could have.
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -147,7 +147,9 @@ async function warmUp(): Promise<void> {
 
 await warmUp();
 startAt = Math.round(epochNow() + 200);
-const told = await fetch(`${plan.control}/start?at=${startAt}`, { method: 'POST', signal: AbortSignal.timeout(5000) });
-if (told.status !== 204) throw new Error(`the upstream refused time zero: ${told.status}`);
-if (sinceStart() > 0) throw new Error(`telling the upstream took too long: ${Math.round(sinceStart())} ms past time zero`);
+for (const control of plan.controls) {
+  const told = await fetch(`${control}/start?at=${startAt}`, { method: 'POST', signal: AbortSignal.timeout(5000) });
+  if (told.status !== 204) throw new Error(`the upstream at ${control} refused time zero: ${told.status}`);
+}
+if (sinceStart() > 0) throw new Error(`telling the upstreams took too long: ${Math.round(sinceStart())} ms past time zero`);
 setTimeout(tick, Math.max(0, -sinceStart()));

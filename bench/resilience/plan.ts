@@ -1,7 +1,7 @@
 // What the fault-injecting upstream and the fixed-rate client are told to do, shared by the
 // runner that writes these plans and the two programs that follow them. Times are milliseconds
-// since the run's time zero: the client picks it once it is ready and tells the upstream, so
-// both programs count from the same instant.
+// since the run's time zero: the client picks it once it is ready and tells the upstreams, so
+// all the programs count from the same instant.
 
 /** How one endpoint answers at a given moment. */
 export interface Behaviour {
@@ -81,8 +81,8 @@ export interface ClientRoute {
 }
 
 export interface ClientPlan {
-  /** The upstream's control origin, told time zero with `POST /start?at=EPOCH_MS`. */
-  readonly control: string;
+  /** The upstream processes' control origins, each told time zero with `POST /start?at=EPOCH_MS`. */
+  readonly controls: readonly string[];
   readonly durationMs: number;
   readonly routes: readonly ClientRoute[];
   /** The caller's own limit per request, from its scheduled start. */

@@ -238,7 +238,7 @@ function measuredSpan(scenario: Scenario): string {
   const { fromMs, toMs } = scenario.measured;
   return fromMs === 0 && toMs === scenario.durationMs
     ? `Figures over the whole ${scenario.durationMs / 1000} s run.`
-    : `Orders' figures from ${fromMs / 1000} s to ${toMs / 1000} s (the fault); catalog's p99 before the fault is compared with its p99 during it.`;
+    : `Orders' figures from ${fromMs / 1000} s to ${toMs / 1000} s (the fault); catalog's p99 before the fault (from ${(scenario.neighbour?.baseline.fromMs ?? 0) / 1000} s) is compared with its p99 during it.`;
 }
 
 function disturbance(input: ReportInput): string {

@@ -19,13 +19,13 @@ import { hasCommand, repoRoot } from '../targets.ts';
 import { analyse, ownRefusalP99Ms } from './analyse.ts';
 import type { RunFigures } from './analyse.ts';
 import { outageChart } from './chart.ts';
-import type { ClientPlan, ClientReport, UpstreamPlan, UpstreamRecords } from './plan.ts';
+import type { ClientPlan, ClientReport, EndpointPlan, UpstreamPlan, UpstreamRecords } from './plan.ts';
 import { breakwaterPolicy, renderReport } from './report.ts';
 import type { RunResult } from './report.ts';
 import type { Scenario, ScenarioName } from './scenarios.ts';
 import { caller, scenarioNames, scenarios } from './scenarios.ts';
-import type { Ports, SystemName } from './systems.ts';
-import { snapshotBreakwater, startSystem, systemNames, unavailableReason } from './systems.ts';
+import type { SystemName } from './systems.ts';
+import { portsOf, snapshotBreakwater, startSystem, systemNames, unavailableReason } from './systems.ts';
 
 const usage = `Usage: npm run bench:resilience -- [options]
   --scenarios a,b     scenarios to run (default: all): ${scenarioNames.join(', ')}
@@ -141,6 +141,13 @@ async function fetchJson<T>(url: string): Promise<T> {
   return (await response.json()) as T;
 }
 
+/** One upstream process: its endpoints' ports by name, and its control origin. */
+interface Upstream {
+  readonly process: Child;
+  readonly ports: Readonly<Record<string, number>>;
+  readonly control: string;
+}
+
 class Runner {
   readonly children = new ChildProcesses();
   readonly workDir: string;
@@ -160,30 +167,24 @@ class Runner {
     mkdirSync(dir, { recursive: true, mode: 0o755 });
     const lifetimeS = Math.ceil((scenario.durationMs + caller.timeoutMs) / 1000) + 90;
 
-    const upstreamPlan: UpstreamPlan = { seed: 20261124, endpoints: scenario.endpoints };
-    writeFileSync(path.join(dir, 'upstream.json'), JSON.stringify(upstreamPlan));
-    const upstream = this.children.start({
-      name: 'upstream',
-      cores: options.loadCore,
-      command: process.execPath,
-      args: [path.join(import.meta.dirname, 'upstream.ts'), '--plan', path.join(dir, 'upstream.json'), '--lifetime', String(lifetimeS)],
-      logFile: path.join(dir, 'upstream.log'),
-      stdout: 'capture',
-    });
+    // One upstream process per service, so that orders' load never slows catalog's answers.
+    const upstreams: Upstream[] = [];
     try {
-      const ready = JSON.parse(await waitForLine(upstream, '{"ready"', 15_000)) as { ready: { endpoints: Ports; control: number } };
-      const control = `http://127.0.0.1:${ready.ready.control}`;
+      for (const service of ['orders', 'catalog'] as const) {
+        upstreams.push(await this.startUpstream(dir, service, scenario.endpoints.filter((e) => e.service === service), lifetimeS));
+      }
+      const [orders, catalog] = upstreams as [Upstream, Upstream];
       const running = await startSystem(system, {
         children: this.children,
         dir: path.join(dir, system),
-        ports: ready.ready.endpoints,
+        ports: portsOf({ ...orders.ports, ...catalog.ports }),
         cores: options.proxyCore,
         breakwaterRoot: this.#breakwaterRoot,
       });
       let stopped = false;
       try {
         const clientPlan: ClientPlan = {
-          control,
+          controls: upstreams.map((u) => u.control),
           durationMs: scenario.durationMs,
           timeoutMs: caller.timeoutMs,
           connectionsPerOrigin: caller.connectionsPerOrigin,
@@ -210,10 +211,9 @@ class Runner {
         const elapsedS = (performance.now() - startedAt) / 1000;
         if (exit.code !== 0) throw new Error(`the client ended with ${exit.signal ?? `code ${exit.code}`}:\n${client.logTail()}`);
         const report = JSON.parse(readFileSync(outFile, 'utf8')) as ClientReport;
-        const records = await fetchJson<UpstreamRecords>(`${control}/records`);
-        writeFileSync(path.join(dir, 'arrivals.json'), JSON.stringify(records));
-        const orders = new Set(scenario.endpoints.flatMap((e, i) => (e.service === 'orders' ? [i] : [])));
-        const figures: RunFigures = analyse(scenario, report.outcomes, records.arrivals, orders);
+        const records = await fetchJson<UpstreamRecords>(`${orders.control}/records`);
+        writeFileSync(path.join(dir, 'orders-arrivals.json'), JSON.stringify(records));
+        const figures: RunFigures = analyse(scenario, report.outcomes, records.arrivals);
         const proxyPid = running.process?.pid;
         // stopped before its log is read: the access log is complete once it has exited
         await running.stop();
@@ -232,7 +232,30 @@ class Runner {
         if (!stopped) await running.stop();
       }
     } finally {
-      await upstream.stop();
+      await Promise.all(upstreams.map((u) => u.process.stop()));
+    }
+  }
+
+  /** Starts the upstream process of one service's endpoints; resolves once it listens. */
+  async startUpstream(dir: string, service: string, endpoints: readonly EndpointPlan[], lifetimeS: number): Promise<Upstream> {
+    const plan: UpstreamPlan = { seed: service === 'orders' ? 20261124 : 20261125, endpoints };
+    const planFile = path.join(dir, `${service}-upstream.json`);
+    writeFileSync(planFile, JSON.stringify(plan));
+    const child = this.children.start({
+      name: `${service} upstream`,
+      cores: this.#options.loadCore,
+      command: process.execPath,
+      args: [path.join(import.meta.dirname, 'upstream.ts'), '--plan', planFile, '--lifetime', String(lifetimeS)],
+      logFile: path.join(dir, `${service}-upstream.log`),
+      stdout: 'capture',
+    });
+    try {
+      const line = await waitForLine(child, '{"ready"', 15_000);
+      const { ready } = JSON.parse(line) as { ready: { endpoints: Record<string, number>; control: number } };
+      return { process: child, ports: ready.endpoints, control: `http://127.0.0.1:${ready.control}` };
+    } catch (error) {
+      await child.stop();
+      throw error;
     }
   }
 }

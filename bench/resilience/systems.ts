@@ -44,6 +44,16 @@ export interface Ports {
   readonly 'catalog-a': number;
 }
 
+/** The endpoints' ports by name, checked to hold every endpoint the configs refer to. */
+export function portsOf(byName: Readonly<Record<string, number>>): Ports {
+  const port = (name: keyof Ports): number => {
+    const value = byName[name];
+    if (value === undefined) throw new Error(`no port for ${name}`);
+    return value;
+  };
+  return { 'orders-a': port('orders-a'), 'orders-b': port('orders-b'), 'catalog-a': port('catalog-a') };
+}
+
 export interface SystemContext {
   readonly children: ChildProcesses;
   /** A fresh folder for this start. */
