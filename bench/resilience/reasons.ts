@@ -17,6 +17,17 @@ const immediateRetry = (who: string): string =>
   '200 ms) so that retries from many callers do not hit a struggling upstream in lockstep; a request that needs ' +
   'several retries pays for those waits.';
 
+const busierLoop = (who: string): string =>
+  `Catalog's requests share the proxy's one thread with orders' extra work. ${who} spends a few microseconds on each ` +
+  "refused or proxied request; Breakwater's single Node.js thread spends several times more (see the proxy CPU column), " +
+  "so catalog's requests wait a little longer behind orders'.";
+const nginxRefusing =
+  'nginx answered most requests itself at once, with both replicas taken out of service (see its success rate), so few ' +
+  'requests waited for anything.';
+const outageStart =
+  'The slowest requests are the ones in flight when the outage began. Breakwater retried them, 500 ms per attempt, ' +
+  'until its breaker opened about a second and a half in;';
+
 export const betterReasons: Partial<Record<ScenarioName | 'any', Reasons>> = {
   any: {
     p50: { direct: noHop, nginx: cheaperPath, haproxy: cheaperPath },
@@ -31,8 +42,9 @@ export const betterReasons: Partial<Record<ScenarioName | 'any', Reasons>> = {
         'HAProxy makes as many attempts (five) and has no retry budget, so it never declines a retry; Breakwater ' +
         "grants retries up to half the requests plus 10 per second. At 30% errors a request needs 0.43 retries on average, so the budget rarely bites, and at 0.3⁵ = 0.24% of requests failing all five attempts, differences of a few requests are chance.",
     },
-    p99: { direct: noRetries, nginx: immediateRetry('nginx'), haproxy: immediateRetry('HAProxy') },
-    p999: { direct: noRetries, nginx: immediateRetry('nginx'), haproxy: immediateRetry('HAProxy') },
+    p50: { nginx: nginxRefusing },
+    p99: { direct: noRetries, nginx: nginxRefusing, haproxy: immediateRetry('HAProxy') },
+    p999: { direct: noRetries, nginx: nginxRefusing, haproxy: immediateRetry('HAProxy') },
   },
   stall: {
     p99: {
@@ -77,6 +89,10 @@ export const betterReasons: Partial<Record<ScenarioName | 'any', Reasons>> = {
         'With no proxy the caller’s 64 connections per replica were all held by the hung upstream, so few new requests ' +
         'reached it; nothing retried.',
     },
+    p999: {
+      nginx: `${outageStart} nginx gives a request at most one attempt per replica and took the replicas out of service after 5 timeouts each.`,
+      haproxy: `${outageStart} HAProxy ended them sooner, with 503s of its own.`,
+    },
   },
   overload: {
     success: {
@@ -89,8 +105,8 @@ export const betterReasons: Partial<Record<ScenarioName | 'any', Reasons>> = {
     },
     neighbour: {
       direct: 'With no proxy, catalog has a connection pool and a path of its own; nothing on the way is shared with orders.',
-      nginx: cheaperPath,
-      haproxy: cheaperPath,
+      nginx: busierLoop('nginx'),
+      haproxy: busierLoop('HAProxy'),
     },
   },
   'slow-neighbour': {
@@ -106,8 +122,8 @@ export const betterReasons: Partial<Record<ScenarioName | 'any', Reasons>> = {
     },
     neighbour: {
       direct: 'With no proxy, catalog has a connection pool and a path of its own; nothing on the way is shared with orders.',
-      nginx: cheaperPath,
-      haproxy: cheaperPath,
+      nginx: busierLoop('nginx'),
+      haproxy: busierLoop('HAProxy'),
     },
   },
 };

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { parseConfig } from '../../src/config/load.ts';
 import { repoRoot } from '../targets.ts';
 import type { RunFigures } from './analyse.ts';
-import { fastMs, recoveredShare, stepMs, windowMs } from './analyse.ts';
+import { chartBinMs, fastMs, recoveredShare, stepMs, windowMs } from './analyse.ts';
 import { betterReasons } from './reasons.ts';
 import type { Scenario, ScenarioName } from './scenarios.ts';
 import { caller } from './scenarios.ts';
@@ -134,22 +134,45 @@ function targets(policy: BreakwaterPolicy): Target[] {
       scenario: 'overload',
       text: "overload: the healthy neighbour's p99 unchanged within 20%",
       measured: (r) => r.figures.neighbour?.ratio,
-      format: (v) => (v === null || v === undefined ? none : `× ${v.toFixed(2)}`),
+      // three decimals: at two, a ratio just above 1.2 would read as the limit itself
+      format: (v) => (v === null || v === undefined ? none : `× ${v.toFixed(3)}`),
       met: (v) => v <= 1.2,
     },
   ];
 }
 
-function targetTable(input: ReportInput): string {
-  const rows = targets(input.policy).map((target) => {
+interface Verdict {
+  readonly target: Target;
+  readonly result: RunResult | undefined;
+  readonly value: number | null | undefined;
+  readonly met: boolean | undefined;
+}
+
+function verdicts(input: ReportInput): Verdict[] {
+  return targets(input.policy).map((target) => {
     const result = input.results.find((r) => r.scenario === target.scenario && r.system === 'breakwater');
-    if (result === undefined) return [target.text, 'not run', none];
-    const value = target.measured(result);
+    const value = result === undefined ? undefined : target.measured(result);
     // null means "never": a time that never came, which misses any bound
-    const verdict = value === undefined ? none : value !== null && target.met(value) ? 'pass' : '**miss**';
-    return [target.text, target.format(value, result), verdict];
+    return { target, result, value, met: value === undefined ? undefined : value !== null && target.met(value) };
+  });
+}
+
+function targetTable(input: ReportInput): string {
+  const rows = verdicts(input).map(({ target, result, value, met }) => {
+    if (result === undefined) return [target.text, 'not run', none];
+    return [target.text, target.format(value, result), met === undefined ? none : met ? 'pass' : '**miss**'];
   });
   return table(['Breakwater target', 'measured', 'verdict'], rows);
+}
+
+function targetSummary(input: ReportInput): string {
+  const judged = verdicts(input).filter((v) => v.met !== undefined);
+  if (judged.length === 0) return '';
+  const missed = judged.filter((v) => v.met === false);
+  const head = `In this run Breakwater met ${judged.length - missed.length} of its ${judged.length} targets`;
+  if (missed.length === 0) return `${head}.`;
+  const list = missed.map((v) => `${v.target.text} (measured ${v.result === undefined ? none : v.target.format(v.value, v.result)})`);
+  return `${head}; it missed ${list.join('; ')}. The scenario's section below says why.`;
 }
 
 // ---- peers doing better ------------------------------------------------------------------------
@@ -161,23 +184,32 @@ interface Comparison {
   readonly label: string;
   readonly value: (f: RunFigures) => number | null | undefined;
   readonly show: (value: number | null | undefined) => string;
-  /** True when `a` is better than `b` by more than the noise of a shared machine. */
-  readonly better: (a: number, b: number) => boolean;
+  /** True when `a` (of `fa`) is better than `b` (of `fb`) by more than the run's noise. */
+  readonly better: (a: number, b: number, fa: RunFigures, fb: RunFigures) => boolean;
 }
+
+/**
+ * A success rate is better when the difference is beyond chance: more than twice the standard
+ * error of the difference between two shares of this many requests.
+ */
+const higherShare = (a: number, b: number, fa: RunFigures, fb: RunFigures): boolean => {
+  const standardError = Math.sqrt((a * (1 - a)) / Math.max(1, fa.requests) + (b * (1 - b)) / Math.max(1, fb.requests));
+  return a - b > Math.max(2 * standardError, 0.0005);
+};
 
 const never = Number.POSITIVE_INFINITY;
 const lowerTime = (a: number, b: number): boolean => a < b - stepMs / 1000;
 const lowerLatency = (a: number, b: number): boolean => a < b * 0.9 && a < b - 1;
 
 const comparisons: readonly Comparison[] = [
-  { figure: 'success', label: 'success rate', value: (f) => f.success, show: (v) => percent(v ?? undefined), better: (a, b) => a > b + 0.001 },
+  { figure: 'success', label: 'success rate', value: (f) => f.success, show: (v) => percent(v ?? undefined), better: higherShare },
   { figure: 'p50', label: 'p50 latency', value: (f) => f.latency.p50, show: (v) => `${ms(v)} ms`, better: lowerLatency },
   { figure: 'p99', label: 'p99 latency', value: (f) => f.latency.p99, show: (v) => `${ms(v)} ms`, better: lowerLatency },
   { figure: 'p999', label: 'p99.9 latency', value: (f) => f.latency.p999, show: (v) => `${ms(v)} ms`, better: lowerLatency },
   { figure: 'amplification', label: 'amplification', value: (f) => f.outage?.amplification ?? f.amplification, show: (v) => (v ?? NaN).toFixed(2), better: (a, b) => a < b - 0.05 },
   { figure: 'failFast', label: 'time to fail fast', value: (f) => f.outage?.failFastS, show: seconds, better: lowerTime },
   { figure: 'recover', label: 'time to recover', value: (f) => f.outage?.recoverS, show: seconds, better: lowerTime },
-  { figure: 'neighbour', label: "catalog's p99 change", value: (f) => f.neighbour?.ratio, show: (v) => (v === null || v === undefined ? none : `× ${v.toFixed(2)}`), better: (a, b) => a < b - 0.05 },
+  { figure: 'neighbour', label: "the change of catalog's p99", value: (f) => f.neighbour?.ratio, show: (v) => (v === null || v === undefined ? none : `× ${v.toFixed(2)}`), better: (a, b) => a < b - 0.05 },
 ];
 
 function peersDoingBetter(scenario: Scenario, results: readonly RunResult[]): string[] {
@@ -191,10 +223,10 @@ function peersDoingBetter(scenario: Scenario, results: readonly RunResult[]): st
       if (peer.system === 'breakwater') continue;
       const theirs = comparison.value(peer.figures);
       if (theirs === undefined || theirs === null) continue;
-      if (!comparison.better(theirs, mine ?? never)) continue;
+      if (!comparison.better(theirs, mine ?? never, peer.figures, ours.figures)) continue;
       const reason = betterReasons[scenario.name]?.[comparison.figure]?.[peer.system] ?? betterReasons.any?.[comparison.figure]?.[peer.system];
       lines.push(
-        `- **${systemTitle[peer.system]}** has the better ${comparison.label}: ${comparison.show(theirs)} against Breakwater's ` +
+        `- **${systemTitle[peer.system]}** does better on ${comparison.label}: ${comparison.show(theirs)} against Breakwater's ` +
           `${comparison.show(mine)}.${reason === undefined ? '' : ` ${reason}`}`,
       );
     }
@@ -246,13 +278,15 @@ function disturbance(input: ReportInput): string {
   if (shares.length === 0) return '';
   const max = shares[shares.length - 1] as number;
   const median = shares[Math.floor(shares.length / 2)] as number;
+  const disturbed = shares.filter((share) => share * 100 > input.cleanThreshold).length;
   const lag = Math.max(...input.results.map((r) => r.clientLagP99Ms));
   const summary =
     `processes the benchmark did not start used a median of ${percent(median, 0)} and at most ${percent(max, 0)} of a core ` +
     `per run, and the client sent 99% of its requests within ${ms(lag)} ms of their time in every run`;
-  return max * 100 > input.cleanThreshold
-    ? `**These figures come from a shared machine**: ${summary}. Others' CPU (a column of every table) above ` +
-        `${input.cleanThreshold}% of a core makes a run disturbed; latencies in particular are noisier than on a quiet machine.`
+  return disturbed > 0
+    ? `**These figures come from a shared machine**: ${summary}. ${disturbed} of the ${shares.length} runs had others above ` +
+        `the ${input.cleanThreshold}% of a core this benchmark calls clean (the "others' CPU" column of each table); their ` +
+        'latencies in particular are noisier than on a quiet machine.'
     : `The machine was quiet: ${summary}.`;
 }
 
@@ -270,13 +304,13 @@ export function renderReport(input: ReportInput): string {
     disturbance(input),
   );
 
-  parts.push('## Targets', targetTable(input));
+  parts.push('## Targets', targetTable(input), targetSummary(input));
 
   parts.push(
     '## How it is measured',
     [
-      '- **The upstream** (`bench/resilience/upstream.ts`) is one Node process with three HTTP endpoints on loopback: two replicas of ' +
-        '`orders`, the service that fails, and one of `catalog`, a healthy neighbour. Each answers with a log-normal service time ' +
+      '- **The upstream** (`bench/resilience/upstream.ts`) is three HTTP endpoints on loopback: two replicas of `orders`, the ' +
+        'service that fails, and one of `catalog`, a healthy neighbour, each service in a Node process of its own. Each answers with a log-normal service time ' +
         '(5 ms median, about 16 ms at p99) unless the scenario says otherwise, and follows a seeded plan of faults over time: ' +
         '503s, stalls, limited workers with a queue, windows in which it answers nothing, and a slow recovery.',
       `- **The client** (\`bench/resilience/client.ts\`) sends at a fixed rate whatever happens (open loop), with a pool of ${caller.connectionsPerOrigin} ` +
@@ -289,7 +323,7 @@ export function renderReport(input: ReportInput): string {
         'each configured once for every scenario as its users tune it for flaky backends, with a comment on each setting. ' +
         'Per-attempt limits match: 250 ms to connect, 500 ms for an answer, 2 s (nginx, Breakwater) for a whole request, a cap ' +
         'of 32 requests in flight to orders. Each proxy is started afresh for each scenario and warmed up with a few requests.',
-      '- **Pinning**: the client and the upstream share one core, the proxy has the other (Breakwater and nginx with one ' +
+      '- **Pinning**: the client and the upstream processes share one core, the proxy has the other (Breakwater and nginx with one ' +
         'worker, HAProxy with one thread).',
     ].join('\n'),
     [
@@ -309,6 +343,26 @@ export function renderReport(input: ReportInput): string {
     ].join('\n'),
   );
 
+  parts.push(
+    "## The peers' settings, and what they cost",
+    [
+      '- **nginx** counts every outcome listed in `proxy_next_upstream` (here `http_503` and timeouts too) against ' +
+        '`max_fails`, and takes a replica out for `fail_timeout` once it reaches the count; when every replica is out it ' +
+        "answers 502 itself (\"no live upstreams\"). That passive health check is what makes it fail fast in an outage and " +
+        "avoid a stalling replica, and also what takes both replicas out under 30% transient errors: at this traffic any " +
+        '`max_fails` is reached within `fail_timeout`. With `max_fails=0` it would keep both replicas under transient errors, ' +
+        'but then at most two attempts per request, one per replica (by arithmetic, 1 − 0.3² = 91% success), and it would ' +
+        'lose the fast failing and the stalling-replica avoidance. One setting cannot serve all three.',
+      '- **HAProxy** takes a replica out after 10 errors in a row in live traffic (`observe layer7`) or 3 failed health ' +
+        'checks a second apart, whichever comes first (its log, kept with `--keep`, names the reason); until then, requests ' +
+        'wait for a slot (`timeout queue`) and for their retries. Its checks bring replicas back after 2 good checks, ' +
+        'whether or not traffic flows. It retries at once, with no budget.',
+      '- **Breakwater** has no per-replica health: its breaker guards orders as a whole and its balancer prefers the less ' +
+        'busy replica. Its bulkhead refused the excess at once in the outage, before the breaker opened; its retry budget ' +
+        'and backoff keep retries from adding much load, at some cost in latency.',
+    ].join('\n'),
+  );
+
   for (const scenario of input.scenarios) {
     const results = systemNames.flatMap((name) => input.results.filter((r) => r.scenario === scenario.name && r.system === name));
     parts.push(`## ${scenario.title[0]?.toUpperCase()}${scenario.title.slice(1)}`, `${scenario.fault} ${measuredSpan(scenario)}`);
@@ -320,7 +374,18 @@ export function renderReport(input: ReportInput): string {
     if (scenario.outage !== undefined && input.chart !== undefined) {
       parts.push(
         `![p50 and p99 latency and success rate over time for each system during the outage](${input.chart})`,
-        `The shaded band is the outage. Each point is a ${0.5} s bin of requests by the time they were due; latency is on a log scale.`,
+        `The shaded band is the outage. Each point is a ${chartBinMs / 1000} s bin of requests by the time they were due; ` +
+          'latency is on a log scale. With no proxy, requests due in the second half of the outage waited in the caller for a ' +
+          'connection and succeeded once the upstream came back, within the caller’s 5 s. The short spikes during the outage are ' +
+          'probes: requests that Breakwater (half-open) or nginx (after `fail_timeout`) let through to see whether the upstream ' +
+          'was back, each waiting out its 500 ms.',
+      );
+    }
+    const direct = results.find((r) => r.system === 'direct')?.figures.neighbour;
+    if (direct !== undefined) {
+      parts.push(
+        `With no proxy in the way, catalog's p99 changed by × ${direct.ratio.toFixed(2)}: that is what the machine alone does ` +
+          "to it, as the client and both upstream processes share one core and orders' extra work is theirs too.",
       );
     }
     const better = peersDoingBetter(scenario, results);
@@ -338,9 +403,14 @@ export function renderReport(input: ReportInput): string {
       '$ npm run bench:resilience                    # every scenario and system; rewrites this page and its chart',
       '$ npm run bench:resilience -- --quick         # a smoke run at 40% of the times, reported elsewhere',
       '$ npm run bench:resilience -- --scenarios outage --systems nginx,breakwater',
+      '$ npm run bench:resilience -- --render bench/resilience/last-full-run.json   # this page again from its figures',
       '```',
       '',
-      `The full run takes about 8 minutes on 2 cores. Breakwater's policy settings behind the targets are read from its ` +
+      'Breakwater is measured at the last commit, copied once at the start (`--working-tree` measures uncommitted changes ' +
+        'too); `--keep` keeps every run\'s plans, records and logs; `--help` lists the rest.',
+      '',
+      `This run took ${((input.finishedAt.getTime() - input.startedAt.getTime()) / 60_000).toFixed(1)} minutes on ` +
+        `${input.machine.match(/(\d+) cores/)?.[1] ?? 'its'} cores. Breakwater's settings behind the targets are read from its ` +
         `policy file: perTryTimeout ${policy.perTryTimeoutMs} ms, first backoff up to ${policy.firstBackoffMs} ms, openFor ${policy.openForMs / 1000} s.`,
     ].join('\n'),
   );
