@@ -5,9 +5,10 @@
 //   node bench/resilience/client.ts --plan client.json --out outcomes.json
 //
 // Once it has warmed up its connections, it picks time zero a moment ahead and tells the
-// upstreams' control ports, so all count from the same instant. Every request's scheduled start, latency, status and who
-// answered go to --out as JSON. Bounded: the schedule is finite, each request ends at the
-// plan's timeout at the latest, and the process exits by itself once the last one could have.
+// upstreams' control ports, so all count from the same instant. Every request's scheduled
+// start, latency, status and who answered go to --out as JSON. Bounded: the schedule is
+// finite, each request ends at the plan's timeout at the latest, and the process exits by
+// itself once the last one could have.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
@@ -20,7 +21,7 @@ const plan = JSON.parse(readFileSync(values.plan, 'utf8')) as ClientPlan;
 const outFile = values.out;
 
 const epochNow = (): number => performance.timeOrigin + performance.now();
-/** Time zero, once warmed up: far enough ahead for the upstream to hear of it first. */
+/** Time zero, once warmed up: far enough ahead for the upstreams to hear of it first. */
 let startAt = Number.POSITIVE_INFINITY;
 const sinceStart = (): number => epochNow() - startAt;
 

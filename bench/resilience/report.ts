@@ -381,6 +381,10 @@ export function renderReport(input: ReportInput): string {
           'was back, each waiting out its 500 ms.',
       );
     }
+    const checks = results.find((r) => r.system === 'haproxy')?.healthChecks;
+    if (checks !== undefined && checks > 0) {
+      parts.push(`HAProxy's health checks sent the orders replicas ${checks.toLocaleString('en-US')} more requests over the run, not counted in its amplification.`);
+    }
     const direct = results.find((r) => r.system === 'direct')?.figures.neighbour;
     if (direct !== undefined) {
       parts.push(
