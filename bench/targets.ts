@@ -195,7 +195,8 @@ async function launch(target: Target, context: LaunchContext, port: number): Pro
         name: target.name,
         cores: context.cores,
         command: process.execPath,
-        args: [breakwaterEntry, 'run', '--config', files.config],
+        // Run as the container image runs it (see the Dockerfile's ENTRYPOINT).
+        args: ['--max-semi-space-size=4', breakwaterEntry, 'run', '--config', files.config],
         cwd: repoRoot,
         env,
         logFile: files.log,

@@ -7,7 +7,8 @@ import { startDemoUpstream } from './demo-upstream.ts';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 const stopUpstream = await startDemoUpstream(18080);
-const breakwater = spawn(process.execPath, ['src/cli/main.ts', 'run', '--config', 'config/breakwater.yaml', ...process.argv.slice(2)], {
+// The same young-generation size as the container image (see the Dockerfile).
+const breakwater = spawn(process.execPath, ['--max-semi-space-size=4', 'src/cli/main.ts', 'run', '--config', 'config/breakwater.yaml', ...process.argv.slice(2)], {
   cwd: root,
   stdio: 'inherit',
 });

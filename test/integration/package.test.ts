@@ -87,7 +87,7 @@ describe('Dockerfile', () => {
     expect(users).toHaveLength(1);
     expect(users[0]).toMatch(/^[1-9][0-9]*(:[0-9]+)?$/);
     const entrypoint = runtimeStage.instructions.find((instruction) => instruction.getKeyword() === 'ENTRYPOINT')!;
-    expect(jsonOf(entrypoint)).toEqual(['node', '/app/bin/breakwater.js']);
+    expect(jsonOf(entrypoint)).toEqual(['node', '--max-semi-space-size=4', '/app/bin/breakwater.js']);
     const command = runtimeStage.instructions.find((instruction) => instruction.getKeyword() === 'CMD')!;
     expect(jsonOf(command)).toEqual(['run']);
   });
