@@ -128,6 +128,15 @@ describe('retry layer: retrying', () => {
     expect(upstream.calls).toHaveLength(1);
     expect(events).toEqual([]);
   });
+  it('passes a 5xx that retryOn does not list straight through', async () => {
+    const { clock, events, layer } = setup();
+    const upstream = scripted(500);
+    const result = await run(layer(upstream), proxyRequest(), clock);
+    expect(result.response?.status).toBe(500);
+    expect(upstream.responses[0]!.discarded).toBe(false);
+    expect(upstream.calls).toHaveLength(1);
+    expect(events).toEqual([]);
+  });
 });
 
 describe('retry layer: giving up', () => {

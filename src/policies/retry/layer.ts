@@ -84,6 +84,9 @@ export function retryLayer(config: RetryConfig, deps: RetryDeps): Layer {
 
     for (let attempts = 1; ; attempts++) {
       const result = await attempt(next, request);
+      // The common case, answered without the decision below: retryOn can only list 429 and
+      // 5xx statuses, so any other response is final.
+      if ('response' in result && result.response.status < 500 && result.response.status !== 429) return result.response;
       // The route timeout fired or the client left: nothing more can be sent.
       if (request.abortReason !== null) return settle(result);
 
