@@ -125,18 +125,6 @@ export interface Outcome {
   readonly attempts: number;
 }
 
-/** Deterministic random numbers in [0, 1) (mulberry32), so every run draws the same faults. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** A log-normal draw with the given median (Box–Muller on two uniform draws). */
 export function logNormal(random: () => number, medianMs: number, sigma: number): number {
   const u = 1 - random();

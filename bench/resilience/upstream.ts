@@ -13,7 +13,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
 import type { Arrival, EndpointPlan, UpstreamPlan, UpstreamRecords } from './plan.ts';
-import { behaviourAt, downUntil, logNormal, seededRandom } from './plan.ts';
+import { seededRandom } from '../../src/runtime/random.ts';
+import { behaviourAt, downUntil, logNormal } from './plan.ts';
 
 const { values } = parseArgs({ options: { plan: { type: 'string' }, lifetime: { type: 'string', default: '300' } } });
 if (values.plan === undefined) throw new Error('--plan FILE is required');
