@@ -7,7 +7,7 @@ import { callerBudgetMs } from '../policies/deadline/budget.ts';
 import type { PolicyEvents } from '../policies/events.ts';
 import type { Router } from '../routing/match.ts';
 import type { Clock } from '../runtime/clock.ts';
-import type { Handler } from '../stack/handler.ts';
+import { callHandler, type Handler } from '../stack/handler.ts';
 import { abortRequest, type ProxyRequest, type RequestTrace } from './context.ts';
 import { ProxyError, type LocalReason } from './errors.ts';
 import { clientResponseHeaders, upstreamHeaders } from './headers.ts';
@@ -252,7 +252,7 @@ export class Listener {
       });
     });
 
-    route.handler(request).then(
+    callHandler(route.handler, request).then(
       (response) => {
         if (res.destroyed) {
           response.body.discard();

@@ -10,3 +10,15 @@ export type Layer = (next: Handler) => Handler;
 export function compose(layers: readonly Layer[], terminal: Handler): Handler {
   return layers.reduceRight<Handler>((next, layer) => layer(next), terminal);
 }
+
+/**
+ * Calls a handler, turning a synchronous throw into a rejection, so that the layer calling it
+ * always reaches its clean-up (a slot, a timer, a probe) through the promise.
+ */
+export function callHandler(handler: Handler, request: ProxyRequest): Promise<UpstreamResponse> {
+  try {
+    return handler(request);
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}

@@ -1,10 +1,9 @@
 // The breaker on the data path. It sits inside retry, so every attempt passes it and is
 // counted, and outside the per-try timeout, so a timed-out attempt counts as a timeout.
 
-import type { UpstreamResponse } from '../../proxy/context.ts';
 import { ProxyError } from '../../proxy/errors.ts';
 import type { Clock } from '../../runtime/clock.ts';
-import type { Layer } from '../../stack/handler.ts';
+import { callHandler, type Layer } from '../../stack/handler.ts';
 import type { PolicyEvents } from '../events.ts';
 import { matchesFailOn, type AttemptOutcome } from '../outcome.ts';
 import type { CircuitBreaker } from './state.ts';
@@ -27,26 +26,27 @@ export function breakerLayer(breaker: CircuitBreaker, deps: BreakerLayerDependen
     slow: clock.now() - startedAt > slowCallDurationMs,
   });
 
-  return (next) => async (request) => {
+  return (next) => (request) => {
     const startedAt = clock.now();
     const admission = breaker.admit(startedAt);
     if (admission.verdict === 'reject') {
       events.emit({ type: 'breaker-rejected', breaker: breaker.name, route: request.route, upstream: request.upstream }, request);
-      throw new ProxyError('circuit_open', { message: refusal(breaker, startedAt) });
+      return Promise.reject(new ProxyError('circuit_open', { message: refusal(breaker, startedAt) }));
     }
-    let response: UpstreamResponse;
-    try {
-      response = await next(request);
-    } catch (error) {
-      const failure = error instanceof ProxyError ? error.attemptFailure : undefined;
-      // No attempt failure means the upstream was never judged: the call was cancelled (the
-      // client left) or never sent (no deadline left). Its probe slot goes to the next call.
-      if (failure === undefined) breaker.release(admission);
-      else breaker.record(clock.now(), judge({ kind: 'failure', failure }, startedAt), admission);
-      throw error;
-    }
-    breaker.record(clock.now(), judge({ kind: 'response', status: response.status }, startedAt), admission);
-    return response;
+    return callHandler(next, request).then(
+      (response) => {
+        breaker.record(clock.now(), judge({ kind: 'response', status: response.status }, startedAt), admission);
+        return response;
+      },
+      (error: unknown) => {
+        const failure = error instanceof ProxyError ? error.attemptFailure : undefined;
+        // No attempt failure means the upstream was never judged: the call was cancelled (the
+        // client left) or never sent (no deadline left). Its probe slot goes to the next call.
+        if (failure === undefined) breaker.release(admission);
+        else breaker.record(clock.now(), judge({ kind: 'failure', failure }, startedAt), admission);
+        throw error;
+      },
+    );
   };
 }
 

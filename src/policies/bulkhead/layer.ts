@@ -1,7 +1,7 @@
 import type { ProxyRequest, ResponseBody, UpstreamResponse } from '../../proxy/context.ts';
 import { ProxyError } from '../../proxy/errors.ts';
 import type { Clock } from '../../runtime/clock.ts';
-import type { Handler, Layer } from '../../stack/handler.ts';
+import { callHandler, type Handler, type Layer } from '../../stack/handler.ts';
 import type { PolicyEvents } from '../events.ts';
 import type { Bulkhead, Waiter } from './limiter.ts';
 
@@ -19,6 +19,45 @@ const wakeUps = new WeakMap<Waiter, () => void>();
 function releaseSlot(limiter: Bulkhead): void {
   const woken = limiter.release();
   if (woken !== undefined) wakeUps.get(woken)!();
+}
+
+/** A response body that holds its request's slot until it has streamed, failed or been discarded. */
+class SlotHeldBody implements ResponseBody {
+  readonly #body: ResponseBody;
+  readonly #limiter: Bulkhead;
+  #held = true;
+
+  constructor(body: ResponseBody, limiter: Bulkhead) {
+    this.#body = body;
+    this.#limiter = limiter;
+  }
+
+  pipeTo(sink: Parameters<ResponseBody['pipeTo']>[0]): Promise<void> {
+    let piping: Promise<void>;
+    try {
+      piping = this.#body.pipeTo(sink);
+    } catch (error) {
+      this.#giveBack();
+      return Promise.reject(error);
+    }
+    const giveBack = (): void => this.#giveBack();
+    piping.then(giveBack, giveBack);
+    return piping;
+  }
+
+  discard(): void {
+    try {
+      this.#body.discard();
+    } finally {
+      this.#giveBack();
+    }
+  }
+
+  #giveBack(): void {
+    if (!this.#held) return;
+    this.#held = false;
+    releaseSlot(this.#limiter);
+  }
 }
 
 /**
@@ -75,47 +114,31 @@ export function bulkheadLayer(limiter: Bulkhead, deps: BulkheadDeps): Layer {
     });
   }
 
-  /** Calls next with the slot held; gives the slot back exactly once, when the exchange is over. */
-  async function withSlot(next: Handler, request: ProxyRequest): Promise<UpstreamResponse> {
-    let held = true;
-    const giveBack = (): void => {
-      if (!held) return;
-      held = false;
-      releaseSlot(limiter);
-    };
-    let response: UpstreamResponse;
-    try {
-      response = await next(request);
-    } catch (error) {
-      giveBack();
-      throw error;
-    }
-    const body = response.body;
-    const heldBody: ResponseBody = {
-      // Through a promise executor, so a body that throws instead of rejecting still frees the slot.
-      pipeTo: (sink) => new Promise<void>((resolve) => resolve(body.pipeTo(sink))).finally(giveBack),
-      discard: () => {
-        try {
-          body.discard();
-        } finally {
-          giveBack();
-        }
-      },
-    };
-    return { ...response, body: heldBody };
+  // Made once per layer: the happy path allocates no closure of its own.
+  const holdSlot = (response: UpstreamResponse): UpstreamResponse => ({ ...response, body: new SlotHeldBody(response.body, limiter) });
+  const giveBackOnError = (error: unknown): never => {
+    releaseSlot(limiter);
+    throw error;
+  };
+
+  /** Calls next with the slot held; the slot is given back exactly once, when the exchange is over. */
+  function withSlot(next: Handler, request: ProxyRequest): Promise<UpstreamResponse> {
+    return callHandler(next, request).then(holdSlot, giveBackOnError);
   }
 
-  return (next) => async (request) => {
-    if (request.abortReason !== null) throw request.abortReason;
+  return (next) => (request) => {
+    if (request.abortReason !== null) return Promise.reject(request.abortReason);
     const acquisition = limiter.tryAcquire();
     if (acquisition.kind === 'rejected') {
-      throw refuse(
-        request,
-        'full',
-        `upstream ${request.upstream} is at its limit of ${limiter.maxConcurrent} concurrent requests and ${limiter.maxQueued} queued`,
+      return Promise.reject(
+        refuse(
+          request,
+          'full',
+          `upstream ${request.upstream} is at its limit of ${limiter.maxConcurrent} concurrent requests and ${limiter.maxQueued} queued`,
+        ),
       );
     }
-    if (acquisition.kind === 'queued') await waitForSlot(request, acquisition.waiter);
+    if (acquisition.kind === 'queued') return waitForSlot(request, acquisition.waiter).then(() => withSlot(next, request));
     return withSlot(next, request);
   };
 }

@@ -2,7 +2,7 @@ import type { FallbackConfig, FallbackStep } from '../../config/types.ts';
 import type { ProxyRequest, UpstreamResponse } from '../../proxy/context.ts';
 import { ProxyError } from '../../proxy/errors.ts';
 import type { Clock } from '../../runtime/clock.ts';
-import type { Handler, Layer } from '../../stack/handler.ts';
+import { callHandler, type Handler, type Layer } from '../../stack/handler.ts';
 import type { FallbackKind, PolicyEvents } from '../events.ts';
 import { bufferedBody, statusHasBody } from './body.ts';
 import { triggersFallback } from './select.ts';
@@ -79,23 +79,28 @@ export function fallbackLayer(config: FallbackConfig, deps: FallbackDeps): Layer
     return undefined;
   }
 
-  return (next) => async (request) => {
-    let response: UpstreamResponse;
-    try {
-      response = await next(request);
-    } catch (error) {
-      if (!(error instanceof ProxyError) || !triggersFallback({ kind: 'error', reason: error.reason }, config.on)) throw error;
-      const served = await runChain(request);
-      if (served === undefined) throw error;
-      return served;
-    }
-    if (triggersFallback({ kind: 'response', status: response.status }, config.on)) {
-      // The upstream's own answer stays on hold: it is what the caller gets if no step serves.
-      const served = await runChain(request);
-      if (served === undefined) return response;
-      response.body.discard();
-      return served;
-    }
-    return cache === undefined ? response : cache.capture(request, response, clock.now());
+  async function afterError(request: ProxyRequest, error: unknown): Promise<UpstreamResponse> {
+    if (!(error instanceof ProxyError) || !triggersFallback({ kind: 'error', reason: error.reason }, config.on)) throw error;
+    const served = await runChain(request);
+    if (served === undefined) throw error;
+    return served;
+  }
+
+  async function afterFailingResponse(request: ProxyRequest, response: UpstreamResponse): Promise<UpstreamResponse> {
+    // The upstream's own answer stays on hold: it is what the caller gets if no step serves.
+    const served = await runChain(request);
+    if (served === undefined) return response;
+    response.body.discard();
+    return served;
+  }
+
+  return (next) => (request) => {
+    return callHandler(next, request).then(
+      (response) => {
+        if (triggersFallback({ kind: 'response', status: response.status }, config.on)) return afterFailingResponse(request, response);
+        return cache === undefined ? response : cache.capture(request, response, clock.now());
+      },
+      (error: unknown) => afterError(request, error),
+    );
   };
 }

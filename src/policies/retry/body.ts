@@ -21,15 +21,13 @@ function resume(prefix: readonly Buffer[], source: Readable): Readable {
 }
 
 /**
- * Makes the request body replayable when it fits in `limit` bytes: reads it into a Buffer
- * that every attempt sends as is. Resolves true when the body can be sent again (none, or
- * buffered), false when it is larger and streams through once (the already-read part first).
- * A body declared larger than `limit` is not read at all. Rejects if the request is aborted
- * or the body fails while it is being read.
+ * Makes a streaming request body replayable when it fits in `limit` bytes: reads it into a
+ * Buffer that every attempt sends as is. Resolves true when it was buffered, false when it is
+ * larger and streams through once (the already-read part first). A body declared larger than
+ * `limit` is not read at all. Rejects if the request is aborted or the body fails while it is
+ * being read.
  */
-export function bufferBody(request: ProxyRequest, limit: number): Promise<boolean> {
-  const source = request.body;
-  if (source === null || Buffer.isBuffer(source)) return Promise.resolve(true);
+export function bufferBody(request: ProxyRequest, source: Readable, limit: number): Promise<boolean> {
   const declared = contentLength(request.headers);
   if (declared !== undefined && declared > limit) return Promise.resolve(false);
 

@@ -1,9 +1,10 @@
+import type { Readable } from 'node:stream';
 import type { RetryConfig } from '../../config/types.ts';
 import type { ProxyRequest, UpstreamResponse } from '../../proxy/context.ts';
 import { ProxyError } from '../../proxy/errors.ts';
 import type { Clock } from '../../runtime/clock.ts';
 import type { Random } from '../../runtime/random.ts';
-import type { Layer } from '../../stack/handler.ts';
+import { callHandler, type Handler, type Layer } from '../../stack/handler.ts';
 import type { GiveUpReason, PolicyEvents } from '../events.ts';
 import type { AttemptOutcome } from '../outcome.ts';
 import { backoffDelay } from './backoff.ts';
@@ -27,16 +28,26 @@ type Attempt =
 
 const noHeaders: Readonly<Record<string, string | undefined>> = {};
 
-async function attempt(next: (request: ProxyRequest) => Promise<UpstreamResponse>, request: ProxyRequest): Promise<Attempt> {
+/** The attempt's failure, or the error itself rethrown when it is not an attempt failure. */
+function attemptFailure(error: unknown): Attempt {
+  // Only a failed upstream attempt is retried: circuit_open, bulkhead_full,
+  // deadline_exceeded or an injected fault are answers, not accidents.
+  if (!(error instanceof ProxyError) || error.attemptFailure === undefined) throw error;
+  return { outcome: { kind: 'failure', failure: error.attemptFailure }, error };
+}
+
+async function attempt(next: Handler, request: ProxyRequest): Promise<Attempt> {
   try {
     const response = await next(request);
     return { outcome: { kind: 'response', status: response.status }, response };
   } catch (error) {
-    // Only a failed upstream attempt is retried: circuit_open, bulkhead_full,
-    // deadline_exceeded or an injected fault are answers, not accidents.
-    if (!(error instanceof ProxyError) || error.attemptFailure === undefined) throw error;
-    return { outcome: { kind: 'failure', failure: error.attemptFailure }, error };
+    return attemptFailure(error);
   }
+}
+
+/** retryOn can only list 429 and 5xx statuses, so any other response is final. */
+function isFinal(response: UpstreamResponse): boolean {
+  return response.status < 500 && response.status !== 429;
 }
 
 function settle(result: Attempt): UpstreamResponse {
@@ -72,21 +83,18 @@ function pause(request: ProxyRequest, clock: Clock, ms: number): Promise<void> {
  */
 export function retryLayer(config: RetryConfig, deps: RetryDeps): Layer {
   const { clock, random, events, budget, breakerOpen } = deps;
-  return (next) => async (request) => {
+
+  /** Decides on the outcome of attempt number `attempts`, then makes the retries it allows. */
+  async function retryAfter(next: Handler, request: ProxyRequest, replayable: boolean, first: Attempt): Promise<UpstreamResponse> {
     const { route, upstream } = request;
     const giveUp = (reason: GiveUpReason, result: Attempt): UpstreamResponse => {
       events.emit({ type: 'retry-give-up', route, upstream, reason }, request);
       return settle(result);
     };
-    budget.recordRequest(clock.now());
-    const replayable = await bufferBody(request, config.bufferLimitBytes);
     let previousDelayMs = config.backoff.baseMs;
-
+    let result = first;
     for (let attempts = 1; ; attempts++) {
-      const result = await attempt(next, request);
-      // The common case, answered without the decision below: retryOn can only list 429 and
-      // 5xx statuses, so any other response is final.
-      if ('response' in result && result.response.status < 500 && result.response.status !== 429) return result.response;
+      if ('response' in result && isFinal(result.response)) return result.response;
       // The route timeout fired or the client left: nothing more can be sent.
       if (request.abortReason !== null) return settle(result);
 
@@ -113,6 +121,25 @@ export function retryLayer(config: RetryConfig, deps: RetryDeps): Layer {
       if ('response' in result) result.response.body.discard();
       events.emit({ type: 'retry', route, upstream, attempt: attempts + 1, delayMs, trigger: decision.trigger }, request);
       if (delayMs > 0) await pause(request, clock, delayMs);
+      result = await attempt(next, request);
     }
+  }
+
+  async function bufferThenRetry(next: Handler, request: ProxyRequest, body: Readable): Promise<UpstreamResponse> {
+    const replayable = await bufferBody(request, body, config.bufferLimitBytes);
+    return retryAfter(next, request, replayable, await attempt(next, request));
+  }
+
+  return (next) => (request) => {
+    budget.recordRequest(clock.now());
+    const body = request.body;
+    // A body still streaming from the client is read into memory first, when it fits.
+    if (body !== null && !Buffer.isBuffer(body)) return bufferThenRetry(next, request, body);
+    // Without a body to buffer the first attempt goes straight out, and a final response
+    // comes back without the retry loop.
+    return callHandler(next, request).then(
+      (response) => (isFinal(response) ? response : retryAfter(next, request, true, { outcome: { kind: 'response', status: response.status }, response })),
+      (error: unknown) => retryAfter(next, request, true, attemptFailure(error)),
+    );
   };
 }

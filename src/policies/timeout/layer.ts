@@ -1,6 +1,6 @@
 import { ProxyError } from '../../proxy/errors.ts';
 import type { Clock } from '../../runtime/clock.ts';
-import type { Layer } from '../../stack/handler.ts';
+import { callHandler, type Layer } from '../../stack/handler.ts';
 import type { PolicyEvents } from '../events.ts';
 
 export interface AttemptTimeoutDeps {
@@ -34,6 +34,9 @@ export function attemptTimeoutLayer(perTryTimeoutMs: number | undefined, deps: A
         new ProxyError('timeout', { message: `the per-try timeout of ${perTryTimeoutMs} ms expired`, attemptFailure: 'timeout' }),
       );
     });
-    return next(request).finally(cancel);
+    const pending = callHandler(next, request);
+    // The caller waits on `pending` itself: no extra promise between it and the response.
+    pending.then(cancel, cancel);
+    return pending;
   };
 }
