@@ -43,14 +43,74 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
   );
 }
 
+/** What LineBatch writes to: pino's sonic-boom destination has all three. */
+export interface LineSink {
+  write(text: string): unknown;
+  flush(callback: (error?: Error | null) => void): void;
+  flushSync(): void;
+}
+
+/**
+ * Collects log lines and hands them to a sink at least `minBytes` at a time, joined once into a
+ * single string. sonic-boom's own `minLength` appends each line to a growing string and
+ * measures its byte length again on every write, which copied about 4 KB per 400-byte line
+ * with a 12 KiB batch.
+ */
+export class LineBatch implements DestinationStream {
+  readonly #sink: LineSink;
+  readonly #minBytes: number;
+  #lines: string[] = [];
+  #length = 0;
+
+  constructor(sink: LineSink, minBytes: number) {
+    this.#sink = sink;
+    this.#minBytes = minBytes;
+  }
+
+  write(line: string): void {
+    this.#lines.push(line);
+    this.#length += line.length;
+    if (this.#length >= this.#minBytes) this.#handOver();
+  }
+
+  /** Hands over what is collected and flushes the sink (pino's `logger.flush()` calls this). */
+  flush(callback: (error?: Error | null) => void = () => undefined): void {
+    this.#handOver();
+    this.#sink.flush(callback);
+  }
+
+  /** Hands over what is collected and writes it out before returning (process exit). */
+  flushSync(): void {
+    this.#handOver();
+    this.#sink.flushSync();
+  }
+
+  #handOver(): void {
+    if (this.#lines.length === 0) return;
+    const text = this.#lines.length === 1 ? this.#lines[0]! : this.#lines.join('');
+    this.#lines = [];
+    this.#length = 0;
+    this.#sink.write(text);
+  }
+}
+
+/** Bytes of access-log lines collected before one write to stdout. */
+const accessLogBatchBytes = 12 * 1024;
+
 /**
  * The access log: one line per request, so it is the log's hot path. Its lines carry no
  * headers, so it needs no redaction, and its writes are batched like nginx's `access_log
- * buffer=`: lines collect up to 12 KiB before one write to stdout, and `flushAccessLog` (which
- * the app calls every second and at shutdown) writes what is left.
+ * buffer=`: lines collect up to 12 KiB before one write to stdout, and `logger.flush()` (which
+ * the app calls every second and at shutdown) writes what is left; so does a process exit.
  */
 export function createAccessLogger(opts: LoggerOptions = {}): Logger {
-  const destination = opts.destination ?? pino.destination({ dest: 1, sync: false, minLength: 12 * 1024 });
+  let destination = opts.destination;
+  if (destination === undefined) {
+    const batch = new LineBatch(pino.destination({ dest: 1, sync: false }), accessLogBatchBytes);
+    // Before sonic-boom's own exit hook ends stdout, whichever was registered first.
+    process.prependListener('exit', () => batch.flushSync());
+    destination = batch;
+  }
   return pino({ level: opts.level ?? 'info', base: undefined }, destination);
 }
 
