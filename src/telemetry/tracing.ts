@@ -3,6 +3,7 @@
 // OTEL_* variables configure. Without an OTLP endpoint the SDK is not even loaded: requests
 // carry no trace, and traceparent and tracestate pass upstream like any other header.
 
+import { randomFillSync } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import {
@@ -10,8 +11,11 @@ import {
   defaultTextMapGetter,
   diag,
   DiagLogLevel,
+  INVALID_SPANID,
+  INVALID_TRACEID,
   logs,
   ROOT_CONTEXT,
+  SamplingDecision,
   SpanKind,
   SpanStatusCode,
   trace,
@@ -21,6 +25,7 @@ import {
   type Span,
   type TextMapPropagator,
   type TextMapSetter,
+  type TraceState,
   type Tracer,
 } from '@opentelemetry/api';
 import {
@@ -38,7 +43,7 @@ import {
   ATTR_URL_PATH,
   ATTR_URL_SCHEME,
 } from '@opentelemetry/semantic-conventions';
-import type { Sampler } from '@opentelemetry/sdk-trace';
+import type { IdGenerator, Sampler, SpanProcessor } from '@opentelemetry/sdk-trace';
 import type { Logger } from 'pino';
 import type { PolicyEvent, PolicyEvents } from '../policies/events.ts';
 import type { AttemptStart, AttemptTrace, ProxyRequest, RequestTrace } from '../proxy/context.ts';
@@ -65,43 +70,88 @@ type RequestOutcome = 'upstream' | 'fallback' | 'local' | 'client_closed';
 /** The SDK's globals hold one tracer provider at a time. */
 let running = false;
 
+/** The sampler OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG choose, with what to log of it. */
+export interface ChosenSampler {
+  readonly sampler: Sampler;
+  /** The OTEL_TRACES_SAMPLER value in use. */
+  readonly name: string;
+  /** The ratio of new traces sampled, for the ratio samplers. */
+  readonly ratio: number | undefined;
+}
+
+const defaultSamplerName = 'parentbased_traceidratio';
+
+/**
+ * Builds the sampler the standard variables name: `always_on`, `always_off`, `traceidratio`,
+ * `parentbased_always_on`, `parentbased_always_off` or `parentbased_traceidratio`, the ratio
+ * from OTEL_TRACES_SAMPLER_ARG. Unset or unknown, parent-based by ratio: the SDK's own default,
+ * parentbased_always_on, would ignore OTEL_TRACES_SAMPLER_ARG.
+ */
+export async function samplerFromEnv(logger: Logger): Promise<ChosenSampler> {
+  const [{ getNumberFromEnv, getStringFromEnv }, { AlwaysOffSampler, AlwaysOnSampler, ParentBasedSampler, TraceIdRatioBasedSampler }] = await Promise.all([
+    import('@opentelemetry/core'),
+    import('@opentelemetry/sdk-trace'),
+  ]);
+  const sampleRatio = (): number => {
+    const ratio = getNumberFromEnv('OTEL_TRACES_SAMPLER_ARG') ?? defaultSampleRatio;
+    if (ratio >= 0 && ratio <= 1) return ratio;
+    logger.warn({ OTEL_TRACES_SAMPLER_ARG: ratio, ratio: defaultSampleRatio }, 'OTEL_TRACES_SAMPLER_ARG is outside 0..1; using the default ratio');
+    return defaultSampleRatio;
+  };
+  let name = getStringFromEnv('OTEL_TRACES_SAMPLER')?.trim() ?? defaultSamplerName;
+  switch (name) {
+    case 'always_on':
+      return { sampler: new AlwaysOnSampler(), name, ratio: undefined };
+    case 'always_off':
+      return { sampler: new AlwaysOffSampler(), name, ratio: undefined };
+    case 'parentbased_always_on':
+      return { sampler: new ParentBasedSampler({ root: new AlwaysOnSampler() }), name, ratio: undefined };
+    case 'parentbased_always_off':
+      return { sampler: new ParentBasedSampler({ root: new AlwaysOffSampler() }), name, ratio: undefined };
+    case 'traceidratio': {
+      const ratio = sampleRatio();
+      return { sampler: new TraceIdRatioBasedSampler(ratio), name, ratio };
+    }
+    case defaultSamplerName:
+      break;
+    default:
+      logger.warn({ OTEL_TRACES_SAMPLER: name, sampler: defaultSamplerName }, 'OTEL_TRACES_SAMPLER names no known sampler; using the default');
+      name = defaultSamplerName;
+  }
+  const ratio = sampleRatio();
+  return { sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(ratio) }), name, ratio };
+}
+
 /**
  * Starts the OpenTelemetry SDK when the OTEL_* variables ask for traces: an OTLP endpoint set
  * (OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT), the SDK not disabled,
  * and OTEL_TRACES_EXPORTER not `none`. Resolves to undefined when they do not.
+ * `spanProcessors`, when given, receive the spans in place of the exporter the variables choose.
  */
-export async function startTracing(options: { readonly logger: Logger }): Promise<Tracing | undefined> {
-  const { getBooleanFromEnv, getNumberFromEnv, getStringFromEnv, getStringListFromEnv, diagLogLevelFromString, W3CTraceContextPropagator } =
-    await import('@opentelemetry/core');
+export async function startTracing(options: { readonly logger: Logger; readonly spanProcessors?: SpanProcessor[] }): Promise<Tracing | undefined> {
+  const { getBooleanFromEnv, getStringFromEnv, getStringListFromEnv, diagLogLevelFromString, W3CTraceContextPropagator } = await import('@opentelemetry/core');
   const endpoint = getStringFromEnv('OTEL_EXPORTER_OTLP_TRACES_ENDPOINT') ?? getStringFromEnv('OTEL_EXPORTER_OTLP_ENDPOINT');
   if (endpoint === undefined || getBooleanFromEnv('OTEL_SDK_DISABLED') || getStringListFromEnv('OTEL_TRACES_EXPORTER')?.[0] === 'none') {
     return undefined;
   }
   if (running) throw new Error('OpenTelemetry tracing already runs for another Breakwater in this process');
 
-  const [{ NodeSDK }, { ParentBasedSampler, TraceIdRatioBasedSampler }, { defaultResource, resourceFromAttributes }, version] = await Promise.all([
+  const [{ NodeSDK }, { defaultResource, resourceFromAttributes }, version] = await Promise.all([
     import('@opentelemetry/sdk-node'),
-    import('@opentelemetry/sdk-trace'),
     import('@opentelemetry/resources'),
     packageVersion(),
   ]);
   const logger = options.logger.child({ component: 'opentelemetry' });
-  // Unset, the SDK would default to parentbased_always_on and ignore OTEL_TRACES_SAMPLER_ARG.
-  const samplerName = getStringFromEnv('OTEL_TRACES_SAMPLER');
-  let sampler: Sampler | undefined;
-  let ratio: number | undefined;
-  if (samplerName === undefined) {
-    ratio = getNumberFromEnv('OTEL_TRACES_SAMPLER_ARG') ?? defaultSampleRatio;
-    if (!(ratio >= 0 && ratio <= 1)) {
-      logger.warn({ OTEL_TRACES_SAMPLER_ARG: ratio, ratio: defaultSampleRatio }, 'OTEL_TRACES_SAMPLER_ARG is outside 0..1; using the default ratio');
-      ratio = defaultSampleRatio;
-    }
-    sampler = new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(ratio) });
-  }
+  const { sampler, name, ratio } = await samplerFromEnv(logger);
+  const ids = new TraceIds();
   const sdk = new NodeSDK({
     // The resource detectors and OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES override these.
     resource: defaultResource().merge(resourceFromAttributes({ [ATTR_SERVICE_NAME]: serviceName, [ATTR_SERVICE_VERSION]: version })),
+    // Breakwater asks the same sampler first, and makes no SDK span for a request it drops.
     sampler,
+    // A new trace's server span gets the trace id that sampler was asked about.
+    idGenerator: ids,
+    spanProcessors: options.spanProcessors,
     // Traces only: Prometheus serves the metrics and pino writes the logs.
     metricReaders: [],
     logRecordProcessors: [],
@@ -117,11 +167,12 @@ export async function startTracing(options: { readonly logger: Logger }): Promis
   });
   sdk.start();
   running = true;
-  logger.info(
-    { endpoint: URL.canParse(endpoint) ? new URL(endpoint).origin : endpoint, sampler: samplerName ?? 'parentbased_traceidratio', ratio },
-    'tracing started',
+  logger.info({ endpoint: URL.canParse(endpoint) ? new URL(endpoint).origin : endpoint, sampler: name, ratio }, 'tracing started');
+  return new Tracing(
+    sdk,
+    { tracer: trace.getTracer(serviceName, version), sampler, ids, propagator: new W3CTraceContextPropagator(), endpoints: new Map() },
+    logger,
   );
-  return new Tracing(sdk, { tracer: trace.getTracer(serviceName, version), propagator: new W3CTraceContextPropagator(), endpoints: new Map() }, logger);
 }
 
 async function packageVersion(): Promise<string> {
@@ -150,10 +201,65 @@ export const spanEvents: PolicyEvents = {
 /** What the spans of every request share. */
 interface Spans {
   readonly tracer: Tracer;
+  /** The SDK's sampler, asked first: a request it drops never reaches the SDK. */
+  readonly sampler: Sampler;
+  readonly ids: TraceIds;
   readonly propagator: TextMapPropagator;
   /** server.address and server.port by endpoint origin; origins come from the config. */
-  readonly endpoints: Map<string, Attributes>;
+  readonly endpoints: Map<string, Endpoint>;
 }
+
+interface Endpoint {
+  readonly address: string;
+  readonly port: number;
+}
+
+/** Bytes of randomness drawn at once: the ids of 256 traces. */
+const idBlockBytes = 4096;
+
+/**
+ * Random W3C ids, cut from a block of random bytes drawn at once. It is the SDK's id generator
+ * too, so that a new trace's server span gets the trace id the sampler was asked about.
+ */
+class TraceIds implements IdGenerator {
+  readonly #block = Buffer.allocUnsafe(idBlockBytes);
+  #used = idBlockBytes;
+  #chosenTraceId: string | undefined;
+
+  newTraceId(): string {
+    return this.#random(16, INVALID_TRACEID);
+  }
+
+  /** Makes `traceId` the id of the next trace the SDK starts; undefined lets it draw one. */
+  choose(traceId: string | undefined): void {
+    this.#chosenTraceId = traceId;
+  }
+
+  generateTraceId(): string {
+    const chosen = this.#chosenTraceId;
+    if (chosen === undefined) return this.newTraceId();
+    this.#chosenTraceId = undefined;
+    return chosen;
+  }
+
+  generateSpanId(): string {
+    return this.#random(8, INVALID_SPANID);
+  }
+
+  #random(bytes: number, invalid: string): string {
+    if (this.#used + bytes > idBlockBytes) {
+      randomFillSync(this.#block);
+      this.#used = 0;
+    }
+    const id = this.#block.toString('hex', this.#used, (this.#used += bytes));
+    // All zeros is no id in W3C Trace Context.
+    return id === invalid ? this.#random(bytes, invalid) : id;
+  }
+}
+
+/** What Breakwater's samplers are told of a request besides its trace id: nothing. */
+const noAttributes: Attributes = Object.freeze({});
+const noLinks = Object.freeze([]) as [];
 
 /** A running SDK, which the listeners start request traces with. */
 export class Tracing implements RequestTracer {
@@ -168,24 +274,33 @@ export class Tracing implements RequestTracer {
   }
 
   startRequest(req: IncomingMessage, listener: string): RequestTrace {
-    const parent = this.#spans.propagator.extract(ROOT_CONTEXT, req.headers, defaultTextMapGetter);
+    const spans = this.#spans;
     const method = req.method ?? 'GET';
-    const span = this.#spans.tracer.startSpan(method, { kind: SpanKind.SERVER }, parent);
-    // Attributes only for spans that are exported: most requests go unsampled under a low ratio.
-    if (span.isRecording()) {
-      const [address, port] = splitAuthority(req.headers.host ?? '');
-      span.setAttributes({
-        ...methodAttributes(method),
-        [ATTR_URL_SCHEME]: 'http',
-        [ATTR_URL_PATH]: pathOnly(req.url ?? '/'),
-        [ATTR_SERVER_ADDRESS]: address === '' ? undefined : address,
-        [ATTR_SERVER_PORT]: port,
-        [ATTR_CLIENT_ADDRESS]: req.socket.remoteAddress,
-        [ATTR_NETWORK_PROTOCOL_VERSION]: req.httpVersion,
-        'breakwater.listener': listener,
-      });
+    // Without a traceparent the request starts a trace: nothing to parse.
+    const parent = req.headers.traceparent === undefined ? ROOT_CONTEXT : spans.propagator.extract(ROOT_CONTEXT, req.headers, defaultTextMapGetter);
+    const parentIds = parent === ROOT_CONTEXT ? undefined : trace.getSpanContext(parent);
+    const traceId = parentIds?.traceId ?? spans.ids.newTraceId();
+    // Most requests go unsampled under a low ratio: they get no span and no context object.
+    const sampling = spans.sampler.shouldSample(parent, traceId, method, SpanKind.SERVER, noAttributes, noLinks);
+    if (sampling.decision === SamplingDecision.NOT_RECORD) {
+      return new UnsampledTrace(spans.ids, traceId, sampling.traceState ?? parentIds?.traceState);
     }
-    return new ServerSpan(this.#spans, span, trace.setSpan(parent, span), method);
+    const [address, port] = splitAuthority(req.headers.host ?? '');
+    const known = knownMethods.has(method);
+    if (parentIds === undefined) spans.ids.choose(traceId);
+    const span = spans.tracer.startSpan(method, { kind: SpanKind.SERVER }, parent);
+    // One by one after the start: the SDK cleans attributes given to startSpan twice over.
+    span.setAttribute(ATTR_HTTP_REQUEST_METHOD, known ? method : '_OTHER');
+    span.setAttribute(ATTR_HTTP_REQUEST_METHOD_ORIGINAL, known ? undefined : method);
+    span.setAttribute(ATTR_URL_SCHEME, 'http');
+    span.setAttribute(ATTR_URL_PATH, pathOnly(req.url ?? '/'));
+    span.setAttribute(ATTR_SERVER_ADDRESS, address === '' ? undefined : address);
+    span.setAttribute(ATTR_SERVER_PORT, port);
+    span.setAttribute(ATTR_CLIENT_ADDRESS, req.socket.remoteAddress);
+    span.setAttribute(ATTR_NETWORK_PROTOCOL_VERSION, req.httpVersion);
+    span.setAttribute('breakwater.listener', listener);
+    spans.ids.choose(undefined);
+    return new ServerSpan(spans, span, trace.setSpan(parent, span), method, known);
   }
 
   /**
@@ -208,6 +323,15 @@ export class Tracing implements RequestTracer {
   }
 }
 
+/** Takes the caller's traceparent and tracestate out of a header list. */
+function removeTraceHeaders(headers: string[]): void {
+  for (let i = headers.length - 2; i >= 0; i -= 2) {
+    const name = headers[i]!;
+    // The length test spares lower-casing every other header name.
+    if ((name.length === 11 || name.length === 10) && traceHeaders.has(name.toLowerCase())) headers.splice(i, 2);
+  }
+}
+
 const traceHeaders = new Set(['traceparent', 'tracestate']);
 
 const appendHeader: TextMapSetter<string[]> = {
@@ -218,23 +342,52 @@ const appendHeader: TextMapSetter<string[]> = {
 
 /** Puts `spanContext` in a header list, in place of any traceparent and tracestate it had. */
 function inject(spans: Spans, spanContext: Context, headers: string[]): void {
-  for (let i = headers.length - 2; i >= 0; i -= 2) {
-    const name = headers[i]!;
-    // The length test spares lower-casing every other header name.
-    if ((name.length === 11 || name.length === 10) && traceHeaders.has(name.toLowerCase())) headers.splice(i, 2);
-  }
+  removeTraceHeaders(headers);
   spans.propagator.inject(spanContext, headers, appendHeader);
 }
 
 /** server.address and server.port of an endpoint origin. */
-function endpointAttributes(spans: Spans, origin: string): Attributes {
-  let attributes = spans.endpoints.get(origin);
-  if (attributes === undefined) {
+function endpoint(spans: Spans, origin: string): Endpoint {
+  let found = spans.endpoints.get(origin);
+  if (found === undefined) {
     const url = new URL(origin);
-    attributes = { [ATTR_SERVER_ADDRESS]: url.hostname, [ATTR_SERVER_PORT]: url.port === '' ? 80 : Number(url.port) };
-    spans.endpoints.set(origin, attributes);
+    found = { address: url.hostname, port: url.port === '' ? 80 : Number(url.port) };
+    spans.endpoints.set(origin, found);
   }
-  return attributes;
+  return found;
+}
+
+/**
+ * A request the sampler dropped: no span, nothing exported, nothing recorded. Its attempts
+ * still carry the trace upstream, not sampled, as the SDK's non-recording span would, so the
+ * services behind Breakwater make the same decision.
+ */
+class UnsampledTrace implements RequestTrace {
+  readonly traceId = undefined;
+  readonly spanId = undefined;
+  readonly #ids: TraceIds;
+  readonly #traceId: string;
+  readonly #traceState: TraceState | undefined;
+
+  constructor(ids: TraceIds, traceId: string, traceState: TraceState | undefined) {
+    this.#ids = ids;
+    this.#traceId = traceId;
+    this.#traceState = traceState;
+  }
+
+  startAttempt(_request: ProxyRequest, attempt: AttemptStart): AttemptTrace {
+    const headers = attempt.headers;
+    removeTraceHeaders(headers);
+    // Each attempt under a span id of its own; flags 00: not sampled.
+    headers.push('traceparent', `00-${this.#traceId}-${this.#ids.generateSpanId()}-00`);
+    if (this.#traceState !== undefined) headers.push('tracestate', this.#traceState.serialize());
+    return unrecordedAttempt;
+  }
+
+  // Nothing to record and nothing to end.
+  event(): void {}
+
+  end(): void {}
 }
 
 /** A request's server span; attempts are its children. */
@@ -245,13 +398,15 @@ class ServerSpan implements RequestTrace {
   readonly #span: Span;
   readonly #context: Context;
   readonly #method: string;
+  readonly #knownMethod: boolean;
   readonly #recording: boolean;
 
-  constructor(spans: Spans, span: Span, spanContext: Context, method: string) {
+  constructor(spans: Spans, span: Span, spanContext: Context, method: string, knownMethod: boolean) {
     this.#spans = spans;
     this.#span = span;
     this.#context = spanContext;
     this.#method = method;
+    this.#knownMethod = knownMethod;
     this.#recording = span.isRecording();
     const ids = span.spanContext();
     this.traceId = this.#recording ? ids.traceId : undefined;
@@ -260,28 +415,25 @@ class ServerSpan implements RequestTrace {
 
   startAttempt(request: ProxyRequest, attempt: AttemptStart): AttemptTrace {
     if (!this.#recording) {
-      // The sampling decision still travels upstream, with the request's trace id.
+      // Without an exporter it knows (OTEL_TRACES_EXPORTER), the SDK makes no span: the caller's context travels on.
       inject(this.#spans, this.#context, attempt.headers);
       return unrecordedAttempt;
     }
-    const span = this.#spans.tracer.startSpan(
-      `${this.#method} ${attempt.upstream}`,
-      {
-        kind: SpanKind.CLIENT,
-        attributes: {
-          ...methodAttributes(this.#method),
-          ...endpointAttributes(this.#spans, attempt.origin),
-          [ATTR_URL_PATH]: pathOnly(request.path),
-          // Set on retries only, as the semantic conventions say: the first attempt has none.
-          [ATTR_HTTP_REQUEST_RESEND_COUNT]: request.attempts > 1 ? request.attempts - 1 : undefined,
-          'breakwater.route': request.route,
-          'breakwater.upstream': attempt.upstream,
-          'breakwater.breaker_state': attempt.breakerState,
-          'breakwater.deadline_remaining_ms': Math.max(0, Math.round(attempt.remainingMs)),
-        },
-      },
-      this.#context,
-    );
+    const method = this.#method;
+    const known = this.#knownMethod;
+    const { address, port } = endpoint(this.#spans, attempt.origin);
+    const span = this.#spans.tracer.startSpan(`${method} ${attempt.upstream}`, { kind: SpanKind.CLIENT }, this.#context);
+    span.setAttribute(ATTR_HTTP_REQUEST_METHOD, known ? method : '_OTHER');
+    span.setAttribute(ATTR_HTTP_REQUEST_METHOD_ORIGINAL, known ? undefined : method);
+    span.setAttribute(ATTR_SERVER_ADDRESS, address);
+    span.setAttribute(ATTR_SERVER_PORT, port);
+    span.setAttribute(ATTR_URL_PATH, pathOnly(request.path));
+    // Set on retries only, as the semantic conventions say: the first attempt has none.
+    span.setAttribute(ATTR_HTTP_REQUEST_RESEND_COUNT, request.attempts > 1 ? request.attempts - 1 : undefined);
+    span.setAttribute('breakwater.route', request.route);
+    span.setAttribute('breakwater.upstream', attempt.upstream);
+    span.setAttribute('breakwater.breaker_state', attempt.breakerState);
+    span.setAttribute('breakwater.deadline_remaining_ms', Math.max(0, Math.round(attempt.remainingMs)));
     inject(this.#spans, trace.setSpan(this.#context, span), attempt.headers);
     return new ClientSpan(span);
   }
@@ -297,15 +449,13 @@ class ServerSpan implements RequestTrace {
     if (this.#recording) {
       const outcome = requestOutcome(record);
       const answered = outcome !== 'client_closed';
-      span.setAttributes({
-        [ATTR_HTTP_RESPONSE_STATUS_CODE]: answered ? record.status : undefined,
-        'breakwater.route': record.route,
-        'breakwater.upstream': record.upstream,
-        'breakwater.outcome': outcome,
-        'breakwater.reason': record.reason,
-        'breakwater.fallback': record.fallback,
-        'breakwater.attempts': record.attempts,
-      });
+      span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, answered ? record.status : undefined);
+      span.setAttribute('breakwater.route', record.route);
+      span.setAttribute('breakwater.upstream', record.upstream);
+      span.setAttribute('breakwater.outcome', outcome);
+      span.setAttribute('breakwater.reason', record.reason);
+      span.setAttribute('breakwater.fallback', record.fallback);
+      span.setAttribute('breakwater.attempts', record.attempts);
       if (record.route !== undefined) span.updateName(`${this.#method} ${record.route}`);
       // A server span is in error for a 5xx only: a 4xx is the client's mistake.
       if (answered && record.status >= 500) {
@@ -327,7 +477,8 @@ class ClientSpan implements AttemptTrace {
 
   outcome(outcome: 'response' | AttemptFailure, status: number | undefined): void {
     const span = this.#span;
-    span.setAttributes({ 'breakwater.outcome': outcome, [ATTR_HTTP_RESPONSE_STATUS_CODE]: status });
+    span.setAttribute('breakwater.outcome', outcome);
+    span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
     // A client span is in error for a 4xx or 5xx, or for no response at all.
     const errorType = outcome !== 'response' ? outcome : status !== undefined && status >= 400 ? String(status) : undefined;
     if (errorType !== undefined) {
@@ -342,12 +493,6 @@ class ClientSpan implements AttemptTrace {
 }
 
 const unrecordedAttempt: AttemptTrace = { outcome: () => undefined, end: () => undefined };
-
-function methodAttributes(method: string): Attributes {
-  return knownMethods.has(method)
-    ? { [ATTR_HTTP_REQUEST_METHOD]: method }
-    : { [ATTR_HTTP_REQUEST_METHOD]: '_OTHER', [ATTR_HTTP_REQUEST_METHOD_ORIGINAL]: method };
-}
 
 /** Host and port of a Host header (`name`, `name:port`, `[v6]:port`). */
 function splitAuthority(authority: string): [string, number | undefined] {
