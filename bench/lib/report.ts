@@ -1,8 +1,11 @@
 // Markdown tables of the summaries, with each target compared to the reference rows.
 import type { Summary } from './stats.ts';
 
-/** Rows that other rows are compared to, when they were measured. */
-export const throughputBases = ['direct', 'nginx', 'undici-passthrough', 'http-proxy'] as const;
+/**
+ * Rows that other rows are compared to, when they were measured. Plain Breakwater is the base
+ * of the Breakwater rows that add policies or tracing to it.
+ */
+export const throughputBases = ['direct', 'nginx', 'undici-passthrough', 'http-proxy', 'breakwater'] as const;
 export const cpuBase = 'undici-passthrough';
 
 const none = '–';

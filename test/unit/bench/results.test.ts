@@ -89,6 +89,15 @@ describe('tables', () => {
     expect(nginxRow[1]).toBe('50,000 [50,000–50,000]');
   });
 
+  it('compares Breakwater rows with policies or tracing to plain Breakwater', () => {
+    const plain = summarise([sample({ target: 'breakwater', rps: 20_000 })]);
+    const policies = summarise([sample({ target: 'breakwater-policies', rps: 18_500 })]);
+    const lines = saturationTable([plain, policies]).split('\n');
+    const header = lines[0]?.split(' | ') ?? [];
+    const row = lines.find((l) => l.startsWith('| breakwater-policies '))?.split(' | ') ?? [];
+    expect(row[header.indexOf('× breakwater')]).toBe('0.93');
+  });
+
   it('shows a dash rather than a ratio to nothing', () => {
     expect(formatRatio(5, undefined)).toBe('–');
     expect(formatRatio(5, 0)).toBe('–');
