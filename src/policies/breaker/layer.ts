@@ -7,6 +7,13 @@ import { callHandler, type Layer } from '../../stack/handler.ts';
 import type { PolicyEvents } from '../events.ts';
 import { matchesFailOn, type AttemptOutcome } from '../outcome.ts';
 import type { CircuitBreaker } from './state.ts';
+import type { CallOutcome } from './window.ts';
+
+// The four verdicts, made once: every call through the breaker is judged.
+const fast: CallOutcome = { failed: false, slow: false };
+const slow: CallOutcome = { failed: false, slow: true };
+const failedFast: CallOutcome = { failed: true, slow: false };
+const failedSlow: CallOutcome = { failed: true, slow: true };
 
 export interface BreakerLayerDependencies {
   readonly clock: Clock;
@@ -21,10 +28,10 @@ export interface BreakerLayerDependencies {
 export function breakerLayer(breaker: CircuitBreaker, deps: BreakerLayerDependencies): Layer {
   const { clock, events } = deps;
   const { failOn, slowCallDurationMs } = breaker.config;
-  const judge = (outcome: AttemptOutcome, startedAt: number): { failed: boolean; slow: boolean } => ({
-    failed: matchesFailOn(outcome, failOn),
-    slow: clock.now() - startedAt > slowCallDurationMs,
-  });
+  const judge = (outcome: AttemptOutcome, startedAt: number): CallOutcome => {
+    const failed = matchesFailOn(outcome, failOn);
+    return clock.now() - startedAt > slowCallDurationMs ? (failed ? failedSlow : slow) : failed ? failedFast : fast;
+  };
 
   return (next) => (request) => {
     const startedAt = clock.now();
