@@ -248,6 +248,9 @@ async function main(): Promise<void> {
 
   try {
     const loadCores = String(options.loadCore);
+    // The harness itself (its sampling, and the OTLP sink of the traced targets) stays off the
+    // proxy's core, which then runs nothing but the proxy under test.
+    execFileSync('taskset', ['-a', '-p', '-c', loadCores, String(process.pid)], { stdio: 'ignore' });
     const { upstream } = await startUpstream(children, workDir, loadCores);
     const context: LaunchContext = { children, workDir, upstream, cores: String(options.proxyCore) };
     const benchmark = new Benchmark(options, context);
@@ -276,7 +279,7 @@ async function main(): Promise<void> {
     const markdown = renderReport({
       machine,
       method:
-        `Pinning: wrk and the upstream (nginx, ${upstreamBodyBytes}-byte body) on core ${options.loadCore}, the proxy under test on core ${options.proxyCore}. ` +
+        `Pinning: wrk, the upstream (nginx, ${upstreamBodyBytes}-byte body) and the harness (with the traced targets' OTLP sink) on core ${options.loadCore}, the proxy under test alone on core ${options.proxyCore}. ` +
         `${options.rounds} interleaved rounds in rotated order (+ up to ${options.extraRounds} extra for targets with disturbed rounds); ` +
         `each target is started afresh for each phase and warmed up for ${options.warmupS} s before a ${options.durationS} s measured run. ` +
         `Medians over the rounds used (req/s also min–max). A round is clean when processes not started by the benchmark used ` +
