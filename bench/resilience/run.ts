@@ -332,6 +332,8 @@ async function main(): Promise<void> {
     return;
   }
   if (!hasCommand('taskset')) throw new Error('taskset not found: run bash scripts/install-system-tools.sh');
+  // The harness stays off the proxy's core, which then runs nothing but the system under test.
+  execFileSync('taskset', ['-a', '-p', '-c', String(options.loadCore), String(process.pid)], { stdio: 'ignore' });
   const startedAt = new Date();
   // In memory when the machine has a tmpfs: Breakwater's access log and nginx's temporary files
   // then never wait for a disk that other processes keep busy.
