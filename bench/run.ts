@@ -92,7 +92,7 @@ function readOptions(): Options {
     loadCore: positiveNumber('load-core', values['load-core'] ?? '0', { zero: true }),
     proxyCore: positiveNumber('proxy-core', values['proxy-core'] ?? '1', { zero: true }),
   };
-  const cores = os.availableParallelism();
+  const cores = os.cpus().length;
   for (const core of [options.loadCore, options.proxyCore]) {
     if (core >= cores) throw new Error(`core ${core} does not exist here (${cores} cores); see --load-core and --proxy-core`);
   }

@@ -29,7 +29,7 @@ export function describeMachine(repoRoot: string, startedAt: Date): string {
   return [
     startedAt.toISOString(),
     cpuModel(),
-    `${os.availableParallelism()} cores`,
+    `${os.cpus().length} cores`,
     `kernel ${os.release()}`,
     `node ${process.version}`,
     packageVersion(repoRoot, 'undici'),

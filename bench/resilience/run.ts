@@ -75,8 +75,8 @@ function pick<T extends string>(flag: string, text: string | undefined, known: r
 
 function core(flag: string, text: string): string {
   const value = Number(text);
-  if (!Number.isInteger(value) || value < 0 || value >= os.availableParallelism()) {
-    throw new Error(`--${flag} must be a core of this machine (0..${os.availableParallelism() - 1}), not "${text}"`);
+  if (!Number.isInteger(value) || value < 0 || value >= os.cpus().length) {
+    throw new Error(`--${flag} must be a core of this machine (0..${os.cpus().length - 1}), not "${text}"`);
   }
   return String(value);
 }
