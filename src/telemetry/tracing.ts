@@ -170,7 +170,14 @@ export async function startTracing(options: { readonly logger: Logger; readonly 
   logger.info({ endpoint: URL.canParse(endpoint) ? new URL(endpoint).origin : endpoint, sampler: name, ratio }, 'tracing started');
   return new Tracing(
     sdk,
-    { tracer: trace.getTracer(serviceName, version), sampler, ids, propagator: new W3CTraceContextPropagator(), endpoints: new Map() },
+    {
+      tracer: trace.getTracer(serviceName, version),
+      sampler,
+      newTraceBound: ratio === undefined ? undefined : ratioBound(ratio),
+      ids,
+      propagator: new W3CTraceContextPropagator(),
+      endpoints: new Map(),
+    },
     logger,
   );
 }
@@ -203,6 +210,11 @@ interface Spans {
   readonly tracer: Tracer;
   /** The SDK's sampler, asked first: a request it drops never reaches the SDK. */
   readonly sampler: Sampler;
+  /**
+   * For the ratio samplers: a new trace is sampled when its trace id's hash is below this
+   * bound. Breakwater applies the rule itself to the ids it draws, without asking the sampler.
+   */
+  readonly newTraceBound: number | undefined;
   readonly ids: TraceIds;
   readonly propagator: TextMapPropagator;
   /** server.address and server.port by endpoint origin; origins come from the config. */
@@ -218,16 +230,37 @@ interface Endpoint {
 const idBlockBytes = 4096;
 
 /**
- * Random W3C ids, cut from a block of random bytes drawn at once. It is the SDK's id generator
- * too, so that a new trace's server span gets the trace id the sampler was asked about.
+ * The bound of TraceIdRatioBasedSampler: a trace id whose hash is below it is sampled. The
+ * same arithmetic as the SDK's; a unit test holds the two to the same decisions.
+ */
+export function ratioBound(ratio: number): number {
+  return ratio >= 1 ? 2 ** 32 : Math.floor(Math.max(0, ratio) * 0xffffffff);
+}
+
+/**
+ * Random W3C ids, cut from a block of random bytes drawn (and hex-encoded) at once. It is the
+ * SDK's id generator too, so that a new trace's server span gets the trace id the sampling
+ * decision was made on.
  */
 class TraceIds implements IdGenerator {
   readonly #block = Buffer.allocUnsafe(idBlockBytes);
+  #hex = '';
   #used = idBlockBytes;
   #chosenTraceId: string | undefined;
+  /**
+   * The ratio samplers' hash of the id newTraceId() returned last: its four 32-bit words
+   * XORed, read from the bytes instead of parsed back from the hex.
+   */
+  lastTraceIdHash = 0;
 
   newTraceId(): string {
-    return this.#random(16, INVALID_TRACEID);
+    const at = this.#take(16);
+    const id = this.#hex.slice(2 * at, 2 * at + 32);
+    // All zeros is no id in W3C Trace Context.
+    if (id === INVALID_TRACEID) return this.newTraceId();
+    const block = this.#block;
+    this.lastTraceIdHash = (block.readUInt32BE(at) ^ block.readUInt32BE(at + 4) ^ block.readUInt32BE(at + 8) ^ block.readUInt32BE(at + 12)) >>> 0;
+    return id;
   }
 
   /** Makes `traceId` the id of the next trace the SDK starts; undefined lets it draw one. */
@@ -243,17 +276,22 @@ class TraceIds implements IdGenerator {
   }
 
   generateSpanId(): string {
-    return this.#random(8, INVALID_SPANID);
+    const at = this.#take(8);
+    const id = this.#hex.slice(2 * at, 2 * at + 16);
+    return id === INVALID_SPANID ? this.generateSpanId() : id;
   }
 
-  #random(bytes: number, invalid: string): string {
+  /** The offset of `bytes` fresh random bytes in the block, drawing a new block when needed. */
+  #take(bytes: number): number {
     if (this.#used + bytes > idBlockBytes) {
       randomFillSync(this.#block);
+      // One encoding for the whole block: each id is then a slice of this string.
+      this.#hex = this.#block.toString('hex');
       this.#used = 0;
     }
-    const id = this.#block.toString('hex', this.#used, (this.#used += bytes));
-    // All zeros is no id in W3C Trace Context.
-    return id === invalid ? this.#random(bytes, invalid) : id;
+    const at = this.#used;
+    this.#used += bytes;
+    return at;
   }
 }
 
@@ -281,9 +319,13 @@ export class Tracing implements RequestTracer {
     const parentIds = parent === ROOT_CONTEXT ? undefined : trace.getSpanContext(parent);
     const traceId = parentIds?.traceId ?? spans.ids.newTraceId();
     // Most requests go unsampled under a low ratio: they get no span and no context object.
-    const sampling = spans.sampler.shouldSample(parent, traceId, method, SpanKind.SERVER, noAttributes, noLinks);
-    if (sampling.decision === SamplingDecision.NOT_RECORD) {
-      return new UnsampledTrace(spans.ids, traceId, sampling.traceState ?? parentIds?.traceState);
+    if (parentIds === undefined && spans.newTraceBound !== undefined) {
+      if (spans.ids.lastTraceIdHash >= spans.newTraceBound) return new UnsampledTrace(spans.ids, traceId, undefined);
+    } else {
+      const sampling = spans.sampler.shouldSample(parent, traceId, method, SpanKind.SERVER, noAttributes, noLinks);
+      if (sampling.decision === SamplingDecision.NOT_RECORD) {
+        return new UnsampledTrace(spans.ids, traceId, sampling.traceState ?? parentIds?.traceState);
+      }
     }
     const [address, port] = splitAuthority(req.headers.host ?? '');
     const known = knownMethods.has(method);

@@ -1,10 +1,10 @@
 import type { IncomingMessage } from 'node:http';
 import { ROOT_CONTEXT, SamplingDecision, SpanKind, trace, TraceFlags, type Context } from '@opentelemetry/api';
-import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan, type SpanProcessor } from '@opentelemetry/sdk-trace';
+import { InMemorySpanExporter, SimpleSpanProcessor, TraceIdRatioBasedSampler, type ReadableSpan, type SpanProcessor } from '@opentelemetry/sdk-trace';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { ProxyRequest, RequestTrace } from '../../../src/proxy/context.ts';
 import type { RequestRecord } from '../../../src/proxy/listener.ts';
-import { samplerFromEnv, startTracing, type Tracing } from '../../../src/telemetry/tracing.ts';
+import { ratioBound, samplerFromEnv, startTracing, type Tracing } from '../../../src/telemetry/tracing.ts';
 import { logSink } from '../../support/log-sink.ts';
 import { seededRandom } from '../../support/seeded-random.ts';
 
@@ -89,6 +89,13 @@ describe('the sampler OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG choose', (
     const log = logSink();
     expect(await samplerFromEnv(log.logger)).toMatchObject({ name: 'traceidratio', ratio: 1 });
     expect(log.lines.find((line) => line.OTEL_TRACES_SAMPLER_ARG === 1.5)).toMatchObject({ level: 40 });
+  });
+});
+
+describe('the bound of a ratio sampler', () => {
+  it.each([0, 1e-9, 0.001, 0.1, 0.25, 0.5, 0.999, 1])('is the SDK sampler\'s own at ratio %d', (ratio) => {
+    const sdk = new TraceIdRatioBasedSampler(ratio) as unknown as { _upperBound: number };
+    expect(ratioBound(ratio)).toBe(sdk._upperBound);
   });
 });
 
@@ -280,5 +287,11 @@ describe('request traces', () => {
     // Some of each, or the ratio was not applied at all.
     expect(toldSampled.size).toBeGreaterThan(50);
     expect(toldUnsampled.size).toBeGreaterThan(50);
+    // Decided on the trace id exactly as the SDK's ratio sampler decides, so that a service
+    // behind Breakwater with the same sampler and ratio agrees on every trace.
+    const sdkSampler = new TraceIdRatioBasedSampler(0.5);
+    const sdkSampled = (traceId: string) => sdkSampler.shouldSample(ROOT_CONTEXT, traceId).decision === SamplingDecision.RECORD_AND_SAMPLED;
+    expect([...toldSampled].filter((traceId) => !sdkSampled(traceId))).toEqual([]);
+    expect([...toldUnsampled].filter(sdkSampled)).toEqual([]);
   });
 });
