@@ -151,7 +151,7 @@ export async function startTracing(options: { readonly logger: Logger; readonly 
     sampler,
     // A new trace's server span gets the trace id that sampler was asked about.
     idGenerator: ids,
-    spanProcessors: options.spanProcessors ?? (await workerExportFromEnv()),
+    spanProcessors: options.spanProcessors,
     // Traces only: Prometheus serves the metrics and pino writes the logs.
     metricReaders: [],
     logRecordProcessors: [],
@@ -180,32 +180,6 @@ export async function startTracing(options: { readonly logger: Logger; readonly 
     },
     logger,
   );
-}
-
-/**
- * The span processor for the default exporter (OTLP/HTTP with protobuf) that sends from a
- * worker thread (src/telemetry/span-export.ts), batching as OTEL_BSP_* say. Undefined for any
- * other exporter or protocol: the SDK then builds what the variables name, on the main thread.
- */
-async function workerExportFromEnv(): Promise<SpanProcessor[] | undefined> {
-  const { getNumberFromEnv, getStringFromEnv, getStringListFromEnv } = await import('@opentelemetry/core');
-  const exporters = getStringListFromEnv('OTEL_TRACES_EXPORTER') ?? [];
-  const protocol = getStringFromEnv('OTEL_EXPORTER_OTLP_TRACES_PROTOCOL') ?? getStringFromEnv('OTEL_EXPORTER_OTLP_PROTOCOL') ?? 'http/protobuf';
-  if (!(exporters.length === 0 || (exporters.length === 1 && exporters[0] === 'otlp')) || protocol !== 'http/protobuf') return undefined;
-  const [{ BatchSpanProcessor }, { WorkerSpanExporter }] = await Promise.all([import('@opentelemetry/sdk-trace'), import('./span-export.ts')]);
-  const setting = (name: string): number | undefined => {
-    const value = getNumberFromEnv(name);
-    return value !== undefined && value >= 0 ? value : undefined;
-  };
-  return [
-    new BatchSpanProcessor({
-      exporter: new WorkerSpanExporter(),
-      maxQueueSize: setting('OTEL_BSP_MAX_QUEUE_SIZE'),
-      scheduledDelayMillis: setting('OTEL_BSP_SCHEDULE_DELAY'),
-      exportTimeoutMillis: setting('OTEL_BSP_EXPORT_TIMEOUT'),
-      maxExportBatchSize: setting('OTEL_BSP_MAX_EXPORT_BATCH_SIZE'),
-    }),
-  ];
 }
 
 async function packageVersion(): Promise<string> {

@@ -288,47 +288,6 @@ routes:
     expect(other?.events).toEqual([]);
   });
 
-  it('sends protobuf by default, from its export worker: the collector gets the trace the upstream was told of', async () => {
-    const posts: { path: string | undefined; contentType: string | undefined; body: Buffer }[] = [];
-    const collector = createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (chunk: Buffer) => chunks.push(chunk));
-      req.on('end', () => {
-        posts.push({ path: req.url, contentType: req.headers['content-type'], body: Buffer.concat(chunks) });
-        res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
-      });
-    });
-    await new Promise<void>((resolve) => collector.listen(0, '127.0.0.1', resolve));
-    try {
-      setOtelEnv({ OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${(collector.address() as AddressInfo).port}` });
-      upstream = await startUpstream();
-      proxy = await startBreakwater(`${ephemeralAddresses}
-upstreams:
-  catalog: {endpoints: ["${upstream.origin}"]}
-routes:
-  - name: items
-    match: {pathPrefix: /}
-    upstream: catalog
-`);
-      const response = await request(`${proxy.url()}/items`);
-      await response.body.dump();
-      const sent = receivedTraceparent(upstream.requests[0]!);
-      // Stopping flushes the spans still batched.
-      await proxy.stop();
-      proxy = undefined;
-
-      expect(posts.map((post) => [post.path, post.contentType])).toEqual([['/v1/traces', 'application/x-protobuf']]);
-      const body = posts[0]!.body;
-      // Protobuf carries ids as raw bytes and strings as they are.
-      expect(body.includes(Buffer.from(sent.traceId, 'hex'))).toBe(true);
-      expect(body.includes(Buffer.from(sent.parentId, 'hex'))).toBe(true);
-      expect(body.includes(Buffer.from('breakwater.route'))).toBe(true);
-      expect(body.includes(Buffer.from('GET catalog'))).toBe(true);
-    } finally {
-      await new Promise<void>((resolve) => collector.close(() => resolve()));
-    }
-  });
-
   it('still drains cleanly when the collector cannot be reached, and says the last spans were lost', async () => {
     // A port nothing listens on any more.
     const gone = createServer();
