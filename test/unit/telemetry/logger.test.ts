@@ -201,9 +201,9 @@ describe('logger', () => {
   });
 
   it.each([3, 1000])('delivers all of %i batched access-log lines to stdout when the process exits right after logging', async (count) => {
-    const script = fileURLToPath(new URL('./fixtures/access-log-then-exit.ts', import.meta.url));
+    const script = fileURLToPath(new URL('./fixtures/log-then-exit.ts', import.meta.url));
 
-    const { stdout } = await promisify(execFile)(process.execPath, [script, String(count)], { maxBuffer: 16 * 1024 * 1024 });
+    const { stdout } = await promisify(execFile)(process.execPath, [script, 'access', String(count)], { maxBuffer: 16 * 1024 * 1024 });
 
     const lines = stdout.split('\n').filter(Boolean);
     expect(lines.map((line) => (JSON.parse(line) as { requestId: string }).requestId)).toEqual(Array.from({ length: count }, (_, i) => `req-${i}`));
