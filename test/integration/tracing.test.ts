@@ -53,6 +53,18 @@ function clientSpans(spans: ReceivedSpan[]): ReceivedSpan[] {
   return spans.filter((span) => span.kind === spanKind.client);
 }
 
+/** One route, `items`, from every path to the upstream `catalog` at `origin`, no policies. */
+function itemsToCatalog(origin: string): string {
+  return `${ephemeralAddresses}
+upstreams:
+  catalog: {endpoints: ["${origin}"]}
+routes:
+  - name: items
+    match: {pathPrefix: /}
+    upstream: catalog
+`;
+}
+
 describe('OpenTelemetry traces', () => {
   let receiver: OtlpReceiver;
   let upstream: UpstreamServer | undefined;
@@ -296,14 +308,7 @@ routes:
     await new Promise<void>((resolve) => gone.close(() => resolve()));
     setOtelEnv({ OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}`, OTEL_EXPORTER_OTLP_TIMEOUT: '1000' });
     upstream = await startUpstream();
-    proxy = await startBreakwater(`${ephemeralAddresses}
-upstreams:
-  catalog: {endpoints: ["${upstream.origin}"]}
-routes:
-  - name: items
-    match: {pathPrefix: /}
-    upstream: catalog
-`);
+    proxy = await startBreakwater(itemsToCatalog(upstream.origin));
     const response = await request(`${proxy.url()}/items`);
     await response.body.dump();
     expect(response.statusCode).toBe(200);
@@ -319,14 +324,7 @@ routes:
       setOtelEnv(exportTo(receiver, { OTEL_TRACES_SAMPLER_ARG: '0' }));
       const before = receiver.spans().length;
       upstream = await startUpstream();
-      proxy = await startBreakwater(`${ephemeralAddresses}
-upstreams:
-  catalog: {endpoints: ["${upstream.origin}"]}
-routes:
-  - name: items
-    match: {pathPrefix: /}
-    upstream: catalog
-`);
+      proxy = await startBreakwater(itemsToCatalog(upstream.origin));
       const sampledTraceId = 'b'.repeat(32);
       const unsampledTraceId = 'c'.repeat(32);
       for (const headers of [
