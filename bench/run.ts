@@ -3,7 +3,9 @@
 // Measures Breakwater beside the proxies its users would otherwise pick, on loopback, each
 // proxy pinned to its own core while wrk and the upstream share the other. Every round runs
 // every target once, in a rotated order, so that a slow minute of the machine spreads over
-// all targets instead of landing on one; tables show medians over the rounds.
+// all targets instead of landing on one; tables show medians over the rounds. Then the
+// Breakwater rows run side by side in short alternating runs, each compared with plain
+// Breakwater run by run, for ratios precise enough to hold against a target.
 import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -13,10 +15,10 @@ import { describeMachine } from './lib/machine.ts';
 import { ChildProcesses } from './lib/processes.ts';
 import { coreBusy, foreignCpuSeconds, peakRssBytes, takeSnapshot, treeCpuSeconds } from './lib/procfs.ts';
 import { renderReport } from './lib/report.ts';
-import type { Phase, Sample } from './lib/stats.ts';
-import { summarise } from './lib/stats.ts';
+import type { PairedComparison, Phase, Sample } from './lib/stats.ts';
+import { comparePaired, summarise } from './lib/stats.ts';
 import { errorCount, requestsPerSecond, runWrk } from './lib/wrk.ts';
-import type { LaunchContext, Target } from './targets.ts';
+import type { LaunchContext, RunningTarget, Target } from './targets.ts';
 import { hasCommand, repoRoot, startTarget, startUpstream, targets, unavailableReason, upstreamBodyBytes } from './targets.ts';
 
 const usage = `Usage: npm run bench -- [options]
@@ -28,6 +30,8 @@ const usage = `Usage: npm run bench -- [options]
   --connections N       wrk connections (default 50)
   --rate N              requests per second of the fixed-rate phase (default 2000)
   --extra-rounds N      extra rounds at most for targets with disturbed rounds (default 3, quick 0)
+  --cycles N            cycles of the interleaved Breakwater phase (default 20, quick 2)
+  --cycle-duration S    seconds of each run in that phase (default 3, quick 1)
   --clean-threshold P   a round is clean when others used at most P% of a core (default 5)
   --load-core N         core for wrk and the upstream (default 0)
   --proxy-core N        core for the proxy under test (default 1)`;
@@ -40,6 +44,8 @@ interface Options {
   connections: number;
   rate: number;
   extraRounds: number;
+  cycles: number;
+  cycleDurationS: number;
   cleanThreshold: number;
   loadCore: number;
   proxyCore: number;
@@ -63,6 +69,8 @@ function readOptions(): Options {
       connections: { type: 'string' },
       rate: { type: 'string' },
       'extra-rounds': { type: 'string' },
+      cycles: { type: 'string' },
+      'cycle-duration': { type: 'string' },
       'clean-threshold': { type: 'string' },
       'load-core': { type: 'string' },
       'proxy-core': { type: 'string' },
@@ -88,6 +96,8 @@ function readOptions(): Options {
     connections: positiveNumber('connections', values.connections ?? '50'),
     rate: positiveNumber('rate', values.rate ?? '2000'),
     extraRounds: positiveNumber('extra-rounds', values['extra-rounds'] ?? (quick ? '0' : '3'), { zero: true }),
+    cycles: positiveNumber('cycles', values.cycles ?? (quick ? '2' : '20'), { zero: true }),
+    cycleDurationS: positiveNumber('cycle-duration', values['cycle-duration'] ?? (quick ? '1' : '3')),
     cleanThreshold: positiveNumber('clean-threshold', values['clean-threshold'] ?? '5', { integer: false }),
     loadCore: positiveNumber('load-core', values['load-core'] ?? '0', { zero: true }),
     proxyCore: positiveNumber('proxy-core', values['proxy-core'] ?? '1', { zero: true }),
@@ -100,6 +110,9 @@ function readOptions(): Options {
 }
 
 const phases: readonly Phase[] = ['saturation', 'fixed-rate'];
+
+/** The row the other Breakwater rows are compared with in the interleaved phase. */
+const interleavedBase = 'breakwater';
 
 /** Set on SIGINT/SIGTERM, so that failures caused by stopping are not reported as results. */
 let stopping = false;
@@ -120,44 +133,66 @@ class Benchmark {
     return this.samples.filter((s) => s.target === target.name && s.phase === phase && s.clean).length;
   }
 
-  async measure(target: Target, phase: Phase, round: number): Promise<Sample> {
+  #wrkRun(running: RunningTarget, phase: Phase) {
     const options = this.#options;
+    return {
+      url: running.url,
+      connections: options.connections,
+      rate: phase === 'fixed-rate' ? options.rate : undefined,
+      cores: String(options.loadCore),
+      logFile: path.join(this.#context.workDir, 'wrk.log'),
+    };
+  }
+
+  async #warmUp(running: RunningTarget, phase: Phase): Promise<void> {
+    const warmupS = this.#options.warmupS;
+    if (warmupS > 0) await runWrk(this.#context.children, { ...this.#wrkRun(running, phase), durationS: warmupS });
+  }
+
+  /** One measured wrk run against a running target. */
+  async #sample(target: Target, running: RunningTarget, phase: Phase, round: number, durationS: number): Promise<Sample> {
+    const before = takeSnapshot();
+    const startedAt = performance.now();
+    const report = await runWrk(this.#context.children, { ...this.#wrkRun(running, phase), durationS });
+    const after = takeSnapshot();
+    const elapsedS = (performance.now() - startedAt) / 1000;
+    const proxyPid = running.process?.pid;
+    const proxyCpuS = proxyPid === undefined ? undefined : treeCpuSeconds(before, after, proxyPid);
+    const foreignShare = foreignCpuSeconds(before, after, process.pid) / elapsedS;
+    return {
+      target: target.name,
+      phase,
+      round,
+      requests: report.requests,
+      rps: requestsPerSecond(report),
+      errors: errorCount(report),
+      latencyUs: { p50: report.latencyUs.p50, p90: report.latencyUs.p90, p99: report.latencyUs.p99, p999: report.latencyUs.p999 },
+      proxyCpuUsPerRequest: proxyCpuS === undefined || report.requests === 0 ? undefined : (proxyCpuS * 1e6) / report.requests,
+      proxyCpuShare: proxyCpuS === undefined ? undefined : proxyCpuS / elapsedS,
+      peakRssBytes: proxyPid === undefined ? undefined : peakRssBytes(proxyPid),
+      foreignCpuShare: foreignShare,
+      coreBusy: coreBusy(before, after),
+      clean: foreignShare * 100 <= this.#options.cleanThreshold,
+    };
+  }
+
+  async measure(target: Target, phase: Phase, round: number): Promise<Sample> {
     const running = await startTarget(target, this.#context);
     try {
-      const run = {
-        url: running.url,
-        connections: options.connections,
-        rate: phase === 'fixed-rate' ? options.rate : undefined,
-        cores: String(options.loadCore),
-        logFile: path.join(this.#context.workDir, 'wrk.log'),
-      };
-      if (options.warmupS > 0) await runWrk(this.#context.children, { ...run, durationS: options.warmupS });
-      const before = takeSnapshot();
-      const startedAt = performance.now();
-      const report = await runWrk(this.#context.children, { ...run, durationS: options.durationS });
-      const after = takeSnapshot();
-      const elapsedS = (performance.now() - startedAt) / 1000;
-      const proxyPid = running.process?.pid;
-      const proxyCpuS = proxyPid === undefined ? undefined : treeCpuSeconds(before, after, proxyPid);
-      const foreignShare = foreignCpuSeconds(before, after, process.pid) / elapsedS;
-      return {
-        target: target.name,
-        phase,
-        round,
-        requests: report.requests,
-        rps: requestsPerSecond(report),
-        errors: errorCount(report),
-        latencyUs: { p50: report.latencyUs.p50, p90: report.latencyUs.p90, p99: report.latencyUs.p99, p999: report.latencyUs.p999 },
-        proxyCpuUsPerRequest: proxyCpuS === undefined || report.requests === 0 ? undefined : (proxyCpuS * 1e6) / report.requests,
-        proxyCpuShare: proxyCpuS === undefined ? undefined : proxyCpuS / elapsedS,
-        peakRssBytes: proxyPid === undefined ? undefined : peakRssBytes(proxyPid),
-        foreignCpuShare: foreignShare,
-        coreBusy: coreBusy(before, after),
-        clean: foreignShare * 100 <= options.cleanThreshold,
-      };
+      await this.#warmUp(running, phase);
+      return await this.#sample(target, running, phase, round, this.#options.durationS);
     } finally {
       await running.stop();
     }
+  }
+
+  #report(label: string, sample: Sample): void {
+    const cpu = sample.proxyCpuUsPerRequest === undefined ? '' : `, ${sample.proxyCpuUsPerRequest.toFixed(1)} µs CPU/req`;
+    console.error(
+      `${label} ${sample.target} ${sample.phase}: ${Math.round(sample.rps).toLocaleString('en-US')} req/s, ` +
+        `p50 ${sample.latencyUs.p50} µs, p99 ${sample.latencyUs.p99} µs${cpu}, ` +
+        `errors ${sample.errors}, others ${(sample.foreignCpuShare * 100).toFixed(1)}% of a core${sample.clean ? '' : ' (disturbed)'}`,
+    );
   }
 
   /** Runs the phases of one target; a target that fails is dropped with the reason. */
@@ -167,12 +202,7 @@ class Benchmark {
       try {
         const sample = await this.measure(target, phase, round);
         this.samples.push(sample);
-        const cpu = sample.proxyCpuUsPerRequest === undefined ? '' : `, ${sample.proxyCpuUsPerRequest.toFixed(1)} µs CPU/req`;
-        console.error(
-          `${label} ${target.name} ${phase}: ${Math.round(sample.rps).toLocaleString('en-US')} req/s, ` +
-            `p50 ${sample.latencyUs.p50} µs, p99 ${sample.latencyUs.p99} µs${cpu}, ` +
-            `errors ${sample.errors}, others ${(sample.foreignCpuShare * 100).toFixed(1)}% of a core${sample.clean ? '' : ' (disturbed)'}`,
-        );
+        this.#report(label, sample);
       } catch (error) {
         // an interrupted run ends here; the signal handler stops everything
         if (stopping) throw error;
@@ -184,9 +214,55 @@ class Benchmark {
     }
   }
 
+  /** The Breakwater rows of the interleaved phase, the base first; empty when it has nothing to compare. */
+  interleavedTargets(): Target[] {
+    const rows = this.#measurable().filter((t) => t.launch.kind === 'breakwater');
+    const base = rows.find((t) => t.name === interleavedBase);
+    if (this.#options.cycles === 0 || base === undefined || rows.length < 2) return [];
+    return [base, ...rows.filter((t) => t !== base)];
+  }
+
+  /**
+   * The Breakwater rows, started once and warmed up, then measured in turn for short runs,
+   * cycle after cycle, in an order rotated each cycle. The rows of one cycle run seconds
+   * apart, so comparing them cycle by cycle leaves out most of the machine's drift.
+   */
+  async runInterleaved(): Promise<void> {
+    const options = this.#options;
+    const rows = this.interleavedTargets();
+    if (rows.length === 0) return;
+    const started: { target: Target; running: RunningTarget }[] = [];
+    try {
+      for (const target of rows) {
+        const running = await startTarget(target, this.#context);
+        started.push({ target, running });
+        await this.#warmUp(running, 'saturation');
+      }
+      for (let cycle = 1; cycle <= options.cycles; cycle++) {
+        const shift = (cycle - 1) % started.length;
+        for (const { target, running } of [...started.slice(shift), ...started.slice(0, shift)]) {
+          const sample = await this.#sample(target, running, 'interleaved', cycle, options.cycleDurationS);
+          this.samples.push(sample);
+          this.#report(`[cycle ${cycle}/${options.cycles}]`, sample);
+        }
+      }
+    } catch (error) {
+      if (stopping) throw error;
+      const message = error instanceof Error ? error.message : String(error);
+      console.error(`interleaved phase: failed, left out of this run: ${message}`);
+      this.samples.splice(0, this.samples.length, ...this.samples.filter((s) => s.phase !== 'interleaved'));
+    } finally {
+      await Promise.all(started.map(({ running }) => running.stop()));
+    }
+  }
+
+  #measurable(): Target[] {
+    return this.#options.targets.filter((t) => !this.notMeasured.has(t.name));
+  }
+
   async run(): Promise<void> {
     const options = this.#options;
-    const measurable = () => options.targets.filter((t) => !this.notMeasured.has(t.name));
+    const measurable = () => this.#measurable();
     for (let round = 1; round <= options.rounds; round++) {
       const order = measurable();
       // rotate, so that each target takes each place in the order over the rounds
@@ -204,6 +280,7 @@ class Benchmark {
         await this.runTarget(target, round, `[extra round ${extra}/${options.extraRounds}]`, disturbed);
       }
     }
+    await this.runInterleaved();
   }
 }
 
@@ -262,10 +339,13 @@ async function main(): Promise<void> {
     const machine = `${describeMachine(repoRoot, startedAt)} · Breakwater ${sourceRevision()}`;
     const count = options.targets.length - benchmark.notMeasured.size;
     const perRunS = 1.5 + options.warmupS + options.durationS;
-    const minutes = Math.ceil((count * options.rounds * phases.length * perRunS) / 60);
+    const interleaved = benchmark.interleavedTargets();
+    const interleavedS = interleaved.length * (options.warmupS + options.cycles * (options.cycleDurationS + 0.5));
+    const minutes = Math.ceil((count * options.rounds * phases.length * perRunS + interleavedS) / 60);
     console.error(machine);
     for (const [name, why] of benchmark.notMeasured) console.error(`${name}: ${why}`);
-    console.error(`${count} targets × ${options.rounds} rounds × ${phases.length} phases: about ${minutes} min (more with extra rounds)`);
+    const interleavedPlan = interleaved.length === 0 ? '' : `, then ${interleaved.length} Breakwater rows × ${options.cycles} interleaved cycles`;
+    console.error(`${count} targets × ${options.rounds} rounds × ${phases.length} phases${interleavedPlan}: about ${minutes} min (more with extra rounds)`);
 
     await benchmark.run();
 
@@ -275,6 +355,13 @@ async function main(): Promise<void> {
       measured.map((name) => summarise(benchmark.samples.filter((s) => s.target === name && s.phase === phase)));
     const saturation = summariesOf('saturation');
     const fixedRate = summariesOf('fixed-rate');
+    const interleavedSamples = benchmark.samples.filter((s) => s.phase === 'interleaved');
+    const interleavedRows = interleaved.map((t) => t.name).filter((name) => interleavedSamples.some((s) => s.target === name));
+    const interleavedSummaries = interleavedRows.map((name) => summarise(interleavedSamples.filter((s) => s.target === name)));
+    const comparisons = interleavedRows
+      .slice(1)
+      .map((name) => comparePaired(interleavedSamples, name, interleavedBase))
+      .filter((c): c is PairedComparison => c !== undefined);
     const run = `wrk -t1 -c${options.connections} -d${options.durationS}s`;
     const markdown = renderReport({
       machine,
@@ -285,10 +372,17 @@ async function main(): Promise<void> {
         `Medians over the rounds used (req/s also min–max). A round is clean when processes not started by the benchmark used ` +
         `≤ ${options.cleanThreshold}% of a core during it; only clean rounds are used when at least 2 exist. ` +
         `Proxy CPU = utime+stime of the proxy's process tree during the run / requests; peak RSS = largest VmHWM in the tree, max over rounds.`,
+      interleavedTitle: `Interleaved: the Breakwater rows side by side, \`wrk -t1 -c${options.connections} -d${options.cycleDurationS}s\` × ${options.cycles} cycles`,
+      interleavedMethod:
+        `Each row is started once and warmed up for ${options.warmupS} s; every cycle runs each row once, in an order rotated each cycle. ` +
+        `A row's ratio to ${interleavedBase} is taken cycle by cycle, from runs seconds apart, and the table gives the median of those ratios ` +
+        `with its 95% confidence interval (distribution-free, from the order statistics).`,
       saturationTitle: `Saturation: \`${run}\` (after ${options.warmupS} s warm-up)`,
       fixedRateTitle: `Fixed rate ${options.rate.toLocaleString('en-US')} req/s: \`${run} -s bench/lua/fixed-rate.lua\` (one shared send schedule)`,
       saturation,
       fixedRate,
+      interleaved: interleavedSummaries,
+      comparisons,
       notMeasured: benchmark.notMeasured,
     });
     console.log(`\n${markdown}`);
@@ -304,7 +398,8 @@ async function main(): Promise<void> {
       options: { ...settings, targets: selected.map((t) => t.name) },
       notMeasured: Object.fromEntries(benchmark.notMeasured),
       samples: benchmark.samples,
-      summaries: { saturation, fixedRate },
+      summaries: { saturation, fixedRate, interleaved: interleavedSummaries },
+      comparisons,
     };
     writeFileSync(`${base}.json`, `${JSON.stringify(json, null, 2)}\n`);
     writeFileSync(`${base}.md`, markdown);

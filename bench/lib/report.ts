@@ -1,5 +1,5 @@
 // Markdown tables of the summaries, with each target compared to the reference rows.
-import type { Summary } from './stats.ts';
+import type { PairedComparison, Summary } from './stats.ts';
 
 /**
  * Rows that other rows are compared to, when they were measured. Plain Breakwater is the base
@@ -111,13 +111,49 @@ export function fixedRateTable(summaries: readonly Summary[]): string {
   return table(header, header.length - 1, rows);
 }
 
+/** The interleaved phase: each row's runs, and its runs paired with the base row's. */
+export function interleavedTable(summaries: readonly Summary[], comparisons: readonly PairedComparison[]): string {
+  const base = comparisons[0]?.base ?? 'breakwater';
+  const header = [
+    'target',
+    'req/s median',
+    `× ${base}, median of pairs`,
+    '95% interval of that median',
+    'proxy CPU µs/req',
+    `CPU efficiency × ${base}, median of pairs`,
+    'pairs',
+    'errors',
+    'runs used/clean/run',
+  ];
+  const rows = summaries.map((s) => {
+    const paired = comparisons.find((c) => c.target === s.target);
+    const interval = paired?.rpsRatio.interval;
+    return [
+      s.target,
+      formatInteger(s.rps.median),
+      s.target === base ? '1.00' : formatFixed(paired?.rpsRatio.median, 2),
+      s.target === base || interval === undefined ? none : `${interval.low.toFixed(2)}–${interval.high.toFixed(2)}`,
+      formatFixed(s.proxyCpuUsPerRequest, 1),
+      s.target === base ? '1.00' : formatFixed(paired?.cpuRatio, 2),
+      s.target === base ? none : String(paired?.pairs ?? 0),
+      formatInteger(s.errors),
+      rounds(s),
+    ];
+  });
+  return table(header, header.length - 1, rows);
+}
+
 export interface ReportInput {
   machine: string;
   method: string;
   saturationTitle: string;
   fixedRateTitle: string;
+  interleavedTitle: string;
+  interleavedMethod: string;
   saturation: readonly Summary[];
   fixedRate: readonly Summary[];
+  interleaved: readonly Summary[];
+  comparisons: readonly PairedComparison[];
   /** target name → why it was not measured */
   notMeasured: ReadonlyMap<string, string>;
 }
@@ -126,6 +162,7 @@ export function renderReport(input: ReportInput): string {
   const parts = [`# Breakwater benchmark`, input.machine, input.method];
   if (input.saturation.length > 0) parts.push(`## ${input.saturationTitle}`, saturationTable(input.saturation));
   if (input.fixedRate.length > 0) parts.push(`## ${input.fixedRateTitle}`, fixedRateTable(input.fixedRate));
+  if (input.interleaved.length > 0) parts.push(`## ${input.interleavedTitle}`, input.interleavedMethod, interleavedTable(input.interleaved, input.comparisons));
   if (input.notMeasured.size > 0) {
     parts.push('## Not measured', [...input.notMeasured].map(([name, why]) => `- ${name}: ${why}`).join('\n'));
   }

@@ -1,6 +1,6 @@
 // Per-run samples and their summary over rounds: medians, ranges, and which rounds count.
 
-export type Phase = 'saturation' | 'fixed-rate';
+export type Phase = 'saturation' | 'fixed-rate' | 'interleaved';
 
 export interface Percentiles {
   p50: number;
@@ -92,5 +92,74 @@ export function summarise(samples: readonly Sample[]): Summary {
     peakRssBytes: rss.length === 0 ? undefined : Math.max(...rss),
     errors: used.reduce((sum, s) => sum + s.errors, 0),
     maxForeignCpuShare: Math.max(...used.map((s) => s.foreignCpuShare)),
+  };
+}
+
+/**
+ * The distribution-free confidence interval of a median: the k-th smallest and k-th largest
+ * of n values, with k the largest for which P(Binomial(n, ½) < k) ≤ (1 − level) / 2. Undefined
+ * when n is too small for the level (fewer than 6 values for 95%).
+ */
+export function medianInterval(values: readonly number[], level = 0.95): { low: number; high: number } | undefined {
+  const n = values.length;
+  const tail = (1 - level) / 2;
+  let below = 0;
+  let k = 0;
+  for (let i = 0; i < n; i++) {
+    below += binomialHalf(n, i);
+    if (below > tail) break;
+    k = i + 1;
+  }
+  if (k === 0) return undefined;
+  const sorted = [...values].sort((a, b) => a - b);
+  return { low: sorted[k - 1] as number, high: sorted[n - k] as number };
+}
+
+/** P(Binomial(n, ½) = i). */
+function binomialHalf(n: number, i: number): number {
+  let p = 0.5 ** n;
+  for (let j = 1; j <= i; j++) p *= (n - j + 1) / j;
+  return p;
+}
+
+/** A row compared with a base row run by run: the runs of one cycle form a pair. */
+export interface PairedComparison {
+  target: string;
+  base: string;
+  pairs: number;
+  /** target req/s ÷ base req/s of the same cycle. */
+  rpsRatio: { median: number; interval: { low: number; high: number } | undefined };
+  /** base CPU/req ÷ target CPU/req of the same cycle: like the req/s ratio, below 1 when the target costs more. */
+  cpuRatio: number | undefined;
+}
+
+/**
+ * Compares `target` with `base` over the cycles where both have a run that counts (clean
+ * runs, when at least two cycles have both clean). Pairing runs made seconds apart cancels
+ * the machine's slow drifts, which move both runs of a pair alike.
+ */
+export function comparePaired(samples: readonly Sample[], target: string, base: string): PairedComparison | undefined {
+  const cycles = new Map<number, { base?: Sample; target?: Sample }>();
+  for (const s of samples) {
+    if (s.target !== target && s.target !== base) continue;
+    const cycle = cycles.get(s.round) ?? {};
+    if (s.target === base) cycle.base = s;
+    else cycle.target = s;
+    cycles.set(s.round, cycle);
+  }
+  const all = [...cycles.values()].filter((c): c is { base: Sample; target: Sample } => c.base !== undefined && c.target !== undefined);
+  const clean = all.filter((c) => c.base.clean && c.target.clean);
+  const used = clean.length >= Math.min(2, all.length) ? clean : all;
+  if (used.length === 0) return undefined;
+  const ratios = used.map((c) => c.target.rps / c.base.rps);
+  const cpuRatios = used
+    .filter((c) => c.base.proxyCpuUsPerRequest !== undefined && c.target.proxyCpuUsPerRequest !== undefined)
+    .map((c) => (c.base.proxyCpuUsPerRequest as number) / (c.target.proxyCpuUsPerRequest as number));
+  return {
+    target,
+    base,
+    pairs: used.length,
+    rpsRatio: { median: median(ratios), interval: medianInterval(ratios) },
+    cpuRatio: cpuRatios.length === 0 ? undefined : median(cpuRatios),
   };
 }

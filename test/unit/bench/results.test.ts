@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { formatRatio, saturationTable } from '../../../bench/lib/report.ts';
+import { formatRatio, interleavedTable, saturationTable } from '../../../bench/lib/report.ts';
 import type { Sample } from '../../../bench/lib/stats.ts';
-import { median, roundsToUse, summarise } from '../../../bench/lib/stats.ts';
+import { comparePaired, median, medianInterval, roundsToUse, summarise } from '../../../bench/lib/stats.ts';
 import { renderTemplate } from '../../../bench/lib/template.ts';
 import { errorCount, parseWrkReport, requestsPerSecond } from '../../../bench/lib/wrk.ts';
 
@@ -72,6 +72,56 @@ describe('summaries over rounds', () => {
     const summary = summarise([sample({ peakRssBytes: 5, errors: 1 }), sample({ peakRssBytes: 9, errors: 2 })]);
     expect(summary.peakRssBytes).toBe(9);
     expect(summary.errors).toBe(3);
+  });
+});
+
+describe('interleaved comparison', () => {
+  const run = (target: string, round: number, rps: number, overrides: Partial<Sample> = {}) =>
+    sample({ target, phase: 'interleaved', round, rps, proxyCpuUsPerRequest: 1e6 / rps, ...overrides });
+
+  it('compares runs of the same cycle, so that a slow cycle moves both sides of its pair', () => {
+    // The machine runs at another speed in each cycle: each row's median comes from another
+    // cycle (8,000 and 6,000 read 0.75), while two pairs of three read 0.9.
+    const samples = [run('breakwater', 1, 10_000), run('traced', 1, 9_000), run('breakwater', 2, 6_000), run('traced', 2, 5_400), run('breakwater', 3, 8_000), run('traced', 3, 6_000)];
+    const comparison = comparePaired(samples, 'traced', 'breakwater');
+    expect(comparison?.rpsRatio.median).toBeCloseTo(0.9);
+    expect(comparison?.cpuRatio).toBeCloseTo(0.9);
+    expect(comparison?.pairs).toBe(3);
+  });
+
+  it('pairs only cycles where both rows ran, and leaves disturbed pairs out when enough clean ones exist', () => {
+    const samples = [
+      run('breakwater', 1, 10_000),
+      run('traced', 1, 9_000),
+      run('breakwater', 2, 10_000),
+      run('traced', 2, 2_000, { clean: false }),
+      run('breakwater', 3, 10_000),
+      run('traced', 3, 8_000),
+      run('traced', 4, 1_000),
+    ];
+    const comparison = comparePaired(samples, 'traced', 'breakwater');
+    expect(comparison?.pairs).toBe(2);
+    expect(comparison?.rpsRatio.median).toBeCloseTo(0.85);
+    expect(comparePaired(samples, 'policies', 'breakwater')).toBeUndefined();
+  });
+
+  it('bounds the median by order statistics: the 6th smallest and largest of 20 at 95%', () => {
+    const values = Array.from({ length: 20 }, (_, i) => i + 1);
+    expect(medianInterval(values)).toEqual({ low: 6, high: 15 });
+    // P(Binomial(5, ½) = 0) = 1/32 > 2.5%: five values bound nothing at 95%.
+    expect(medianInterval([1, 2, 3, 4, 5])).toBeUndefined();
+    expect(medianInterval([6, 1, 5, 2, 4, 3])).toEqual({ low: 1, high: 6 });
+  });
+
+  it('shows each row against the base with the interval of its median ratio', () => {
+    const samples = Array.from({ length: 20 }, (_, i) => [run('breakwater', i + 1, 10_000), run('traced', i + 1, 8_000 + 100 * i)]).flat();
+    const summaries = ['breakwater', 'traced'].map((name) => summarise(samples.filter((s) => s.target === name)));
+    const lines = interleavedTable(summaries, [comparePaired(samples, 'traced', 'breakwater')!]).split('\n');
+    const header = lines[0]?.split(' | ') ?? [];
+    const row = lines.find((l) => l.startsWith('| traced '))?.split(' | ') ?? [];
+    expect(row[header.indexOf('× breakwater, median of pairs')]).toBe('0.90');
+    expect(row[header.indexOf('95% interval of that median')]).toBe('0.85–0.94');
+    expect(row[header.indexOf('pairs')]).toBe('20');
   });
 });
 
