@@ -1,12 +1,52 @@
 import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { watchConfigFile } from '../../src/config/watch.ts';
 import type { Clock } from '../../src/runtime/clock.ts';
 import { configMapVolume } from '../support/configmap.ts';
 
 const NOTICE_WITHIN_MS = 5000;
+
+/**
+ * Completed reads through node:fs/promises, so a test can tell when the watcher's check has read
+ * the file and acted on what it read, instead of hoping it has.
+ */
+const fileReads = vi.hoisted(() => {
+  let completed = 0;
+  let waiters: { count: number; wake: () => void }[] = [];
+  return {
+    completed(): void {
+      completed += 1;
+      const due = waiters.filter((waiter) => waiter.count <= completed);
+      waiters = waiters.filter((waiter) => waiter.count > completed);
+      // A macrotask later, the check's own continuation (compare, call back) has run too.
+      for (const waiter of due) setImmediate(waiter.wake);
+    },
+    /** Resolves once `more` further reads have completed and the code awaiting them has run. */
+    further(more: number, withinMs: number): Promise<void> {
+      const count = completed + more;
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no file read within ${withinMs}ms`)), withinMs);
+        waiters.push({
+          count,
+          wake: () => {
+            clearTimeout(timer);
+            resolve();
+          },
+        });
+      });
+    },
+  };
+});
+
+vi.mock('node:fs/promises', async (importOriginal) => {
+  const actual = await importOriginal<typeof import('node:fs/promises')>();
+  // The cast keeps readFile's overloads, which a wrapper passing its arguments through cannot spell.
+  const readFile = ((...args: Parameters<typeof actual.readFile>) =>
+    actual.readFile(...args).finally(() => fileReads.completed())) as typeof actual.readFile;
+  return { ...actual, readFile };
+});
 
 /** Counts onChange calls; `next()` resolves on the next one, or fails after a bound. */
 function changeRecorder() {
@@ -157,15 +197,15 @@ describe('watchConfigFile', () => {
     const sawRewrite = clock.nextTimer();
     await writeFile(file, 'routes: []\n');
     await sawRewrite;
+    // Both pending timers fire (the debounce and the periodic read): two checks read the file.
+    const checked = fileReads.further(2, NOTICE_WITHIN_MS);
     clock.fireAll();
+    await checked;
+    expect(changes.calls).toBe(0);
 
-    // Then a real change, by rename so that the check above can never read a half-written
-    // file. Checks run in order, so a call for the rewrite would come before this one.
-    const sawChange = clock.nextTimer();
-    await writeFile(`${file}.new`, 'routes: []\n# changed\n');
-    await rename(`${file}.new`, file);
-    await sawChange;
+    // A real change is still noticed afterwards.
     const changed = changes.next();
+    await writeFile(file, 'routes: []\n# changed\n');
     clock.fireAll();
     await changed;
     expect(changes.calls).toBe(1);
