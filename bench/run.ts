@@ -32,6 +32,7 @@ const usage = `Usage: npm run bench -- [options]
   --extra-rounds N      extra rounds at most for targets with disturbed rounds (default 3, quick 0)
   --cycles N            cycles of the interleaved Breakwater phase (default 20, quick 2)
   --cycle-duration S    seconds of each run in that phase (default 3, quick 1)
+  --starts N            starts of the Breakwater rows the cycles are split over (default 4, quick 1)
   --clean-threshold P   a round is clean when others used at most P% of a core (default 5)
   --load-core N         core for wrk and the upstream (default 0)
   --proxy-core N        core for the proxy under test (default 1)`;
@@ -46,6 +47,7 @@ interface Options {
   extraRounds: number;
   cycles: number;
   cycleDurationS: number;
+  starts: number;
   cleanThreshold: number;
   loadCore: number;
   proxyCore: number;
@@ -71,6 +73,7 @@ function readOptions(): Options {
       'extra-rounds': { type: 'string' },
       cycles: { type: 'string' },
       'cycle-duration': { type: 'string' },
+      starts: { type: 'string' },
       'clean-threshold': { type: 'string' },
       'load-core': { type: 'string' },
       'proxy-core': { type: 'string' },
@@ -98,6 +101,7 @@ function readOptions(): Options {
     extraRounds: positiveNumber('extra-rounds', values['extra-rounds'] ?? (quick ? '0' : '3'), { zero: true }),
     cycles: positiveNumber('cycles', values.cycles ?? (quick ? '2' : '20'), { zero: true }),
     cycleDurationS: positiveNumber('cycle-duration', values['cycle-duration'] ?? (quick ? '1' : '3')),
+    starts: positiveNumber('starts', values.starts ?? (quick ? '1' : '4')),
     cleanThreshold: positiveNumber('clean-threshold', values['clean-threshold'] ?? '5', { integer: false }),
     loadCore: positiveNumber('load-core', values['load-core'] ?? '0', { zero: true }),
     proxyCore: positiveNumber('proxy-core', values['proxy-core'] ?? '1', { zero: true }),
@@ -223,27 +227,41 @@ class Benchmark {
   }
 
   /**
-   * The Breakwater rows, started once and warmed up, then measured in turn for short runs,
-   * cycle after cycle, in an order rotated each cycle. The rows of one cycle run seconds
-   * apart, so comparing them cycle by cycle leaves out most of the machine's drift.
+   * The Breakwater rows side by side, measured in turn for short runs, cycle after cycle, in
+   * an order rotated each cycle. The rows of one cycle run seconds apart, so comparing them
+   * cycle by cycle leaves out most of the machine's drift. The cycles are split over several
+   * starts: two starts of the same build can differ by several percent for as long as they
+   * run, so the rows are started afresh, and warmed up, for each share of the cycles.
    */
   async runInterleaved(): Promise<void> {
     const options = this.#options;
     const rows = this.interleavedTargets();
     if (rows.length === 0) return;
-    const started: { target: Target; running: RunningTarget }[] = [];
+    const starts = Math.min(options.starts, options.cycles);
+    let cycle = 0;
     try {
-      for (const target of rows) {
-        const running = await startTarget(target, this.#context);
-        started.push({ target, running });
-        await this.#warmUp(running, 'saturation');
-      }
-      for (let cycle = 1; cycle <= options.cycles; cycle++) {
-        const shift = (cycle - 1) % started.length;
-        for (const { target, running } of [...started.slice(shift), ...started.slice(0, shift)]) {
-          const sample = await this.#sample(target, running, 'interleaved', cycle, options.cycleDurationS);
-          this.samples.push(sample);
-          this.#report(`[cycle ${cycle}/${options.cycles}]`, sample);
+      for (let start = 1; start <= starts; start++) {
+        const until = Math.round((options.cycles * start) / starts);
+        // The order the rows are started in is rotated too: the first started may run differently.
+        const shift = (start - 1) % rows.length;
+        const started: { target: Target; running: RunningTarget }[] = [];
+        try {
+          for (const target of [...rows.slice(shift), ...rows.slice(0, shift)]) {
+            const running = await startTarget(target, this.#context);
+            started.push({ target, running });
+            await this.#warmUp(running, 'saturation');
+          }
+          while (cycle < until) {
+            cycle += 1;
+            const turn = (cycle - 1) % started.length;
+            for (const { target, running } of [...started.slice(turn), ...started.slice(0, turn)]) {
+              const sample = { ...(await this.#sample(target, running, 'interleaved', cycle, options.cycleDurationS)), start };
+              this.samples.push(sample);
+              this.#report(`[start ${start}/${starts}, cycle ${cycle}/${options.cycles}]`, sample);
+            }
+          }
+        } finally {
+          await Promise.all(started.map(({ running }) => running.stop()));
         }
       }
     } catch (error) {
@@ -251,8 +269,6 @@ class Benchmark {
       const message = error instanceof Error ? error.message : String(error);
       console.error(`interleaved phase: failed, left out of this run: ${message}`);
       this.samples.splice(0, this.samples.length, ...this.samples.filter((s) => s.phase !== 'interleaved'));
-    } finally {
-      await Promise.all(started.map(({ running }) => running.stop()));
     }
   }
 
@@ -340,11 +356,12 @@ async function main(): Promise<void> {
     const count = options.targets.length - benchmark.notMeasured.size;
     const perRunS = 1.5 + options.warmupS + options.durationS;
     const interleaved = benchmark.interleavedTargets();
-    const interleavedS = interleaved.length * (options.warmupS + options.cycles * (options.cycleDurationS + 0.5));
+    const interleavedStarts = Math.min(options.starts, options.cycles);
+    const interleavedS = interleaved.length * (interleavedStarts * (1.5 + options.warmupS) + options.cycles * (options.cycleDurationS + 0.5));
     const minutes = Math.ceil((count * options.rounds * phases.length * perRunS + interleavedS) / 60);
     console.error(machine);
     for (const [name, why] of benchmark.notMeasured) console.error(`${name}: ${why}`);
-    const interleavedPlan = interleaved.length === 0 ? '' : `, then ${interleaved.length} Breakwater rows × ${options.cycles} interleaved cycles`;
+    const interleavedPlan = interleaved.length === 0 ? '' : `, then ${interleaved.length} Breakwater rows × ${options.cycles} interleaved cycles over ${interleavedStarts} starts`;
     console.error(`${count} targets × ${options.rounds} rounds × ${phases.length} phases${interleavedPlan}: about ${minutes} min (more with extra rounds)`);
 
     await benchmark.run();
@@ -372,9 +389,10 @@ async function main(): Promise<void> {
         `Medians over the rounds used (req/s also min–max). A round is clean when processes not started by the benchmark used ` +
         `≤ ${options.cleanThreshold}% of a core during it; only clean rounds are used when at least 2 exist. ` +
         `Proxy CPU = utime+stime of the proxy's process tree during the run / requests; peak RSS = largest VmHWM in the tree, max over rounds.`,
-      interleavedTitle: `Interleaved: the Breakwater rows side by side, \`wrk -t1 -c${options.connections} -d${options.cycleDurationS}s\` × ${options.cycles} cycles`,
+      interleavedTitle: `Interleaved: the Breakwater rows side by side, \`wrk -t1 -c${options.connections} -d${options.cycleDurationS}s\` × ${options.cycles} cycles over ${interleavedStarts} starts`,
       interleavedMethod:
-        `Each row is started once and warmed up for ${options.warmupS} s; every cycle runs each row once, in an order rotated each cycle. ` +
+        `The cycles are split over ${interleavedStarts} starts: for each, every row is started afresh and warmed up for ${options.warmupS} s. ` +
+        `Every cycle runs each row once, in an order rotated each cycle. ` +
         `A row's ratio to ${interleavedBase} is taken cycle by cycle, from runs seconds apart, and the table gives the median of those ratios ` +
         `with its 95% confidence interval (distribution-free, from the order statistics).`,
       saturationTitle: `Saturation: \`${run}\` (after ${options.warmupS} s warm-up)`,

@@ -28,6 +28,8 @@ export interface Sample {
   /** Busy share of each core during the run. */
   coreBusy: number[];
   clean: boolean;
+  /** In the interleaved phase: which start of the rows the run was made on, from 1. */
+  start?: number;
 }
 
 export interface Summary {
@@ -131,6 +133,8 @@ export interface PairedComparison {
   rpsRatio: { median: number; interval: { low: number; high: number } | undefined };
   /** base CPU/req ÷ target CPU/req of the same cycle: like the req/s ratio, below 1 when the target costs more. */
   cpuRatio: number | undefined;
+  /** The median req/s ratio of each start's pairs, in start order: how far starts of one build differ. */
+  byStart: number[];
 }
 
 /**
@@ -161,5 +165,17 @@ export function comparePaired(samples: readonly Sample[], target: string, base: 
     pairs: used.length,
     rpsRatio: { median: median(ratios), interval: medianInterval(ratios) },
     cpuRatio: cpuRatios.length === 0 ? undefined : median(cpuRatios),
+    byStart: medianByStart(used),
   };
+}
+
+function medianByStart(pairs: readonly { base: Sample; target: Sample }[]): number[] {
+  const ratios = new Map<number, number[]>();
+  for (const { base, target } of pairs) {
+    if (target.start === undefined) continue;
+    const list = ratios.get(target.start) ?? [];
+    list.push(target.rps / base.rps);
+    ratios.set(target.start, list);
+  }
+  return [...ratios.entries()].sort(([a], [b]) => a - b).map(([, list]) => median(list));
 }

@@ -122,6 +122,25 @@ describe('interleaved comparison', () => {
     expect(row[header.indexOf('× breakwater, median of pairs')]).toBe('0.90');
     expect(row[header.indexOf('95% interval of that median')]).toBe('0.85–0.94');
     expect(row[header.indexOf('pairs')]).toBe('20');
+    // One start: nothing to tell apart.
+    expect(row[header.indexOf('median of each start')]).toBe('–');
+  });
+
+  it('gives the median ratio of each start, since starts of one build run at different speeds', () => {
+    // Two starts of five cycles: the second start's traced process runs slower throughout.
+    const ratiosOf = [0.9, 0.88, 0.92, 0.9, 0.91, 0.8, 0.82, 0.79, 0.81, 0.8];
+    const samples = ratiosOf.flatMap((ratio, i) => {
+      const start = i < 5 ? 1 : 2;
+      return [run('breakwater', i + 1, 10_000, { start }), run('traced', i + 1, 10_000 * ratio, { start })];
+    });
+    const comparison = comparePaired(samples, 'traced', 'breakwater')!;
+    expect(comparison.byStart.map((r) => r.toFixed(2))).toEqual(['0.90', '0.80']);
+    expect(comparison.rpsRatio.median).toBeCloseTo(0.85);
+    const summaries = ['breakwater', 'traced'].map((name) => summarise(samples.filter((s) => s.target === name)));
+    const lines = interleavedTable(summaries, [comparison]).split('\n');
+    const header = lines[0]?.split(' | ') ?? [];
+    const row = lines.find((l) => l.startsWith('| traced '))?.split(' | ') ?? [];
+    expect(row[header.indexOf('median of each start')]).toBe('0.90 0.80');
   });
 });
 
