@@ -91,6 +91,7 @@ function readOptions(): Options {
     if (target === undefined) throw new Error(`unknown target "${name}"; known: ${targets.map((t) => t.name).join(', ')}`);
     return target;
   });
+  const cycles = positiveNumber('cycles', values.cycles ?? (quick ? '2' : '20'), { zero: true });
   const options: Options = {
     rounds: positiveNumber('rounds', values.rounds ?? (quick ? '1' : '5')),
     durationS: positiveNumber('duration', values.duration ?? (quick ? '3' : '10')),
@@ -99,9 +100,10 @@ function readOptions(): Options {
     connections: positiveNumber('connections', values.connections ?? '50'),
     rate: positiveNumber('rate', values.rate ?? '2000'),
     extraRounds: positiveNumber('extra-rounds', values['extra-rounds'] ?? (quick ? '0' : '3'), { zero: true }),
-    cycles: positiveNumber('cycles', values.cycles ?? (quick ? '2' : '20'), { zero: true }),
+    cycles,
     cycleDurationS: positiveNumber('cycle-duration', values['cycle-duration'] ?? (quick ? '1' : '3')),
-    starts: positiveNumber('starts', values.starts ?? (quick ? '1' : '4')),
+    // No more starts than cycles: each start runs one cycle at least.
+    starts: Math.min(positiveNumber('starts', values.starts ?? (quick ? '1' : '4')), cycles),
     cleanThreshold: positiveNumber('clean-threshold', values['clean-threshold'] ?? '5', { integer: false }),
     loadCore: positiveNumber('load-core', values['load-core'] ?? '0', { zero: true }),
     proxyCore: positiveNumber('proxy-core', values['proxy-core'] ?? '1', { zero: true }),
@@ -237,7 +239,7 @@ class Benchmark {
     const options = this.#options;
     const rows = this.interleavedTargets();
     if (rows.length === 0) return;
-    const starts = Math.min(options.starts, options.cycles);
+    const starts = options.starts;
     let cycle = 0;
     try {
       for (let start = 1; start <= starts; start++) {
@@ -356,12 +358,11 @@ async function main(): Promise<void> {
     const count = options.targets.length - benchmark.notMeasured.size;
     const perRunS = 1.5 + options.warmupS + options.durationS;
     const interleaved = benchmark.interleavedTargets();
-    const interleavedStarts = Math.min(options.starts, options.cycles);
-    const interleavedS = interleaved.length * (interleavedStarts * (1.5 + options.warmupS) + options.cycles * (options.cycleDurationS + 0.5));
+    const interleavedS = interleaved.length * (options.starts * (1.5 + options.warmupS) + options.cycles * (options.cycleDurationS + 0.5));
     const minutes = Math.ceil((count * options.rounds * phases.length * perRunS + interleavedS) / 60);
     console.error(machine);
     for (const [name, why] of benchmark.notMeasured) console.error(`${name}: ${why}`);
-    const interleavedPlan = interleaved.length === 0 ? '' : `, then ${interleaved.length} Breakwater rows × ${options.cycles} interleaved cycles over ${interleavedStarts} starts`;
+    const interleavedPlan = interleaved.length === 0 ? '' : `, then ${interleaved.length} Breakwater rows × ${options.cycles} interleaved cycles over ${options.starts} starts`;
     console.error(`${count} targets × ${options.rounds} rounds × ${phases.length} phases${interleavedPlan}: about ${minutes} min (more with extra rounds)`);
 
     await benchmark.run();
@@ -389,9 +390,9 @@ async function main(): Promise<void> {
         `Medians over the rounds used (req/s also min–max). A round is clean when processes not started by the benchmark used ` +
         `≤ ${options.cleanThreshold}% of a core during it; only clean rounds are used when at least 2 exist. ` +
         `Proxy CPU = utime+stime of the proxy's process tree during the run / requests; peak RSS = largest VmHWM in the tree, max over rounds.`,
-      interleavedTitle: `Interleaved: the Breakwater rows side by side, \`wrk -t1 -c${options.connections} -d${options.cycleDurationS}s\` × ${options.cycles} cycles over ${interleavedStarts} starts`,
+      interleavedTitle: `Interleaved: the Breakwater rows side by side, \`wrk -t1 -c${options.connections} -d${options.cycleDurationS}s\` × ${options.cycles} cycles over ${options.starts} starts`,
       interleavedMethod:
-        `The cycles are split over ${interleavedStarts} starts: for each, every row is started afresh and warmed up for ${options.warmupS} s. ` +
+        `The cycles are split over ${options.starts} starts: for each, every row is started afresh and warmed up for ${options.warmupS} s. ` +
         `Every cycle runs each row once, in an order rotated each cycle. ` +
         `A row's ratio to ${interleavedBase} is taken cycle by cycle, from runs seconds apart, and the table gives the median of those ratios ` +
         `with its 95% confidence interval (distribution-free, from the order statistics).`,
