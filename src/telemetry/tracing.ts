@@ -14,6 +14,7 @@ import {
   INVALID_SPANID,
   INVALID_TRACEID,
   logs,
+  ProxyTracer,
   ROOT_CONTEXT,
   SamplingDecision,
   SpanKind,
@@ -125,7 +126,8 @@ export async function samplerFromEnv(logger: Logger): Promise<ChosenSampler> {
 /**
  * Starts the OpenTelemetry SDK when the OTEL_* variables ask for traces: an OTLP endpoint set
  * (OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT), the SDK not disabled,
- * and OTEL_TRACES_EXPORTER not `none`. Resolves to undefined when they do not.
+ * and OTEL_TRACES_EXPORTER neither `none` nor only names of exporters the SDK does not have.
+ * Resolves to undefined when they do not.
  * `spanProcessors`, when given, receive the spans in place of the exporter the variables choose.
  */
 export async function startTracing(options: { readonly logger: Logger; readonly spanProcessors?: SpanProcessor[] }): Promise<Tracing | undefined> {
@@ -166,12 +168,21 @@ export async function startTracing(options: { readonly logger: Logger; readonly 
     suppressOverrideMessage: true,
   });
   sdk.start();
+  const tracer = trace.getTracer(serviceName, version);
+  // The SDK registers no tracer provider when OTEL_TRACES_EXPORTER names only exporters it
+  // does not have (`jaeger`): the API's stand-in would then drop every span unseen.
+  if (tracer instanceof ProxyTracer) {
+    logger.warn({ OTEL_TRACES_EXPORTER: getStringFromEnv('OTEL_TRACES_EXPORTER') }, 'OTEL_TRACES_EXPORTER names no exporter the SDK knows; tracing is off');
+    await sdk.shutdown();
+    releaseGlobals();
+    return undefined;
+  }
   running = true;
   logger.info({ endpoint: URL.canParse(endpoint) ? new URL(endpoint).origin : endpoint, sampler: name, ratio }, 'tracing started');
   return new Tracing(
     sdk,
     {
-      tracer: trace.getTracer(serviceName, version),
+      tracer,
       sampler,
       newTraceBound: ratio === undefined ? undefined : ratioBound(ratio),
       ids,
@@ -356,13 +367,18 @@ export class Tracing implements RequestTracer {
     } catch (error) {
       this.#logger.warn({ err: error }, 'the last spans could not be exported');
     } finally {
-      trace.disable();
-      context.disable();
-      logs.disable();
-      diag.disable();
+      releaseGlobals();
       running = false;
     }
   }
+}
+
+/** Frees the API's globals that the SDK's start registered, so that a later start can. */
+function releaseGlobals(): void {
+  trace.disable();
+  context.disable();
+  logs.disable();
+  diag.disable();
 }
 
 /** Takes the caller's traceparent and tracestate out of a header list. */

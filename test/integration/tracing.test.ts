@@ -365,6 +365,7 @@ routes:
       ['no OTLP endpoint is set', () => ({ OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_SERVICE_NAME: 'checkout' })],
       ['OTEL_SDK_DISABLED is true', () => exportTo(receiver, { OTEL_SDK_DISABLED: 'true' })],
       ['OTEL_TRACES_EXPORTER is none', () => ({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: `${receiver.origin}/v1/traces`, OTEL_TRACES_EXPORTER: 'none' })],
+      ['OTEL_TRACES_EXPORTER names only exporters the SDK does not have', () => exportTo(receiver, { OTEL_TRACES_EXPORTER: 'jaeger,prometheus' })],
     ];
 
     it.each(cases)('exports nothing and passes traceparent and tracestate on unchanged when %s', async (_case, env) => {
@@ -394,6 +395,21 @@ routes:
       expect(line).not.toHaveProperty('traceId');
       expect(line).not.toHaveProperty('spanId');
       expect(proxy.log.lines.some((logged) => logged.msg === 'tracing started')).toBe(false);
+    });
+
+    it('says so when OTEL_TRACES_EXPORTER names no exporter the SDK has', async () => {
+      setOtelEnv(exportTo(receiver, { OTEL_TRACES_EXPORTER: 'jaeger' }));
+      upstream = await startUpstream();
+      proxy = await startBreakwater(`${ephemeralAddresses}
+upstreams:
+  catalog: {endpoints: ["${upstream.origin}"]}
+routes:
+  - {name: items, match: {pathPrefix: /}, upstream: catalog}
+`);
+      await proxy.stop();
+
+      const warning = proxy.log.lines.find((logged) => logged.msg === 'OTEL_TRACES_EXPORTER names no exporter the SDK knows; tracing is off');
+      expect(warning).toMatchObject({ level: 40, component: 'opentelemetry', OTEL_TRACES_EXPORTER: 'jaeger' });
     });
   });
 });
