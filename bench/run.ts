@@ -30,9 +30,9 @@ const usage = `Usage: npm run bench -- [options]
   --connections N       wrk connections (default 50)
   --rate N              requests per second of the fixed-rate phase (default 2000)
   --extra-rounds N      extra rounds at most for targets with disturbed rounds (default 3, quick 0)
-  --cycles N            cycles of the interleaved Breakwater phase (default 20, quick 2)
-  --cycle-duration S    seconds of each run in that phase (default 3, quick 1)
-  --starts N            starts of the Breakwater rows the cycles are split over (default 4, quick 1)
+  --cycles N            cycles of the interleaved Breakwater phase (default 60, quick 2)
+  --cycle-duration S    seconds of each run in that phase (default 1)
+  --starts N            starts of the Breakwater rows the cycles are split over (default 6, quick 1)
   --clean-threshold P   a round is clean when others used at most P% of a core (default 5)
   --load-core N         core for wrk and the upstream (default 0)
   --proxy-core N        core for the proxy under test (default 1)`;
@@ -91,7 +91,7 @@ function readOptions(): Options {
     if (target === undefined) throw new Error(`unknown target "${name}"; known: ${targets.map((t) => t.name).join(', ')}`);
     return target;
   });
-  const cycles = positiveNumber('cycles', values.cycles ?? (quick ? '2' : '20'), { zero: true });
+  const cycles = positiveNumber('cycles', values.cycles ?? (quick ? '2' : '60'), { zero: true });
   const options: Options = {
     rounds: positiveNumber('rounds', values.rounds ?? (quick ? '1' : '5')),
     durationS: positiveNumber('duration', values.duration ?? (quick ? '3' : '10')),
@@ -101,9 +101,9 @@ function readOptions(): Options {
     rate: positiveNumber('rate', values.rate ?? '2000'),
     extraRounds: positiveNumber('extra-rounds', values['extra-rounds'] ?? (quick ? '0' : '3'), { zero: true }),
     cycles,
-    cycleDurationS: positiveNumber('cycle-duration', values['cycle-duration'] ?? (quick ? '1' : '3')),
+    cycleDurationS: positiveNumber('cycle-duration', values['cycle-duration'] ?? '1'),
     // No more starts than cycles: each start runs one cycle at least.
-    starts: Math.min(positiveNumber('starts', values.starts ?? (quick ? '1' : '4')), cycles),
+    starts: Math.min(positiveNumber('starts', values.starts ?? (quick ? '1' : '6')), cycles),
     cleanThreshold: positiveNumber('clean-threshold', values['clean-threshold'] ?? '5', { integer: false }),
     loadCore: positiveNumber('load-core', values['load-core'] ?? '0', { zero: true }),
     proxyCore: positiveNumber('proxy-core', values['proxy-core'] ?? '1', { zero: true }),
