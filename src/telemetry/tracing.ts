@@ -44,7 +44,7 @@ import {
   ATTR_URL_PATH,
   ATTR_URL_SCHEME,
 } from '@opentelemetry/semantic-conventions';
-import type { IdGenerator, Sampler, SpanProcessor } from '@opentelemetry/sdk-trace';
+import type { IdGenerator, Sampler, SpanExporter, SpanProcessor } from '@opentelemetry/sdk-trace';
 import type { Logger } from 'pino';
 import type { PolicyEvent, PolicyEvents } from '../policies/events.ts';
 import type { AttemptStart, AttemptTrace, ProxyRequest, RequestTrace } from '../proxy/context.ts';
@@ -146,6 +146,7 @@ export async function startTracing(options: { readonly logger: Logger; readonly 
   const logger = options.logger.child({ component: 'opentelemetry' });
   const { sampler, name, ratio } = await samplerFromEnv(logger);
   const ids = new TraceIds();
+  const traceExporter = options.spanProcessors === undefined ? await otlpHttpExporter() : undefined;
   const sdk = new NodeSDK({
     // The resource detectors and OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES override these.
     resource: defaultResource().merge(resourceFromAttributes({ [ATTR_SERVICE_NAME]: serviceName, [ATTR_SERVICE_VERSION]: version })),
@@ -154,6 +155,8 @@ export async function startTracing(options: { readonly logger: Logger; readonly 
     // A new trace's server span gets the trace id that sampler was asked about.
     idGenerator: ids,
     spanProcessors: options.spanProcessors,
+    // Batched as OTEL_BSP_* says; undefined lets the SDK build the exporter the variables name.
+    traceExporter,
     // Traces only: Prometheus serves the metrics and pino writes the logs.
     metricReaders: [],
     logRecordProcessors: [],
@@ -191,6 +194,33 @@ export async function startTracing(options: { readonly logger: Logger; readonly 
     },
     logger,
   );
+}
+
+/**
+ * The OTLP exporter of OTEL_EXPORTER_OTLP_* over undici (see otlp-transport.ts) when the
+ * variables choose OTLP/HTTP to an `http:` collector, as a sidecar beside a node's collector
+ * mostly does. Otherwise undefined: the SDK builds what they name (gRPC, `https:` with its
+ * certificate variables, Zipkin, the console, several exporters).
+ */
+async function otlpHttpExporter(): Promise<SpanExporter | undefined> {
+  const { getStringFromEnv, getStringListFromEnv } = await import('@opentelemetry/core');
+  const exporters = getStringListFromEnv('OTEL_TRACES_EXPORTER') ?? [];
+  if (exporters.length > 1 || (exporters.length === 1 && exporters[0] !== 'otlp')) return undefined;
+  const protocol = getStringFromEnv('OTEL_EXPORTER_OTLP_TRACES_PROTOCOL') ?? getStringFromEnv('OTEL_EXPORTER_OTLP_PROTOCOL') ?? 'http/protobuf';
+  if (protocol !== 'http/protobuf' && protocol !== 'http/json') return undefined;
+  const [{ OTLPExporterBase, createOtlpNetworkExportDelegate }, { convertLegacyHttpOptions, createOtlpHttpExporterMetrics }, serializers, { UndiciExporterTransport }] = await Promise.all([
+    import('@opentelemetry/otlp-exporter-base'),
+    import('@opentelemetry/otlp-exporter-base/node-http'),
+    import('@opentelemetry/otlp-transformer'),
+    import('./otlp-transport.ts'),
+  ]);
+  const json = protocol === 'http/json';
+  // The SDK's own reading of the variables: endpoint, headers, timeout, compression.
+  const options = convertLegacyHttpOptions({}, 'TRACES', 'v1/traces', { 'Content-Type': json ? 'application/json' : 'application/x-protobuf' });
+  if (!URL.canParse(options.url) || new URL(options.url).protocol !== 'http:') return undefined;
+  const metrics = createOtlpHttpExporterMetrics('otlp_http_span_exporter', serializers.TraceExporterMetricsHelper, options.url, undefined);
+  const serializer = json ? serializers.JsonTraceSerializer : serializers.ProtobufTraceSerializer;
+  return new OTLPExporterBase(createOtlpNetworkExportDelegate(options, serializer, metrics, new UndiciExporterTransport(options)));
 }
 
 async function packageVersion(): Promise<string> {
