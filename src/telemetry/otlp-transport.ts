@@ -64,7 +64,8 @@ export class UndiciExporterTransport implements IExporterTransport {
   async send(data: Uint8Array, timeoutMillis: number): Promise<ExportResponse> {
     const clock = this.#clock;
     const deadline = clock.now() + timeoutMillis;
-    const headers: Record<string, string> = { ...(await this.#target.headers()), 'user-agent': this.#target.userAgent === undefined ? userAgent : `${this.#target.userAgent} ${userAgent}` };
+    // Set as the SDK's transport sets it, over a User-Agent among the variables' headers.
+    const headers: Record<string, string> = { ...(await this.#target.headers()), 'User-Agent': this.#target.userAgent === undefined ? userAgent : `${this.#target.userAgent} ${userAgent}` };
     let body = data;
     if (this.#target.compression === 'gzip') {
       body = await gzipAsync(data);
@@ -80,7 +81,8 @@ export class UndiciExporterTransport implements IExporterTransport {
       const remaining = deadline - clock.now();
       if (wait > remaining) break;
       await new Promise<void>((resolve) => clock.setTimer(wait, resolve));
-      result = await this.#post(body, headers, deadline - clock.now());
+      // At least 1 ms: undici reads a timeout of 0 as none at all.
+      result = await this.#post(body, headers, Math.max(deadline - clock.now(), 1));
     }
     return result;
   }

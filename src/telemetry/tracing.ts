@@ -146,7 +146,7 @@ export async function startTracing(options: { readonly logger: Logger; readonly 
   const logger = options.logger.child({ component: 'opentelemetry' });
   const { sampler, name, ratio } = await samplerFromEnv(logger);
   const ids = new TraceIds();
-  const traceExporter = options.spanProcessors === undefined ? await otlpHttpExporter() : undefined;
+  const traceExporter = options.spanProcessors === undefined ? await otlpHttpExporter(getStringFromEnv, getStringListFromEnv) : undefined;
   const sdk = new NodeSDK({
     // The resource detectors and OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES override these.
     resource: defaultResource().merge(resourceFromAttributes({ [ATTR_SERVICE_NAME]: serviceName, [ATTR_SERVICE_VERSION]: version })),
@@ -202,8 +202,10 @@ export async function startTracing(options: { readonly logger: Logger; readonly 
  * mostly does. Otherwise undefined: the SDK builds what they name (gRPC, `https:` with its
  * certificate variables, Zipkin, the console, several exporters).
  */
-async function otlpHttpExporter(): Promise<SpanExporter | undefined> {
-  const { getStringFromEnv, getStringListFromEnv } = await import('@opentelemetry/core');
+async function otlpHttpExporter(
+  getStringFromEnv: (name: string) => string | undefined,
+  getStringListFromEnv: (name: string) => string[] | undefined,
+): Promise<SpanExporter | undefined> {
   const exporters = getStringListFromEnv('OTEL_TRACES_EXPORTER') ?? [];
   if (exporters.length > 1 || (exporters.length === 1 && exporters[0] !== 'otlp')) return undefined;
   const protocol = getStringFromEnv('OTEL_EXPORTER_OTLP_TRACES_PROTOCOL') ?? getStringFromEnv('OTEL_EXPORTER_OTLP_PROTOCOL') ?? 'http/protobuf';
