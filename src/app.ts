@@ -164,7 +164,7 @@ export class Breakwater {
 
   async start(): Promise<void> {
     const config = this.#state.config;
-    const tracing = await startTracing({ logger: this.logger, clock: this.clock });
+    const tracing = await startTracing({ logger: this.logger });
     if (tracing !== undefined) {
       this.#tracing = tracing;
       // Closers run in reverse: the SDK stops last, exporting the spans of the last requests.

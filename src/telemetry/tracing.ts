@@ -20,10 +20,10 @@ import {
   SpanKind,
   SpanStatusCode,
   trace,
-  TraceFlags,
   type Attributes,
   type Context,
   type DiagLogger,
+  type Span,
   type TextMapPropagator,
   type TextMapSetter,
   type TraceState,
@@ -50,7 +50,6 @@ import type { PolicyEvent, PolicyEvents } from '../policies/events.ts';
 import type { AttemptStart, AttemptTrace, ProxyRequest, RequestTrace } from '../proxy/context.ts';
 import type { AttemptFailure } from '../proxy/errors.ts';
 import type { RequestRecord, RequestTracer } from '../proxy/listener.ts';
-import type { Clock } from '../runtime/clock.ts';
 import { pathOnly } from './logger.ts';
 
 /**
@@ -131,7 +130,7 @@ export async function samplerFromEnv(logger: Logger): Promise<ChosenSampler> {
  * Resolves to undefined when they do not.
  * `spanProcessors`, when given, receive the spans in place of the exporter the variables choose.
  */
-export async function startTracing(options: { readonly logger: Logger; readonly clock: Clock; readonly spanProcessors?: SpanProcessor[] }): Promise<Tracing | undefined> {
+export async function startTracing(options: { readonly logger: Logger; readonly spanProcessors?: SpanProcessor[] }): Promise<Tracing | undefined> {
   const { getBooleanFromEnv, getStringFromEnv, getStringListFromEnv, diagLogLevelFromString, W3CTraceContextPropagator } = await import('@opentelemetry/core');
   const endpoint = getStringFromEnv('OTEL_EXPORTER_OTLP_TRACES_ENDPOINT') ?? getStringFromEnv('OTEL_EXPORTER_OTLP_ENDPOINT');
   if (endpoint === undefined || getBooleanFromEnv('OTEL_SDK_DISABLED') || getStringListFromEnv('OTEL_TRACES_EXPORTER')?.[0] === 'none') {
@@ -192,8 +191,6 @@ export async function startTracing(options: { readonly logger: Logger; readonly 
       ids,
       propagator: new W3CTraceContextPropagator(),
       endpoints: new Map(),
-      clock: options.clock,
-      wallOffsetMs: options.clock.wallNow() - options.clock.now(),
     },
     logger,
   );
@@ -265,9 +262,6 @@ interface Spans {
   readonly propagator: TextMapPropagator;
   /** server.address and server.port by endpoint origin; origins come from the config. */
   readonly endpoints: Map<string, Endpoint>;
-  readonly clock: Clock;
-  /** Wall-clock minus monotonic milliseconds, read at the start. */
-  readonly wallOffsetMs: number;
 }
 
 interface Endpoint {
@@ -288,15 +282,14 @@ export function ratioBound(ratio: number): number {
 
 /**
  * Random W3C ids, cut from a block of random bytes drawn (and hex-encoded) at once. It is the
- * SDK's id generator too, so that the spans it makes get the ids the request was sent
- * upstream and logged with.
+ * SDK's id generator too, so that a new trace's server span gets the trace id the sampling
+ * decision was made on.
  */
 class TraceIds implements IdGenerator {
   readonly #block = Buffer.allocUnsafe(idBlockBytes);
   #hex = '';
   #used = idBlockBytes;
   #chosenTraceId: string | undefined;
-  #chosenSpanId: string | undefined;
   /**
    * The ratio samplers' hash of the id newTraceId() returned last: its four 32-bit words
    * XORed, read from the bytes instead of parsed back from the hex.
@@ -313,13 +306,9 @@ class TraceIds implements IdGenerator {
     return id;
   }
 
-  /**
-   * Makes `traceId` the id of the next trace the SDK starts and `spanId` the id of its next
-   * span; undefined lets it draw one.
-   */
-  chooseNext(traceId: string | undefined, spanId: string | undefined): void {
+  /** Makes `traceId` the id of the next trace the SDK starts; undefined lets it draw one. */
+  choose(traceId: string | undefined): void {
     this.#chosenTraceId = traceId;
-    this.#chosenSpanId = spanId;
   }
 
   generateTraceId(): string {
@@ -330,11 +319,6 @@ class TraceIds implements IdGenerator {
   }
 
   generateSpanId(): string {
-    const chosen = this.#chosenSpanId;
-    if (chosen !== undefined) {
-      this.#chosenSpanId = undefined;
-      return chosen;
-    }
     const at = this.#take(8);
     const id = this.#hex.slice(2 * at, 2 * at + 16);
     return id === INVALID_SPANID ? this.generateSpanId() : id;
@@ -362,13 +346,11 @@ const noLinks = Object.freeze([]) as [];
 export class Tracing implements RequestTracer {
   readonly #sdk: { shutdown(): Promise<void> };
   readonly #spans: Spans;
-  readonly #handOver: SpanHandOver;
   readonly #logger: Logger;
 
   constructor(sdk: { shutdown(): Promise<void> }, spans: Spans, logger: Logger) {
     this.#sdk = sdk;
     this.#spans = spans;
-    this.#handOver = new SpanHandOver(spans);
     this.#logger = logger;
   }
 
@@ -379,30 +361,39 @@ export class Tracing implements RequestTracer {
     const parent = req.headers.traceparent === undefined ? ROOT_CONTEXT : spans.propagator.extract(ROOT_CONTEXT, req.headers, defaultTextMapGetter);
     const parentIds = parent === ROOT_CONTEXT ? undefined : trace.getSpanContext(parent);
     const traceId = parentIds?.traceId ?? spans.ids.newTraceId();
-    let traceState = parentIds?.traceState;
     // Most requests go unsampled under a low ratio: they get no span and no context object.
     if (parentIds === undefined && spans.newTraceBound !== undefined) {
       if (spans.ids.lastTraceIdHash >= spans.newTraceBound) return new UnsampledTrace(spans.ids, traceId, undefined);
     } else {
       const sampling = spans.sampler.shouldSample(parent, traceId, method, SpanKind.SERVER, noAttributes, noLinks);
-      traceState = sampling.traceState ?? traceState;
-      if (sampling.decision === SamplingDecision.NOT_RECORD) return new UnsampledTrace(spans.ids, traceId, traceState);
+      if (sampling.decision === SamplingDecision.NOT_RECORD) {
+        return new UnsampledTrace(spans.ids, traceId, sampling.traceState ?? parentIds?.traceState);
+      }
     }
-    return new SampledTrace(spans, this.#handOver, { traceId, traceState, parent }, req, listener);
-  }
-
-  /** Gives the SDK the spans of every finished request still waiting for their batch. */
-  flush(): void {
-    this.#handOver.flush();
+    const [address, port] = splitAuthority(req.headers.host ?? '');
+    const known = knownMethods.has(method);
+    if (parentIds === undefined) spans.ids.choose(traceId);
+    const span = spans.tracer.startSpan(method, { kind: SpanKind.SERVER }, parent);
+    // One by one after the start: the SDK cleans attributes given to startSpan twice over.
+    span.setAttribute(ATTR_HTTP_REQUEST_METHOD, known ? method : '_OTHER');
+    span.setAttribute(ATTR_HTTP_REQUEST_METHOD_ORIGINAL, known ? undefined : method);
+    span.setAttribute(ATTR_URL_SCHEME, 'http');
+    span.setAttribute(ATTR_URL_PATH, pathOnly(req.url ?? '/'));
+    span.setAttribute(ATTR_SERVER_ADDRESS, address === '' ? undefined : address);
+    span.setAttribute(ATTR_SERVER_PORT, port);
+    span.setAttribute(ATTR_CLIENT_ADDRESS, req.socket.remoteAddress);
+    span.setAttribute(ATTR_NETWORK_PROTOCOL_VERSION, req.httpVersion);
+    span.setAttribute('breakwater.listener', listener);
+    spans.ids.choose(undefined);
+    return new ServerSpan(spans, span, trace.setSpan(parent, span), method, known);
   }
 
   /**
-   * Exports the spans still waiting or buffered, stops the SDK and frees its globals for a
-   * later start. An unreachable collector costs the last spans, after the exporter's own
-   * timeout, and never the clean exit of the drain.
+   * Exports the spans still buffered, stops the SDK and frees its globals for a later start. An
+   * unreachable collector costs the last spans, after the exporter's own timeout, and never the
+   * clean exit of the drain.
    */
   async shutdown(): Promise<void> {
-    this.#handOver.flush();
     try {
       await this.#sdk.shutdown();
     } catch (error) {
@@ -489,221 +480,105 @@ class UnsampledTrace implements RequestTrace {
   end(): void {}
 }
 
-/**
- * Finished sampled requests wait for the SDK in batches of this many, or for at most
- * handOverDelayMs. The SDK's span code then runs over many requests at once, not interleaved
- * with the data path on one request in ten; at 10% sampling that measured 2–3% more
- * throughput (docs/performance.md). The export's own batching (OTEL_BSP_*) follows.
- */
-const handOverBatch = 256;
-const handOverDelayMs = 1000;
-
-/** Finished sampled requests on their way to the SDK. */
-class SpanHandOver {
+/** A request's server span; attempts are its children. */
+class ServerSpan implements RequestTrace {
+  readonly traceId: string | undefined;
+  readonly spanId: string | undefined;
   readonly #spans: Spans;
-  #waiting: SampledTrace[] = [];
-  #cancelTimer: (() => void) | undefined;
-
-  constructor(spans: Spans) {
-    this.#spans = spans;
-  }
-
-  add(finished: SampledTrace): void {
-    this.#waiting.push(finished);
-    if (this.#waiting.length >= handOverBatch) this.flush();
-    else this.#cancelTimer ??= this.#spans.clock.setTimer(handOverDelayMs, () => this.flush());
-  }
-
-  /** Makes the SDK spans of every request waiting. */
-  flush(): void {
-    this.#cancelTimer?.();
-    this.#cancelTimer = undefined;
-    const waiting = this.#waiting;
-    this.#waiting = [];
-    for (const finished of waiting) finished.makeSpans(this.#spans);
-  }
-}
-
-/** Wall-clock milliseconds, with the monotonic clock's precision, as span timestamps. */
-function spanTime(spans: Spans): number {
-  return spans.clock.now() + spans.wallOffsetMs;
-}
-
-/**
- * A sampled request: its ids are drawn when it arrives, so that they go upstream and into the
- * access log, and what its spans say is noted as it happens. Once the request and all its
- * attempts are over, the SDK makes its server span and one client span per attempt.
- */
-class SampledTrace implements RequestTrace {
-  readonly traceId: string;
-  readonly spanId: string;
-  readonly #spans: Spans;
-  readonly #handOver: SpanHandOver;
-  readonly #parent: Context;
-  readonly #traceState: TraceState | undefined;
-  readonly #startTime: number;
+  readonly #span: Span;
+  readonly #context: Context;
   readonly #method: string;
-  readonly #target: string;
-  readonly #host: string;
-  readonly #clientAddress: string | undefined;
-  readonly #protocolVersion: string;
-  readonly #listener: string;
-  readonly #attempts: SampledAttempt[] = [];
-  #events: [name: string, attributes: Attributes, time: number][] | undefined;
-  #answer: RequestRecord | undefined;
-  #endTime = 0;
-  /** The request itself and its attempts in progress. */
-  #open = 1;
+  readonly #knownMethod: boolean;
+  readonly #recording: boolean;
 
-  constructor(spans: Spans, handOver: SpanHandOver, ids: { traceId: string; traceState: TraceState | undefined; parent: Context }, req: IncomingMessage, listener: string) {
+  constructor(spans: Spans, span: Span, spanContext: Context, method: string, knownMethod: boolean) {
     this.#spans = spans;
-    this.#handOver = handOver;
-    this.traceId = ids.traceId;
-    this.spanId = spans.ids.generateSpanId();
-    this.#parent = ids.parent;
-    this.#traceState = ids.traceState;
-    this.#startTime = spanTime(spans);
-    this.#method = req.method ?? 'GET';
-    this.#target = req.url ?? '/';
-    this.#host = req.headers.host ?? '';
-    this.#clientAddress = req.socket.remoteAddress;
-    this.#protocolVersion = req.httpVersion;
-    this.#listener = listener;
+    this.#span = span;
+    this.#context = spanContext;
+    this.#method = method;
+    this.#knownMethod = knownMethod;
+    this.#recording = span.isRecording();
+    const ids = span.spanContext();
+    this.traceId = this.#recording ? ids.traceId : undefined;
+    this.spanId = this.#recording ? ids.spanId : undefined;
   }
 
   startAttempt(request: ProxyRequest, attempt: AttemptStart): AttemptTrace {
-    const sampled = new SampledAttempt(this.#spans, this, this.#spans.ids.generateSpanId(), request, attempt);
-    this.#attempts.push(sampled);
-    this.#open += 1;
-    const attemptContext = trace.setSpanContext(ROOT_CONTEXT, { traceId: this.traceId, spanId: sampled.spanId, traceFlags: TraceFlags.SAMPLED, traceState: this.#traceState });
-    inject(this.#spans, attemptContext, attempt.headers);
-    return sampled;
-  }
-
-  event(event: PolicyEvent): void {
-    const recorded = spanEvent(event);
-    if (recorded !== undefined) (this.#events ??= []).push([recorded[0], recorded[1], spanTime(this.#spans)]);
-  }
-
-  end(record: RequestRecord): void {
-    this.#answer = record;
-    this.#endTime = spanTime(this.#spans);
-    this.closed();
-  }
-
-  /** The request or one of its attempts is over. */
-  closed(): void {
-    this.#open -= 1;
-    if (this.#open === 0) this.#handOver.add(this);
-  }
-
-  makeSpans(spans: Spans): void {
-    const record = this.#answer!;
-    const method = this.#method;
-    const known = knownMethods.has(method);
-    const [address, port] = splitAuthority(this.#host);
-    spans.ids.chooseNext(this.traceId, this.spanId);
-    const span = spans.tracer.startSpan(method, { kind: SpanKind.SERVER, startTime: this.#startTime }, this.#parent);
-    spans.ids.chooseNext(undefined, undefined);
-    // One by one after the start: the SDK cleans attributes given to startSpan twice over.
-    span.setAttribute(ATTR_HTTP_REQUEST_METHOD, known ? method : '_OTHER');
-    span.setAttribute(ATTR_HTTP_REQUEST_METHOD_ORIGINAL, known ? undefined : method);
-    span.setAttribute(ATTR_URL_SCHEME, 'http');
-    span.setAttribute(ATTR_URL_PATH, pathOnly(this.#target));
-    span.setAttribute(ATTR_SERVER_ADDRESS, address === '' ? undefined : address);
-    span.setAttribute(ATTR_SERVER_PORT, port);
-    span.setAttribute(ATTR_CLIENT_ADDRESS, this.#clientAddress);
-    span.setAttribute(ATTR_NETWORK_PROTOCOL_VERSION, this.#protocolVersion);
-    span.setAttribute('breakwater.listener', this.#listener);
-    const serverContext = trace.setSpan(this.#parent, span);
-    for (const attempt of this.#attempts) attempt.makeSpan(spans, serverContext, method, known);
-    for (const [name, attributes, time] of this.#events ?? []) span.addEvent(name, attributes, time);
-    const outcome = requestOutcome(record);
-    const answered = outcome !== 'client_closed';
-    span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, answered ? record.status : undefined);
-    span.setAttribute('breakwater.route', record.route);
-    span.setAttribute('breakwater.upstream', record.upstream);
-    span.setAttribute('breakwater.outcome', outcome);
-    span.setAttribute('breakwater.reason', record.reason);
-    span.setAttribute('breakwater.fallback', record.fallback);
-    span.setAttribute('breakwater.attempts', record.attempts);
-    if (record.route !== undefined) span.updateName(`${method} ${record.route}`);
-    // A server span is in error for a 5xx only: a 4xx is the client's mistake.
-    if (answered && record.status >= 500) {
-      span.setAttribute(ATTR_ERROR_TYPE, record.reason ?? String(record.status));
-      span.setStatus({ code: SpanStatusCode.ERROR });
+    if (!this.#recording) {
+      // Without an exporter it knows (OTEL_TRACES_EXPORTER), the SDK makes no span: the caller's context travels on.
+      inject(this.#spans, this.#context, attempt.headers);
+      return unrecordedAttempt;
     }
-    span.end(this.#endTime);
-  }
-}
-
-/** One attempt of a sampled request, noted until the SDK makes its client span. */
-class SampledAttempt implements AttemptTrace {
-  readonly spanId: string;
-  readonly #request: SampledTrace;
-  readonly #startTime: number;
-  readonly #upstream: string;
-  readonly #origin: string;
-  readonly #target: string;
-  readonly #resendCount: number | undefined;
-  readonly #route: string;
-  readonly #breakerState: string | undefined;
-  readonly #remainingMs: number;
-  #outcome: 'response' | AttemptFailure | undefined;
-  #status: number | undefined;
-  #endTime = 0;
-  readonly #spans: Spans;
-
-  constructor(spans: Spans, request: SampledTrace, spanId: string, proxied: ProxyRequest, attempt: AttemptStart) {
-    this.#spans = spans;
-    this.#request = request;
-    this.spanId = spanId;
-    this.#startTime = spanTime(spans);
-    this.#upstream = attempt.upstream;
-    this.#origin = attempt.origin;
-    this.#target = proxied.path;
-    // Set on retries only, as the semantic conventions say: the first attempt has none.
-    this.#resendCount = proxied.attempts > 1 ? proxied.attempts - 1 : undefined;
-    this.#route = proxied.route;
-    this.#breakerState = attempt.breakerState;
-    this.#remainingMs = Math.max(0, Math.round(attempt.remainingMs));
-  }
-
-  outcome(outcome: 'response' | AttemptFailure, status: number | undefined): void {
-    this.#outcome = outcome;
-    this.#status = status;
-  }
-
-  end(): void {
-    this.#endTime = spanTime(this.#spans);
-    this.#request.closed();
-  }
-
-  makeSpan(spans: Spans, serverContext: Context, method: string, known: boolean): void {
-    const { address, port } = endpoint(spans, this.#origin);
-    spans.ids.chooseNext(undefined, this.spanId);
-    const span = spans.tracer.startSpan(`${method} ${this.#upstream}`, { kind: SpanKind.CLIENT, startTime: this.#startTime }, serverContext);
-    spans.ids.chooseNext(undefined, undefined);
+    const method = this.#method;
+    const known = this.#knownMethod;
+    const { address, port } = endpoint(this.#spans, attempt.origin);
+    const span = this.#spans.tracer.startSpan(`${method} ${attempt.upstream}`, { kind: SpanKind.CLIENT }, this.#context);
     span.setAttribute(ATTR_HTTP_REQUEST_METHOD, known ? method : '_OTHER');
     span.setAttribute(ATTR_HTTP_REQUEST_METHOD_ORIGINAL, known ? undefined : method);
     span.setAttribute(ATTR_SERVER_ADDRESS, address);
     span.setAttribute(ATTR_SERVER_PORT, port);
-    span.setAttribute(ATTR_URL_PATH, pathOnly(this.#target));
-    span.setAttribute(ATTR_HTTP_REQUEST_RESEND_COUNT, this.#resendCount);
-    span.setAttribute('breakwater.route', this.#route);
-    span.setAttribute('breakwater.upstream', this.#upstream);
-    span.setAttribute('breakwater.breaker_state', this.#breakerState);
-    span.setAttribute('breakwater.deadline_remaining_ms', this.#remainingMs);
-    span.setAttribute('breakwater.outcome', this.#outcome);
-    span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, this.#status);
+    span.setAttribute(ATTR_URL_PATH, pathOnly(request.path));
+    // Set on retries only, as the semantic conventions say: the first attempt has none.
+    span.setAttribute(ATTR_HTTP_REQUEST_RESEND_COUNT, request.attempts > 1 ? request.attempts - 1 : undefined);
+    span.setAttribute('breakwater.route', request.route);
+    span.setAttribute('breakwater.upstream', attempt.upstream);
+    span.setAttribute('breakwater.breaker_state', attempt.breakerState);
+    span.setAttribute('breakwater.deadline_remaining_ms', Math.max(0, Math.round(attempt.remainingMs)));
+    inject(this.#spans, trace.setSpan(this.#context, span), attempt.headers);
+    return new ClientSpan(span);
+  }
+
+  event(event: PolicyEvent): void {
+    if (!this.#recording) return;
+    const recorded = spanEvent(event);
+    if (recorded !== undefined) this.#span.addEvent(recorded[0], recorded[1]);
+  }
+
+  end(record: RequestRecord): void {
+    const span = this.#span;
+    if (this.#recording) {
+      const outcome = requestOutcome(record);
+      const answered = outcome !== 'client_closed';
+      span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, answered ? record.status : undefined);
+      span.setAttribute('breakwater.route', record.route);
+      span.setAttribute('breakwater.upstream', record.upstream);
+      span.setAttribute('breakwater.outcome', outcome);
+      span.setAttribute('breakwater.reason', record.reason);
+      span.setAttribute('breakwater.fallback', record.fallback);
+      span.setAttribute('breakwater.attempts', record.attempts);
+      if (record.route !== undefined) span.updateName(`${this.#method} ${record.route}`);
+      // A server span is in error for a 5xx only: a 4xx is the client's mistake.
+      if (answered && record.status >= 500) {
+        span.setAttribute(ATTR_ERROR_TYPE, record.reason ?? String(record.status));
+        span.setStatus({ code: SpanStatusCode.ERROR });
+      }
+    }
+    span.end();
+  }
+}
+
+/** One attempt's client span. */
+class ClientSpan implements AttemptTrace {
+  readonly #span: Span;
+
+  constructor(span: Span) {
+    this.#span = span;
+  }
+
+  outcome(outcome: 'response' | AttemptFailure, status: number | undefined): void {
+    const span = this.#span;
+    span.setAttribute('breakwater.outcome', outcome);
+    span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
     // A client span is in error for a 4xx or 5xx, or for no response at all.
-    const status = this.#status;
-    const errorType = this.#outcome !== 'response' ? this.#outcome : status !== undefined && status >= 400 ? String(status) : undefined;
+    const errorType = outcome !== 'response' ? outcome : status !== undefined && status >= 400 ? String(status) : undefined;
     if (errorType !== undefined) {
       span.setAttribute(ATTR_ERROR_TYPE, errorType);
       span.setStatus({ code: SpanStatusCode.ERROR });
     }
-    span.end(this.#endTime);
+  }
+
+  end(): void {
+    this.#span.end();
   }
 }
 

@@ -5,8 +5,6 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { ProxyRequest, RequestTrace } from '../../../src/proxy/context.ts';
 import type { RequestRecord } from '../../../src/proxy/listener.ts';
 import { ratioBound, samplerFromEnv, startTracing, type Tracing } from '../../../src/telemetry/tracing.ts';
-import { systemClock, type Clock } from '../../../src/runtime/clock.ts';
-import { FakeClock } from '../../support/fake-clock.ts';
 import { logSink } from '../../support/log-sink.ts';
 import { seededRandom } from '../../support/seeded-random.ts';
 
@@ -108,7 +106,7 @@ describe('request traces', () => {
   let started: number;
 
   /** Tracing on, its spans counted when they start and kept in memory when they end. */
-  async function startTraced(env: Record<string, string>, clock: Clock = systemClock): Promise<Tracing> {
+  async function startTraced(env: Record<string, string>): Promise<Tracing> {
     setOtelEnv({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4318', ...env });
     exporter = new InMemorySpanExporter();
     exportProcessor = new SimpleSpanProcessor({ exporter });
@@ -121,14 +119,12 @@ describe('request traces', () => {
       forceFlush: () => Promise.resolve(),
       shutdown: () => Promise.resolve(),
     };
-    tracing = await startTracing({ logger: logSink().logger, clock, spanProcessors: [counter, exportProcessor] });
+    tracing = await startTracing({ logger: logSink().logger, spanProcessors: [counter, exportProcessor] });
     if (tracing === undefined) throw new Error('tracing did not start');
     return tracing;
   }
 
-  /** The spans of the finished requests, without waiting for their batch. */
   async function exportedSpans(): Promise<ReadableSpan[]> {
-    tracing?.flush();
     await exportProcessor.forceFlush();
     return exporter.getFinishedSpans();
   }
@@ -272,69 +268,6 @@ describe('request traces', () => {
       expect(headerValues(headers, 'tracestate')).toEqual([]);
       expect(started).toBe(0);
       expect(await exportedSpans()).toEqual([]);
-    });
-  });
-
-  describe('handing spans to the SDK', () => {
-    const wallMs = (time: [number, number]): number => time[0] * 1000 + time[1] / 1e6;
-
-    it('makes the spans of finished requests a second after the first of them ended, or at once when 256 are waiting', async () => {
-      const clock = new FakeClock();
-      const traced = await startTraced({ OTEL_TRACES_SAMPLER_ARG: '1' }, clock);
-      const finish = (): void => {
-        const requestTrace = traced.startRequest(incoming(), 'outbound');
-        attemptHeaders(requestTrace, []);
-        requestTrace.end(answered);
-      };
-      finish();
-      clock.advance(999);
-      expect(started).toBe(0);
-      clock.advance(1);
-      expect(started).toBe(2);
-
-      for (let i = 0; i < 255; i += 1) finish();
-      expect(started).toBe(2);
-      finish();
-      expect(started).toBe(2 + 256 * 2);
-      expect(clock.pending).toBe(0);
-    });
-
-    it('times the spans by when the request and its attempt happened, and waits for an attempt that ends after the answer', async () => {
-      const clock = new FakeClock();
-      const traced = await startTraced({ OTEL_TRACES_SAMPLER_ARG: '1' }, clock);
-      const arrivedAt = clock.wallNow();
-      const requestTrace = traced.startRequest(incoming(), 'outbound');
-      clock.advance(2);
-      const request = { route: 'items', upstream: 'catalog', path: '/items/7', attempts: 1, headers: [] } as unknown as ProxyRequest;
-      const attempt = requestTrace.startAttempt(request, { upstream: 'catalog', origin: 'http://10.0.0.7:9000', remainingMs: 1000, breakerState: undefined, headers: [] });
-      attempt.outcome('response', 200);
-      clock.advance(5);
-      requestTrace.end(answered);
-      clock.advance(3);
-      traced.flush();
-      expect(started).toBe(0);
-      attempt.end();
-
-      const spans = await exportedSpans();
-      const server = spans.find((span) => span.kind === SpanKind.SERVER)!;
-      const client = spans.find((span) => span.kind === SpanKind.CLIENT)!;
-      expect([wallMs(server.startTime), wallMs(server.endTime)]).toEqual([arrivedAt, arrivedAt + 7]);
-      expect([wallMs(client.startTime), wallMs(client.endTime)]).toEqual([arrivedAt + 2, arrivedAt + 10]);
-    });
-
-    it('hands the spans still waiting to the SDK before it shuts down', async () => {
-      const clock = new FakeClock();
-      const traced = await startTraced({ OTEL_TRACES_SAMPLER_ARG: '1' }, clock);
-      const requestTrace = traced.startRequest(incoming(), 'outbound');
-      attemptHeaders(requestTrace, []);
-      requestTrace.end(answered);
-      expect(started).toBe(0);
-
-      await traced.shutdown();
-      tracing = undefined;
-      // The SDK's processors shut down after the spans they were given ended.
-      expect(started).toBe(2);
-      expect(clock.pending).toBe(0);
     });
   });
 
