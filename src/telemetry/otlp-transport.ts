@@ -26,7 +26,20 @@ export interface OtlpHttpTarget {
 
 /** As the SDK's transport: statuses OTLP/HTTP says to retry, and a cap on what is read back. */
 const retryableStatuses = new Set([429, 502, 503, 504]);
-const retryableErrorCodes = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN', 'ENOTFOUND', 'ENETUNREACH', 'EHOSTUNREACH']);
+/** The SDK's retryable socket errors, and undici's names for a timed-out or broken exchange. */
+const retryableErrorCodes = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EAI_AGAIN',
+  'ENOTFOUND',
+  'ENETUNREACH',
+  'EHOSTUNREACH',
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+  'UND_ERR_SOCKET',
+]);
 const maxResponseBytes = 4 * 1024 * 1024;
 const userAgent = 'Breakwater OTLP exporter';
 
@@ -145,7 +158,7 @@ class ExportAnswer implements Dispatcher.DispatchHandler {
 
   onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
     const code = (error as { code?: unknown }).code;
-    const retryable = typeof code === 'string' && (retryableErrorCodes.has(code) || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_SOCKET');
+    const retryable = typeof code === 'string' && retryableErrorCodes.has(code);
     this.#resolve(retryable ? { status: 'retryable', error } : { status: 'failure', error });
   }
 }
