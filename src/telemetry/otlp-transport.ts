@@ -24,7 +24,7 @@ export interface OtlpHttpTarget {
   readonly userAgent?: string | undefined;
 }
 
-/** As the SDK's transport: statuses OTLP/HTTP says to retry, and a cap on what is read back. */
+/** As the SDK's transport: the statuses OTLP/HTTP says to retry. */
 const retryableStatuses = new Set([429, 502, 503, 504]);
 /** The SDK's retryable socket errors, and undici's names for a timed-out or broken exchange. */
 const retryableErrorCodes = new Set([
@@ -40,6 +40,7 @@ const retryableErrorCodes = new Set([
   'UND_ERR_BODY_TIMEOUT',
   'UND_ERR_SOCKET',
 ]);
+/** As the SDK's transport: a cap on what is read back of a collector's answer. */
 const maxResponseBytes = 4 * 1024 * 1024;
 const userAgent = 'Breakwater OTLP exporter';
 
