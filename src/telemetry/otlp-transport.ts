@@ -164,7 +164,10 @@ class ExportAnswer implements Dispatcher.DispatchHandler {
   }
 }
 
-/** Retry-After in seconds or as a date, as the SDK reads it; undefined leaves the backoff. */
+/**
+ * Retry-After in seconds or as a date. Undefined (the backoff's own wait) for 0 and for what it
+ * cannot read, where the SDK's transport retries at once.
+ */
 export function retryAfterMillis(value: string | undefined, wallNow: number): number | undefined {
   if (value === undefined) return undefined;
   const seconds = Number.parseInt(value, 10);
