@@ -1,24 +1,29 @@
-import { createHash } from 'node:crypto';
+// The composition root: one running Breakwater made of its listeners, its running state, its
+// telemetry and admin servers, and the reloads that swap the state.
+
 import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
+import { adminSource } from './admin/source.ts';
 import { startAdminServer } from './admin/server.ts';
-import { formatProblem, parseConfig, redactConfig } from './config/load.ts';
+import { configHash } from './config/hash.ts';
+import { formatProblem, parseConfig } from './config/load.ts';
+import { redactConfig } from './config/redact.ts';
 import type { Config } from './config/types.ts';
 import { watchConfigFile } from './config/watch.ts';
-import { Listener, type ActiveRoute, type ListenerObserver, type ProxyState } from './proxy/listener.ts';
-import { compileRouter } from './routing/match.ts';
+import type { PolicyEvents } from './exchange/events.ts';
+import type { ListenerObserver } from './proxy/listener.ts';
+import { ListenerSet } from './proxy/listeners.ts';
 import { systemClock, type Clock } from './runtime/clock.ts';
 import { systemRandom, type Random } from './runtime/random.ts';
-import { buildRouteHandler, PolicyRegistries } from './stack/build.ts';
-import { createAccessLogger, createLogger, writeAccessLog } from './telemetry/logger.ts';
+import { PolicyRegistries } from './stack/build.ts';
+import { buildRunningState, retiredUpstreams, type RunningState, type StateDependencies } from './stack/state.ts';
+import { createAccessLogger, createLogger, flushEverySecond, writeAccessLog } from './telemetry/logger.ts';
 import { createMetrics, type Metrics } from './telemetry/metrics.ts';
 import { fanOut, logPolicyEvents } from './telemetry/policy-log.ts';
 import { createPolicyMetrics } from './telemetry/policy-metrics.ts';
 import { startTelemetryServer } from './telemetry/server.ts';
-import { spanEvents, startTracing, type Tracing } from './telemetry/tracing.ts';
-import type { PolicyEvents } from './policies/events.ts';
-import type { AttemptObserver } from './upstream/forward.ts';
-import { Upstream } from './upstream/upstream.ts';
+import { spanEvents } from './telemetry/tracing/span-events.ts';
+import { startTracing } from './telemetry/tracing/start.ts';
 
 export interface BreakwaterOptions {
   readonly config: Config;
@@ -35,28 +40,6 @@ export interface BreakwaterOptions {
 
 export type ReloadResult = { ok: true; changed: boolean } | { ok: false; problems: string[] };
 
-interface RunningState extends ProxyState {
-  readonly upstreams: ReadonlyMap<string, Upstream>;
-  readonly routes: readonly ActiveRoute[];
-  readonly hash: string;
-}
-
-interface RunningListener {
-  readonly listener: Listener;
-  /** The settings a listener cannot change while it runs: address and header limit. */
-  readonly key: string;
-  port: number;
-}
-
-function listenerKey(config: Config, name: string): string {
-  const listener = config.listeners.find((candidate) => candidate.name === name)!;
-  return `${listener.address.host}:${listener.address.port}:${config.limits.maxHeaderBytes}:${listener.maxConcurrent ?? ''}`;
-}
-
-function hashOf(text: string): string {
-  return createHash('sha256').update(text).digest('hex').slice(0, 16);
-}
-
 /** A running Breakwater: listeners, upstream pools, telemetry and admin servers, reloads. */
 export class Breakwater {
   readonly clock: Clock;
@@ -67,7 +50,8 @@ export class Breakwater {
   readonly events: PolicyEvents;
   readonly configPath: string | undefined;
   #state: RunningState;
-  #listeners = new Map<string, RunningListener>();
+  #listeners: ListenerSet | undefined;
+  /** Run in reverse order at the end of a drain. */
   #closers: (() => Promise<void> | void)[] = [];
   #ready = false;
   #draining = false;
@@ -75,11 +59,8 @@ export class Breakwater {
   #reloading: Promise<unknown> = Promise.resolve();
   #telemetryPort = 0;
   #adminPort = 0;
-  /** Started with Breakwater when the OTEL_* variables ask for traces. */
-  #tracing: Tracing | undefined;
-  readonly #observer: ListenerObserver;
   readonly #registries: PolicyRegistries;
-  readonly #observeAttempt: AttemptObserver;
+  readonly #stateDeps: StateDependencies;
 
   constructor(options: BreakwaterOptions) {
     this.clock = options.clock ?? systemClock;
@@ -97,19 +78,17 @@ export class Breakwater {
     );
     this.#registries = new PolicyRegistries(this.events);
     this.configPath = options.configPath;
-    this.#observeAttempt = (attempt) => this.metrics.recordAttempt(attempt);
-    this.#state = this.#build(options.config, options.configHash ?? hashOf(JSON.stringify(redactConfig(options.config))), undefined);
-    this.metrics.setConfigInfo(this.#state.hash);
     const metrics = this.metrics;
-    const accessLogger = this.accessLogger;
-    this.#observer = {
-      requestStarted: (listener) => metrics.requestStarted(listener),
-      requestFinished: (record) => {
-        metrics.requestFinished(record.listener);
-        metrics.recordRequest(record);
-        writeAccessLog(accessLogger, record);
-      },
+    this.#stateDeps = {
+      registries: this.#registries,
+      clock: this.clock,
+      random: this.random,
+      events: this.events,
+      observeAttempt: (attempt) => metrics.recordAttempt(attempt),
     };
+    const hash = options.configHash ?? configHash(JSON.stringify(redactConfig(options.config)));
+    this.#state = buildRunningState(options.config, hash, undefined, this.#stateDeps);
+    this.metrics.setConfigInfo(hash);
   }
 
   get config(): Config {
@@ -122,54 +101,15 @@ export class Breakwater {
 
   /** Bound ports by listener name, and of the telemetry and admin servers (useful with port 0). */
   get ports(): { listeners: Record<string, number>; telemetry: number; admin: number } {
-    const listeners: Record<string, number> = {};
-    for (const [name, running] of this.#listeners) listeners[name] = running.port;
-    return { listeners, telemetry: this.#telemetryPort, admin: this.#adminPort };
-  }
-
-  #build(config: Config, hash: string, previous: RunningState | undefined): RunningState {
-    const upstreams = new Map<string, Upstream>();
-    for (const [name, upstreamConfig] of config.upstreams) {
-      const old = previous?.upstreams.get(name);
-      const reuse = old?.sameConnectionSettings(upstreamConfig) ? old : undefined;
-      upstreams.set(name, new Upstream(upstreamConfig, this.random, reuse));
-    }
-    const routes: ActiveRoute[] = config.routes.map((route) => ({
-      name: route.name,
-      listener: route.listener,
-      upstream: route.upstream,
-      timeoutMs: route.timeoutMs,
-      match: route.match,
-      handler: buildRouteHandler(route, {
-        upstreams,
-        registries: this.#registries,
-        clock: this.clock,
-        random: this.random,
-        events: this.events,
-        observeAttempt: this.#observeAttempt,
-        deadlineHeader: config.deadline.header,
-      }),
-    }));
-    this.#registries.retainFor(config);
-    return {
-      config,
-      router: compileRouter(routes),
-      routes,
-      upstreams,
-      hash,
-      // The caller's budget headers are replaced by the budget of each attempt.
-      consumedHeaders: new Set([...config.deadline.accept, config.deadline.header]),
-    };
+    return { listeners: this.#listeners?.ports ?? {}, telemetry: this.#telemetryPort, admin: this.#adminPort };
   }
 
   async start(): Promise<void> {
     const config = this.#state.config;
     const tracing = await startTracing({ logger: this.logger });
-    if (tracing !== undefined) {
-      this.#tracing = tracing;
-      // Closers run in reverse: the SDK stops last, exporting the spans of the last requests.
-      this.#closers.push(() => tracing.shutdown());
-    }
+    // Closers run in reverse: the SDK stops last, exporting the spans of the last requests.
+    if (tracing !== undefined) this.#closers.push(() => tracing.shutdown());
+
     const telemetry = await startTelemetryServer({
       address: config.telemetry.address,
       metrics: this.metrics,
@@ -177,30 +117,32 @@ export class Breakwater {
     });
     this.#telemetryPort = telemetry.port;
     this.#closers.push(() => telemetry.close());
+
     const admin = await startAdminServer({
       address: config.admin.address,
-      admin: {
-        config: () => redactConfig(this.#state.config),
-        routes: () =>
-          this.#state.routes.map((route) => ({
-            name: route.name,
-            listener: route.listener,
-            match: route.match,
-            upstream: route.upstream,
-            timeoutMs: route.timeoutMs,
-          })),
-        circuits: () => this.#registries.breakers.snapshot(this.clock.now()),
-        setCircuit: (name, state) => this.#registries.breakers.setMode(name, state),
+      admin: adminSource({
+        state: () => this.#state,
+        breakers: this.#registries.breakers,
+        clock: this.clock,
         reload: async () => {
           const result = await this.reload();
           return result.ok ? { ok: true as const } : result;
         },
-      },
+      }),
     });
     this.#adminPort = admin.port;
     this.#closers.push(() => admin.close());
-    await this.#reconcileListeners(config);
-    this.#flushAccessLogEverySecond();
+
+    this.#listeners = new ListenerSet({
+      clock: this.clock,
+      state: () => this.#state,
+      observer: this.#observer(),
+      events: this.events,
+      draining: () => this.#draining,
+      tracer: tracing,
+    });
+    await this.#listeners.reconcile(config);
+    this.#closers.push(flushEverySecond(this.accessLogger, this.clock));
     this.#ready = true;
     this.logger.info(
       { listeners: this.ports.listeners, telemetry: this.#telemetryPort, admin: this.#adminPort, config: this.configPath },
@@ -208,52 +150,17 @@ export class Breakwater {
     );
   }
 
-  /** A quiet sidecar's access lines still reach the log within a second. */
-  #flushAccessLogEverySecond(): void {
-    let cancel = (): void => undefined;
-    const arm = (): void => {
-      cancel = this.clock.setTimer(1000, () => {
-        this.accessLogger.flush();
-        arm();
-      });
+  /** Where each finished request goes: the request metrics and the access log. */
+  #observer(): ListenerObserver {
+    const { metrics, accessLogger } = this;
+    return {
+      requestStarted: (listener) => metrics.requestStarted(listener),
+      requestFinished: (record) => {
+        metrics.requestFinished(record.listener);
+        metrics.recordRequest(record);
+        writeAccessLog(accessLogger, record);
+      },
     };
-    arm();
-    this.#closers.push(() => {
-      cancel();
-      this.accessLogger.flush();
-    });
-  }
-
-  /** Starts listeners the config gained or changed, and closes the ones it lost. */
-  async #reconcileListeners(config: Config): Promise<void> {
-    const wanted = new Map(config.listeners.map((listener) => [listener.name, listener]));
-    for (const [name, running] of this.#listeners) {
-      if (wanted.has(name) && running.key === listenerKey(config, name)) continue;
-      this.#listeners.delete(name);
-      await this.#closeListener(running.listener);
-    }
-    for (const [name, listenerConfig] of wanted) {
-      if (this.#listeners.has(name)) continue;
-      const listener = new Listener({
-        name,
-        maxHeaderBytes: config.limits.maxHeaderBytes,
-        maxConcurrent: listenerConfig.maxConcurrent,
-        clock: this.clock,
-        state: () => this.#state,
-        observer: this.#observer,
-        events: this.events,
-        draining: () => this.#draining,
-        tracer: this.#tracing,
-      });
-      const port = await listener.listen(listenerConfig.address.host, listenerConfig.address.port);
-      this.#listeners.set(name, { listener, key: listenerKey(config, name), port });
-    }
-  }
-
-  async #closeListener(listener: Listener): Promise<void> {
-    const closed = new Promise<void>((resolve) => listener.server.close(() => resolve()));
-    listener.server.closeIdleConnections();
-    await closed;
   }
 
   /** Replaces the running config. Requests in flight finish on the one they started with. */
@@ -266,16 +173,12 @@ export class Breakwater {
         this.logger.warn({ server, running: before, configured: after }, `the ${server} address changes at the next start`);
       }
     }
-    const next = this.#build(config, hash, previous);
+    const next = buildRunningState(config, hash, previous, this.#stateDeps);
     this.#state = next;
-    if (this.#ready) await this.#reconcileListeners(config);
+    if (this.#ready) await this.#listeners?.reconcile(config);
     this.metrics.setConfigInfo(hash);
-    for (const [name, upstream] of previous.upstreams) {
-      if (next.upstreams.get(name)?.endpoints !== upstream.endpoints) {
-        // Waits for the requests still using these pools, then closes their connections.
-        void upstream.close();
-      }
-    }
+    // Each waits for the requests still using its pools, then closes their connections.
+    for (const upstream of retiredUpstreams(previous, next)) void upstream.close();
   }
 
   /** Reads the config file again; an invalid file keeps the running config. */
@@ -294,7 +197,7 @@ export class Breakwater {
     } catch (error) {
       return this.#reloadFailed([`${path}: ${(error as Error).message}`]);
     }
-    const hash = hashOf(text);
+    const hash = configHash(text);
     if (hash === this.#state.hash) return { ok: true, changed: false };
     const parsed = parseConfig(text, path);
     if (!parsed.ok) {
@@ -335,50 +238,13 @@ export class Breakwater {
 
   async #drain(): Promise<void> {
     this.#draining = true;
-    this.logger.info({ drainTimeoutMs: this.#state.config.shutdown.drainTimeoutMs }, 'draining');
-    const listeners = [...this.#listeners.values()].map((running) => running.listener);
-    const closed = Promise.all(listeners.map((listener) => this.#closeListener(listener)));
-    const timedOut = new Promise<'timeout'>((resolve) => {
-      const cancel = this.clock.setTimer(this.#state.config.shutdown.drainTimeoutMs, () => resolve('timeout'));
-      void closed.then(cancel);
-    });
-    if ((await Promise.race([closed, timedOut])) === 'timeout') {
-      this.logger.warn({ inFlight: listeners.reduce((sum, l) => sum + l.inFlight, 0) }, 'drain timeout: closing remaining connections');
-      for (const listener of listeners) listener.server.closeAllConnections();
-      await closed;
-    }
-    this.#listeners.clear();
+    const drainTimeoutMs = this.#state.config.shutdown.drainTimeoutMs;
+    this.logger.info({ drainTimeoutMs }, 'draining');
+    const cut = (await this.#listeners?.drain(drainTimeoutMs)) ?? 0;
+    if (cut > 0) this.logger.warn({ inFlight: cut }, 'drain timeout: closed the remaining connections');
     await Promise.all([...this.#state.upstreams.values()].map((upstream) => upstream.destroy()));
     for (const close of this.#closers.reverse()) await close();
     this.#closers = [];
     this.logger.info('stopped');
   }
-}
-
-/**
- * Starts Breakwater for the command line: serves until SIGTERM or SIGINT drains it, and
- * reloads on SIGHUP and on changes to the config file.
- */
-export async function startBreakwater(options: { config: Config; configPath: string }): Promise<Breakwater> {
-  const text = await readFile(options.configPath, 'utf8');
-  const breakwater = new Breakwater({ config: options.config, configPath: options.configPath, configHash: hashOf(text) });
-  await breakwater.start();
-  breakwater.watch();
-  process.on('SIGHUP', () => void breakwater.reload());
-  const stop = (): void => {
-    void breakwater.drain().then(
-      () => {
-        breakwater.logger.flush();
-        breakwater.accessLogger.flush();
-        process.exit(0);
-      },
-      (error: unknown) => {
-        breakwater.logger.error({ err: error }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
-  return breakwater;
 }

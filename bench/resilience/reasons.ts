@@ -1,9 +1,11 @@
 // Why a peer can do better than Breakwater on a figure: the mechanism behind it, by scenario
 // (or `any`), figure and system. The report prints the one that matches each figure a peer
 // wins, beside the two measured values.
-import type { Figure } from './report.ts';
 import type { ScenarioName } from './scenarios.ts';
 import type { SystemName } from './systems.ts';
+
+/** A figure the report compares the systems on. */
+export type Figure = 'success' | 'p50' | 'p99' | 'p999' | 'amplification' | 'failFast' | 'recover' | 'neighbour';
 
 type Reasons = Partial<Record<Figure, Partial<Record<Exclude<SystemName, 'breakwater'>, string>>>>;
 

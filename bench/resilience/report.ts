@@ -7,7 +7,7 @@ import { parseConfig } from '../../src/config/load.ts';
 import { repoRoot } from '../targets.ts';
 import type { RunFigures } from './analyse.ts';
 import { chartBinMs, fastMs, recoveredShare, stepMs, windowMs } from './analyse.ts';
-import { betterReasons } from './reasons.ts';
+import { betterReasons, type Figure } from './reasons.ts';
 import type { Scenario, ScenarioName } from './scenarios.ts';
 import { caller } from './scenarios.ts';
 import type { SystemName } from './systems.ts';
@@ -177,7 +177,6 @@ function targetSummary(input: ReportInput): string {
 
 // ---- peers doing better ------------------------------------------------------------------------
 
-export type Figure = 'success' | 'p50' | 'p99' | 'p999' | 'amplification' | 'failFast' | 'recover' | 'neighbour';
 
 interface Comparison {
   readonly figure: Figure;

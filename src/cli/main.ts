@@ -1,9 +1,9 @@
 // The `breakwater` command: run | validate | version.
 
-import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { formatProblem, loadConfigFile } from '../config/load.ts';
 import type { ConfigProblem } from '../config/load.ts';
+import { breakwaterVersion } from '../runtime/version.ts';
 
 const DEFAULT_CONFIG_PATH = 'config/breakwater.yaml';
 
@@ -37,7 +37,7 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
         return await validate(rest, io);
       case 'version':
         parseArgs({ args: [...rest], options: {}, allowPositionals: false });
-        io.stdout(`${await version()}\n`);
+        io.stdout(`${breakwaterVersion}\n`);
         return 0;
       case 'help':
       case '--help':
@@ -70,9 +70,9 @@ async function run(args: readonly string[], io: CliIo): Promise<number> {
     return 2;
   }
   // Loaded on demand so that `validate` and `version` do not pull in the whole proxy.
-  const { startBreakwater } = await import('../app.ts');
+  const { serve } = await import('./serve.ts');
   try {
-    await startBreakwater({ config: result.config, configPath });
+    await serve({ config: result.config, configPath });
   } catch (error) {
     io.stderr(`breakwater: could not start: ${(error as Error).message}\n`);
     return 1;
@@ -99,11 +99,6 @@ async function validate(args: readonly string[], io: CliIo): Promise<number> {
 
 function writeProblems(io: CliIo, problems: readonly ConfigProblem[]): void {
   for (const problem of problems) io.stderr(`${formatProblem(problem)}\n`);
-}
-
-async function version(): Promise<string> {
-  const packageJson = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
-  return packageJson.version;
 }
 
 function usageError(message: string): Error {

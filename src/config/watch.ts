@@ -7,7 +7,7 @@
 // reads the file through its symlinks and compares a hash, so unrelated files in the folder
 // and rewrites with the same content never call back.
 
-import { createHash } from 'node:crypto';
+import { configHash } from './hash.ts';
 import { readFileSync, realpathSync, watch } from 'node:fs';
 import type { FSWatcher } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -95,7 +95,7 @@ export function watchConfigFile(path: string, onChange: () => void, options: Wat
     // An in-place write truncates first; an empty file is that moment (or never valid anyway),
     // so wait for the event of the write that follows.
     if (content.length === 0) return;
-    const hash = hashOf(content);
+    const hash = configHash(content);
     if (closed || hash === lastHash) return;
     lastHash = hash;
     try {
@@ -128,13 +128,9 @@ export function watchConfigFile(path: string, onChange: () => void, options: Wat
   };
 }
 
-function hashOf(content: Buffer): string {
-  return createHash('sha256').update(content).digest('hex');
-}
-
 function hashOrUndefined(read: () => Buffer): string | undefined {
   try {
-    return hashOf(read());
+    return configHash(read());
   } catch {
     return undefined;
   }

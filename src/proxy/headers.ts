@@ -92,3 +92,17 @@ export function clientResponseHeaders(
   out['x-breakwater-attempts'] = String(attempts);
   return out;
 }
+
+// W3C Trace Context: version, trace id, parent id and flags; a later version may add fields.
+const traceparentFormat = /^([0-9a-f]{2})-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}(-|$)/;
+const invalidTraceId = '0'.repeat(32);
+
+/** The trace id of a caller's `traceparent`, or undefined when it sent none or one that is invalid. */
+export function callerTraceId(traceparent: string | string[] | undefined): string | undefined {
+  if (typeof traceparent !== 'string') return undefined;
+  const parts = traceparentFormat.exec(traceparent.trim());
+  if (parts === null || parts[1] === 'ff' || parts[2] === invalidTraceId) return undefined;
+  // Version 00 has exactly these four fields.
+  if (parts[1] === '00' && parts[3] === '-') return undefined;
+  return parts[2];
+}

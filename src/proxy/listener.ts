@@ -3,14 +3,15 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Socket } from 'node:net';
 import { Transform, type Readable } from 'node:stream';
 import type { Config } from '../config/types.ts';
-import { callerBudgetMs } from '../policies/deadline/budget.ts';
-import type { PolicyEvents } from '../policies/events.ts';
+import { ProxyError, type LocalReason } from '../exchange/errors.ts';
+import type { PolicyEvents } from '../exchange/events.ts';
+import { callHandler, type CallScope, type Handler } from '../exchange/handler.ts';
+import type { RequestRecord } from '../exchange/record.ts';
+import type { ProxyRequest, RequestTrace, RequestTracer } from '../exchange/request.ts';
+import { deadlineExceeded, deadlineReached, requestDeadline } from '../policies/deadline/deadline.ts';
 import type { Router } from '../routing/match.ts';
 import type { Clock } from '../runtime/clock.ts';
-import { callHandler, type Handler } from '../stack/handler.ts';
-import { abortRequest, type ProxyRequest, type RequestTrace } from './context.ts';
-import { ProxyError, type LocalReason } from './errors.ts';
-import { clientResponseHeaders, upstreamHeaders } from './headers.ts';
+import { callerTraceId, clientResponseHeaders, upstreamHeaders } from './headers.ts';
 import { sendLocalReply, sendRawLocalReply } from './local-reply.ts';
 
 /** A route of the running config, with its composed handler. */
@@ -31,32 +32,9 @@ export interface ProxyState {
   readonly consumedHeaders: ReadonlySet<string>;
 }
 
-/** One line of the access log and one sample of the request metrics. */
-export interface RequestRecord {
-  readonly listener: string;
-  readonly route: string | undefined;
-  readonly upstream: string | undefined;
-  readonly method: string;
-  readonly path: string;
-  readonly status: number;
-  readonly reason: string | undefined;
-  readonly fallback: string | undefined;
-  readonly durationMs: number;
-  readonly attempts: number;
-  readonly requestId: string;
-  /** The server span's ids, when the request is traced and sampled. */
-  readonly traceId?: string | undefined;
-  readonly spanId?: string | undefined;
-}
-
 export interface ListenerObserver {
   requestStarted(listener: string): void;
   requestFinished(record: RequestRecord): void;
-}
-
-/** Starts the trace of each request (src/telemetry/tracing.ts). */
-export interface RequestTracer {
-  startRequest(req: IncomingMessage, listener: string): RequestTrace;
 }
 
 export interface ListenerOptions {
@@ -148,6 +126,8 @@ export class Listener {
       durationMs: 0,
       attempts: 0,
       requestId,
+      traceId: undefined,
+      spanId: undefined,
     });
   }
 
@@ -194,17 +174,12 @@ export class Listener {
       return;
     }
 
-    // The effective deadline: the route's timeout, or the caller's budget when it is smaller.
-    const deadline = state.config.deadline;
-    const budget = callerBudgetMs(req.headers, deadline.accept, deadline.maxInboundMs);
-    if (budget !== undefined && budget <= 0) {
-      options.events.emit({ type: 'deadline-exceeded', route: route.name, upstream: route.upstream, stage: 'arrival' });
-      this.#answerEarly(req, res, startedAt, requestId, trace, url, new ProxyError('deadline_exceeded', { message: "the caller's deadline was already spent on arrival" }), route);
+    const deadline = requestDeadline(route.timeoutMs, req.headers, state.config.deadline);
+    if (deadline.kind === 'spent') {
+      const error = deadlineExceeded(options.events, 'arrival', "the caller's deadline was already spent on arrival", { route: route.name, upstream: route.upstream });
+      this.#answerEarly(req, res, startedAt, requestId, trace, url, error, route);
       return;
     }
-    const lifetimeMs = budget === undefined ? route.timeoutMs : Math.min(budget, route.timeoutMs);
-    const timeoutMessage =
-      lifetimeMs === route.timeoutMs ? `the route timeout of ${route.timeoutMs} ms expired` : `the caller's deadline of ${lifetimeMs} ms expired`;
 
     const hasBody = contentLength !== undefined ? contentLength !== '0' : req.headers['transfer-encoding'] !== undefined;
     const request: ProxyRequest = {
@@ -217,29 +192,22 @@ export class Listener {
       body: !hasBody ? null : limits.maxBodyBytes > 0 && contentLength === undefined ? limitBody(req, limits.maxBodyBytes) : req,
       requestId,
       startedAt,
-      deadlineAt: startedAt + lifetimeMs,
-      attemptDeadlineAt: startedAt + lifetimeMs,
+      deadlineAt: startedAt + deadline.lifetimeMs,
       attempts: 0,
-      abortReason: null,
-      cancelAttempt: null,
       trace,
     };
-    const cancelTimer = clock.setTimer(lifetimeMs, () => {
-      if (request.attempts === 0 && !res.headersSent) {
-        // No attempt started in time (a queue, an injected delay): the deadline was spent
-        // before one could, which is deadline_exceeded, whichever timer noticed first.
-        options.events.emit({ type: 'deadline-exceeded', route: route.name, upstream: route.upstream, stage: 'attempt' });
-        abortRequest(request, new ProxyError('deadline_exceeded', { message: `${timeoutMessage} before an attempt could start` }));
-        return;
-      }
-      abortRequest(request, new ProxyError('timeout', { message: timeoutMessage, attemptFailure: 'timeout' }));
+    // The request's one timer: its deadline, which ends whatever still runs for it.
+    const controller = new AbortController();
+    const scope: CallScope = { signal: controller.signal, dueAt: request.deadlineAt };
+    const cancelTimer = clock.setTimer(deadline.lifetimeMs, () => {
+      controller.abort(deadlineReached(options.events, request, deadline, res.headersSent));
     });
 
     let reason: LocalReason | undefined;
     let fallback: string | undefined;
     res.once('close', () => {
       cancelTimer();
-      if (!res.writableFinished) abortRequest(request, new ProxyError('upstream_unavailable', { message: 'the client closed the connection' }));
+      if (!res.writableFinished) controller.abort(new ProxyError('upstream_unavailable', { message: 'the client closed the connection' }));
       this.#finished(req, res, {
         route,
         startedAt,
@@ -252,7 +220,7 @@ export class Listener {
       });
     });
 
-    callHandler(route.handler, request).then(
+    callHandler(route.handler, request, scope).then(
       (response) => {
         if (res.destroyed) {
           response.body.discard();
@@ -331,7 +299,8 @@ export class Listener {
       durationMs: this.#options.clock.now() - outcome.startedAt,
       attempts: outcome.attempts,
       requestId: outcome.requestId,
-      traceId: trace?.traceId,
+      // With tracing off, the caller's trace id still joins the log line to its trace.
+      traceId: trace === undefined ? callerTraceId(req.headers.traceparent) : trace.traceId,
       spanId: trace?.spanId,
     };
     trace?.end(record);

@@ -1,6 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { localReasons, type LocalReason, type ProxyError } from './errors.ts';
+import { localReasons, type LocalReason, type ProxyError } from '../exchange/errors.ts';
 
 export interface LocalReplyContext {
   readonly route: string | undefined;

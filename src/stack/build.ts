@@ -1,21 +1,22 @@
 import type { Config, RouteConfig } from '../config/types.ts';
+import type { PolicyEvents } from '../exchange/events.ts';
+import { compose, type Handler, type Layer } from '../exchange/handler.ts';
+import type { AttemptObserver } from '../exchange/record.ts';
 import { breakerLayer } from '../policies/breaker/layer.ts';
 import { BreakerRegistry, routeBreakerName } from '../policies/breaker/registry.ts';
 import type { CircuitBreaker } from '../policies/breaker/state.ts';
 import { bulkheadLayer } from '../policies/bulkhead/layer.ts';
 import { Bulkheads } from '../policies/bulkhead/registry.ts';
-import type { PolicyEvents } from '../policies/events.ts';
 import { fallbackLayer } from '../policies/fallback/layer.ts';
 import { StaleCaches } from '../policies/fallback/registry.ts';
 import { faultLayer } from '../policies/fault/layer.ts';
+import { attemptTimeoutLayer } from '../policies/deadline/layer.ts';
 import { retryLayer } from '../policies/retry/layer.ts';
 import { budgetKey, RetryBudgets } from '../policies/retry/registry.ts';
-import { attemptTimeoutLayer } from '../policies/timeout/layer.ts';
 import type { Clock } from '../runtime/clock.ts';
 import type { Random } from '../runtime/random.ts';
-import { forwardTo, type AttemptObserver } from '../upstream/forward.ts';
+import { forwardTo } from '../upstream/forward.ts';
 import type { Upstream } from '../upstream/upstream.ts';
-import { compose, type Handler, type Layer } from './handler.ts';
 
 /** Policy state that outlives a config: kept across reloads while its key and config hold. */
 export class PolicyRegistries {

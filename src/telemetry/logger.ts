@@ -3,6 +3,8 @@
 // is configured once here on the root logger and every child inherits it.
 
 import { pino, type DestinationStream, type Logger } from 'pino';
+import type { RequestRecord } from '../exchange/record.ts';
+import type { Clock } from '../runtime/clock.ts';
 
 export type { Logger } from 'pino';
 
@@ -121,30 +123,8 @@ export function flushLogger(logger: Logger): Promise<void> {
   });
 }
 
-export interface AccessLogEntry {
-  readonly requestId: string;
-  /** Present when the request is traced. */
-  readonly traceId?: string | undefined;
-  readonly spanId?: string | undefined;
-  readonly listener: string;
-  /** undefined when no route matched; logged as null. */
-  readonly route: string | undefined;
-  /** undefined when the request had no upstream; logged as null. */
-  readonly upstream: string | undefined;
-  readonly method: string;
-  /** The request target as received; only its path is logged. */
-  readonly path: string;
-  readonly status: number;
-  readonly durationMs: number;
-  readonly attempts: number;
-  /** The x-breakwater-reason of a response Breakwater made itself; absent when the upstream answered. */
-  readonly reason?: string | undefined;
-  /** The fallback kind that served the response (stale, upstream, static), if one did. */
-  readonly fallback?: string | undefined;
-}
-
 /** Writes the one access-log line of a finished request (`msg: "request"`). */
-export function writeAccessLog(logger: Logger, entry: AccessLogEntry): void {
+export function writeAccessLog(logger: Logger, entry: RequestRecord): void {
   // Keys with an undefined value are left out of the line by pino, so one object shape
   // serves every request.
   logger.info(
@@ -194,4 +174,23 @@ export function pathOnly(target: string): string {
   const fragment = target.indexOf('#', start);
   if (fragment !== -1 && fragment < end) end = fragment;
   return start === 0 && end === target.length ? target : target.slice(start, end);
+}
+
+/**
+ * Flushes `logger` every second, so a quiet sidecar's access lines still reach the log soon;
+ * returns a function that stops it and flushes what is left.
+ */
+export function flushEverySecond(logger: Logger, clock: Clock): () => void {
+  let cancel = (): void => undefined;
+  const arm = (): void => {
+    cancel = clock.setTimer(1000, () => {
+      logger.flush();
+      arm();
+    });
+  };
+  arm();
+  return () => {
+    cancel();
+    logger.flush();
+  };
 }

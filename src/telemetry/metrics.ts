@@ -4,13 +4,9 @@
 // upstream names) or from small closed sets (status codes, reasons, outcomes), never from paths
 // or ids, so the number of series stays bounded.
 
-import { readFileSync } from 'node:fs';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-
-// package.json sits two levels up both from src/telemetry/ and from the built dist/telemetry/.
-const breakwaterVersion = (
-  JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
-).version;
+import type { AttemptRecord, RequestRecord } from '../exchange/record.ts';
+import { breakwaterVersion } from '../runtime/version.ts';
 
 /** Seconds. From half a millisecond (a local hop) to 30 s (beyond any sane route timeout). */
 const latencyBuckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -84,37 +80,12 @@ const families = {
   },
 } as const;
 
-export interface RequestSample {
-  listener: string;
-  /** undefined when no route matched. */
-  route: string | undefined;
-  /** undefined when the request never had an upstream (no route, deadline spent on arrival). */
-  upstream: string | undefined;
-  status: number;
-  /** x-breakwater-reason when Breakwater answered itself; undefined when the upstream answered. */
-  reason: string | undefined;
-  durationMs: number;
-  method: string;
-}
-
-export interface AttemptSample {
-  route: string;
-  upstream: string;
-  endpoint?: string;
-  outcome: 'response' | 'connect-failure' | 'reset' | 'timeout';
-  /** The upstream's status when outcome is 'response'. */
-  status?: number;
-  durationMs: number;
-  /** What was left of the request's deadline when the attempt started. */
-  remainingMs: number;
-}
-
 export interface Metrics {
   readonly registry: Registry;
   /** Once per client request, when it finishes. */
-  recordRequest(s: RequestSample): void;
+  recordRequest(record: RequestRecord): void;
   /** Once per upstream attempt. */
-  recordAttempt(s: AttemptSample): void;
+  recordAttempt(record: AttemptRecord): void;
   requestStarted(listener: string): void;
   requestFinished(listener: string): void;
   recordReload(result: 'success' | 'failure', wallTimeMs: number): void;
@@ -264,8 +235,11 @@ export function createMetrics(): Metrics {
     },
 
     recordAttempt(s) {
-      const code = s.outcome === 'response' && s.status !== undefined ? s.status : '';
-      const series = attemptSeries.get([s.route, s.upstream, s.outcome, code]);
+      const outcome = s.outcome;
+      const series =
+        outcome.kind === 'response'
+          ? attemptSeries.get([s.route, s.upstream, 'response', outcome.status])
+          : attemptSeries.get([s.route, s.upstream, outcome.failure, '']);
       series.pending++;
       series.duration.observe(s.durationMs / 1000);
       // An attempt starts only with budget left; the clamp keeps a clock step from making the sum negative.

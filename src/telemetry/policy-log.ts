@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { PolicyEvent, PolicyEvents } from '../policies/events.ts';
+import type { PolicyEvent, PolicyEvents } from '../exchange/events.ts';
 
 /**
  * Logs the policy events an operator wants to read as a line, not only as a metric: every

@@ -6,7 +6,7 @@
 // sets of src/policies/events.ts, so the number of series depends on the config only.
 
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import type { BreakerStateName, PolicyEvent, PolicyEvents } from '../policies/events.ts';
+import type { BreakerStateName, PolicyEvent, PolicyEvents } from '../exchange/events.ts';
 import { SeriesIndex, flushPending, type CountedSeries, type HistogramChild } from './metrics.ts';
 
 export interface PolicyGaugeSources {

@@ -1,29 +1,17 @@
 import type { ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
-import type { AttemptTrace, ProxyRequest, ResponseBody, UpstreamResponse } from '../proxy/context.ts';
-import { fromUpstreamError, type AttemptFailure, type ProxyError } from '../proxy/errors.ts';
-import { announcedBudgetMs } from '../policies/deadline/budget.ts';
-import type { BreakerStateName } from '../policies/events.ts';
+import { abortReason, onAbort } from '../exchange/cancel.ts';
+import { fromUpstreamError, type ProxyError } from '../exchange/errors.ts';
+import type { BreakerStateName } from '../exchange/events.ts';
+import type { CallScope, Handler } from '../exchange/handler.ts';
+import type { AttemptOutcome } from '../exchange/outcome.ts';
+import type { AttemptObserver } from '../exchange/record.ts';
+import type { AttemptTrace, ProxyRequest, ResponseBody, UpstreamResponse } from '../exchange/request.ts';
+import { writeDeadline } from '../policies/deadline/deadline.ts';
 import type { Clock } from '../runtime/clock.ts';
-import type { Handler } from '../stack/handler.ts';
 import type { Endpoint, Upstream } from './upstream.ts';
 
 type Controller = Dispatcher.DispatchController;
-
-/** How one attempt ended: with a response head, or with a failure before one. */
-export interface AttemptOutcome {
-  readonly route: string;
-  readonly upstream: string;
-  readonly endpoint: string;
-  readonly outcome: 'response' | AttemptFailure;
-  readonly status: number | undefined;
-  /** From sending the attempt to its outcome. */
-  readonly durationMs: number;
-  /** What was left of the request's deadline when the attempt started. */
-  readonly remainingMs: number;
-}
-
-export type AttemptObserver = (outcome: AttemptOutcome) => void;
 
 export interface ForwardDeps {
   readonly clock: Clock;
@@ -42,9 +30,10 @@ export interface ForwardDeps {
 class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
   readonly #request: ProxyRequest;
   readonly #endpoint: Endpoint;
-  readonly #context: ForwardDeps;
+  readonly #deps: ForwardDeps;
   readonly #startedAt: number;
   readonly #trace: AttemptTrace | undefined;
+  readonly #stopListening: () => void;
   #observed = false;
   #resolve: ((response: UpstreamResponse) => void) | null;
   #reject: ((error: ProxyError) => void) | null;
@@ -53,25 +42,28 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
   #sink: ServerResponse | null = null;
   #pending: Buffer[] = [];
   #ended = false;
+  #finished = false;
   #failed: ProxyError | null = null;
   #settlePipe: ((error: ProxyError | null) => void) | null = null;
 
   constructor(
     request: ProxyRequest,
     endpoint: Endpoint,
-    context: ForwardDeps,
+    deps: ForwardDeps,
+    scope: CallScope,
     resolve: (response: UpstreamResponse) => void,
     reject: (error: ProxyError) => void,
     trace: AttemptTrace | undefined,
   ) {
     this.#request = request;
     this.#endpoint = endpoint;
-    this.#context = context;
-    this.#startedAt = context.clock.now();
+    this.#deps = deps;
+    this.#startedAt = deps.clock.now();
     this.#trace = trace;
     this.#resolve = resolve;
     this.#reject = reject;
-    request.cancelAttempt = (reason) => this.#cancel(reason);
+    // Until the exchange is over, body included, the scope's end cancels it.
+    this.#stopListening = onAbort(scope.signal, (reason) => this.#cancel(reason));
   }
 
   #cancel(reason: ProxyError): void {
@@ -80,6 +72,7 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
     } else if (this.#cancelled === null) {
       // Still queued for a connection: fail now, and abort as soon as undici starts it.
       this.#cancelled = reason;
+      this.#finish();
       this.#fail(reason);
     }
   }
@@ -92,7 +85,7 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
   onResponseStart(controller: Controller, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
     // Hold the body until someone decides where it goes.
     controller.pause();
-    this.#observe('response', statusCode);
+    this.#observe({ kind: 'response', status: statusCode });
     const resolve = this.#resolve;
     this.#resolve = null;
     this.#reject = null;
@@ -122,23 +115,22 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
     this.#fail(fromUpstreamError(error));
   }
 
-  #observe(outcome: AttemptOutcome['outcome'], status: number | undefined): void {
+  #observe(outcome: AttemptOutcome): void {
     if (this.#observed) return;
     this.#observed = true;
-    this.#context.observe({
+    this.#deps.observe({
       route: this.#request.route,
       upstream: this.#endpoint.upstream,
       endpoint: this.#endpoint.origin,
       outcome,
-      status,
-      durationMs: this.#context.clock.now() - this.#startedAt,
+      durationMs: this.#deps.clock.now() - this.#startedAt,
       remainingMs: this.#request.deadlineAt - this.#startedAt,
     });
-    this.#trace?.outcome(outcome, status);
+    this.#trace?.outcome(outcome);
   }
 
   #fail(error: ProxyError): void {
-    this.#observe(error.attemptFailure ?? 'reset', undefined);
+    this.#observe({ kind: 'failure', failure: error.attemptFailure ?? 'reset' });
     this.#failed = error;
     const reject = this.#reject;
     this.#resolve = null;
@@ -147,9 +139,12 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
     else this.#settlePipe?.(error);
   }
 
+  /** Lets go of what the attempt held: its place on the endpoint, the scope's listener, the span. */
   #finish(): void {
+    if (this.#finished) return;
+    this.#finished = true;
     this.#endpoint.inFlight -= 1;
-    if (this.#request.cancelAttempt !== null) this.#request.cancelAttempt = null;
+    this.#stopListening();
     this.#trace?.end();
   }
 
@@ -183,35 +178,32 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
 }
 
 /** The terminal handler: one attempt on an endpoint the upstream's balancer picks. */
-export function forwardTo(upstream: Upstream, context: ForwardDeps): Handler {
-  const { clock, deadlineHeader, breakerState } = context;
-  return (request) =>
+export function forwardTo(upstream: Upstream, deps: ForwardDeps): Handler {
+  const { clock, deadlineHeader, breakerState } = deps;
+  return (request, scope) =>
     new Promise<UpstreamResponse>((resolve, reject) => {
-      if (request.abortReason !== null) {
-        reject(request.abortReason);
+      if (scope.signal.aborted) {
+        reject(abortReason(scope.signal));
         return;
       }
-      request.attempts += 1;
+      const number = ++request.attempts;
       const endpoint = upstream.pick();
       endpoint.inFlight += 1;
       const now = clock.now();
-      const headers = request.headers.concat(
-        'x-breakwater-attempt',
-        String(request.attempts),
-        deadlineHeader,
-        String(announcedBudgetMs(request.attemptDeadlineAt, now)),
-      );
+      const headers = request.headers.concat('x-breakwater-attempt', String(number));
+      writeDeadline(headers, deadlineHeader, scope.dueAt, now);
       const trace =
         request.trace === undefined
           ? undefined
           : request.trace.startAttempt(request, {
+              number,
               upstream: endpoint.upstream,
               origin: endpoint.origin,
               remainingMs: request.deadlineAt - now,
               breakerState: breakerState?.(),
               headers,
             });
-      const exchange = new Exchange(request, endpoint, context, resolve, reject, trace);
+      const exchange = new Exchange(request, endpoint, deps, scope, resolve, reject, trace);
       endpoint.pool.dispatch({ method: request.method, path: request.path, headers, body: request.body }, exchange);
     });
 }

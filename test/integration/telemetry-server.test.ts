@@ -3,6 +3,7 @@ import { createMetrics, type Metrics } from '../../src/telemetry/metrics.ts';
 import { startTelemetryServer } from '../../src/telemetry/server.ts';
 import type { RunningServer } from '../../src/telemetry/http-server.ts';
 import { checkMetrics } from '../support/promtool.ts';
+import { answered, attemptRecord, failed, requestRecord } from '../support/records.ts';
 
 const running: RunningServer[] = [];
 
@@ -24,11 +25,11 @@ async function start(opts: { ready?: () => boolean; metrics?: Metrics } = {}): P
 /** Some traffic of every kind the data path reports. */
 function recordTraffic(metrics: Metrics): void {
   metrics.requestStarted('outbound');
-  metrics.recordAttempt({ route: 'charge', upstream: 'payments', outcome: 'connect-failure', durationMs: 0.8, remainingMs: 2000 });
-  metrics.recordAttempt({ route: 'charge', upstream: 'payments', outcome: 'response', status: 200, durationMs: 31, remainingMs: 1999 });
-  metrics.recordRequest({ listener: 'outbound', route: 'charge', upstream: 'payments', status: 200, reason: undefined, durationMs: 35, method: 'POST' });
+  metrics.recordAttempt(attemptRecord({ outcome: failed('connect-failure'), durationMs: 0.8, remainingMs: 2000 }));
+  metrics.recordAttempt(attemptRecord({ outcome: answered(200), durationMs: 31, remainingMs: 1999 }));
+  metrics.recordRequest(requestRecord({ durationMs: 35 }));
   metrics.requestFinished('outbound');
-  metrics.recordRequest({ listener: 'inbound', route: undefined, upstream: undefined, status: 404, reason: 'no_route', durationMs: 0.1, method: 'GET' });
+  metrics.recordRequest(requestRecord({ listener: 'inbound', route: undefined, upstream: undefined, status: 404, reason: 'no_route', durationMs: 0.1, method: 'GET' }));
   metrics.recordReload('success', 1_750_000_000_000);
   metrics.recordReload('failure', 1_750_000_100_000);
   metrics.setConfigInfo('9f86d081884c7d65');

@@ -355,8 +355,11 @@ routes:
       expect(unsampled!.parentId).not.toBe(callerSpanId);
       expect(unsampled!.flags).toBe('00');
 
-      // Only the sampled request's log line names a trace.
-      expect(proxy.log.accessLines().map((line) => line.traceId)).toEqual([undefined, sampledTraceId, undefined]);
+      // Every line of a caller that sent a traceparent names its trace, sampled or not; only the
+      // sampled request has a span of Breakwater's to name.
+      const lines = proxy.log.accessLines();
+      expect(lines.map((line) => line.traceId)).toEqual([undefined, sampledTraceId, unsampledTraceId]);
+      expect(lines.map((line) => line.spanId)).toEqual([undefined, serverSpans(spans)[0]!.spanId, undefined]);
     });
   });
 
@@ -390,9 +393,10 @@ routes:
       expect(headerValues(upstream.requests[0]!, 'traceparent')).toEqual([sent]);
       expect(headerValues(upstream.requests[0]!, 'tracestate')).toEqual(['vendor=abc']);
       expect(receiver.exports).toBe(exportsBefore);
+      // The log line still joins the caller's trace, though Breakwater made no span of its own.
       const [line] = proxy.log.accessLines();
       expect(line).toHaveProperty('requestId');
-      expect(line).not.toHaveProperty('traceId');
+      expect(line).toMatchObject({ traceId: callerTraceId });
       expect(line).not.toHaveProperty('spanId');
       expect(proxy.log.lines.some((logged) => logged.msg === 'tracing started')).toBe(false);
     });

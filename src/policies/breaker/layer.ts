@@ -1,19 +1,19 @@
 // The breaker on the data path. It sits inside retry, so every attempt passes it and is
 // counted, and outside the per-try timeout, so a timed-out attempt counts as a timeout.
 
-import { ProxyError } from '../../proxy/errors.ts';
+import { ProxyError } from '../../exchange/errors.ts';
+import type { PolicyEvents } from '../../exchange/events.ts';
+import { callHandler, type Layer } from '../../exchange/handler.ts';
+import { matchesFailOn, type AttemptOutcome } from '../../exchange/outcome.ts';
 import type { Clock } from '../../runtime/clock.ts';
-import { callHandler, type Layer } from '../../stack/handler.ts';
-import type { PolicyEvents } from '../events.ts';
-import { matchesFailOn, type AttemptOutcome } from '../outcome.ts';
 import type { CircuitBreaker } from './state.ts';
-import type { CallOutcome } from './window.ts';
+import type { JudgedCall } from './window.ts';
 
 // The four verdicts, made once: every call through the breaker is judged.
-const fast: CallOutcome = { failed: false, slow: false };
-const slow: CallOutcome = { failed: false, slow: true };
-const failedFast: CallOutcome = { failed: true, slow: false };
-const failedSlow: CallOutcome = { failed: true, slow: true };
+const fast: JudgedCall = { failed: false, slow: false };
+const slow: JudgedCall = { failed: false, slow: true };
+const failedFast: JudgedCall = { failed: true, slow: false };
+const failedSlow: JudgedCall = { failed: true, slow: true };
 
 export interface BreakerLayerDependencies {
   readonly clock: Clock;
@@ -28,19 +28,19 @@ export interface BreakerLayerDependencies {
 export function breakerLayer(breaker: CircuitBreaker, deps: BreakerLayerDependencies): Layer {
   const { clock, events } = deps;
   const { failOn, slowCallDurationMs } = breaker.config;
-  const judge = (outcome: AttemptOutcome, startedAt: number): CallOutcome => {
+  const judge = (outcome: AttemptOutcome, startedAt: number): JudgedCall => {
     const failed = matchesFailOn(outcome, failOn);
     return clock.now() - startedAt > slowCallDurationMs ? (failed ? failedSlow : slow) : failed ? failedFast : fast;
   };
 
-  return (next) => (request) => {
+  return (next) => (request, scope) => {
     const startedAt = clock.now();
     const admission = breaker.admit(startedAt);
     if (admission.verdict === 'reject') {
       events.emit({ type: 'breaker-rejected', breaker: breaker.name, route: request.route, upstream: request.upstream }, request);
       return Promise.reject(new ProxyError('circuit_open', { message: refusal(breaker, startedAt) }));
     }
-    return callHandler(next, request).then(
+    return callHandler(next, request, scope).then(
       (response) => {
         breaker.record(clock.now(), judge({ kind: 'response', status: response.status }, startedAt), admission);
         return response;

@@ -3,7 +3,7 @@
 // state gauge read.
 
 import type { CircuitBreakerConfig } from '../../config/types.ts';
-import type { BreakerStateName, PolicyEvents } from '../events.ts';
+import type { BreakerStateName, PolicyEvents } from '../../exchange/events.ts';
 import { CircuitBreaker, type BreakerMode } from './state.ts';
 
 /** One breaker as /circuits shows it. */
@@ -78,12 +78,6 @@ export class BreakerRegistry {
   /** Every breaker, by name. */
   snapshot(now: number): CircuitRow[] {
     return [...this.#breakers.values()].sort((a, b) => (a.name < b.name ? -1 : 1)).map((breaker) => row(breaker, now));
-  }
-
-  /** One breaker's row, or undefined for an unknown name. */
-  row(name: string, now: number): CircuitRow | undefined {
-    const breaker = this.#breakers.get(name);
-    return breaker === undefined ? undefined : row(breaker, now);
   }
 
   /** Sets a breaker's manual mode; false when no breaker has that name. */

@@ -4,9 +4,9 @@
 // reports each change through a callback so the layer's owner can emit events.
 
 import type { CircuitBreakerConfig } from '../../config/types.ts';
-import type { BreakerStateName } from '../events.ts';
+import type { BreakerStateName } from '../../exchange/events.ts';
 import { RateTripRule, type TripRule } from './trip.ts';
-import type { CallOutcome, WindowRates } from './window.ts';
+import type { JudgedCall, WindowRates } from './window.ts';
 
 export type BreakerState =
   | { readonly kind: 'closed' }
@@ -27,8 +27,6 @@ export type BreakerState =
 
 /** `auto` follows the state machine; the other two are Resilience4j's FORCED_OPEN and DISABLED. */
 export type BreakerMode = 'auto' | 'forced-open' | 'disabled';
-
-export const breakerModes: readonly BreakerMode[] = ['auto', 'forced-open', 'disabled'];
 
 /**
  * What admit() decided. A call let through carries the period it was admitted in (a period
@@ -123,11 +121,11 @@ export class CircuitBreaker {
   }
 
   /** Counts the outcome of a call admit() let through. */
-  record(now: number, outcome: CallOutcome, admission: Admission): void {
+  record(now: number, call: JudgedCall, admission: Admission): void {
     if (!this.#current(admission)) return;
     const state = this.#state;
     if (state.kind === 'half-open') {
-      if (this.#rule.isBad(outcome)) {
+      if (this.#rule.isBad(call)) {
         this.#open(now, state.consecutiveOpens + 1);
       } else if (state.successes + 1 >= this.config.halfOpenRequests) {
         this.#close();
@@ -138,7 +136,7 @@ export class CircuitBreaker {
     }
     // Not half-open, and an open breaker admits nothing: a call of the current period is a
     // call made while closed.
-    if (this.#rule.record(now, outcome)) this.#open(now, 1);
+    if (this.#rule.record(now, call)) this.#open(now, 1);
   }
 
   /** A call admit() let through ended without an outcome to judge (cancelled): frees its probe slot. */

@@ -2,13 +2,13 @@
 // opening means. The state machine asks one question of it, "should I open now?", and starts
 // it afresh each time the breaker closes.
 
-import { SlidingWindow, type CallOutcome, type WindowRates } from './window.ts';
+import { SlidingWindow, type JudgedCall, type WindowRates } from './window.ts';
 
 export interface TripRule {
   /** Counts a call made while closed; true when the breaker should open. */
-  record(now: number, outcome: CallOutcome): boolean;
-  /** True when the outcome counts against the upstream: a half-open probe must not have one. */
-  isBad(outcome: CallOutcome): boolean;
+  record(now: number, call: JudgedCall): boolean;
+  /** True when the call counts against the upstream: a half-open probe must not have one. */
+  isBad(call: JudgedCall): boolean;
   rates(now: number): WindowRates;
   /** Forgets every call, for a breaker that has just closed. */
   reset(): void;
@@ -40,8 +40,8 @@ export class RateTripRule implements TripRule {
     this.#slowCallsTrip = thresholds.slowCallRate < 1;
   }
 
-  record(now: number, outcome: CallOutcome): boolean {
-    this.#window.record(now, outcome);
+  record(now: number, call: JudgedCall): boolean {
+    this.#window.record(now, call);
     // Checked after every call, successes included: the call that reaches minRequests may be a
     // success in a window that is already failing.
     const rates = this.#window.rates(now);
@@ -49,8 +49,8 @@ export class RateTripRule implements TripRule {
     return rates.failureRate >= this.#thresholds.failureRate || (this.#slowCallsTrip && rates.slowRate >= this.#thresholds.slowCallRate);
   }
 
-  isBad(outcome: CallOutcome): boolean {
-    return outcome.failed || (this.#slowCallsTrip && outcome.slow);
+  isBad(call: JudgedCall): boolean {
+    return call.failed || (this.#slowCallsTrip && call.slow);
   }
 
   rates(now: number): WindowRates {

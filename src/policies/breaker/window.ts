@@ -6,7 +6,8 @@
 /** Buckets per window. */
 export const bucketsPerWindow = 10;
 
-export interface CallOutcome {
+/** One call as the breaker judges it. */
+export interface JudgedCall {
   /** The call failed, as the breaker's `failOn` defines failure. */
   readonly failed: boolean;
   /** The call took longer than the breaker's `slowCallDuration`. */
@@ -37,7 +38,7 @@ export class SlidingWindow {
     this.#bucketMs = windowMs / bucketsPerWindow;
   }
 
-  record(now: number, outcome: CallOutcome): void {
+  record(now: number, call: JudgedCall): void {
     const index = Math.floor(now / this.#bucketMs);
     const slot = slotOf(index);
     if (this.#indexes[slot] !== index) {
@@ -47,8 +48,8 @@ export class SlidingWindow {
       this.#slowCalls[slot] = 0;
     }
     this.#calls[slot]! += 1;
-    if (outcome.failed) this.#failures[slot]! += 1;
-    if (outcome.slow) this.#slowCalls[slot]! += 1;
+    if (call.failed) this.#failures[slot]! += 1;
+    if (call.slow) this.#slowCalls[slot]! += 1;
   }
 
   rates(now: number): WindowRates {

@@ -1,8 +1,10 @@
-import type { ProxyRequest, ResponseBody, UpstreamResponse } from '../../proxy/context.ts';
-import { ProxyError } from '../../proxy/errors.ts';
+import { abortReason, onAbort } from '../../exchange/cancel.ts';
+import { ProxyError } from '../../exchange/errors.ts';
+import type { PolicyEvents } from '../../exchange/events.ts';
+import { callHandler, type CallScope, type Handler, type Layer } from '../../exchange/handler.ts';
+import { onBodyEnd, type ProxyRequest, type UpstreamResponse } from '../../exchange/request.ts';
 import type { Clock } from '../../runtime/clock.ts';
-import { callHandler, type Handler, type Layer } from '../../stack/handler.ts';
-import type { PolicyEvents } from '../events.ts';
+import { deadlineExceeded } from '../deadline/deadline.ts';
 import type { Bulkhead, Waiter } from './limiter.ts';
 
 export interface BulkheadDeps {
@@ -21,45 +23,6 @@ function releaseSlot(limiter: Bulkhead): void {
   if (woken !== undefined) wakeUps.get(woken)!();
 }
 
-/** A response body that holds its request's slot until it has streamed, failed or been discarded. */
-class SlotHeldBody implements ResponseBody {
-  readonly #body: ResponseBody;
-  readonly #limiter: Bulkhead;
-  #held = true;
-
-  constructor(body: ResponseBody, limiter: Bulkhead) {
-    this.#body = body;
-    this.#limiter = limiter;
-  }
-
-  pipeTo(sink: Parameters<ResponseBody['pipeTo']>[0]): Promise<void> {
-    let piping: Promise<void>;
-    try {
-      piping = this.#body.pipeTo(sink);
-    } catch (error) {
-      this.#giveBack();
-      return Promise.reject(error);
-    }
-    const giveBack = (): void => this.#giveBack();
-    piping.then(giveBack, giveBack);
-    return piping;
-  }
-
-  discard(): void {
-    try {
-      this.#body.discard();
-    } finally {
-      this.#giveBack();
-    }
-  }
-
-  #giveBack(): void {
-    if (!this.#held) return;
-    this.#held = false;
-    releaseSlot(this.#limiter);
-  }
-}
-
 /**
  * Holds one of the upstream's slots for the whole life of a request: every retry, and the
  * response body until it has streamed to the client or been discarded. Without a free slot the
@@ -71,14 +34,13 @@ export function bulkheadLayer(limiter: Bulkhead, deps: BulkheadDeps): Layer {
 
   function refuse(request: ProxyRequest, reason: 'full' | 'queue-timeout' | 'deadline', message: string): ProxyError {
     events.emit({ type: 'bulkhead-rejected', upstream: request.upstream, route: request.route, reason }, request);
-    if (reason !== 'deadline') return new ProxyError('bulkhead_full', { message });
-    events.emit({ type: 'deadline-exceeded', route: request.route, upstream: request.upstream, stage: 'attempt' }, request);
-    return new ProxyError('deadline_exceeded', { message });
+    if (reason === 'deadline') return deadlineExceeded(events, 'attempt', message, request);
+    return new ProxyError('bulkhead_full', { message });
   }
 
-  function waitForSlot(request: ProxyRequest, waiter: Waiter): Promise<void> {
+  function waitForSlot(request: ProxyRequest, scope: CallScope, waiter: Waiter): Promise<void> {
     const queuedAt = clock.now();
-    const remaining = request.deadlineAt - queuedAt;
+    const remaining = scope.dueAt - queuedAt;
     const deadlineFirst = remaining < queueTimeoutMs;
     const waitMs = Math.min(queueTimeoutMs, remaining);
     const outOfTime = (): ProxyError =>
@@ -93,7 +55,7 @@ export function bulkheadLayer(limiter: Bulkhead, deps: BulkheadDeps): Layer {
       const stopWaiting = (): void => {
         wakeUps.delete(waiter);
         cancelTimer();
-        request.cancelAttempt = null;
+        stopListening();
       };
       const cancelTimer = clock.setTimer(waitMs, () => {
         limiter.cancel(waiter);
@@ -101,11 +63,11 @@ export function bulkheadLayer(limiter: Bulkhead, deps: BulkheadDeps): Layer {
         reject(outOfTime());
       });
       // The request is cut short (route timeout, client gone) while it waits: leave the queue now.
-      request.cancelAttempt = (reason) => {
+      const stopListening = onAbort(scope.signal, (reason) => {
         limiter.cancel(waiter);
         stopWaiting();
         reject(reason);
-      };
+      });
       wakeUps.set(waiter, () => {
         stopWaiting();
         events.emit({ type: 'bulkhead-queued', upstream: request.upstream, route: request.route, waitedMs: clock.now() - queuedAt }, request);
@@ -115,19 +77,20 @@ export function bulkheadLayer(limiter: Bulkhead, deps: BulkheadDeps): Layer {
   }
 
   // Made once per layer: the happy path allocates no closure of its own.
-  const holdSlot = (response: UpstreamResponse): UpstreamResponse => ({ ...response, body: new SlotHeldBody(response.body, limiter) });
+  const giveBack = (): void => releaseSlot(limiter);
+  const holdSlot = (response: UpstreamResponse): UpstreamResponse => onBodyEnd(response, giveBack);
   const giveBackOnError = (error: unknown): never => {
     releaseSlot(limiter);
     throw error;
   };
 
   /** Calls next with the slot held; the slot is given back exactly once, when the exchange is over. */
-  function withSlot(next: Handler, request: ProxyRequest): Promise<UpstreamResponse> {
-    return callHandler(next, request).then(holdSlot, giveBackOnError);
+  function withSlot(next: Handler, request: ProxyRequest, scope: CallScope): Promise<UpstreamResponse> {
+    return callHandler(next, request, scope).then(holdSlot, giveBackOnError);
   }
 
-  return (next) => (request) => {
-    if (request.abortReason !== null) return Promise.reject(request.abortReason);
+  return (next) => (request, scope) => {
+    if (scope.signal.aborted) return Promise.reject(abortReason(scope.signal));
     const acquisition = limiter.tryAcquire();
     if (acquisition.kind === 'rejected') {
       return Promise.reject(
@@ -138,7 +101,7 @@ export function bulkheadLayer(limiter: Bulkhead, deps: BulkheadDeps): Layer {
         ),
       );
     }
-    if (acquisition.kind === 'queued') return waitForSlot(request, acquisition.waiter).then(() => withSlot(next, request));
-    return withSlot(next, request);
+    if (acquisition.kind === 'queued') return waitForSlot(request, scope, acquisition.waiter).then(() => withSlot(next, request, scope));
+    return withSlot(next, request, scope);
   };
 }

@@ -2,11 +2,8 @@
 // order. No timers and no promises: the layer decides how long a waiter waits and wakes the
 // waiter that release() names.
 
-/** One queued request. The limiter makes it; the layer keeps it to cancel or wake. */
-export interface Waiter {
-  /** Arrival order, for telling waiters apart in logs and tests. */
-  readonly seq: number;
-}
+/** One queued request: a token the limiter makes and the layer keeps, to cancel or wake it. */
+export type Waiter = object;
 
 export type Acquisition =
   | { readonly kind: 'acquired' }
@@ -36,7 +33,6 @@ export class Bulkhead {
   // A Set keeps insertion order and deletes in constant time: the oldest waiter is its first
   // entry, and a waiter that gives up leaves no hole behind.
   readonly #waiters = new Set<Waiter>();
-  #seq = 0;
 
   constructor(limits: BulkheadLimits) {
     this.maxConcurrent = limits.maxConcurrent;
@@ -51,7 +47,7 @@ export class Bulkhead {
       return acquired;
     }
     if (this.#waiters.size < this.maxQueued) {
-      const waiter: Waiter = { seq: this.#seq++ };
+      const waiter: Waiter = {};
       this.#waiters.add(waiter);
       return { kind: 'queued', waiter };
     }

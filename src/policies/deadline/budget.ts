@@ -1,5 +1,4 @@
-// Deadlines on the wire are relative budgets (hosts' clocks differ); inside Breakwater they
-// are absolute monotonic instants. This core turns the caller's headers into a budget.
+// The caller's side of a deadline: the budget headers it may send, parsed into milliseconds.
 
 const grpcUnitsMs: Readonly<Record<string, number>> = {
   H: 3_600_000,
@@ -53,7 +52,3 @@ export function callerBudgetMs(
   return budget === undefined ? undefined : Math.min(budget, maxInboundMs);
 }
 
-/** Whole milliseconds to announce for a wait that ends at `until`: never more than is left. */
-export function announcedBudgetMs(until: number, now: number): number {
-  return Math.max(0, Math.floor(until - now));
-}

@@ -1,4 +1,4 @@
-import type { ResponseBody } from '../../proxy/context.ts';
+import type { ResponseBody } from '../../exchange/request.ts';
 
 /** The client response a body streams into (node:http's ServerResponse, which policies do not import). */
 export type ResponseSink = Parameters<ResponseBody['pipeTo']>[0];

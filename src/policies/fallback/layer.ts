@@ -1,9 +1,9 @@
 import type { FallbackConfig, FallbackStep } from '../../config/types.ts';
-import type { ProxyRequest, UpstreamResponse } from '../../proxy/context.ts';
-import { ProxyError } from '../../proxy/errors.ts';
+import { ProxyError } from '../../exchange/errors.ts';
+import type { FallbackKind, PolicyEvents } from '../../exchange/events.ts';
+import { callHandler, type CallScope, type Handler, type Layer } from '../../exchange/handler.ts';
+import type { ProxyRequest, UpstreamResponse } from '../../exchange/request.ts';
 import type { Clock } from '../../runtime/clock.ts';
-import { callHandler, type Handler, type Layer } from '../../stack/handler.ts';
-import type { FallbackKind, PolicyEvents } from '../events.ts';
 import { bufferedBody, statusHasBody } from './body.ts';
 import { triggersFallback } from './select.ts';
 import type { StaleCache } from './stale-cache.ts';
@@ -41,13 +41,13 @@ export function fallbackLayer(config: FallbackConfig, deps: FallbackDeps): Layer
   }
   const statics = new Map(config.chain.flatMap((step) => (step.kind === 'response' ? [[step, staticResponse(step)] as const] : [])));
 
-  async function failOver(upstream: string, request: ProxyRequest): Promise<UpstreamResponse | undefined> {
+  async function failOver(upstream: string, request: ProxyRequest, scope: CallScope): Promise<UpstreamResponse | undefined> {
     // A streamed body has been consumed and cannot be sent again; a request cut short (route
     // timeout, client gone) would have its new attempt cancelled at once.
-    if (!(request.body === null || Buffer.isBuffer(request.body)) || request.abortReason !== null) return undefined;
+    if (!(request.body === null || Buffer.isBuffer(request.body)) || scope.signal.aborted) return undefined;
     let response: UpstreamResponse;
     try {
-      response = await failover!(upstream)(request);
+      response = await failover!(upstream)(request, scope);
     } catch {
       return undefined;
     }
@@ -59,48 +59,48 @@ export function fallbackLayer(config: FallbackConfig, deps: FallbackDeps): Layer
     return { ...response, headers: { ...response.headers, 'x-breakwater-fallback': 'upstream' }, fallback: 'upstream' };
   }
 
-  function tryStep(step: FallbackStep, request: ProxyRequest): Promise<UpstreamResponse | undefined> | UpstreamResponse | undefined {
+  function tryStep(step: FallbackStep, request: ProxyRequest, scope: CallScope): Promise<UpstreamResponse | undefined> | UpstreamResponse | undefined {
     switch (step.kind) {
       case 'staleCache':
         return cache!.lookup(request, clock.now(), step.maxAgeMs);
       case 'upstream':
-        return failOver(step.upstream, request);
+        return failOver(step.upstream, request, scope);
       case 'response':
         return statics.get(step);
     }
   }
 
-  async function runChain(request: ProxyRequest): Promise<UpstreamResponse | undefined> {
+  async function runChain(request: ProxyRequest, scope: CallScope): Promise<UpstreamResponse | undefined> {
     for (const step of config.chain) {
-      const response = await tryStep(step, request);
+      const response = await tryStep(step, request, scope);
       events.emit({ type: 'fallback', route, kind: kindOfStep[step.kind], result: response === undefined ? 'failure' : 'success' }, request);
       if (response !== undefined) return response;
     }
     return undefined;
   }
 
-  async function afterError(request: ProxyRequest, error: unknown): Promise<UpstreamResponse> {
+  async function afterError(request: ProxyRequest, scope: CallScope, error: unknown): Promise<UpstreamResponse> {
     if (!(error instanceof ProxyError) || !triggersFallback({ kind: 'error', reason: error.reason }, config.on)) throw error;
-    const served = await runChain(request);
+    const served = await runChain(request, scope);
     if (served === undefined) throw error;
     return served;
   }
 
-  async function afterFailingResponse(request: ProxyRequest, response: UpstreamResponse): Promise<UpstreamResponse> {
+  async function afterFailingResponse(request: ProxyRequest, scope: CallScope, response: UpstreamResponse): Promise<UpstreamResponse> {
     // The upstream's own answer stays on hold: it is what the caller gets if no step serves.
-    const served = await runChain(request);
+    const served = await runChain(request, scope);
     if (served === undefined) return response;
     response.body.discard();
     return served;
   }
 
-  return (next) => (request) => {
-    return callHandler(next, request).then(
+  return (next) => (request, scope) => {
+    return callHandler(next, request, scope).then(
       (response) => {
-        if (triggersFallback({ kind: 'response', status: response.status }, config.on)) return afterFailingResponse(request, response);
+        if (triggersFallback({ kind: 'response', status: response.status }, config.on)) return afterFailingResponse(request, scope, response);
         return cache === undefined ? response : cache.capture(request, response, clock.now());
       },
-      (error: unknown) => afterError(request, error),
+      (error: unknown) => afterError(request, scope, error),
     );
   };
 }

@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache';
-import type { ProxyRequest, UpstreamResponse } from '../../proxy/context.ts';
+import type { ProxyRequest, UpstreamResponse } from '../../exchange/request.ts';
 import { bufferedBody, statusHasBody, teeBody } from './body.ts';
 
 // The last good answer per URL, served when the upstream fails (like RFC 5861's

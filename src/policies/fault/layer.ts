@@ -1,10 +1,12 @@
 import type { FaultConfig } from '../../config/types.ts';
-import type { ProxyRequest } from '../../proxy/context.ts';
-import { ProxyError } from '../../proxy/errors.ts';
+import { waitOrAbort } from '../../exchange/cancel.ts';
+import { ProxyError } from '../../exchange/errors.ts';
+import type { PolicyEvents } from '../../exchange/events.ts';
+import type { CallScope, Layer } from '../../exchange/handler.ts';
+import type { ProxyRequest } from '../../exchange/request.ts';
 import type { Clock } from '../../runtime/clock.ts';
 import type { Random } from '../../runtime/random.ts';
-import type { Layer } from '../../stack/handler.ts';
-import type { PolicyEvents } from '../events.ts';
+import { deadlineExceeded } from '../deadline/deadline.ts';
 import { decideFault } from './decide.ts';
 
 export interface FaultDeps {
@@ -22,38 +24,23 @@ export interface FaultDeps {
 export function faultLayer(config: FaultConfig, deps: FaultDeps): Layer {
   const { clock, random, events } = deps;
 
-  /** Waits `delayMs` on the clock; gives up when the request is cut short or its deadline comes first. */
-  function delay(request: ProxyRequest, delayMs: number): Promise<void> {
-    if (request.abortReason !== null) return Promise.reject(request.abortReason);
-    const waitMs = Math.max(0, Math.min(delayMs, request.deadlineAt - clock.now()));
-    return new Promise((resolve, reject) => {
-      const cancelTimer = clock.setTimer(waitMs, () => {
-        request.cancelAttempt = null;
-        if (waitMs === delayMs) {
-          resolve();
-          return;
-        }
-        events.emit({ type: 'deadline-exceeded', route: request.route, upstream: request.upstream, stage: 'attempt' }, request);
-        reject(new ProxyError('deadline_exceeded', { message: `the deadline ran out during an injected delay of ${delayMs} ms` }));
-      });
-      request.cancelAttempt = (reason) => {
-        cancelTimer();
-        request.cancelAttempt = null;
-        reject(reason);
-      };
-    });
+  /** Waits `delayMs`; gives up when the request is cut short or its deadline comes first. */
+  async function delay(request: ProxyRequest, scope: CallScope, delayMs: number): Promise<void> {
+    const waitMs = Math.max(0, Math.min(delayMs, scope.dueAt - clock.now()));
+    await waitOrAbort(clock, waitMs, scope.signal);
+    if (waitMs < delayMs) throw deadlineExceeded(events, 'attempt', `the deadline ran out during an injected delay of ${delayMs} ms`, request);
   }
 
-  return (next) => async (request) => {
+  return (next) => async (request, scope) => {
     const decision = decideFault(config, random);
     if (decision.delayMs > 0) {
       events.emit({ type: 'fault-injected', route: request.route, kind: 'delay' }, request);
-      await delay(request, decision.delayMs);
+      await delay(request, scope, decision.delayMs);
     }
     if (decision.abortStatus !== null) {
       events.emit({ type: 'fault-injected', route: request.route, kind: 'abort' }, request);
       throw new ProxyError('fault_injected', { status: decision.abortStatus });
     }
-    return next(request);
+    return next(request, scope);
   };
 }

@@ -1,6 +1,7 @@
 import { PassThrough, pipeline, type Readable } from 'node:stream';
-import type { ProxyRequest } from '../../proxy/context.ts';
-import { ProxyError } from '../../proxy/errors.ts';
+import { abortReason, onAbort } from '../../exchange/cancel.ts';
+import { ProxyError } from '../../exchange/errors.ts';
+import type { ProxyRequest } from '../../exchange/request.ts';
 
 /** The request's Content-Length, or undefined when it has none (a chunked body). */
 function contentLength(headers: readonly string[]): number | undefined {
@@ -24,13 +25,14 @@ function resume(prefix: readonly Buffer[], source: Readable): Readable {
  * Makes a streaming request body replayable when it fits in `limit` bytes: reads it into a
  * Buffer that every attempt sends as is. Resolves true when it was buffered, false when it is
  * larger and streams through once (the already-read part first). A body declared larger than
- * `limit` is not read at all. Rejects if the request is aborted or the body fails while it is
- * being read.
+ * `limit` is not read at all. Rejects if `signal` aborts (the route timeout, the client gone) or
+ * the body fails while it is being read.
  */
-export function bufferBody(request: ProxyRequest, source: Readable, limit: number): Promise<boolean> {
+export function bufferBody(request: ProxyRequest, source: Readable, limit: number, signal: AbortSignal): Promise<boolean> {
   const declared = contentLength(request.headers);
   if (declared !== undefined && declared > limit) return Promise.resolve(false);
 
+  if (signal.aborted) return Promise.reject(abortReason(signal));
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -38,7 +40,7 @@ export function bufferBody(request: ProxyRequest, source: Readable, limit: numbe
       source.off('data', onData);
       source.off('end', onEnd);
       source.off('error', onError);
-      request.cancelAttempt = null;
+      stopListening();
     };
     const onData = (chunk: Buffer): void => {
       chunks.push(chunk);
@@ -59,22 +61,20 @@ export function bufferBody(request: ProxyRequest, source: Readable, limit: numbe
       reject(
         error instanceof ProxyError
           ? error
-          : (request.abortReason ?? new ProxyError('bad_request', { message: 'the request body could not be read', cause: error })),
+          : signal.aborted
+            ? abortReason(signal)
+            : new ProxyError('bad_request', { message: 'the request body could not be read', cause: error }),
       );
     };
-    if (request.abortReason !== null) {
-      reject(request.abortReason);
-      return;
-    }
     // The route timeout or the client leaving ends the wait for the body too.
-    request.cancelAttempt = (reason) => {
+    const stopListening = onAbort(signal, (reason) => {
       settle();
       // The body is abandoned, not destroyed (that would close the socket before the client
       // gets its answer): let it drain, and let its late errors go unheard.
       source.on('error', () => undefined);
       source.resume();
       reject(reason);
-    };
+    });
     source.on('data', onData);
     source.on('end', onEnd);
     source.on('error', onError);

@@ -1,6 +1,6 @@
 import type { RetryConfig } from '../../config/types.ts';
-import type { GiveUpReason, RetryTrigger } from '../events.ts';
-import { matchesRetryOn, type AttemptOutcome } from '../outcome.ts';
+import type { GiveUpReason, RetryTrigger } from '../../exchange/events.ts';
+import { matchesRetryOn, type AttemptOutcome } from '../../exchange/outcome.ts';
 
 // "Would I retry this outcome?": the rules that depend on the outcome and the request only.
 // Attempts left, the budget, the breaker and the backoff's fit in the deadline are the

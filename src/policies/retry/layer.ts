@@ -1,12 +1,13 @@
 import type { Readable } from 'node:stream';
 import type { RetryConfig } from '../../config/types.ts';
-import type { ProxyRequest, UpstreamResponse } from '../../proxy/context.ts';
-import { ProxyError } from '../../proxy/errors.ts';
+import { waitOrAbort } from '../../exchange/cancel.ts';
+import { ProxyError } from '../../exchange/errors.ts';
+import type { GiveUpReason, PolicyEvents } from '../../exchange/events.ts';
+import { callHandler, type CallScope, type Handler, type Layer } from '../../exchange/handler.ts';
+import type { AttemptOutcome } from '../../exchange/outcome.ts';
+import type { ProxyRequest, UpstreamResponse } from '../../exchange/request.ts';
 import type { Clock } from '../../runtime/clock.ts';
 import type { Random } from '../../runtime/random.ts';
-import { callHandler, type Handler, type Layer } from '../../stack/handler.ts';
-import type { GiveUpReason, PolicyEvents } from '../events.ts';
-import type { AttemptOutcome } from '../outcome.ts';
 import { backoffDelay } from './backoff.ts';
 import { bufferBody } from './body.ts';
 import type { RetryBudget } from './budget.ts';
@@ -36,9 +37,9 @@ function attemptFailure(error: unknown): Attempt {
   return { outcome: { kind: 'failure', failure: error.attemptFailure }, error };
 }
 
-async function attempt(next: Handler, request: ProxyRequest): Promise<Attempt> {
+async function attempt(next: Handler, request: ProxyRequest, scope: CallScope): Promise<Attempt> {
   try {
-    const response = await next(request);
+    const response = await next(request, scope);
     return { outcome: { kind: 'response', status: response.status }, response };
   } catch (error) {
     return attemptFailure(error);
@@ -56,24 +57,6 @@ function settle(result: Attempt): UpstreamResponse {
 }
 
 /**
- * Waits `ms` on the clock; the request's abort (route timeout, client gone) ends it at once.
- * The caller has just seen the request was not aborted yet.
- */
-function pause(request: ProxyRequest, clock: Clock, ms: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const cancelTimer = clock.setTimer(ms, () => {
-      request.cancelAttempt = null;
-      resolve();
-    });
-    request.cancelAttempt = (reason) => {
-      cancelTimer();
-      request.cancelAttempt = null;
-      reject(reason);
-    };
-  });
-}
-
-/**
  * Retries failed attempts. An attempt is retried when decideRetry says its outcome may be,
  * attempts remain (maxAttempts counts the first), the body can be sent again, the breaker is
  * not open, an attempt could still start after the wait (backoff, or Retry-After) within the
@@ -85,7 +68,7 @@ export function retryLayer(config: RetryConfig, deps: RetryDeps): Layer {
   const { clock, random, events, budget, breakerOpen } = deps;
 
   /** Decides on the outcome of attempt number `attempts`, then makes the retries it allows. */
-  async function retryAfter(next: Handler, request: ProxyRequest, replayable: boolean, first: Attempt): Promise<UpstreamResponse> {
+  async function retryAfter(next: Handler, request: ProxyRequest, scope: CallScope, replayable: boolean, first: Attempt): Promise<UpstreamResponse> {
     const { route, upstream } = request;
     const giveUp = (reason: GiveUpReason, result: Attempt): UpstreamResponse => {
       events.emit({ type: 'retry-give-up', route, upstream, reason }, request);
@@ -96,10 +79,10 @@ export function retryLayer(config: RetryConfig, deps: RetryDeps): Layer {
     for (let attempts = 1; ; attempts++) {
       if ('response' in result && isFinal(result.response)) return result.response;
       // The route timeout fired or the client left: nothing more can be sent.
-      if (request.abortReason !== null) return settle(result);
+      if (scope.signal.aborted) return settle(result);
 
       const now = clock.now();
-      const remainingMs = request.deadlineAt - now;
+      const remainingMs = scope.dueAt - now;
       const decision = decideRetry(config, {
         outcome: result.outcome,
         responseHeaders: 'response' in result ? result.response.headers : noHeaders,
@@ -120,26 +103,27 @@ export function retryLayer(config: RetryConfig, deps: RetryDeps): Layer {
       if (decision.retryAfterMs === undefined) previousDelayMs = delayMs;
       if ('response' in result) result.response.body.discard();
       events.emit({ type: 'retry', route, upstream, attempt: attempts + 1, delayMs, trigger: decision.trigger }, request);
-      if (delayMs > 0) await pause(request, clock, delayMs);
-      result = await attempt(next, request);
+      // The request's end (route timeout, client gone) cuts the wait short.
+      if (delayMs > 0) await waitOrAbort(clock, delayMs, scope.signal);
+      result = await attempt(next, request, scope);
     }
   }
 
-  async function bufferThenRetry(next: Handler, request: ProxyRequest, body: Readable): Promise<UpstreamResponse> {
-    const replayable = await bufferBody(request, body, config.bufferLimitBytes);
-    return retryAfter(next, request, replayable, await attempt(next, request));
+  async function bufferThenRetry(next: Handler, request: ProxyRequest, scope: CallScope, body: Readable): Promise<UpstreamResponse> {
+    const replayable = await bufferBody(request, body, config.bufferLimitBytes, scope.signal);
+    return retryAfter(next, request, scope, replayable, await attempt(next, request, scope));
   }
 
-  return (next) => (request) => {
+  return (next) => (request, scope) => {
     budget.recordRequest(clock.now());
     const body = request.body;
     // A body still streaming from the client is read into memory first, when it fits.
-    if (body !== null && !Buffer.isBuffer(body)) return bufferThenRetry(next, request, body);
+    if (body !== null && !Buffer.isBuffer(body)) return bufferThenRetry(next, request, scope, body);
     // Without a body to buffer the first attempt goes straight out, and a final response
     // comes back without the retry loop.
-    return callHandler(next, request).then(
-      (response) => (isFinal(response) ? response : retryAfter(next, request, true, { outcome: { kind: 'response', status: response.status }, response })),
-      (error: unknown) => retryAfter(next, request, true, attemptFailure(error)),
+    return callHandler(next, request, scope).then(
+      (response) => (isFinal(response) ? response : retryAfter(next, request, scope, true, { outcome: { kind: 'response', status: response.status }, response })),
+      (error: unknown) => retryAfter(next, request, scope, true, attemptFailure(error)),
     );
   };
 }

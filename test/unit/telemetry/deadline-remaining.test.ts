@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { createMetrics, type AttemptSample, type Metrics } from '../../../src/telemetry/metrics.ts';
+import { createMetrics, type Metrics } from '../../../src/telemetry/metrics.ts';
+import { attemptRecord, failed } from '../../support/records.ts';
 
 const name = 'breakwater_upstream_attempt_deadline_remaining_seconds';
 
@@ -20,7 +21,7 @@ function bucketCounts(samples: Sample[]): Map<string | number, number> {
   return new Map(samples.filter((sample) => sample.metricName === `${name}_bucket`).map((sample) => [sample.labels.le!, sample.value]));
 }
 
-const attempt: AttemptSample = { route: 'charge', upstream: 'payments', outcome: 'response', status: 200, durationMs: 4, remainingMs: 2000 };
+const attempt = attemptRecord({ remainingMs: 2000 });
 
 describe('deadline remaining when an attempt starts', () => {
   it('observes the budget left at each attempt, in seconds, per route and upstream', async () => {
@@ -28,7 +29,7 @@ describe('deadline remaining when an attempt starts', () => {
 
     // A first attempt with the whole 2 s route timeout, then a retry with 300 ms left.
     metrics.recordAttempt(attempt);
-    metrics.recordAttempt({ ...attempt, outcome: 'timeout', status: undefined, remainingMs: 300 });
+    metrics.recordAttempt({ ...attempt, outcome: failed('timeout'), remainingMs: 300 });
 
     const samples = await series(metrics, 'charge', 'payments');
     expect(samples).toContainEqual({ metricName: `${name}_count`, labels: { route: 'charge', upstream: 'payments' }, value: 2 });

@@ -4,19 +4,23 @@
 import { Writable } from 'node:stream';
 import { Counter, Histogram, Registry } from 'prom-client';
 import { test } from 'vitest';
-import { createLogger, writeAccessLog, type AccessLogEntry } from '../../../src/telemetry/logger.ts';
-import { createMetrics, type RequestSample } from '../../../src/telemetry/metrics.ts';
+import type { RequestRecord } from '../../../src/exchange/record.ts';
+import { createLogger, writeAccessLog } from '../../../src/telemetry/logger.ts';
+import { createMetrics } from '../../../src/telemetry/metrics.ts';
+import { requestRecord } from '../../support/records.ts';
 
 // A realistic mix: a few routes and upstreams, a few status codes, one local reason.
-const samples: RequestSample[] = Array.from({ length: 64 }, (_, i) => ({
-  listener: i % 8 === 0 ? 'inbound' : 'outbound',
-  route: ['charge', 'list-items', 'get-user', 'to-local-app'][i % 4],
-  upstream: ['payments', 'catalog', 'users'][i % 3],
-  status: [200, 201, 404, 503][(i >> 2) % 4] ?? 200,
-  reason: i % 16 === 15 ? 'timeout' : undefined,
-  durationMs: (i % 13) * 0.9,
-  method: 'GET',
-}));
+const samples: RequestRecord[] = Array.from({ length: 64 }, (_, i) =>
+  requestRecord({
+    listener: i % 8 === 0 ? 'inbound' : 'outbound',
+    route: ['charge', 'list-items', 'get-user', 'to-local-app'][i % 4],
+    upstream: ['payments', 'catalog', 'users'][i % 3],
+    status: [200, 201, 404, 503][(i >> 2) % 4] ?? 200,
+    reason: i % 16 === 15 ? 'timeout' : undefined,
+    durationMs: (i % 13) * 0.9,
+    method: 'GET',
+  }),
+);
 
 test('metrics, per request', async ({ bench }) => {
   const metrics = createMetrics();
@@ -34,10 +38,10 @@ test('metrics, per request', async ({ bench }) => {
 
   await bench.compare(
     bench('recordRequest', () => {
-      metrics.recordRequest(samples[i++ & 63] as RequestSample);
+      metrics.recordRequest(samples[i++ & 63] as RequestRecord);
     }),
     bench('prom-client inc + observe with label objects', () => {
-      const s = samples[j++ & 63] as RequestSample;
+      const s = samples[j++ & 63] as RequestRecord;
       const route = s.route ?? '';
       const upstream = s.upstream ?? '';
       requests.inc({ listener: s.listener, route, upstream, code: String(s.status), reason: s.reason ?? '' });
@@ -54,17 +58,7 @@ test('access log, per request', async ({ bench }) => {
       },
     }),
   });
-  const entry: AccessLogEntry = {
-    requestId: '5f1c0a4e-9d0b-4b53-8f1e-2f7e0b1c9a77',
-    listener: 'outbound',
-    route: 'charge',
-    upstream: 'payments',
-    method: 'POST',
-    path: '/charge/42?amount=5',
-    status: 201,
-    durationMs: 12.3456,
-    attempts: 1,
-  };
+  const entry = requestRecord({ requestId: '5f1c0a4e-9d0b-4b53-8f1e-2f7e0b1c9a77', path: '/charge/42?amount=5', status: 201, durationMs: 12.3456 });
 
   await bench('writeAccessLog', () => {
     writeAccessLog(logger, entry);

@@ -3,7 +3,8 @@ import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { createLogger, flushLogger, pathOnly, writeAccessLog, type AccessLogEntry, type Logger } from '../../../src/telemetry/logger.ts';
+import { createLogger, flushLogger, pathOnly, writeAccessLog, type Logger } from '../../../src/telemetry/logger.ts';
+import { requestRecord } from '../../support/records.ts';
 
 /** A logger from createLogger writing into memory instead of stdout. */
 function capture(level?: string): { logger: Logger; raw: () => string; lines: () => Record<string, unknown>[] } {
@@ -26,19 +27,13 @@ function capture(level?: string): { logger: Logger; raw: () => string; lines: ()
   };
 }
 
-const answeredByUpstream: AccessLogEntry = {
+const answeredByUpstream = requestRecord({
   requestId: '5f1c0a4e-9d0b-4b53-8f1e-2f7e0b1c9a77',
-  listener: 'outbound',
-  route: 'charge',
-  upstream: 'payments',
-  method: 'POST',
   path: '/charge/42',
   status: 201,
   durationMs: 12.3456789,
   attempts: 2,
-  reason: undefined,
-  fallback: undefined,
-};
+});
 
 describe('access log', () => {
   it('writes one line per request with the keys of a request the upstream answered', () => {

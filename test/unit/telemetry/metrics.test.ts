@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { register as globalRegistry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { createMetrics, type Metrics, type RequestSample } from '../../../src/telemetry/metrics.ts';
+import { createMetrics, type Metrics } from '../../../src/telemetry/metrics.ts';
+import { answered, attemptRecord, failed, requestRecord } from '../../support/records.ts';
 
 interface Sample {
   value: number;
@@ -28,15 +29,7 @@ async function value(metrics: Metrics, name: string, labels: Record<string, stri
   return matching[0]?.value;
 }
 
-const charge: RequestSample = {
-  listener: 'outbound',
-  route: 'charge',
-  upstream: 'payments',
-  status: 200,
-  reason: undefined,
-  durationMs: 12,
-  method: 'POST',
-};
+const charge = requestRecord();
 
 describe('request metrics', () => {
   it('counts a finished request under its listener, route, upstream and status', async () => {
@@ -108,9 +101,9 @@ describe('upstream attempt metrics', () => {
   it('counts attempts by outcome, with the status code only for responses', async () => {
     const metrics = createMetrics();
 
-    metrics.recordAttempt({ route: 'charge', upstream: 'payments', outcome: 'response', status: 503, durationMs: 4, remainingMs: 2000 });
-    metrics.recordAttempt({ route: 'charge', upstream: 'payments', outcome: 'timeout', durationMs: 500, remainingMs: 500 });
-    metrics.recordAttempt({ route: 'charge', upstream: 'payments', outcome: 'response', status: 200, durationMs: 3, remainingMs: 1500 });
+    metrics.recordAttempt(attemptRecord({ outcome: answered(503), durationMs: 4, remainingMs: 2000 }));
+    metrics.recordAttempt(attemptRecord({ outcome: failed('timeout'), durationMs: 500, remainingMs: 500 }));
+    metrics.recordAttempt(attemptRecord({ outcome: answered(200), durationMs: 3, remainingMs: 1500 }));
 
     const series = { route: 'charge', upstream: 'payments' };
     expect(await value(metrics, 'breakwater_upstream_attempts_total', { ...series, outcome: 'response', code: '503' })).toBe(1);

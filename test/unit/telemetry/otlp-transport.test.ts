@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { gunzipSync } from 'node:zlib';
 import { OTLPExporterError } from '@opentelemetry/otlp-exporter-base';
 import { afterEach, describe, expect, it } from 'vitest';
-import { retryAfterMillis, UndiciExporterTransport, type ExportRetry } from '../../../src/telemetry/otlp-transport.ts';
+import { retryAfterMillis, UndiciExporterTransport, type ExportRetry } from '../../../src/telemetry/tracing/otlp-transport.ts';
 
 interface Received {
   readonly headers: IncomingMessage['headers'];

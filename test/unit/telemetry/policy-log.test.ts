@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { fanOut, logPolicyEvents } from '../../../src/telemetry/policy-log.ts';
-import type { PolicyEvent } from '../../../src/policies/events.ts';
+import type { PolicyEvent } from '../../../src/exchange/events.ts';
 import { logSink } from '../../support/log-sink.ts';
 
 describe('policy event log', () => {

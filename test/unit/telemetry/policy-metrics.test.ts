@@ -1,6 +1,6 @@
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import type { BreakerStateName, PolicyEvent, PolicyEvents } from '../../../src/policies/events.ts';
+import type { BreakerStateName, PolicyEvent, PolicyEvents } from '../../../src/exchange/events.ts';
 import { createMetrics } from '../../../src/telemetry/metrics.ts';
 import { createPolicyMetrics, type PolicyGaugeSources } from '../../../src/telemetry/policy-metrics.ts';
 import { checkMetrics } from '../../support/promtool.ts';

@@ -2,10 +2,12 @@ import type { IncomingMessage } from 'node:http';
 import { ROOT_CONTEXT, SamplingDecision, SpanKind, trace, TraceFlags, type Context } from '@opentelemetry/api';
 import { InMemorySpanExporter, SimpleSpanProcessor, TraceIdRatioBasedSampler, type ReadableSpan, type SpanProcessor } from '@opentelemetry/sdk-trace';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import type { ProxyRequest, RequestTrace } from '../../../src/proxy/context.ts';
-import type { RequestRecord } from '../../../src/proxy/listener.ts';
-import { ratioBound, samplerFromEnv, startTracing, type Tracing } from '../../../src/telemetry/tracing.ts';
+import type { ProxyRequest, RequestTrace } from '../../../src/exchange/request.ts';
+import { ratioBound } from '../../../src/telemetry/tracing/ids.ts';
+import type { Tracing } from '../../../src/telemetry/tracing/spans.ts';
+import { samplerFromEnv, startTracing } from '../../../src/telemetry/tracing/start.ts';
 import { logSink } from '../../support/log-sink.ts';
+import { answered as answeredWith, requestRecord } from '../../support/records.ts';
 import { seededRandom } from '../../support/seeded-random.ts';
 
 // The samplers and the SDK read process.env: each test sets the OTEL_* variables it needs.
@@ -145,8 +147,8 @@ describe('request traces', () => {
   function attemptHeaders(requestTrace: RequestTrace, callerHeaders: string[], attempts = 1): string[] {
     const headers = ['accept', '*/*', ...callerHeaders, 'x-request-id', 'req-1'];
     const request = { route: 'items', upstream: 'catalog', path: '/items/7?token=secret', attempts, headers } as unknown as ProxyRequest;
-    const attempt = requestTrace.startAttempt(request, { upstream: 'catalog', origin: 'http://10.0.0.7:9000', remainingMs: 1000, breakerState: 'closed', headers });
-    attempt.outcome('response', 200);
+    const attempt = requestTrace.startAttempt(request, { number: attempts, upstream: 'catalog', origin: 'http://10.0.0.7:9000', remainingMs: 1000, breakerState: 'closed', headers });
+    attempt.outcome(answeredWith(200));
     attempt.end();
     return headers;
   }
@@ -166,19 +168,7 @@ describe('request traces', () => {
     return { traceId: traceId!, parentId: parentId!, flags: flags! };
   }
 
-  const answered: RequestRecord = {
-    listener: 'outbound',
-    route: 'items',
-    upstream: 'catalog',
-    method: 'GET',
-    path: '/items/7',
-    status: 200,
-    reason: undefined,
-    fallback: undefined,
-    durationMs: 3,
-    attempts: 1,
-    requestId: 'req-1',
-  };
+  const answered = requestRecord({ route: 'items', upstream: 'catalog', method: 'GET', path: '/items/7', durationMs: 3 });
 
   describe('at a ratio of 0', () => {
     it('starts a new trace, not sampled, with no span, for a caller that sent no traceparent', async () => {

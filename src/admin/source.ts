@@ -1,0 +1,32 @@
+// What the admin server reads and steers, taken from the running sidecar.
+
+import type { BreakerRegistry } from '../policies/breaker/registry.ts';
+import { redactConfig } from '../config/redact.ts';
+import type { Clock } from '../runtime/clock.ts';
+import type { RunningState } from '../stack/state.ts';
+import type { AdminSource } from './server.ts';
+
+export interface AdminSourceDeps {
+  readonly state: () => RunningState;
+  readonly breakers: BreakerRegistry;
+  readonly clock: Clock;
+  readonly reload: () => Promise<{ ok: true } | { ok: false; problems: string[] }>;
+}
+
+export function adminSource(deps: AdminSourceDeps): AdminSource {
+  const { state, breakers, clock } = deps;
+  return {
+    config: () => redactConfig(state().config),
+    routes: () =>
+      state().routes.map((route) => ({
+        name: route.name,
+        listener: route.listener,
+        match: route.match,
+        upstream: route.upstream,
+        timeoutMs: route.timeoutMs,
+      })),
+    circuits: () => breakers.snapshot(clock.now()),
+    setCircuit: (name, mode) => breakers.setMode(name, mode),
+    reload: deps.reload,
+  };
+}

@@ -1,0 +1,44 @@
+// What the policies decide, as typed events. Policies emit them and know nothing of metrics,
+// traces or logs; telemetry subscribes and turns them into those (src/telemetry).
+
+/** Why an attempt's outcome asked for a retry. */
+export type RetryTrigger = 'connect-failure' | 'reset' | 'timeout' | 'status';
+
+/** Why retrying stopped with the last attempt's outcome still a failure. */
+export type GiveUpReason =
+  | 'attempts' // maxAttempts reached
+  | 'budget' // the upstream's retry budget is spent
+  | 'deadline' // the backoff or the next attempt would not fit in the remaining deadline
+  | 'breaker' // the breaker is open
+  | 'method' // a POST/PATCH without Idempotency-Key after the request left
+  | 'body' // the body was larger than bufferLimit and cannot be replayed
+  | 'retry-after'; // Retry-After asks for longer than the deadline leaves
+
+export type BreakerStateName = 'closed' | 'open' | 'half-open' | 'forced-open' | 'disabled';
+
+export type FallbackKind = 'stale' | 'upstream' | 'static';
+
+export type PolicyEvent =
+  | { readonly type: 'retry'; readonly route: string; readonly upstream: string; readonly attempt: number; readonly delayMs: number; readonly trigger: RetryTrigger }
+  | { readonly type: 'retry-give-up'; readonly route: string; readonly upstream: string; readonly reason: GiveUpReason }
+  | { readonly type: 'per-try-timeout'; readonly route: string; readonly upstream: string }
+  | { readonly type: 'deadline-exceeded'; readonly route: string; readonly upstream: string; readonly stage: 'arrival' | 'attempt' }
+  | { readonly type: 'breaker-transition'; readonly breaker: string; readonly upstream: string; readonly from: BreakerStateName; readonly to: BreakerStateName }
+  | { readonly type: 'breaker-rejected'; readonly breaker: string; readonly route: string; readonly upstream: string }
+  | { readonly type: 'bulkhead-queued'; readonly upstream: string; readonly route: string; readonly waitedMs: number }
+  | { readonly type: 'bulkhead-rejected'; readonly upstream: string; readonly route: string; readonly reason: 'full' | 'queue-timeout' | 'deadline' }
+  | { readonly type: 'fallback'; readonly route: string; readonly kind: FallbackKind; readonly result: 'success' | 'failure' }
+  | { readonly type: 'fault-injected'; readonly route: string; readonly kind: 'delay' | 'abort' };
+
+/** What an event needs of the request it happened to: its trace, to record the event on (a ProxyRequest is one). */
+export interface EventSubject {
+  readonly trace?: { event(event: PolicyEvent): void } | undefined;
+}
+
+export interface PolicyEvents {
+  /**
+   * `request` is the request the event happened to, when there is one: tracing records the
+   * event on that request's span.
+   */
+  emit(event: PolicyEvent, request?: EventSubject): void;
+}

@@ -1,0 +1,51 @@
+import type { FailureKind, FallbackTrigger, RetryCondition } from '../config/types.ts';
+import type { AttemptFailure, LocalReason } from './errors.ts';
+
+// How a call ended, classified once and shared by every policy, so none re-derives whether a
+// 503 or a reset counts. Two moments are classified: one attempt at its response head (retry,
+// the breaker, telemetry), and the whole call after retries (fallback).
+
+/** One attempt's outcome: a response head with its status, or a failure before one. */
+export type AttemptOutcome = { readonly kind: 'response'; readonly status: number } | { readonly kind: 'failure'; readonly failure: AttemptFailure };
+
+/** The whole call's outcome after retries: the response that stands, or the reply Breakwater makes. */
+export type CallOutcome = { readonly kind: 'response'; readonly status: number } | { readonly kind: 'error'; readonly reason: LocalReason };
+
+/** True when the outcome is one of `retryOn` (`5xx`, `gateway-error` = 502/503/504, a status, or a failure kind). */
+export function matchesRetryOn(outcome: AttemptOutcome, retryOn: readonly RetryCondition[]): boolean {
+  for (const condition of retryOn) {
+    if (outcome.kind === 'failure') {
+      if (condition === outcome.failure) return true;
+      continue;
+    }
+    const status = outcome.status;
+    if (condition === status) return true;
+    if (condition === '5xx' && status >= 500 && status <= 599) return true;
+    if (condition === 'gateway-error' && (status === 502 || status === 503 || status === 504)) return true;
+  }
+  return false;
+}
+
+/** True when the outcome counts as a failure for a breaker with `failOn`. */
+export function matchesFailOn(outcome: AttemptOutcome, failOn: readonly FailureKind[]): boolean {
+  if (outcome.kind === 'failure') return failOn.includes(outcome.failure);
+  return outcome.status >= 500 && outcome.status <= 599 && failOn.includes('5xx');
+}
+
+// `deadline_exceeded` counts as `timeout`: either way no answer could come in time.
+const failureByReason: Partial<Record<LocalReason, FallbackTrigger>> = {
+  circuit_open: 'circuit-open',
+  bulkhead_full: 'bulkhead-full',
+  timeout: 'timeout',
+  deadline_exceeded: 'timeout',
+  upstream_unavailable: 'upstream-unavailable',
+};
+
+/**
+ * The kind of failure a call's outcome is, in the words a route's `fallback.on` uses; undefined
+ * for a success, a 4xx, or a reply (no_route, an injected fault...) no policy stands in for.
+ */
+export function callFailure(outcome: CallOutcome): FallbackTrigger | undefined {
+  if (outcome.kind === 'response') return outcome.status >= 500 && outcome.status <= 599 ? '5xx' : undefined;
+  return failureByReason[outcome.reason];
+}

@@ -1,0 +1,45 @@
+import type { AttemptOutcome } from './outcome.ts';
+
+/**
+ * One finished client request. The access log, the request metrics and the server span all
+ * read this one record, so the three always agree on what happened.
+ */
+export interface RequestRecord {
+  readonly listener: string;
+  /** undefined when no route matched. */
+  readonly route: string | undefined;
+  /** undefined when the request never had an upstream. */
+  readonly upstream: string | undefined;
+  readonly method: string;
+  /** The request target as received; telemetry keeps only its path. */
+  readonly path: string;
+  /** The status the client was answered, or 499 when it went away first (as nginx logs it). */
+  readonly status: number;
+  /** The x-breakwater-reason of a response Breakwater made itself, or client_closed; undefined when the upstream answered. */
+  readonly reason: string | undefined;
+  /** The fallback kind that served the response, if one did. */
+  readonly fallback: string | undefined;
+  readonly durationMs: number;
+  readonly attempts: number;
+  readonly requestId: string;
+  /** The caller's trace id (from its traceparent) or the server span's; see RequestTrace. */
+  readonly traceId: string | undefined;
+  /** The server span's id, when the request is sampled. */
+  readonly spanId: string | undefined;
+}
+
+/** One upstream attempt, at its outcome. The attempt metrics read it. */
+export interface AttemptRecord {
+  readonly route: string;
+  readonly upstream: string;
+  /** The endpoint's origin, `http://host:port`. */
+  readonly endpoint: string;
+  readonly outcome: AttemptOutcome;
+  /** From sending the attempt to its outcome. */
+  readonly durationMs: number;
+  /** What was left of the request's deadline when the attempt started. */
+  readonly remainingMs: number;
+}
+
+/** Told of every attempt's outcome. */
+export type AttemptObserver = (record: AttemptRecord) => void;

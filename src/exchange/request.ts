@@ -1,0 +1,142 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
+import type { BreakerStateName, PolicyEvent } from './events.ts';
+import type { AttemptOutcome } from './outcome.ts';
+import type { RequestRecord } from './record.ts';
+
+/** Everything the layers and the upstream client need to know about one client request. */
+export interface ProxyRequest {
+  readonly listener: string;
+  readonly route: string;
+  readonly upstream: string;
+  readonly method: string;
+  /** Origin-form target (path and query) to send upstream. */
+  readonly path: string;
+  /** Headers to send upstream, as a flat [name, value, ...] list, hop-by-hop headers removed. */
+  readonly headers: string[];
+  /**
+   * The request body, or null when the request has none. A layer that may replay it (retry)
+   * replaces a small stream with its bytes before the first attempt.
+   */
+  body: Readable | Buffer | null;
+  readonly requestId: string;
+  /** Monotonic ms when the request arrived. */
+  readonly startedAt: number;
+  /** Monotonic ms by which the whole exchange must be over (src/policies/deadline/). */
+  readonly deadlineAt: number;
+  /** Upstream attempts started so far; each attempt takes the next number. */
+  attempts: number;
+  /** The request's trace; undefined while tracing is off. */
+  readonly trace?: RequestTrace | undefined;
+}
+
+/** A response body that can be streamed once into a client response, or thrown away. */
+export interface ResponseBody {
+  /** Streams the body into `sink` with back-pressure; resolves when it ends. */
+  pipeTo(sink: ServerResponse): Promise<void>;
+  /** Drops the body and frees its connection (a retry or fallback replaces this response). */
+  discard(): void;
+}
+
+export interface UpstreamResponse {
+  readonly status: number;
+  /** Lower-cased names, as the upstream sent them (hop-by-hop included). */
+  readonly headers: Record<string, string | string[] | undefined>;
+  readonly body: ResponseBody;
+  /** Set when a fallback made this response: stale | upstream | static. */
+  readonly fallback?: 'stale' | 'upstream' | 'static';
+}
+
+/**
+ * A body that calls `done` once, when it has streamed, failed or been discarded: whoever holds
+ * something for the whole exchange (a bulkhead slot, a link to the request's signal) lets go
+ * of it there.
+ */
+class BodyWithEnd implements ResponseBody {
+  readonly #body: ResponseBody;
+  #done: (() => void) | null;
+
+  constructor(body: ResponseBody, done: () => void) {
+    this.#body = body;
+    this.#done = done;
+  }
+
+  pipeTo(sink: ServerResponse): Promise<void> {
+    let piping: Promise<void>;
+    try {
+      piping = this.#body.pipeTo(sink);
+    } catch (error) {
+      this.#end();
+      return Promise.reject(error);
+    }
+    const end = (): void => this.#end();
+    piping.then(end, end);
+    return piping;
+  }
+
+  discard(): void {
+    try {
+      this.#body.discard();
+    } finally {
+      this.#end();
+    }
+  }
+
+  #end(): void {
+    const done = this.#done;
+    this.#done = null;
+    done?.();
+  }
+}
+
+/** `response` with a body that calls `done` once the exchange is over. */
+export function onBodyEnd(response: UpstreamResponse, done: () => void): UpstreamResponse {
+  return { ...response, body: new BodyWithEnd(response.body, done) };
+}
+
+/** Starts the trace of each request (src/telemetry/tracing/). */
+export interface RequestTracer {
+  startRequest(req: IncomingMessage, listener: string): RequestTrace;
+}
+
+/**
+ * The trace of one request: a server span for the request and a client span for each upstream
+ * attempt. The data path knows it only through this interface.
+ */
+export interface RequestTrace {
+  /**
+   * The trace id the access log carries: the caller's when it sent a traceparent, or the
+   * server span's when the request is sampled; undefined otherwise.
+   */
+  readonly traceId: string | undefined;
+  /** The server span's id; undefined when the request is not sampled. */
+  readonly spanId: string | undefined;
+  /** Starts an attempt's client span and puts its context in `attempt.headers`. */
+  startAttempt(request: ProxyRequest, attempt: AttemptStart): AttemptTrace;
+  /** Records what a policy did to this request on the server span. */
+  event(event: PolicyEvent): void;
+  /** Ends the server span with what the client was answered. */
+  end(record: RequestRecord): void;
+}
+
+export interface AttemptStart {
+  /** The attempt's number: 1 for the first, and one more for each retry or hedge. */
+  readonly number: number;
+  /** The upstream the attempt goes to: the route's, or a failover upstream. */
+  readonly upstream: string;
+  /** The endpoint's origin, `http://host:port`. */
+  readonly origin: string;
+  /** What was left of the request's deadline when the attempt started. */
+  readonly remainingMs: number;
+  /** The state of the route's breaker when the attempt started, if the route has one. */
+  readonly breakerState: BreakerStateName | undefined;
+  /** The headers the attempt sends: the caller's traceparent and tracestate give way to the attempt's. */
+  readonly headers: string[];
+}
+
+export interface AttemptTrace {
+  /** The attempt's outcome: a response head with its status, or a failure before one. */
+  outcome(outcome: AttemptOutcome): void;
+  /** The exchange is over: the response body ended or failed, or it was discarded. */
+  end(): void;
+}

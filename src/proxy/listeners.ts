@@ -1,0 +1,92 @@
+// The listeners a config asks for: started, kept, replaced or closed as the config changes,
+// and drained together at shutdown.
+
+import type { Config } from '../config/types.ts';
+import type { PolicyEvents } from '../exchange/events.ts';
+import type { RequestTracer } from '../exchange/request.ts';
+import type { Clock } from '../runtime/clock.ts';
+import { Listener, type ListenerObserver, type ProxyState } from './listener.ts';
+
+export interface ListenerSetOptions {
+  readonly clock: Clock;
+  readonly state: () => ProxyState;
+  readonly observer: ListenerObserver;
+  readonly events: PolicyEvents;
+  readonly draining: () => boolean;
+  /** Undefined while tracing is off. */
+  readonly tracer: RequestTracer | undefined;
+}
+
+interface RunningListener {
+  readonly listener: Listener;
+  /** The settings a listener cannot change while it runs: address, header limit, concurrency limit. */
+  readonly key: string;
+  readonly port: number;
+}
+
+function listenerKey(config: Config, name: string): string {
+  const listener = config.listeners.find((candidate) => candidate.name === name)!;
+  return `${listener.address.host}:${listener.address.port}:${config.limits.maxHeaderBytes}:${listener.maxConcurrent ?? ''}`;
+}
+
+function closeListener(listener: Listener): Promise<void> {
+  const closed = new Promise<void>((resolve) => listener.server.close(() => resolve()));
+  listener.server.closeIdleConnections();
+  return closed;
+}
+
+export class ListenerSet {
+  readonly #options: ListenerSetOptions;
+  readonly #running = new Map<string, RunningListener>();
+
+  constructor(options: ListenerSetOptions) {
+    this.#options = options;
+  }
+
+  /** Bound ports by listener name (useful with port 0). */
+  get ports(): Record<string, number> {
+    const ports: Record<string, number> = {};
+    for (const [name, running] of this.#running) ports[name] = running.port;
+    return ports;
+  }
+
+  /** Starts the listeners `config` gained or changed, and closes the ones it lost. */
+  async reconcile(config: Config): Promise<void> {
+    const wanted = new Map(config.listeners.map((listener) => [listener.name, listener]));
+    for (const [name, running] of this.#running) {
+      if (wanted.has(name) && running.key === listenerKey(config, name)) continue;
+      this.#running.delete(name);
+      await closeListener(running.listener);
+    }
+    for (const [name, listenerConfig] of wanted) {
+      if (this.#running.has(name)) continue;
+      const listener = new Listener({
+        ...this.#options,
+        name,
+        maxHeaderBytes: config.limits.maxHeaderBytes,
+        maxConcurrent: listenerConfig.maxConcurrent,
+      });
+      const port = await listener.listen(listenerConfig.address.host, listenerConfig.address.port);
+      this.#running.set(name, { listener, key: listenerKey(config, name), port });
+    }
+  }
+
+  /**
+   * Stops accepting, closes idle keep-alive connections and waits for requests in flight; past
+   * `timeoutMs` the connections still open are closed. Resolves with the requests cut short.
+   */
+  async drain(timeoutMs: number): Promise<number> {
+    const listeners = [...this.#running.values()].map((running) => running.listener);
+    this.#running.clear();
+    const closed = Promise.all(listeners.map(closeListener));
+    const timedOut = new Promise<'timeout'>((resolve) => {
+      const cancel = this.#options.clock.setTimer(timeoutMs, () => resolve('timeout'));
+      void closed.then(cancel);
+    });
+    if ((await Promise.race([closed, timedOut])) !== 'timeout') return 0;
+    const cut = listeners.reduce((sum, listener) => sum + listener.inFlight, 0);
+    for (const listener of listeners) listener.server.closeAllConnections();
+    await closed;
+    return cut;
+  }
+}

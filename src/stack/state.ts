@@ -1,0 +1,64 @@
+// The running state a config becomes: its upstreams' pools, each route's composed handler and
+// the router over them. Built once per config version; requests in flight keep the state they
+// started with, and policy state that outlives a config lives in PolicyRegistries.
+
+import type { Config } from '../config/types.ts';
+import type { PolicyEvents } from '../exchange/events.ts';
+import type { AttemptObserver } from '../exchange/record.ts';
+import type { ActiveRoute, ProxyState } from '../proxy/listener.ts';
+import { compileRouter } from '../routing/match.ts';
+import type { Clock } from '../runtime/clock.ts';
+import type { Random } from '../runtime/random.ts';
+import { Upstream } from '../upstream/upstream.ts';
+import { buildRouteHandler, type PolicyRegistries } from './build.ts';
+
+export interface RunningState extends ProxyState {
+  readonly upstreams: ReadonlyMap<string, Upstream>;
+  readonly routes: readonly ActiveRoute[];
+  /** Identifies the config in force (breakwater_config_info). */
+  readonly hash: string;
+}
+
+export interface StateDependencies {
+  readonly registries: PolicyRegistries;
+  readonly clock: Clock;
+  readonly random: Random;
+  readonly events: PolicyEvents;
+  readonly observeAttempt: AttemptObserver;
+}
+
+/**
+ * The state `config` runs in. Upstreams whose connection settings did not change keep the
+ * previous state's pools, so a reload does not drop warm connections.
+ */
+export function buildRunningState(config: Config, hash: string, previous: RunningState | undefined, deps: StateDependencies): RunningState {
+  const upstreams = new Map<string, Upstream>();
+  for (const [name, upstreamConfig] of config.upstreams) {
+    const old = previous?.upstreams.get(name);
+    const reuse = old?.sameConnectionSettings(upstreamConfig) ? old : undefined;
+    upstreams.set(name, new Upstream(upstreamConfig, deps.random, reuse));
+  }
+  const routes: ActiveRoute[] = config.routes.map((route) => ({
+    name: route.name,
+    listener: route.listener,
+    upstream: route.upstream,
+    timeoutMs: route.timeoutMs,
+    match: route.match,
+    handler: buildRouteHandler(route, { ...deps, upstreams, deadlineHeader: config.deadline.header }),
+  }));
+  deps.registries.retainFor(config);
+  return {
+    config,
+    router: compileRouter(routes),
+    routes,
+    upstreams,
+    hash,
+    // The caller's budget headers are replaced by the budget of each attempt.
+    consumedHeaders: new Set([...config.deadline.accept, config.deadline.header]),
+  };
+}
+
+/** The upstreams of `previous` whose pools `next` does not keep: they close once their requests finish. */
+export function retiredUpstreams(previous: RunningState, next: RunningState): Upstream[] {
+  return [...previous.upstreams].filter(([name, upstream]) => next.upstreams.get(name)?.endpoints !== upstream.endpoints).map(([, upstream]) => upstream);
+}

@@ -1,0 +1,127 @@
+import { getEventListeners } from 'node:events';
+import { describe, expect, it } from 'vitest';
+import { abortReason, ChildScope, onAbort, waitOrAbort } from '../../src/exchange/cancel.ts';
+import { ProxyError } from '../../src/exchange/errors.ts';
+import { FakeClock, flushMicrotasks } from '../support/fake-clock.ts';
+
+const listeners = (signal: AbortSignal): number => getEventListeners(signal, 'abort').length;
+
+function requestScope(dueAt = 5_000) {
+  const controller = new AbortController();
+  return { controller, scope: { signal: controller.signal, dueAt } };
+}
+
+describe('abortReason', () => {
+  it('is the ProxyError the signal was aborted with', () => {
+    const controller = new AbortController();
+    const timeout = new ProxyError('timeout', { attemptFailure: 'timeout' });
+    controller.abort(timeout);
+    expect(abortReason(controller.signal)).toBe(timeout);
+  });
+
+  it('wraps any other reason as a cancelled request', () => {
+    const controller = new AbortController();
+    controller.abort(new Error('shutdown'));
+    const reason = abortReason(controller.signal);
+    expect(reason).toMatchObject({ reason: 'upstream_unavailable', message: 'the request was cancelled' });
+    expect((reason.cause as Error).message).toBe('shutdown');
+  });
+});
+
+describe('onAbort', () => {
+  it('fires once with the reason, and not after it stopped listening', () => {
+    const first = new AbortController();
+    const fired: ProxyError[] = [];
+    onAbort(first.signal, (reason) => fired.push(reason));
+    const gone = new ProxyError('upstream_unavailable');
+    first.abort(gone);
+    first.abort(new ProxyError('timeout'));
+    expect(fired).toEqual([gone]);
+
+    const second = new AbortController();
+    const stop = onAbort(second.signal, (reason) => fired.push(reason));
+    stop();
+    second.abort(new ProxyError('timeout'));
+    expect(fired).toEqual([gone]);
+    expect(listeners(second.signal)).toBe(0);
+  });
+});
+
+describe('waitOrAbort', () => {
+  it('resolves after the wait and leaves no listener behind', async () => {
+    const clock = new FakeClock();
+    const { controller } = requestScope();
+    let done = false;
+    const waiting = waitOrAbort(clock, 100, controller.signal).then(() => (done = true));
+    clock.advance(99);
+    await flushMicrotasks();
+    expect(done).toBe(false);
+    clock.advance(1);
+    await waiting;
+    expect(listeners(controller.signal)).toBe(0);
+  });
+
+  it('rejects with the reason as soon as the signal aborts, and cancels its timer', async () => {
+    const clock = new FakeClock();
+    const { controller } = requestScope();
+    const waiting = waitOrAbort(clock, 100, controller.signal).catch((error: unknown) => error);
+    const timeout = new ProxyError('timeout');
+    controller.abort(timeout);
+    expect(await waiting).toBe(timeout);
+    expect(clock.pending).toBe(0);
+  });
+
+  it('rejects at once when the signal has already aborted', async () => {
+    const clock = new FakeClock();
+    const { controller } = requestScope();
+    const gone = new ProxyError('upstream_unavailable');
+    controller.abort(gone);
+    await expect(waitOrAbort(clock, 100, controller.signal)).rejects.toBe(gone);
+    expect(clock.pending).toBe(0);
+  });
+});
+
+describe('ChildScope', () => {
+  it('is aborted, with the same reason, when its parent is', () => {
+    const { controller, scope } = requestScope();
+    const first = new ChildScope(scope);
+    const second = new ChildScope(scope, 1_200);
+    expect([first.dueAt, second.dueAt]).toEqual([5_000, 1_200]);
+    const timeout = new ProxyError('timeout');
+    controller.abort(timeout);
+    expect(first.signal.reason).toBe(timeout);
+    expect(second.signal.reason).toBe(timeout);
+  });
+
+  it('can be cancelled alone, leaving its parent and its siblings running', () => {
+    const { scope } = requestScope();
+    const loser = new ChildScope(scope);
+    const winner = new ChildScope(scope);
+    expect(listeners(scope.signal)).toBe(2);
+    loser.cancel(new ProxyError('upstream_unavailable', { message: 'another attempt won' }));
+    expect(loser.signal.aborted).toBe(true);
+    expect(winner.signal.aborted).toBe(false);
+    expect(scope.signal.aborted).toBe(false);
+    // The cancelled child no longer follows its parent.
+    expect(listeners(scope.signal)).toBe(1);
+  });
+
+  it('stops following its parent once released', () => {
+    const { controller, scope } = requestScope();
+    const child = new ChildScope(scope);
+    child.release();
+    child.release();
+    expect(listeners(scope.signal)).toBe(0);
+    controller.abort(new ProxyError('timeout'));
+    expect(child.signal.aborted).toBe(false);
+  });
+
+  it('starts aborted under a parent that already is', () => {
+    const { controller, scope } = requestScope();
+    const gone = new ProxyError('upstream_unavailable');
+    controller.abort(gone);
+    const child = new ChildScope(scope);
+    expect(child.signal.reason).toBe(gone);
+    expect(listeners(scope.signal)).toBe(0);
+  });
+});
