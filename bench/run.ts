@@ -7,7 +7,7 @@
 // Breakwater rows run side by side in short alternating runs, each compared with plain
 // Breakwater run by run, for ratios precise enough to hold against a target.
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -19,7 +19,7 @@ import type { PairedComparison, Phase, Sample } from './lib/stats.ts';
 import { comparePaired, summarise } from './lib/stats.ts';
 import { errorCount, requestsPerSecond, runWrk } from './lib/wrk.ts';
 import type { LaunchContext, RunningTarget, Target } from './targets.ts';
-import { hasCommand, repoRoot, startTarget, startUpstream, targets, unavailableReason, upstreamBodyBytes } from './targets.ts';
+import { baselineTargets, hasCommand, repoRoot, startTarget, startUpstream, targets, unavailableReason, upstreamBodyBytes } from './targets.ts';
 
 const usage = `Usage: npm run bench -- [options]
   --rounds N            interleaved rounds (default 5)
@@ -35,7 +35,10 @@ const usage = `Usage: npm run bench -- [options]
   --starts N            starts of the Breakwater rows the cycles are split over (default 6, quick 1)
   --clean-threshold P   a round is clean when others used at most P% of a core (default 5)
   --load-core N         core for wrk and the upstream (default 0)
-  --proxy-core N        core for the proxy under test (default 1)`;
+  --proxy-core N        core for the proxy under test (default 1)
+  --baseline REF        also run the plain and policies rows from git revision REF (a commit,
+                        branch or tag), as breakwater@REF and breakwater-policies@REF, so the
+                        interleaved phase compares a change with the code before it`;
 
 interface Options {
   rounds: number;
@@ -49,6 +52,8 @@ interface Options {
   cycleDurationS: number;
   starts: number;
   cleanThreshold: number;
+  /** A git revision whose plain and policies rows run beside this checkout's. */
+  baseline: string | undefined;
   loadCore: number;
   proxyCore: number;
 }
@@ -77,6 +82,7 @@ function readOptions(): Options {
       'clean-threshold': { type: 'string' },
       'load-core': { type: 'string' },
       'proxy-core': { type: 'string' },
+      baseline: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -105,6 +111,7 @@ function readOptions(): Options {
     // No more starts than cycles: each start runs one cycle at least.
     starts: Math.min(positiveNumber('starts', values.starts ?? (quick ? '1' : '6')), cycles),
     cleanThreshold: positiveNumber('clean-threshold', values['clean-threshold'] ?? '5', { integer: false }),
+    baseline: values.baseline,
     loadCore: positiveNumber('load-core', values['load-core'] ?? '0', { zero: true }),
     proxyCore: positiveNumber('proxy-core', values['proxy-core'] ?? '1', { zero: true }),
   };
@@ -317,6 +324,20 @@ function timestampForFile(date: Date): string {
   return `${date.toISOString().slice(0, 19).replace(/:/g, '-')}Z`;
 }
 
+/**
+ * Checks out `revision` in a folder of the run (a detached git worktree, removed with the run's
+ * folder), sharing this checkout's installed packages, and returns its rows.
+ */
+function checkOutBaseline(revision: string, workDir: string): Target[] {
+  const root = path.join(workDir, 'baseline');
+  execFileSync('git', ['worktree', 'add', '--detach', '--force', root, revision], { cwd: repoRoot, stdio: 'ignore' });
+  // Once the run's folder is gone, git forgets the worktree that lived in it.
+  process.on('exit', () => execFileSync('git', ['worktree', 'prune'], { cwd: repoRoot, stdio: 'ignore' }));
+  symlinkSync(path.join(repoRoot, 'node_modules'), path.join(root, 'node_modules'));
+  const label = execFileSync('git', ['rev-parse', '--short', revision], { cwd: repoRoot, encoding: 'utf8' }).trim();
+  return baselineTargets(root, label);
+}
+
 async function main(): Promise<void> {
   const options = readOptions();
   const missing = ['wrk', 'nginx', 'taskset'].filter((command) => !hasCommand(command));
@@ -342,6 +363,7 @@ async function main(): Promise<void> {
   process.on('exit', () => children.killAllNow());
 
   try {
+    if (options.baseline !== undefined) options.targets.push(...checkOutBaseline(options.baseline, workDir));
     const loadCores = String(options.loadCore);
     // The harness itself (its sampling, and the OTLP sink of the traced targets) stays off the
     // proxy's core, which then runs nothing but the proxy under test.

@@ -10,7 +10,8 @@ import { renderTemplate } from './lib/template.ts';
 
 export const repoRoot = path.join(import.meta.dirname, '..');
 const peersDir = path.join(import.meta.dirname, 'peers');
-const breakwaterEntry = path.join(repoRoot, 'src', 'cli', 'main.ts');
+/** The command-line entry of the Breakwater checkout at `root` (this one by default). */
+const entryOf = (root = repoRoot): string => path.join(root, 'src', 'cli', 'main.ts');
 
 /** Size of the upstream's fixed response body; every target must pass it through whole. */
 export const upstreamBodyBytes = 1024;
@@ -20,7 +21,14 @@ export type Launch =
   | { kind: 'nginx'; template: string }
   | { kind: 'haproxy'; template: string }
   | { kind: 'node'; script: string }
-  | { kind: 'breakwater'; template: string; /** Share of requests traced, exported to a sink. */ traceRatio?: number };
+  | {
+      kind: 'breakwater';
+      template: string;
+      /** Share of requests traced, exported to a sink. */
+      traceRatio?: number;
+      /** A checkout of another revision to run instead of this one (--baseline). */
+      root?: string;
+    };
 
 export interface Target {
   name: string;
@@ -67,6 +75,21 @@ export const targets: readonly Target[] = [
   },
 ];
 
+/**
+ * The plain and policies rows again, run from the checkout at `root` (another revision of
+ * Breakwater), named `<row>@<label>`: the interleaved phase then compares a change with the code
+ * before it, run by run.
+ */
+export function baselineTargets(root: string, label: string): Target[] {
+  return targets
+    .filter((target) => target.name === 'breakwater' || target.name === 'breakwater-policies')
+    .map((target) => ({
+      name: `${target.name}@${label}`,
+      description: `${target.description}, at ${label}`,
+      launch: { ...(target.launch as Extract<Launch, { kind: 'breakwater' }>), root },
+    }));
+}
+
 export interface Upstream {
   host: string;
   port: number;
@@ -109,7 +132,7 @@ export function unavailableReason(target: Target): string | undefined {
     case 'node':
       return existsSync(path.join(peersDir, launch.script)) ? undefined : `bench/peers/${launch.script} is missing`;
     case 'breakwater':
-      return existsSync(breakwaterEntry) ? undefined : 'src/cli/main.ts does not exist yet';
+      return existsSync(entryOf(launch.root)) ? undefined : `${path.relative(repoRoot, entryOf(launch.root))} does not exist`;
     default:
       return launch satisfies never;
   }
@@ -196,8 +219,8 @@ async function launch(target: Target, context: LaunchContext, port: number): Pro
         cores: context.cores,
         command: process.execPath,
         // Run as the container image runs it (see the Dockerfile's ENTRYPOINT).
-        args: ['--max-semi-space-size=4', breakwaterEntry, 'run', '--config', files.config],
-        cwd: repoRoot,
+        args: ['--max-semi-space-size=4', entryOf(spec.root), 'run', '--config', files.config],
+        cwd: spec.root ?? repoRoot,
         env,
         logFile: files.log,
         stdout: 'discard',

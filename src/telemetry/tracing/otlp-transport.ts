@@ -3,9 +3,9 @@
 // The SDK's own transport sends each batch with node:http's client and pipes it from a fresh
 // Readable. Those objects run through the same Node functions as the proxy's own traffic
 // (stream reads and writes, the HTTP parser's callbacks, socket teardown), and V8 then
-// deoptimises the proxy's hottest code and recompiles it for more shapes: a node:http POST
-// every 230 ms cost plain Breakwater 5% of its throughput (docs/decisions/0002). undici is
-// already the data path's client; a dispatch handler that collects the answer adds no new
+// deoptimises the proxy's hottest code and recompiles it for more shapes, which costs the
+// proxy throughput (docs/decisions/0002 has the measurements). undici is already the data
+// path's client; a dispatch handler that collects the answer adds no new
 // kind of stream. What is sent and how failures are retried follow the SDK's transport.
 import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';

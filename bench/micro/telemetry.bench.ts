@@ -1,13 +1,13 @@
-// The per-request cost of telemetry: `npx vitest bench test/unit/telemetry`.
+// The per-request cost of telemetry: `npx vitest bench bench/micro`.
 // recordRequest is compared with the plain prom-client calls it replaces.
 
 import { Writable } from 'node:stream';
 import { Counter, Histogram, Registry } from 'prom-client';
 import { test } from 'vitest';
-import type { RequestRecord } from '../../../src/exchange/record.ts';
-import { createLogger, writeAccessLog } from '../../../src/telemetry/logger.ts';
-import { createMetrics } from '../../../src/telemetry/metrics.ts';
-import { requestRecord } from '../../support/records.ts';
+import type { RequestRecord } from '../../src/exchange/record.ts';
+import { createLogger, writeAccessLog } from '../../src/telemetry/logger.ts';
+import { createMetrics } from '../../src/telemetry/metrics.ts';
+import { requestRecord } from '../../test/support/records.ts';
 
 // A realistic mix: a few routes and upstreams, a few status codes, one local reason.
 const samples: RequestRecord[] = Array.from({ length: 64 }, (_, i) =>
