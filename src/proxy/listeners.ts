@@ -2,20 +2,10 @@
 // and drained together at shutdown.
 
 import type { Config } from '../config/types.ts';
-import type { PolicyEvents } from '../exchange/events.ts';
-import type { RequestTracer } from '../exchange/request.ts';
-import type { Clock } from '../runtime/clock.ts';
-import { Listener, type ListenerObserver, type ProxyState } from './listener.ts';
+import { Listener, type ListenerOptions } from './listener.ts';
 
-export interface ListenerSetOptions {
-  readonly clock: Clock;
-  readonly state: () => ProxyState;
-  readonly observer: ListenerObserver;
-  readonly events: PolicyEvents;
-  readonly draining: () => boolean;
-  /** Undefined while tracing is off. */
-  readonly tracer: RequestTracer | undefined;
-}
+/** What every listener shares; the config gives each its name and limits. */
+export type ListenerSetOptions = Omit<ListenerOptions, 'name' | 'maxHeaderBytes' | 'maxConcurrent'>;
 
 interface RunningListener {
   readonly listener: Listener;
