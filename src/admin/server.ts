@@ -5,6 +5,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Address } from '../config/types.ts';
 import { listen, lookupRoute, type RouteLookup, type RouteTable, type RunningServer } from '../telemetry/http-server.ts';
+import { refusal } from './guard.ts';
 
 export interface AdminSource {
   /** The effective config, secrets already redacted. */
@@ -61,13 +62,6 @@ export function startAdminServer(opts: AdminServerOptions): Promise<RunningServe
 
   const setCircuit: AdminHandler = async (req) => {
     const name = circuitName(req.url);
-    const contentType = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
-    // JSON only: a browser cannot send it cross-site without a CORS preflight, so a web page
-    // cannot force a breaker open through a local admin port.
-    if (contentType !== 'application/json') {
-      req.resume();
-      return { status: 415, body: { error: { message: 'send the new state as application/json, e.g. {"state": "forced-open"}' } } };
-    }
     const state = parseCircuitState(await readBody(req, maxCircuitBodyBytes));
     if (state === undefined) {
       return { status: 400, body: { error: { message: `the body must be {"state": S} with S one of ${circuitModes.join(', ')}` } } };
@@ -85,6 +79,13 @@ export function startAdminServer(opts: AdminServerOptions): Promise<RunningServe
   };
 
   const server = createServer((req, res) => {
+    const refused = refusal(req.method, req.headers);
+    if (refused !== undefined) {
+      // The body is not read: close the connection rather than drain it.
+      res.shouldKeepAlive = false;
+      req.resume();
+      return write(res, refused.status, toJson({ error: { message: refused.message } }));
+    }
     const route = lookup(req);
     switch (route.kind) {
       case 'not-found':

@@ -8,7 +8,9 @@ import { breakwaterVersion } from '../runtime/version.ts';
 const DEFAULT_CONFIG_PATH = 'config/breakwater.yaml';
 
 const USAGE = `Usage:
-  breakwater run [--config FILE]   start the proxy (FILE: $BREAKWATER_CONFIG, else ${DEFAULT_CONFIG_PATH})
+  breakwater run [--config FILE] [--log-format json|pretty]
+                                   start the proxy (FILE: $BREAKWATER_CONFIG, else ${DEFAULT_CONFIG_PATH});
+                                   logs are JSON lines unless pretty is asked for
   breakwater validate FILE...      check config files; one line per problem, exit 1 if any
   breakwater version               print the version
 `;
@@ -61,8 +63,14 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
 }
 
 async function run(args: readonly string[], io: CliIo): Promise<number> {
-  const { values } = parseArgs({ args: [...args], options: { config: { type: 'string', short: 'c' } }, allowPositionals: false });
+  const { values } = parseArgs({
+    args: [...args],
+    options: { config: { type: 'string', short: 'c' }, 'log-format': { type: 'string' } },
+    allowPositionals: false,
+  });
   const configPath = values.config ?? io.env.BREAKWATER_CONFIG ?? DEFAULT_CONFIG_PATH;
+  const logFormat = values['log-format'] ?? 'json';
+  if (logFormat !== 'json' && logFormat !== 'pretty') throw usageError(`--log-format must be json or pretty, not "${logFormat}"`);
   const result = await loadConfigFile(configPath);
   if (!result.ok) {
     writeProblems(io, result.problems);
@@ -72,7 +80,7 @@ async function run(args: readonly string[], io: CliIo): Promise<number> {
   // Loaded on demand so that `validate` and `version` do not pull in the whole proxy.
   const { serve } = await import('./serve.ts');
   try {
-    await serve({ config: result.config, configPath });
+    await serve({ config: result.config, configPath, logFormat });
   } catch (error) {
     io.stderr(`breakwater: could not start: ${(error as Error).message}\n`);
     return 1;

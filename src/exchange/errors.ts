@@ -12,6 +12,8 @@ export const localReasons = {
   payload_too_large: { status: 413, message: 'the request body is larger than the configured limit' },
   bad_request: { status: 400, message: 'malformed HTTP request' },
   headers_too_large: { status: 431, message: 'the request headers are larger than the configured limit' },
+  method_not_allowed: { status: 405, message: 'CONNECT is not proxied: Breakwater forwards HTTP requests to configured upstreams only' },
+  upgrade_not_supported: { status: 501, message: 'protocol upgrades (WebSocket, h2c) are not proxied' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type LocalReason = keyof typeof localReasons;
@@ -35,26 +37,41 @@ export class ProxyError extends Error {
   }
 }
 
-const connectFailureCodes = new Set([
-  'UND_ERR_CONNECT_TIMEOUT',
-  'ECONNREFUSED',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'EADDRNOTAVAIL',
-]);
+/** What an operator reads for each connection error code: why no connection could be made. */
+const connectFailures: Readonly<Record<string, string>> = {
+  UND_ERR_CONNECT_TIMEOUT: 'connect timeout',
+  ECONNREFUSED: 'connection refused',
+  EHOSTUNREACH: 'host unreachable',
+  ENETUNREACH: 'network unreachable',
+  ENOTFOUND: 'DNS failure: no such host',
+  EAI_AGAIN: 'DNS failure: lookup timed out',
+  EADDRNOTAVAIL: 'no local address available',
+};
+
+/** Why an exchange that had a connection ended before its response, by error code. */
+const resets: Readonly<Record<string, string>> = {
+  ECONNRESET: 'connection reset',
+  EPIPE: 'connection reset',
+  UND_ERR_SOCKET: 'connection closed',
+  UND_ERR_CLOSED: 'connection closed',
+  UND_ERR_HEADERS_OVERFLOW: 'response headers too large',
+  HPE_INVALID_CONSTANT: 'malformed response',
+};
 
 /**
- * Maps an error from the upstream client to a ProxyError. A connection that was never made
- * is `connect-failure` (the request never left, so even a POST may be retried); anything
- * else that ends the exchange before a response is a `reset`.
+ * Maps an error from the upstream client to a ProxyError whose message names the endpoint
+ * and the cause. A connection that was never made is `connect-failure` (the request never
+ * left, so even a POST may be retried); anything else that ends the exchange before a
+ * response is a `reset`.
  */
-export function fromUpstreamError(error: unknown): ProxyError {
+export function fromUpstreamError(error: unknown, endpoint: string): ProxyError {
   if (error instanceof ProxyError) return error;
   const code = (error as { code?: unknown } | null)?.code;
-  if (typeof code === 'string' && connectFailureCodes.has(code)) {
-    return new ProxyError('upstream_unavailable', { attemptFailure: 'connect-failure', cause: error });
+  const known = typeof code === 'string' ? code : undefined;
+  const connectFailure = known === undefined ? undefined : connectFailures[known];
+  if (connectFailure !== undefined) {
+    return new ProxyError('upstream_unavailable', { message: `could not connect to ${endpoint}: ${connectFailure}`, attemptFailure: 'connect-failure', cause: error });
   }
-  return new ProxyError('upstream_unavailable', { attemptFailure: 'reset', cause: error });
+  const cause = (known === undefined ? undefined : resets[known]) ?? known ?? (error instanceof Error ? error.message : 'unknown error');
+  return new ProxyError('upstream_unavailable', { message: `${endpoint} ended the exchange before a response: ${cause}`, attemptFailure: 'reset', cause: error });
 }

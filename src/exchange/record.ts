@@ -17,6 +17,8 @@ export interface RequestRecord {
   readonly status: number;
   /** The x-breakwater-reason of a response Breakwater made itself, or client_closed; undefined when the upstream answered. */
   readonly reason: string | undefined;
+  /** What went wrong, in words (the reply's message: the endpoint and cause of upstream_unavailable, say); undefined when the upstream answered. */
+  readonly detail: string | undefined;
   /** The fallback kind that served the response, if one did. */
   readonly fallback: string | undefined;
   readonly durationMs: number;

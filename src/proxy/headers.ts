@@ -76,11 +76,13 @@ export function upstreamHeaders(req: IncomingMessage, options: UpstreamHeaderOpt
 
 /**
  * The upstream's response headers for the client: hop-by-hop ones removed (Node's server
- * frames the body itself) and x-breakwater-attempts added.
+ * frames the body itself), x-breakwater-attempts added, and x-request-id set to the request's,
+ * so a client can always quote the id the access log knows the request by.
  */
 export function clientResponseHeaders(
   headers: Record<string, string | string[] | undefined>,
   attempts: number,
+  requestId: string,
 ): Record<string, string | string[]> {
   const dropped = connectionTokens(headers.connection);
   const out: Record<string, string | string[]> = {};
@@ -90,6 +92,7 @@ export function clientResponseHeaders(
     out[name] = value;
   }
   out['x-breakwater-attempts'] = String(attempts);
+  out['x-request-id'] = requestId;
   return out;
 }
 

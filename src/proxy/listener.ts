@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { Transform, type Readable } from 'node:stream';
 import type { Config } from '../config/types.ts';
 import { ProxyError, type LocalReason } from '../exchange/errors.ts';
@@ -89,6 +90,14 @@ export class Listener {
       (req, res) => this.#handle(req, res),
     );
     this.server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => this.#rejectMalformed(error, socket));
+    // Without these listeners Node drops a CONNECT's socket without a byte, and passes an
+    // upgrade on as a plain request with its Upgrade header stripped.
+    this.server.on('connect', (req: IncomingMessage, socket: Duplex) =>
+      this.#refuseOnSocket(socket, new ProxyError('method_not_allowed'), 'CONNECT', req.url ?? '', req.headers),
+    );
+    this.server.on('upgrade', (req: IncomingMessage, socket: Duplex) =>
+      this.#refuseOnSocket(socket, new ProxyError('upgrade_not_supported'), req.method ?? '', req.url ?? '', req.headers),
+    );
   }
 
   listen(host: string, port: number): Promise<number> {
@@ -112,21 +121,31 @@ export class Listener {
       return;
     }
     const reason: LocalReason = error.code === 'HPE_HEADER_OVERFLOW' ? 'headers_too_large' : 'bad_request';
-    const requestId = randomUUID();
-    sendRawLocalReply(socket, reason, requestId);
+    this.#refuseOnSocket(socket, new ProxyError(reason), '', '');
+  }
+
+  /**
+   * Answers a request that never reaches a route (a CONNECT, an upgrade, a head Node's parser
+   * rejected) on the raw socket and closes it, with an access-log line like any other.
+   */
+  #refuseOnSocket(socket: Duplex, error: ProxyError, method: string, path: string, headers?: IncomingMessage['headers']): void {
+    const incomingId = headers?.['x-request-id'];
+    const requestId = typeof incomingId === 'string' && incomingId !== '' ? incomingId : randomUUID();
+    sendRawLocalReply(socket, error, requestId);
     this.#options.observer.requestFinished({
       listener: this.name,
       route: undefined,
       upstream: undefined,
-      method: '',
-      path: '',
-      status: reason === 'headers_too_large' ? 431 : 400,
-      reason,
+      method,
+      path,
+      status: error.status,
+      reason: error.reason,
+      detail: error.message,
       fallback: undefined,
       durationMs: 0,
       attempts: 0,
       requestId,
-      traceId: undefined,
+      traceId: callerTraceId(headers?.traceparent),
       spanId: undefined,
     });
   }
@@ -203,7 +222,8 @@ export class Listener {
       controller.abort(deadlineReached(options.events, request, deadline, res.headersSent));
     });
 
-    let reason: LocalReason | undefined;
+    /** The reply Breakwater made, or what cut a streaming answer short. */
+    let failure: ProxyError | undefined;
     let fallback: string | undefined;
     res.once('close', () => {
       cancelTimer();
@@ -213,7 +233,7 @@ export class Listener {
         startedAt,
         requestId,
         path: url,
-        reason,
+        failure,
         fallback,
         attempts: request.attempts,
         trace,
@@ -228,19 +248,19 @@ export class Listener {
         }
         fallback = response.fallback;
         if (options.draining()) res.shouldKeepAlive = false;
-        res.writeHead(response.status, clientResponseHeaders(response.headers, request.attempts));
+        res.writeHead(response.status, clientResponseHeaders(response.headers, request.attempts, requestId));
         response.body.pipeTo(res).catch((error: unknown) => {
           // The head is already out: all that is left is to cut the response short.
-          if (error instanceof ProxyError) reason = error.reason;
+          if (error instanceof ProxyError) failure = error;
           res.destroy();
         });
       },
       (error: unknown) => {
-        const failure = error instanceof ProxyError ? error : new ProxyError('upstream_unavailable', { cause: error });
+        const reply = error instanceof ProxyError ? error : new ProxyError('upstream_unavailable', { cause: error });
         if (res.destroyed) return;
-        reason = failure.reason;
+        failure = reply;
         if (options.draining()) res.shouldKeepAlive = false;
-        sendLocalReply(res, failure, { route: route.name, upstream: route.upstream, requestId, attempts: request.attempts }, failure.reason === 'payload_too_large');
+        sendLocalReply(res, reply, { route: route.name, upstream: route.upstream, requestId, attempts: request.attempts }, reply.reason === 'payload_too_large');
       },
     );
   }
@@ -260,7 +280,7 @@ export class Listener {
     const closeConnection =
       this.#options.draining() || req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
     res.once('close', () =>
-      this.#finished(req, res, { route, startedAt, requestId, path, reason: error.reason, fallback: undefined, attempts: 0, trace }),
+      this.#finished(req, res, { route, startedAt, requestId, path, failure: error, fallback: undefined, attempts: 0, trace }),
     );
     sendLocalReply(
       res,
@@ -278,7 +298,7 @@ export class Listener {
       startedAt: number;
       requestId: string;
       path: string;
-      reason: string | undefined;
+      failure: ProxyError | undefined;
       fallback: string | undefined;
       attempts: number;
       trace: RequestTrace | undefined;
@@ -294,7 +314,8 @@ export class Listener {
       method: req.method ?? '',
       path: outcome.path,
       status: answered ? res.statusCode : clientClosedStatus,
-      reason: answered ? outcome.reason : 'client_closed',
+      reason: answered ? outcome.failure?.reason : 'client_closed',
+      detail: answered ? outcome.failure?.message : undefined,
       fallback: outcome.fallback,
       durationMs: this.#options.clock.now() - outcome.startedAt,
       attempts: outcome.attempts,

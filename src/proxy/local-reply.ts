@@ -1,6 +1,6 @@
-import type { ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
-import { localReasons, type LocalReason, type ProxyError } from '../exchange/errors.ts';
+import { STATUS_CODES, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { LocalReason, ProxyError } from '../exchange/errors.ts';
 
 export interface LocalReplyContext {
   readonly route: string | undefined;
@@ -32,19 +32,21 @@ export function sendLocalReply(res: ServerResponse, error: ProxyError, context: 
 }
 
 /**
- * Answers a request Node's parser rejected (malformed, or headers too large) on the raw
- * socket, then closes it: after a parse error nothing else on that connection can be trusted.
+ * Answers on the raw socket, then closes it: for a request Node's parser rejected (after a parse
+ * error nothing else on that connection can be trusted), and for a CONNECT or an upgrade, which
+ * Node hands over as a bare socket.
  */
-export function sendRawLocalReply(socket: Socket, reason: LocalReason, requestId: string): void {
-  const { status, message } = localReasons[reason];
-  const payload = body(reason, message, { route: undefined, upstream: undefined, requestId, attempts: undefined });
-  const statusText = status === 431 ? 'Request Header Fields Too Large' : 'Bad Request';
+export function sendRawLocalReply(socket: Duplex, error: ProxyError, requestId: string): void {
+  const payload = body(error.reason, error.message, { route: undefined, upstream: undefined, requestId, attempts: undefined });
+  // A CONNECT is refused as the method it is: RFC 9110 asks a 405 to list what is allowed.
+  const allow = error.reason === 'method_not_allowed' ? 'allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE\r\n' : '';
   socket.end(
-    `HTTP/1.1 ${status} ${statusText}\r\n` +
+    `HTTP/1.1 ${error.status} ${STATUS_CODES[error.status] ?? ''}\r\n` +
       'connection: close\r\n' +
       'content-type: application/json\r\n' +
       `content-length: ${Buffer.byteLength(payload)}\r\n` +
-      `x-breakwater-reason: ${reason}\r\n` +
+      allow +
+      `x-breakwater-reason: ${error.reason}\r\n` +
       `x-request-id: ${requestId}\r\n\r\n` +
       payload,
   );

@@ -140,6 +140,7 @@ export function writeAccessLog(logger: Logger, entry: RequestRecord): void {
       durationMs: Math.round(entry.durationMs * 1000) / 1000,
       attempts: entry.attempts,
       reason: entry.reason,
+      detail: entry.detail,
       fallback: entry.fallback,
     },
     'request',

@@ -112,7 +112,7 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
 
   onResponseError(_controller: Controller, error: Error): void {
     this.#finish();
-    this.#fail(fromUpstreamError(error));
+    this.#fail(fromUpstreamError(error, this.#endpoint.origin));
   }
 
   #observe(outcome: AttemptOutcome): void {

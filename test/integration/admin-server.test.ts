@@ -1,3 +1,4 @@
+import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startAdminServer, type AdminSource, type CircuitMode } from '../../src/admin/server.ts';
 import type { RunningServer } from '../../src/telemetry/http-server.ts';
@@ -101,7 +102,7 @@ describe('admin server', () => {
     const problems = ['config/breakwater.yaml:12:5 routes[0].timeout: expected a duration like 250ms or 2s'];
     const { base } = await start({ reload: async () => ({ ok: false, problems }) });
 
-    const response = await fetch(`${base}/reload`, { method: 'POST', body: '{}' });
+    const response = await fetch(`${base}/reload`, { method: 'POST' });
 
     expect(response.status).toBe(400);
     expect(await response.json()).toEqual({ result: 'failure', problems });
@@ -262,5 +263,53 @@ describe('admin server', () => {
     running.splice(running.indexOf(server), 1);
 
     await expect(fetch(`${base}/routes`)).rejects.toThrow();
+  });
+
+  describe('refusing what a web page could send', () => {
+    /** A state-changing request with the headers a browser would add. */
+    async function send(url: string, method: string, headers: Record<string, string>, body?: string) {
+      const response = await request(url, { method: method as 'POST', headers, body });
+      return { status: response.statusCode, body: (await response.body.json()) as { error?: { message: string } } };
+    }
+
+    it.each([
+      ['POST /reload', 'POST', '/reload', undefined],
+      ['POST /circuits/NAME', 'POST', '/circuits/payments', '{"state": "forced-open"}'],
+    ])('refuses %s from another origin with 403 and changes nothing', async (_name, method, path, body) => {
+      const { base, server, reloads, circuitChanges } = await start();
+      const json: Record<string, string> = body === undefined ? {} : { 'content-type': 'application/json' };
+
+      const foreign = await send(`${base}${path}`, method, { origin: 'http://evil.example', ...json }, body);
+      // DNS rebinding: a page's own name made to point at the loopback address looks same-origin.
+      const rebound = await send(`${base}${path}`, method, { origin: `http://evil.example:${server.port}`, host: `evil.example:${server.port}`, ...json }, body);
+
+      expect(foreign.status).toBe(403);
+      expect(foreign.body.error?.message).toContain('http://evil.example');
+      expect(rebound.status).toBe(403);
+      expect(reloads()).toBe(0);
+      expect(circuitChanges).toEqual([]);
+    });
+
+    it("accepts the admin server's own origin, by address or localhost, and requests with no Origin", async () => {
+      const { base, server, reloads } = await start();
+
+      expect((await send(`${base}/reload`, 'POST', { origin: base })).status).toBe(200);
+      expect((await send(`${base}/reload`, 'POST', { origin: `http://localhost:${server.port}`, host: `localhost:${server.port}` })).status).toBe(200);
+      // curl and scripts send no Origin.
+      expect((await send(`${base}/reload`, 'POST', {})).status).toBe(200);
+      expect(reloads()).toBe(3);
+    });
+
+    it('refuses a body that is not JSON with 415 on every state-changing endpoint', async () => {
+      const { base, reloads, circuitChanges } = await start();
+
+      const reload = await send(`${base}/reload`, 'POST', { 'content-type': 'text/plain' }, 'please');
+      const circuit = await send(`${base}/circuits/payments`, 'POST', { 'content-type': 'application/x-www-form-urlencoded' }, 'state=forced-open');
+
+      expect(reload.status).toBe(415);
+      expect(circuit.status).toBe(415);
+      expect(reloads()).toBe(0);
+      expect(circuitChanges).toEqual([]);
+    });
   });
 });

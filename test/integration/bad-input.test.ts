@@ -88,4 +88,32 @@ routes:
     expect(response.statusCode).toBe(200);
     expect(await response.body.json()).toMatchObject({ bodyBytes: 512 });
   });
+
+  it('refuses CONNECT with 405, a reason and an access-log line, and dials nothing', async () => {
+    const before = upstream.connections;
+    const exchange = await rawRequest(port, 'CONNECT app:443 HTTP/1.1\r\nHost: app:443\r\nx-request-id: tunnel-1\r\n\r\n');
+    expect(statusLine(exchange.text)).toBe('HTTP/1.1 405 Method Not Allowed');
+    expect(exchange.text).toMatch(/x-breakwater-reason: method_not_allowed/);
+    expect(exchange.text).toMatch(/allow: GET, HEAD/);
+    expect(exchange.text).toMatch(/x-request-id: tunnel-1/);
+    expect(exchange.closed).toBe(true);
+    expect(upstream.connections).toBe(before);
+    await expect.poll(() => proxy.log.accessLines().find((line) => line.requestId === 'tunnel-1')).toMatchObject({
+      method: 'CONNECT',
+      status: 405,
+      reason: 'method_not_allowed',
+    });
+  });
+
+  it('refuses a WebSocket upgrade with 501 instead of proxying it as a plain GET', async () => {
+    const before = upstream.requests.length;
+    const exchange = await rawRequest(
+      port,
+      'GET /socket HTTP/1.1\r\nHost: app\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+    );
+    expect(statusLine(exchange.text)).toBe('HTTP/1.1 501 Not Implemented');
+    expect(exchange.text).toMatch(/x-breakwater-reason: upgrade_not_supported/);
+    expect(exchange.closed).toBe(true);
+    expect(upstream.requests.length).toBe(before);
+  });
 });

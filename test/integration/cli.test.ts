@@ -163,6 +163,32 @@ describe('breakwater run', () => {
     expect(lines(result.stderr)[0]).toBe('config/breakwater.yaml:1:9 routes: must be a list');
   });
 
+  it('writes human-readable log lines with --log-format pretty, and refuses an unknown format', async () => {
+    const child = spawn(command, [...prefix, 'run', '--config', validFile, '--log-format', 'pretty'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    try {
+      const line = await new Promise<string>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no start within ${EXIT_WITHIN_MS}ms`)), EXIT_WITHIN_MS);
+        createInterface({ input: child.stdout }).on('line', (text) => {
+          if (!text.includes('breakwater started')) return;
+          clearTimeout(timer);
+          resolve(text);
+        });
+      });
+      // A level and a message a person reads, not a JSON object.
+      expect(line).toMatch(/INFO.*breakwater started/);
+      expect(() => JSON.parse(line) as unknown).toThrow();
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    }
+
+    const unknown = await breakwater(['run', '--config', validFile, '--log-format', 'xml']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain('--log-format must be json or pretty');
+  });
+
   it('starts on a valid file and keeps serving until SIGTERM', async () => {
     const child = spawn(command, [...prefix, 'run', '--config', validFile], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';

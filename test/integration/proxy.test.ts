@@ -156,11 +156,41 @@ routes:
     expect(body.error).toMatchObject({ reason: 'timeout', route: 'slow', upstream: 'slow' });
   });
 
-  it('answers 503 upstream_unavailable when no connection can be made', async () => {
-    const response = await request(`${proxy.url()}/`, { headers: { host: 'dead' } });
+  it('answers 503 upstream_unavailable naming the endpoint and the cause when no connection can be made', async () => {
+    const response = await request(`${proxy.url()}/`, { headers: { host: 'dead', 'x-request-id': 'refused-1' } });
     expect(response.statusCode).toBe(503);
     expect(response.headers['x-breakwater-reason']).toBe('upstream_unavailable');
-    await response.body.dump();
+    const body = (await response.body.json()) as { error: { message: string } };
+    expect(body.error.message).toBe(`could not connect to http://127.0.0.1:1: connection refused`);
+    // The access log says the same, so an operator need not guess.
+    await expect.poll(() => proxy.log.accessLines().find((line) => line.requestId === 'refused-1')).toMatchObject({
+      reason: 'upstream_unavailable',
+      detail: `could not connect to http://127.0.0.1:1: connection refused`,
+    });
+  });
+
+  it('names a reset before the response as one, with the endpoint', async () => {
+    payments.respond((req) => req.socket.destroy());
+    try {
+      const response = await request(`${proxy.url()}/`, { headers: { host: 'payments' } });
+      expect(response.statusCode).toBe(503);
+      const body = (await response.body.json()) as { error: { message: string } };
+      expect(body.error.message).toMatch(new RegExp(`^${payments.origin} ended the exchange before a response: `));
+    } finally {
+      payments.respond(echo);
+    }
+  });
+
+  it("returns the request's x-request-id on every response, the upstream's and Breakwater's own", async () => {
+    const proxied = await request(`${proxy.url()}/`, { headers: { host: 'payments', 'x-request-id': 'quote-me' } });
+    await proxied.body.dump();
+    expect(proxied.headers['x-request-id']).toBe('quote-me');
+    const generated = await request(`${proxy.url()}/`, { headers: { host: 'payments' } });
+    await generated.body.dump();
+    expect(generated.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+    const local = await request(`${proxy.url()}/`, { headers: { host: 'nowhere.example', 'x-request-id': 'quote-me-too' } });
+    await local.body.dump();
+    expect(local.headers['x-request-id']).toBe('quote-me-too');
   });
 
   it('passes an upstream error response through unchanged', async () => {

@@ -12,6 +12,7 @@ export function requestRecord(overrides: Partial<RequestRecord> = {}): RequestRe
     path: '/charge',
     status: 200,
     reason: undefined,
+    detail: undefined,
     fallback: undefined,
     durationMs: 12,
     attempts: 1,
