@@ -4,7 +4,7 @@ import type { FallbackKind, PolicyEvents } from '../../exchange/events.ts';
 import { callHandler, type CallScope, type Handler, type Layer } from '../../exchange/handler.ts';
 import type { ProxyRequest, UpstreamResponse } from '../../exchange/request.ts';
 import type { Clock } from '../../runtime/clock.ts';
-import { bufferedBody, statusHasBody } from './body.ts';
+import { bufferedBody, statusHasBody } from '../../exchange/body.ts';
 import { triggersFallback } from './select.ts';
 import type { StaleCache } from './stale-cache.ts';
 

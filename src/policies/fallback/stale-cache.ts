@@ -1,6 +1,6 @@
 import { LRUCache } from 'lru-cache';
 import type { ProxyRequest, UpstreamResponse } from '../../exchange/request.ts';
-import { bufferedBody, statusHasBody, teeBody } from './body.ts';
+import { bufferedBody, statusHasBody, teeBody } from '../../exchange/body.ts';
 
 // The last good answer per URL, served when the upstream fails (like RFC 5861's
 // stale-if-error, chosen by the operator for the route). It is shared by every caller of the
@@ -141,9 +141,9 @@ export class StaleCache {
     const age = Number(headerText(response.headers.age));
     const ageAtStorage = Number.isInteger(age) && age > 0 ? age : 0;
     const isGet = request.method === 'GET';
-    const body = teeBody(response.body, isGet ? this.limits.maxEntryBytes : 0, (bytes) => {
-      if (!isGet && this.#holdsFreshBody(key, now)) return;
-      this.#entries.set(key, { status: response.status, headers, body: isGet ? bytes : null, storedAt: now, ageAtStorage, varied });
+    const body = teeBody(response.body, isGet ? this.limits.maxEntryBytes : 0, (end) => {
+      if (end.kind !== 'whole' || (!isGet && this.#holdsFreshBody(key, now))) return;
+      this.#entries.set(key, { status: response.status, headers, body: isGet ? end.bytes : null, storedAt: now, ageAtStorage, varied });
     });
     return { ...response, body };
   }

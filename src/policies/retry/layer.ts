@@ -9,7 +9,7 @@ import type { ProxyRequest, UpstreamResponse } from '../../exchange/request.ts';
 import type { Clock } from '../../runtime/clock.ts';
 import type { Random } from '../../runtime/random.ts';
 import { backoffDelay } from './backoff.ts';
-import { bufferBody } from './body.ts';
+import { bufferBody } from '../../exchange/request-body.ts';
 import type { RetryBudget } from './budget.ts';
 import { decideRetry } from './decide.ts';
 

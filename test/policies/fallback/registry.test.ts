@@ -1,7 +1,7 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import type { FallbackConfig } from '../../../src/config/types.ts';
-import type { ResponseSink } from '../../../src/policies/fallback/body.ts';
+import type { ResponseSink } from '../../../src/exchange/body.ts';
 import { StaleCaches } from '../../../src/policies/fallback/registry.ts';
 import type { StaleCache } from '../../../src/policies/fallback/stale-cache.ts';
 import { proxyRequest, response } from '../../support/handlers.ts';

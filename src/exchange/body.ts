@@ -1,4 +1,4 @@
-import type { ResponseBody } from '../../exchange/request.ts';
+import type { ResponseBody } from './request.ts';
 
 /** The client response a body streams into (node:http's ServerResponse, which policies do not import). */
 export type ResponseSink = Parameters<ResponseBody['pipeTo']>[0];
@@ -47,26 +47,51 @@ function teeSink(sink: ResponseSink, keep: (chunk: Buffer) => void): ResponseSin
   });
 }
 
+/** How a teed body ended: whole (with the copy kept), or not. */
+export type TeeEnd =
+  | { readonly kind: 'whole'; readonly bytes: Buffer }
+  /** It streamed whole, but past the limit: no copy was kept. */
+  | { readonly kind: 'too-large' }
+  /** It failed midway, or was discarded before or while it streamed. */
+  | { readonly kind: 'cut' };
+
+const tooLarge: TeeEnd = { kind: 'too-large' };
+const cut: TeeEnd = { kind: 'cut' };
+
 /**
- * `body`, streamed as before, with a copy of its bytes kept on the side: once it has ended
- * whole, `complete` gets them. Past `limit` bytes the copy is dropped and streaming goes on
- * untouched; a body that fails midway is never completed.
+ * `body`, streamed as before, with a copy of its bytes kept on the side; `end` is told once how
+ * it ended: whole with the copy, whole but past `limit` bytes (the copy dropped, streaming
+ * untouched), or cut short.
  */
-export function teeBody(body: ResponseBody, limit: number, complete: (bytes: Buffer) => void): ResponseBody {
+export function teeBody(body: ResponseBody, limit: number, end: (result: TeeEnd) => void): ResponseBody {
+  let told = false;
+  const tell = (result: TeeEnd): void => {
+    if (told) return;
+    told = true;
+    end(result);
+  };
   return {
     async pipeTo(sink) {
       let chunks: Buffer[] | null = [];
       let size = 0;
-      await body.pipeTo(
-        teeSink(sink, (chunk) => {
-          if (chunks === null) return;
-          size += chunk.length;
-          if (size > limit) chunks = null;
-          else chunks.push(chunk);
-        }),
-      );
-      if (chunks !== null) complete(Buffer.concat(chunks, size));
+      try {
+        await body.pipeTo(
+          teeSink(sink, (chunk) => {
+            if (chunks === null) return;
+            size += chunk.length;
+            if (size > limit) chunks = null;
+            else chunks.push(chunk);
+          }),
+        );
+      } catch (error) {
+        tell(cut);
+        throw error;
+      }
+      tell(chunks === null ? tooLarge : { kind: 'whole', bytes: Buffer.concat(chunks, size) });
     },
-    discard: () => body.discard(),
+    discard: () => {
+      tell(cut);
+      body.discard();
+    },
   };
 }

@@ -1,7 +1,7 @@
 import { PassThrough, pipeline, type Readable } from 'node:stream';
-import { abortReason, onAbort } from '../../exchange/cancel.ts';
-import { ProxyError } from '../../exchange/errors.ts';
-import type { ProxyRequest } from '../../exchange/request.ts';
+import { abortReason, onAbort } from './cancel.ts';
+import { ProxyError } from './errors.ts';
+import type { ProxyRequest } from './request.ts';
 
 /** The request's Content-Length, or undefined when it has none (a chunked body). */
 function contentLength(headers: readonly string[]): number | undefined {

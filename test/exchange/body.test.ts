@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { bufferedBody, statusHasBody, teeBody, type ResponseSink } from '../../../src/policies/fallback/body.ts';
-import type { ResponseBody } from '../../../src/exchange/request.ts';
-import { memorySink } from '../../support/sinks.ts';
+import { bufferedBody, statusHasBody, teeBody, type ResponseSink, type TeeEnd } from '../../src/exchange/body.ts';
+import type { ResponseBody } from '../../src/exchange/request.ts';
+import { memorySink } from '../support/sinks.ts';
 
 /** A body that writes its parts the way a caller chooses, to exercise every write form. */
 function bodyOf(write: (sink: ResponseSink) => void): ResponseBody & { discarded: number } {
@@ -52,7 +52,7 @@ describe('teeing a body', () => {
       target.write(new Uint8Array([99]));
       target.end('d');
     });
-    await teeBody(body, 100, (bytes) => kept.push(bytes)).pipeTo(sink);
+    await teeBody(body, 100, (end) => kept.push(end.kind === 'whole' ? end.bytes : Buffer.from(end.kind))).pipeTo(sink);
     expect(text()).toBe('abcd');
     expect(kept.map(String)).toEqual(['abcd']);
   });
@@ -66,26 +66,26 @@ describe('teeing a body', () => {
       target.end(() => undefined);
     });
     const kept: Buffer[] = [];
-    await teeBody(body, 100, (bytes) => kept.push(bytes)).pipeTo(sink);
+    await teeBody(body, 100, (end) => kept.push(end.kind === 'whole' ? end.bytes : Buffer.from(end.kind))).pipeTo(sink);
     writable.emit('drain');
     expect(drained).toBe(1);
     expect(kept.map(String)).toEqual(['']);
   });
 
-  it('drops the copy past the limit and still streams the whole body', async () => {
+  it('drops the copy past the limit, still streams the whole body, and says it was too large', async () => {
     const { sink, text } = memorySink();
-    let completed = false;
+    const ends: TeeEnd[] = [];
     const body = bodyOf((target) => {
       target.write('12345');
       target.write('6');
       target.end('7');
     });
-    await teeBody(body, 5, () => (completed = true)).pipeTo(sink);
+    await teeBody(body, 5, (end) => ends.push(end)).pipeTo(sink);
     expect(text()).toBe('1234567');
-    expect(completed).toBe(false);
+    expect(ends).toEqual([{ kind: 'too-large' }]);
   });
 
-  it('completes nothing when the body fails midway', async () => {
+  it('says the body was cut when it fails midway', async () => {
     const failing: ResponseBody = {
       pipeTo: (sink) => {
         sink.write('partial');
@@ -93,14 +93,17 @@ describe('teeing a body', () => {
       },
       discard: () => undefined,
     };
-    let completed = false;
-    await expect(teeBody(failing, 100, () => (completed = true)).pipeTo(memorySink().sink)).rejects.toThrow('reset');
-    expect(completed).toBe(false);
+    const ends: TeeEnd[] = [];
+    await expect(teeBody(failing, 100, (end) => ends.push(end)).pipeTo(memorySink().sink)).rejects.toThrow('reset');
+    expect(ends).toEqual([{ kind: 'cut' }]);
   });
 
-  it('discards through to the original body', () => {
+  it('discards through to the original body, once, and says it was cut', () => {
     const body = bodyOf(() => undefined);
-    teeBody(body, 100, () => undefined).discard();
+    const ends: TeeEnd[] = [];
+    const teed = teeBody(body, 100, (end) => ends.push(end));
+    teed.discard();
     expect(body.discarded).toBe(1);
+    expect(ends).toEqual([{ kind: 'cut' }]);
   });
 });
