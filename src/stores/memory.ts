@@ -1,7 +1,8 @@
 // The memory store: records in this process, in an LRU bounded by entries and by bytes, lost
 // on restart (for tests, demos and single replicas). Every step runs synchronously, so each is
 // atomic without locks. Under memory pressure the least recently used records go first, an
-// in-progress one included: a memory store de-duplicates on a best-effort basis.
+// in-progress one included: a memory store de-duplicates on a best-effort basis. A record
+// larger than the whole store is refused (too_large); a replace refused so leaves the key free.
 
 import { LRUCache } from 'lru-cache';
 import type { MemoryStoreConfig } from '../config/types.ts';

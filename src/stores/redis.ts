@@ -93,22 +93,21 @@ function readRecord(reply: unknown): RawRecord | undefined {
 }
 
 function connect(config: RedisStoreConfig, status: StoreStatus): Connection {
-  const credentials = credentialsOf(config);
+  const topology = config.topology;
+  // A server URL says for itself whether to use TLS; nodes found through cluster seeds or
+  // sentinels have no URL, so they use TLS when the seeds' URLs are rediss://.
+  const tls = topology.mode !== 'server' && topology.nodes.some((url) => url.startsWith('rediss:'));
+  const socket = { connectTimeout: CONNECT_TIMEOUT_MS, ...(tls ? { tls: true as const } : {}) };
   // Without the offline queue a command sent while disconnected fails at once; the timeout
   // takes a command out of the client's queue if it could not be sent in time.
-  const clientOptions = {
-    disableOfflineQueue: true,
-    socket: { connectTimeout: CONNECT_TIMEOUT_MS },
-    ...credentials,
-  };
+  const clientOptions = { disableOfflineQueue: true, socket, ...credentialsOf(config) };
   const commandOptions = { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer }, timeout: config.timeoutMs };
   const onError = (error: unknown): void => status.failed(unavailable(config.name, error));
   const onReady = (): void => status.reached();
-  const topology = config.topology;
 
   switch (topology.mode) {
     case 'server': {
-      const client = createClient({ ...clientOptions, url: topology.url, ...credentials, scripts: RECORD_SCRIPTS, commandOptions });
+      const client = createClient({ ...clientOptions, url: topology.url, scripts: RECORD_SCRIPTS, commandOptions });
       // An 'error' event nobody listens to would end the process.
       client.on('error', onError).on('ready', onReady);
       return {
@@ -160,7 +159,7 @@ function connect(config: RedisStoreConfig, status: StoreStatus): Connection {
         name: topology.masterName,
         sentinelRootNodes: topology.nodes.map(hostAndPort),
         nodeClientOptions: clientOptions,
-        sentinelClientOptions: { socket: { connectTimeout: CONNECT_TIMEOUT_MS }, ...sentinelCredentials },
+        sentinelClientOptions: { socket, ...sentinelCredentials },
         scripts: RECORD_SCRIPTS,
         commandOptions,
         // Errors of the clients inside reach the store's health rather than going unheard.

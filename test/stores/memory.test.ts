@@ -49,6 +49,15 @@ describe('the memory store', () => {
       operation: 'take',
     });
     expect(await store.records.get('big')).toBeUndefined();
+
+    // Finishing a record with more than the store holds leaves the key free, as a release would.
+    const taken = await store.records.take('k', { meta: { state: 'in-progress' } }, 60_000);
+    if (!taken.taken) throw new Error('not taken');
+    await expect(store.records.replace('k', taken.token, { meta: {}, body: Buffer.alloc(2000) }, 60_000)).rejects.toMatchObject({
+      code: 'too_large',
+      operation: 'replace',
+    });
+    expect(await store.records.get('k')).toBeUndefined();
     await store.close();
   });
 });
