@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that Breakwater's tests and benchmarks drive:
-#   prometheus (for promtool), wrk, nginx, haproxy, procps (ps), util-linux (taskset) and
-#   kubernetes-client (kubectl, for `kubectl kustomize`).
+#   prometheus (for promtool), wrk, nginx, haproxy, procps (ps), util-linux (taskset),
+#   kubernetes-client (kubectl, for `kubectl kustomize`) and redis-server with redis-tools
+#   (redis-server and redis-cli, for the Redis state store's tests: one server, a cluster,
+#   a sentinel).
 # Idempotent: packages already installed are skipped, and when all are present it runs no apt
 # at all. Installing never leaves a system service running: a temporary policy-rc.d refuses
-# service starts during the install, so nginx or prometheus do not grab ports on the machine.
+# service starts during the install, so nginx, prometheus or redis do not grab ports on the machine.
 # Usage: bash scripts/install-system-tools.sh   (as root, or with passwordless sudo)
 set -euo pipefail
 
@@ -21,8 +23,10 @@ declare -A command_of=(
   [procps]=ps
   [util-linux]=taskset
   [kubernetes-client]=kubectl
+  [redis-server]=redis-server
+  [redis-tools]=redis-cli
 )
-packages=(prometheus wrk nginx haproxy procps util-linux kubernetes-client)
+packages=(prometheus wrk nginx haproxy procps util-linux kubernetes-client redis-server redis-tools)
 # Packages whose command may come from elsewhere: a machine that already has a kubectl (from
 # Kubernetes' own `kubectl` package, say) keeps it, since Debian's package would clash with it.
 declare -A any_source_will_do=([kubernetes-client]=1)
@@ -69,7 +73,7 @@ if ((${#missing[@]} > 0)); then
   if [[ -d /run/systemd/system ]]; then
     for package in "${missing[@]}"; do
       case "$package" in
-        nginx | haproxy | prometheus)
+        nginx | haproxy | prometheus | redis-server)
           "${as_root[@]}" systemctl stop "$package" 2>/dev/null || true
           ;;
       esac

@@ -70,4 +70,12 @@ export const DEFAULTS = deepFreeze({
     on: ['circuit-open', 'bulkhead-full', 'timeout', 'upstream-unavailable'],
   },
   fallbackResponse: { headers: {}, body: '' },
+  // With no `stores` block: one store, in memory, so policies work with nothing to install.
+  stores: { default: { type: 'memory' } },
+  // A store answers within a request's budget or not at all; 50ms leaves a request most of its time.
+  store: { timeout: '50ms' },
+  // Enough for a busy route's idempotency records for a while, small beside a sidecar's memory.
+  memoryStore: { maxEntries: 10_000, maxBytes: '32MiB' },
+  // Names Breakwater's keys in a Redis that others share.
+  redisStore: { keyPrefix: 'breakwater:' },
 } as const);

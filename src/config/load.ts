@@ -5,6 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { LineCounter, parseDocument } from 'yaml';
 import { normalizeConfig } from './normalize.ts';
+import type { Environment } from './normalize.ts';
 import { formatPath, YamlLocator } from './positions.ts';
 import type { PathSegment } from './positions.ts';
 import type { Config } from './types.ts';
@@ -31,8 +32,13 @@ export function formatProblem(problem: ConfigProblem): string {
   return problem.path === '' ? `${where}: ${problem.message}` : `${where} ${problem.path}: ${problem.message}`;
 }
 
+export interface ParseOptions {
+  /** Where `${VAR}` references in store values are looked up. Default: `process.env`. */
+  readonly env?: Environment;
+}
+
 /** Parses and validates the text of a config file; `fileName` is only used in problems. */
-export function parseConfig(text: string, fileName: string): ConfigResult {
+export function parseConfig(text: string, fileName: string, options: ParseOptions = {}): ConfigResult {
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   const locator = new YamlLocator(doc, lines);
@@ -68,7 +74,7 @@ export function parseConfig(text: string, fileName: string): ConfigResult {
     return { ok: false, problems: sortProblems(problems) };
   }
 
-  const config = normalizeConfig(checked.file, at);
+  const config = normalizeConfig(checked.file, at, options.env);
   if (problems.length > 0) return { ok: false, problems: sortProblems(problems) };
   return { ok: true, config: deepFreeze(config) };
 }

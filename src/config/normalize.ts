@@ -3,6 +3,7 @@
 // defaults and converts durations, sizes and ratios to plain numbers.
 
 import { DEFAULTS } from './defaults.ts';
+import { expandEnv } from './env.ts';
 import type { PathSegment } from './positions.ts';
 import type { ConfigFile } from './schema.ts';
 import { didYouMean } from './suggest.ts';
@@ -24,6 +25,9 @@ import type {
   RetryConfig,
   RouteConfig,
   RouteMatch,
+  RedisTopology,
+  StoreConfig,
+  StoreType,
   UpstreamConfig,
 } from './types.ts';
 import { formatDuration, parseDuration, parsePercent, parseRatio, parseSize } from './units.ts';
@@ -37,15 +41,28 @@ type RetryFile = NonNullable<RouteFile['retry']>;
 type FallbackFile = NonNullable<RouteFile['fallback']>;
 type FaultFile = NonNullable<RouteFile['fault']>;
 type MatchFile = NonNullable<RouteFile['match']>;
+type StoreFile = NonNullable<ConfigFile['stores']>[string];
+
+export type Environment = Readonly<Record<string, string | undefined>>;
+
+// The keys each store type reads, besides `type` and `timeout`; any other is refused, so a
+// `path` on a redis store is not silently ignored.
+const STORE_KEYS: Readonly<Record<StoreType, readonly string[]>> = {
+  memory: ['maxEntries', 'maxBytes'],
+  sqlite: ['path'],
+  redis: ['url', 'cluster', 'sentinel', 'username', 'password', 'keyPrefix'],
+};
+const REDIS_TOPOLOGY_KEYS = ['url', 'cluster', 'sentinel'] as const;
 
 // Hosts that listen on every interface, so they clash with any host on the same port.
 const WILDCARD_HOSTS = new Set(['0.0.0.0', '::']);
 
 /**
  * Builds the effective config from a file that passed the schema. Every rule broken is passed
- * to `report`; the returned config is only meaningful when nothing was reported.
+ * to `report`; the returned config is only meaningful when nothing was reported. `env` is read
+ * for the `${VAR}` references in store values.
  */
-export function normalizeConfig(file: ConfigFile, report: ReportProblem): Config {
+export function normalizeConfig(file: ConfigFile, report: ReportProblem, env: Environment = process.env): Config {
   const check = new Checker(report);
   const listeners = check.listeners(file);
   const telemetry = { address: check.address(['telemetry', 'address'], file.telemetry?.address ?? DEFAULTS.telemetry.address) };
@@ -83,6 +100,7 @@ export function normalizeConfig(file: ConfigFile, report: ReportProblem): Config
     upstreams,
     deadline: check.deadline(file.deadline),
     routes,
+    stores: check.stores(file.stores, env),
   };
 }
 
@@ -375,5 +393,106 @@ class Checker {
         : {}),
       ...(fault.abort ? { abort: { percent: parsePercent(fault.abort.percent), status: fault.abort.status } } : {}),
     };
+  }
+
+  stores(stores: ConfigFile['stores'], env: Environment): Map<string, StoreConfig> {
+    const result = new Map<string, StoreConfig>();
+    for (const [name, store] of Object.entries<StoreFile>(stores ?? DEFAULTS.stores)) {
+      result.set(name, this.store(['stores', name], name, store, env));
+    }
+    return result;
+  }
+
+  store(path: readonly PathSegment[], name: string, store: StoreFile, env: Environment): StoreConfig {
+    for (const key of Object.keys(store)) {
+      const owner = (Object.keys(STORE_KEYS) as StoreType[]).find((type) => STORE_KEYS[type].includes(key));
+      if (owner !== undefined && owner !== store.type) {
+        this.#report([...path, key], `"${key}" applies only to stores of type ${owner}, not ${store.type}`, 'key');
+      }
+    }
+    const timeoutMs = this.duration([...path, 'timeout'], store.timeout ?? DEFAULTS.store.timeout, { positive: true });
+    switch (store.type) {
+      case 'memory':
+        return {
+          name,
+          type: 'memory',
+          timeoutMs,
+          maxEntries: store.maxEntries ?? DEFAULTS.memoryStore.maxEntries,
+          maxBytes: this.size([...path, 'maxBytes'], store.maxBytes ?? DEFAULTS.memoryStore.maxBytes, { positive: true }),
+        };
+      case 'sqlite': {
+        if (store.path === undefined) this.#report([...path, 'type'], 'a sqlite store needs path: the database file');
+        return { name, type: 'sqlite', timeoutMs, path: this.expand([...path, 'path'], store.path ?? '', env) };
+      }
+      case 'redis': {
+        const keyPrefix = this.expand([...path, 'keyPrefix'], store.keyPrefix ?? DEFAULTS.redisStore.keyPrefix, env);
+        if (/[{}]/.test(keyPrefix)) {
+          this.#report(
+            [...path, 'keyPrefix'],
+            'must not contain "{" or "}": each record\'s key goes in braces, so Redis Cluster keeps a record on one node',
+          );
+        }
+        const username = store.username === undefined ? undefined : this.expand([...path, 'username'], store.username, env);
+        const password = store.password === undefined ? undefined : this.expand([...path, 'password'], store.password, env);
+        return {
+          name,
+          type: 'redis',
+          timeoutMs,
+          topology: this.redisTopology(path, store, env),
+          keyPrefix,
+          ...(username === undefined ? {} : { username }),
+          ...(password === undefined ? {} : { password }),
+        };
+      }
+    }
+  }
+
+  redisTopology(path: readonly PathSegment[], store: StoreFile, env: Environment): RedisTopology {
+    const given = REDIS_TOPOLOGY_KEYS.filter((key) => store[key] !== undefined);
+    if (given.length === 0) {
+      this.#report([...path, 'type'], 'a redis store needs one of url, cluster or sentinel');
+      return { mode: 'server', url: '' };
+    }
+    for (const extra of given.slice(1)) {
+      this.#report([...path, extra], `give only one of url, cluster or sentinel (${given[0]} is already given)`, 'key');
+    }
+    const nodes = (key: PathSegment[], urls: readonly string[]) =>
+      urls.map((url, index) => this.redisUrl([...path, ...key, index], this.expand([...path, ...key, index], url, env), 'node'));
+    if (store.cluster !== undefined) return { mode: 'cluster', nodes: nodes(['cluster'], store.cluster) };
+    if (store.sentinel !== undefined) {
+      return {
+        mode: 'sentinel',
+        masterName: this.expand([...path, 'sentinel', 'name'], store.sentinel.name, env),
+        nodes: nodes(['sentinel', 'nodes'], store.sentinel.nodes),
+      };
+    }
+    return { mode: 'server', url: this.redisUrl([...path, 'url'], this.expand([...path, 'url'], store.url ?? '', env), 'server') };
+  }
+
+  /** A redis:// or rediss:// URL; a cluster or sentinel node's has no database number. */
+  redisUrl(path: readonly PathSegment[], text: string, role: 'server' | 'node'): string {
+    let url: URL | undefined;
+    try {
+      url = new URL(text);
+    } catch {
+      url = undefined;
+    }
+    // Echoing the value could print a password taken from the environment, so messages do not.
+    if (url === undefined || (url.protocol !== 'redis:' && url.protocol !== 'rediss:') || url.hostname === '') {
+      this.#report(path, 'must be a redis:// or rediss:// URL with a host, such as redis://redis.infra:6379');
+    } else if (role === 'node' && url.pathname !== '' && url.pathname !== '/') {
+      this.#report(path, 'a cluster or sentinel node is redis://host:port, without a database number');
+    } else if (role === 'server' && !/^(\/[0-9]*)?$/.test(url.pathname)) {
+      this.#report(path, 'the path of a redis URL is a database number, such as redis://redis:6379/0');
+    }
+    return text;
+  }
+
+  /** Expands `${VAR}` references; an unset variable is a problem at the value that names it. */
+  expand(path: readonly PathSegment[], text: string, env: Environment): string {
+    const expansion = expandEnv(text, env);
+    if (expansion.ok) return expansion.value;
+    for (const name of expansion.missing) this.#report(path, `environment variable ${name} is not set`);
+    return text;
   }
 }

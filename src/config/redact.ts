@@ -1,7 +1,8 @@
 // The effective config as JSON for the admin /config endpoint, with secrets taken out: header
-// values that look like credentials, and credentials inside endpoint URLs.
+// values that look like credentials, credentials inside endpoint and Redis URLs, and store
+// passwords (which may have come from the environment through ${VAR}).
 
-import type { Config, FallbackStep, RouteConfig, UpstreamConfig } from './types.ts';
+import type { Config, FallbackStep, RedisTopology, RouteConfig, StoreConfig, UpstreamConfig } from './types.ts';
 
 const REDACTED = '[redacted]';
 
@@ -23,6 +24,34 @@ function redactEndpoint(endpoint: string): string {
   return `${url.protocol}//${REDACTED}@${url.host}`;
 }
 
+/** A Redis URL with its userinfo replaced; the database number stays, it is no secret. */
+function redactRedisUrl(text: string): string {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    // Valid configs only hold URLs; anything else is shown as nothing rather than risked.
+    return REDACTED;
+  }
+  if (url.username === '' && url.password === '') return text;
+  return `${url.protocol}//${REDACTED}@${url.host}${url.pathname}${url.search}`;
+}
+
+function redactTopology(topology: RedisTopology): RedisTopology {
+  return topology.mode === 'server'
+    ? { ...topology, url: redactRedisUrl(topology.url) }
+    : { ...topology, nodes: topology.nodes.map(redactRedisUrl) };
+}
+
+function redactStore(store: StoreConfig): StoreConfig {
+  if (store.type !== 'redis') return store;
+  return {
+    ...store,
+    topology: redactTopology(store.topology),
+    ...(store.password === undefined ? {} : { password: REDACTED }),
+  };
+}
+
 function redactUpstream(upstream: UpstreamConfig): UpstreamConfig {
   return { ...upstream, endpoints: upstream.endpoints.map(redactEndpoint) };
 }
@@ -40,14 +69,16 @@ function redactRoute(route: RouteConfig): RouteConfig {
 }
 
 /**
- * A JSON-able copy of the effective config (upstreams as an object keyed by name), safe to
- * show: secret-looking header values and endpoint userinfo are replaced by "[redacted]".
+ * A JSON-able copy of the effective config (upstreams and stores as objects keyed by name),
+ * safe to show: secret-looking header values, URL userinfo and store passwords are replaced by
+ * "[redacted]".
  */
 export function redactConfig(config: Config): Record<string, unknown> {
   const copy = {
     ...config,
     upstreams: Object.fromEntries([...config.upstreams].map(([name, upstream]) => [name, redactUpstream(upstream)])),
     routes: config.routes.map(redactRoute),
+    stores: Object.fromEntries([...config.stores].map(([name, store]) => [name, redactStore(store)])),
   };
   // A JSON round trip gives plain, unfrozen objects the caller may serialize or extend.
   return JSON.parse(JSON.stringify(copy)) as Record<string, unknown>;

@@ -607,6 +607,112 @@ const RouteSchema = Type.Object(
   },
 );
 
+const STORE_TYPES = ['memory', 'sqlite', 'redis'] as const;
+
+// Free-text values of a store may name environment variables, so that credentials stay out
+// of the file; normalize.ts expands them and checks the result.
+const ENV_NOTE = ' May use ${VAR} or ${VAR:-default} for an environment variable.';
+
+const RedisNodes = (options: Described) =>
+  Type.Array(
+    Type.String({ title: 'Node URL', description: `redis://host:port (rediss:// for TLS).${ENV_NOTE}`, minLength: 1 }),
+    { ...options, minItems: 1, uniqueItems: true },
+  );
+
+const StoreSchema = Type.Object(
+  {
+    type: StringEnum(STORE_TYPES, {
+      title: 'Store type',
+      description:
+        'memory: in this process, lost on restart; sqlite: a file on local disk, kept across restarts; redis: a Redis server, cluster or sentinel set shared by every replica.',
+    }),
+    timeout: Type.Optional(
+      Duration({
+        title: 'Operation timeout',
+        description: 'No store operation keeps a request waiting longer than this; it fails with a store error instead.',
+        default: DEFAULTS.store.timeout,
+      }),
+    ),
+    maxEntries: Type.Optional(
+      Type.Integer({
+        title: 'Maximum entries (memory)',
+        description: 'The least recently used records are dropped beyond this many.',
+        minimum: 1,
+        default: DEFAULTS.memoryStore.maxEntries,
+      }),
+    ),
+    maxBytes: Type.Optional(
+      Size({
+        title: 'Maximum bytes (memory)',
+        description: 'The least recently used records are dropped once keys, metadata and bodies add up to more than this.',
+        default: DEFAULTS.memoryStore.maxBytes,
+      }),
+    ),
+    path: Type.Optional(
+      Type.String({
+        title: 'Database file (sqlite)',
+        description: `Path of the SQLite database file; its folder is created when missing.${ENV_NOTE}`,
+        minLength: 1,
+      }),
+    ),
+    url: Type.Optional(
+      Type.String({
+        title: 'Server URL (redis)',
+        description: `One Redis server: redis://[user:password@]host[:port][/db], or rediss:// for TLS. Not with cluster or sentinel.${ENV_NOTE}`,
+        minLength: 1,
+      }),
+    ),
+    cluster: Type.Optional(
+      RedisNodes({
+        title: 'Cluster seed nodes (redis)',
+        description: 'Some nodes of a Redis Cluster; the others are discovered from them. Not with url or sentinel.',
+      }),
+    ),
+    sentinel: Type.Optional(
+      Type.Object(
+        {
+          name: Type.String({
+            title: 'Master name',
+            description: `The name the sentinels monitor the master under.${ENV_NOTE}`,
+            minLength: 1,
+          }),
+          nodes: RedisNodes({
+            title: 'Sentinel nodes',
+            description: 'Sentinels to ask for the current master; credentials in these URLs are the sentinels\' own.',
+          }),
+        },
+        { ...Strict, title: 'Sentinel (redis)', description: 'A master and its replicas watched by Redis Sentinel. Not with url or cluster.' },
+      ),
+    ),
+    username: Type.Optional(
+      Type.String({
+        title: 'Username (redis)',
+        description: `ACL user for the Redis data nodes (not the sentinels).${ENV_NOTE}`,
+        minLength: 1,
+      }),
+    ),
+    password: Type.Optional(
+      Type.String({
+        title: 'Password (redis)',
+        description: `Password for the Redis data nodes (not the sentinels). Never shown by /config.${ENV_NOTE}`,
+        minLength: 1,
+      }),
+    ),
+    keyPrefix: Type.Optional(
+      Type.String({
+        title: 'Key prefix (redis)',
+        description: `Put before every key Breakwater writes, so that it can share a Redis with others. No braces.${ENV_NOTE}`,
+        default: DEFAULTS.redisStore.keyPrefix,
+      }),
+    ),
+  },
+  {
+    ...Strict,
+    title: 'Store',
+    description: 'Where state such as idempotency records is kept. Keys that belong to another type are refused.',
+  },
+);
+
 export const ConfigSchema = Type.Object(
   {
     $schema: Type.Optional(
@@ -719,6 +825,14 @@ export const ConfigSchema = Type.Object(
         },
         { ...Strict, title: 'Deadline', description: 'Deadline propagation across the call chain.' },
       ),
+    ),
+    stores: Type.Optional(
+      MapOf(StoreSchema, {
+        title: 'Stores',
+        description:
+          'State stores by name; policies name the store they use, `default` when they name none. Absent: one memory store named default.',
+        propertyNames: { pattern: NAME_PATTERN, errorMessage: NAME_MESSAGE },
+      }),
     ),
     routes: Type.Optional(
       Type.Array(RouteSchema, {

@@ -11,6 +11,8 @@ export interface Config {
   readonly upstreams: ReadonlyMap<string, UpstreamConfig>;
   readonly deadline: DeadlineConfig;
   readonly routes: readonly RouteConfig[];
+  /** State stores by name (contract section 10). */
+  readonly stores: ReadonlyMap<string, StoreConfig>;
 }
 
 export interface Address {
@@ -131,3 +133,40 @@ export interface FaultConfig {
   readonly delay?: { readonly percent: number; readonly durationMs: number };
   readonly abort?: { readonly percent: number; readonly status: number };
 }
+
+export type StoreType = 'memory' | 'sqlite' | 'redis';
+
+interface StoreConfigBase {
+  readonly name: string;
+  /** The longest any store operation may keep a caller waiting. */
+  readonly timeoutMs: number;
+}
+
+export interface MemoryStoreConfig extends StoreConfigBase {
+  readonly type: 'memory';
+  readonly maxEntries: number;
+  readonly maxBytes: number;
+}
+
+export interface SqliteStoreConfig extends StoreConfigBase {
+  readonly type: 'sqlite';
+  /** Environment variables expanded. */
+  readonly path: string;
+}
+
+/** How to reach Redis: exactly one of a server URL, cluster seed nodes or sentinels. */
+export type RedisTopology =
+  | { readonly mode: 'server'; readonly url: string }
+  | { readonly mode: 'cluster'; readonly nodes: readonly string[] }
+  | { readonly mode: 'sentinel'; readonly masterName: string; readonly nodes: readonly string[] };
+
+export interface RedisStoreConfig extends StoreConfigBase {
+  readonly type: 'redis';
+  readonly topology: RedisTopology;
+  readonly keyPrefix: string;
+  /** Credentials of the data nodes; URLs may carry them too. Environment variables expanded. */
+  readonly username?: string;
+  readonly password?: string;
+}
+
+export type StoreConfig = MemoryStoreConfig | SqliteStoreConfig | RedisStoreConfig;

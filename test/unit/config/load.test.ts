@@ -189,6 +189,33 @@ describe('the effective config of a file that sets every key', () => {
       fault: { delay: { percent: 2.5, durationMs: 1000 }, abort: { percent: 1, status: 500 } },
     });
     expect(config.routes[1]).toEqual({ name: 'health', listener: 'inbound', match: { path: '/healthz' }, upstream: 'payments', timeoutMs: 15_000 });
+    expect(Object.fromEntries(config.stores)).toEqual({
+      scratch: { name: 'scratch', type: 'memory', timeoutMs: 20, maxEntries: 500, maxBytes: 4 * 1024 * 1024 },
+      local: { name: 'local', type: 'sqlite', timeoutMs: 50, path: '/var/lib/breakwater/state.db' },
+      shared: {
+        name: 'shared',
+        type: 'redis',
+        timeoutMs: 50,
+        topology: { mode: 'server', url: 'redis://redis.infra:6379/1' },
+        keyPrefix: 'bw:',
+        username: 'breakwater',
+        password: 'not-a-secret',
+      },
+      fleet: {
+        name: 'fleet',
+        type: 'redis',
+        timeoutMs: 50,
+        topology: { mode: 'cluster', nodes: ['redis://r1:6379', 'redis://r2:6379'] },
+        keyPrefix: 'breakwater:',
+      },
+      ha: {
+        name: 'ha',
+        type: 'redis',
+        timeoutMs: 50,
+        topology: { mode: 'sentinel', masterName: 'mymaster', nodes: ['redis://s1:26379', 'redis://s2:26379'] },
+        keyPrefix: 'breakwater:',
+      },
+    });
   });
 
   it('is frozen, so no request can change the policy of another', () => {

@@ -1,0 +1,87 @@
+// Opens the stores of the config's `stores` block, each kind behind the one Store interface.
+
+import type { Config, StoreConfig } from '../config/types.ts';
+import type { Clock } from '../runtime/clock.ts';
+import { GuardedStore, StoreStatus } from './guard.ts';
+import type { RecordBackend } from './guard.ts';
+import { memoryBackend } from './memory.ts';
+import { redisBackend } from './redis.ts';
+import { sqliteBackend } from './sqlite.ts';
+import type { Store, StoreEvents, StoreHealth } from './store.ts';
+
+export interface StoreDeps {
+  readonly clock: Clock;
+  readonly events?: StoreEvents;
+  /** How often a sqlite store deletes expired rows. */
+  readonly sweepIntervalMs?: number;
+}
+
+// Expired rows cost disk, not correctness (every read checks expiry), so a sweep a minute is plenty.
+const DEFAULT_SWEEP_INTERVAL_MS = 60_000;
+
+export interface Stores {
+  /** The store of that name; config validation makes sure policies name only stores that exist. */
+  get(name: string): Store;
+  health(): StoreHealth[];
+  close(): Promise<void>;
+}
+
+/**
+ * Opens every configured store. Memory and sqlite stores are ready when this resolves; a Redis
+ * store connects in the background (and reconnects on its own), so a Redis that is down at
+ * start does not stop the proxy. Throws a StoreError when a sqlite file cannot be used, after
+ * closing the stores it had opened.
+ */
+export async function openStores(config: Config['stores'], deps: StoreDeps): Promise<Stores> {
+  const opened = new Map<string, Store>();
+  try {
+    for (const [name, store] of config) opened.set(name, openStore(store, deps));
+  } catch (error) {
+    await Promise.allSettled([...opened.values()].map((store) => store.close()));
+    throw error;
+  }
+  return {
+    get(name) {
+      const store = opened.get(name);
+      if (store === undefined) throw new Error(`no store named "${name}"`);
+      return store;
+    },
+    health: () => [...opened.values()].map((store) => store.health()),
+    close: async () => {
+      await Promise.allSettled([...opened.values()].map((store) => store.close()));
+    },
+  };
+}
+
+/** Opens one store of any kind. */
+export function openStore(config: StoreConfig, deps: StoreDeps): Store {
+  const { clock, events } = deps;
+  const status = new StoreStatus({
+    name: config.name,
+    kind: config.type,
+    clock,
+    ...(events === undefined ? {} : { events }),
+    // A Redis store has not been reached until its first connection is up.
+    reachable: config.type !== 'redis',
+  });
+  return new GuardedStore({
+    name: config.name,
+    kind: config.type,
+    timeoutMs: config.timeoutMs,
+    clock,
+    ...(events === undefined ? {} : { events }),
+    status,
+    backend: backendOf(config, deps, status),
+  });
+}
+
+function backendOf(config: StoreConfig, deps: StoreDeps, status: StoreStatus): RecordBackend {
+  switch (config.type) {
+    case 'memory':
+      return memoryBackend(config, deps.clock);
+    case 'sqlite':
+      return sqliteBackend(config, deps.clock, deps.sweepIntervalMs ?? DEFAULT_SWEEP_INTERVAL_MS);
+    case 'redis':
+      return redisBackend(config, deps.clock, status);
+  }
+}

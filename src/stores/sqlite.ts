@@ -1,0 +1,176 @@
+// The sqlite store: records in a file on local disk through Node's built-in node:sqlite (no
+// native add-on), so they survive a restart of the process or the pod (with a volume). Each
+// step is one statement or one transaction; every read and write compares expiry with the
+// wall clock, since the file outlives the process and its monotonic clock.
+
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
+import type { SqliteStoreConfig } from '../config/types.ts';
+import type { Clock } from '../runtime/clock.ts';
+import type { RecordBackend } from './guard.ts';
+import type { RawRecord } from './records.ts';
+import { StoreError } from './store.ts';
+import type { StoreErrorCode } from './store.ts';
+
+/** Marks the file as Breakwater's (PRAGMA application_id), so another program's database is refused. */
+export const APPLICATION_ID = 0x42_57_53_54; // "BWST"
+
+// MIGRATIONS[n] takes a file from schema version n to n + 1 (PRAGMA user_version). Released
+// steps are never edited: a file written by any earlier Breakwater must still open.
+const MIGRATIONS: readonly string[] = [
+  `CREATE TABLE records (
+     key TEXT PRIMARY KEY,
+     token TEXT NOT NULL,
+     meta TEXT NOT NULL,
+     body BLOB,
+     expires_at INTEGER NOT NULL -- wall-clock milliseconds since the epoch
+   );
+   CREATE INDEX records_by_expiry ON records (expires_at);`,
+];
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+// Expired rows are deleted in batches, so that one sweep never holds the write lock long.
+const SWEEP_BATCH = 500;
+const SWEEP_BATCHES_PER_RUN = 20;
+
+interface Row {
+  meta: string;
+  body: Uint8Array | null;
+}
+
+/**
+ * Opens (creating the file and its folder when missing) and migrates the database. Throws a
+ * StoreError when the file cannot be used: unreadable, another program's, or written by a
+ * newer Breakwater.
+ */
+export function sqliteBackend(
+  config: Pick<SqliteStoreConfig, 'name' | 'path' | 'timeoutMs'>,
+  clock: Clock,
+  sweepIntervalMs: number,
+): RecordBackend {
+  let db: DatabaseSync;
+  try {
+    mkdirSync(dirname(config.path), { recursive: true });
+    // A write that finds the file locked by another connection waits at most the store's
+    // timeout (SQLite's busy timeout), then fails instead of hanging.
+    db = new DatabaseSync(config.path, { timeout: config.timeoutMs });
+    // WAL lets readers go on while one writer writes. synchronous=NORMAL in WAL mode keeps the
+    // file consistent through any crash and may lose only the last commits on power loss.
+    db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;');
+    migrate(db, config.path);
+  } catch (cause) {
+    if (cause instanceof StoreError) throw cause;
+    const reason = cause instanceof Error ? cause.message : String(cause);
+    throw new StoreError('unavailable', `cannot open the sqlite store "${config.name}" at ${config.path}: ${reason}`, {
+      store: config.name,
+      operation: 'open',
+      cause,
+    });
+  }
+
+  const selectLive = db.prepare('SELECT meta, body FROM records WHERE key = ? AND expires_at >= ?');
+  const upsert = db.prepare(
+    `INSERT INTO records (key, token, meta, body, expires_at) VALUES (?, ?, ?, ?, ?)
+     ON CONFLICT (key) DO UPDATE SET token = excluded.token, meta = excluded.meta, body = excluded.body, expires_at = excluded.expires_at`,
+  );
+  const updateOwned = db.prepare('UPDATE records SET meta = ?, body = ?, expires_at = ? WHERE key = ? AND token = ? AND expires_at >= ?');
+  const deleteOwned = db.prepare('DELETE FROM records WHERE key = ? AND token = ? AND expires_at >= ?');
+  const deleteExpired = db.prepare('DELETE FROM records WHERE rowid IN (SELECT rowid FROM records WHERE expires_at < ? LIMIT ?)');
+
+  const raw = (row: Row): RawRecord => ({ meta: row.meta, body: row.body ?? undefined });
+  const changed = (result: { changes: number | bigint }): boolean => Number(result.changes) === 1;
+
+  return {
+    async take(key, record, ttlMs) {
+      const now = clock.wallNow();
+      // IMMEDIATE takes the write lock before reading, so two connections to one file cannot
+      // both see the key free and both write it.
+      db.exec('BEGIN IMMEDIATE');
+      try {
+        const current = selectLive.get(key, now) as Row | undefined;
+        if (current === undefined) upsert.run(key, record.token, record.meta, record.body ?? null, now + ttlMs);
+        db.exec('COMMIT');
+        return current === undefined ? undefined : raw(current);
+      } catch (error) {
+        if (db.isTransaction) db.exec('ROLLBACK');
+        throw error;
+      }
+    },
+    async replace(key, record, ttlMs) {
+      const now = clock.wallNow();
+      return changed(updateOwned.run(record.meta, record.body ?? null, now + ttlMs, key, record.token, now));
+    },
+    async release(key, token) {
+      return changed(deleteOwned.run(key, token, clock.wallNow()));
+    },
+    async get(key) {
+      const row = selectLive.get(key, clock.wallNow()) as Row | undefined;
+      return row === undefined ? undefined : raw(row);
+    },
+    // Reads skip expired rows already; the sweep only gives their space back.
+    periodic: {
+      operation: 'sweep',
+      intervalMs: sweepIntervalMs,
+      run() {
+        const now = clock.wallNow();
+        for (let batch = 0; batch < SWEEP_BATCHES_PER_RUN; batch++) {
+          if (Number(deleteExpired.run(now, SWEEP_BATCH).changes) < SWEEP_BATCH) break;
+        }
+      },
+    },
+    classify: classifySqliteError,
+    async close() {
+      if (db.isOpen) db.close();
+    },
+  };
+}
+
+function migrate(db: DatabaseSync, path: string): void {
+  const pragma = (name: string): number => Number((db.prepare(`PRAGMA ${name}`).get() as Record<string, number>)[name]);
+  const check = (): number => {
+    const applicationId = pragma('application_id');
+    const version = pragma('user_version');
+    const foreign =
+      applicationId !== APPLICATION_ID &&
+      (applicationId !== 0 || db.prepare("SELECT 1 FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%' LIMIT 1").get() !== undefined);
+    if (foreign) throw new Error(`${path} is not a Breakwater state file: it holds another program's data; point path at a file of its own`);
+    if (version > SCHEMA_VERSION) {
+      throw new Error(
+        `${path} has schema version ${version}, and this Breakwater knows versions up to ${SCHEMA_VERSION}: it was written by a newer Breakwater; run that version or point path at another file`,
+      );
+    }
+    return version;
+  };
+  if (check() === SCHEMA_VERSION) return;
+  db.exec('BEGIN IMMEDIATE');
+  try {
+    // Read again under the write lock: another process may have migrated the file meanwhile.
+    for (let version = check(); version < SCHEMA_VERSION; version++) db.exec(MIGRATIONS[version]!);
+    db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}; PRAGMA application_id = ${APPLICATION_ID};`);
+    db.exec('COMMIT');
+  } catch (error) {
+    if (db.isTransaction) db.exec('ROLLBACK');
+    throw error;
+  }
+}
+
+// SQLite's primary result codes (the low byte of the extended code).
+const SQLITE_BUSY = 5;
+const SQLITE_LOCKED = 6;
+const SQLITE_UNUSABLE = new Set([
+  8, // READONLY
+  10, // IOERR
+  11, // CORRUPT
+  13, // FULL
+  14, // CANTOPEN
+  26, // NOTADB
+]);
+
+function classifySqliteError(error: unknown): StoreErrorCode {
+  const errcode = (error as { errcode?: unknown }).errcode;
+  if (typeof errcode !== 'number') return 'failed';
+  const primary = errcode & 0xff;
+  if (primary === SQLITE_BUSY || primary === SQLITE_LOCKED) return 'timeout';
+  return SQLITE_UNUSABLE.has(primary) ? 'unavailable' : 'failed';
+}
