@@ -16,12 +16,14 @@ import { ListenerSet } from './proxy/listeners.ts';
 import { systemClock, type Clock } from './runtime/clock.ts';
 import { systemRandom, type Random } from './runtime/random.ts';
 import { PolicyRegistries } from './stack/build.ts';
+import { StoreRegistry } from './stores/registry.ts';
 import { buildRunningState, retiredUpstreams, type RunningState, type StateDependencies } from './stack/state.ts';
 import { createAccessLogger, createLogger, flushEverySecond, writeAccessLog } from './telemetry/logger.ts';
 import { createMetrics, type Metrics } from './telemetry/metrics.ts';
 import { fanOut, logPolicyEvents } from './telemetry/policy-log.ts';
 import { createPolicyMetrics } from './telemetry/policy-metrics.ts';
 import { startTelemetryServer } from './telemetry/server.ts';
+import { createStoreMetrics } from './telemetry/store-metrics.ts';
 import { spanEvents } from './telemetry/tracing/span-events.ts';
 import { startTracing } from './telemetry/tracing/start.ts';
 
@@ -60,6 +62,7 @@ export class Breakwater {
   #telemetryPort = 0;
   #adminPort = 0;
   readonly #registries: PolicyRegistries;
+  readonly #stores: StoreRegistry;
   readonly #stateDeps: StateDependencies;
 
   constructor(options: BreakwaterOptions) {
@@ -77,10 +80,12 @@ export class Breakwater {
       spanEvents,
     );
     this.#registries = new PolicyRegistries(this.events);
+    this.#stores = new StoreRegistry({ clock: this.clock, events: createStoreMetrics(this.metrics.registry, this.logger) });
     this.configPath = options.configPath;
     const metrics = this.metrics;
     this.#stateDeps = {
       registries: this.#registries,
+      stores: this.#stores,
       clock: this.clock,
       random: this.random,
       events: this.events,
@@ -123,6 +128,7 @@ export class Breakwater {
       admin: adminSource({
         state: () => this.#state,
         breakers: this.#registries.breakers,
+        stores: this.#stores,
         clock: this.clock,
         reload: async () => {
           const result = await this.reload();
@@ -243,6 +249,8 @@ export class Breakwater {
     const cut = (await this.#listeners?.drain(drainTimeoutMs)) ?? 0;
     if (cut > 0) this.logger.warn({ inFlight: cut }, 'drain timeout: closed the remaining connections');
     await Promise.all([...this.#state.upstreams.values()].map((upstream) => upstream.destroy()));
+    // After the last request: its answer may still be on its way into a store.
+    await this.#stores.close();
     for (const close of this.#closers.reverse()) await close();
     this.#closers = [];
     this.logger.info('stopped');

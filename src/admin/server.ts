@@ -14,6 +14,8 @@ export interface AdminSource {
   routes(): unknown;
   /** Every circuit breaker as rows, each with its `name`. */
   circuits(): unknown;
+  /** Every state store: its kind, whether it is reachable, and its last error. */
+  stores(): unknown;
   /** Sets a breaker's manual mode; false when no breaker has that name. */
   setCircuit(name: string, state: CircuitMode): boolean;
   reload(): Promise<{ ok: true } | { ok: false; problems: string[] }>;
@@ -47,6 +49,7 @@ export function startAdminServer(opts: AdminServerOptions): Promise<RunningServe
     ['/config', { GET: () => ({ status: 200, body: admin.config() }) }],
     ['/routes', { GET: () => ({ status: 200, body: admin.routes() }) }],
     ['/circuits', { GET: () => ({ status: 200, body: admin.circuits() }) }],
+    ['/stores', { GET: () => ({ status: 200, body: admin.stores() }) }],
     [
       '/reload',
       {

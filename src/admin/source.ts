@@ -4,11 +4,13 @@ import type { BreakerRegistry } from '../policies/breaker/registry.ts';
 import { redactConfig } from '../config/redact.ts';
 import type { Clock } from '../runtime/clock.ts';
 import type { RunningState } from '../stack/state.ts';
+import type { StoreRegistry } from '../stores/registry.ts';
 import type { AdminSource } from './server.ts';
 
 export interface AdminSourceDeps {
   readonly state: () => RunningState;
   readonly breakers: BreakerRegistry;
+  readonly stores: StoreRegistry;
   readonly clock: Clock;
   readonly reload: () => Promise<{ ok: true } | { ok: false; problems: string[] }>;
 }
@@ -26,6 +28,7 @@ export function adminSource(deps: AdminSourceDeps): AdminSource {
         timeoutMs: route.timeoutMs,
       })),
     circuits: () => breakers.snapshot(clock.now()),
+    stores: () => deps.stores.health(),
     setCircuit: (name, mode) => breakers.setMode(name, mode),
     reload: deps.reload,
   };

@@ -70,6 +70,18 @@ export const DEFAULTS = deepFreeze({
     on: ['circuit-open', 'bulkhead-full', 'timeout', 'upstream-unavailable'],
   },
   fallbackResponse: { headers: {}, body: '' },
+  idempotency: {
+    store: 'default',
+    header: 'idempotency-key',
+    methods: ['POST', 'PATCH'],
+    required: false,
+    // Stripe keeps keys at least a day: long enough for a client's retries after an outage.
+    ttl: '24h',
+    maxResponseBytes: '1MiB',
+    maxRequestBytes: '1MiB',
+    onStoreError: 'reject',
+    whileInProgress: 'reject',
+  },
   // With no `stores` block: one store, in memory, so policies work with nothing to install.
   stores: { default: { type: 'memory' } },
   // A store answers within a request's budget or not at all; 50ms leaves a request most of its time.

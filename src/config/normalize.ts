@@ -19,6 +19,7 @@ import type {
   FallbackTrigger,
   FailureKind,
   FaultConfig,
+  IdempotencyConfig,
   ListenerConfig,
   LoadBalancing,
   RetryCondition,
@@ -39,6 +40,7 @@ type RouteFile = NonNullable<ConfigFile['routes']>[number];
 type BreakerFile = NonNullable<UpstreamFile['circuitBreaker']>;
 type RetryFile = NonNullable<RouteFile['retry']>;
 type FallbackFile = NonNullable<RouteFile['fallback']>;
+type IdempotencyFile = NonNullable<RouteFile['idempotency']>;
 type FaultFile = NonNullable<RouteFile['fault']>;
 type MatchFile = NonNullable<RouteFile['match']>;
 type StoreFile = NonNullable<ConfigFile['stores']>[string];
@@ -77,12 +79,13 @@ export function normalizeConfig(file: ConfigFile, report: ReportProblem, env: En
     upstreams.set(name, check.upstream(['upstreams', name], name, upstream));
   }
   const listenerNames = new Set(listeners.map((listener) => listener.name));
+  const stores = check.stores(file.stores, env);
   const routeNames = new Map<string, number>();
   const routes = (file.routes ?? []).map((route, index) => {
     const earlier = routeNames.get(route.name);
     if (earlier === undefined) routeNames.set(route.name, index);
     else report(['routes', index, 'name'], `route name "${route.name}" is already used by routes[${earlier}]`);
-    return check.route(['routes', index], route, listenerNames, upstreams);
+    return check.route(['routes', index], route, listenerNames, upstreams, stores);
   });
   return {
     listeners,
@@ -100,7 +103,7 @@ export function normalizeConfig(file: ConfigFile, report: ReportProblem, env: En
     upstreams,
     deadline: check.deadline(file.deadline),
     routes,
-    stores: check.stores(file.stores, env),
+    stores,
   };
 }
 
@@ -258,6 +261,7 @@ class Checker {
     route: RouteFile,
     listeners: ReadonlySet<string>,
     upstreams: ReadonlyMap<string, UpstreamConfig>,
+    stores: ReadonlyMap<string, StoreConfig>,
   ): RouteConfig {
     const listener = route.listener ?? DEFAULTS.routeListener;
     if (!listeners.has(listener)) {
@@ -271,6 +275,7 @@ class Checker {
       this.#report([...path, 'upstream'], `unknown upstream "${route.upstream}"${didYouMean(route.upstream, upstreams.keys())}`);
     }
     const circuitBreaker = route.circuitBreaker && this.circuitBreaker([...path, 'circuitBreaker'], route.circuitBreaker);
+    const idempotency = route.idempotency && this.idempotency([...path, 'idempotency'], route.idempotency, stores);
     const retry = route.retry && this.retry([...path, 'retry'], route.retry);
     const fallback = route.fallback && this.fallback([...path, 'fallback'], route.fallback, upstreams);
     const fault = route.fault && this.fault([...path, 'fault'], route.fault);
@@ -281,6 +286,7 @@ class Checker {
       upstream: route.upstream,
       timeoutMs: this.duration([...path, 'timeout'], route.timeout ?? DEFAULTS.route.timeout, { positive: true }),
       ...(circuitBreaker ? { circuitBreaker } : {}),
+      ...(idempotency ? { idempotency } : {}),
       ...(retry ? { retry } : {}),
       ...(fallback ? { fallback } : {}),
       ...(fault ? { fault } : {}),
@@ -310,6 +316,22 @@ class Checker {
       ...(match.pathPrefix === undefined ? {} : { pathPrefix: match.pathPrefix }),
       ...(match.methods === undefined ? {} : { methods: [...new Set(match.methods.map((method) => method.toUpperCase()))] }),
       ...(headers === undefined ? {} : { headers }),
+    };
+  }
+
+  idempotency(path: readonly PathSegment[], idempotency: IdempotencyFile, stores: ReadonlyMap<string, StoreConfig>): IdempotencyConfig {
+    const store = idempotency.store ?? DEFAULTS.idempotency.store;
+    if (!stores.has(store)) this.#report([...path, 'store'], `unknown store "${store}"${didYouMean(store, stores.keys())}`);
+    return {
+      store,
+      header: (idempotency.header ?? DEFAULTS.idempotency.header).toLowerCase(),
+      methods: [...new Set((idempotency.methods ?? DEFAULTS.idempotency.methods).map((method) => method.toUpperCase()))],
+      required: idempotency.required ?? DEFAULTS.idempotency.required,
+      ttlMs: this.duration([...path, 'ttl'], idempotency.ttl ?? DEFAULTS.idempotency.ttl, { positive: true }),
+      maxResponseBytes: this.size([...path, 'maxResponseBytes'], idempotency.maxResponseBytes ?? DEFAULTS.idempotency.maxResponseBytes),
+      maxRequestBytes: this.size([...path, 'maxRequestBytes'], idempotency.maxRequestBytes ?? DEFAULTS.idempotency.maxRequestBytes),
+      onStoreError: idempotency.onStoreError ?? DEFAULTS.idempotency.onStoreError,
+      whileInProgress: idempotency.whileInProgress ?? DEFAULTS.idempotency.whileInProgress,
     };
   }
 

@@ -562,6 +562,73 @@ const FaultSchema = Type.Object(
   { ...Strict, title: 'Fault injection', description: 'Chaos testing. Absent: off.' },
 );
 
+const IdempotencySchema = Type.Object(
+  {
+    store: Type.Optional(
+      Type.String({ title: 'Store', description: 'Name of the store (a key of `stores`) the records live in.', minLength: 1, default: DEFAULTS.idempotency.store }),
+    ),
+    header: Type.Optional(
+      Type.String({
+        title: 'Key header',
+        description: 'The request header carrying the key; its value may be an sf-string ("...") or bare.',
+        minLength: 1,
+        pattern: '^[!#$%&\'*+.^_`|~0-9A-Za-z-]+$',
+        default: DEFAULTS.idempotency.header,
+      }),
+    ),
+    methods: Type.Optional(
+      Type.Array(Type.String({ title: 'Method', pattern: '^[A-Za-z]+$' }), {
+        title: 'Methods',
+        description: 'Requests with these methods are de-duplicated; others pass untouched.',
+        minItems: 1,
+        uniqueItems: true,
+        default: DEFAULTS.idempotency.methods,
+      }),
+    ),
+    required: Type.Optional(
+      Type.Boolean({
+        title: 'Key required',
+        description: 'A request with a listed method and no key gets 400 idempotency_key_missing.',
+        default: DEFAULTS.idempotency.required,
+      }),
+    ),
+    ttl: Type.Optional(Duration({ title: 'Record TTL', description: 'How long a finished response is kept for duplicates.', default: DEFAULTS.idempotency.ttl })),
+    maxResponseBytes: Type.Optional(
+      Size({
+        title: 'Largest stored response',
+        description: 'A larger response body is not stored: the key is released.',
+        default: DEFAULTS.idempotency.maxResponseBytes,
+      }),
+    ),
+    maxRequestBytes: Type.Optional(
+      Size({
+        title: 'Largest keyed request body',
+        description: 'A keyed request body is read whole to fingerprint it; a larger one gets 413 payload_too_large.',
+        default: DEFAULTS.idempotency.maxRequestBytes,
+      }),
+    ),
+    onStoreError: Type.Optional(
+      StringEnum(['reject', 'forward'] as const, {
+        title: 'On store error',
+        description: 'reject: 503 idempotency_store_unavailable; forward: the request goes on without de-duplication.',
+        default: DEFAULTS.idempotency.onStoreError,
+      }),
+    ),
+    whileInProgress: Type.Optional(
+      StringEnum(['reject', 'wait'] as const, {
+        title: 'While in progress',
+        description: 'reject: 409 idempotency_in_progress; wait: hold the duplicate until the first finishes, within its deadline.',
+        default: DEFAULTS.idempotency.whileInProgress,
+      }),
+    ),
+  },
+  {
+    ...Strict,
+    title: 'Idempotency keys',
+    description: 'De-duplicates keyed requests: a repeat gets the stored response of the first, and no upstream sees it. Absent: off.',
+  },
+);
+
 const RouteSchema = Type.Object(
   {
     name: Name({
@@ -596,6 +663,7 @@ const RouteSchema = Type.Object(
         description: 'Gives this route its own breaker (keyed by route) instead of sharing the upstream\'s.',
       }),
     ),
+    idempotency: Type.Optional(IdempotencySchema),
     retry: Type.Optional(RetrySchema),
     fallback: Type.Optional(FallbackSchema),
     fault: Type.Optional(FaultSchema),

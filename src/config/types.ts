@@ -86,9 +86,25 @@ export interface RouteConfig {
   readonly upstream: string;
   readonly timeoutMs: number;
   readonly circuitBreaker?: CircuitBreakerConfig;
+  readonly idempotency?: IdempotencyConfig;
   readonly retry?: RetryConfig;
   readonly fallback?: FallbackConfig;
   readonly fault?: FaultConfig;
+}
+
+export interface IdempotencyConfig {
+  /** A name of `stores`. */
+  readonly store: string;
+  /** Lower-cased. */
+  readonly header: string;
+  /** Upper-cased. */
+  readonly methods: readonly string[];
+  readonly required: boolean;
+  readonly ttlMs: number;
+  readonly maxResponseBytes: number;
+  readonly maxRequestBytes: number;
+  readonly onStoreError: 'reject' | 'forward';
+  readonly whileInProgress: 'reject' | 'wait';
 }
 
 /** `connect-failure`, `reset`, `timeout`, `5xx`, `gateway-error`, or a status code (429 or 5xx). */

@@ -14,6 +14,10 @@ export const localReasons = {
   headers_too_large: { status: 431, message: 'the request headers are larger than the configured limit' },
   method_not_allowed: { status: 405, message: 'CONNECT is not proxied: Breakwater forwards HTTP requests to configured upstreams only' },
   upgrade_not_supported: { status: 501, message: 'protocol upgrades (WebSocket, h2c) are not proxied' },
+  idempotency_key_missing: { status: 400, message: 'this route requires an idempotency key on this method' },
+  idempotency_key_reused: { status: 422, message: 'the idempotency key was first used for a different request' },
+  idempotency_in_progress: { status: 409, message: 'a request with this idempotency key is still in progress' },
+  idempotency_store_unavailable: { status: 503, message: 'the idempotency store could not be reached' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type LocalReason = keyof typeof localReasons;

@@ -18,6 +18,14 @@ export type BreakerStateName = 'closed' | 'open' | 'half-open' | 'forced-open' |
 
 export type FallbackKind = 'stale' | 'upstream' | 'static';
 
+/**
+ * What idempotency did with a request: the first with its key, a replay of a stored answer, a
+ * conflict with one in progress (409), a mismatch with the key's first request (422), a missing
+ * key where one is required (400), a store that failed, or a request of a listed method that
+ * carried no key and passed without de-duplication.
+ */
+export type IdempotencyResult = 'first' | 'replayed' | 'conflict' | 'mismatch' | 'missing' | 'store_error' | 'bypassed';
+
 export type PolicyEvent =
   | { readonly type: 'retry'; readonly route: string; readonly upstream: string; readonly attempt: number; readonly delayMs: number; readonly trigger: RetryTrigger }
   | { readonly type: 'retry-give-up'; readonly route: string; readonly upstream: string; readonly reason: GiveUpReason }
@@ -28,7 +36,8 @@ export type PolicyEvent =
   | { readonly type: 'bulkhead-queued'; readonly upstream: string; readonly route: string; readonly waitedMs: number }
   | { readonly type: 'bulkhead-rejected'; readonly upstream: string; readonly route: string; readonly reason: 'full' | 'queue-timeout' | 'deadline' }
   | { readonly type: 'fallback'; readonly route: string; readonly kind: FallbackKind; readonly result: 'success' | 'failure' }
-  | { readonly type: 'fault-injected'; readonly route: string; readonly kind: 'delay' | 'abort' };
+  | { readonly type: 'fault-injected'; readonly route: string; readonly kind: 'delay' | 'abort' }
+  | { readonly type: 'idempotency'; readonly route: string; readonly result: IdempotencyResult };
 
 /** What an event needs of the request it happened to: its trace, to record the event on (a ProxyRequest is one). */
 export interface EventSubject {

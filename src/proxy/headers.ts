@@ -1,33 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-
-// RFC 9110 section 7.6.1 connection-specific fields, plus the proxy credentials meant for
-// Breakwater itself (it is the proxy an HTTP_PROXY client talks to) and `expect`, which the
-// listener has already answered.
-const hopByHop = new Set([
-  'connection',
-  'proxy-connection',
-  'keep-alive',
-  'te',
-  'transfer-encoding',
-  'upgrade',
-  'trailer',
-  'proxy-authorization',
-  'proxy-authenticate',
-  'expect',
-]);
-
-/** Names listed in a Connection header, which are hop-by-hop for this message only. */
-function connectionTokens(value: string | string[] | undefined): Set<string> | null {
-  if (value === undefined) return null;
-  const tokens = new Set<string>();
-  for (const line of Array.isArray(value) ? value : [value]) {
-    for (const token of line.split(',')) {
-      const name = token.trim().toLowerCase();
-      if (name !== '' && name !== 'close' && name !== 'keep-alive') tokens.add(name);
-    }
-  }
-  return tokens.size === 0 ? null : tokens;
-}
+import { connectionTokens, endToEndHeaders, hopByHop } from '../exchange/headers.ts';
 
 export interface UpstreamHeaderOptions {
   /** The authority to send as Host (the absolute-form URI's, when the request used one). */
@@ -84,13 +56,7 @@ export function clientResponseHeaders(
   attempts: number,
   requestId: string,
 ): Record<string, string | string[]> {
-  const dropped = connectionTokens(headers.connection);
-  const out: Record<string, string | string[]> = {};
-  for (const name in headers) {
-    const value = headers[name];
-    if (value === undefined || hopByHop.has(name) || dropped?.has(name)) continue;
-    out[name] = value;
-  }
+  const out = endToEndHeaders(headers);
   out['x-breakwater-attempts'] = String(attempts);
   out['x-request-id'] = requestId;
   return out;

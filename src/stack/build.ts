@@ -8,6 +8,7 @@ import type { CircuitBreaker } from '../policies/breaker/state.ts';
 import { bulkheadLayer } from '../policies/bulkhead/layer.ts';
 import { Bulkheads } from '../policies/bulkhead/registry.ts';
 import { fallbackLayer } from '../policies/fallback/layer.ts';
+import { idempotencyLayer } from '../policies/idempotency/layer.ts';
 import { StaleCaches } from '../policies/fallback/registry.ts';
 import { faultLayer } from '../policies/fault/layer.ts';
 import { attemptTimeoutLayer } from '../policies/deadline/layer.ts';
@@ -16,6 +17,7 @@ import { budgetKey, RetryBudgets } from '../policies/retry/registry.ts';
 import type { Clock } from '../runtime/clock.ts';
 import type { Random } from '../runtime/random.ts';
 import { forwardTo } from '../upstream/forward.ts';
+import type { StoreRegistry } from '../stores/registry.ts';
 import type { Upstream } from '../upstream/upstream.ts';
 
 /** Policy state that outlives a config: kept across reloads while its key and config hold. */
@@ -53,6 +55,7 @@ export class PolicyRegistries {
 export interface RouteDependencies {
   readonly upstreams: ReadonlyMap<string, Upstream>;
   readonly registries: PolicyRegistries;
+  readonly stores: StoreRegistry;
   readonly clock: Clock;
   readonly random: Random;
   readonly events: PolicyEvents;
@@ -91,6 +94,12 @@ export function buildRouteHandler(route: RouteConfig, deps: RouteDependencies): 
     });
 
   const layers: Layer[] = [];
+  // Outermost: a duplicate is answered from the store before anything else runs, so a replay is
+  // never disturbed by chaos, queues or breakers, and a first request's answer is stored as the
+  // caller got it, after every policy below.
+  if (route.idempotency !== undefined) {
+    layers.push(idempotencyLayer(route.name, route.idempotency, { clock, events, records: deps.stores.get(route.idempotency.store).records }));
+  }
   // Injected faults reach the caller as a failing network would, before anything can mask
   // them, as Envoy's and Istio's fault filters do.
   if (route.fault !== undefined) layers.push(faultLayer(route.fault, { clock, random, events }));

@@ -9,6 +9,7 @@ import type { ActiveRoute, ProxyState } from '../proxy/listener.ts';
 import { compileRouter } from '../routing/match.ts';
 import type { Clock } from '../runtime/clock.ts';
 import type { Random } from '../runtime/random.ts';
+import type { StoreRegistry } from '../stores/registry.ts';
 import { Upstream } from '../upstream/upstream.ts';
 import { buildRouteHandler, type PolicyRegistries } from './build.ts';
 
@@ -21,6 +22,7 @@ export interface RunningState extends ProxyState {
 
 export interface StateDependencies {
   readonly registries: PolicyRegistries;
+  readonly stores: StoreRegistry;
   readonly clock: Clock;
   readonly random: Random;
   readonly events: PolicyEvents;
@@ -32,6 +34,7 @@ export interface StateDependencies {
  * previous state's pools, so a reload does not drop warm connections.
  */
 export function buildRunningState(config: Config, hash: string, previous: RunningState | undefined, deps: StateDependencies): RunningState {
+  deps.stores.retainFor(config.stores);
   const upstreams = new Map<string, Upstream>();
   for (const [name, upstreamConfig] of config.upstreams) {
     const old = previous?.upstreams.get(name);

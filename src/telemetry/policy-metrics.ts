@@ -120,6 +120,12 @@ const families = {
     help: 'Faults injected by the route fault policy, by kind (delay or abort).',
     labelNames: ['route', 'kind'],
   },
+  idempotencyRequests: {
+    type: 'counter',
+    name: 'breakwater_idempotency_requests_total',
+    help: 'Requests of a route with idempotency keys, by result: first, replayed, conflict (409), mismatch (422), missing (400), store_error, or bypassed (no key, not required).',
+    labelNames: ['route', 'result'],
+  },
 } as const;
 
 interface CounterFamily {
@@ -196,6 +202,7 @@ export function createPolicyMetrics(registry: Registry, sources: PolicyGaugeSour
 
   const fallbacks = batchedCounter(registry, families.fallbacks);
   const faultsInjected = batchedCounter(registry, families.faultsInjected);
+  const idempotencyRequests = batchedCounter(registry, families.idempotencyRequests);
 
   return {
     emit(event: PolicyEvent): void {
@@ -230,6 +237,9 @@ export function createPolicyMetrics(registry: Registry, sources: PolicyGaugeSour
           return;
         case 'fault-injected':
           faultsInjected.get([event.route, event.kind]).pending++;
+          return;
+        case 'idempotency':
+          idempotencyRequests.get([event.route, event.result]).pending++;
           return;
         default:
           // A new event type fails to compile here until it is given its metrics.

@@ -1,6 +1,7 @@
 import { LRUCache } from 'lru-cache';
 import type { ProxyRequest, UpstreamResponse } from '../../exchange/request.ts';
 import { bufferedBody, statusHasBody, teeBody } from '../../exchange/body.ts';
+import { endToEndHeaders } from '../../exchange/headers.ts';
 
 // The last good answer per URL, served when the upstream fails (like RFC 5861's
 // stale-if-error, chosen by the operator for the route). It is shared by every caller of the
@@ -90,21 +91,6 @@ export function isStorable(request: RequestHead, response: Pick<UpstreamResponse
   return !(request.method === 'GET' && announced > maxEntryBytes);
 }
 
-// RFC 9111 section 3.1: fields about the connection the answer came on, and its framing, are
-// not part of the stored answer (a stored body is served with its length).
-const connectionFields = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade']);
-
-/** The response's headers as stored: defined values only, connection-specific fields left out. */
-function storedHeaders(headers: ResponseHeaders): Record<string, string | string[]> {
-  const listed = new Set(tokens(headerText(headers.connection)));
-  const stored: Record<string, string | string[]> = {};
-  for (const name in headers) {
-    const value = headers[name];
-    if (value !== undefined && !connectionFields.has(name) && !listed.has(name)) stored[name] = value;
-  }
-  return stored;
-}
-
 function entrySize(key: string, entry: StaleEntry): number {
   let size = key.length + (entry.body?.length ?? 0);
   for (const [name, value] of Object.entries(entry.headers)) size += name.length + String(value).length;
@@ -136,7 +122,9 @@ export class StaleCache {
   capture(request: RequestHead, response: UpstreamResponse, now: number): UpstreamResponse {
     if (!isStorable(request, response, this.limits.maxEntryBytes)) return response;
     const key = staleCacheKey(request);
-    const headers = storedHeaders(response.headers);
+    // RFC 9111 section 3.1: fields about the connection the answer came on, and its framing,
+    // are not part of the stored answer (a stored body is served with its length).
+    const headers = endToEndHeaders(response.headers);
     const varied = tokens(headerText(response.headers.vary)).map((name) => [name, requestHeader(request.headers, name)] as const);
     const age = Number(headerText(response.headers.age));
     const ageAtStorage = Number.isInteger(age) && age > 0 ? age : 0;

@@ -31,6 +31,8 @@ export function spanEvent(event: PolicyEvent): [string, Attributes] | undefined 
       return ['breakwater.fallback', { 'breakwater.fallback.kind': event.kind, 'breakwater.fallback.result': event.result }];
     case 'fault-injected':
       return ['breakwater.fault.injected', { 'breakwater.fault.kind': event.kind }];
+    case 'idempotency':
+      return ['breakwater.idempotency', { 'breakwater.idempotency.result': event.result }];
     case 'breaker-transition':
       return undefined;
     default: {
