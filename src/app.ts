@@ -364,7 +364,13 @@ export class Breakwater {
 export async function startBreakwater(options: { config: Config; configPath: string }): Promise<Breakwater> {
   const text = await readFile(options.configPath, 'utf8');
   const breakwater = new Breakwater({ config: options.config, configPath: options.configPath, configHash: hashOf(text) });
-  await breakwater.start();
+  try {
+    await breakwater.start();
+  } catch (error) {
+    // What did start (the telemetry and admin servers) would keep a failed process running.
+    await breakwater.drain();
+    throw error;
+  }
   breakwater.watch();
   process.on('SIGHUP', () => void breakwater.reload());
   const stop = (): void => {
