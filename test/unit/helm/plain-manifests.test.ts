@@ -71,7 +71,7 @@ const breakwaterContainer = (): Container => {
 const portOf = (address: string): number => Number(address.slice(address.lastIndexOf(':') + 1));
 
 beforeAll(async () => {
-  // The kubectl that scripts/install-system-tools.sh makes sure of.
+  // The kubectl that `npm test` installs (scripts/install-system-tools.sh test).
   const { stdout } = await promisify(execFile)('kubectl', ['kustomize', join(root, 'deploy/kubernetes')]);
   objects = parseAllDocuments(stdout).map((document) => {
     expect(document.errors).toEqual([]);
