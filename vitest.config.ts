@@ -7,6 +7,8 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    // A temporary folder per run, checked for leftovers at the end.
+    globalSetup: ['test/support/temp-folder.ts'],
     coverage: {
       provider: 'v8',
       include: ['src/**/*.ts'],

@@ -341,7 +341,7 @@ function checkOutBaseline(revision: string, workDir: string): Target[] {
 async function main(): Promise<void> {
   const options = readOptions();
   const missing = ['wrk', 'nginx', 'taskset'].filter((command) => !hasCommand(command));
-  if (missing.length > 0) throw new Error(`${missing.join(', ')} not found: run bash scripts/install-system-tools.sh`);
+  if (missing.length > 0) throw new Error(`${missing.join(', ')} not found: run bash scripts/install-system-tools.sh bench`);
 
   const startedAt = new Date();
   const workDir = mkdtempSync(path.join(os.tmpdir(), 'breakwater-bench-'));

@@ -128,7 +128,7 @@ export function unavailableReason(target: Target): string | undefined {
       return undefined;
     case 'nginx':
     case 'haproxy':
-      return hasCommand(launch.kind) ? undefined : `${launch.kind} is not installed (bash scripts/install-system-tools.sh)`;
+      return hasCommand(launch.kind) ? undefined : `${launch.kind} is not installed (bash scripts/install-system-tools.sh bench)`;
     case 'node':
       return existsSync(path.join(peersDir, launch.script)) ? undefined : `bench/peers/${launch.script} is missing`;
     case 'breakwater':

@@ -1,35 +1,58 @@
 #!/usr/bin/env bash
-# Installs the Debian packages that Breakwater's tests and benchmarks drive:
-#   prometheus (for promtool), wrk, nginx, haproxy, procps (ps), util-linux (taskset),
-#   kubernetes-client (kubectl, for `kubectl kustomize`) and redis-server with redis-tools
-#   (redis-server and redis-cli, for the Redis state store's tests: one server, a cluster,
-#   a sentinel).
-# Idempotent: packages already installed are skipped, and when all are present it runs no apt
-# at all. Installing never leaves a system service running: a temporary policy-rc.d refuses
-# service starts during the install, so nginx, prometheus or redis do not grab ports on the machine.
-# Usage: bash scripts/install-system-tools.sh   (as root, or with passwordless sudo)
+# Installs the Debian packages that one use of the project needs, and nothing more:
+#   test   what `npm test` drives: prometheus (promtool, and prometheus itself for the scrape
+#          test), kubernetes-client (kubectl, for `kubectl kustomize`), and redis-server with
+#          redis-tools (redis-server and redis-cli, for the Redis state store's tests: one
+#          server, a cluster, a sentinel)
+#   bench  what `npm run bench` and `npm run bench:resilience` drive: wrk, nginx, haproxy,
+#          procps (ps) and util-linux (taskset)
+# `npm test` and `npm run bench` run it with their set; call it by hand only to prepare a
+# machine ahead of time.
+# Idempotent and quiet: packages already installed are skipped, and when all are present it
+# runs no apt and prints nothing. Installing never leaves a system service running: a
+# temporary policy-rc.d refuses service starts during the install, so nginx, prometheus or
+# redis do not grab ports on the machine: the tests start their own servers on free ports.
+# Usage: bash scripts/install-system-tools.sh SET...   (as root, or with passwordless sudo)
 set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
 # nginx and haproxy live in /usr/sbin, which a non-root PATH may lack.
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
-# package -> command that the tests and benchmarks run from it
+# The packages of each set; each package's command is listed below.
+declare -A packages_of=(
+  [test]="prometheus kubernetes-client redis-server redis-tools"
+  [bench]="wrk nginx haproxy procps util-linux"
+)
+# package -> the command that the tests and benchmarks run from it
 declare -A command_of=(
   [prometheus]=promtool
+  [kubernetes-client]=kubectl
+  [redis-server]=redis-server
+  [redis-tools]=redis-cli
   [wrk]=wrk
   [nginx]=nginx
   [haproxy]=haproxy
   [procps]=ps
   [util-linux]=taskset
-  [kubernetes-client]=kubectl
-  [redis-server]=redis-server
-  [redis-tools]=redis-cli
 )
-packages=(prometheus wrk nginx haproxy procps util-linux kubernetes-client redis-server redis-tools)
 # Packages whose command may come from elsewhere: a machine that already has a kubectl (from
 # Kubernetes' own `kubectl` package, say) keeps it, since Debian's package would clash with it.
 declare -A any_source_will_do=([kubernetes-client]=1)
+
+if (($# == 0)); then
+  echo "usage: bash scripts/install-system-tools.sh SET...   (sets: ${!packages_of[*]})" >&2
+  exit 2
+fi
+packages=()
+for set in "$@"; do
+  if [[ -z "${packages_of[$set]:-}" ]]; then
+    echo "install-system-tools: unknown set \"$set\" (sets: ${!packages_of[*]})" >&2
+    exit 2
+  fi
+  read -r -a listed <<<"${packages_of[$set]}"
+  packages+=("${listed[@]}")
+done
 
 is_installed() {
   [[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" == "install ok installed" ]]
@@ -66,7 +89,7 @@ if ((${#missing[@]} > 0)); then
   # Wait for a dpkg lock held by another apt run rather than failing at once.
   apt_options=(-o DPkg::Lock::Timeout=300 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
   "${as_root[@]}" apt-get "${apt_options[@]}" update -qq
-  "${as_root[@]}" apt-get "${apt_options[@]}" install -y -qq --no-install-recommends "${missing[@]}"
+  "${as_root[@]}" apt-get "${apt_options[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 
   # On a systemd machine a unit may still have been started by other means: stop the services
   # of the packages installed just now, so that none keeps running or holding ports.
@@ -82,15 +105,13 @@ if ((${#missing[@]} > 0)); then
 fi
 
 status=0
-found=()
 for package in "${packages[@]}"; do
-  path=$(command -v "${command_of[$package]}" || true)
-  if [[ -z "$path" ]]; then
+  if ! command -v "${command_of[$package]}" >/dev/null; then
     echo "install-system-tools: ${command_of[$package]} (package $package) is not on PATH" >&2
     status=1
-  else
-    found+=("$path")
   fi
 done
-echo "install-system-tools: ${found[*]}"
+if ((${#missing[@]} > 0 && status == 0)); then
+  echo "install-system-tools: installed ${missing[*]}"
+fi
 exit "$status"

@@ -119,6 +119,8 @@ export class Breakwater {
       address: config.telemetry.address,
       metrics: this.metrics,
       health: { isReady: () => this.ready },
+      appProbes: () => this.#state.config.telemetry.appProbes,
+      clock: this.clock,
     });
     this.#telemetryPort = telemetry.port;
     this.#closers.push(() => telemetry.close());

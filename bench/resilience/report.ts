@@ -402,8 +402,7 @@ export function renderReport(input: ReportInput): string {
     '## Running it',
     [
       '```console',
-      '$ bash scripts/install-system-tools.sh        # nginx, haproxy, taskset',
-      '$ npm run bench:resilience                    # every scenario and system; rewrites this page and its chart',
+      '$ npm run bench:resilience                    # installs nginx, haproxy and taskset if missing; every scenario and system; rewrites this page and its chart',
       '$ npm run bench:resilience -- --quick         # a smoke run at 40% of the times, reported elsewhere',
       '$ npm run bench:resilience -- --scenarios outage --systems nginx,breakwater',
       '$ npm run bench:resilience -- --render bench/resilience/last-full-run.json   # this page again from its figures',

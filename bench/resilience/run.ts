@@ -331,7 +331,7 @@ async function main(): Promise<void> {
     writeOutputs(saved, options.out ?? (saved.full ? docsDir : path.dirname(options.render)));
     return;
   }
-  if (!hasCommand('taskset')) throw new Error('taskset not found: run bash scripts/install-system-tools.sh');
+  if (!hasCommand('taskset')) throw new Error('taskset not found: run bash scripts/install-system-tools.sh bench');
   // The harness stays off the proxy's core, which then runs nothing but the system under test.
   execFileSync('taskset', ['-a', '-p', '-c', String(options.loadCore), String(process.pid)], { stdio: 'ignore' });
   const startedAt = new Date();

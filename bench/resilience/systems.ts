@@ -78,7 +78,7 @@ export interface RunningSystem {
 /** Why the system cannot run here, or undefined when it can. */
 export function unavailableReason(system: SystemName): string | undefined {
   if (system === 'nginx' || system === 'haproxy') {
-    return hasCommand(system) ? undefined : `${system} is not installed (bash scripts/install-system-tools.sh)`;
+    return hasCommand(system) ? undefined : `${system} is not installed (bash scripts/install-system-tools.sh bench)`;
   }
   return undefined;
 }

@@ -46,7 +46,13 @@ export async function serve(options: { config: Config; configPath: string; logFo
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
-  await started;
+  try {
+    await started;
+  } catch (error) {
+    // What did start (the telemetry and admin servers) would keep a failed process running.
+    await breakwater.drain();
+    throw error;
+  }
   breakwater.watch();
   process.on('SIGHUP', () => void breakwater.reload());
   return breakwater;

@@ -19,6 +19,8 @@ export const DEFAULTS = deepFreeze({
     { name: 'inbound', address: '0.0.0.0:15006' },
   ],
   telemetry: { address: '0.0.0.0:15020' },
+  // Kubernetes' own probe defaults: timeoutSeconds 1, and an httpGet path of "/".
+  appProbe: { path: '/', timeout: '1s' },
   // Loopback: the admin port can force breakers open, so it is never exposed unless asked.
   admin: { address: '127.0.0.1:15000' },
   shutdown: { drainTimeout: '20s' },

@@ -9,6 +9,9 @@ import type { ConfigFile } from './schema.ts';
 import { didYouMean } from './suggest.ts';
 import type {
   Address,
+  AppProbeConfig,
+  AppProbeKind,
+  AppProbeSet,
   BackoffConfig,
   BulkheadConfig,
   CircuitBreakerConfig,
@@ -55,6 +58,7 @@ const STORE_KEYS: Readonly<Record<StoreType, readonly string[]>> = {
   redis: ['url', 'cluster', 'sentinel', 'username', 'password', 'keyPrefix'],
 };
 const REDIS_TOPOLOGY_KEYS = ['url', 'cluster', 'sentinel'] as const;
+type AppProbesFile = NonNullable<NonNullable<ConfigFile['telemetry']>['appProbes']>;
 
 // Hosts that listen on every interface, so they clash with any host on the same port.
 const WILDCARD_HOSTS = new Set(['0.0.0.0', '::']);
@@ -67,8 +71,16 @@ const WILDCARD_HOSTS = new Set(['0.0.0.0', '::']);
 export function normalizeConfig(file: ConfigFile, report: ReportProblem, env: Environment = process.env): Config {
   const check = new Checker(report);
   const listeners = check.listeners(file);
-  const telemetry = { address: check.address(['telemetry', 'address'], file.telemetry?.address ?? DEFAULTS.telemetry.address) };
+  const telemetryAddress = check.address(['telemetry', 'address'], file.telemetry?.address ?? DEFAULTS.telemetry.address);
   const admin = { address: check.address(['admin', 'address'], file.admin?.address ?? DEFAULTS.admin.address) };
+  const telemetry = {
+    address: telemetryAddress,
+    appProbes: check.appProbes(file.telemetry?.appProbes ?? {}, [
+      ...listeners.map((listener) => ({ name: `listener ${listener.name}`, port: listener.address.port })),
+      { name: 'the telemetry server', port: telemetryAddress.port },
+      { name: 'the admin server', port: admin.address.port },
+    ]),
+  };
   check.distinctAddresses([
     ...listeners.map((listener, index) => ({ path: ['listeners', index, 'address'], name: `listener ${listener.name}`, address: listener.address })),
     { path: ['telemetry', 'address'], name: 'the telemetry server', address: telemetry.address },
@@ -141,6 +153,30 @@ class Checker {
     }
     const host = rawHost.startsWith('[') ? rawHost.slice(1, -1) : rawHost;
     return { host, port };
+  }
+
+  /** The service's probes; a port of Breakwater's own would have Breakwater probe itself. */
+  appProbes(probes: AppProbesFile, ownPorts: readonly { name: string; port: number }[]): Record<string, AppProbeSet> {
+    const result: Record<string, AppProbeSet> = {};
+    for (const [name, set] of Object.entries(probes)) {
+      const normalized: Partial<Record<AppProbeKind, AppProbeConfig>> = {};
+      for (const kind of ['readyz', 'livez', 'startupz'] as const) {
+        const probe = set[kind];
+        if (probe === undefined) continue;
+        const path = ['telemetry', 'appProbes', name, kind];
+        const own = ownPorts.find((server) => server.port === probe.port);
+        if (own !== undefined) {
+          this.#report([...path, 'port'], `port ${probe.port} is ${own.name} of Breakwater itself; give the port the service listens on`);
+        }
+        normalized[kind] = {
+          port: probe.port,
+          path: probe.path ?? DEFAULTS.appProbe.path,
+          timeoutMs: this.duration([...path, 'timeout'], probe.timeout ?? DEFAULTS.appProbe.timeout, { positive: true }),
+        };
+      }
+      result[name] = normalized;
+    }
+    return result;
   }
 
   /** Two servers cannot listen on the same port of the same (or a wildcard) host; port 0 never clashes. */

@@ -781,6 +781,54 @@ const StoreSchema = Type.Object(
   },
 );
 
+const AppProbeSchema = (kind: string, kubeletProbe: string) =>
+  Type.Object(
+    {
+      port: Type.Integer({
+        title: 'Service port',
+        description: "The port of the service's health endpoint, called on 127.0.0.1.",
+        minimum: 1,
+        maximum: 65535,
+      }),
+      path: Type.Optional(
+        Type.String({
+          title: 'Service path',
+          description: "The path of the service's health endpoint, with its query if any.",
+          pattern: '^/\\S*$',
+          errorMessage: 'must be a path starting with "/", without spaces',
+          default: DEFAULTS.appProbe.path,
+        }),
+      ),
+      timeout: Type.Optional(
+        Duration({
+          title: 'Probe timeout',
+          description:
+            "How long Breakwater waits for the service's answer before it answers 503 itself; keep it at or below the kubelet probe's timeoutSeconds.",
+          default: DEFAULTS.appProbe.timeout,
+        }),
+      ),
+    },
+    {
+      ...Strict,
+      title: `App ${kind} probe`,
+      description: `Served as /app-health/NAME/${kind}, for the service container's ${kubeletProbe}.`,
+    },
+  );
+
+const AppProbeSetSchema = Type.Object(
+  {
+    readyz: Type.Optional(AppProbeSchema('readyz', 'readinessProbe')),
+    livez: Type.Optional(AppProbeSchema('livez', 'livenessProbe')),
+    startupz: Type.Optional(AppProbeSchema('startupz', 'startupProbe')),
+  },
+  {
+    ...Strict,
+    minProperties: 1,
+    title: 'Probes of one service container',
+    description: 'The name (usually the container\'s) is the NAME in /app-health/NAME/KIND.',
+  },
+);
+
 export const ConfigSchema = Type.Object(
   {
     $schema: Type.Optional(
@@ -800,8 +848,16 @@ export const ConfigSchema = Type.Object(
           address: Type.Optional(
             Address({
               title: 'Telemetry address',
-              description: 'Serves /metrics, /healthz and /readyz.',
+              description: 'Serves /metrics, /healthz and /readyz, and /app-health/NAME/KIND for the service\'s own probes.',
               default: DEFAULTS.telemetry.address,
+            }),
+          ),
+          appProbes: Type.Optional(
+            MapOf(AppProbeSetSchema, {
+              title: 'App probes',
+              description:
+                'The local service\'s health checks, served on the telemetry port as GET /app-health/NAME/readyz, /livez and /startupz: Breakwater calls the service over loopback and answers with its status, so kubelet can probe a service that listens on 127.0.0.1 only. Absent: none.',
+              propertyNames: { pattern: NAME_PATTERN, errorMessage: NAME_MESSAGE },
             }),
           ),
         },

@@ -4,7 +4,7 @@
 
 export interface Config {
   readonly listeners: readonly ListenerConfig[];
-  readonly telemetry: { readonly address: Address };
+  readonly telemetry: TelemetryConfig;
   readonly admin: { readonly address: Address };
   readonly shutdown: { readonly drainTimeoutMs: number };
   readonly limits: { readonly maxHeaderBytes: number; readonly maxBodyBytes: number };
@@ -13,6 +13,24 @@ export interface Config {
   readonly routes: readonly RouteConfig[];
   /** State stores by name (contract section 10). */
   readonly stores: ReadonlyMap<string, StoreConfig>;
+}
+
+export interface TelemetryConfig {
+  readonly address: Address;
+  /** The service's health checks served as /app-health/NAME/KIND, by NAME. */
+  readonly appProbes: Readonly<Record<string, AppProbeSet>>;
+}
+
+export type AppProbeKind = 'readyz' | 'livez' | 'startupz';
+
+export type AppProbeSet = Readonly<Partial<Record<AppProbeKind, AppProbeConfig>>>;
+
+export interface AppProbeConfig {
+  /** Called on 127.0.0.1. */
+  readonly port: number;
+  /** With its query, if any. */
+  readonly path: string;
+  readonly timeoutMs: number;
 }
 
 export interface Address {

@@ -1,8 +1,11 @@
 // The telemetry server (default 0.0.0.0:15020): what Prometheus scrapes and what the kubelet
-// probes. It stays up while Breakwater drains, so /readyz can report the drain.
+// probes, Breakwater's own health and the service's (/app-health/). It stays up while
+// Breakwater drains, so /readyz can report the drain.
 
 import { createServer, type ServerResponse } from 'node:http';
-import type { Address } from '../config/types.ts';
+import type { Address, AppProbeSet } from '../config/types.ts';
+import { systemClock, type Clock } from '../runtime/clock.ts';
+import { APP_HEALTH_PREFIX, AppHealth } from './app-health.ts';
 import { listen, lookupRoute, type RouteTable, type RunningServer } from './http-server.ts';
 import type { Metrics } from './metrics.ts';
 
@@ -15,6 +18,9 @@ export interface TelemetryServerOptions {
   readonly address: Address;
   readonly metrics: Metrics;
   readonly health: HealthSource;
+  /** The service's probes (telemetry.appProbes), read at each request. Absent: none. */
+  readonly appProbes?: () => Readonly<Record<string, AppProbeSet>>;
+  readonly clock?: Clock;
 }
 
 interface TextReply {
@@ -41,7 +47,17 @@ export function startTelemetryServer(opts: TelemetryServerOptions): Promise<Runn
     ],
   ]);
 
+  const appHealth = new AppHealth({ probes: opts.appProbes ?? (() => ({})), clock: opts.clock ?? systemClock });
+
   const server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?', 1)[0]!;
+    if (path.startsWith(APP_HEALTH_PREFIX)) {
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        res.setHeader('allow', 'GET, HEAD');
+        return send(res, { status: 405, contentType: plainText, body: 'method not allowed\n' });
+      }
+      return void appHealth.answer(path, req.headers['user-agent']).then((reply) => send(res, { ...reply, contentType: plainText }));
+    }
     const route = lookupRoute(routes, req);
     switch (route.kind) {
       case 'not-found':
@@ -64,6 +80,8 @@ export function startTelemetryServer(opts: TelemetryServerOptions): Promise<Runn
 }
 
 function send(res: ServerResponse, reply: TextReply): void {
+  // The caller (kubelet, after its own timeout) may be gone by the time a probe answers.
+  if (res.destroyed) return;
   res.writeHead(reply.status, { 'content-type': reply.contentType, 'content-length': Buffer.byteLength(reply.body) });
   res.end(reply.body);
 }

@@ -21,7 +21,7 @@ routes:
   });
 
   afterAll(async () => {
-    proxy.kill();
+    await proxy.kill();
     await upstream.close();
   });
 

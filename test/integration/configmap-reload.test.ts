@@ -49,7 +49,8 @@ describe('a ConfigMap policy edit, delivered as kubelet does, under load', () =>
   });
 
   afterAll(async () => {
-    proxy.kill();
+    await proxy.kill();
+    await volume.remove();
     await upstream.close();
   });
 

@@ -49,7 +49,7 @@ function startPrometheus(dir: string): Promise<RunningPrometheus> {
     };
     child.stdout.on('data', onOutput);
     child.stderr.on('data', onOutput);
-    child.on('error', (error) => reject(new Error(`prometheus could not start (${error.message}): run scripts/install-system-tools.sh`)));
+    child.on('error', (error) => reject(new Error(`prometheus could not start (${error.message}): run bash scripts/install-system-tools.sh test`)));
     child.on('exit', (code) => reject(new Error(`prometheus exited with ${code}:\n${log}`)));
   });
 }

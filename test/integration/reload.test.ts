@@ -43,7 +43,8 @@ describe('hot reload', () => {
   });
 
   afterAll(async () => {
-    proxy.kill();
+    await proxy.kill();
+    await volume.remove();
     await Promise.all([blue.close(), green.close()]);
   });
 

@@ -20,7 +20,7 @@ describe('SIGTERM drain', () => {
   let proxy: BreakwaterProcess | undefined;
 
   afterEach(async () => {
-    proxy?.kill();
+    await proxy?.kill();
     await upstream?.close();
   });
 

@@ -72,7 +72,7 @@ routes:
   });
 
   afterAll(async () => {
-    proxy.kill();
+    await proxy.kill();
     await new Promise((resolve) => upstream.close(resolve));
   });
 

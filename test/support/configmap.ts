@@ -8,6 +8,8 @@ export interface ConfigMapVolume {
   readonly file: string;
   /** Publishes new content the way kubelet's atomic writer does. */
   update(content: string): Promise<void>;
+  /** Deletes the folder (test clean-up). */
+  remove(): Promise<void>;
 }
 
 let generation = 0;
@@ -41,5 +43,6 @@ export async function configMapVolume(content: string): Promise<ConfigMapVolume>
       await rename(join(dir, '..data_tmp'), join(dir, '..data'));
       await rm(join(dir, previous), { recursive: true });
     },
+    remove: () => rm(dir, { recursive: true, force: true }),
   };
 }

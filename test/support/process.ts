@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -17,8 +17,8 @@ export interface BreakwaterProcess {
   readonly stderr: () => string;
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   url(listener?: string): string;
-  /** Sends SIGKILL if it is still running (test clean-up). */
-  kill(): void;
+  /** Sends SIGKILL if it is still running, and resolves once it has exited (test clean-up). */
+  kill(): Promise<void>;
 }
 
 /**
@@ -27,17 +27,22 @@ export interface BreakwaterProcess {
  */
 export async function spawnBreakwater(yaml: string, options: { configPath?: string } = {}): Promise<BreakwaterProcess> {
   let configPath = options.configPath;
+  let ownDir: string | undefined;
   if (configPath === undefined) {
-    const dir = await mkdtemp(join(tmpdir(), 'breakwater-proc-'));
-    configPath = join(dir, 'breakwater.yaml');
+    ownDir = await mkdtemp(join(tmpdir(), 'breakwater-proc-'));
+    configPath = join(ownDir, 'breakwater.yaml');
     await writeFile(configPath, yaml);
   }
   const child = spawn(process.execPath, [cli, 'run', '--config', configPath], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: Record<string, unknown>[] = [];
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  // The config folder this function made goes with the process, so tests leave nothing behind.
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.once('exit', (code, signal) => resolve({ code, signal })),
+    child.once('exit', (code, signal) => {
+      if (ownDir === undefined) resolve({ code, signal });
+      else void rm(ownDir, { recursive: true, force: true }).finally(() => resolve({ code, signal }));
+    }),
   );
   const started = new Promise<BreakwaterProcess['ports']>((resolve, reject) => {
     createInterface({ input: child.stdout! }).on('line', (line) => {
@@ -68,8 +73,9 @@ export async function spawnBreakwater(yaml: string, options: { configPath?: stri
     stderr: () => stderr,
     exited,
     url: (listener = 'outbound') => `http://127.0.0.1:${ports.listeners[listener]!}`,
-    kill: () => {
+    kill: async () => {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
     },
   };
 }

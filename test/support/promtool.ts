@@ -17,7 +17,7 @@ export function findPromtool(): string {
       // Not in this directory; keep looking.
     }
   }
-  throw new Error('promtool not found: run scripts/install-system-tools.sh');
+  throw new Error('promtool not found: run bash scripts/install-system-tools.sh test');
 }
 
 export interface PromtoolResult {

@@ -207,6 +207,65 @@ listener; NO_PROXY keeps the pod's own loopback calls direct. https:// calls are
   value: "localhost,127.0.0.1,::1"
 {{- end }}
 
+{{/*
+Breakwater's config as the ConfigMap holds it: .values.config, with telemetry.appProbes.app
+filled in from the service's httpGet probes (app.readinessProbe, app.livenessProbe,
+app.startupProbe) when app.rewriteProbes is on, so that the paths the rewritten probes ask for
+("breakwater.sidecar.appProbe") exist. A probe's port is a number or the name "app"
+(app.port); its timeoutSeconds (Kubernetes' default: 1) bounds Breakwater's call.
+*/}}
+{{- define "breakwater.sidecar.config" -}}
+{{- $config := deepCopy .values.config }}
+{{- if .values.app.rewriteProbes }}
+{{- $probes := dict }}
+{{- range $kind, $key := dict "readyz" "readinessProbe" "livez" "livenessProbe" "startupz" "startupProbe" }}
+{{- $probe := get $.values.app $key | default (dict) }}
+{{- with $probe.httpGet }}
+{{- if eq (upper (default "HTTP" .scheme)) "HTTPS" }}
+{{- fail (printf "app.%s.httpGet.scheme HTTPS: Breakwater calls the service's probe over plain HTTP on loopback; use HTTP, or set app.rewriteProbes=false" $key) }}
+{{- end }}
+{{- $port := .port }}
+{{- if kindIs "string" $port }}
+{{- if ne $port "app" }}
+{{- fail (printf "app.%s.httpGet.port %q: give the port's number or the name \"app\", so that Breakwater knows where to call the service" $key $port) }}
+{{- end }}
+{{- $port = $.values.app.port }}
+{{- end }}
+{{- $_ := set $probes $kind (dict "port" (int $port) "path" (default "/" .path) "timeout" (printf "%ds" (int (default 1 $probe.timeoutSeconds)))) }}
+{{- end }}
+{{- end }}
+{{- if $probes }}
+{{- $telemetry := default (dict) $config.telemetry }}
+{{- $appProbes := default (dict) $telemetry.appProbes }}
+{{- $_ := set $appProbes "app" $probes }}
+{{- $_ := set $telemetry "appProbes" $appProbes }}
+{{- $_ := set $config "telemetry" $telemetry }}
+{{- end }}
+{{- end }}
+{{- toYaml $config }}
+{{- end }}
+
+{{/*
+A probe of the service container. The service listens on 127.0.0.1, where kubelet cannot reach
+it, so with app.rewriteProbes an httpGet probe goes to Breakwater's telemetry port instead, at
+/app-health/app/KIND, and Breakwater calls the service's own path and port over loopback and
+answers with its status (Istio's agent does the same). The probe's timing is kept; other kinds
+of probe (exec, tcpSocket, grpc) are left as written. Takes the sidecar dict plus "probe" (as
+in a container spec) and "kind" (readyz, livez or startupz).
+*/}}
+{{- define "breakwater.sidecar.appProbe" -}}
+{{- if and .values.app.rewriteProbes .probe.httpGet -}}
+httpGet:
+  path: /app-health/app/{{ .kind }}
+  port: {{ include "breakwater.sidecar.telemetryPort" . }}
+{{- with omit .probe "httpGet" }}
+{{ toYaml . }}
+{{- end }}
+{{- else -}}
+{{- toYaml .probe }}
+{{- end }}
+{{- end }}
+
 {{/* Pod annotations that let Prometheus' kubernetes-pods scrape job find /metrics. */}}
 {{- define "breakwater.sidecar.podAnnotations" -}}
 prometheus.io/scrape: "true"

@@ -33,7 +33,7 @@ describe('defaults', () => {
       { name: 'outbound', address: { host: '127.0.0.1', port: 15001 } },
       { name: 'inbound', address: { host: '0.0.0.0', port: 15006 } },
     ]);
-    expect(config.telemetry).toEqual({ address: { host: '0.0.0.0', port: 15020 } });
+    expect(config.telemetry).toEqual({ address: { host: '0.0.0.0', port: 15020 }, appProbes: {} });
     expect(config.admin).toEqual({ address: { host: '127.0.0.1', port: 15000 } });
     expect(config.shutdown).toEqual({ drainTimeoutMs: 20_000 });
     expect(config.limits).toEqual({ maxHeaderBytes: 16 * 1024, maxBodyBytes: 0 });

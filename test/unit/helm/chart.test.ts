@@ -221,9 +221,22 @@ describe('templates', async () => {
         'breakwater.sidecar.containers',
         'breakwater.sidecar.volumes',
         'breakwater.sidecar.appEnv',
+        'breakwater.sidecar.appProbe',
+        'breakwater.sidecar.config',
         'breakwater.sidecar.podAnnotations',
       ]),
     );
+  });
+
+  it("sends the service's probes through the telemetry port and writes their targets into the config it mounts", () => {
+    const deployment = sources.get('templates/deployment.yaml')!;
+    for (const [field, kind] of [['startupProbe', 'startupz'], ['readinessProbe', 'readyz'], ['livenessProbe', 'livez']]) {
+      expect(deployment).toMatch(new RegExp(`${field}:\\s*\\{\\{-? include "breakwater.sidecar.appProbe" \\(dict [^)]*"kind" "${kind}"\\)`));
+    }
+    expect(sources.get('templates/configmap.yaml')).toMatch(/include "breakwater.sidecar.config"/);
+    const helpers = sources.get('templates/_helpers.tpl')!;
+    expect(helpers).toMatch(/path: \/app-health\/app\/\{\{ \.kind \}\}/);
+    expect(helpers).toMatch(/dict "readyz" "readinessProbe" "livez" "livenessProbe" "startupz" "startupProbe"/);
   });
 
   it('never restarts pods for a policy edit: no config checksum on the pod, the ConfigMap mounted as a folder', () => {
