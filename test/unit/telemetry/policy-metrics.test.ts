@@ -258,6 +258,19 @@ describe('fallback and fault metrics', () => {
     expect(await value(registry, 'breakwater_fallbacks_total', { route: 'list-items', kind: 'stale', result: 'success' })).toBeUndefined();
   });
 
+  it('counts idempotency results by route', async () => {
+    const { registry, events } = setup();
+
+    emitAll(events, [
+      { type: 'idempotency', route: 'charge', result: 'first' },
+      { type: 'idempotency', route: 'charge', result: 'replayed' },
+      { type: 'idempotency', route: 'charge', result: 'replayed' },
+    ]);
+
+    expect(await value(registry, 'breakwater_idempotency_requests_total', { route: 'charge', result: 'first' })).toBe(1);
+    expect(await value(registry, 'breakwater_idempotency_requests_total', { route: 'charge', result: 'replayed' })).toBe(2);
+  });
+
   it('counts injected faults by kind', async () => {
     const { registry, events } = setup();
 
@@ -290,6 +303,7 @@ describe('the exposition', () => {
     { type: 'fallback', route: 'list-items', kind: 'upstream', result: 'failure' },
     { type: 'fault-injected', route: 'charge', kind: 'delay' },
     { type: 'fault-injected', route: 'charge', kind: 'abort' },
+    ...(['first', 'replayed', 'conflict', 'mismatch', 'missing', 'store_error', 'bypassed'] as const).map((result) => ({ type: 'idempotency', route: 'charge', result }) as const),
   ];
 
   it('passes promtool check metrics beside the request metrics, after a burst of every event', async () => {
@@ -327,6 +341,7 @@ describe('the exposition', () => {
       'breakwater_deadline_exceeded_total',
       'breakwater_fallbacks_total',
       'breakwater_faults_injected_total',
+      'breakwater_idempotency_requests_total',
       'breakwater_per_try_timeouts_total',
       'breakwater_retries_exhausted_total',
       'breakwater_retries_total',
