@@ -12,7 +12,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { describeMachine } from './lib/machine.ts';
-import { ChildProcesses } from './lib/processes.ts';
+import { ChildProcesses, freePort, waitForListening } from './lib/processes.ts';
+import { parseStoreBuckets, storeP99Ms, type StoreBuckets } from './lib/store-histogram.ts';
 import { coreBusy, foreignCpuSeconds, peakRssBytes, takeSnapshot, treeCpuSeconds } from './lib/procfs.ts';
 import { renderReport } from './lib/report.ts';
 import type { PairedComparison, Phase, Sample } from './lib/stats.ts';
@@ -127,6 +128,18 @@ const phases: readonly Phase[] = ['saturation', 'fixed-rate'];
 /** The row the other Breakwater rows are compared with in the interleaved phase. */
 const interleavedBase = 'breakwater';
 
+/** The row `target` is compared with in the interleaved phase: its own base when that ran, else plain Breakwater. */
+function baseOf(target: Target, rows: readonly string[]): string {
+  return target.comparedWith !== undefined && rows.includes(target.comparedWith) ? target.comparedWith : interleavedBase;
+}
+
+/** The store histogram of a running Breakwater, read from its telemetry port. */
+async function storeBuckets(running: RunningTarget): Promise<StoreBuckets> {
+  if (running.telemetryUrl === undefined) return new Map();
+  const response = await fetch(`${running.telemetryUrl}/metrics`);
+  return parseStoreBuckets(await response.text());
+}
+
 /** Set on SIGINT/SIGTERM, so that failures caused by stopping are not reported as results. */
 let stopping = false;
 
@@ -146,10 +159,11 @@ class Benchmark {
     return this.samples.filter((s) => s.target === target.name && s.phase === phase && s.clean).length;
   }
 
-  #wrkRun(running: RunningTarget, phase: Phase) {
+  #wrkRun(target: Target, running: RunningTarget, phase: Phase) {
     const options = this.#options;
     return {
       url: running.url,
+      request: target.request,
       connections: options.connections,
       rate: phase === 'fixed-rate' ? options.rate : undefined,
       cores: String(options.loadCore),
@@ -157,17 +171,20 @@ class Benchmark {
     };
   }
 
-  async #warmUp(running: RunningTarget, phase: Phase): Promise<void> {
+  async #warmUp(target: Target, running: RunningTarget, phase: Phase): Promise<void> {
     const warmupS = this.#options.warmupS;
-    if (warmupS > 0) await runWrk(this.#context.children, { ...this.#wrkRun(running, phase), durationS: warmupS });
+    if (warmupS > 0) await runWrk(this.#context.children, { ...this.#wrkRun(target, running, phase), durationS: warmupS });
   }
 
   /** One measured wrk run against a running target. */
   async #sample(target: Target, running: RunningTarget, phase: Phase, round: number, durationS: number): Promise<Sample> {
+    const hasStore = target.launch.kind === 'breakwater' && target.launch.store !== undefined;
+    const storeBefore = hasStore ? await storeBuckets(running) : undefined;
     const before = takeSnapshot();
     const startedAt = performance.now();
-    const report = await runWrk(this.#context.children, { ...this.#wrkRun(running, phase), durationS });
+    const report = await runWrk(this.#context.children, { ...this.#wrkRun(target, running, phase), durationS });
     const after = takeSnapshot();
+    const storeAfter = hasStore ? await storeBuckets(running) : undefined;
     const elapsedS = (performance.now() - startedAt) / 1000;
     const proxyPid = running.process?.pid;
     const proxyCpuS = proxyPid === undefined ? undefined : treeCpuSeconds(before, after, proxyPid);
@@ -186,13 +203,14 @@ class Benchmark {
       foreignCpuShare: foreignShare,
       coreBusy: coreBusy(before, after),
       clean: foreignShare * 100 <= this.#options.cleanThreshold,
+      ...(storeBefore === undefined || storeAfter === undefined ? {} : { storeP99Ms: storeP99Ms(storeBefore, storeAfter) }),
     };
   }
 
   async measure(target: Target, phase: Phase, round: number): Promise<Sample> {
     const running = await startTarget(target, this.#context);
     try {
-      await this.#warmUp(running, phase);
+      await this.#warmUp(target, running, phase);
       return await this.#sample(target, running, phase, round, this.#options.durationS);
     } finally {
       await running.stop();
@@ -258,7 +276,7 @@ class Benchmark {
           for (const target of [...rows.slice(shift), ...rows.slice(0, shift)]) {
             const running = await startTarget(target, this.#context);
             started.push({ target, running });
-            await this.#warmUp(running, 'saturation');
+            await this.#warmUp(target, running, 'saturation');
           }
           while (cycle < until) {
             cycle += 1;
@@ -328,6 +346,17 @@ function timestampForFile(date: Date): string {
  * Checks out `revision` in a folder of the run (a detached git worktree, removed with the run's
  * folder), sharing this checkout's installed packages, and returns its rows.
  */
+/** A Redis server for the rows with a redis store, on the load core beside the upstream, without persistence. */
+async function startRedis(children: ChildProcesses, workDir: string, cores: string): Promise<string> {
+  const port = await freePort();
+  const dir = path.join(workDir, 'redis');
+  mkdirSync(dir, { recursive: true });
+  const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no'];
+  const child = children.start({ name: 'redis', cores, command: 'redis-server', args, logFile: path.join(dir, 'redis.log'), stdout: 'log' });
+  await waitForListening(child, port, 10_000);
+  return `redis://127.0.0.1:${port}`;
+}
+
 function checkOutBaseline(revision: string, workDir: string): Target[] {
   const root = path.join(workDir, 'baseline');
   execFileSync('git', ['worktree', 'add', '--detach', '--force', root, revision], { cwd: repoRoot, stdio: 'ignore' });
@@ -364,12 +393,15 @@ async function main(): Promise<void> {
 
   try {
     if (options.baseline !== undefined) options.targets.push(...checkOutBaseline(options.baseline, workDir));
+    const redisUrl = options.targets.some((t) => t.launch.kind === 'breakwater' && t.launch.store === 'redis') && hasCommand('redis-server')
+      ? await startRedis(children, workDir, String(options.loadCore))
+      : undefined;
     const loadCores = String(options.loadCore);
     // The harness itself (its sampling, and the OTLP sink of the traced targets) stays off the
     // proxy's core, which then runs nothing but the proxy under test.
     execFileSync('taskset', ['-a', '-p', '-c', loadCores, String(process.pid)], { stdio: 'ignore' });
     const { upstream } = await startUpstream(children, workDir, loadCores);
-    const context: LaunchContext = { children, workDir, upstream, cores: String(options.proxyCore) };
+    const context: LaunchContext = { children, workDir, upstream, cores: String(options.proxyCore), ...(redisUrl === undefined ? {} : { redisUrl }) };
     const benchmark = new Benchmark(options, context);
     for (const target of options.targets) {
       const reason = unavailableReason(target);
@@ -398,9 +430,10 @@ async function main(): Promise<void> {
     const interleavedSamples = benchmark.samples.filter((s) => s.phase === 'interleaved');
     const interleavedRows = interleaved.map((t) => t.name).filter((name) => interleavedSamples.some((s) => s.target === name));
     const interleavedSummaries = interleavedRows.map((name) => summarise(interleavedSamples.filter((s) => s.target === name)));
-    const comparisons = interleavedRows
+    const comparisons = interleaved
       .slice(1)
-      .map((name) => comparePaired(interleavedSamples, name, interleavedBase))
+      .filter((target) => interleavedRows.includes(target.name))
+      .map((target) => comparePaired(interleavedSamples, target.name, baseOf(target, interleavedRows)))
       .filter((c): c is PairedComparison => c !== undefined);
     const run = `wrk -t1 -c${options.connections} -d${options.durationS}s`;
     const markdown = renderReport({
@@ -416,7 +449,7 @@ async function main(): Promise<void> {
       interleavedMethod:
         `The cycles are split over ${options.starts} starts: for each, every row is started afresh and warmed up for ${options.warmupS} s. ` +
         `Every cycle runs each row once, in an order rotated each cycle. ` +
-        `A row's ratio to ${interleavedBase} is taken cycle by cycle, from runs seconds apart, and the table gives the median of those ratios ` +
+        `A row's ratio to its base (${interleavedBase}, or the plain POST row for keyed POSTs) is taken cycle by cycle, from runs seconds apart, and the table gives the median of those ratios ` +
         `with its 95% confidence interval (distribution-free, from the order statistics).`,
       saturationTitle: `Saturation: \`${run}\` (after ${options.warmupS} s warm-up)`,
       fixedRateTitle: `Fixed rate ${options.rate.toLocaleString('en-US')} req/s: \`${run} -s bench/lua/fixed-rate.lua\` (one shared send schedule)`,
@@ -424,6 +457,7 @@ async function main(): Promise<void> {
       fixedRate,
       interleaved: interleavedSummaries,
       comparisons,
+      stores: [...saturation, ...fixedRate].filter((summary) => summary.storeP99Ms !== undefined),
       notMeasured: benchmark.notMeasured,
     });
     console.log(`\n${markdown}`);

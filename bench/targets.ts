@@ -28,12 +28,21 @@ export type Launch =
       traceRatio?: number;
       /** A checkout of another revision to run instead of this one (--baseline). */
       root?: string;
+      /** For breakwater-keyed.yaml.tmpl: the kind of the store idempotency records go to. */
+      store?: 'memory' | 'sqlite' | 'redis';
     };
+
+/** What wrk sends: GETs, small JSON POSTs, or the same POSTs each with an Idempotency-Key of its own. */
+export type RequestShape = 'get' | 'post' | 'keyed-post';
 
 export interface Target {
   name: string;
   description: string;
   launch: Launch;
+  /** What wrk sends; GETs when absent. */
+  request?: RequestShape;
+  /** The row the interleaved phase compares this one with; plain `breakwater` when absent. */
+  comparedWith?: string;
 }
 
 export const targets: readonly Target[] = [
@@ -73,6 +82,21 @@ export const targets: readonly Target[] = [
     description: 'Breakwater, one route, no policies, 10% of requests traced and exported over OTLP/HTTP',
     launch: { kind: 'breakwater', template: 'breakwater.yaml.tmpl', traceRatio: 0.1 },
   },
+  {
+    name: 'breakwater-post',
+    description: 'Breakwater, one route, no policies, small JSON POSTs',
+    launch: { kind: 'breakwater', template: 'breakwater.yaml.tmpl' },
+    request: 'post',
+  },
+  ...(['memory', 'sqlite', 'redis'] as const).map(
+    (store): Target => ({
+      name: `breakwater-keyed-${store}`,
+      description: `Breakwater with idempotency keys in a ${store} store, the same POSTs each with a key of its own`,
+      launch: { kind: 'breakwater', template: 'breakwater-keyed.yaml.tmpl', store },
+      request: 'keyed-post',
+      comparedWith: 'breakwater-post',
+    }),
+  ),
 ];
 
 /**
@@ -97,6 +121,8 @@ export interface Upstream {
 
 export interface LaunchContext {
   children: ChildProcesses;
+  /** A Redis server on the load core, for the rows with a redis store; absent when none runs. */
+  redisUrl?: string;
   /** Scratch folder of this benchmark run (under os.tmpdir()). */
   workDir: string;
   upstream: Upstream;
@@ -106,6 +132,8 @@ export interface LaunchContext {
 
 export interface RunningTarget {
   url: string;
+  /** Breakwater's telemetry server, for the store figures; absent for other proxies. */
+  telemetryUrl?: string;
   /** The proxy's process, whose tree is measured; absent for direct. */
   process: Child | undefined;
   stop(): Promise<void>;
@@ -132,7 +160,8 @@ export function unavailableReason(target: Target): string | undefined {
     case 'node':
       return existsSync(path.join(peersDir, launch.script)) ? undefined : `bench/peers/${launch.script} is missing`;
     case 'breakwater':
-      return existsSync(entryOf(launch.root)) ? undefined : `${path.relative(repoRoot, entryOf(launch.root))} does not exist`;
+      if (!existsSync(entryOf(launch.root))) return `${path.relative(repoRoot, entryOf(launch.root))} does not exist`;
+      return launch.store === 'redis' && !hasCommand('redis-server') ? 'redis-server is not installed (bash scripts/install-system-tools.sh test)' : undefined;
     default:
       return launch satisfies never;
   }
@@ -161,7 +190,7 @@ function traceSinkPort(): Promise<number> {
 let startCount = 0;
 
 /** A fresh folder for one start of a proxy, with its rendered configuration. */
-function prepare(name: string, context: LaunchContext, template: string, values: Record<string, number>, file: string) {
+function prepare(name: string, context: LaunchContext, template: string, values: Record<string, number | string>, file: string) {
   startCount += 1;
   const dir = path.join(context.workDir, `${name}-${startCount}`);
   mkdirSync(dir, { mode: 0o755 });
@@ -171,7 +200,23 @@ function prepare(name: string, context: LaunchContext, template: string, values:
   return { dir, config, log: path.join(dir, 'stderr.log') };
 }
 
-async function launch(target: Target, context: LaunchContext, port: number): Promise<Child> {
+/** The `stores` entry of a keyed row: its state in the run's folder, or on the run's Redis. */
+function storeBlock(kind: 'memory' | 'sqlite' | 'redis' | undefined, context: LaunchContext, name: string): string {
+  switch (kind) {
+    case undefined:
+    case 'memory':
+      return '{type: memory}';
+    case 'sqlite':
+      return `{type: sqlite, path: "${path.join(context.workDir, `${name}-${startCount + 1}-state`, 'state.db')}"}`;
+    case 'redis':
+      if (context.redisUrl === undefined) throw new Error('no Redis server runs for this benchmark');
+      return `{type: redis, url: "${context.redisUrl}", keyPrefix: "bench-${startCount + 1}:"}`;
+    default:
+      return kind satisfies never;
+  }
+}
+
+async function launch(target: Target, context: LaunchContext, port: number, telemetryPort: number): Promise<Child> {
   const spec = target.launch;
   const upstreamUrl = `http://${context.upstream.host}:${context.upstream.port}`;
   switch (spec.kind) {
@@ -202,7 +247,7 @@ async function launch(target: Target, context: LaunchContext, port: number): Pro
       });
     }
     case 'breakwater': {
-      const values = { PORT: port, TELEMETRY_PORT: await freePort(), ADMIN_PORT: await freePort() };
+      const values = { PORT: port, TELEMETRY_PORT: telemetryPort, ADMIN_PORT: await freePort(), STORE: storeBlock(spec.store, context, target.name) };
       const files = prepare(target.name, context, spec.template, values, 'breakwater.yaml');
       const env =
         spec.traceRatio === undefined
@@ -260,12 +305,14 @@ export async function startTarget(target: Target, context: LaunchContext): Promi
   const readyWithinMs = target.launch.kind === 'breakwater' ? 20_000 : 10_000;
   for (let attempt = 1; ; attempt++) {
     const port = await freePort();
-    const child = await launch(target, context, port);
+    const telemetryPort = await freePort();
+    const child = await launch(target, context, port, telemetryPort);
     try {
       await waitForListening(child, port, readyWithinMs);
       const url = `http://127.0.0.1:${port}/`;
       await checkResponse(url);
-      return { url, process: child, stop: () => child.stop() };
+      const telemetryUrl = target.launch.kind === 'breakwater' ? `http://127.0.0.1:${telemetryPort}` : undefined;
+      return { url, ...(telemetryUrl === undefined ? {} : { telemetryUrl }), process: child, stop: () => child.stop() };
     } catch (error) {
       const exitedByItself = child.hasExited;
       await child.stop();

@@ -113,15 +113,15 @@ export function fixedRateTable(summaries: readonly Summary[]): string {
 
 /** The interleaved phase: each row's runs, and its runs paired with the base row's. */
 export function interleavedTable(summaries: readonly Summary[], comparisons: readonly PairedComparison[]): string {
-  const base = comparisons[0]?.base ?? 'breakwater';
   const header = [
     'target',
     'req/s median',
-    `× ${base}, median of pairs`,
+    'compared with',
+    '× base, median of pairs',
     '95% interval of that median',
     'median of each start',
     'proxy CPU µs/req',
-    `CPU efficiency × ${base}, median of pairs`,
+    'CPU efficiency × base, median of pairs',
     'pairs',
     'errors',
     'runs used/clean/run',
@@ -129,9 +129,11 @@ export function interleavedTable(summaries: readonly Summary[], comparisons: rea
   const rows = summaries.map((s) => {
     const paired = comparisons.find((c) => c.target === s.target);
     const interval = paired?.rpsRatio.interval;
+    const base = paired?.base ?? s.target;
     return [
       s.target,
       formatInteger(s.rps.median),
+      s.target === base ? none : base,
       s.target === base ? '1.00' : formatFixed(paired?.rpsRatio.median, 2),
       s.target === base || interval === undefined ? none : `${interval.low.toFixed(2)}–${interval.high.toFixed(2)}`,
       s.target === base || paired === undefined || paired.byStart.length < 2 ? none : paired.byStart.map((r) => r.toFixed(2)).join(' '),
@@ -145,8 +147,18 @@ export function interleavedTable(summaries: readonly Summary[], comparisons: rea
   return table(header, header.length - 1, rows);
 }
 
+/** Each store operation's p99 for the rows with a state store, by phase. */
+export function storeTable(summaries: readonly Summary[]): string {
+  const operations = [...new Set(summaries.flatMap((s) => Object.keys(s.storeP99Ms ?? {})))].sort();
+  const header = ['target', 'phase', ...operations.map((operation) => `${operation} p99 ms`)];
+  const rows = summaries.map((s) => [s.target, s.phase, ...operations.map((operation) => formatFixed(s.storeP99Ms?.[operation], 2))]);
+  return table(header, header.length - 1, rows);
+}
+
 export interface ReportInput {
   machine: string;
+  /** Summaries of the rows with a state store. */
+  stores: readonly Summary[];
   method: string;
   saturationTitle: string;
   fixedRateTitle: string;
@@ -165,6 +177,13 @@ export function renderReport(input: ReportInput): string {
   if (input.saturation.length > 0) parts.push(`## ${input.saturationTitle}`, saturationTable(input.saturation));
   if (input.fixedRate.length > 0) parts.push(`## ${input.fixedRateTitle}`, fixedRateTable(input.fixedRate));
   if (input.interleaved.length > 0) parts.push(`## ${input.interleavedTitle}`, input.interleavedMethod, interleavedTable(input.interleaved, input.comparisons));
+  if (input.stores.length > 0) {
+    parts.push(
+      '## State store operations',
+      "The 99th percentile of each idempotency store operation during the measured runs, from Breakwater's own `breakwater_store_operation_duration_seconds` (the upper bound of the bucket that holds 99%).",
+      storeTable(input.stores),
+    );
+  }
   if (input.notMeasured.size > 0) {
     parts.push('## Not measured', [...input.notMeasured].map(([name, why]) => `- ${name}: ${why}`).join('\n'));
   }

@@ -30,6 +30,8 @@ export interface Sample {
   clean: boolean;
   /** In the interleaved phase: which start of the rows the run was made on, from 1. */
   start?: number;
+  /** For rows with a state store: the 99th percentile of each store operation during the run, in ms. */
+  storeP99Ms?: Record<string, number>;
 }
 
 export interface Summary {
@@ -47,6 +49,8 @@ export interface Summary {
   /** Total over the rounds used. */
   errors: number;
   maxForeignCpuShare: number;
+  /** For rows with a state store: each operation's p99 in ms, median over the runs used. */
+  storeP99Ms?: Record<string, number>;
 }
 
 export function median(values: readonly number[]): number {
@@ -94,7 +98,19 @@ export function summarise(samples: readonly Sample[]): Summary {
     peakRssBytes: rss.length === 0 ? undefined : Math.max(...rss),
     errors: used.reduce((sum, s) => sum + s.errors, 0),
     maxForeignCpuShare: Math.max(...used.map((s) => s.foreignCpuShare)),
+    ...storeSummary(used),
   };
+}
+
+/** The median over the runs of each store operation's p99; nothing for rows without a store. */
+function storeSummary(used: readonly Sample[]): { storeP99Ms?: Record<string, number> } {
+  const operations = new Set(used.flatMap((s) => Object.keys(s.storeP99Ms ?? {})));
+  if (operations.size === 0) return {};
+  const summary: Record<string, number> = {};
+  for (const operation of operations) {
+    summary[operation] = median(used.map((s) => s.storeP99Ms?.[operation]).filter((v): v is number => v !== undefined));
+  }
+  return { storeP99Ms: summary };
 }
 
 /**

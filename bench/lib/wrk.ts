@@ -59,13 +59,15 @@ export interface WrkRun {
   rate?: number;
   cores: string;
   logFile: string;
+  /** What to send (report.lua shapes it); GETs when absent. */
+  request?: 'get' | 'post' | 'keyed-post';
 }
 
 /** One wrk thread, as the reference figures used: it leaves the other core to the proxy. */
 export async function runWrk(children: ChildProcesses, run: WrkRun): Promise<WrkReport> {
   const script = path.join(luaDir, run.rate === undefined ? 'report.lua' : 'fixed-rate.lua');
   const args = ['-t1', `-c${run.connections}`, `-d${run.durationS}s`, '-s', script, run.url];
-  const env = { ...process.env, BENCH_LUA_DIR: luaDir, BENCH_RATE: String(run.rate ?? '') };
+  const env = { ...process.env, BENCH_LUA_DIR: luaDir, BENCH_RATE: String(run.rate ?? ''), BENCH_REQUEST: run.request === 'get' ? '' : (run.request ?? '') };
   const wrk = children.start({ name: 'wrk', cores: run.cores, command: 'wrk', args, env, logFile: run.logFile, stdout: 'capture' });
   // wrk stops by itself; the margin covers start-up and closing connections on a busy machine
   const limitMs = (run.durationS + 20) * 1000;

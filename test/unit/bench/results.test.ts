@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { formatRatio, interleavedTable, saturationTable } from '../../../bench/lib/report.ts';
+import { parseStoreBuckets, storeP99Ms } from '../../../bench/lib/store-histogram.ts';
 import type { Sample } from '../../../bench/lib/stats.ts';
 import { comparePaired, median, medianInterval, roundsToUse, summarise } from '../../../bench/lib/stats.ts';
 import { renderTemplate } from '../../../bench/lib/template.ts';
@@ -119,7 +120,8 @@ describe('interleaved comparison', () => {
     const lines = interleavedTable(summaries, [comparePaired(samples, 'traced', 'breakwater')!]).split('\n');
     const header = lines[0]?.split(' | ') ?? [];
     const row = lines.find((l) => l.startsWith('| traced '))?.split(' | ') ?? [];
-    expect(row[header.indexOf('× breakwater, median of pairs')]).toBe('0.90');
+    expect(row[header.indexOf('compared with')]).toBe('breakwater');
+    expect(row[header.indexOf('× base, median of pairs')]).toBe('0.90');
     expect(row[header.indexOf('95% interval of that median')]).toBe('0.85–0.94');
     expect(row[header.indexOf('pairs')]).toBe('20');
     // One start: nothing to tell apart.
@@ -141,6 +143,22 @@ describe('interleaved comparison', () => {
     const header = lines[0]?.split(' | ') ?? [];
     const row = lines.find((l) => l.startsWith('| traced '))?.split(' | ') ?? [];
     expect(row[header.indexOf('median of each start')]).toBe('0.90 0.80');
+  });
+});
+
+describe('store latency from /metrics', () => {
+  const exposition = (counts: Record<string, number[]>) =>
+    Object.entries(counts)
+      .flatMap(([operation, buckets]) =>
+        ['0.001', '0.005', '0.05', '+Inf'].map((le, i) => `breakwater_store_operation_duration_seconds_bucket{store="bench",operation="${operation}",le="${le}"} ${buckets[i]}`),
+      )
+      .join('\n');
+
+  it('gives the p99 of the operations made between two scrapes, by bucket bound', () => {
+    const before = parseStoreBuckets(exposition({ take: [100, 100, 100, 100] }));
+    // 1000 more takes: 985 under 1 ms, 10 under 5 ms, 5 under 50 ms.
+    const after = parseStoreBuckets(exposition({ take: [1085, 1095, 1100, 1100], replace: [0, 0, 0, 0] }));
+    expect(storeP99Ms(before, after)).toEqual({ take: 5 });
   });
 });
 
