@@ -1,7 +1,7 @@
-import type { ResponseBody } from './request.ts';
+import type { BodySink, ResponseBody } from './request.ts';
 
-/** The client response a body streams into (node:http's ServerResponse, which policies do not import). */
-export type ResponseSink = Parameters<ResponseBody['pipeTo']>[0];
+/** The client response a body streams into. */
+export type ResponseSink = BodySink;
 
 /** False for the statuses that never carry a body, so they get no Content-Length. */
 export function statusHasBody(status: number): boolean {
@@ -20,31 +20,21 @@ export function bufferedBody(bytes: Buffer | null): ResponseBody {
   };
 }
 
-function chunkBytes(chunk: unknown, encoding: unknown): Buffer | undefined {
-  if (typeof chunk === 'string') return Buffer.from(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8');
-  // A view, not a copy: the bytes are only copied once the whole body is known to fit.
-  if (chunk instanceof Uint8Array) return Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-  return undefined;
-}
-
-/** The sink as seen by the body, with every chunk written to it also handed to `keep`. */
-function teeSink(sink: ResponseSink, keep: (chunk: Buffer) => void): ResponseSink {
-  const tee = (method: 'write' | 'end') =>
-    (...args: unknown[]): unknown => {
-      const chunk = chunkBytes(args[0], args[1]);
-      if (chunk !== undefined) keep(chunk);
-      return Reflect.apply(sink[method], sink, args);
-    };
-  const write = tee('write');
-  const end = tee('end');
-  return new Proxy(sink, {
-    get(target, property) {
-      if (property === 'write') return write;
-      if (property === 'end') return end;
-      const value: unknown = Reflect.get(target, property, target);
-      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+/** `sink` as a body sees it, with every chunk written to it also handed to `keep`. */
+function teeSink(sink: BodySink, keep: (chunk: Buffer) => void): BodySink {
+  return {
+    write(chunk) {
+      keep(chunk);
+      return sink.write(chunk);
     },
-  });
+    end(chunk) {
+      if (chunk !== undefined) keep(chunk);
+      return chunk === undefined ? sink.end() : sink.end(chunk);
+    },
+    on(event, listener) {
+      return sink.on(event, listener);
+    },
+  };
 }
 
 /** How a teed body ended: whole (with the copy kept), or not. */

@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { BreakerStateName, PolicyEvent } from './events.ts';
 import type { AttemptOutcome } from './outcome.ts';
@@ -30,10 +30,21 @@ export interface ProxyRequest {
   readonly trace?: RequestTrace | undefined;
 }
 
+/**
+ * Where a response body streams: the client's response (node:http's ServerResponse is one), or a
+ * copy that keeps what passes. Only what bodies use: writes with back-pressure, and the end.
+ */
+export interface BodySink {
+  /** False when the sink's buffer is full: wait for 'drain' before writing more. */
+  write(chunk: Buffer): boolean;
+  end(chunk?: Buffer): unknown;
+  on(event: 'drain', listener: () => void): unknown;
+}
+
 /** A response body that can be streamed once into a client response, or thrown away. */
 export interface ResponseBody {
   /** Streams the body into `sink` with back-pressure; resolves when it ends. */
-  pipeTo(sink: ServerResponse): Promise<void>;
+  pipeTo(sink: BodySink): Promise<void>;
   /** Drops the body and frees its connection (a retry or fallback replaces this response). */
   discard(): void;
 }
@@ -61,7 +72,7 @@ class BodyWithEnd implements ResponseBody {
     this.#done = done;
   }
 
-  pipeTo(sink: ServerResponse): Promise<void> {
+  pipeTo(sink: BodySink): Promise<void> {
     let piping: Promise<void>;
     try {
       piping = this.#body.pipeTo(sink);

@@ -1,4 +1,3 @@
-import type { ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
 import { abortReason, onAbort } from '../exchange/cancel.ts';
 import { fromUpstreamError, type ProxyError } from '../exchange/errors.ts';
@@ -6,7 +5,7 @@ import type { BreakerStateName } from '../exchange/events.ts';
 import type { CallScope, Handler } from '../exchange/handler.ts';
 import type { AttemptOutcome } from '../exchange/outcome.ts';
 import type { AttemptObserver } from '../exchange/record.ts';
-import type { AttemptTrace, ProxyRequest, ResponseBody, UpstreamResponse } from '../exchange/request.ts';
+import type { AttemptTrace, BodySink, ProxyRequest, ResponseBody, UpstreamResponse } from '../exchange/request.ts';
 import { writeDeadline } from '../policies/deadline/deadline.ts';
 import type { Clock } from '../runtime/clock.ts';
 import type { Endpoint, Upstream } from './upstream.ts';
@@ -39,7 +38,7 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
   #reject: ((error: ProxyError) => void) | null;
   #controller: Controller | null = null;
   #cancelled: ProxyError | null = null;
-  #sink: ServerResponse | null = null;
+  #sink: BodySink | null = null;
   #pending: Buffer[] = [];
   #ended = false;
   #finished = false;
@@ -148,7 +147,7 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
     this.#trace?.end();
   }
 
-  pipeTo(sink: ServerResponse): Promise<void> {
+  pipeTo(sink: BodySink): Promise<void> {
     return new Promise((resolve, reject) => {
       if (this.#failed !== null) {
         reject(this.#failed);

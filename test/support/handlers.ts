@@ -1,9 +1,8 @@
 import { getEventListeners } from 'node:events';
-import type { ServerResponse } from 'node:http';
 import { abortReason } from '../../src/exchange/cancel.ts';
 import { ProxyError, type AttemptFailure } from '../../src/exchange/errors.ts';
 import type { CallScope, Handler } from '../../src/exchange/handler.ts';
-import type { ProxyRequest, UpstreamResponse } from '../../src/exchange/request.ts';
+import type { BodySink, ProxyRequest, UpstreamResponse } from '../../src/exchange/request.ts';
 
 /** A response whose body records whether it was piped or discarded. */
 export function response(status: number, headers: Record<string, string> = {}, text = ''): UpstreamResponse & { discarded: boolean } {
@@ -12,8 +11,9 @@ export function response(status: number, headers: Record<string, string> = {}, t
     headers,
     discarded: false,
     body: {
-      pipeTo: (sink: ServerResponse) => {
-        sink.end(text);
+      pipeTo: (sink: BodySink) => {
+        if (text === '') sink.end();
+        else sink.end(Buffer.from(text));
         return Promise.resolve();
       },
       discard: () => {

@@ -1,4 +1,4 @@
-import type { ServerResponse } from 'node:http';
+import type { BodySink } from '../../../src/exchange/request.ts';
 import { describe, expect, it } from 'vitest';
 import type { PolicyEvent } from '../../../src/exchange/events.ts';
 import { bulkheadLayer } from '../../../src/policies/bulkhead/layer.ts';
@@ -7,9 +7,10 @@ import type { ProxyRequest, UpstreamResponse } from '../../../src/exchange/reque
 import { ProxyError } from '../../../src/exchange/errors.ts';
 import type { Handler } from '../../../src/exchange/handler.ts';
 import { FakeClock, flushMicrotasks } from '../../support/fake-clock.ts';
+import { memorySink } from '../../support/sinks.ts';
 import { abortListeners, abortRequest, call, proxyRequest, response, scripted, start } from '../../support/handlers.ts';
 
-const sink = { end: () => undefined } as unknown as ServerResponse;
+const sink = { end: () => undefined } as unknown as BodySink;
 
 function setup(limits: { maxConcurrent: number; maxQueued: number }, queueTimeoutMs = 100) {
   const clock = new FakeClock(1_000);
@@ -345,8 +346,8 @@ describe('bulkhead layer', () => {
     const passed = await call(layer(scripted(() => Promise.resolve(made))), requestNamed('a'));
     expect(passed.status).toBe(201);
     expect(passed.headers).toEqual({ 'content-type': 'text/plain' });
-    const written: string[] = [];
-    await passed.body.pipeTo({ end: (text: string) => written.push(text) } as unknown as ServerResponse);
-    expect(written).toEqual(['created']);
+    const client = memorySink();
+    await passed.body.pipeTo(client.sink);
+    expect(client.text()).toBe('created');
   });
 });
