@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { adminSource } from './admin/source.ts';
 import { startAdminServer } from './admin/server.ts';
 import { configHash } from './config/hash.ts';
-import { formatProblem, parseConfig } from './config/load.ts';
+import { allProblems, formatProblem, parseConfig, type ConfigProblem } from './config/load.ts';
 import { redactConfig } from './config/redact.ts';
 import type { Config } from './config/types.ts';
 import { watchConfigFile } from './config/watch.ts';
@@ -41,6 +41,12 @@ export interface BreakwaterOptions {
 }
 
 export type ReloadResult = { ok: true; changed: boolean } | { ok: false; problems: string[] };
+
+/** Logs a config's warnings (one line for all of them), at start and at each reload. */
+export function logConfigWarnings(logger: Logger, configPath: string, warnings: readonly ConfigProblem[]): void {
+  if (warnings.length === 0) return;
+  logger.warn({ config: configPath, warnings: warnings.map(formatProblem) }, 'config warnings');
+}
 
 /** A running Breakwater: listeners, upstream pools, telemetry and admin servers, reloads. */
 export class Breakwater {
@@ -209,8 +215,10 @@ export class Breakwater {
     if (hash === this.#state.hash) return { ok: true, changed: false };
     const parsed = parseConfig(text, path);
     if (!parsed.ok) {
-      return this.#reloadFailed(parsed.problems.map(formatProblem));
+      // The warnings too, in file order: the same lines `breakwater validate` prints.
+      return this.#reloadFailed(allProblems(parsed).map(formatProblem));
     }
+    logConfigWarnings(this.logger, path, parsed.warnings);
     try {
       await this.apply(parsed.config, hash);
     } catch (error) {

@@ -1,4 +1,6 @@
-import { writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configMapVolume, type ConfigMapVolume } from '../support/configmap.ts';
@@ -133,5 +135,44 @@ describe('hot reload', () => {
     const response = await request(`http://127.0.0.1:${proxy.ports.admin}/reload`, { method: 'POST' });
     expect(response.statusCode).toBe(400);
     expect(await response.body.json()).toMatchObject({ result: 'failure' });
+  });
+});
+
+describe('reloads of a plain file: warnings, unchanged files, restart-only addresses', () => {
+  let upstream: UpstreamServer;
+  let proxy: BreakwaterProcess;
+  let file: string;
+
+  beforeAll(async () => {
+    upstream = await answering('app');
+    const dir = await mkdtemp(join(tmpdir(), 'breakwater-reload-'));
+    file = join(dir, 'breakwater.yaml');
+    await writeFile(file, configFor(upstream));
+    proxy = await spawnBreakwater('', { configPath: file });
+  });
+
+  afterAll(async () => {
+    proxy.kill();
+    await upstream.close();
+    await rm(dirname(file), { recursive: true, force: true });
+  });
+
+  const admin = (path: string, init?: { method: string }) => request(`http://127.0.0.1:${proxy.ports.admin}${path}`, init);
+
+  async function effectiveConfig(): Promise<Record<string, unknown>> {
+    return (await (await admin('/config')).body.json()) as Record<string, unknown>;
+  }
+
+  it('logs the warnings of a new config at warn level, and applies it', async () => {
+    await writeFile(file, `${configFor(upstream, '2s')}  - {name: never, match: {pathPrefix: /never}, upstream: app}\n`);
+
+    await expect.poll(() => proxy.lines.find((line) => line.msg === 'config warnings'), { timeout: 5000 }).toMatchObject({
+      level: 40,
+      config: file,
+      warnings: [
+        `${file}:9:5 routes[1](never): warning: never used: routes[0](app) comes first on listener outbound and matches every request this route matches (the first matching route wins)`,
+      ],
+    });
+    await expect.poll(async () => (await effectiveConfig()).routes, { timeout: 5000 }).toHaveLength(2);
   });
 });
