@@ -6,8 +6,8 @@ import type { Logger } from 'pino';
 import { adminSource } from './admin/source.ts';
 import { startAdminServer } from './admin/server.ts';
 import { configHash } from './config/hash.ts';
-import { formatProblem, parseConfig } from './config/load.ts';
-import { redactConfig } from './config/redact.ts';
+import { allProblems, formatProblem, parseConfig, type ConfigProblem } from './config/load.ts';
+import { redactConfig, type ServerAddresses } from './config/redact.ts';
 import type { Config } from './config/types.ts';
 import { watchConfigFile } from './config/watch.ts';
 import type { PolicyEvents } from './exchange/events.ts';
@@ -40,7 +40,14 @@ export interface BreakwaterOptions {
   readonly accessLogger?: Logger;
 }
 
+/** `changed: false`: the file is the config already running, so nothing was applied. */
 export type ReloadResult = { ok: true; changed: boolean } | { ok: false; problems: string[] };
+
+/** Logs a config's warnings (one line for all of them), at start and at each reload. */
+export function logConfigWarnings(logger: Logger, configPath: string, warnings: readonly ConfigProblem[]): void {
+  if (warnings.length === 0) return;
+  logger.warn({ config: configPath, warnings: warnings.map(formatProblem) }, 'config warnings');
+}
 
 /** A running Breakwater: listeners, upstream pools, telemetry and admin servers, reloads. */
 export class Breakwater {
@@ -61,6 +68,8 @@ export class Breakwater {
   #reloading: Promise<unknown> = Promise.resolve();
   #telemetryPort = 0;
   #adminPort = 0;
+  /** The addresses the telemetry and admin servers were started on; a reload cannot move them. */
+  #servers: ServerAddresses | undefined;
   readonly #registries: PolicyRegistries;
   readonly #stores: StoreRegistry;
   readonly #stateDeps: StateDependencies;
@@ -115,6 +124,7 @@ export class Breakwater {
     // Closers run in reverse: the SDK stops last, exporting the spans of the last requests.
     if (tracing !== undefined) this.#closers.push(() => tracing.shutdown());
 
+    this.#servers = { telemetry: config.telemetry.address, admin: config.admin.address };
     const telemetry = await startTelemetryServer({
       address: config.telemetry.address,
       metrics: this.metrics,
@@ -129,13 +139,11 @@ export class Breakwater {
       address: config.admin.address,
       admin: adminSource({
         state: () => this.#state,
+        servers: () => this.#servers,
         breakers: this.#registries.breakers,
         stores: this.#stores,
         clock: this.clock,
-        reload: async () => {
-          const result = await this.reload();
-          return result.ok ? { ok: true as const } : result;
-        },
+        reload: () => this.reload(),
       }),
     });
     this.#adminPort = admin.port;
@@ -174,10 +182,14 @@ export class Breakwater {
   /** Replaces the running config. Requests in flight finish on the one they started with. */
   async apply(config: Config, hash: string): Promise<void> {
     const previous = this.#state;
+    // Compared with the servers as started, not with the previous config: a reload that moves
+    // an address back to where its server runs leaves nothing pending, and one that keeps a
+    // moved address leaves it pending still.
+    const running = this.#servers;
     for (const server of ['telemetry', 'admin'] as const) {
-      const before = previous.config[server].address;
+      const before = running?.[server];
       const after = config[server].address;
-      if (before.host !== after.host || before.port !== after.port) {
+      if (before !== undefined && (before.host !== after.host || before.port !== after.port)) {
         this.logger.warn({ server, running: before, configured: after }, `the ${server} address changes at the next start`);
       }
     }
@@ -206,11 +218,19 @@ export class Breakwater {
       return this.#reloadFailed([`${path}: ${(error as Error).message}`]);
     }
     const hash = configHash(text);
-    if (hash === this.#state.hash) return { ok: true, changed: false };
+    if (hash === this.#state.hash) {
+      // Said and counted, so that an operator who sent SIGHUP or POST /reload after an edit
+      // that never reached the file (a ConfigMap not yet synced, the wrong file) can tell.
+      this.metrics.recordReload('unchanged', this.clock.wallNow());
+      this.logger.info({ config: path, hash }, 'config unchanged');
+      return { ok: true, changed: false };
+    }
     const parsed = parseConfig(text, path);
     if (!parsed.ok) {
-      return this.#reloadFailed(parsed.problems.map(formatProblem));
+      // The warnings too, in file order: the same lines `breakwater validate` prints.
+      return this.#reloadFailed(allProblems(parsed).map(formatProblem));
     }
+    logConfigWarnings(this.logger, path, parsed.warnings);
     try {
       await this.apply(parsed.config, hash);
     } catch (error) {

@@ -18,7 +18,8 @@ export interface AdminSource {
   stores(): unknown;
   /** Sets a breaker's manual mode; false when no breaker has that name. */
   setCircuit(name: string, state: CircuitMode): boolean;
-  reload(): Promise<{ ok: true } | { ok: false; problems: string[] }>;
+  /** `changed: false` when the file is the config already running. */
+  reload(): Promise<{ ok: true; changed: boolean } | { ok: false; problems: string[] }>;
 }
 
 /** The states an operator may set on a breaker (Resilience4j's FORCED_OPEN and DISABLED). */
@@ -55,9 +56,8 @@ export function startAdminServer(opts: AdminServerOptions): Promise<RunningServe
       {
         POST: async () => {
           const result = await admin.reload();
-          return result.ok
-            ? { status: 200, body: { result: 'success' } }
-            : { status: 400, body: { result: 'failure', problems: result.problems } };
+          if (!result.ok) return { status: 400, body: { result: 'failure', problems: result.problems } };
+          return { status: 200, body: { result: result.changed ? 'success' : 'unchanged' } };
         },
       },
     ],

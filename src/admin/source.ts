@@ -1,7 +1,7 @@
 // What the admin server reads and steers, taken from the running sidecar.
 
 import type { BreakerRegistry } from '../policies/breaker/registry.ts';
-import { redactConfig } from '../config/redact.ts';
+import { redactConfig, type ServerAddresses } from '../config/redact.ts';
 import type { Clock } from '../runtime/clock.ts';
 import type { RunningState } from '../stack/state.ts';
 import type { StoreRegistry } from '../stores/registry.ts';
@@ -9,16 +9,18 @@ import type { AdminSource } from './server.ts';
 
 export interface AdminSourceDeps {
   readonly state: () => RunningState;
+  /** Where the telemetry and admin servers run (they move only at a restart); undefined before they start. */
+  readonly servers?: () => ServerAddresses | undefined;
   readonly breakers: BreakerRegistry;
   readonly stores: StoreRegistry;
   readonly clock: Clock;
-  readonly reload: () => Promise<{ ok: true } | { ok: false; problems: string[] }>;
+  readonly reload: () => Promise<{ ok: true; changed: boolean } | { ok: false; problems: string[] }>;
 }
 
 export function adminSource(deps: AdminSourceDeps): AdminSource {
   const { state, breakers, clock } = deps;
   return {
-    config: () => redactConfig(state().config),
+    config: () => redactConfig(state().config, deps.servers?.()),
     routes: () =>
       state().routes.map((route) => ({
         name: route.name,

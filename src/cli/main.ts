@@ -1,7 +1,7 @@
 // The `breakwater` command: run | validate | version.
 
 import { parseArgs } from 'node:util';
-import { formatProblem, loadConfigFile } from '../config/load.ts';
+import { allProblems, formatProblem, loadConfigFile } from '../config/load.ts';
 import type { ConfigProblem } from '../config/load.ts';
 import { breakwaterVersion } from '../runtime/version.ts';
 
@@ -12,6 +12,7 @@ const USAGE = `Usage:
                                    start the proxy (FILE: $BREAKWATER_CONFIG, else ${DEFAULT_CONFIG_PATH});
                                    logs are JSON lines unless pretty is asked for
   breakwater validate FILE...      check config files; one line per problem, exit 1 if any
+                                   error (warnings alone exit 0)
   breakwater version               print the version
 `;
 
@@ -73,14 +74,16 @@ async function run(args: readonly string[], io: CliIo): Promise<number> {
   if (logFormat !== 'json' && logFormat !== 'pretty') throw usageError(`--log-format must be json or pretty, not "${logFormat}"`);
   const result = await loadConfigFile(configPath);
   if (!result.ok) {
-    writeProblems(io, result.problems);
+    writeProblems(io, allProblems(result));
     io.stderr(`breakwater: ${configPath} is not a valid config; not starting\n`);
     return 2;
   }
   // Loaded on demand so that `validate` and `version` do not pull in the whole proxy.
-  const { serve } = await import('./serve.ts');
+  const [{ serve }, { logConfigWarnings }] = await Promise.all([import('./serve.ts'), import('../app.ts')]);
   try {
-    await serve({ config: result.config, configPath, logFormat });
+    const breakwater = await serve({ config: result.config, configPath, logFormat });
+    // Warnings do not stop a start; they go to the log, as a reload's do.
+    logConfigWarnings(breakwater.logger, configPath, result.warnings);
   } catch (error) {
     io.stderr(`breakwater: could not start: ${(error as Error).message}\n`);
     return 1;
@@ -95,12 +98,10 @@ async function validate(args: readonly string[], io: CliIo): Promise<number> {
   let valid = true;
   for (const file of positionals) {
     const result = await loadConfigFile(file);
-    if (result.ok) {
-      io.stdout(`${file}: ok\n`);
-    } else {
-      valid = false;
-      writeProblems(io, result.problems);
-    }
+    writeProblems(io, allProblems(result));
+    if (!result.ok) valid = false;
+    else if (result.warnings.length === 0) io.stdout(`${file}: ok\n`);
+    else io.stdout(`${file}: ok (${result.warnings.length} warning${result.warnings.length === 1 ? '' : 's'})\n`);
   }
   return valid ? 0 : 1;
 }

@@ -1,35 +1,55 @@
 // Reads breakwater.yaml: YAML syntax, then the schema (Ajv), then the rules a schema cannot
-// express, then defaults. Every mistake comes back as a problem with the file, line, column
-// and path of the key or value to fix, so `breakwater validate` and reloads can show them.
+// express, then defaults, then the warnings. Every mistake comes back as a problem with the
+// file, line, column and path of the key or value to fix, so `breakwater validate` and reloads
+// can show them. After a shape mistake the later steps still check the well-formed rest of the
+// file, so that one run shows every problem rather than one step's worth at a time.
 
 import { readFile } from 'node:fs/promises';
 import { LineCounter, parseDocument } from 'yaml';
-import { normalizeConfig } from './normalize.ts';
+import { fileNames, normalizeConfig } from './normalize.ts';
 import type { Environment } from './normalize.ts';
 import { formatPath, YamlLocator } from './positions.ts';
-import type { PathSegment } from './positions.ts';
+import type { ItemName, PathSegment } from './positions.ts';
 import type { Config } from './types.ts';
-import { validateSchema } from './validate.ts';
+import { checkSchema } from './validate.ts';
+import { checkWarnings } from './warnings.ts';
 
 export { redactConfig } from './redact.ts';
 
 export interface ConfigProblem {
+  /** An error makes the file invalid; a warning does not. */
+  readonly severity: 'error' | 'warning';
   readonly file: string;
   /** 1-based. */
   readonly line: number;
   /** 1-based. */
   readonly col: number;
-  /** Where in the config, e.g. `routes[0].retry.perTryTimeout`; empty for the file as a whole. */
+  /** Where in the config, e.g. `routes[0](charge).retry.perTryTimeout`; empty for the file as a whole. */
   readonly path: string;
   readonly message: string;
 }
 
-export type ConfigResult = { ok: true; config: Config } | { ok: false; problems: ConfigProblem[] };
+/**
+ * `problems` are the errors; `warnings` never make a file invalid. Both are sorted by their
+ * position in the file.
+ */
+export type ConfigResult =
+  | { ok: true; config: Config; warnings: ConfigProblem[] }
+  | { ok: false; problems: ConfigProblem[]; warnings: ConfigProblem[] };
 
-/** `FILE:LINE:COL field.path: message`, the form `breakwater validate` prints. */
+/**
+ * `FILE:LINE:COL field.path: message`, the form `breakwater validate` prints; a warning's
+ * message starts with `warning: `.
+ */
 export function formatProblem(problem: ConfigProblem): string {
   const where = `${problem.file}:${problem.line}:${problem.col}`;
-  return problem.path === '' ? `${where}: ${problem.message}` : `${where} ${problem.path}: ${problem.message}`;
+  const message = problem.severity === 'warning' ? `warning: ${problem.message}` : problem.message;
+  return problem.path === '' ? `${where}: ${message}` : `${where} ${problem.path}: ${message}`;
+}
+
+/** Errors and warnings together, in file order: what `breakwater validate` prints. */
+export function allProblems(result: ConfigResult): ConfigProblem[] {
+  return sortProblems([...(result.ok ? [] : result.problems), ...result.warnings]);
 }
 
 export interface ParseOptions {
@@ -43,40 +63,69 @@ export function parseConfig(text: string, fileName: string, options: ParseOption
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   const locator = new YamlLocator(doc, lines);
   const problems: ConfigProblem[] = [];
-  const at = (path: readonly PathSegment[], message: string, part: 'key' | 'value' = 'value'): void => {
-    problems.push({ file: fileName, ...locator.locate(path, part), path: formatPath(path), message });
-  };
+  // A mistake in the file as a whole, before any of its content can be checked.
+  const fail = (message: string): ConfigResult => ({
+    ok: false,
+    problems: [{ severity: 'error', file: fileName, line: 1, col: 1, path: '', message }],
+    warnings: [],
+  });
 
   if (doc.errors.length > 0) {
     for (const error of doc.errors) {
-      problems.push({ file: fileName, ...locator.at(error.pos[0]), path: '', message: `YAML syntax: ${error.message}` });
+      problems.push({ severity: 'error', file: fileName, ...locator.at(error.pos[0]), path: '', message: `YAML syntax: ${error.message}` });
     }
-    return { ok: false, problems };
+    return { ok: false, problems, warnings: [] };
   }
 
   let data: unknown;
   try {
     data = doc.toJS({ maxAliasCount: 100 });
   } catch (error) {
-    problems.push({ file: fileName, line: 1, col: 1, path: '', message: `YAML: ${(error as Error).message}` });
-    return { ok: false, problems };
+    return fail(`YAML: ${(error as Error).message}`);
   }
   // An empty file is far more likely a half-written or mis-mounted file than a wish for a
   // proxy with no routes; refusing it keeps the running config on reload.
   if (data === null || data === undefined) {
-    problems.push({ file: fileName, line: 1, col: 1, path: '', message: 'the file is empty; expected a mapping with listeners, upstreams and routes' });
-    return { ok: false, problems };
+    return fail('the file is empty; expected a mapping with listeners, upstreams and routes');
   }
 
-  const checked = validateSchema(data);
-  if (!checked.ok) {
-    for (const issue of checked.issues) at(issue.path, issue.message, issue.part);
-    return { ok: false, problems: sortProblems(problems) };
-  }
+  const names = fileNames(data);
+  // Routes and listeners are shown by name as well as index: `routes[2](charge).timeout`.
+  const nameOf: ItemName = (list, index) =>
+    list.length !== 1 ? undefined : list[0] === 'routes' ? names.routes[index] : list[0] === 'listeners' ? names.listeners?.[index] : undefined;
+  // Every path with an error (schema, rules) or a cut: the warnings leave those parts out.
+  const troubled: (readonly PathSegment[])[] = [];
+  const report = (severity: ConfigProblem['severity']) => (path: readonly PathSegment[], message: string, part: 'key' | 'value' = 'value') => {
+    if (severity === 'error') troubled.push(path);
+    problems.push({ severity, file: fileName, ...locator.locate(path, part), path: formatPath(path, nameOf), message });
+  };
+  const error = report('error');
 
-  const config = normalizeConfig(checked.file, at, options.env);
-  if (problems.length > 0) return { ok: false, problems: sortProblems(problems) };
-  return { ok: true, config: deepFreeze(config) };
+  const checked = checkSchema(data);
+  for (const issue of checked.issues) error(issue.path, issue.message, issue.part);
+  troubled.push(...checked.pruned);
+  if (checked.file === undefined) return { ok: false, problems: sortProblems(problems), warnings: [] };
+
+  const file = checked.file;
+  const broken = (path: readonly PathSegment[]): boolean => checked.pruned.some((cut) => startsWith(path, cut));
+  const config = normalizeConfig(file, error, options.env, { names, fileIndex: checked.fileIndex, broken });
+  const clean = (path: readonly PathSegment[]): boolean => !troubled.some((other) => startsWith(path, other) || startsWith(other, path));
+  const routes = config.routes.map((route, index) => ({
+    route,
+    path: ['routes', checked.fileIndex(file.routes ?? [], index)],
+    given: { timeout: file.routes?.[index]?.timeout !== undefined, maxAttempts: file.routes?.[index]?.retry?.maxAttempts !== undefined },
+  }));
+  checkWarnings(routes, clean, report('warning'));
+
+  const errors = sortProblems(problems.filter((problem) => problem.severity === 'error'));
+  const warnings = sortProblems(problems.filter((problem) => problem.severity === 'warning'));
+  if (errors.length > 0) return { ok: false, problems: errors, warnings };
+  return { ok: true, config: deepFreeze(config), warnings };
+}
+
+/** Whether `path` is `prefix` or lies within it. */
+function startsWith(path: readonly PathSegment[], prefix: readonly PathSegment[]): boolean {
+  return prefix.length <= path.length && prefix.every((segment, index) => segment === path[index]);
 }
 
 /** Reads and parses a config file; a file that cannot be read is a problem too. */
@@ -86,7 +135,11 @@ export async function loadConfigFile(path: string): Promise<ConfigResult> {
     text = await readFile(path, 'utf8');
   } catch (error) {
     const reason = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
-    return { ok: false, problems: [{ file: path, line: 1, col: 1, path: '', message: `cannot read the file (${reason})` }] };
+    return {
+      ok: false,
+      problems: [{ severity: 'error', file: path, line: 1, col: 1, path: '', message: `cannot read the file (${reason})` }],
+      warnings: [],
+    };
   }
   return parseConfig(text, path);
 }

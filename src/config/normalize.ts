@@ -1,6 +1,11 @@
 // From a schema-valid config file to the effective Config: checks the rules a JSON Schema
 // cannot express (names that refer to each other, URL shapes, min/max pairs), applies the
 // defaults and converts durations, sizes and ratios to plain numbers.
+//
+// The file may be the well-formed rest of a file whose malformed parts were cut away (see
+// checkSchema), so that one run reports every problem. The rules then hold back wherever a cut
+// part could be the only cause: a reference to a name defined in a malformed section, or a
+// comparison with a value whose default stands in for the malformed one.
 
 import { DEFAULTS } from './defaults.ts';
 import { expandEnv } from './env.ts';
@@ -38,6 +43,59 @@ import { formatDuration, parseDuration, parsePercent, parseRatio, parseSize } fr
 
 export type ReportProblem = (path: readonly PathSegment[], message: string, part?: 'key' | 'value') => void;
 
+/** The names a file defines, read from the file as written, malformed entries included. */
+export interface FileNames {
+  /**
+   * Each listener's name by its index in the file (undefined where it has none); the default
+   * listeners' when the file has no `listeners`; undefined when `listeners` is not a list.
+   */
+  readonly listeners: readonly (string | undefined)[] | undefined;
+  /** Each route's name by its index in the file (undefined where it has none). */
+  readonly routes: readonly (string | undefined)[];
+  /** The keys of `upstreams`; undefined when `upstreams` is not a mapping. */
+  readonly upstreams: ReadonlySet<string> | undefined;
+  /** The keys of `stores` (the default store's when absent); undefined when it is not a mapping. */
+  readonly stores: ReadonlySet<string> | undefined;
+}
+
+/** What normalizeConfig knows of the file beyond its well-formed part. */
+export interface NormalizeContext {
+  readonly names: FileNames;
+  /** The index in the file of item `index` of a list of the well-formed part. */
+  readonly fileIndex: (list: readonly unknown[], index: number) => number;
+  /** Whether the value at `path` (or a part holding it) was malformed and cut away. */
+  readonly broken: (path: readonly PathSegment[]) => boolean;
+}
+
+/** The names defined in a parsed file, as far as its shape allows reading them. */
+export function fileNames(data: unknown): FileNames {
+  const root = isMapping(data) ? data : {};
+  const nameOf = (item: unknown): string | undefined => (isMapping(item) && typeof item.name === 'string' ? item.name : undefined);
+  const listeners = root.listeners === undefined ? DEFAULTS.listeners : root.listeners;
+  return {
+    listeners: Array.isArray(listeners) ? listeners.map(nameOf) : undefined,
+    routes: Array.isArray(root.routes) ? root.routes.map(nameOf) : [],
+    upstreams: keysOf(root.upstreams, {}),
+    stores: keysOf(root.stores, DEFAULTS.stores),
+  };
+}
+
+/** The keys of a mapping section, of `absent` when the file leaves it out; undefined when it is not a mapping. */
+function keysOf(section: unknown, absent: object): ReadonlySet<string> | undefined {
+  if (section === undefined) return new Set(Object.keys(absent));
+  return isMapping(section) ? new Set(Object.keys(section)) : undefined;
+}
+
+function isMapping(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+/**
+ * A set of names to check references against; `any` when the file's definitions could not
+ * be read, so that no reference is reported for a mistake already reported where they are.
+ */
+type KnownNames = ReadonlySet<string> | 'any';
+
 type UpstreamFile = NonNullable<ConfigFile['upstreams']>[string];
 type RouteFile = NonNullable<ConfigFile['routes']>[number];
 type BreakerFile = NonNullable<UpstreamFile['circuitBreaker']>;
@@ -68,37 +126,55 @@ const WILDCARD_HOSTS = new Set(['0.0.0.0', '::']);
  * to `report`; the returned config is only meaningful when nothing was reported. `env` is read
  * for the `${VAR}` references in store values.
  */
-export function normalizeConfig(file: ConfigFile, report: ReportProblem, env: Environment = process.env): Config {
-  const check = new Checker(report);
+export function normalizeConfig(
+  file: ConfigFile,
+  report: ReportProblem,
+  env: Environment = process.env,
+  context: NormalizeContext = wholeFile(file),
+): Config {
+  const check = new Checker(report, context);
+  const { names, broken } = context;
+  check.uniqueNames('listeners', 'listener', names.listeners ?? []);
+  check.uniqueNames('routes', 'route', names.routes);
   const listeners = check.listeners(file);
   const telemetryAddress = check.address(['telemetry', 'address'], file.telemetry?.address ?? DEFAULTS.telemetry.address);
   const admin = { address: check.address(['admin', 'address'], file.admin?.address ?? DEFAULTS.admin.address) };
   const telemetry = {
     address: telemetryAddress,
-    appProbes: check.appProbes(file.telemetry?.appProbes ?? {}, [
-      ...listeners.map((listener) => ({ name: `listener ${listener.name}`, port: listener.address.port })),
-      { name: 'the telemetry server', port: telemetryAddress.port },
-      { name: 'the admin server', port: admin.address.port },
-    ]),
+    appProbes: check.appProbes(
+      file.telemetry?.appProbes ?? {},
+      [
+        ...listeners.map((listener) => ({ path: ['listeners'], name: `listener ${listener.name}`, port: listener.address.port })),
+        { path: ['telemetry', 'address'], name: 'the telemetry server', port: telemetryAddress.port },
+        { path: ['admin', 'address'], name: 'the admin server', port: admin.address.port },
+      ].filter((server) => !broken(server.path)),
+    ),
   };
-  check.distinctAddresses([
-    ...listeners.map((listener, index) => ({ path: ['listeners', index, 'address'], name: `listener ${listener.name}`, address: listener.address })),
-    { path: ['telemetry', 'address'], name: 'the telemetry server', address: telemetry.address },
-    { path: ['admin', 'address'], name: 'the admin server', address: admin.address },
-  ]);
+  check.distinctAddresses(
+    [
+      ...listeners.map((listener, index) => ({
+        path: ['listeners', check.fileIndex(file.listeners, index), 'address'],
+        name: `listener ${listener.name}`,
+        address: listener.address,
+      })),
+      { path: ['telemetry', 'address'], name: 'the telemetry server', address: telemetry.address },
+      { path: ['admin', 'address'], name: 'the admin server', address: admin.address },
+    ].filter((server) => !broken(server.path)),
+  );
   const upstreams = new Map<string, UpstreamConfig>();
   for (const [name, upstream] of Object.entries(file.upstreams ?? {})) {
     upstreams.set(name, check.upstream(['upstreams', name], name, upstream));
   }
-  const listenerNames = new Set(listeners.map((listener) => listener.name));
   const stores = check.stores(file.stores, env);
-  const routeNames = new Map<string, number>();
-  const routes = (file.routes ?? []).map((route, index) => {
-    const earlier = routeNames.get(route.name);
-    if (earlier === undefined) routeNames.set(route.name, index);
-    else report(['routes', index, 'name'], `route name "${route.name}" is already used by routes[${earlier}]`);
-    return check.route(['routes', index], route, listenerNames, upstreams, stores);
-  });
+  // A reference is only checked against a section that was well-formed as a whole: a name
+  // missing from a section cut for its own mistake may be missing only because of it.
+  const listenerNames: KnownNames =
+    !broken(['listeners']) && names.listeners?.every((name) => name !== undefined) === true ? new Set(names.listeners) : 'any';
+  const upstreamNames: KnownNames = !broken(['upstreams']) && names.upstreams !== undefined ? names.upstreams : 'any';
+  const storeNames: KnownNames = !broken(['stores']) && names.stores !== undefined ? names.stores : 'any';
+  const routes = (file.routes ?? []).map((route, index) =>
+    check.route(['routes', check.fileIndex(file.routes, index)], route, listenerNames, upstreamNames, storeNames),
+  );
   return {
     listeners,
     telemetry,
@@ -119,24 +195,43 @@ export function normalizeConfig(file: ConfigFile, report: ReportProblem, env: En
   };
 }
 
+/** The context of a file that is well-formed as a whole. */
+function wholeFile(file: ConfigFile): NormalizeContext {
+  return { names: fileNames(file), fileIndex: (_list, index) => index, broken: () => false };
+}
+
 class Checker {
   readonly #report: ReportProblem;
+  readonly #context: NormalizeContext;
 
-  constructor(report: ReportProblem) {
+  constructor(report: ReportProblem, context: NormalizeContext) {
     this.#report = report;
+    this.#context = context;
+  }
+
+  /** The index in the file of item `index` of `list`. */
+  fileIndex(list: readonly unknown[] | undefined, index: number): number {
+    return list === undefined ? index : this.#context.fileIndex(list, index);
+  }
+
+  /** Names of one kind are unique; each later use is reported at its name. */
+  uniqueNames(section: string, kind: string, names: readonly (string | undefined)[]): void {
+    const seen = new Map<string, number>();
+    names.forEach((name, index) => {
+      if (name === undefined) return;
+      const earlier = seen.get(name);
+      if (earlier === undefined) seen.set(name, index);
+      else this.#report([section, index, 'name'], `${kind} name "${name}" is already used by ${section}[${earlier}]`);
+    });
   }
 
   listeners(file: ConfigFile): ListenerConfig[] {
     const given = file.listeners ?? DEFAULTS.listeners;
-    const seen = new Map<string, number>();
     return given.map((listener, index) => {
-      const earlier = seen.get(listener.name);
-      if (earlier === undefined) seen.set(listener.name, index);
-      else this.#report(['listeners', index, 'name'], `listener name "${listener.name}" is already used by listeners[${earlier}]`);
       const maxConcurrent = 'maxConcurrent' in listener ? listener.maxConcurrent : undefined;
       return {
         name: listener.name,
-        address: this.address(['listeners', index, 'address'], listener.address),
+        address: this.address(['listeners', this.fileIndex(file.listeners, index), 'address'], listener.address),
         ...(maxConcurrent === undefined ? {} : { maxConcurrent }),
       };
     });
@@ -213,7 +308,9 @@ class Checker {
   }
 
   upstream(path: readonly PathSegment[], name: string, upstream: UpstreamFile): UpstreamConfig {
-    const endpoints = upstream.endpoints.map((endpoint, index) => this.endpoint([...path, 'endpoints', index], endpoint));
+    const endpoints = upstream.endpoints.map((endpoint, index) =>
+      this.endpoint([...path, 'endpoints', this.fileIndex(upstream.endpoints, index)], endpoint),
+    );
     const bulkhead = upstream.bulkhead && this.bulkhead([...path, 'bulkhead'], upstream.bulkhead);
     const circuitBreaker = upstream.circuitBreaker && this.circuitBreaker([...path, 'circuitBreaker'], upstream.circuitBreaker);
     return {
@@ -261,7 +358,7 @@ class Checker {
     const defaults = DEFAULTS.circuitBreaker;
     const openForMs = this.duration([...path, 'openFor'], breaker.openFor ?? defaults.openFor, { positive: true });
     const openForMaxMs = breaker.openForMax === undefined ? openForMs : this.duration([...path, 'openForMax'], breaker.openForMax);
-    if (openForMaxMs < openForMs) {
+    if (openForMaxMs < openForMs && !this.#context.broken([...path, 'openFor'])) {
       this.#report(
         [...path, 'openForMax'],
         `must be at least openFor (${formatDuration(openForMs)}), got ${formatDuration(openForMaxMs)}`,
@@ -295,21 +392,19 @@ class Checker {
   route(
     path: readonly PathSegment[],
     route: RouteFile,
-    listeners: ReadonlySet<string>,
-    upstreams: ReadonlyMap<string, UpstreamConfig>,
-    stores: ReadonlyMap<string, StoreConfig>,
+    listeners: KnownNames,
+    upstreams: KnownNames,
+    stores: KnownNames,
   ): RouteConfig {
     const listener = route.listener ?? DEFAULTS.routeListener;
-    if (!listeners.has(listener)) {
+    if (listeners !== 'any' && !listeners.has(listener) && !this.#context.broken([...path, 'listener'])) {
       const message =
         route.listener === undefined
           ? `route has no listener and there is no "${listener}" listener to default to; add listener: with one of: ${[...listeners].join(', ')}`
           : `unknown listener "${listener}"${didYouMean(listener, listeners)}`;
       this.#report([...path, 'listener'], message);
     }
-    if (!upstreams.has(route.upstream)) {
-      this.#report([...path, 'upstream'], `unknown upstream "${route.upstream}"${didYouMean(route.upstream, upstreams.keys())}`);
-    }
+    this.reference([...path, 'upstream'], route.upstream, upstreams);
     const circuitBreaker = route.circuitBreaker && this.circuitBreaker([...path, 'circuitBreaker'], route.circuitBreaker);
     const idempotency = route.idempotency && this.idempotency([...path, 'idempotency'], route.idempotency, stores);
     const retry = route.retry && this.retry([...path, 'retry'], route.retry);
@@ -327,6 +422,12 @@ class Checker {
       ...(fallback ? { fallback } : {}),
       ...(fault ? { fault } : {}),
     };
+  }
+
+  /** A reference to an upstream by name. */
+  reference(path: readonly PathSegment[], name: string, upstreams: KnownNames): void {
+    if (upstreams === 'any' || upstreams.has(name)) return;
+    this.#report(path, `unknown upstream "${name}"${didYouMean(name, upstreams)}`);
   }
 
   match(path: readonly PathSegment[], match: MatchFile): RouteMatch {
@@ -355,9 +456,11 @@ class Checker {
     };
   }
 
-  idempotency(path: readonly PathSegment[], idempotency: IdempotencyFile, stores: ReadonlyMap<string, StoreConfig>): IdempotencyConfig {
+  idempotency(path: readonly PathSegment[], idempotency: IdempotencyFile, stores: KnownNames): IdempotencyConfig {
     const store = idempotency.store ?? DEFAULTS.idempotency.store;
-    if (!stores.has(store)) this.#report([...path, 'store'], `unknown store "${store}"${didYouMean(store, stores.keys())}`);
+    if (stores !== 'any' && !stores.has(store) && !this.#context.broken([...path, 'store'])) {
+      this.#report([...path, 'store'], `unknown store "${store}"${didYouMean(store, stores)}`);
+    }
     return {
       store,
       header: (idempotency.header ?? DEFAULTS.idempotency.header).toLowerCase(),
@@ -379,7 +482,7 @@ class Checker {
         condition >= 400
           ? `${condition} cannot be retried: retryOn may list 429 but no other 4xx`
           : `${condition} is not an error status; retryOn lists 429 or 500 to 599`;
-      this.#report([...path, 'retryOn', index], message);
+      this.#report([...path, 'retryOn', this.fileIndex(retryOn, index)], message);
     });
     const budget = retry.budget ?? {};
     const perTryTimeout = retry.perTryTimeout;
@@ -403,7 +506,7 @@ class Checker {
   backoff(path: readonly PathSegment[], backoff: NonNullable<RetryFile['backoff']>): BackoffConfig {
     const baseMs = this.duration([...path, 'base'], backoff.base ?? DEFAULTS.backoff.base);
     const maxMs = backoff.max === undefined ? baseMs * DEFAULTS.backoff.maxTimesBase : this.duration([...path, 'max'], backoff.max);
-    if (maxMs < baseMs) {
+    if (maxMs < baseMs && !this.#context.broken([...path, 'base'])) {
       this.#report([...path, 'max'], `must be at least base (${formatDuration(baseMs)}), got ${formatDuration(maxMs)}`);
     }
     return {
@@ -414,16 +517,14 @@ class Checker {
     };
   }
 
-  fallback(path: readonly PathSegment[], fallback: FallbackFile, upstreams: ReadonlyMap<string, UpstreamConfig>): FallbackConfig {
+  fallback(path: readonly PathSegment[], fallback: FallbackFile, upstreams: KnownNames): FallbackConfig {
     const chain = fallback.chain.map((step, index): FallbackStep => {
-      const stepPath = [...path, 'chain', index];
+      const stepPath = [...path, 'chain', this.fileIndex(fallback.chain, index)];
       if (step.staleCache) {
         return { kind: 'staleCache', maxAgeMs: this.duration([...stepPath, 'staleCache', 'maxAge'], step.staleCache.maxAge, { positive: true }) };
       }
       if (step.upstream !== undefined) {
-        if (!upstreams.has(step.upstream)) {
-          this.#report([...stepPath, 'upstream'], `unknown upstream "${step.upstream}"${didYouMean(step.upstream, upstreams.keys())}`);
-        }
+        this.reference([...stepPath, 'upstream'], step.upstream, upstreams);
         return { kind: 'upstream', upstream: step.upstream };
       }
       const response = step.response!;
@@ -479,7 +580,9 @@ class Checker {
           maxBytes: this.size([...path, 'maxBytes'], store.maxBytes ?? DEFAULTS.memoryStore.maxBytes, { positive: true }),
         };
       case 'sqlite': {
-        if (store.path === undefined) this.#report([...path, 'type'], 'a sqlite store needs path: the database file');
+        if (store.path === undefined && !this.#context.broken([...path, 'path'])) {
+          this.#report([...path, 'type'], 'a sqlite store needs path: the database file');
+        }
         return { name, type: 'sqlite', timeoutMs, path: this.expand([...path, 'path'], store.path ?? '', env) };
       }
       case 'redis': {
@@ -508,14 +611,20 @@ class Checker {
   redisTopology(path: readonly PathSegment[], store: StoreFile, env: Environment): RedisTopology {
     const given = REDIS_TOPOLOGY_KEYS.filter((key) => store[key] !== undefined);
     if (given.length === 0) {
-      this.#report([...path, 'type'], 'a redis store needs one of url, cluster or sentinel');
+      // A malformed url, cluster or sentinel is reported where it is.
+      if (!REDIS_TOPOLOGY_KEYS.some((key) => this.#context.broken([...path, key]))) {
+        this.#report([...path, 'type'], 'a redis store needs one of url, cluster or sentinel');
+      }
       return { mode: 'server', url: '' };
     }
     for (const extra of given.slice(1)) {
       this.#report([...path, extra], `give only one of url, cluster or sentinel (${given[0]} is already given)`, 'key');
     }
     const nodes = (key: PathSegment[], urls: readonly string[]) =>
-      urls.map((url, index) => this.redisUrl([...path, ...key, index], this.expand([...path, ...key, index], url, env), 'node'));
+      urls.map((url, index) => {
+        const at = [...path, ...key, this.fileIndex(urls, index)];
+        return this.redisUrl(at, this.expand(at, url, env), 'node');
+      });
     if (store.cluster !== undefined) return { mode: 'cluster', nodes: nodes(['cluster'], store.cluster) };
     if (store.sentinel !== undefined) {
       return {

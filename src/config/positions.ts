@@ -13,12 +13,25 @@ export interface Position {
   readonly col: number;
 }
 
-/** `['routes', 0, 'retry', 'perTryTimeout']` → `routes[0].retry.perTryTimeout`. */
-export function formatPath(path: readonly PathSegment[]): string {
+/** The name of item `index` of the list at `list` (a route's or listener's), if it has one. */
+export type ItemName = (list: readonly PathSegment[], index: number) => string | undefined;
+
+// Names as the schema allows them show as they are; anything else is quoted, so that a
+// malformed name cannot make the path ambiguous.
+const PLAIN_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+
+/**
+ * `['routes', 2, 'retry', 'perTryTimeout']` → `routes[2].retry.perTryTimeout`, or with
+ * `nameOf` giving list items their names, `routes[2](charge).retry.perTryTimeout`.
+ */
+export function formatPath(path: readonly PathSegment[], nameOf?: ItemName): string {
   let text = '';
-  for (const segment of path) {
-    if (typeof segment === 'number') text += `[${segment}]`;
-    else if (/^[A-Za-z_$][\w$-]*$/.test(segment)) text += text === '' ? segment : `.${segment}`;
+  for (const [position, segment] of path.entries()) {
+    if (typeof segment === 'number') {
+      text += `[${segment}]`;
+      const name = nameOf?.(path.slice(0, position), segment);
+      if (name !== undefined) text += `(${PLAIN_NAME.test(name) ? name : JSON.stringify(name)})`;
+    } else if (/^[A-Za-z_$][\w$-]*$/.test(segment)) text += text === '' ? segment : `.${segment}`;
     else text += `[${JSON.stringify(segment)}]`;
   }
   return text;

@@ -2,7 +2,13 @@
 // values that look like credentials, credentials inside endpoint and Redis URLs, and store
 // passwords (which may have come from the environment through ${VAR}).
 
-import type { Config, FallbackStep, RedisTopology, RouteConfig, StoreConfig, UpstreamConfig } from './types.ts';
+import type { Address, Config, FallbackStep, RedisTopology, RouteConfig, StoreConfig, UpstreamConfig } from './types.ts';
+
+/** The addresses of the telemetry and admin servers, which change only at a restart. */
+export interface ServerAddresses {
+  readonly telemetry: Address;
+  readonly admin: Address;
+}
 
 const REDACTED = '[redacted]';
 
@@ -72,13 +78,28 @@ function redactRoute(route: RouteConfig): RouteConfig {
  * A JSON-able copy of the effective config (upstreams and stores as objects keyed by name),
  * safe to show: secret-looking header values, URL userinfo and store passwords are replaced by
  * "[redacted]".
+ *
+ * With `running`, the telemetry and admin addresses are those the servers run on: a reload
+ * cannot move them, so showing the file's would describe a server that is not there. An
+ * address the config sets differently is listed under `pendingRestart`, in the same shape,
+ * and takes effect at the next start; `pendingRestart` is absent when nothing is pending.
  */
-export function redactConfig(config: Config): Record<string, unknown> {
+export function redactConfig(config: Config, running?: ServerAddresses): Record<string, unknown> {
+  const pendingRestart: Partial<Record<keyof ServerAddresses, { address: Address }>> = {};
+  for (const server of ['telemetry', 'admin'] as const) {
+    const inForce = running?.[server];
+    const configured = config[server].address;
+    if (inForce !== undefined && (inForce.host !== configured.host || inForce.port !== configured.port)) {
+      pendingRestart[server] = { address: configured };
+    }
+  }
   const copy = {
     ...config,
+    ...(running === undefined ? {} : { telemetry: { address: running.telemetry }, admin: { address: running.admin } }),
     upstreams: Object.fromEntries([...config.upstreams].map(([name, upstream]) => [name, redactUpstream(upstream)])),
     routes: config.routes.map(redactRoute),
     stores: Object.fromEntries([...config.stores].map(([name, store]) => [name, redactStore(store)])),
+    ...(Object.keys(pendingRestart).length === 0 ? {} : { pendingRestart }),
   };
   // A JSON round trip gives plain, unfrozen objects the caller may serialize or extend.
   return JSON.parse(JSON.stringify(copy)) as Record<string, unknown>;

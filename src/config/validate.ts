@@ -1,5 +1,7 @@
 // Schema validation of a parsed config file with Ajv, and the translation of Ajv's errors into
-// one plain message per mistake, addressed by a path into the file.
+// one plain message per mistake, addressed by a path into the file. The parts that fail are
+// then cut away, so that the later checks can still run on the rest of the file and a user
+// sees every problem in one run.
 
 import { Ajv } from 'ajv';
 import type { ErrorObject, ValidateFunction } from 'ajv';
@@ -33,10 +35,142 @@ function validator(): ValidateFunction<ConfigFile> {
   return compiled;
 }
 
-export function validateSchema(data: unknown): { ok: true; file: ConfigFile } | { ok: false; issues: SchemaIssue[] } {
+export interface SchemaCheck {
+  /** Every mistake in the file's shape, to report. */
+  readonly issues: readonly SchemaIssue[];
+  /**
+   * What was cut away, as paths in the file's own list indexes: each failing value, and any
+   * object or list item left without a required key by that cut.
+   */
+  readonly pruned: readonly (readonly PathSegment[])[];
+  /** The well-formed rest of the file; undefined when nothing usable is left (not a mapping). */
+  readonly file: ConfigFile | undefined;
+  /** The index in the file of item `index` of a list of `file`: cut items shift the rest. */
+  readonly fileIndex: (list: readonly unknown[], index: number) => number;
+}
+
+/** Each cut makes progress; a file this broken is reported as it is, without later checks. */
+const MAX_PRUNE_ROUNDS = 64;
+
+/**
+ * Validates the shape of `data` and cuts away what fails, until the rest is well-formed. A cut
+ * removes the failing value (an optional key then takes its default, a list loses the item); a
+ * value left without a required key is cut in turn, up to whole list items, map entries or
+ * sections. Only the first round's mistakes are the user's: later rounds only follow the cuts.
+ */
+export function checkSchema(data: unknown): SchemaCheck {
   const validate = validator();
-  if (validate(data)) return { ok: true, file: data };
-  return { ok: false, issues: translate(validate.errors ?? [], data) };
+  const working = copyData(data);
+  // For each list in `working`, the file index of each of its items.
+  const origins = new WeakMap<readonly unknown[], number[]>();
+  const fileIndex = (list: readonly unknown[], index: number): number => origins.get(list)?.[index] ?? index;
+  const pruned: PathSegment[][] = [];
+  let issues: SchemaIssue[] | undefined;
+  for (let round = 0; round < MAX_PRUNE_ROUNDS; round++) {
+    if (validate(working)) return { issues: issues ?? [], pruned, file: working, fileIndex };
+    const errors = validate.errors ?? [];
+    issues ??= translate(errors, data);
+    const cuts = errors.map((error) => locateCut(cutOf(error), working, origins));
+    if (cuts.some((cut) => cut.parent === undefined)) break;
+    if (!applyCuts(cuts, origins, pruned)) break;
+  }
+  return { issues: issues ?? [], pruned, file: undefined, fileIndex };
+}
+
+/** The part of the data to cut for an Ajv error, as segments of its working copy. */
+function cutOf(error: ErrorObject): string[] {
+  const params = error.params as Record<string, unknown>;
+  const at = error.instancePath === '' ? [] : error.instancePath.slice(1).split('/').map(unescapePointer);
+  switch (error.keyword) {
+    case 'additionalProperties':
+      return [...at, String(params.additionalProperty)];
+    case 'propertyNames':
+      return [...at, String(params.propertyName)];
+    case 'uniqueItems':
+      // The later of two equal items; the first stays and is checked further.
+      return [...at, String(Math.max(Number(params.i), Number(params.j)))];
+    default:
+      // required: the object lacking the key; anything else: the failing value itself.
+      return at;
+  }
+}
+
+interface Cut {
+  /** The object or list holding the value to cut; undefined for the whole document. */
+  readonly parent: Record<string, unknown> | unknown[] | undefined;
+  readonly key: string;
+  /** In file indexes, for the record of what was cut. */
+  readonly filePath: PathSegment[];
+}
+
+function locateCut(segments: readonly string[], working: unknown, origins: WeakMap<readonly unknown[], number[]>): Cut {
+  let parent: Record<string, unknown> | unknown[] | undefined;
+  let node: unknown = working;
+  const filePath: PathSegment[] = [];
+  for (const segment of segments) {
+    if (Array.isArray(node)) {
+      const index = Number(segment);
+      filePath.push(origins.get(node)?.[index] ?? index);
+      parent = node;
+      node = node[index];
+    } else if (node !== null && typeof node === 'object') {
+      filePath.push(segment);
+      parent = node as Record<string, unknown>;
+      node = parent[segment];
+    } else {
+      break;
+    }
+  }
+  return { parent, key: segments.at(-1) ?? '', filePath };
+}
+
+/** Applies one round of cuts; false when none of them changed anything. */
+function applyCuts(cuts: readonly Cut[], origins: WeakMap<readonly unknown[], number[]>, pruned: PathSegment[][]): boolean {
+  const seen = new Set<string>();
+  const removals = new Map<unknown[], Set<number>>();
+  let changed = false;
+  for (const cut of cuts) {
+    const id = cut.filePath.join('\0');
+    if (seen.has(id)) continue;
+    seen.add(id);
+    const { parent, key } = cut;
+    if (Array.isArray(parent)) {
+      const index = Number(key);
+      if (index >= parent.length) continue;
+      let indexes = removals.get(parent);
+      if (indexes === undefined) removals.set(parent, (indexes = new Set()));
+      indexes.add(index);
+    } else if (parent !== undefined && Object.hasOwn(parent, key)) {
+      Reflect.deleteProperty(parent, key);
+    } else {
+      continue;
+    }
+    pruned.push(cut.filePath);
+    changed = true;
+  }
+  // Highest index first, so the indexes of the items still to remove stay valid.
+  for (const [list, indexes] of removals) {
+    const fileIndexes = origins.get(list) ?? list.map((_item, index) => index);
+    for (const index of [...indexes].sort((a, b) => b - a)) {
+      list.splice(index, 1);
+      fileIndexes.splice(index, 1);
+    }
+    origins.set(list, fileIndexes);
+  }
+  return changed;
+}
+
+/** A deep copy of parsed YAML: lists and mappings copied, YAML aliases no longer shared. */
+function copyData(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(copyData);
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([key, inner]) => [key, copyData(inner)]));
+  }
+  return value;
+}
+
+function unescapePointer(token: string): string {
+  return token.replaceAll('~1', '/').replaceAll('~0', '~');
 }
 
 const TYPE_NAMES: Readonly<Record<string, string>> = {
@@ -127,7 +261,7 @@ function pathOf(pointer: string, data: unknown): PathSegment[] {
   const path: PathSegment[] = [];
   let node: unknown = data;
   for (const raw of pointer.slice(1).split('/')) {
-    const token = raw.replaceAll('~1', '/').replaceAll('~0', '~');
+    const token = unescapePointer(raw);
     if (Array.isArray(node)) {
       const index = Number(token);
       path.push(index);

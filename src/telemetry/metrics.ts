@@ -57,7 +57,7 @@ const families = {
   reloads: {
     type: 'counter',
     name: 'breakwater_config_reloads_total',
-    help: 'Config reloads by result (success or failure). A failed reload keeps the running config.',
+    help: 'Config reloads by result: success, failure (the running config is kept) or unchanged (the file is the running config).',
     labelNames: ['result'],
   },
   lastReloadSuccess: {
@@ -80,6 +80,10 @@ const families = {
   },
 } as const;
 
+/** The results a config reload is counted under. */
+export const reloadResults = ['success', 'failure', 'unchanged'] as const;
+export type ReloadResultLabel = (typeof reloadResults)[number];
+
 export interface Metrics {
   readonly registry: Registry;
   /** Once per client request, when it finishes. */
@@ -88,7 +92,7 @@ export interface Metrics {
   recordAttempt(record: AttemptRecord): void;
   requestStarted(listener: string): void;
   requestFinished(listener: string): void;
-  recordReload(result: 'success' | 'failure', wallTimeMs: number): void;
+  recordReload(result: ReloadResultLabel, wallTimeMs: number): void;
   /** Sets breakwater_config_info{hash} to 1 and drops the series of any previous hash. */
   setConfigInfo(hash: string): void;
   /** The Prometheus text exposition format (`registry.contentType`). */
@@ -215,10 +219,9 @@ export function createMetrics(): Metrics {
     deadlineRemaining: attemptDeadlineRemaining.labels(route, upstream),
   }));
 
-  // Both results exist from the start, so `increase(...{result="failure"}[5m])` works before
+  // Every result exists from the start, so `increase(...{result="failure"}[5m])` works before
   // the first failure.
-  reloads.labels('success').inc(0);
-  reloads.labels('failure').inc(0);
+  for (const result of reloadResults) reloads.labels(result).inc(0);
   lastReloadSuccess.set(0);
   buildInfo.labels(breakwaterVersion, process.version).set(1);
 

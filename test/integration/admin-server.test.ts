@@ -51,7 +51,7 @@ async function start(overrides: Partial<AdminSource> = {}): Promise<Started> {
       },
       reload: async () => {
         reloads++;
-        return { ok: true };
+        return { ok: true, changed: true };
       },
       ...overrides,
     },
@@ -97,6 +97,15 @@ describe('admin server', () => {
     expect(response.headers.get('content-type')).toBe('application/json');
     expect(await response.json()).toEqual({ result: 'success' });
     expect(reloads()).toBe(1);
+  });
+
+  it('answers "unchanged" when the file is the config already running', async () => {
+    const { base } = await start({ reload: async () => ({ ok: true, changed: false }) });
+
+    const response = await fetch(`${base}/reload`, { method: 'POST' });
+
+    expect(response.status).toBe(200);
+    expect(await response.json()).toEqual({ result: 'unchanged' });
   });
 
   it('answers 400 with the problems when the reload is refused', async () => {

@@ -48,6 +48,7 @@ let dir: string;
 let validFile: string;
 let invalidFile: string;
 let otherInvalidFile: string;
+let warningsFile: string;
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'breakwater-cli-'));
@@ -78,6 +79,19 @@ routes:
 `,
   );
   await writeFile(otherInvalidFile, 'routez: []\n');
+  warningsFile = join(dir, 'warnings.yaml');
+  await writeFile(
+    warningsFile,
+    `listeners: [{name: outbound, address: 127.0.0.1:0}]
+telemetry: {address: 127.0.0.1:0}
+admin: {address: 127.0.0.1:0}
+upstreams:
+  api: {endpoints: [http://127.0.0.1:9]}
+routes:
+  - {name: api, upstream: api, timeout: 1s, retry: {perTryTimeout: 2s}}
+  - {name: health, upstream: api, match: {path: /health}}
+`,
+  );
 });
 
 afterAll(async () => {
@@ -98,10 +112,83 @@ describe('breakwater validate', () => {
 
     expect(result.code).toBe(1);
     expect(lines(result.stderr)).toEqual([
-      `${invalidFile}:8:7 routes[0].retry.retryon: unknown key "retryon" (did you mean "retryOn"?)`,
+      `${invalidFile}:6:15 routes[0](api).upstream: unknown upstream "apii" (did you mean "api"?)`,
+      `${invalidFile}:8:7 routes[0](api).retry.retryon: unknown key "retryon" (did you mean "retryOn"?)`,
       `${otherInvalidFile}:1:1 routez: unknown key "routez" (did you mean "routes"?)`,
     ]);
     expect(lines(result.stdout)).toEqual([`${validFile}: ok`]);
+  });
+
+  it('reports the problems of every step in one run, in file order', async () => {
+    const file = join(dir, 'many.yaml');
+    await writeFile(
+      file,
+      `listeners:
+  - {name: outbound, address: 127.0.0.1:15001}
+  - {name: inbound, address: "0.0.0.0:99999"}
+upstreams:
+  payments:
+    endpoints: [http://payments:8080, "https://payments:8443"]
+    circuitBreaker: {failureRate: 2}
+routes:
+  - name: charge
+    listener: outbond
+    upstream: payment
+    timeout: soon
+  - name: refund
+    upstream: payments
+    retry: {maxAttempts: 3, retryOn: [404], perTryTimout: 1s}
+`,
+    );
+
+    const result = await breakwater(['validate', file]);
+
+    expect(result.code).toBe(1);
+    expect(lines(result.stderr)).toEqual([
+      `${file}:3:30 listeners[1](inbound).address: port must be from 1 to 65535 (or 0 for any free port), got 99999`,
+      `${file}:6:39 upstreams.payments.endpoints[1]: only http:// endpoints are supported (Breakwater does not speak TLS to upstreams), got "https://payments:8443"`,
+      `${file}:7:35 upstreams.payments.circuitBreaker.failureRate: must be a ratio: a number from 0 to 1, or a percentage string such as "20%"`,
+      `${file}:10:15 routes[0](charge).listener: unknown listener "outbond" (did you mean "outbound"?)`,
+      `${file}:11:15 routes[0](charge).upstream: unknown upstream "payment" (did you mean "payments"?)`,
+      `${file}:12:14 routes[0](charge).timeout: must be a duration: a number with a unit ms, s, m or h (250ms, 1.5s, 1m) or integer milliseconds`,
+      `${file}:15:39 routes[1](refund).retry.retryOn[0]: 404 cannot be retried: retryOn may list 429 but no other 4xx`,
+      `${file}:15:45 routes[1](refund).retry.perTryTimout: unknown key "perTryTimout" (did you mean "perTryTimeout"?)`,
+    ]);
+    expect(result.stdout).toBe('');
+  });
+
+  it('exits 0 on warnings alone, printed on stderr and marked, the file still ok', async () => {
+    const result = await breakwater(['validate', warningsFile, validFile]);
+
+    expect(result.code).toBe(0);
+    expect(lines(result.stderr)).toEqual([
+      `${warningsFile}:7:68 routes[0](api).retry.perTryTimeout: warning: perTryTimeout 2s is longer than the route timeout 1s, which covers all attempts: the route timeout ends an attempt first, so the per-try timeout never takes effect`,
+      `${warningsFile}:8:5 routes[1](health): warning: never used: routes[0](api) comes first on listener outbound and matches every request this route matches (the first matching route wins)`,
+    ]);
+    expect(lines(result.stdout)).toEqual([`${warningsFile}: ok (2 warnings)`, `${validFile}: ok`]);
+  });
+
+  it('exits 1 when a file has errors and warnings, printing both in file order', async () => {
+    const file = join(dir, 'both.yaml');
+    await writeFile(
+      file,
+      `upstreams:
+  api: {endpoints: [http://api:8080]}
+routes:
+  - {name: all, upstream: api}
+  - {name: orders, upstream: api, match: {pathPrefix: /orders}}
+  - {name: typo, upstream: api, timeout: 1z, match: {host: other}}
+`,
+    );
+
+    const result = await breakwater(['validate', file]);
+
+    expect(result.code).toBe(1);
+    expect(lines(result.stderr)).toEqual([
+      `${file}:5:5 routes[1](orders): warning: never used: routes[0](all) comes first on listener outbound and matches every request this route matches (the first matching route wins)`,
+      `${file}:6:5 routes[2](typo): warning: never used: routes[0](all) comes first on listener outbound and matches every request this route matches (the first matching route wins)`,
+      `${file}:6:42 routes[2](typo).timeout: must be a duration: a number with a unit ms, s, m or h (250ms, 1.5s, 1m) or integer milliseconds`,
+    ]);
   });
 
   it('reports a missing file instead of crashing', async () => {
@@ -136,7 +223,8 @@ describe('breakwater run', () => {
 
     expect(result.code).toBe(2);
     expect(lines(result.stderr)).toEqual([
-      `${invalidFile}:8:7 routes[0].retry.retryon: unknown key "retryon" (did you mean "retryOn"?)`,
+      `${invalidFile}:6:15 routes[0](api).upstream: unknown upstream "apii" (did you mean "api"?)`,
+      `${invalidFile}:8:7 routes[0](api).retry.retryon: unknown key "retryon" (did you mean "retryOn"?)`,
       `breakwater: ${invalidFile} is not a valid config; not starting`,
     ]);
   });
@@ -215,6 +303,39 @@ describe('breakwater run', () => {
       });
       expect(reason).toBe('no_route');
 
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    }
+  });
+  it('starts on a file with warnings and logs them at warn level', async () => {
+    const child = spawn(command, [...prefix, 'run', '--config', warningsFile], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    try {
+      const logged = await new Promise<Record<string, unknown>[]>((resolve, reject) => {
+        const seen: Record<string, unknown>[] = [];
+        const timer = setTimeout(() => reject(new Error(`no config warnings within ${EXIT_WITHIN_MS}ms`)), EXIT_WITHIN_MS);
+        createInterface({ input: child.stdout }).on('line', (line) => {
+          if (!line.startsWith('{')) return;
+          seen.push(JSON.parse(line) as Record<string, unknown>);
+          if (!line.includes('config warnings')) return;
+          clearTimeout(timer);
+          resolve(seen);
+        });
+        void exited.then((code) => reject(new Error(`exited with ${code}`)));
+      });
+
+      expect(logged.map((line) => line.msg)).toContain('breakwater started');
+      expect(logged.at(-1)).toMatchObject({
+        level: 40,
+        msg: 'config warnings',
+        config: warningsFile,
+        warnings: [
+          expect.stringMatching(/^.*warnings\.yaml:7:68 routes\[0\]\(api\)\.retry\.perTryTimeout: warning: perTryTimeout 2s is longer/),
+          expect.stringMatching(/^.*warnings\.yaml:8:5 routes\[1\]\(health\): warning: never used/),
+        ],
+      });
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
     } finally {

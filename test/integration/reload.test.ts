@@ -1,4 +1,6 @@
-import { writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configMapVolume, type ConfigMapVolume } from '../support/configmap.ts';
@@ -133,5 +135,102 @@ describe('hot reload', () => {
     const response = await request(`http://127.0.0.1:${proxy.ports.admin}/reload`, { method: 'POST' });
     expect(response.statusCode).toBe(400);
     expect(await response.body.json()).toMatchObject({ result: 'failure' });
+  });
+});
+
+describe('reloads of a plain file: warnings, unchanged files, restart-only addresses', () => {
+  let upstream: UpstreamServer;
+  let proxy: BreakwaterProcess;
+  let file: string;
+
+  beforeAll(async () => {
+    upstream = await answering('app');
+    const dir = await mkdtemp(join(tmpdir(), 'breakwater-reload-'));
+    file = join(dir, 'breakwater.yaml');
+    await writeFile(file, configFor(upstream));
+    proxy = await spawnBreakwater('', { configPath: file });
+  });
+
+  afterAll(async () => {
+    proxy.kill();
+    await upstream.close();
+    await rm(dirname(file), { recursive: true, force: true });
+  });
+
+  const admin = (path: string, init?: { method: string }) => request(`http://127.0.0.1:${proxy.ports.admin}${path}`, init);
+
+  async function effectiveConfig(): Promise<Record<string, unknown>> {
+    return (await (await admin('/config')).body.json()) as Record<string, unknown>;
+  }
+
+  it('answers POST /reload on an unchanged file with "unchanged", logs it and counts it', async () => {
+    const before = await metric(proxy, 'breakwater_config_reloads_total{result="unchanged"}');
+    const successes = await metric(proxy, 'breakwater_config_reloads_total{result="success"}');
+
+    const response = await admin('/reload', { method: 'POST' });
+
+    expect(response.statusCode).toBe(200);
+    expect(await response.body.json()).toEqual({ result: 'unchanged' });
+    expect(await metric(proxy, 'breakwater_config_reloads_total{result="unchanged"}')).toBe(before + 1);
+    expect(await metric(proxy, 'breakwater_config_reloads_total{result="success"}')).toBe(successes);
+    expect(proxy.lines.filter((line) => line.msg === 'config unchanged')).toEqual([
+      expect.objectContaining({ level: 30, config: file }),
+    ]);
+  });
+
+  it('logs and counts a SIGHUP on an unchanged file', async () => {
+    const before = await metric(proxy, 'breakwater_config_reloads_total{result="unchanged"}');
+    const logged = proxy.lines.filter((line) => line.msg === 'config unchanged').length;
+
+    proxy.child.kill('SIGHUP');
+
+    await expect.poll(() => metric(proxy, 'breakwater_config_reloads_total{result="unchanged"}'), { timeout: 5000 }).toBe(before + 1);
+    expect(proxy.lines.filter((line) => line.msg === 'config unchanged')).toHaveLength(logged + 1);
+  });
+
+  it('shows the telemetry and admin addresses in force in /config, and the configured ones as pending a restart', async () => {
+    const running = await effectiveConfig();
+    expect(running.telemetry).toEqual({ address: { host: '127.0.0.1', port: 0 } });
+    expect(running.admin).toEqual({ address: { host: '127.0.0.1', port: 0 } });
+    expect(running).not.toHaveProperty('pendingRestart');
+
+    const moved = configFor(upstream, '4s')
+      .replace('telemetry: {address: 127.0.0.1:0}', 'telemetry: {address: 127.0.0.1:15920}')
+      .replace('admin: {address: 127.0.0.1:0}', 'admin: {address: 127.0.0.1:15900}');
+    // The file watcher applies it (a POST /reload here would race with it).
+    await writeFile(file, moved);
+    const routeTimeout = async () => ((await effectiveConfig()).routes as { timeoutMs: number }[])[0]!.timeoutMs;
+    await expect.poll(routeTimeout, { timeout: 5000 }).toBe(4000);
+
+    // The reload is in force, but the servers still run where they started.
+    const after = await effectiveConfig();
+    expect(after.telemetry).toEqual({ address: { host: '127.0.0.1', port: 0 } });
+    expect(after.admin).toEqual({ address: { host: '127.0.0.1', port: 0 } });
+    expect(after.pendingRestart).toEqual({
+      telemetry: { address: { host: '127.0.0.1', port: 15920 } },
+      admin: { address: { host: '127.0.0.1', port: 15900 } },
+    });
+    const warned = proxy.lines.filter((line) => line.level === 40 && typeof line.msg === 'string' && line.msg.endsWith('changes at the next start'));
+    expect(warned.map((line) => line.msg)).toEqual(['the telemetry address changes at the next start', 'the admin address changes at the next start']);
+
+    // Back to the addresses in force: nothing is pending any more, and nothing is warned.
+    await writeFile(file, configFor(upstream, '3s'));
+    await expect.poll(routeTimeout, { timeout: 5000 }).toBe(3000);
+    const restored = await effectiveConfig();
+    expect(restored).not.toHaveProperty('pendingRestart');
+    expect(proxy.lines.filter((line) => typeof line.msg === 'string' && line.msg.endsWith('changes at the next start'))).toHaveLength(2);
+  });
+
+  it('logs the warnings of a new config at warn level, and applies it', async () => {
+    await writeFile(file, `${configFor(upstream, '2s')}  - {name: never, match: {pathPrefix: /never}, upstream: app}\n`);
+
+    await expect.poll(() => proxy.lines.find((line) => line.msg === 'config warnings'), { timeout: 5000 }).toMatchObject({
+      level: 40,
+      config: file,
+      warnings: [
+        `${file}:9:5 routes[1](never): warning: never used: routes[0](app) comes first on listener outbound and matches every request this route matches (the first matching route wins)`,
+      ],
+    });
+    await expect.poll(async () => (await effectiveConfig()).routes, { timeout: 5000 }).toHaveLength(2);
   });
 });

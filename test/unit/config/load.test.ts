@@ -171,7 +171,7 @@ describe('the effective config of a file that sets every key', () => {
       },
       retry: {
         maxAttempts: 4,
-        perTryTimeoutMs: 800,
+        perTryTimeoutMs: 700,
         retryOn: ['connect-failure', 'reset', 'timeout', '5xx', 'gateway-error', 429, 503],
         backoff: { type: 'linear', baseMs: 50, maxMs: 400, jitter: 'decorrelated' },
         respectRetryAfter: false,
@@ -250,7 +250,7 @@ listeners:
   - {name: outbound, address: 127.0.0.1:15001}
   - {name: inbound, address: 0.0.0.0:15001}
 `),
-    ).toEqual(['test.yaml:4:30 listeners[1].address: port 15001 is already used by listener outbound']);
+    ).toEqual(['test.yaml:4:30 listeners[1](inbound).address: port 15001 is already used by listener outbound']);
   });
 });
 
@@ -269,9 +269,9 @@ routes:
     upstream: api
 `),
     ).toEqual([
-      'test.yaml:7:15 routes[0].upstream: unknown upstream "nope"',
-      'test.yaml:8:14 routes[0].timeout: must be greater than 0',
-      'test.yaml:9:11 routes[1].name: route name "b" is already used by routes[0]',
+      'test.yaml:7:15 routes[0](b).upstream: unknown upstream "nope"',
+      'test.yaml:8:14 routes[0](b).timeout: must be greater than 0',
+      'test.yaml:9:11 routes[1](b).name: route name "b" is already used by routes[0]',
     ]);
   });
 
@@ -303,7 +303,7 @@ routes:
     upstream: api
     match: {headers: {"x canary": "1"}}
 `),
-    ).toEqual(['test.yaml:7:23 routes[0].match.headers["x canary"]: "x canary" is not a valid header name']);
+    ).toEqual(['test.yaml:7:23 routes[0](api).match.headers["x canary"]: "x canary" is not a valid header name']);
   });
 
   it('refuse a file that is not a mapping', () => {

@@ -67,3 +67,31 @@ describe('redactConfig', () => {
     expect(config.routes[0]?.match.headers?.authorization).toBe('Bearer abc');
   });
 });
+
+describe('redactConfig with the addresses the servers run on', () => {
+  const running = { telemetry: { host: '0.0.0.0', port: 15020 }, admin: { host: '127.0.0.1', port: 15000 } };
+
+  it('shows no pendingRestart while the config agrees with the running servers', () => {
+    const view = redactConfig(config, running);
+
+    expect(view.telemetry).toEqual({ address: running.telemetry });
+    expect(view.admin).toEqual({ address: running.admin });
+    expect(view).not.toHaveProperty('pendingRestart');
+  });
+
+  it('shows the running addresses, and lists under pendingRestart the ones that take effect at the next start', () => {
+    const moved = valid(`
+telemetry: {address: 0.0.0.0:9090}
+upstreams:
+  api: {endpoints: [http://api:8080]}
+routes:
+  - {name: api, upstream: api}
+`);
+
+    const view = redactConfig(moved, running);
+
+    expect(view.telemetry).toEqual({ address: { host: '0.0.0.0', port: 15020 } });
+    expect(view.admin).toEqual({ address: { host: '127.0.0.1', port: 15000 } });
+    expect(view.pendingRestart).toEqual({ telemetry: { address: { host: '0.0.0.0', port: 9090 } } });
+  });
+});

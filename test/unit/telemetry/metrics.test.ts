@@ -115,11 +115,12 @@ describe('upstream attempt metrics', () => {
 });
 
 describe('config metrics', () => {
-  it('exports both reload results at zero before any reload', async () => {
+  it('exports every reload result at zero before any reload', async () => {
     const metrics = createMetrics();
 
     expect(await value(metrics, 'breakwater_config_reloads_total', { result: 'success' })).toBe(0);
     expect(await value(metrics, 'breakwater_config_reloads_total', { result: 'failure' })).toBe(0);
+    expect(await value(metrics, 'breakwater_config_reloads_total', { result: 'unchanged' })).toBe(0);
     expect(await value(metrics, 'breakwater_config_last_reload_success_timestamp_seconds', {})).toBe(0);
   });
 
@@ -128,9 +129,12 @@ describe('config metrics', () => {
 
     metrics.recordReload('success', 1_750_000_000_000);
     metrics.recordReload('failure', 1_750_000_060_000);
+    metrics.recordReload('unchanged', 1_750_000_120_000);
 
     expect(await value(metrics, 'breakwater_config_reloads_total', { result: 'success' })).toBe(1);
     expect(await value(metrics, 'breakwater_config_reloads_total', { result: 'failure' })).toBe(1);
+    expect(await value(metrics, 'breakwater_config_reloads_total', { result: 'unchanged' })).toBe(1);
+    // An unchanged file applies nothing, so it is not a successful reload.
     expect(await value(metrics, 'breakwater_config_last_reload_success_timestamp_seconds', {})).toBe(1_750_000_000);
   });
 
