@@ -26,6 +26,8 @@ export interface ProxyRequest {
   readonly deadlineAt: number;
   /** Upstream attempts started so far; each attempt takes the next number. */
   attempts: number;
+  /** The endpoints (origins) this request's attempts went to, in order: a retry or hedge goes elsewhere first. */
+  readonly tried: string[];
   /** The request's trace; undefined while tracing is off. */
   readonly trace?: RequestTrace | undefined;
 }

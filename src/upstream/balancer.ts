@@ -7,12 +7,26 @@ export interface Balanced {
   readonly inFlight: number;
 }
 
-export type Pick<E extends Balanced> = (endpoints: readonly E[]) => E;
+/**
+ * Picks an endpoint for the next attempt. Endpoints in `avoid` (those a retry or hedge of the
+ * same request already tried) are passed over while others remain, as Envoy's previous_hosts
+ * predicate does: a second attempt on the endpoint that just failed is the least likely to do
+ * better.
+ */
+export type Pick<E extends Balanced> = (endpoints: readonly E[], avoid?: readonly E[]) => E;
+
+/** The endpoints an attempt may go to: the ones not yet tried, or all when every one was. */
+export function eligible<E>(endpoints: readonly E[], avoid: readonly E[] | undefined): readonly E[] {
+  if (avoid === undefined || avoid.length === 0) return endpoints;
+  const fresh = endpoints.filter((endpoint) => !avoid.includes(endpoint));
+  return fresh.length === 0 ? endpoints : fresh;
+}
 
 /** Cycles through the endpoints in order. */
 export function roundRobin<E extends Balanced>(): Pick<E> {
   let next = 0;
-  return (endpoints) => {
+  return (all, avoid) => {
+    const endpoints = eligible(all, avoid);
     const endpoint = endpoints[next % endpoints.length]!;
     next = (next + 1) % endpoints.length;
     return endpoint;
@@ -24,7 +38,8 @@ export function roundRobin<E extends Balanced>(): Pick<E> {
  * flight wins (Envoy's and Linkerd's least-request). Ties go to the first draw.
  */
 export function leastRequest<E extends Balanced>(random: Random): Pick<E> {
-  return (endpoints) => {
+  return (all, avoid) => {
+    const endpoints = eligible(all, avoid);
     const count = endpoints.length;
     if (count === 1) return endpoints[0]!;
     const first = Math.floor(random() * count);

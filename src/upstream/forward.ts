@@ -186,7 +186,8 @@ export function forwardTo(upstream: Upstream, deps: ForwardDeps): Handler {
         return;
       }
       const number = ++request.attempts;
-      const endpoint = upstream.pick();
+      const endpoint = upstream.pick(request.tried);
+      request.tried.push(endpoint.origin);
       endpoint.inFlight += 1;
       const now = clock.now();
       const headers = request.headers.concat('x-breakwater-attempt', String(number));
