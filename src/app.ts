@@ -40,6 +40,21 @@ export interface BreakwaterOptions {
   readonly accessLogger?: Logger;
 }
 
+/** The longest a start or a reload waits for the first DNS answers. */
+const firstLookupWaitMs = 5_000;
+
+/** Every endpoint of the upstreams with outlier detection, for breakwater_endpoint_ejected. */
+function ejectionGauge(state: RunningState, now: number): { upstream: string; endpoint: string; ejected: boolean }[] {
+  const rows: { upstream: string; endpoint: string; ejected: boolean }[] = [];
+  for (const upstream of state.upstreams.values()) {
+    if (upstream.config.outlierDetection === undefined) continue;
+    for (const endpoint of upstream.endpointSet.rows(now)) {
+      if (endpoint.state !== 'draining') rows.push({ upstream: upstream.name, endpoint: endpoint.endpoint, ejected: endpoint.state === 'ejected' });
+    }
+  }
+  return rows;
+}
+
 /** `changed: false`: the file is the config already running, so nothing was applied. */
 export type ReloadResult = { ok: true; changed: boolean } | { ok: false; problems: string[] };
 
@@ -84,6 +99,7 @@ export class Breakwater {
       createPolicyMetrics(this.metrics.registry, {
         breakers: () => this.#registries.breakers.snapshot(this.clock.now()),
         bulkheads: () => this.#registries.bulkheads.snapshot(),
+        endpoints: () => ejectionGauge(this.#state, this.clock.now()),
       }),
       logPolicyEvents(this.logger),
       spanEvents,
@@ -120,6 +136,7 @@ export class Breakwater {
 
   async start(): Promise<void> {
     const config = this.#state.config;
+    await this.#discovered(this.#state);
     const tracing = await startTracing({ logger: this.logger });
     // Closers run in reverse: the SDK stops last, exporting the spans of the last requests.
     if (tracing !== undefined) this.#closers.push(() => tracing.shutdown());
@@ -194,11 +211,25 @@ export class Breakwater {
       }
     }
     const next = buildRunningState(config, hash, previous, this.#stateDeps);
+    // New DNS names are looked up before requests are sent to them.
+    await this.#discovered(next);
     this.#state = next;
     if (this.#ready) await this.#listeners?.reconcile(config);
     this.metrics.setConfigInfo(hash);
     // Each waits for the requests still using its pools, then closes their connections.
     for (const upstream of retiredUpstreams(previous, next)) void upstream.close();
+  }
+
+  /**
+   * Waits until the dns:// endpoints of `state` have been looked up once, or for at most
+   * `firstLookupWaitMs`: a DNS server that does not answer must not hold a start or a reload
+   * for long; the upstream then has no endpoints (503 upstream_unavailable) until one answers.
+   */
+  async #discovered(state: RunningState): Promise<void> {
+    let cancel: (() => void) | undefined;
+    const waited = new Promise<void>((resolve) => (cancel = this.clock.setTimer(firstLookupWaitMs, resolve)));
+    await Promise.race([Promise.all([...state.upstreams.values()].map((upstream) => upstream.endpointSet.discovered)), waited]);
+    cancel?.();
   }
 
   /** Reads the config file again; an invalid file keeps the running config. */

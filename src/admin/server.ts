@@ -14,6 +14,8 @@ export interface AdminSource {
   routes(): unknown;
   /** Every circuit breaker as rows, each with its `name`. */
   circuits(): unknown;
+  /** Every upstream's endpoints: state (active, ejected with reason and until when, draining), in flight, latency EWMA. */
+  endpoints(): unknown;
   /** Every state store: its kind, whether it is reachable, and its last error. */
   stores(): unknown;
   /** Sets a breaker's manual mode; false when no breaker has that name. */
@@ -50,6 +52,7 @@ export function startAdminServer(opts: AdminServerOptions): Promise<RunningServe
     ['/config', { GET: () => ({ status: 200, body: admin.config() }) }],
     ['/routes', { GET: () => ({ status: 200, body: admin.routes() }) }],
     ['/circuits', { GET: () => ({ status: 200, body: admin.circuits() }) }],
+    ['/endpoints', { GET: () => ({ status: 200, body: admin.endpoints() }) }],
     ['/stores', { GET: () => ({ status: 200, body: admin.stores() }) }],
     [
       '/reload',

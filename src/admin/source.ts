@@ -30,6 +30,7 @@ export function adminSource(deps: AdminSourceDeps): AdminSource {
         timeoutMs: route.timeoutMs,
       })),
     circuits: () => breakers.snapshot(clock.now()),
+    endpoints: () => [...state().upstreams.values()].map((upstream) => upstream.snapshot()),
     stores: () => deps.stores.health(),
     setCircuit: (name, mode) => breakers.setMode(name, mode),
     reload: deps.reload,

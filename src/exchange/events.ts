@@ -26,6 +26,9 @@ export type FallbackKind = 'stale' | 'upstream' | 'static';
  */
 export type IdempotencyResult = 'first' | 'replayed' | 'conflict' | 'mismatch' | 'missing' | 'store_error' | 'bypassed';
 
+/** Which outlier-detection rule ejected an endpoint. */
+export type EjectionReason = 'consecutive' | 'failure_rate' | 'latency';
+
 export type PolicyEvent =
   | { readonly type: 'retry'; readonly route: string; readonly upstream: string; readonly attempt: number; readonly delayMs: number; readonly trigger: RetryTrigger }
   | { readonly type: 'retry-give-up'; readonly route: string; readonly upstream: string; readonly reason: GiveUpReason }
@@ -37,7 +40,20 @@ export type PolicyEvent =
   | { readonly type: 'bulkhead-rejected'; readonly upstream: string; readonly route: string; readonly reason: 'full' | 'queue-timeout' | 'deadline' }
   | { readonly type: 'fallback'; readonly route: string; readonly kind: FallbackKind; readonly result: 'success' | 'failure' }
   | { readonly type: 'fault-injected'; readonly route: string; readonly kind: 'delay' | 'abort' }
-  | { readonly type: 'idempotency'; readonly route: string; readonly result: IdempotencyResult };
+  | { readonly type: 'idempotency'; readonly route: string; readonly result: IdempotencyResult }
+  // About an upstream's endpoints, not about one request.
+  | {
+      readonly type: 'endpoint-ejected';
+      readonly upstream: string;
+      readonly endpoint: string;
+      readonly reason: EjectionReason;
+      readonly durationMs: number;
+      /** Ejections in a row, this one included. */
+      readonly ejections: number;
+    }
+  | { readonly type: 'endpoint-returned'; readonly upstream: string; readonly endpoint: string }
+  | { readonly type: 'endpoints-discovered'; readonly upstream: string; readonly name: string; readonly added: readonly string[]; readonly removed: readonly string[] }
+  | { readonly type: 'dns-lookup-failed'; readonly upstream: string; readonly name: string; readonly message: string; readonly kept: number };
 
 /** What an event needs of the request it happened to: its trace, to record the event on (a ProxyRequest is one). */
 export interface EventSubject {

@@ -28,6 +28,7 @@ export interface ForwardDeps {
  */
 class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
   readonly #request: ProxyRequest;
+  readonly #upstream: Upstream;
   readonly #endpoint: Endpoint;
   readonly #deps: ForwardDeps;
   readonly #startedAt: number;
@@ -47,6 +48,7 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
 
   constructor(
     request: ProxyRequest,
+    upstream: Upstream,
     endpoint: Endpoint,
     deps: ForwardDeps,
     scope: CallScope,
@@ -55,6 +57,7 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
     trace: AttemptTrace | undefined,
   ) {
     this.#request = request;
+    this.#upstream = upstream;
     this.#endpoint = endpoint;
     this.#deps = deps;
     this.#startedAt = deps.clock.now();
@@ -114,9 +117,11 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
     this.#fail(fromUpstreamError(error, this.#endpoint.origin));
   }
 
-  #observe(outcome: AttemptOutcome): void {
+  /** `cancelled`: the attempt was called off (a hedge that lost, a client that left), which judges no endpoint. */
+  #observe(outcome: AttemptOutcome, cancelled = false): void {
     if (this.#observed) return;
     this.#observed = true;
+    this.#upstream.attemptEnded(this.#endpoint, cancelled ? undefined : outcome, this.#startedAt, this.#deps.clock.now());
     this.#deps.observe({
       route: this.#request.route,
       upstream: this.#endpoint.upstream,
@@ -129,7 +134,8 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
   }
 
   #fail(error: ProxyError): void {
-    this.#observe({ kind: 'failure', failure: error.attemptFailure ?? 'reset' });
+    // A failure without an attempt failure is a cancellation, not something the upstream did.
+    this.#observe({ kind: 'failure', failure: error.attemptFailure ?? 'reset' }, error.attemptFailure === undefined);
     this.#failed = error;
     const reject = this.#reject;
     this.#resolve = null;
@@ -185,8 +191,9 @@ export function forwardTo(upstream: Upstream, deps: ForwardDeps): Handler {
         reject(abortReason(scope.signal));
         return;
       }
-      const number = ++request.attempts;
+      // Before the attempt is counted: with no endpoint to pick, none is made.
       const endpoint = upstream.pick(request.tried);
+      const number = ++request.attempts;
       request.tried.push(endpoint.origin);
       endpoint.inFlight += 1;
       const now = clock.now();
@@ -203,7 +210,7 @@ export function forwardTo(upstream: Upstream, deps: ForwardDeps): Handler {
               breakerState: breakerState?.(),
               headers,
             });
-      const exchange = new Exchange(request, endpoint, deps, scope, resolve, reject, trace);
+      const exchange = new Exchange(request, upstream, endpoint, deps, scope, resolve, reject, trace);
       endpoint.pool.dispatch({ method: request.method, path: request.path, headers, body: request.body }, exchange);
     });
 }

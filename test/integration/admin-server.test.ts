@@ -40,6 +40,7 @@ async function start(overrides: Partial<AdminSource> = {}): Promise<Started> {
       config: () => effectiveConfig,
       routes: () => routeRows,
       circuits: () => circuits,
+      endpoints: () => [],
       stores: () => [{ name: 'default', kind: 'memory', reachable: true }],
       setCircuit: (name, state) => {
         const circuit = circuits.find((row) => row.name === name);

@@ -34,6 +34,10 @@ export function spanEvent(event: PolicyEvent): [string, Attributes] | undefined 
     case 'idempotency':
       return ['breakwater.idempotency', { 'breakwater.idempotency.result': event.result }];
     case 'breaker-transition':
+    case 'endpoint-ejected':
+    case 'endpoint-returned':
+    case 'endpoints-discovered':
+    case 'dns-lookup-failed':
       return undefined;
     default: {
       const unknown: never = event;

@@ -26,6 +26,12 @@ class FakeSources implements PolicyGaugeSources {
   bulkheads(): readonly BulkheadSample[] {
     return this.bulkheadList;
   }
+
+  endpointList: { upstream: string; endpoint: string; ejected: boolean }[] = [];
+
+  endpoints(): readonly { upstream: string; endpoint: string; ejected: boolean }[] {
+    return this.endpointList;
+  }
 }
 
 function setup(): { registry: Registry; events: PolicyEvents; sources: FakeSources } {
@@ -304,6 +310,12 @@ describe('the exposition', () => {
     { type: 'fault-injected', route: 'charge', kind: 'delay' },
     { type: 'fault-injected', route: 'charge', kind: 'abort' },
     ...(['first', 'replayed', 'conflict', 'mismatch', 'missing', 'store_error', 'bypassed'] as const).map((result) => ({ type: 'idempotency', route: 'charge', result }) as const),
+    ...(['consecutive', 'failure_rate', 'latency'] as const).map(
+      (reason) => ({ type: 'endpoint-ejected', upstream: 'payments', endpoint: 'http://10.0.0.7:8080', reason, durationMs: 30_000, ejections: 1 }) as const,
+    ),
+    { type: 'endpoint-returned', upstream: 'payments', endpoint: 'http://10.0.0.7:8080' },
+    { type: 'endpoints-discovered', upstream: 'payments', name: 'dns://payments:8080', added: ['http://10.0.0.8:8080'], removed: [] },
+    { type: 'dns-lookup-failed', upstream: 'payments', name: 'dns://payments:8080', message: 'ETIMEOUT', kept: 2 },
   ];
 
   it('passes promtool check metrics beside the request metrics, after a burst of every event', async () => {
@@ -311,6 +323,10 @@ describe('the exposition', () => {
     const sources = new FakeSources();
     sources.breakerList = [{ name: 'payments', upstream: 'payments', state: 'half-open' }];
     sources.bulkheadList = [{ upstream: 'payments', inFlight: 50, queued: 3, maxConcurrent: 50, maxQueued: 20 }];
+    sources.endpointList = [
+      { upstream: 'payments', endpoint: 'http://10.0.0.7:8080', ejected: true },
+      { upstream: 'payments', endpoint: 'http://[fd00::8]:8080', ejected: false },
+    ];
     const events = createPolicyMetrics(metrics.registry, sources);
 
     emitAll(events, burst);
@@ -323,6 +339,7 @@ describe('the exposition', () => {
     const { registry, events, sources } = setup();
     sources.breakerList = [{ name: 'payments', upstream: 'payments', state: 'closed' }];
     sources.bulkheadList = [{ upstream: 'payments', inFlight: 1, queued: 0, maxConcurrent: 50, maxQueued: 20 }];
+    sources.endpointList = [{ upstream: 'payments', endpoint: 'http://10.0.0.7:8080', ejected: true }];
 
     emitAll(events, burst);
     const families = await registry.getMetricsAsJSON();
@@ -339,9 +356,11 @@ describe('the exposition', () => {
       'breakwater_circuit_breaker_state',
       'breakwater_circuit_breaker_transitions_total',
       'breakwater_deadline_exceeded_total',
+      'breakwater_endpoint_ejected',
       'breakwater_fallbacks_total',
       'breakwater_faults_injected_total',
       'breakwater_idempotency_requests_total',
+      'breakwater_outlier_ejections_total',
       'breakwater_per_try_timeouts_total',
       'breakwater_retries_exhausted_total',
       'breakwater_retries_total',
