@@ -272,6 +272,7 @@ describe('alert rules file', () => {
       'breakwater-bulkheads',
       'breakwater-fallbacks',
       'breakwater-deadlines',
+      'breakwater-endpoints',
       'breakwater-config',
     ]);
     for (const group of rules.groups) expect(group.rules.length, group.name).toBeGreaterThan(0);
@@ -297,7 +298,7 @@ describe('alert rules file', () => {
 describe('dashboard layout', () => {
   it('has a row per pattern, each with panels under it', () => {
     const rows = dashboard.panels.filter((panel) => panel.type === 'row').map((row) => row.title);
-    for (const pattern of [/request/i, /retr/i, /breaker/i, /bulkhead/i, /fallback/i, /deadline/i]) {
+    for (const pattern of [/request/i, /retr/i, /breaker/i, /bulkhead/i, /fallback/i, /deadline/i, /endpoint/i]) {
       expect(rows.some((title) => pattern.test(title)), String(pattern)).toBe(true);
     }
     // Panels follow their row in the list; a row directly followed by another row is empty.
@@ -314,5 +315,12 @@ describe('dashboard layout', () => {
     expect(byTitle.get('Errors by route')?.targets?.[0]?.expr).toMatch(/code=~"5\.\."/);
     expect(byTitle.get('p99 latency by route')?.targets?.[0]?.expr).toMatch(/^histogram_quantile\(0\.99, sum by \(route, le\)/);
     expect(byTitle.get('Breaker state over time')?.type).toBe('state-timeline');
+  });
+
+  it('shows which endpoints outlier detection has ejected over time, and why they were', () => {
+    const byTitle = new Map(allPanels.map((panel) => [panel.title, panel]));
+    expect(byTitle.get('Ejected endpoints over time')?.type).toBe('state-timeline');
+    expect(byTitle.get('Ejected endpoints over time')?.targets?.[0]?.expr).toMatch(/breakwater_endpoint_ejected\{/);
+    expect(byTitle.get('Ejections by upstream and reason')?.targets?.[0]?.expr).toMatch(/^sum by \(upstream, reason\) \(rate\(breakwater_outlier_ejections_total/);
   });
 });
