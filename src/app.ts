@@ -84,6 +84,7 @@ export class Breakwater {
       createPolicyMetrics(this.metrics.registry, {
         breakers: () => this.#registries.breakers.snapshot(this.clock.now()),
         bulkheads: () => this.#registries.bulkheads.snapshot(),
+        adaptiveTimeouts: () => this.#registries.latencies.adaptiveTimeouts(this.clock.now()),
       }),
       logPolicyEvents(this.logger),
       spanEvents,
@@ -141,6 +142,7 @@ export class Breakwater {
         state: () => this.#state,
         servers: () => this.#servers,
         breakers: this.#registries.breakers,
+        latencies: this.#registries.latencies,
         stores: this.#stores,
         clock: this.clock,
         reload: () => this.reload(),

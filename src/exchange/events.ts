@@ -18,6 +18,9 @@ export type BreakerStateName = 'closed' | 'open' | 'half-open' | 'forced-open' |
 
 export type FallbackKind = 'stale' | 'upstream' | 'static';
 
+/** A hedge sent, a hedge that answered first, or one the hedge budget did not allow. */
+export type HedgeResult = 'sent' | 'won' | 'budget_exhausted';
+
 /**
  * What idempotency did with a request: the first with its key, a replay of a stored answer, a
  * conflict with one in progress (409), a mismatch with the key's first request (422), a missing
@@ -37,7 +40,8 @@ export type PolicyEvent =
   | { readonly type: 'bulkhead-rejected'; readonly upstream: string; readonly route: string; readonly reason: 'full' | 'queue-timeout' | 'deadline' }
   | { readonly type: 'fallback'; readonly route: string; readonly kind: FallbackKind; readonly result: 'success' | 'failure' }
   | { readonly type: 'fault-injected'; readonly route: string; readonly kind: 'delay' | 'abort' }
-  | { readonly type: 'idempotency'; readonly route: string; readonly result: IdempotencyResult };
+  | { readonly type: 'idempotency'; readonly route: string; readonly result: IdempotencyResult }
+  | { readonly type: 'hedge'; readonly route: string; readonly upstream: string; readonly result: HedgeResult };
 
 /** What an event needs of the request it happened to: its trace, to record the event on (a ProxyRequest is one). */
 export interface EventSubject {

@@ -38,6 +38,15 @@ export function hasIdempotencyKey(headers: readonly string[]): boolean {
   return false;
 }
 
+/**
+ * True when sending the request more than once has the effect of sending it once: an
+ * idempotent method, or a POST/PATCH whose server can drop a repeat by its Idempotency-Key.
+ * Hedges need this; retries need it too unless the first attempt never left.
+ */
+export function mayRepeat(method: string, headers: readonly string[]): boolean {
+  return idempotentMethods.has(method.toUpperCase()) || hasIdempotencyKey(headers);
+}
+
 // RFC 9110 section 5.6.7: recipients accept the preferred IMF-fixdate and the two obsolete forms.
 const imfFixdate = /^[A-Za-z]{3}, \d{2} [A-Za-z]{3} \d{4} \d{2}:\d{2}:\d{2} GMT$/;
 const rfc850Date = /^[A-Za-z]{6,9}, \d{2}-[A-Za-z]{3}-\d{2} \d{2}:\d{2}:\d{2} GMT$/;
@@ -78,7 +87,7 @@ export function decideRetry(config: Pick<RetryConfig, 'retryOn' | 'respectRetryA
   if (!matchesRetryOn(outcome, config.retryOn)) return { kind: 'final' };
 
   const neverLeft = outcome.kind === 'failure' && outcome.failure === 'connect-failure';
-  if (!neverLeft && !idempotentMethods.has(question.method.toUpperCase()) && !hasIdempotencyKey(question.requestHeaders)) {
+  if (!neverLeft && !mayRepeat(question.method, question.requestHeaders)) {
     return { kind: 'give-up', reason: 'method' };
   }
 

@@ -18,6 +18,7 @@ type BulkheadSample = ReturnType<PolicyGaugeSources['bulkheads']>[number];
 class FakeSources implements PolicyGaugeSources {
   breakerList: BreakerSample[] = [];
   bulkheadList: BulkheadSample[] = [];
+  adaptiveList: { route: string; timeoutMs: number }[] = [];
 
   breakers(): readonly BreakerSample[] {
     return this.breakerList;
@@ -25,6 +26,10 @@ class FakeSources implements PolicyGaugeSources {
 
   bulkheads(): readonly BulkheadSample[] {
     return this.bulkheadList;
+  }
+
+  adaptiveTimeouts(): readonly { route: string; timeoutMs: number }[] {
+    return this.adaptiveList;
   }
 }
 
@@ -304,6 +309,7 @@ describe('the exposition', () => {
     { type: 'fault-injected', route: 'charge', kind: 'delay' },
     { type: 'fault-injected', route: 'charge', kind: 'abort' },
     ...(['first', 'replayed', 'conflict', 'mismatch', 'missing', 'store_error', 'bypassed'] as const).map((result) => ({ type: 'idempotency', route: 'charge', result }) as const),
+    ...(['sent', 'won', 'budget_exhausted'] as const).map((result) => ({ type: 'hedge', route: 'search', upstream: 'catalog', result }) as const),
   ];
 
   it('passes promtool check metrics beside the request metrics, after a burst of every event', async () => {
@@ -323,12 +329,14 @@ describe('the exposition', () => {
     const { registry, events, sources } = setup();
     sources.breakerList = [{ name: 'payments', upstream: 'payments', state: 'closed' }];
     sources.bulkheadList = [{ upstream: 'payments', inFlight: 1, queued: 0, maxConcurrent: 50, maxQueued: 20 }];
+    sources.adaptiveList = [{ route: 'search', timeoutMs: 180 }];
 
     emitAll(events, burst);
     const families = await registry.getMetricsAsJSON();
     const text = await registry.metrics();
 
     expect(families.map((family) => family.name).sort()).toEqual([
+      'breakwater_adaptive_timeout_seconds',
       'breakwater_bulkhead_in_flight',
       'breakwater_bulkhead_max_concurrent',
       'breakwater_bulkhead_max_queued',
@@ -341,6 +349,7 @@ describe('the exposition', () => {
       'breakwater_deadline_exceeded_total',
       'breakwater_fallbacks_total',
       'breakwater_faults_injected_total',
+      'breakwater_hedges_total',
       'breakwater_idempotency_requests_total',
       'breakwater_per_try_timeouts_total',
       'breakwater_retries_exhausted_total',
