@@ -3,6 +3,9 @@ import { describe, expect, it } from 'vitest';
 import type { BreakerStateName, PolicyEvent, PolicyEvents } from '../../../src/exchange/events.ts';
 import { createMetrics } from '../../../src/telemetry/metrics.ts';
 import { createPolicyMetrics, type PolicyGaugeSources } from '../../../src/telemetry/policy-metrics.ts';
+import { createStoreMetrics } from '../../../src/telemetry/store-metrics.ts';
+import { StoreError, type StoreEvent } from '../../../src/stores/store.ts';
+import { logSink } from '../../support/log-sink.ts';
 import { checkMetrics } from '../../support/promtool.ts';
 
 interface Sample {
@@ -312,16 +315,27 @@ describe('the exposition', () => {
     ...(['sent', 'won', 'budget_exhausted'] as const).map((result) => ({ type: 'hedge', route: 'search', upstream: 'catalog', result }) as const),
   ];
 
-  it('passes promtool check metrics beside the request metrics, after a burst of every event', async () => {
+  /** Every store operation, once fine and once failed, as the idempotency layer and the sweeps make them. */
+  const storeBurst: StoreEvent[] = (['open', 'take', 'replace', 'release', 'get', 'sweep'] as const).flatMap((operation) => [
+    { type: 'store-operation', store: 'shared', kind: 'redis', operation, durationMs: 1.2 },
+    { type: 'store-operation', store: 'shared', kind: 'redis', operation, durationMs: 50, error: new StoreError('timeout', 'no answer', { store: 'shared', operation }) },
+  ]);
+
+  it('passes promtool check metrics beside the request and store metrics, after a burst of every event', async () => {
     const metrics = createMetrics();
     const sources = new FakeSources();
     sources.breakerList = [{ name: 'payments', upstream: 'payments', state: 'half-open' }];
     sources.bulkheadList = [{ upstream: 'payments', inFlight: 50, queued: 3, maxConcurrent: 50, maxQueued: 20 }];
     const events = createPolicyMetrics(metrics.registry, sources);
+    const storeEvents = createStoreMetrics(metrics.registry, logSink().logger);
 
     emitAll(events, burst);
+    for (const event of storeBurst) storeEvents.emit(event);
     const text = await metrics.render();
 
+    expect(text).toContain('breakwater_idempotency_requests_total{route="charge",result="store_error"} 1');
+    expect(text).toContain('breakwater_store_errors_total{store="shared",operation="take"} 1');
+    expect(text).toContain('breakwater_store_operation_duration_seconds_bucket{le="0.0025",store="shared",operation="take"} 1');
     expect(await checkMetrics(text)).toEqual({ exitCode: 0, output: '' });
   });
 
