@@ -109,6 +109,8 @@ export function buildRouteHandler(route: RouteConfig, deps: RouteDependencies): 
       breakerState: target === upstream ? breakerState : undefined,
     });
 
+  // A POST or PATCH with the route's idempotency key may be sent twice.
+  const keyHeader = route.idempotency === undefined ? {} : { keyHeader: route.idempotency.header };
   const layers: Layer[] = [];
   // Outermost: a duplicate is answered from the store before anything else runs, so a replay is
   // never disturbed by chaos, queues or breakers, and a first request's answer is stored as the
@@ -159,6 +161,7 @@ export function buildRouteHandler(route: RouteConfig, deps: RouteDependencies): 
         ...(route.retry === undefined ? {} : { retryBudget: registries.budgets.get(upstream.name, route.retry.budget) }),
         ...(breaker === undefined ? {} : { breakerOpen: (now: number) => breaker.isOpen(now) }),
         ...(hedgeWindow === undefined ? {} : { latencies: hedgeWindow }),
+        ...keyHeader,
       }),
     );
   } else if (route.retry !== undefined) {
@@ -169,6 +172,7 @@ export function buildRouteHandler(route: RouteConfig, deps: RouteDependencies): 
         events,
         budget: registries.budgets.get(upstream.name, route.retry.budget),
         ...(breaker === undefined ? {} : { breakerOpen: (now: number) => breaker.isOpen(now) }),
+        ...keyHeader,
       }),
     );
   }

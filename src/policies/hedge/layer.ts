@@ -26,6 +26,8 @@ export interface HedgeDeps {
   readonly breakerOpen?: (now: number) => boolean;
   /** The route's latencies, for a percentile delay. */
   readonly latencies?: LatencyWindow;
+  /** The header of the route's idempotency keys, when it names one: a POST with a key may be hedged. */
+  readonly keyHeader?: string;
 }
 
 /** How one attempt ended: a response head, an attempt failure, or a refusal by a policy below (circuit_open...). */
@@ -104,7 +106,7 @@ export function hedgeLayer(hedge: HedgeConfig, retry: RetryConfig | undefined, d
     let replayable = true;
     const body = request.body;
     if (body !== null && !Buffer.isBuffer(body)) replayable = await bufferBody(request, body, bufferLimit, scope.signal);
-    let mayHedge = replayable && mayRepeat(request.method, request.headers);
+    let mayHedge = replayable && mayRepeat(request.method, request.headers, deps.keyHeader);
 
     const flying = new Set<Flight>();
     const landed: { flight: Flight; result: Result }[] = [];
@@ -208,6 +210,7 @@ export function hedgeLayer(hedge: HedgeConfig, retry: RetryConfig | undefined, d
         requestHeaders: request.headers,
         remainingMs,
         wallNow: clock.wallNow(),
+        ...(deps.keyHeader === undefined ? {} : { keyHeader: deps.keyHeader }),
       });
       if (decision.kind === 'final') return finish(undefined, failed);
       if (decision.kind === 'give-up') return giveUp(decision.reason, failed);
