@@ -18,6 +18,9 @@ export type BreakerStateName = 'closed' | 'open' | 'half-open' | 'forced-open' |
 
 export type FallbackKind = 'stale' | 'upstream' | 'static';
 
+/** A hedge sent, a hedge that answered first, or one the hedge budget did not allow. */
+export type HedgeResult = 'sent' | 'won' | 'budget_exhausted';
+
 /**
  * What idempotency did with a request: the first with its key, a replay of a stored answer, a
  * conflict with one in progress (409), a mismatch with the key's first request (422), a missing
@@ -41,6 +44,7 @@ export type PolicyEvent =
   | { readonly type: 'fallback'; readonly route: string; readonly kind: FallbackKind; readonly result: 'success' | 'failure' }
   | { readonly type: 'fault-injected'; readonly route: string; readonly kind: 'delay' | 'abort' }
   | { readonly type: 'idempotency'; readonly route: string; readonly result: IdempotencyResult }
+  | { readonly type: 'hedge'; readonly route: string; readonly upstream: string; readonly result: HedgeResult }
   // About an upstream's endpoints, not about one request.
   | {
       readonly type: 'endpoint-ejected';

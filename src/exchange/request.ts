@@ -1,8 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { BreakerStateName, PolicyEvent } from './events.ts';
-import type { AttemptOutcome } from './outcome.ts';
-import type { RequestRecord } from './record.ts';
+import type { RecordedOutcome, RequestRecord } from './record.ts';
 
 /** Everything the layers and the upstream client need to know about one client request. */
 export interface ProxyRequest {
@@ -148,8 +147,8 @@ export interface AttemptStart {
 }
 
 export interface AttemptTrace {
-  /** The attempt's outcome: a response head with its status, or a failure before one. */
-  outcome(outcome: AttemptOutcome): void;
+  /** The attempt's outcome: a response head with its status, a failure before one, or cancelled. */
+  outcome(outcome: RecordedOutcome): void;
   /** The exchange is over: the response body ended or failed, or it was discarded. */
   end(): void;
 }

@@ -16,6 +16,8 @@ export interface PolicyGaugeSources {
   bulkheads(): readonly { upstream: string; inFlight: number; queued: number; maxConcurrent: number; maxQueued: number }[];
   /** Every endpoint of every upstream with outlier detection on, and whether it is ejected now. */
   endpoints?(): readonly { upstream: string; endpoint: string; ejected: boolean }[];
+  /** Every route's adaptive per-try timeout as it stands. */
+  adaptiveTimeouts(): readonly { route: string; timeoutMs: number }[];
 }
 
 /** Every state a breaker can be in; the state gauge exports one series for each. */
@@ -134,6 +136,18 @@ const families = {
     help: 'Endpoints ejected by outlier detection, by reason: consecutive (failures in a row), failure_rate or latency.',
     labelNames: ['upstream', 'reason'],
   },
+  adaptiveTimeout: {
+    type: 'gauge',
+    name: 'breakwater_adaptive_timeout_seconds',
+    help: "A route's adaptive per-try timeout as it stands: clamp(multiplier × the percentile of its successful attempt latencies, min, max).",
+    labelNames: ['route'],
+  },
+  hedges: {
+    type: 'counter',
+    name: 'breakwater_hedges_total',
+    help: 'Hedged attempts by result: sent (a hedge went out), won (a hedge answered first), budget_exhausted (the hedge budget refused one).',
+    labelNames: ['route', 'result'],
+  },
   idempotencyRequests: {
     type: 'counter',
     name: 'breakwater_idempotency_requests_total',
@@ -227,6 +241,16 @@ export function createPolicyMetrics(registry: Registry, sources: PolicyGaugeSour
     },
   });
   const outlierEjections = batchedCounter(registry, families.outlierEjections);
+  const hedges = batchedCounter(registry, families.hedges);
+  // Registered through `registers`; its only writer is its own collect hook.
+  new Gauge({
+    ...families.adaptiveTimeout,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const { route, timeoutMs } of sources.adaptiveTimeouts()) this.labels(route).set(timeoutMs / 1000);
+    },
+  });
 
   return {
     emit(event: PolicyEvent): void {
@@ -264,6 +288,9 @@ export function createPolicyMetrics(registry: Registry, sources: PolicyGaugeSour
           return;
         case 'idempotency':
           idempotencyRequests.get([event.route, event.result]).pending++;
+          return;
+        case 'hedge':
+          hedges.get([event.route, event.result]).pending++;
           return;
         case 'endpoint-ejected':
           outlierEjections.get([event.upstream, event.reason]).pending++;

@@ -30,14 +30,20 @@ export function eligible<E>(endpoints: readonly E[], avoid: readonly E[] | undef
   return fresh.length === 0 ? endpoints : fresh;
 }
 
-/** Cycles through the endpoints in order. */
+/** Cycles through the endpoints in order, passing over the ones to avoid. */
 export function roundRobin<E extends Loaded>(): Pick<E> {
   let next = 0;
-  return (all, avoid) => {
-    const endpoints = eligible(all, avoid);
-    const endpoint = endpoints[next % endpoints.length]!;
-    next = (next + 1) % endpoints.length;
-    return endpoint;
+  return (endpoints, avoid) => {
+    const count = endpoints.length;
+    const fresh = eligible(endpoints, avoid);
+    for (let step = 0; step < count; step++) {
+      const index = (next + step) % count;
+      const endpoint = endpoints[index]!;
+      if (fresh !== endpoints && !fresh.includes(endpoint)) continue;
+      next = (index + 1) % count;
+      return endpoint;
+    }
+    return endpoints[0]!;
   };
 }
 

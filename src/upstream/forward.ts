@@ -3,14 +3,15 @@ import { abortReason, onAbort } from '../exchange/cancel.ts';
 import { fromUpstreamError, type ProxyError } from '../exchange/errors.ts';
 import type { BreakerStateName } from '../exchange/events.ts';
 import type { CallScope, Handler } from '../exchange/handler.ts';
-import type { AttemptOutcome } from '../exchange/outcome.ts';
-import type { AttemptObserver } from '../exchange/record.ts';
+import type { AttemptObserver, RecordedOutcome } from '../exchange/record.ts';
 import type { AttemptTrace, BodySink, ProxyRequest, ResponseBody, UpstreamResponse } from '../exchange/request.ts';
 import { writeDeadline } from '../policies/deadline/deadline.ts';
 import type { Clock } from '../runtime/clock.ts';
 import type { Endpoint, Upstream } from './upstream.ts';
 
 type Controller = Dispatcher.DispatchController;
+
+const cancelled: RecordedOutcome = { kind: 'cancelled' };
 
 export interface ForwardDeps {
   readonly clock: Clock;
@@ -117,11 +118,11 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
     this.#fail(fromUpstreamError(error, this.#endpoint.origin));
   }
 
-  /** `cancelled`: the attempt was called off (a hedge that lost, a client that left), which judges no endpoint. */
-  #observe(outcome: AttemptOutcome, cancelled = false): void {
+  #observe(outcome: RecordedOutcome): void {
     if (this.#observed) return;
     this.#observed = true;
-    this.#upstream.attemptEnded(this.#endpoint, cancelled ? undefined : outcome, this.#startedAt, this.#deps.clock.now());
+    // A cancelled attempt judges no endpoint: it says nothing of how the endpoint does.
+    this.#upstream.attemptEnded(this.#endpoint, outcome.kind === 'cancelled' ? undefined : outcome, this.#startedAt, this.#deps.clock.now());
     this.#deps.observe({
       route: this.#request.route,
       upstream: this.#endpoint.upstream,
@@ -134,8 +135,8 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
   }
 
   #fail(error: ProxyError): void {
-    // A failure without an attempt failure is a cancellation, not something the upstream did.
-    this.#observe({ kind: 'failure', failure: error.attemptFailure ?? 'reset' }, error.attemptFailure === undefined);
+    // No attempt failure: Breakwater itself cancelled the attempt (a hedge that lost, a client gone).
+    this.#observe(error.attemptFailure === undefined ? cancelled : { kind: 'failure', failure: error.attemptFailure });
     this.#failed = error;
     const reject = this.#reject;
     this.#resolve = null;

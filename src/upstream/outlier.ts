@@ -12,7 +12,7 @@ import type { OutlierDetectionConfig } from '../config/types.ts';
 import type { EjectionReason } from '../exchange/events.ts';
 import { SlidingWindow } from '../policies/breaker/window.ts';
 import type { Random } from '../runtime/random.ts';
-import { LatencyWindow } from './latency-window.ts';
+import { LatencyWindow } from '../policies/deadline/latency.ts';
 
 export type { EjectionReason };
 
@@ -64,7 +64,8 @@ class EndpointRecord {
   probation = false;
   lastReason: EjectionReason = 'consecutive';
   readonly failures: SlidingWindow | undefined;
-  readonly latencies: LatencyWindow | undefined;
+  /** Replaced, not emptied, when the endpoint is ejected. */
+  latencies: LatencyWindow | undefined;
 
   constructor(config: OutlierDetectionConfig) {
     this.failures = config.failureRate === undefined ? undefined : new SlidingWindow(config.failureRate.windowMs);
@@ -143,7 +144,7 @@ export class OutlierDetector {
     if (record === undefined || record.health.kind === 'ejected' || attempt.startedAt < record.returnedAt) return;
     record.consecutiveFailures = attempt.failed ? record.consecutiveFailures + 1 : 0;
     record.failures?.record(now, { failed: attempt.failed, slow: false });
-    if (attempt.latencyMs !== undefined) record.latencies?.record(now, attempt.latencyMs);
+    if (attempt.latencyMs !== undefined) record.latencies?.record(attempt.latencyMs, now);
 
     if (record.probation) {
       if (attempt.failed) {
@@ -178,9 +179,8 @@ export class OutlierDetector {
     const medians: { key: string; record: EndpointRecord; median: number }[] = [];
     for (const [key, record] of this.#endpoints) {
       if (record.health.kind === 'ejected' || record.latencies === undefined) continue;
-      if (record.latencies.count(now) < latency.minRequests) continue;
-      const median = record.latencies.median(now);
-      if (median !== undefined) medians.push({ key, record, median });
+      const { count, value } = record.latencies.quantile(0.5, now);
+      if (count >= latency.minRequests) medians.push({ key, record, median: value });
     }
     const outliers = medians
       .map((candidate) => {
@@ -214,7 +214,7 @@ export class OutlierDetector {
     // It comes back with a clean slate: what it did before the ejection is what ejected it.
     record.consecutiveFailures = 0;
     record.failures?.reset();
-    record.latencies?.reset();
+    if (record.latencies !== undefined) record.latencies = new LatencyWindow(record.latencies.windowMs);
     this.#ejectedCount += 1;
     this.#nextReturnAt = Math.min(this.#nextReturnAt, now + durationMs);
     this.#version += 1;

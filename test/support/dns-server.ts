@@ -1,6 +1,6 @@
 // A DNS server on loopback that answers A and AAAA queries from records the test sets, so
 // discovery is tested against real DNS traffic: node:dns's resolver sends it real queries.
-// dns-packet encodes and decodes the messages (docs/decisions/0005-dns-packet-for-test-dns.md).
+// dns-packet encodes and decodes the messages (docs/decisions/0006-endpoint-discovery.md).
 
 import { createSocket, type RemoteInfo } from 'node:dgram';
 import type { AddressInfo } from 'node:net';

@@ -33,6 +33,8 @@ export function spanEvent(event: PolicyEvent): [string, Attributes] | undefined 
       return ['breakwater.fault.injected', { 'breakwater.fault.kind': event.kind }];
     case 'idempotency':
       return ['breakwater.idempotency', { 'breakwater.idempotency.result': event.result }];
+    case 'hedge':
+      return ['breakwater.hedge', { 'breakwater.hedge.result': event.result }];
     case 'breaker-transition':
     case 'endpoint-ejected':
     case 'endpoint-returned':

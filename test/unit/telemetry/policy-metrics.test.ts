@@ -3,6 +3,9 @@ import { describe, expect, it } from 'vitest';
 import type { BreakerStateName, PolicyEvent, PolicyEvents } from '../../../src/exchange/events.ts';
 import { createMetrics } from '../../../src/telemetry/metrics.ts';
 import { createPolicyMetrics, type PolicyGaugeSources } from '../../../src/telemetry/policy-metrics.ts';
+import { createStoreMetrics } from '../../../src/telemetry/store-metrics.ts';
+import { StoreError, type StoreEvent } from '../../../src/stores/store.ts';
+import { logSink } from '../../support/log-sink.ts';
 import { checkMetrics } from '../../support/promtool.ts';
 
 interface Sample {
@@ -18,6 +21,7 @@ type BulkheadSample = ReturnType<PolicyGaugeSources['bulkheads']>[number];
 class FakeSources implements PolicyGaugeSources {
   breakerList: BreakerSample[] = [];
   bulkheadList: BulkheadSample[] = [];
+  adaptiveList: { route: string; timeoutMs: number }[] = [];
 
   breakers(): readonly BreakerSample[] {
     return this.breakerList;
@@ -31,6 +35,10 @@ class FakeSources implements PolicyGaugeSources {
 
   endpoints(): readonly { upstream: string; endpoint: string; ejected: boolean }[] {
     return this.endpointList;
+  }
+
+  adaptiveTimeouts(): readonly { route: string; timeoutMs: number }[] {
+    return this.adaptiveList;
   }
 }
 
@@ -316,9 +324,16 @@ describe('the exposition', () => {
     { type: 'endpoint-returned', upstream: 'payments', endpoint: 'http://10.0.0.7:8080' },
     { type: 'endpoints-discovered', upstream: 'payments', name: 'dns://payments:8080', added: ['http://10.0.0.8:8080'], removed: [] },
     { type: 'dns-lookup-failed', upstream: 'payments', name: 'dns://payments:8080', message: 'ETIMEOUT', kept: 2 },
+    ...(['sent', 'won', 'budget_exhausted'] as const).map((result) => ({ type: 'hedge', route: 'search', upstream: 'catalog', result }) as const),
   ];
 
-  it('passes promtool check metrics beside the request metrics, after a burst of every event', async () => {
+  /** Every store operation, once fine and once failed, as the idempotency layer and the sweeps make them. */
+  const storeBurst: StoreEvent[] = (['open', 'take', 'replace', 'release', 'get', 'sweep'] as const).flatMap((operation) => [
+    { type: 'store-operation', store: 'shared', kind: 'redis', operation, durationMs: 1.2 },
+    { type: 'store-operation', store: 'shared', kind: 'redis', operation, durationMs: 50, error: new StoreError('timeout', 'no answer', { store: 'shared', operation }) },
+  ]);
+
+  it('passes promtool check metrics beside the request and store metrics, after a burst of every event', async () => {
     const metrics = createMetrics();
     const sources = new FakeSources();
     sources.breakerList = [{ name: 'payments', upstream: 'payments', state: 'half-open' }];
@@ -328,10 +343,15 @@ describe('the exposition', () => {
       { upstream: 'payments', endpoint: 'http://[fd00::8]:8080', ejected: false },
     ];
     const events = createPolicyMetrics(metrics.registry, sources);
+    const storeEvents = createStoreMetrics(metrics.registry, logSink().logger);
 
     emitAll(events, burst);
+    for (const event of storeBurst) storeEvents.emit(event);
     const text = await metrics.render();
 
+    expect(text).toContain('breakwater_idempotency_requests_total{route="charge",result="store_error"} 1');
+    expect(text).toContain('breakwater_store_errors_total{store="shared",operation="take"} 1');
+    expect(text).toContain('breakwater_store_operation_duration_seconds_bucket{le="0.0025",store="shared",operation="take"} 1');
     expect(await checkMetrics(text)).toEqual({ exitCode: 0, output: '' });
   });
 
@@ -340,12 +360,14 @@ describe('the exposition', () => {
     sources.breakerList = [{ name: 'payments', upstream: 'payments', state: 'closed' }];
     sources.bulkheadList = [{ upstream: 'payments', inFlight: 1, queued: 0, maxConcurrent: 50, maxQueued: 20 }];
     sources.endpointList = [{ upstream: 'payments', endpoint: 'http://10.0.0.7:8080', ejected: true }];
+    sources.adaptiveList = [{ route: 'search', timeoutMs: 180 }];
 
     emitAll(events, burst);
     const families = await registry.getMetricsAsJSON();
     const text = await registry.metrics();
 
     expect(families.map((family) => family.name).sort()).toEqual([
+      'breakwater_adaptive_timeout_seconds',
       'breakwater_bulkhead_in_flight',
       'breakwater_bulkhead_max_concurrent',
       'breakwater_bulkhead_max_queued',
@@ -359,6 +381,7 @@ describe('the exposition', () => {
       'breakwater_endpoint_ejected',
       'breakwater_fallbacks_total',
       'breakwater_faults_injected_total',
+      'breakwater_hedges_total',
       'breakwater_idempotency_requests_total',
       'breakwater_outlier_ejections_total',
       'breakwater_per_try_timeouts_total',
