@@ -1073,7 +1073,7 @@ export const ConfigSchema = Type.Object(
             Address({
               title: 'Admin address',
               description:
-                'Serves /config, /routes, /circuits and /reload. Loopback by default; a non-loopback address here exposes breaker control.',
+                'Serves /config, /routes, /circuits, /endpoints and /reload. Loopback by default; a non-loopback address here exposes breaker control.',
               default: DEFAULTS.admin.address,
             }),
           ),

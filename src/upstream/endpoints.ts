@@ -267,7 +267,8 @@ export class EndpointSet {
   }
 
   async #refreshAll(): Promise<void> {
-    await Promise.all(this.#discoveries.map((discovery) => this.#refresh(discovery)));
+    // Settled, not all: one name's trouble must neither stop the others nor the next refresh.
+    await Promise.allSettled(this.#discoveries.map((discovery) => this.#refresh(discovery)));
   }
 
   async #refresh(discovery: Discovery): Promise<void> {
