@@ -3,6 +3,7 @@
 
 import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
+import { ReloadHistory } from './admin/reloads.ts';
 import { adminSource } from './admin/source.ts';
 import { startAdminServer } from './admin/server.ts';
 import { configHash } from './config/hash.ts';
@@ -73,6 +74,8 @@ export class Breakwater {
   readonly metrics: Metrics;
   readonly events: PolicyEvents;
   readonly configPath: string | undefined;
+  /** The last reloads, for the admin server. */
+  readonly reloads = new ReloadHistory();
   #state: RunningState;
   #listeners: ListenerSet | undefined;
   /** Run in reverse order at the end of a drain. */
@@ -160,6 +163,8 @@ export class Breakwater {
         servers: () => this.#servers,
         breakers: this.#registries.breakers,
         latencies: this.#registries.latencies,
+        bulkheads: this.#registries.bulkheads,
+        reloads: this.reloads,
         stores: this.#stores,
         clock: this.clock,
         reload: () => this.reload(),
@@ -255,6 +260,7 @@ export class Breakwater {
       // Said and counted, so that an operator who sent SIGHUP or POST /reload after an edit
       // that never reached the file (a ConfigMap not yet synced, the wrong file) can tell.
       this.metrics.recordReload('unchanged', this.clock.wallNow());
+      this.reloads.record('unchanged', this.clock.wallNow(), { hash });
       this.logger.info({ config: path, hash }, 'config unchanged');
       return { ok: true, changed: false };
     }
@@ -270,12 +276,14 @@ export class Breakwater {
       return this.#reloadFailed([`applying the new config failed: ${(error as Error).message}`]);
     }
     this.metrics.recordReload('success', this.clock.wallNow());
+    this.reloads.record('success', this.clock.wallNow(), { hash });
     this.logger.info({ config: path, hash }, 'config reloaded');
     return { ok: true, changed: true };
   }
 
   #reloadFailed(problems: string[]): ReloadResult {
     this.metrics.recordReload('failure', this.clock.wallNow());
+    this.reloads.record('failure', this.clock.wallNow(), { problems });
     this.logger.error({ config: this.configPath, problems }, 'config reload failed; keeping the running config');
     return { ok: false, problems };
   }

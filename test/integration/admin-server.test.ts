@@ -14,6 +14,8 @@ const effectiveConfig = {
   upstreams: new Map([['payments', { endpoints: ['http://payments:8080'], connectTimeoutMs: 250 }]]),
 };
 const routeRows = [{ name: 'charge', listener: 'outbound', upstream: 'payments', timeoutMs: 2000 }];
+const bulkheadRows = [{ upstream: 'payments', inFlight: 3, queued: 1, maxConcurrent: 50, maxQueued: 20 }];
+const reloadRows = [{ time: '2026-11-24T10:00:00.000Z', result: 'failure', problems: ['breakwater.yaml:3:12 routes[0](charge).timeout: must be a duration'] }];
 
 /** Breakers as the registry shows them: one shared by an upstream, one of a route. */
 function circuitRows(): { name: string; upstream: string; state: string; mode: CircuitMode }[] {
@@ -42,6 +44,8 @@ async function start(overrides: Partial<AdminSource> = {}): Promise<Started> {
       circuits: () => circuits,
       endpoints: () => [],
       stores: () => [{ name: 'default', kind: 'memory', reachable: true }],
+      bulkheads: () => bulkheadRows,
+      reloads: () => reloadRows,
       setCircuit: (name, state) => {
         const circuit = circuits.find((row) => row.name === name);
         if (circuit === undefined) return false;
@@ -140,7 +144,7 @@ describe('admin server', () => {
   it('answers 404 in JSON for unknown paths', async () => {
     const { base } = await start();
 
-    for (const path of ['/', '/metrics', '/config/extra', '/circuit']) {
+    for (const path of ['/index.html', '/page/', '/page/missing.js', '/metrics', '/config/extra', '/circuit']) {
       const response = await fetch(`${base}${path}`);
       expect(response.status, path).toBe(404);
       expect(response.headers.get('content-type')).toBe('application/json');
@@ -161,6 +165,45 @@ describe('admin server', () => {
     expect(postConfig.status).toBe(405);
     expect(postConfig.headers.get('allow')).toBe('GET, HEAD');
     expect(reloads()).toBe(0);
+  });
+
+  it('serves the admin page at / with its script and style, and lets no other site frame or extend it', async () => {
+    const { base } = await start();
+
+    const page = await fetch(`${base}/`);
+    const script = await fetch(`${base}/page/app.js`);
+    const style = await fetch(`${base}/page/style.css`);
+
+    expect(page.status).toBe(200);
+    expect(page.headers.get('content-type')).toBe('text/html; charset=utf-8');
+    const html = await page.text();
+    expect(html).toContain('<title>Breakwater admin</title>');
+    expect(html).toContain('<script type="module" src="/page/app.js"></script>');
+    expect(html).toContain('<link rel="stylesheet" href="/page/style.css">');
+    // Its own origin only: scripts, styles and requests; never framed by another page.
+    expect(page.headers.get('content-security-policy')).toContain("default-src 'none'; script-src 'self'; style-src 'self'");
+    expect(page.headers.get('content-security-policy')).toContain("connect-src 'self'");
+    expect(page.headers.get('content-security-policy')).toContain("frame-ancestors 'none'");
+    expect(page.headers.get('x-frame-options')).toBe('DENY');
+    expect(page.headers.get('cache-control')).toBe('no-store');
+    expect(script.status).toBe(200);
+    expect(script.headers.get('content-type')).toBe('text/javascript; charset=utf-8');
+    expect(await script.text()).toContain("post(`/circuits/${encodeURIComponent(name)}`, { state: mode })");
+    expect(style.status).toBe(200);
+    expect(style.headers.get('content-type')).toBe('text/css; charset=utf-8');
+    expect((await fetch(`${base}/`, { method: 'HEAD' })).status).toBe(200);
+  });
+
+  it('serves bulkhead occupancy and the last reloads as JSON', async () => {
+    const { base } = await start();
+
+    const bulkheads = await fetch(`${base}/bulkheads`);
+    const reloads = await fetch(`${base}/reloads`);
+
+    expect(bulkheads.headers.get('content-type')).toBe('application/json');
+    expect(await bulkheads.json()).toEqual(bulkheadRows);
+    expect(reloads.headers.get('content-type')).toBe('application/json');
+    expect(await reloads.json()).toEqual(reloadRows);
   });
 
   it('serves every circuit breaker as JSON', async () => {
