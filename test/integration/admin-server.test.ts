@@ -354,6 +354,54 @@ describe('admin server', () => {
       expect(reloads()).toBe(3);
     });
 
+    // Every path, known or not, and every method that changes state: the guard stands before
+    // the endpoints, so one added later (dead-letter replay, say) is covered without a change.
+    const everyChangingRequest: [method: string, path: string][] = [
+      ['POST', '/reload'],
+      ['POST', '/circuits/payments'],
+      ['POST', '/'],
+      ['POST', '/page/app.js'],
+      ['POST', '/dead-letters/1234/replay'],
+      ['POST', '/dead-letters/replay'],
+      ['DELETE', '/dead-letters/1234'],
+      ['PUT', '/config'],
+      ['PATCH', '/circuits/payments'],
+      ['DELETE', '/circuits/payments'],
+    ];
+
+    it.each(everyChangingRequest)('refuses %s %s from another origin with 403', async (method, path) => {
+      const { base, reloads, circuitChanges } = await start();
+
+      const answer = await send(`${base}${path}`, method, { origin: 'http://evil.example', 'content-type': 'application/json' }, '{"state": "forced-open"}');
+
+      expect(answer.status).toBe(403);
+      expect(answer.body.error?.message).toContain('http://evil.example');
+      expect(reloads()).toBe(0);
+      expect(circuitChanges).toEqual([]);
+    });
+
+    it.each(everyChangingRequest)('refuses %s %s with a body that is not JSON with 415', async (method, path) => {
+      const { base, reloads, circuitChanges } = await start();
+
+      const form = await send(`${base}${path}`, method, { 'content-type': 'application/x-www-form-urlencoded' }, 'state=forced-open');
+      const plain = await send(`${base}${path}`, method, { 'content-type': 'text/plain' }, '{"state": "forced-open"}');
+
+      expect(form.status).toBe(415);
+      expect(plain.status).toBe(415);
+      expect(form.body.error?.message).toBe('a request body must be application/json');
+      expect(reloads()).toBe(0);
+      expect(circuitChanges).toEqual([]);
+    });
+
+    it("accepts what the admin page sends: a JSON body from the admin server's own origin", async () => {
+      const { base, circuitChanges } = await start();
+
+      const answer = await send(`${base}/circuits/payments`, 'POST', { origin: base, 'content-type': 'application/json' }, '{"state":"forced-open"}');
+
+      expect(answer.status).toBe(200);
+      expect(circuitChanges).toEqual([['payments', 'forced-open']]);
+    });
+
     it('refuses a body that is not JSON with 415 on every state-changing endpoint', async () => {
       const { base, reloads, circuitChanges } = await start();
 
