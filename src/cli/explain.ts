@@ -7,6 +7,7 @@
 import type { Config, RouteConfig, RouteMatch, UpstreamConfig } from '../config/types.ts';
 import type { PathSegment, YamlLocator } from '../config/positions.ts';
 import { formatPath } from '../config/positions.ts';
+import { isSecretHeader, REDACTED, redactRoute, redactUpstream } from '../config/redact.ts';
 import { formatDuration, formatSize } from '../config/units.ts';
 import { parseBudgetHeader } from '../policies/deadline/budget.ts';
 import { announcedBudgetMs, attemptDueAt, requestDeadline } from '../policies/deadline/deadline.ts';
@@ -167,7 +168,8 @@ export function explain(config: Config, locator: YamlLocator, input: ExplainInpu
     route: { name: route.name, upstream: route.upstream, line: lineOf(['routes', index]) },
     match: checkMatch(route.match, request, ['routes', index, 'match'], lineOf),
     deadline: explainDeadline(config, route, input.headers),
-    policy: policySections(config, route, index, upstream, input.listener, lineOf),
+    // Shown as GET /config shows them: endpoint credentials and secret header values redacted.
+    policy: policySections(config, redactRoute(route), index, redactUpstream(upstream), input.listener, lineOf),
   };
 }
 
@@ -206,10 +208,12 @@ function checkMatch(
   }
   for (const [name, value] of Object.entries(match.headers ?? {})) {
     const got = request.headers[name];
+    // Credentials are matched, never shown: what explain prints ends up in tickets and chats.
+    const secret = isSecretHeader(name);
     checks.push({
       field: `headers.${name}`,
-      wanted: value,
-      got: got === undefined ? '(absent)' : String(got),
+      wanted: secret ? REDACTED : value,
+      got: got === undefined ? '(absent)' : secret ? REDACTED : String(got),
       ok: holds({ headers: { [name]: value } }),
       line: lineOf([...at, 'headers', name]),
     });

@@ -231,6 +231,32 @@ describe('breakwater explain', () => {
     expect(json.deadline?.announced).toEqual({ header: 'x-request-timeout-ms', value: '500' });
   });
 
+  it('never prints credentials: endpoint userinfo and secret header values are redacted', async () => {
+    const secrets = join(dir, 'secrets.yaml');
+    await writeFile(
+      secrets,
+      `upstreams:
+  vault: {endpoints: ["http://admin:hunter2@vault:8200"]}
+routes:
+  - name: vault
+    match: {host: vault, headers: {x-api-key: s3cret}}
+    upstream: vault
+    fallback:
+      chain:
+        - response: {status: 503, headers: {authorization: Bearer abc}}
+`,
+    );
+    let stdout = '';
+    const matched = await runCli(['explain', '-c', secrets, 'GET', 'http://vault/', '-H', 'x-api-key: s3cret'], { stdout: (text) => (stdout += text), stderr: () => undefined, env: {} });
+    const missed = await runCli(['explain', '-c', secrets, 'GET', 'http://vault/', '-H', 'x-api-key: wrong', '--json'], { stdout: (text) => (stdout += text), stderr: () => undefined, env: {} });
+
+    expect(matched).toBe(0);
+    expect(missed).toBe(1);
+    expect(stdout).not.toMatch(/hunter2|s3cret|wrong|Bearer/);
+    expect(row(stdout, 'endpoints')).toBe('endpoints line 2 http://[redacted]@vault:8200');
+    expect(row(stdout, 'headers.x-api-key')).toBe('headers.x-api-key [redacted] [redacted] line 5');
+  });
+
   it('exits 2 with the problems of a bad config, and with an unknown listener', async () => {
     const broken = join(dir, 'broken.yaml');
     await writeFile(broken, 'upstreams:\n  a: {endpoints: [http://a]}\nroutes:\n  - {name: r, upstream: b}\n');
