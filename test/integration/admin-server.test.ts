@@ -1,3 +1,4 @@
+import { connect } from 'node:net';
 import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startAdminServer, type AdminSource, type CircuitMode } from '../../src/admin/server.ts';
@@ -318,6 +319,19 @@ describe('admin server', () => {
 
     await expect(fetch(`${base}/routes`)).rejects.toThrow();
   });
+
+  it('closes promptly with a connection open that has sent no request yet, as a browser opens ahead of time', async () => {
+    const { server } = await start();
+    const socket = connect(server.port, '127.0.0.1');
+    await new Promise((resolve) => socket.once('connect', resolve));
+    const closed = new Promise((resolve) => socket.once('close', resolve));
+
+    await server.close();
+    running.splice(running.indexOf(server), 1);
+
+    await closed;
+    // Without closing such connections, the server would wait for their headers timeout (a minute).
+  }, 10_000);
 
   describe('refusing what a web page could send', () => {
     /** A state-changing request with the headers a browser would add. */
