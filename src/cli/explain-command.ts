@@ -146,6 +146,11 @@ function perTryText(deadline: DeadlineExplanation): string {
   if (deadline.kind === 'spent' || deadline.attemptMs === null) return 'none: no attempt is made';
   const told = deadline.announced === null ? '' : `; the upstream is told ${deadline.announced.header}: ${deadline.announced.value}`;
   if (deadline.perTryTimeoutMs === null) return `${ms(deadline.attemptMs)}, the whole deadline (no retry.perTryTimeout)${told}`;
+  const adaptive = deadline.adaptive;
+  if (adaptive !== null) {
+    const rule = `${adaptive.multiplier} × p${adaptive.percentile} of the last ${ms(adaptive.windowMs)}'s good attempts, within ${ms(adaptive.minMs)}..${ms(adaptive.maxMs)}`;
+    return `${ms(deadline.attemptMs)} at most: ${rule}, ${ms(adaptive.maxMs)} until ${adaptive.minSamples} of them (GET /routes has the value in force)${told} at most`;
+  }
   if (deadline.attemptMs < deadline.perTryTimeoutMs) {
     return `${ms(deadline.attemptMs)}, all the deadline leaves (retry.perTryTimeout is ${ms(deadline.perTryTimeoutMs)})${told}`;
   }

@@ -4,7 +4,7 @@
 // normaliser the proxy runs, the request through the proxy's router and deadline functions, so
 // what this says is what the proxy would do.
 
-import type { Config, RouteConfig, RouteMatch, UpstreamConfig } from '../config/types.ts';
+import type { Config, LatencyPercentileConfig, RouteConfig, RouteMatch, UpstreamConfig } from '../config/types.ts';
 import type { PathSegment, YamlLocator } from '../config/positions.ts';
 import { formatPath } from '../config/positions.ts';
 import { isSecretHeader, REDACTED, redactRoute, redactUpstream } from '../config/redact.ts';
@@ -66,8 +66,13 @@ export interface DeadlineExplanation {
   readonly caller: { readonly header: string; readonly value: string; readonly ms: number; readonly cappedMs: number | null } | null;
   /** Budget headers the caller sent that do not count: malformed values. */
   readonly ignored: readonly { readonly header: string; readonly value: string }[];
-  /** retry.perTryTimeout, or null when each attempt may use what is left of the deadline. */
+  /**
+   * retry.perTryTimeout, or null when each attempt may use what is left of the deadline. For a
+   * percentile-based one, its bound until the route has `minSamples` latencies: its `max`.
+   */
   readonly perTryTimeoutMs: number | null;
+  /** A per-try timeout drawn from the route's latencies; the running value is in GET /routes. */
+  readonly adaptive: LatencyPercentileConfig | null;
   /** What the first attempt may take: min(perTryTimeout, deadline). Null when spent. */
   readonly attemptMs: number | null;
   /** The header each attempt carries to the upstream, and its value on the first attempt. */
@@ -234,9 +239,12 @@ function explainDeadline(config: Config, route: RouteConfig, headers: Readonly<R
     if (ms === undefined) ignored.push({ header, value });
     else if (caller === null || ms < caller.ms) caller = { header, value, ms, cappedMs: ms > settings.maxInboundMs ? settings.maxInboundMs : null };
   }
-  const perTryTimeoutMs = route.retry?.perTryTimeoutMs ?? null;
+  // A percentile-based bound is its max until the route has seen minSamples attempts, as a
+  // freshly started proxy has not.
+  const adaptive = route.retry?.adaptivePerTryTimeout ?? null;
+  const perTryTimeoutMs = route.retry?.perTryTimeoutMs ?? adaptive?.maxMs ?? null;
   if (deadline.kind === 'spent') {
-    return { kind: 'spent', ms: null, source: 'caller', routeTimeoutMs: route.timeoutMs, caller, ignored, perTryTimeoutMs, attemptMs: null, announced: null };
+    return { kind: 'spent', ms: null, source: 'caller', routeTimeoutMs: route.timeoutMs, caller, ignored, perTryTimeoutMs, adaptive, attemptMs: null, announced: null };
   }
   // As the per-try layer bounds the first attempt, arriving at instant 0.
   const attemptMs = attemptDueAt(0, deadline.lifetimeMs, perTryTimeoutMs ?? undefined);
@@ -248,6 +256,7 @@ function explainDeadline(config: Config, route: RouteConfig, headers: Readonly<R
     caller,
     ignored,
     perTryTimeoutMs,
+    adaptive,
     attemptMs,
     announced: { header: settings.header, value: String(announcedBudgetMs(attemptMs, 0)) },
   };
@@ -282,6 +291,7 @@ function policySections(
     ['retry', 'none: one attempt'],
     ['circuitBreaker', upstreamBreaker],
     ['fallback', 'none'],
+    ['hedge', 'none'],
     ['fault', 'none'],
     ['idempotency', 'none'],
   ];
@@ -290,10 +300,16 @@ function policySections(
   }
 
   const upstreamAt: PathSegment[] = ['upstreams', upstream.name];
-  const { name: _upstreamName, circuitBreaker, ...upstreamPolicy } = upstream;
+  const { name: _upstreamName, circuitBreaker, dnsRefreshMs, ...upstreamPolicy } = upstream;
   const upstreamValues = values(upstreamPolicy, upstreamAt, '');
+  // How often names are looked up again matters only to an upstream that has dns:// endpoints.
+  if (dnsRefreshMs !== undefined && upstream.endpoints.some((endpoint) => endpoint.startsWith('dns://'))) {
+    const at = [...upstreamAt, 'dnsRefresh'];
+    upstreamValues.push({ path: formatPath(at, nameOf), name: 'dnsRefresh', value: dnsRefreshMs, text: formatDuration(dnsRefreshMs), line: lineOf(at) });
+  }
   if (upstream.maxConnections === undefined) upstreamValues.push(off([...upstreamAt, 'maxConnections'], 'maxConnections', 'unlimited'));
   if (upstream.bulkhead === undefined) upstreamValues.push(off([...upstreamAt, 'bulkhead'], 'bulkhead', 'none'));
+  if (upstream.outlierDetection === undefined) upstreamValues.push(off([...upstreamAt, 'outlierDetection'], 'outlierDetection', 'none: no endpoint is ejected'));
   // A route with a breaker of its own does not use its upstream's.
   if (circuitBreaker !== undefined) {
     if (route.circuitBreaker === undefined) upstreamValues.push(...values(circuitBreaker, [...upstreamAt, 'circuitBreaker'], 'circuitBreaker'));
@@ -321,11 +337,20 @@ function policySections(
  * The effective config's keys spell units (`timeoutMs`, `bufferLimitBytes`); the file's do not.
  */
 function fileKey(key: string): string {
-  if (key === 'bufferLimitBytes') return 'bufferLimit';
+  const renamed = renamedKeys[key];
+  if (renamed !== undefined) return renamed;
   return key.endsWith('Ms') ? key.slice(0, -2) : key;
 }
 
-const ratioKeys = new Set(['failureRate', 'slowCallRate', 'ratio']);
+// Effective keys whose file key is another word: a percentile bound is written where the fixed
+// duration would be (`perTryTimeout: {percentile: 99, ...}`).
+const renamedKeys: Readonly<Record<string, string>> = {
+  bufferLimitBytes: 'bufferLimit',
+  adaptivePerTryTimeout: 'perTryTimeout',
+  adaptiveDelay: 'delay',
+};
+
+const ratioKeys = new Set(['failureRate', 'slowCallRate', 'ratio', 'threshold']);
 
 /** A value as the file would write it. */
 function valueText(key: string, value: unknown): string {

@@ -225,13 +225,13 @@ describe('breakwater explain', () => {
     expect(matched.code).toBe(0);
     expect(lines(matched.stdout).slice(0, 5)).toEqual([
       'GET http://demo/status/503 on listener outbound',
-      'route     demo-status (config/breakwater.yaml:63)',
+      'route     demo-status (config/breakwater.yaml:75)',
       'upstream  demo: http://127.0.0.1:18080',
       "deadline  800ms, the caller's budget x-request-timeout-ms: 800 (the route timeout is 2s)",
       'per try   500ms, retry.perTryTimeout; the upstream is told x-request-timeout-ms: 500',
     ]);
     expect(missed.code).toBe(1);
-    expect(missed.stdout).toContain('closest route: demo (config/breakwater.yaml:98), which fails on host');
+    expect(missed.stdout).toContain('closest route: demo (config/breakwater.yaml:125), which fails on host');
   });
 
   it('exits 2 on an invalid file, with its problems on stderr', async () => {

@@ -121,6 +121,8 @@ describe('breakwater explain', () => {
     expect(row(stdout, 'connectTimeout')).toBe('connectTimeout line 7 250ms');
     expect(row(stdout, 'loadBalancing')).toBe('loadBalancing default round-robin');
     expect(row(stdout, 'bulkhead ')).toBe('bulkhead default none');
+    expect(row(stdout, 'outlierDetection ')).toBe('outlierDetection default none: no endpoint is ejected');
+    expect(row(stdout, 'hedge ')).toBe('hedge default none');
     expect(row(stdout, 'circuitBreaker ')).toBe("circuitBreaker default upstream payments's (below)");
     expect(row(stdout, 'circuitBreaker.failureRate')).toBe('circuitBreaker.failureRate line 9 25%');
     expect(row(stdout, 'circuitBreaker.window')).toBe('circuitBreaker.window default 10s');
@@ -229,6 +231,42 @@ describe('breakwater explain', () => {
     expect(route?.values).toContainEqual({ path: 'routes[0](charge-canary).retry.perTryTimeout', name: 'retry.perTryTimeout', value: 500, text: '500ms', line: 25 });
     expect(route?.values).toContainEqual({ path: 'routes[0](charge-canary).retry.budget.ratio', name: 'retry.budget.ratio', value: 0.2, text: '20%', line: null });
     expect(json.deadline?.announced).toEqual({ header: 'x-request-timeout-ms', value: '500' });
+  });
+
+  it('explains a percentile-based per-try timeout and hedging, with the lines of their keys', async () => {
+    const adaptive = join(dir, 'adaptive.yaml');
+    await writeFile(
+      adaptive,
+      `upstreams:
+  search:
+    endpoints: [http://search:8080]
+    outlierDetection: {consecutiveFailures: 5}
+routes:
+  - name: search
+    match: {host: search}
+    upstream: search
+    timeout: 3s
+    retry:
+      maxAttempts: 2
+      perTryTimeout: {percentile: 99, multiplier: 1.5, min: 20ms, max: 800ms}
+    hedge:
+      delay: {percentile: 95, min: 5ms, max: 500ms}
+      maxAttempts: 2
+`,
+    );
+    let stdout = '';
+    const code = await runCli(['explain', '-c', adaptive, 'GET', 'http://search/q'], { stdout: (text) => (stdout += text), stderr: () => undefined, env: {} });
+
+    expect(code).toBe(0);
+    expect(row(stdout, 'per try ')).toBe(
+      "per try 800ms at most: 1.5 × p99 of the last 1m's good attempts, within 20ms..800ms, 800ms until 100 of them (GET /routes has the value in force); the upstream is told x-request-timeout-ms: 800 at most",
+    );
+    expect(row(stdout, 'retry.perTryTimeout.max')).toBe('retry.perTryTimeout.max line 12 800ms');
+    expect(row(stdout, 'retry.perTryTimeout.minSamples')).toBe('retry.perTryTimeout.minSamples default 100');
+    expect(row(stdout, 'hedge.delay.percentile')).toBe('hedge.delay.percentile line 14 95');
+    expect(row(stdout, 'hedge.maxAttempts')).toBe('hedge.maxAttempts line 15 2');
+    expect(row(stdout, 'outlierDetection.consecutiveFailures')).toBe('outlierDetection.consecutiveFailures line 4 5');
+    expect(row(stdout, 'outlierDetection.baseEjectionTime')).toBe('outlierDetection.baseEjectionTime default 30s');
   });
 
   it('never prints credentials: endpoint userinfo and secret header values are redacted', async () => {
