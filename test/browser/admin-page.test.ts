@@ -2,28 +2,30 @@
 // what an operator sees, and what the buttons do. The screenshot in docs/img/admin.png comes from
 // here: `npm run docs:screenshot` writes it.
 
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchBrowser, type Browser } from '../support/browser.ts';
-import { startBreakwater, type RunningBreakwater } from '../support/breakwater.ts';
+import { ephemeralAddresses, startBreakwater, type RunningBreakwater } from '../support/breakwater.ts';
 import { echo, startUpstream, type UpstreamServer } from '../support/upstream-server.ts';
 
 const root = new URL('../../', import.meta.url).pathname;
 
-/** The example config `npm start` runs, on free ports, in front of a test upstream. */
-async function exampleConfig(origin: string): Promise<string> {
+/** The example config `npm start` runs, on free ports, in front of a test upstream, its state in `stateDir`. */
+async function exampleConfig(origin: string, stateDir: string): Promise<string> {
   const text = await readFile(join(root, 'config/breakwater.yaml'), 'utf8');
   return text
     .replace(/\b(127\.0\.0\.1|0\.0\.0\.0):(15001|15006|15020|15000)\b/g, '127.0.0.1:0')
-    .replaceAll('http://127.0.0.1:18080', origin);
+    .replaceAll('http://127.0.0.1:18080', origin)
+    .replace(/path: "\$\{TMPDIR:-\/tmp\}\/breakwater\/state\.db"/, `path: "${stateDir}/state.db"`);
 }
 
 let upstream: UpstreamServer;
 let sidecar: RunningBreakwater;
+let stateDir: string | undefined;
 let browser: Browser;
 let page: Page;
 /** Every URL the page asked for: all must be the admin server's own. */
@@ -40,7 +42,8 @@ beforeAll(async () => {
     else if (req.url === '/hold') held.push(() => echo(req, res, body));
     else echo(req, res, body);
   });
-  sidecar = await startBreakwater(await exampleConfig(upstream.origin));
+  stateDir = await mkdtemp(join(tmpdir(), 'admin-page-state-'));
+  sidecar = await startBreakwater(await exampleConfig(upstream.origin, stateDir));
   browser = await launchBrowser();
   page = await browser.context.newPage();
   page.on('request', (request) => requested.push(request.url()));
@@ -59,6 +62,7 @@ afterAll(async () => {
   await browser?.close();
   await sidecar?.stop();
   await upstream?.close();
+  if (stateDir !== undefined) await rm(stateDir, { recursive: true, force: true });
 });
 
 /** The row of a section's table whose first cell is `name`. */
@@ -75,7 +79,7 @@ describe('the admin page', () => {
     await row('routes', 'demo-status').waitFor();
 
     const routes = await page.locator('#routes tbody td:first-child').allTextContents();
-    expect(routes).toEqual(['demo-slow', 'demo-status', 'demo-chaos', 'demo', 'to-local-app']);
+    expect(routes).toEqual(['demo-slow', 'demo-status', 'demo-charges', 'demo-chaos', 'demo', 'to-local-app']);
     expect(await row('routes', 'demo-status').locator('td').allTextContents()).toEqual([
       'demo-status',
       'outbound',
@@ -86,10 +90,11 @@ describe('the admin page', () => {
       'upstream demo',
       'on circuit-open: static 200',
       '—',
+      '—',
     ]);
-    // Without endpoint discovery on this server, the endpoints are the configured ones.
-    expect(await row('upstreams', 'demo').locator('td').nth(1).textContent()).toBe(`${upstream.origin} configured`);
-    expect(await page.locator('#upstreams th').nth(1).textContent()).toBe('Endpoints (as configured)');
+    // Each endpoint with its state, from GET /endpoints.
+    expect(await row('upstreams', 'demo').locator('td').nth(1).textContent()).toMatch(new RegExp(`^${upstream.origin} active · 0 in flight( · [0-9.]+ms)?$`));
+    expect(await page.locator('#upstreams th').nth(1).textContent()).toBe('Endpoints');
   });
 
   it('loads nothing from anywhere but the admin server, and runs without errors', () => {
@@ -146,34 +151,39 @@ describe('the admin page', () => {
     await fetch(`${sidecar.adminUrl}/circuits/demo`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"state":"auto"}' });
   });
 
-  it('marks ejected endpoints where the server lists them in GET /endpoints', async () => {
-    // This Breakwater has no endpoint discovery: GET /endpoints is answered here as a
-    // Breakwater with outlier detection answers it.
+  it('marks an endpoint that outlier detection ejected', async () => {
+    // A second Breakwater whose upstream has a healthy endpoint and one that resets every
+    // connection it accepts.
+    const resetting = await startUpstream((req) => req.socket.destroy());
+    const broken = resetting.origin;
+    const ejecting = await startBreakwater(`${ephemeralAddresses}
+upstreams:
+  payments:
+    endpoints: ["${upstream.origin}", "${broken}"]
+    outlierDetection: {consecutiveFailures: 1, baseEjectionTime: 5m}
+routes:
+  - name: pay
+    match: {host: payments}
+    upstream: payments
+    timeout: 5s
+    retry: {maxAttempts: 2, retryOn: [connect-failure, reset]}
+`);
     const other = await browser.context.newPage();
-    await other.route('**/endpoints', (route) =>
-      route.fulfill({
-        json: [
-          {
-            upstream: 'demo',
-            loadBalancing: 'round-robin',
-            outlierDetection: true,
-            endpoints: [
-              { endpoint: upstream.origin, state: 'active', inFlight: 2, latencyEwmaMs: 1.25 },
-              { endpoint: 'http://127.0.0.2:8080', state: 'ejected', reason: 'consecutive', ejectedUntil: '2030-01-02T03:04:05.000Z', inFlight: 0, latencyEwmaMs: 0 },
-            ],
-          },
-        ],
-      }),
-    );
-    await other.goto(`${sidecar.adminUrl}/?refresh=0.25`);
+    try {
+      // Round robin sends one of the first two requests to the resetting endpoint: it is
+      // ejected, and the retry lands on the healthy one.
+      for (let i = 0; i < 2; i++) expect((await request(`${ejecting.url()}/`, { headers: { host: 'payments' } })).statusCode).toBe(200);
+      await other.goto(`${ejecting.adminUrl}/?refresh=0.25`);
 
-    const endpoints = row('upstreams', 'demo', other).locator('li');
-    await endpoints.nth(1).waitFor();
-    expect(await other.locator('#upstreams th').nth(1).textContent()).toBe('Endpoints');
-    expect(await endpoints.nth(0).textContent()).toBe(`${upstream.origin} active · 2 in flight · 1.3ms`);
-    expect(await endpoints.nth(1).textContent()).toBe(`http://127.0.0.2:8080 ejected consecutive, until ${await other.evaluate(() => new Date('2030-01-02T03:04:05.000Z').toLocaleString())} · 0 in flight`);
-    expect(await endpoints.nth(1).getAttribute('class')).toBe('ejected');
-    await other.close();
+      const ejected = row('upstreams', 'payments', other).locator('li.ejected');
+      await ejected.waitFor();
+      expect(await ejected.textContent()).toMatch(new RegExp(`^${broken} ejected consecutive, until .+ · 0 in flight( · [0-9.]+ms)?$`));
+      expect(await row('upstreams', 'payments', other).locator('li:not(.ejected)').textContent()).toMatch(new RegExp(`^${upstream.origin} active · 0 in flight`));
+    } finally {
+      await other.close();
+      await ejecting.stop();
+      await resetting.close();
+    }
   });
 
   it('hides the dead letters where the server has no dead-letter API', async () => {
@@ -204,6 +214,6 @@ describe('the admin page', () => {
     const png = await page.screenshot({ path, fullPage: true });
 
     expect(png.subarray(1, 4).toString()).toBe('PNG');
-    if (process.env.BREAKWATER_SCREENSHOT === undefined) await import('node:fs/promises').then(({ rm }) => rm(path));
+    if (process.env.BREAKWATER_SCREENSHOT === undefined) await rm(path);
   });
 });

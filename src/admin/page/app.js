@@ -285,7 +285,13 @@ function matchText(match = {}) {
 
 function retryText(retry) {
   if (retry === undefined) return '—';
-  const each = retry.perTryTimeoutMs === undefined ? '' : `, ${duration(retry.perTryTimeoutMs)} each`;
+  const adaptive = retry.adaptivePerTryTimeout;
+  const each =
+    retry.perTryTimeoutMs !== undefined
+      ? `, ${duration(retry.perTryTimeoutMs)} each`
+      : adaptive !== undefined
+        ? `, ${adaptive.multiplier} × p${adaptive.percentile} ≤ ${duration(adaptive.maxMs)} each`
+        : '';
   return `${retry.maxAttempts} attempts${each}, on ${retry.retryOn.join(', ')}`;
 }
 
