@@ -12,12 +12,14 @@ import type {
   BulkheadConfig,
   CircuitBreakerConfig,
   Config,
+  ConnectionLimits,
   DeadlineConfig,
   FallbackConfig,
   FallbackStep,
   FallbackTrigger,
   FailureKind,
   FaultConfig,
+  Limits,
   ListenerConfig,
   LoadBalancing,
   RetryCondition,
@@ -37,6 +39,8 @@ type RetryFile = NonNullable<RouteFile['retry']>;
 type FallbackFile = NonNullable<RouteFile['fallback']>;
 type FaultFile = NonNullable<RouteFile['fault']>;
 type MatchFile = NonNullable<RouteFile['match']>;
+type ListenerFile = NonNullable<ConfigFile['listeners']>[number];
+type ConnectionLimitsFile = Pick<ListenerFile, 'headersTimeout' | 'idleTimeout' | 'maxConnections' | 'maxConnectionsPerClient' | 'maxRequestsPerConnection'>;
 
 // Hosts that listen on every interface, so they clash with any host on the same port.
 const WILDCARD_HOSTS = new Set(['0.0.0.0', '::']);
@@ -47,7 +51,8 @@ const WILDCARD_HOSTS = new Set(['0.0.0.0', '::']);
  */
 export function normalizeConfig(file: ConfigFile, report: ReportProblem): Config {
   const check = new Checker(report);
-  const listeners = check.listeners(file);
+  const limits = check.limits(file.limits);
+  const listeners = check.listeners(file, limits);
   const telemetry = { address: check.address(['telemetry', 'address'], file.telemetry?.address ?? DEFAULTS.telemetry.address) };
   const admin = { address: check.address(['admin', 'address'], file.admin?.address ?? DEFAULTS.admin.address) };
   check.distinctAddresses([
@@ -74,12 +79,7 @@ export function normalizeConfig(file: ConfigFile, report: ReportProblem): Config
     shutdown: {
       drainTimeoutMs: check.duration(['shutdown', 'drainTimeout'], file.shutdown?.drainTimeout ?? DEFAULTS.shutdown.drainTimeout),
     },
-    limits: {
-      maxHeaderBytes: check.size(['limits', 'maxHeaderBytes'], file.limits?.maxHeaderBytes ?? DEFAULTS.limits.maxHeaderBytes, {
-        positive: true,
-      }),
-      maxBodyBytes: check.size(['limits', 'maxBodyBytes'], file.limits?.maxBodyBytes ?? DEFAULTS.limits.maxBodyBytes),
-    },
+    limits,
     upstreams,
     deadline: check.deadline(file.deadline),
     routes,
@@ -93,18 +93,52 @@ class Checker {
     this.#report = report;
   }
 
-  listeners(file: ConfigFile): ListenerConfig[] {
-    const given = file.listeners ?? DEFAULTS.listeners;
+  limits(limits: ConfigFile['limits']): Limits {
+    const defaults = DEFAULTS.limits;
+    return {
+      maxHeaderBytes: this.size(['limits', 'maxHeaderBytes'], limits?.maxHeaderBytes ?? defaults.maxHeaderBytes, { positive: true }),
+      maxBodyBytes: this.size(['limits', 'maxBodyBytes'], limits?.maxBodyBytes ?? defaults.maxBodyBytes),
+      maxResponseHeaderBytes: this.size(['limits', 'maxResponseHeaderBytes'], limits?.maxResponseHeaderBytes ?? defaults.maxResponseHeaderBytes, {
+        positive: true,
+      }),
+      ...this.connectionLimits(['limits'], limits ?? {}, {
+        headersTimeoutMs: parseDuration(defaults.headersTimeout),
+        idleTimeoutMs: parseDuration(defaults.idleTimeout),
+        maxConnections: defaults.maxConnections,
+        maxConnectionsPerClient: defaults.maxConnectionsPerClient,
+        maxRequestsPerConnection: defaults.maxRequestsPerConnection,
+      }),
+    };
+  }
+
+  /** The connection limits written at `path`, each absent one taken from `base`. */
+  connectionLimits(path: readonly PathSegment[], given: ConnectionLimitsFile, base: ConnectionLimits): ConnectionLimits {
+    const duration = (key: 'headersTimeout' | 'idleTimeout', fallback: number): number => {
+      const value = given[key];
+      return value === undefined ? fallback : this.duration([...path, key], value, { positive: true });
+    };
+    return {
+      headersTimeoutMs: duration('headersTimeout', base.headersTimeoutMs),
+      idleTimeoutMs: duration('idleTimeout', base.idleTimeoutMs),
+      maxConnections: given.maxConnections ?? base.maxConnections,
+      maxConnectionsPerClient: given.maxConnectionsPerClient ?? base.maxConnectionsPerClient,
+      maxRequestsPerConnection: given.maxRequestsPerConnection ?? base.maxRequestsPerConnection,
+    };
+  }
+
+  listeners(file: ConfigFile, limits: ConnectionLimits): ListenerConfig[] {
+    const given: readonly ListenerFile[] = file.listeners ?? DEFAULTS.listeners;
     const seen = new Map<string, number>();
     return given.map((listener, index) => {
       const earlier = seen.get(listener.name);
       if (earlier === undefined) seen.set(listener.name, index);
       else this.#report(['listeners', index, 'name'], `listener name "${listener.name}" is already used by listeners[${earlier}]`);
-      const maxConcurrent = 'maxConcurrent' in listener ? listener.maxConcurrent : undefined;
+      const maxConcurrent = listener.maxConcurrent;
       return {
         name: listener.name,
         address: this.address(['listeners', index, 'address'], listener.address),
         ...(maxConcurrent === undefined ? {} : { maxConcurrent }),
+        limits: this.connectionLimits(['listeners', index], listener, limits),
       };
     });
   }
@@ -166,6 +200,7 @@ class Checker {
       connectTimeoutMs: this.duration([...path, 'connectTimeout'], upstream.connectTimeout ?? DEFAULTS.upstream.connectTimeout, {
         positive: true,
       }),
+      idleTimeoutMs: this.duration([...path, 'idleTimeout'], upstream.idleTimeout ?? DEFAULTS.upstream.idleTimeout, { positive: true }),
       ...(upstream.maxConnections === undefined ? {} : { maxConnections: upstream.maxConnections }),
       ...(bulkhead ? { bulkhead } : {}),
       ...(circuitBreaker ? { circuitBreaker } : {}),

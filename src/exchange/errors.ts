@@ -11,6 +11,7 @@ export const localReasons = {
   fault_injected: { status: 503, message: 'fault injected by route policy' },
   payload_too_large: { status: 413, message: 'the request body is larger than the configured limit' },
   bad_request: { status: 400, message: 'malformed HTTP request' },
+  request_timeout: { status: 408, message: 'the request headers did not arrive within the headers timeout' },
   headers_too_large: { status: 431, message: 'the request headers are larger than the configured limit' },
   method_not_allowed: { status: 405, message: 'CONNECT is not proxied: Breakwater forwards HTTP requests to configured upstreams only' },
   upgrade_not_supported: { status: 501, message: 'protocol upgrades (WebSocket, h2c) are not proxied' },
@@ -71,6 +72,9 @@ export function fromUpstreamError(error: unknown, endpoint: string): ProxyError 
   const connectFailure = known === undefined ? undefined : connectFailures[known];
   if (connectFailure !== undefined) {
     return new ProxyError('upstream_unavailable', { message: `could not connect to ${endpoint}: ${connectFailure}`, attemptFailure: 'connect-failure', cause: error });
+  }
+  if (known === 'UND_ERR_BODY_TIMEOUT') {
+    return new ProxyError('timeout', { message: `${endpoint} sent no part of the response body for the upstream's idleTimeout`, attemptFailure: 'timeout', cause: error });
   }
   const cause = (known === undefined ? undefined : resets[known]) ?? known ?? (error instanceof Error ? error.message : 'unknown error');
   return new ProxyError('upstream_unavailable', { message: `${endpoint} ended the exchange before a response: ${cause}`, attemptFailure: 'reset', cause: error });

@@ -3,15 +3,16 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Transform, type Readable } from 'node:stream';
-import type { Config } from '../config/types.ts';
+import type { Config, ConnectionLimits } from '../config/types.ts';
 import { ProxyError, type LocalReason } from '../exchange/errors.ts';
 import type { PolicyEvents } from '../exchange/events.ts';
 import { callHandler, type CallScope, type Handler } from '../exchange/handler.ts';
-import type { RequestRecord } from '../exchange/record.ts';
+import type { ConnectionRejection, RequestRecord } from '../exchange/record.ts';
 import type { ProxyRequest, RequestTrace, RequestTracer } from '../exchange/request.ts';
 import { deadlineExceeded, deadlineReached, requestDeadline } from '../policies/deadline/deadline.ts';
 import type { Router } from '../routing/match.ts';
 import type { Clock } from '../runtime/clock.ts';
+import { clientKey, ConnectionTable } from './connections.ts';
 import { callerTraceId, clientResponseHeaders, upstreamHeaders } from './headers.ts';
 import { sendLocalReply, sendRawLocalReply } from './local-reply.ts';
 
@@ -34,14 +35,21 @@ export interface ProxyState {
 }
 
 export interface ListenerObserver {
+  /** Once per listener started, before its first connection. */
+  listenerStarted(listener: string): void;
   requestStarted(listener: string): void;
   requestFinished(record: RequestRecord): void;
+  connectionOpened(listener: string): void;
+  connectionClosed(listener: string): void;
+  /** A connection closed unserved: refused on arrival, or its request head was too slow. */
+  connectionRejected(listener: string, reason: ConnectionRejection): void;
 }
 
 export interface ListenerOptions {
   readonly name: string;
   readonly maxHeaderBytes: number;
   readonly maxConcurrent: number | undefined;
+  readonly limits: ConnectionLimits;
   readonly clock: Clock;
   readonly state: () => ProxyState;
   readonly observer: ListenerObserver;
@@ -55,6 +63,31 @@ export interface ListenerOptions {
 const clientClosedStatus = 499;
 
 const absoluteForm = /^http:\/\/([^/?#]*)([^#]*)/i;
+
+/**
+ * After answering on the raw socket (a parse error, a slow head, a CONNECT), how long the
+ * connection stays half-closed so the client can read the answer before it is closed: closing
+ * at once, with the client's unread bytes in the socket, would reset the connection and could
+ * take the answer with it (a lingering close, as nginx does).
+ */
+const lingerMs = 2000;
+
+/**
+ * How often Node looks for request heads past headersTimeout: a tenth of it, so a slow head is
+ * closed within 10% of the limit, but no more than once per 50 ms and at least once a second.
+ */
+export function headersCheckIntervalMs(headersTimeoutMs: number): number {
+  return Math.min(1000, Math.max(50, Math.round(headersTimeoutMs / 10)));
+}
+
+/**
+ * The Keep-Alive timeout a listener announces is a little shorter than when it closes an idle
+ * connection, so a client that honours the announcement closes first and never sends a request
+ * on a connection the listener is closing.
+ */
+function idleGraceMs(idleTimeoutMs: number): number {
+  return Math.min(1000, Math.floor(idleTimeoutMs / 10));
+}
 
 /** Counts body bytes on their way upstream and fails the request past `limit`. */
 function limitBody(body: IncomingMessage, limit: number): Readable {
@@ -75,20 +108,32 @@ export class Listener {
   readonly name: string;
   readonly server: Server;
   readonly #options: ListenerOptions;
+  #limits: ConnectionLimits;
+  readonly #connections = new ConnectionTable();
+  /** Sockets answered on the raw socket: whatever Node still parses on them is not served. */
+  readonly #refused = new WeakSet<Duplex>();
+  /** Requests begun on each connection, while maxRequestsPerConnection is set. */
+  readonly #requestsOn = new WeakMap<Socket, number>();
   #inFlight = 0;
 
   constructor(options: ListenerOptions) {
     this.name = options.name;
     this.#options = options;
+    this.#limits = options.limits;
     this.server = createServer(
       {
         maxHeaderSize: options.maxHeaderBytes,
         // Bodies stream for as long as the route's timeout allows; Node's own request timer
-        // would cut long uploads short.
+        // would cut long uploads short. Only the head has a time limit of its own.
         requestTimeout: 0,
+        // Node checks heads against headersTimeout on this interval only (30 s by default).
+        connectionsCheckingInterval: headersCheckIntervalMs(options.limits.headersTimeoutMs),
       },
       (req, res) => this.#handle(req, res),
     );
+    this.#applyTimeouts(options.limits);
+    // After node:http's own listener has set the socket up, and before it has read a byte.
+    this.server.on('connection', (socket: Socket) => this.#admit(socket));
     this.server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => this.#rejectMalformed(error, socket));
     // Without these listeners Node drops a CONNECT's socket without a byte, and passes an
     // upgrade on as a plain request with its Upgrade header stripped.
@@ -115,8 +160,59 @@ export class Listener {
     return this.#inFlight;
   }
 
+  /** Open connections, refused ones not counted. */
+  get connections(): number {
+    return this.#connections.open;
+  }
+
+  /**
+   * Takes new connection limits: the counts apply to the next connection, the timeouts to the
+   * next head and the next idle wait. The interval Node checks heads on stays the one the
+   * listener started with (ListenerSet restarts a listener when it would change).
+   */
+  setLimits(limits: ConnectionLimits): void {
+    this.#limits = limits;
+    this.#applyTimeouts(limits);
+  }
+
+  #applyTimeouts(limits: ConnectionLimits): void {
+    this.server.headersTimeout = limits.headersTimeoutMs;
+    const grace = idleGraceMs(limits.idleTimeoutMs);
+    this.server.keepAliveTimeout = limits.idleTimeoutMs - grace;
+    this.server.keepAliveTimeoutBuffer = grace;
+  }
+
+  /** Counts a new connection in, or closes it at once when a connection limit refuses it. */
+  #admit(socket: Socket): void {
+    const observer = this.#options.observer;
+    const client = clientKey(socket.remoteAddress);
+    const refusal = this.#connections.admit(client, this.#limits);
+    if (refusal !== undefined) {
+      // Nothing has been read yet: the client sees its connection closed, and no request of
+      // its is ever parsed.
+      socket.destroy();
+      observer.connectionRejected(this.name, refusal);
+      return;
+    }
+    observer.connectionOpened(this.name);
+    socket.once('close', () => {
+      this.#connections.release(client);
+      observer.connectionClosed(this.name);
+    });
+  }
+
   #rejectMalformed(error: NodeJS.ErrnoException, socket: Socket): void {
-    if (!socket.writable || error.code === 'ECONNRESET') {
+    if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+      this.#options.observer.connectionRejected(this.name, 'headers_timeout');
+      // A connection that never sent a byte has no request to answer.
+      if (socket.bytesRead === 0 || !socket.writable) {
+        socket.destroy();
+        return;
+      }
+      this.#refuseOnSocket(socket, new ProxyError('request_timeout'), '', '');
+      return;
+    }
+    if (!socket.writable || error.code === 'ECONNRESET' || this.#refused.has(socket)) {
       socket.destroy();
       return;
     }
@@ -126,12 +222,18 @@ export class Listener {
 
   /**
    * Answers a request that never reaches a route (a CONNECT, an upgrade, a head Node's parser
-   * rejected) on the raw socket and closes it, with an access-log line like any other.
+   * rejected or that came too slowly) on the raw socket and closes it, with an access-log line
+   * like any other.
    */
   #refuseOnSocket(socket: Duplex, error: ProxyError, method: string, path: string, headers?: IncomingMessage['headers']): void {
     const incomingId = headers?.['x-request-id'];
     const requestId = typeof incomingId === 'string' && incomingId !== '' ? incomingId : randomUUID();
+    this.#refused.add(socket);
     sendRawLocalReply(socket, error, requestId);
+    // Whatever the client still sends is read and dropped until it closes, or the linger ends.
+    socket.resume();
+    const cancelLinger = this.#options.clock.setTimer(lingerMs, () => socket.destroy());
+    socket.once('close', cancelLinger);
     this.#options.observer.requestFinished({
       listener: this.name,
       route: undefined,
@@ -151,6 +253,22 @@ export class Listener {
   }
 
   #handle(req: IncomingMessage, res: ServerResponse): void {
+    const socket = req.socket;
+    // Node parses on after an answer on the raw socket (a 408 for a slow head, say): a head
+    // that completes then was already refused.
+    if (this.#refused.has(socket)) {
+      socket.destroy();
+      return;
+    }
+    const maxRequests = this.#limits.maxRequestsPerConnection;
+    if (maxRequests > 0) {
+      const count = (this.#requestsOn.get(socket) ?? 0) + 1;
+      this.#requestsOn.set(socket, count);
+      // A request pipelined behind the last one allowed is left unanswered: the connection
+      // closes after that answer, and the client sends it again on a new one (RFC 9112 9.3.2).
+      if (count > maxRequests) return;
+      if (count === maxRequests) res.shouldKeepAlive = false;
+    }
     const options = this.#options;
     const clock = options.clock;
     const startedAt = clock.now();

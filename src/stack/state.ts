@@ -35,8 +35,9 @@ export function buildRunningState(config: Config, hash: string, previous: Runnin
   const upstreams = new Map<string, Upstream>();
   for (const [name, upstreamConfig] of config.upstreams) {
     const old = previous?.upstreams.get(name);
-    const reuse = old?.sameConnectionSettings(upstreamConfig) ? old : undefined;
-    upstreams.set(name, new Upstream(upstreamConfig, deps.random, reuse));
+    const maxResponseHeaderBytes = config.limits.maxResponseHeaderBytes;
+    const reuse = old?.sameConnectionSettings(upstreamConfig, maxResponseHeaderBytes) ? old : undefined;
+    upstreams.set(name, new Upstream(upstreamConfig, deps.random, { reuse, maxResponseHeaderBytes }));
   }
   const routes: ActiveRoute[] = config.routes.map((route) => ({
     name: route.name,
