@@ -1,7 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
 import { abortReason, onAbort } from '../exchange/cancel.ts';
-import { fromUpstreamError, type ProxyError } from '../exchange/errors.ts';
+import { fromUpstreamError, ProxyError } from '../exchange/errors.ts';
 import type { BreakerStateName } from '../exchange/events.ts';
 import type { CallScope, Handler } from '../exchange/handler.ts';
 import type { AttemptOutcome } from '../exchange/outcome.ts';
@@ -12,6 +12,13 @@ import type { Clock } from '../runtime/clock.ts';
 import type { Endpoint, Upstream } from './upstream.ts';
 
 type Controller = Dispatcher.DispatchController;
+
+/**
+ * Informational (1xx) responses accepted before the final one. An upstream sends one or two (a
+ * 103 Early Hints, a 102 Processing now and then); a stream of them only burns CPU until the
+ * deadline, so past this many the attempt fails.
+ */
+const maxInformationalResponses = 64;
 
 export interface ForwardDeps {
   readonly clock: Clock;
@@ -30,11 +37,13 @@ export interface ForwardDeps {
 class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
   readonly #request: ProxyRequest;
   readonly #endpoint: Endpoint;
+  readonly #maxResponseHeaderBytes: number;
   readonly #deps: ForwardDeps;
   readonly #startedAt: number;
   readonly #trace: AttemptTrace | undefined;
   readonly #stopListening: () => void;
   #observed = false;
+  #informational = 0;
   #resolve: ((response: UpstreamResponse) => void) | null;
   #reject: ((error: ProxyError) => void) | null;
   #controller: Controller | null = null;
@@ -49,6 +58,7 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
   constructor(
     request: ProxyRequest,
     endpoint: Endpoint,
+    maxResponseHeaderBytes: number,
     deps: ForwardDeps,
     scope: CallScope,
     resolve: (response: UpstreamResponse) => void,
@@ -57,6 +67,7 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
   ) {
     this.#request = request;
     this.#endpoint = endpoint;
+    this.#maxResponseHeaderBytes = maxResponseHeaderBytes;
     this.#deps = deps;
     this.#startedAt = deps.clock.now();
     this.#trace = trace;
@@ -83,6 +94,16 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
   }
 
   onResponseStart(controller: Controller, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+    // An informational response (103 Early Hints, 102 Processing) is not the answer: it is
+    // dropped, and the final response is still to come.
+    if (statusCode < 200) {
+      this.#informational += 1;
+      if (this.#informational > maxInformationalResponses) {
+        const message = `${this.#endpoint.origin} sent an invalid response: more than ${maxInformationalResponses} informational (1xx) responses`;
+        controller.abort(new ProxyError('upstream_invalid_response', { message, attemptFailure: 'reset' }));
+      }
+      return;
+    }
     // Hold the body until someone decides where it goes.
     controller.pause();
     this.#observe({ kind: 'response', status: statusCode });
@@ -112,7 +133,7 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
 
   onResponseError(_controller: Controller, error: Error): void {
     this.#finish();
-    this.#fail(fromUpstreamError(error, this.#endpoint.origin));
+    this.#fail(fromUpstreamError(error, this.#endpoint.origin, this.#maxResponseHeaderBytes));
   }
 
   #observe(outcome: AttemptOutcome): void {
@@ -203,7 +224,7 @@ export function forwardTo(upstream: Upstream, deps: ForwardDeps): Handler {
               breakerState: breakerState?.(),
               headers,
             });
-      const exchange = new Exchange(request, endpoint, deps, scope, resolve, reject, trace);
+      const exchange = new Exchange(request, endpoint, upstream.maxResponseHeaderBytes, deps, scope, resolve, reject, trace);
       endpoint.pool.dispatch({ method: request.method, path: request.path, headers, body: request.body }, exchange);
     });
 }
