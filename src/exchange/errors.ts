@@ -13,6 +13,7 @@ export const localReasons = {
   payload_too_large: { status: 413, message: 'the request body is larger than the configured limit' },
   bad_request: { status: 400, message: 'malformed HTTP request' },
   request_timeout: { status: 408, message: 'the request headers did not arrive within the headers timeout' },
+  expectation_failed: { status: 417, message: 'the only expectation Breakwater meets is Expect: 100-continue' },
   headers_too_large: { status: 431, message: 'the request headers are larger than the configured limit' },
   method_not_allowed: { status: 405, message: 'CONNECT is not proxied: Breakwater forwards HTTP requests to configured upstreams only' },
   upgrade_not_supported: { status: 501, message: 'protocol upgrades (WebSocket, h2c) are not proxied' },

@@ -114,6 +114,10 @@ export class Listener {
   readonly #refused = new WeakSet<Duplex>();
   /** Requests begun on each connection, while maxRequestsPerConnection is set. */
   readonly #requestsOn = new WeakMap<Socket, number>();
+  /** Connections with a response under way: a parse error on them cannot be answered again. */
+  readonly #answering = new WeakMap<Duplex, number>();
+  /** The last request each connection carried: a parse error before its body ended is its own. */
+  readonly #lastRequest = new WeakMap<Duplex, IncomingMessage>();
   #inFlight = 0;
 
   constructor(options: ListenerOptions) {
@@ -128,9 +132,18 @@ export class Listener {
         requestTimeout: 0,
         // Node checks heads against headersTimeout on this interval only (30 s by default).
         connectionsCheckingInterval: headersCheckIntervalMs(options.limits.headersTimeoutMs),
+        // Node's own 400 for a missing Host would carry no x-breakwater-reason: #handle answers it.
+        requireHostHeader: false,
       },
       (req, res) => this.#handle(req, res),
     );
+    // Node's own answer to an Expect other than 100-continue is a bare 417.
+    this.server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) =>
+      this.#handle(req, res, new ProxyError('expectation_failed')),
+    );
+    // Node would say 100 Continue at once; #handle says it only to a request it will forward,
+    // so a body that is refused anyway (413, 404, 503) is never sent.
+    this.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => this.#handle(req, res, undefined, true));
     this.#applyTimeouts(options.limits);
     // After node:http's own listener has set the socket up, and before it has read a byte.
     this.server.on('connection', (socket: Socket) => this.#admit(socket));
@@ -212,7 +225,11 @@ export class Listener {
       this.#refuseOnSocket(socket, new ProxyError('request_timeout'), '', '');
       return;
     }
-    if (!socket.writable || error.code === 'ECONNRESET' || this.#refused.has(socket)) {
+    // Node reports a bad or cut-short body after it handed the head over (an invalid
+    // Transfer-Encoding, a client gone before its Content-Length was sent): that request has
+    // its answer, or is getting one, so the connection is only closed.
+    const inBody = this.#lastRequest.get(socket)?.complete === false;
+    if (!socket.writable || error.code === 'ECONNRESET' || this.#refused.has(socket) || inBody || (this.#answering.get(socket) ?? 0) > 0) {
       socket.destroy();
       return;
     }
@@ -229,6 +246,8 @@ export class Listener {
     const incomingId = headers?.['x-request-id'];
     const requestId = typeof incomingId === 'string' && incomingId !== '' ? incomingId : randomUUID();
     this.#refused.add(socket);
+    // Started and finished at once: the in-flight gauge counts it in and out like any request.
+    this.#options.observer.requestStarted(this.name);
     sendRawLocalReply(socket, error, requestId);
     // Whatever the client still sends is read and dropped until it closes, or the linger ends.
     socket.resume();
@@ -252,7 +271,11 @@ export class Listener {
     });
   }
 
-  #handle(req: IncomingMessage, res: ServerResponse): void {
+  /**
+   * Routes and proxies a request. `refusal`: answer it with this instead, as any request answered
+   * early; `expectsContinue`: the client waits for 100 Continue before it sends the body.
+   */
+  #handle(req: IncomingMessage, res: ServerResponse, refusal?: ProxyError, expectsContinue = false): void {
     const socket = req.socket;
     // Node parses on after an answer on the raw socket (a 408 for a slow head, say): a head
     // that completes then was already refused.
@@ -269,6 +292,9 @@ export class Listener {
       if (count > maxRequests) return;
       if (count === maxRequests) res.shouldKeepAlive = false;
     }
+    this.#lastRequest.set(socket, req);
+    this.#answering.set(socket, (this.#answering.get(socket) ?? 0) + 1);
+    res.once('close', () => this.#answering.set(socket, (this.#answering.get(socket) ?? 1) - 1));
     const options = this.#options;
     const clock = options.clock;
     const startedAt = clock.now();
@@ -283,6 +309,22 @@ export class Listener {
 
     let url = req.url ?? '/';
     let host = req.headers.host ?? '';
+    if (refusal !== undefined) {
+      this.#answerEarly(req, res, startedAt, requestId, trace, url, refusal);
+      return;
+    }
+    // RFC 9112 3.2: an HTTP/1.1 request without Host is refused, whatever its target's form.
+    if (req.headers.host === undefined && req.httpVersionMajor === 1 && req.httpVersionMinor >= 1) {
+      this.#answerEarly(req, res, startedAt, requestId, trace, url, new ProxyError('bad_request', { message: 'an HTTP/1.1 request needs a Host header' }));
+      return;
+    }
+    // RFC 9112 6.1: unless chunked is its last coding, a request body's length cannot be
+    // known. Node hands such a head over and fails on its body; it is never forwarded.
+    const transferEncoding = req.headers['transfer-encoding'];
+    if (transferEncoding !== undefined && transferEncoding.split(',').pop()!.trim().toLowerCase() !== 'chunked') {
+      this.#answerEarly(req, res, startedAt, requestId, trace, url, new ProxyError('bad_request', { message: 'Transfer-Encoding must end with chunked' }));
+      return;
+    }
     if (url.charCodeAt(0) !== 47 /* '/' */) {
       // Absolute form, as sent by clients that use Breakwater as their HTTP_PROXY.
       const parts = absoluteForm.exec(url);
@@ -318,6 +360,7 @@ export class Listener {
       return;
     }
 
+    if (expectsContinue) res.writeContinue();
     const hasBody = contentLength !== undefined ? contentLength !== '0' : req.headers['transfer-encoding'] !== undefined;
     const request: ProxyRequest = {
       listener: this.name,

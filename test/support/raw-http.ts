@@ -54,9 +54,11 @@ export interface ParsedStream {
 
 /**
  * Splits what a server sent on one connection into responses, framed by Content-Length or
- * chunked encoding; anything else is left in `rest`. (No response to HEAD is expected here.)
+ * chunked encoding; anything else is left in `rest`. With `head`, the request was a HEAD: a
+ * response has no body, unless one that does not look like a response follows (an answer
+ * written before the method was known, as for a request the parser refused).
  */
-export function parseResponses(text: string): ParsedStream {
+export function parseResponses(text: string, options: { head?: boolean } = {}): ParsedStream {
   const responses: RawResponse[] = [];
   let at = 0;
   for (;;) {
@@ -71,8 +73,12 @@ export function parseResponses(text: string): ParsedStream {
     }
     const status = Number(statusLine[1]);
     let bodyEnd: number;
+    const declared = headers['content-length'] === undefined ? undefined : Number(headers['content-length']);
     if (status < 200 || status === 204 || status === 304) {
       bodyEnd = headEnd + 4;
+    } else if (options.head === true) {
+      const after = text.slice(headEnd + 4);
+      bodyEnd = headEnd + 4 + (declared !== undefined && after.length >= declared && !after.startsWith('HTTP/') ? declared : 0);
     } else if (headers['transfer-encoding']?.toLowerCase() === 'chunked') {
       let cursor = headEnd + 4;
       let complete = false;
