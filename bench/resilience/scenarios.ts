@@ -4,7 +4,7 @@
 // --quick, so a smoke run keeps every phase in proportion.
 import type { Behaviour, EndpointPlan, RateStep, Window } from './plan.ts';
 
-export type ScenarioName = 'transient' | 'stall' | 'outage' | 'overload' | 'slow-neighbour';
+export type ScenarioName = 'transient' | 'stall' | 'outage' | 'overload' | 'slow-neighbour' | 'noisy-neighbour';
 
 export interface Span {
   readonly fromMs: number;
@@ -23,8 +23,13 @@ export interface Scenario {
   readonly measured: Span;
   /** The full outage, for the fail-fast and recovery figures. */
   readonly outage?: Span;
-  /** Catalog's p99 in `baseline` (after a first second of settling in) is compared with its p99 in `fault`. */
-  readonly neighbour?: { readonly baseline: Span; readonly fault: Span };
+  /**
+   * The p99 of `service` (catalog unless named) in `baseline` (after a first second of settling
+   * in) is compared with its p99 in `fault`.
+   */
+  readonly neighbour?: { readonly service?: string; readonly baseline: Span; readonly fault: Span };
+  /** A second client flooding the system with half-sent requests from another address. */
+  readonly flood?: { readonly fromMs: number; readonly toMs: number; readonly connections: number; readonly newPerSecond: number };
 }
 
 /**
@@ -61,6 +66,12 @@ function endpoints(orders: { a?: readonly Window[]; b?: readonly Window[]; base?
 
 const none: readonly RateStep[] = [];
 
+/**
+ * The noisy neighbour: more half-sent requests than any system here keeps connections for in
+ * all (4,096), so that only a limit per client keeps room for the others.
+ */
+export const noisyFlood = { connections: 5000, newPerSecond: 2000 } as const;
+
 /** Every scenario; `scale` shortens all times (1 for the full run). */
 export function scenarios(scale: number): Scenario[] {
   const ms = (seconds: number): number => Math.round(seconds * 1000 * scale);
@@ -78,6 +89,8 @@ export function scenarios(scale: number): Scenario[] {
   const slowEnd = ms(20);
   const slowFrom = ms(6);
   const slow: Window = { fromMs: slowFrom, toMs: slowEnd, change: { latency: { medianMs: 400, sigma: 0.05 } } };
+  const noisyEnd = ms(20);
+  const noisy = { fromMs: ms(6), toMs: ms(16) };
 
   return [
     {
@@ -143,7 +156,23 @@ export function scenarios(scale: number): Scenario[] {
       measured: { fromMs: slowFrom, toMs: slowEnd },
       neighbour: { baseline: { fromMs: ms(1), toMs: slowFrom }, fault: { fromMs: slowFrom, toMs: slowEnd } },
     },
+    {
+      name: 'noisy-neighbour',
+      title: 'a noisy neighbour flooding half-sent requests',
+      fault:
+        `From ${noisy.fromMs / 1000} s to ${noisy.toMs / 1000} s, a second client on another address (127.0.0.2) keeps ` +
+        `${noisyFlood.connections.toLocaleString('en-US')} connections to the system open, each with the start of a request ` +
+        `head and nothing more, and replaces each one the system closes (at most ${noisyFlood.newPerSecond.toLocaleString('en-US')} ` +
+        'new connections a second). The upstream stays healthy. The client of record sends 200 req/s to orders throughout, ' +
+        'on the connections it opened before the flood.',
+      durationMs: noisyEnd,
+      endpoints: endpoints({}),
+      rates: { orders: [{ fromMs: 0, perSecond: 200 }], catalog: none },
+      measured: noisy,
+      neighbour: { service: 'orders', baseline: { fromMs: ms(1), toMs: noisy.fromMs }, fault: noisy },
+      flood: { ...noisy, ...noisyFlood },
+    },
   ];
 }
 
-export const scenarioNames: readonly ScenarioName[] = ['transient', 'stall', 'outage', 'overload', 'slow-neighbour'];
+export const scenarioNames: readonly ScenarioName[] = ['transient', 'stall', 'outage', 'overload', 'slow-neighbour', 'noisy-neighbour'];
