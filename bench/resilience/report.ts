@@ -432,6 +432,7 @@ export function renderReport(input: ReportInput): string {
         floods,
       );
     }
+    if (scenario.notes !== undefined) parts.push(scenario.notes);
     const checks = results.find((r) => r.system === 'haproxy')?.healthChecks;
     if (checks !== undefined && checks > 0) {
       parts.push(`HAProxy's health checks sent the orders replicas ${checks.toLocaleString('en-US')} more requests over the run, not counted in its amplification.`);

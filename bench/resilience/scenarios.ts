@@ -28,6 +28,8 @@ export interface Scenario {
    * in) is compared with its p99 in `fault`.
    */
   readonly neighbour?: { readonly service?: string; readonly baseline: Span; readonly fault: Span };
+  /** What each system does against the scenario's fault, by its settings, printed under the tables. */
+  readonly notes?: string;
   /** A second client flooding the system with half-sent requests from another address. */
   readonly flood?: { readonly fromMs: number; readonly toMs: number; readonly connections: number; readonly newPerSecond: number };
 }
@@ -171,6 +173,18 @@ export function scenarios(scale: number): Scenario[] {
       measured: noisy,
       neighbour: { service: 'orders', baseline: { fromMs: ms(1), toMs: noisy.fromMs }, fault: noisy },
       flood: { ...noisy, ...noisyFlood },
+      notes: [
+        'How each system meets the flood, by its settings:',
+        '- **nginx** counts a connection in `limit_conn` only once its request head has been read (its documentation says ' +
+          'so), so half-sent heads are never counted: it keeps the flood’s connections until `client_header_timeout` (5 s) ' +
+          'closes them, up to `worker_connections` (4,096), and while they fill it every new connection, from any client, is ' +
+          'closed at once. The client of record keeps going on the connections it already had.',
+        '- **HAProxy** counts every connection from an address in its stick table as it accepts it and refuses the 257th ' +
+          'at once; `timeout http-request` (5 s) answers the 256 it holds with `408`.',
+        '- **Breakwater** counts connections per address as it accepts them (`maxConnectionsPerClient: 256`) and closes the ' +
+          '257th before reading a byte; `headersTimeout` (5 s) answers the 256 it holds with `408 request_timeout`. Each ' +
+          'refused connection still costs its single Node.js thread an accept and a close, beside the client of record’s requests.',
+      ].join('\n'),
     },
   ];
 }
