@@ -114,10 +114,11 @@ export class Listener {
   readonly #refused = new WeakSet<Duplex>();
   /** Requests begun on each connection, while maxRequestsPerConnection is set. */
   readonly #requestsOn = new WeakMap<Socket, number>();
-  /** Connections with a response under way: a parse error on them cannot be answered again. */
-  readonly #answering = new WeakMap<Duplex, number>();
-  /** The last request each connection carried: a parse error before its body ended is its own. */
-  readonly #lastRequest = new WeakMap<Duplex, IncomingMessage>();
+  /**
+   * The last exchange on each connection: a parse error before its request body ended, or while
+   * its response is under way, belongs to it, and it has (or is getting) its one answer.
+   */
+  readonly #lastExchange = new WeakMap<Duplex, { readonly req: IncomingMessage; readonly res: ServerResponse }>();
   #inFlight = 0;
 
   constructor(options: ListenerOptions) {
@@ -228,8 +229,9 @@ export class Listener {
     // Node reports a bad or cut-short body after it handed the head over (an invalid
     // Transfer-Encoding, a client gone before its Content-Length was sent): that request has
     // its answer, or is getting one, so the connection is only closed.
-    const inBody = this.#lastRequest.get(socket)?.complete === false;
-    if (!socket.writable || error.code === 'ECONNRESET' || this.#refused.has(socket) || inBody || (this.#answering.get(socket) ?? 0) > 0) {
+    const last = this.#lastExchange.get(socket);
+    const unfinished = last !== undefined && (!last.req.complete || !last.res.writableFinished);
+    if (!socket.writable || error.code === 'ECONNRESET' || this.#refused.has(socket) || unfinished) {
       socket.destroy();
       return;
     }
@@ -292,9 +294,7 @@ export class Listener {
       if (count > maxRequests) return;
       if (count === maxRequests) res.shouldKeepAlive = false;
     }
-    this.#lastRequest.set(socket, req);
-    this.#answering.set(socket, (this.#answering.get(socket) ?? 0) + 1);
-    res.once('close', () => this.#answering.set(socket, (this.#answering.get(socket) ?? 1) - 1));
+    this.#lastExchange.set(socket, { req, res });
     const options = this.#options;
     const clock = options.clock;
     const startedAt = clock.now();
