@@ -70,9 +70,11 @@ const none: readonly RateStep[] = [];
 
 /**
  * The noisy neighbour: more half-sent requests than any system here keeps connections for in
- * all (4,096), so that only a limit per client keeps room for the others.
+ * all (4,096), so that only a limit per client keeps room for the others. New connections come
+ * at a modest pace: the flood shares its core with the client of record, and what is measured
+ * is what the held connections do, not how fast a core can open them.
  */
-export const noisyFlood = { connections: 5000, newPerSecond: 2000 } as const;
+export const noisyFlood = { connections: 5000, newPerSecond: 1000 } as const;
 
 /** Every scenario; `scale` shortens all times (1 for the full run). */
 export function scenarios(scale: number): Scenario[] {
