@@ -447,6 +447,8 @@ async function main(): Promise<void> {
     };
     const outDir = options.out ?? (options.full ? docsDir : mkdtempSync(path.join(os.tmpdir(), 'breakwater-resilience-report-')));
     const rawFile = options.full && options.out === undefined ? fullRunFile : path.join(outDir, 'resilience.json');
+    // --out may name a folder that does not exist yet: the figures of a long run are not lost to it.
+    mkdirSync(outDir, { recursive: true });
     writeFileSync(rawFile, `${JSON.stringify(saved, null, 1)}\n`);
     console.error(`figures: ${path.relative(process.cwd(), rawFile)}`);
     writeOutputs(saved, outDir);
