@@ -73,6 +73,13 @@ const absoluteForm = /^http:\/\/([^/?#]*)([^#]*)/i;
 const lingerMs = 2000;
 
 /**
+ * Late heads answered per turn of the event loop. Node reports every head past headersTimeout
+ * in one turn, hundreds at once under a flood; answering them in small batches lets the other
+ * connections' requests be served in between.
+ */
+const lateHeadsPerTurn = 32;
+
+/**
  * How often Node looks for request heads past headersTimeout: a tenth of it, so a slow head is
  * closed within 10% of the limit, but no more than once per 50 ms and at least once a second.
  */
@@ -119,6 +126,8 @@ export class Listener {
    * its response is under way, belongs to it, and it has (or is getting) its one answer.
    */
   readonly #lastExchange = new WeakMap<Duplex, { readonly req: IncomingMessage; readonly res: ServerResponse }>();
+  /** Connections whose head came too late, waiting for their 408 (see lateHeadsPerTurn). */
+  readonly #lateHeads: Socket[] = [];
   #inFlight = 0;
 
   constructor(options: ListenerOptions) {
@@ -223,7 +232,10 @@ export class Listener {
         socket.destroy();
         return;
       }
-      this.#refuseOnSocket(socket, new ProxyError('request_timeout'), '', '');
+      // Refused from now on, even if the rest of its head arrives before its 408 goes out.
+      this.#refused.add(socket);
+      this.#lateHeads.push(socket);
+      if (this.#lateHeads.length === 1) setImmediate(() => this.#answerLateHeads());
       return;
     }
     // Node reports a bad or cut-short body after it handed the head over (an invalid
@@ -237,6 +249,14 @@ export class Listener {
     }
     const reason: LocalReason = error.code === 'HPE_HEADER_OVERFLOW' ? 'headers_too_large' : 'bad_request';
     this.#refuseOnSocket(socket, new ProxyError(reason), '', '');
+  }
+
+  /** Answers a batch of late heads with 408, and leaves the rest for the next turn. */
+  #answerLateHeads(): void {
+    for (const socket of this.#lateHeads.splice(0, lateHeadsPerTurn)) {
+      if (!socket.destroyed) this.#refuseOnSocket(socket, new ProxyError('request_timeout'), '', '');
+    }
+    if (this.#lateHeads.length > 0) setImmediate(() => this.#answerLateHeads());
   }
 
   /**
