@@ -190,10 +190,14 @@ export class Breakwater {
     );
   }
 
-  /** Where each finished request goes: the request metrics and the access log. */
+  /** Where each finished request goes (the request metrics and the access log), and the connection counts. */
   #observer(): ListenerObserver {
     const { metrics, accessLogger } = this;
     return {
+      listenerStarted: (listener) => metrics.listenerStarted(listener),
+      connectionOpened: (listener) => metrics.connectionOpened(listener),
+      connectionClosed: (listener) => metrics.connectionClosed(listener),
+      connectionRejected: (listener, reason) => metrics.connectionRejected(listener, reason),
       requestStarted: (listener) => metrics.requestStarted(listener),
       requestFinished: (record) => {
         metrics.requestFinished(record.listener);

@@ -44,7 +44,7 @@ export interface NeighbourFigures {
   readonly baselineP99Ms: number;
   readonly faultP99Ms: number;
   readonly ratio: number;
-  /** Catalog's success rate during the fault. */
+  /** The service's success rate during the fault. */
   readonly faultSuccess: number;
 }
 
@@ -139,9 +139,10 @@ function outageFigures(orders: readonly Outcome[], arrivals: readonly Arrival[],
   };
 }
 
-function neighbourFigures(catalog: readonly Outcome[], neighbour: NonNullable<Scenario['neighbour']>): NeighbourFigures {
-  const baseline = catalog.filter(within(neighbour.baseline));
-  const fault = catalog.filter(within(neighbour.fault));
+function neighbourFigures(outcomes: readonly Outcome[], neighbour: NonNullable<Scenario['neighbour']>): NeighbourFigures {
+  const service = outcomes.filter((o) => o.service === (neighbour.service ?? 'catalog'));
+  const baseline = service.filter(within(neighbour.baseline));
+  const fault = service.filter(within(neighbour.fault));
   const baselineP99Ms = percentile(sortedLatencies(baseline), 0.99);
   const faultP99Ms = percentile(sortedLatencies(fault), 0.99);
   return { baselineP99Ms, faultP99Ms, ratio: faultP99Ms / baselineP99Ms, faultSuccess: successShare(fault) };
@@ -165,7 +166,6 @@ export function ownRefusalP99Ms(accessLog: string): number | null {
 /** The figures of one run. `ordersArrivals`: every request the orders replicas received. */
 export function analyse(scenario: Scenario, outcomes: readonly Outcome[], ordersArrivals: readonly Arrival[]): RunFigures {
   const orders = outcomes.filter((o) => o.service === 'orders');
-  const catalog = outcomes.filter((o) => o.service === 'catalog');
   const measured = orders.filter(within(scenario.measured));
   const latencies = sortedLatencies(measured);
   return {
@@ -176,7 +176,7 @@ export function analyse(scenario: Scenario, outcomes: readonly Outcome[], orders
     answeredBySystem: measured.filter((o) => o.by === 'proxy').length / Math.max(1, measured.length),
     clientTimeouts: measured.filter((o) => o.reason === 'client-timeout').length,
     ...(scenario.outage === undefined ? {} : { outage: outageFigures(orders, ordersArrivals, scenario.outage, scenario.durationMs) }),
-    ...(scenario.neighbour === undefined ? {} : { neighbour: neighbourFigures(catalog, scenario.neighbour) }),
+    ...(scenario.neighbour === undefined ? {} : { neighbour: neighbourFigures(outcomes, scenario.neighbour) }),
     series: bins(orders, { fromMs: 0, toMs: scenario.durationMs }, chartBinMs),
   };
 }

@@ -171,3 +171,39 @@ export function schedule(rates: readonly RateStep[], durationMs: number): number
   });
   return times;
 }
+
+/** The noisy neighbour's flood of half-sent requests (bench/resilience/flood.ts). */
+export interface FloodPlan {
+  /** Where the system under test listens. */
+  readonly host: string;
+  readonly port: number;
+  /** The flood's own address, so that the system sees it as another client than the client of record. */
+  readonly localAddress: string;
+  /** Connections the flood keeps open at once, replacing each one the system closes. */
+  readonly connections: number;
+  /** Connections opened per second at most. */
+  readonly newPerSecond: number;
+  /** Milliseconds since time zero. */
+  readonly fromMs: number;
+  readonly toMs: number;
+}
+
+/** What the flood saw of the system. */
+export interface FloodReport {
+  /** Connections it tried to open. */
+  readonly opened: number;
+  /** Of which the system accepted (TCP connected). */
+  readonly connected: number;
+  /** Closed by the system without a byte within 100 ms of connecting: refused on arrival. */
+  readonly refusedAtOnce: number;
+  /** Held longer, then closed by the system (with an answer or without). */
+  readonly heldThenClosed: number;
+  readonly heldP50Ms: number | null;
+  readonly heldMaxMs: number | null;
+  /** Still open when the flood stopped. */
+  readonly stillOpenAtEnd: number;
+  /** The most connections the flood had open, or trying to open, at once. */
+  readonly maxOpen: number;
+  /** The status lines of the answers the system sent before closing, with their counts. */
+  readonly answers: Readonly<Record<string, number>>;
+}

@@ -19,7 +19,7 @@ import { hasCommand, repoRoot } from '../targets.ts';
 import { analyse, ownRefusalP99Ms } from './analyse.ts';
 import type { RunFigures } from './analyse.ts';
 import { outageChart } from './chart.ts';
-import type { ClientPlan, ClientReport, EndpointPlan, UpstreamPlan, UpstreamRecords } from './plan.ts';
+import type { ClientPlan, ClientReport, EndpointPlan, FloodPlan, FloodReport, UpstreamPlan, UpstreamRecords } from './plan.ts';
 import { breakwaterPolicy, renderReport } from './report.ts';
 import type { RunResult } from './report.ts';
 import type { Scenario, ScenarioName } from './scenarios.ts';
@@ -182,9 +182,13 @@ class Runner {
         breakwaterRoot: this.#breakwaterRoot,
       });
       let stopped = false;
+      let flood: Child | undefined;
       try {
+        const floodFile = path.join(dir, 'flood-report.json');
+        const floodControl = scenario.flood === undefined ? undefined : await this.startFlood(dir, scenario, running.origins.orders[0]!, floodFile, lifetimeS);
+        flood = floodControl?.process;
         const clientPlan: ClientPlan = {
-          controls: upstreams.map((u) => u.control),
+          controls: [...upstreams.map((u) => u.control), ...(floodControl === undefined ? [] : [floodControl.control])],
           durationMs: scenario.durationMs,
           timeoutMs: caller.timeoutMs,
           connectionsPerOrigin: caller.connectionsPerOrigin,
@@ -214,6 +218,12 @@ class Runner {
         const records = await fetchJson<UpstreamRecords>(`${orders.control}/records`);
         writeFileSync(path.join(dir, 'orders-arrivals.json'), JSON.stringify(records));
         const figures: RunFigures = analyse(scenario, report.outcomes, records.arrivals);
+        let floodReport: FloodReport | undefined;
+        if (flood !== undefined) {
+          const floodExit = await flood.exited;
+          if (floodExit.code !== 0) throw new Error(`the flood ended with ${floodExit.signal ?? `code ${floodExit.code}`}:\n${flood.logTail()}`);
+          floodReport = JSON.parse(readFileSync(floodFile, 'utf8')) as FloodReport;
+        }
         const proxyPid = running.process?.pid;
         // stopped before its log is read: the access log is complete once it has exited
         await running.stop();
@@ -227,12 +237,50 @@ class Runner {
           proxyCpuShare: proxyPid === undefined ? undefined : treeCpuSeconds(before, after, proxyPid) / elapsedS,
           foreignCpuShare: foreignCpuSeconds(before, after, process.pid) / elapsedS,
           clientLagP99Ms: report.sendLag.p99,
+          ...(floodReport === undefined ? {} : { flood: floodReport }),
         };
       } finally {
+        await flood?.stop();
         if (!stopped) await running.stop();
       }
     } finally {
       await Promise.all(upstreams.map((u) => u.process.stop()));
+    }
+  }
+
+  /**
+   * Starts the noisy neighbour's flood against `origin`, from a loopback address of its own, on
+   * the load core; resolves with its control origin once it listens.
+   */
+  async startFlood(dir: string, scenario: Scenario, origin: string, outFile: string, lifetimeS: number): Promise<{ process: Child; control: string }> {
+    const target = new URL(origin);
+    const flood = scenario.flood!;
+    const plan: FloodPlan = {
+      host: target.hostname,
+      port: Number(target.port),
+      localAddress: '127.0.0.2',
+      connections: flood.connections,
+      newPerSecond: flood.newPerSecond,
+      fromMs: flood.fromMs,
+      toMs: flood.toMs,
+    };
+    const planFile = path.join(dir, 'flood.json');
+    writeFileSync(planFile, JSON.stringify(plan));
+    const child = this.children.start({
+      name: 'flood',
+      cores: this.#options.loadCore,
+      command: process.execPath,
+      args: [path.join(import.meta.dirname, 'flood.ts'), '--plan', planFile, '--out', outFile, '--lifetime', String(lifetimeS)],
+      logFile: path.join(dir, 'flood.log'),
+      stdout: 'capture',
+    });
+    try {
+      const line = await waitForLine(child, '{"ready"', 15_000);
+      const { ready } = JSON.parse(line) as { ready: { control: number } };
+      return { process: child, control: `http://127.0.0.1:${ready.control}` };
+    } catch (error) {
+      await child.stop();
+      throw error;
     }
   }
 
@@ -271,7 +319,8 @@ function describe(result: RunResult): string {
   if (f.outage !== undefined) {
     parts.push(`fails fast after ${f.outage.failFastS ?? 'never'} s`, `recovered after ${f.outage.recoverS ?? 'never'} s`);
   }
-  if (f.neighbour !== undefined) parts.push(`catalog p99 ×${f.neighbour.ratio.toFixed(2)}`);
+  if (f.neighbour !== undefined) parts.push(`neighbour p99 ×${f.neighbour.ratio.toFixed(2)}`);
+  if (result.flood !== undefined) parts.push(`flood: ${result.flood.refusedAtOnce} refused at once, ${result.flood.heldThenClosed} held then closed, at most ${result.flood.maxOpen} open`);
   parts.push(`others ${(result.foreignCpuShare * 100).toFixed(1)}% of a core`, `client lag p99 ${result.clientLagP99Ms.toFixed(1)} ms`);
   return parts.join(', ');
 }
@@ -398,6 +447,8 @@ async function main(): Promise<void> {
     };
     const outDir = options.out ?? (options.full ? docsDir : mkdtempSync(path.join(os.tmpdir(), 'breakwater-resilience-report-')));
     const rawFile = options.full && options.out === undefined ? fullRunFile : path.join(outDir, 'resilience.json');
+    // --out may name a folder that does not exist yet: the figures of a long run are not lost to it.
+    mkdirSync(outDir, { recursive: true });
     writeFileSync(rawFile, `${JSON.stringify(saved, null, 1)}\n`);
     console.error(`figures: ${path.relative(process.cwd(), rawFile)}`);
     writeOutputs(saved, outDir);

@@ -4,7 +4,7 @@
 // --quick, so a smoke run keeps every phase in proportion.
 import type { Behaviour, EndpointPlan, RateStep, Window } from './plan.ts';
 
-export type ScenarioName = 'transient' | 'stall' | 'outage' | 'overload' | 'slow-neighbour';
+export type ScenarioName = 'transient' | 'stall' | 'outage' | 'overload' | 'slow-neighbour' | 'noisy-neighbour';
 
 export interface Span {
   readonly fromMs: number;
@@ -23,8 +23,15 @@ export interface Scenario {
   readonly measured: Span;
   /** The full outage, for the fail-fast and recovery figures. */
   readonly outage?: Span;
-  /** Catalog's p99 in `baseline` (after a first second of settling in) is compared with its p99 in `fault`. */
-  readonly neighbour?: { readonly baseline: Span; readonly fault: Span };
+  /**
+   * The p99 of `service` (catalog unless named) in `baseline` (after a first second of settling
+   * in) is compared with its p99 in `fault`.
+   */
+  readonly neighbour?: { readonly service?: string; readonly baseline: Span; readonly fault: Span };
+  /** What each system does against the scenario's fault, by its settings, printed under the tables. */
+  readonly notes?: string;
+  /** A second client flooding the system with half-sent requests from another address. */
+  readonly flood?: { readonly fromMs: number; readonly toMs: number; readonly connections: number; readonly newPerSecond: number };
 }
 
 /**
@@ -61,6 +68,14 @@ function endpoints(orders: { a?: readonly Window[]; b?: readonly Window[]; base?
 
 const none: readonly RateStep[] = [];
 
+/**
+ * The noisy neighbour: more half-sent requests than any system here keeps connections for in
+ * all (4,096), so that only a limit per client keeps room for the others. New connections come
+ * at a modest pace: the flood shares its core with the client of record, and what is measured
+ * is what the held connections do, not how fast a core can open them.
+ */
+export const noisyFlood = { connections: 5000, newPerSecond: 1000 } as const;
+
 /** Every scenario; `scale` shortens all times (1 for the full run). */
 export function scenarios(scale: number): Scenario[] {
   const ms = (seconds: number): number => Math.round(seconds * 1000 * scale);
@@ -78,6 +93,8 @@ export function scenarios(scale: number): Scenario[] {
   const slowEnd = ms(20);
   const slowFrom = ms(6);
   const slow: Window = { fromMs: slowFrom, toMs: slowEnd, change: { latency: { medianMs: 400, sigma: 0.05 } } };
+  const noisyEnd = ms(20);
+  const noisy = { fromMs: ms(6), toMs: ms(16) };
 
   return [
     {
@@ -143,7 +160,35 @@ export function scenarios(scale: number): Scenario[] {
       measured: { fromMs: slowFrom, toMs: slowEnd },
       neighbour: { baseline: { fromMs: ms(1), toMs: slowFrom }, fault: { fromMs: slowFrom, toMs: slowEnd } },
     },
+    {
+      name: 'noisy-neighbour',
+      title: 'a noisy neighbour flooding half-sent requests',
+      fault:
+        `From ${noisy.fromMs / 1000} s to ${noisy.toMs / 1000} s, a second client on another address (127.0.0.2) keeps ` +
+        `${noisyFlood.connections.toLocaleString('en-US')} connections to the system open, each with the start of a request ` +
+        `head and nothing more, and replaces each one the system closes (at most ${noisyFlood.newPerSecond.toLocaleString('en-US')} ` +
+        'new connections a second). The upstream stays healthy. The client of record sends 200 req/s to orders throughout, ' +
+        'on the connections it opened before the flood.',
+      durationMs: noisyEnd,
+      endpoints: endpoints({}),
+      rates: { orders: [{ fromMs: 0, perSecond: 200 }], catalog: none },
+      measured: noisy,
+      neighbour: { service: 'orders', baseline: { fromMs: ms(1), toMs: noisy.fromMs }, fault: noisy },
+      flood: { ...noisy, ...noisyFlood },
+      notes: [
+        'How each system meets the flood, by its settings:',
+        '- **nginx** counts a connection in `limit_conn` only once its request head has been read (its documentation says ' +
+          'so), so half-sent heads are never counted: it keeps the flood’s connections until `client_header_timeout` (5 s) ' +
+          'closes them, up to `worker_connections` (4,096), and while they fill it every new connection, from any client, is ' +
+          'closed at once. The client of record keeps going on the connections it already had.',
+        '- **HAProxy** counts every connection from an address in its stick table as it accepts it and refuses the 257th ' +
+          'at once; `timeout http-request` (5 s) answers the 256 it holds with `408`.',
+        '- **Breakwater** counts connections per address as it accepts them (`maxConnectionsPerClient: 256`) and closes the ' +
+          '257th before reading a byte; `headersTimeout` (5 s) answers the 256 it holds with `408 request_timeout`. Each ' +
+          'refused connection still costs its single Node.js thread an accept and a close, beside the client of record’s requests.',
+      ].join('\n'),
+    },
   ];
 }
 
-export const scenarioNames: readonly ScenarioName[] = ['transient', 'stall', 'outage', 'overload', 'slow-neighbour'];
+export const scenarioNames: readonly ScenarioName[] = ['transient', 'stall', 'outage', 'overload', 'slow-neighbour', 'noisy-neighbour'];

@@ -24,12 +24,27 @@ export const DEFAULTS = deepFreeze({
   // Loopback: the admin port can force breakers open, so it is never exposed unless asked.
   admin: { address: '127.0.0.1:15000' },
   shutdown: { drainTimeout: '20s' },
-  limits: { maxHeaderBytes: '16KiB', maxBodyBytes: 0 },
+  limits: {
+    maxHeaderBytes: '16KiB',
+    maxBodyBytes: 0,
+    // Envoy accepts 60 KiB of headers by default; undici's own limit of 16 KiB is one that
+    // large cookies and tracing headers outgrow.
+    maxResponseHeaderBytes: '64KiB',
+    // Contract section 16: a client gets 10 s to send a request head, and an idle keep-alive
+    // connection is kept a minute.
+    headersTimeout: '10s',
+    idleTimeout: '60s',
+    maxConnections: 10000,
+    maxConnectionsPerClient: 1000,
+    maxRequestsPerConnection: 0,
+  },
   upstream: {
     loadBalancing: 'round-robin',
     connectTimeout: '1s',
     // Envoy's dns_refresh_rate, and Kubernetes' own DNS cache TTL: a new pod is seen within seconds.
     dnsRefresh: '5s',
+    // The same minute an idle client connection is kept.
+    idleTimeout: '60s',
   },
   outlierDetection: {
     // Envoy's consecutive_5xx.

@@ -21,6 +21,7 @@ import type {
   BulkheadConfig,
   CircuitBreakerConfig,
   Config,
+  ConnectionLimits,
   DnsConfig,
   DeadlineConfig,
   FallbackConfig,
@@ -31,6 +32,7 @@ import type {
   HedgeConfig,
   IdempotencyConfig,
   LatencyPercentileConfig,
+  Limits,
   ListenerConfig,
   LoadBalancing,
   OutlierDetectionConfig,
@@ -144,6 +146,8 @@ function validPort(text: string | undefined): boolean {
   const port = Number(text);
   return /^[0-9]{1,5}$/.test(text) && port >= 1 && port <= 65535;
 }
+type ListenerFile = NonNullable<ConfigFile['listeners']>[number];
+type ConnectionLimitsFile = Pick<ListenerFile, 'headersTimeout' | 'idleTimeout' | 'maxConnections' | 'maxConnectionsPerClient' | 'maxRequestsPerConnection'>;
 
 // Hosts that listen on every interface, so they clash with any host on the same port.
 const WILDCARD_HOSTS = new Set(['0.0.0.0', '::']);
@@ -163,7 +167,8 @@ export function normalizeConfig(
   const { names, broken } = context;
   check.uniqueNames('listeners', 'listener', names.listeners ?? []);
   check.uniqueNames('routes', 'route', names.routes);
-  const listeners = check.listeners(file);
+  const limits = check.limits(file.limits);
+  const listeners = check.listeners(file, limits);
   const telemetryAddress = check.address(['telemetry', 'address'], file.telemetry?.address ?? DEFAULTS.telemetry.address);
   const admin = { address: check.address(['admin', 'address'], file.admin?.address ?? DEFAULTS.admin.address) };
   const telemetry = {
@@ -209,12 +214,7 @@ export function normalizeConfig(
     shutdown: {
       drainTimeoutMs: check.duration(['shutdown', 'drainTimeout'], file.shutdown?.drainTimeout ?? DEFAULTS.shutdown.drainTimeout),
     },
-    limits: {
-      maxHeaderBytes: check.size(['limits', 'maxHeaderBytes'], file.limits?.maxHeaderBytes ?? DEFAULTS.limits.maxHeaderBytes, {
-        positive: true,
-      }),
-      maxBodyBytes: check.size(['limits', 'maxBodyBytes'], file.limits?.maxBodyBytes ?? DEFAULTS.limits.maxBodyBytes),
-    },
+    limits,
     upstreams,
     deadline: check.deadline(file.deadline),
     routes,
@@ -253,14 +253,48 @@ class Checker {
     });
   }
 
-  listeners(file: ConfigFile): ListenerConfig[] {
-    const given = file.listeners ?? DEFAULTS.listeners;
+  limits(limits: ConfigFile['limits']): Limits {
+    const defaults = DEFAULTS.limits;
+    return {
+      maxHeaderBytes: this.size(['limits', 'maxHeaderBytes'], limits?.maxHeaderBytes ?? defaults.maxHeaderBytes, { positive: true }),
+      maxBodyBytes: this.size(['limits', 'maxBodyBytes'], limits?.maxBodyBytes ?? defaults.maxBodyBytes),
+      maxResponseHeaderBytes: this.size(['limits', 'maxResponseHeaderBytes'], limits?.maxResponseHeaderBytes ?? defaults.maxResponseHeaderBytes, {
+        positive: true,
+      }),
+      ...this.connectionLimits(['limits'], limits ?? {}, {
+        headersTimeoutMs: parseDuration(defaults.headersTimeout),
+        idleTimeoutMs: parseDuration(defaults.idleTimeout),
+        maxConnections: defaults.maxConnections,
+        maxConnectionsPerClient: defaults.maxConnectionsPerClient,
+        maxRequestsPerConnection: defaults.maxRequestsPerConnection,
+      }),
+    };
+  }
+
+  /** The connection limits written at `path`, each absent one taken from `base`. */
+  connectionLimits(path: readonly PathSegment[], given: ConnectionLimitsFile, base: ConnectionLimits): ConnectionLimits {
+    const duration = (key: 'headersTimeout' | 'idleTimeout', fallback: number): number => {
+      const value = given[key];
+      return value === undefined ? fallback : this.duration([...path, key], value, { positive: true });
+    };
+    return {
+      headersTimeoutMs: duration('headersTimeout', base.headersTimeoutMs),
+      idleTimeoutMs: duration('idleTimeout', base.idleTimeoutMs),
+      maxConnections: given.maxConnections ?? base.maxConnections,
+      maxConnectionsPerClient: given.maxConnectionsPerClient ?? base.maxConnectionsPerClient,
+      maxRequestsPerConnection: given.maxRequestsPerConnection ?? base.maxRequestsPerConnection,
+    };
+  }
+
+  listeners(file: ConfigFile, limits: ConnectionLimits): ListenerConfig[] {
+    const given: readonly ListenerFile[] = file.listeners ?? DEFAULTS.listeners;
     return given.map((listener, index) => {
-      const maxConcurrent = 'maxConcurrent' in listener ? listener.maxConcurrent : undefined;
+      const maxConcurrent = listener.maxConcurrent;
       return {
         name: listener.name,
         address: this.address(['listeners', this.fileIndex(file.listeners, index), 'address'], listener.address),
         ...(maxConcurrent === undefined ? {} : { maxConcurrent }),
+        limits: this.connectionLimits(['listeners', this.fileIndex(file.listeners, index)], listener, limits),
       };
     });
   }
@@ -351,6 +385,7 @@ class Checker {
       connectTimeoutMs: this.duration([...path, 'connectTimeout'], upstream.connectTimeout ?? DEFAULTS.upstream.connectTimeout, {
         positive: true,
       }),
+      idleTimeoutMs: this.duration([...path, 'idleTimeout'], upstream.idleTimeout ?? DEFAULTS.upstream.idleTimeout, { positive: true }),
       ...(upstream.maxConnections === undefined ? {} : { maxConnections: upstream.maxConnections }),
       ...(bulkhead ? { bulkhead } : {}),
       ...(circuitBreaker ? { circuitBreaker } : {}),

@@ -88,6 +88,53 @@ const BACKOFF_TYPES = ['none', 'fixed', 'linear', 'exponential'] as const;
 const JITTERS = ['none', 'full', 'equal', 'decorrelated'] as const;
 const LOAD_BALANCING = ['round-robin', 'least-request', 'peak-ewma'] as const;
 
+// The connection limits of a listener: set under `limits` for every listener, and under a
+// listener to override them there. Defaults are given once, under `limits`.
+function connectionLimits(withDefaults: boolean) {
+  const d = withDefaults ? DEFAULTS.limits : undefined;
+  return {
+    headersTimeout: Type.Optional(
+      Duration({
+        title: 'Request headers timeout',
+        description:
+          'A connection whose request headers are not complete this long after it opened (or after the first byte of its next request) gets 408 request_timeout and is closed. A request whose headers arrived is never cut by it.',
+        ...(d ? { default: d.headersTimeout } : {}),
+      }),
+    ),
+    idleTimeout: Type.Optional(
+      Duration({
+        title: 'Idle connection timeout',
+        description: 'A keep-alive connection with no request in progress is closed after this long.',
+        ...(d ? { default: d.idleTimeout } : {}),
+      }),
+    ),
+    maxConnections: Type.Optional(
+      Type.Integer({
+        title: 'Maximum open connections',
+        description: 'Per listener. Beyond it, a new connection is closed at once, before any byte is read.',
+        minimum: 1,
+        ...(d ? { default: d.maxConnections } : {}),
+      }),
+    ),
+    maxConnectionsPerClient: Type.Optional(
+      Type.Integer({
+        title: 'Maximum open connections per client',
+        description: 'Per listener and client IP address. Beyond it, a new connection from that address is closed at once.',
+        minimum: 1,
+        ...(d ? { default: d.maxConnectionsPerClient } : {}),
+      }),
+    ),
+    maxRequestsPerConnection: Type.Optional(
+      Type.Integer({
+        title: 'Maximum requests per connection',
+        description: '0: unlimited. Otherwise the Nth response on a connection carries Connection: close and the connection is closed after it.',
+        minimum: 0,
+        ...(d ? { default: d.maxRequestsPerConnection } : {}),
+      }),
+    ),
+  };
+}
+
 const ListenerSchema = Type.Object(
   {
     name: Name({
@@ -106,11 +153,12 @@ const ListenerSchema = Type.Object(
         minimum: 1,
       }),
     ),
+    ...connectionLimits(false),
   },
   {
     ...Strict,
     title: 'Listener',
-    description: 'A port Breakwater accepts HTTP on.',
+    description: 'A port Breakwater accepts HTTP on. The connection limits set here override those under `limits` for this listener.',
   },
 );
 
@@ -373,6 +421,14 @@ const UpstreamSchema = Type.Object(
         title: 'Maximum connections',
         description: 'Connections per endpoint. Absent: no limit.',
         minimum: 1,
+      }),
+    ),
+    idleTimeout: Type.Optional(
+      Duration({
+        title: 'Response idle timeout',
+        description:
+          'Once a response head arrived, a body from which nothing arrives for this long is cut: the connection to the endpoint and the client response are closed.',
+        default: DEFAULTS.upstream.idleTimeout,
       }),
     ),
     bulkhead: Type.Optional(BulkheadSchema),
@@ -1112,8 +1168,20 @@ export const ConfigSchema = Type.Object(
               default: DEFAULTS.limits.maxBodyBytes,
             }),
           ),
+          maxResponseHeaderBytes: Type.Optional(
+            Size({
+              title: 'Maximum response header size',
+              description: 'An upstream response whose headers are larger gets 502 upstream_invalid_response instead.',
+              default: DEFAULTS.limits.maxResponseHeaderBytes,
+            }),
+          ),
+          ...connectionLimits(true),
         },
-        { ...Strict, title: 'Limits', description: 'Request size limits on every listener.' },
+        {
+          ...Strict,
+          title: 'Limits',
+          description: 'Size limits, and the connection limits of every listener (a listener may override the connection limits).',
+        },
       ),
     ),
     upstreams: Type.Optional(

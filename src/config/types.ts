@@ -7,7 +7,7 @@ export interface Config {
   readonly telemetry: TelemetryConfig;
   readonly admin: { readonly address: Address };
   readonly shutdown: { readonly drainTimeoutMs: number };
-  readonly limits: { readonly maxHeaderBytes: number; readonly maxBodyBytes: number };
+  readonly limits: Limits;
   readonly upstreams: ReadonlyMap<string, UpstreamConfig>;
   readonly deadline: DeadlineConfig;
   readonly routes: readonly RouteConfig[];
@@ -44,11 +44,32 @@ export interface Address {
   readonly port: number;
 }
 
+/** What a listener allows one connection and its clients: `limits`, overridden per listener. */
+export interface ConnectionLimits {
+  /** Time for a request head to arrive, from the connection's start or its next request's first byte. */
+  readonly headersTimeoutMs: number;
+  /** A keep-alive connection with no request in progress is closed after this. */
+  readonly idleTimeoutMs: number;
+  readonly maxConnections: number;
+  /** Per client IP address. */
+  readonly maxConnectionsPerClient: number;
+  /** 0: unlimited. */
+  readonly maxRequestsPerConnection: number;
+}
+
+export interface Limits extends ConnectionLimits {
+  readonly maxHeaderBytes: number;
+  readonly maxBodyBytes: number;
+  readonly maxResponseHeaderBytes: number;
+}
+
 export interface ListenerConfig {
   readonly name: string;
   readonly address: Address;
   /** Load shedding for the local service: 503 bulkhead_full beyond it. Absent: no limit. */
   readonly maxConcurrent?: number;
+  /** `limits` with this listener's overrides applied. */
+  readonly limits: ConnectionLimits;
 }
 
 export type LoadBalancing = 'round-robin' | 'least-request' | 'peak-ewma';
@@ -62,6 +83,8 @@ export interface UpstreamConfig {
   readonly endpoints: readonly string[];
   readonly loadBalancing: LoadBalancing;
   readonly connectTimeoutMs: number;
+  /** Once a response head arrived, the longest wait for the next piece of its body. */
+  readonly idleTimeoutMs: number;
   /** Per endpoint. Absent: undici's default (unlimited). */
   readonly maxConnections?: number;
   readonly bulkhead?: BulkheadConfig;

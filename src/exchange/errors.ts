@@ -8,9 +8,12 @@ export const localReasons = {
   circuit_open: { status: 503, message: "the upstream's circuit breaker is open" },
   bulkhead_full: { status: 503, message: 'too many concurrent requests to this upstream' },
   upstream_unavailable: { status: 503, message: 'no connection to the upstream could be made, or it reset' },
+  upstream_invalid_response: { status: 502, message: 'the upstream sent a response that is not valid HTTP/1.1 or is over a limit' },
   fault_injected: { status: 503, message: 'fault injected by route policy' },
   payload_too_large: { status: 413, message: 'the request body is larger than the configured limit' },
   bad_request: { status: 400, message: 'malformed HTTP request' },
+  request_timeout: { status: 408, message: 'the request headers did not arrive within the headers timeout' },
+  expectation_failed: { status: 417, message: 'the only expectation Breakwater meets is Expect: 100-continue' },
   headers_too_large: { status: 431, message: 'the request headers are larger than the configured limit' },
   method_not_allowed: { status: 405, message: 'CONNECT is not proxied: Breakwater forwards HTTP requests to configured upstreams only' },
   upgrade_not_supported: { status: 501, message: 'protocol upgrades (WebSocket, h2c) are not proxied' },
@@ -58,23 +61,52 @@ const resets: Readonly<Record<string, string>> = {
   EPIPE: 'connection reset',
   UND_ERR_SOCKET: 'connection closed',
   UND_ERR_CLOSED: 'connection closed',
-  UND_ERR_HEADERS_OVERFLOW: 'response headers too large',
-  HPE_INVALID_CONSTANT: 'malformed response',
 };
+
+/**
+ * Why an upstream's response could not be used: what the HTTP/1.1 parser refused, by undici's
+ * error. Undici reports an unsolicited `100 Continue` as a socket error named "bad response".
+ */
+function invalidResponse(error: unknown, maxResponseHeaderBytes: number | undefined): string | undefined {
+  if (!(error instanceof Error)) return undefined;
+  const code = (error as { code?: unknown }).code;
+  if (code === 'UND_ERR_HEADERS_OVERFLOW') {
+    return maxResponseHeaderBytes === undefined
+      ? 'response headers over limits.maxResponseHeaderBytes'
+      : `response headers over limits.maxResponseHeaderBytes (${maxResponseHeaderBytes} bytes)`;
+  }
+  if (code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') return 'response body does not match its Content-Length';
+  if (error.name === 'HTTPParserError') {
+    // undici's message ends with llhttp's reason in brackets: "(Invalid status code)".
+    const detail = /\(([^)]+)\)\s*$/.exec(error.message)?.[1];
+    return detail === undefined ? 'malformed response' : `malformed response: ${detail.toLowerCase()}`;
+  }
+  if (code === 'UND_ERR_SOCKET' && (error.message === 'bad response' || error.message === 'bad upgrade')) return 'unexpected informational or upgrade response';
+  return undefined;
+}
 
 /**
  * Maps an error from the upstream client to a ProxyError whose message names the endpoint
  * and the cause. A connection that was never made is `connect-failure` (the request never
- * left, so even a POST may be retried); anything else that ends the exchange before a
- * response is a `reset`.
+ * left, so even a POST may be retried). A response that is not valid HTTP, or over a limit, is
+ * `502 upstream_invalid_response`; as for anything else that ends the exchange before a usable
+ * response, the attempt failed with `reset`: the connection is closed, as Envoy classifies an
+ * upstream protocol error.
  */
-export function fromUpstreamError(error: unknown, endpoint: string): ProxyError {
+export function fromUpstreamError(error: unknown, endpoint: string, maxResponseHeaderBytes?: number): ProxyError {
   if (error instanceof ProxyError) return error;
   const code = (error as { code?: unknown } | null)?.code;
   const known = typeof code === 'string' ? code : undefined;
   const connectFailure = known === undefined ? undefined : connectFailures[known];
   if (connectFailure !== undefined) {
     return new ProxyError('upstream_unavailable', { message: `could not connect to ${endpoint}: ${connectFailure}`, attemptFailure: 'connect-failure', cause: error });
+  }
+  if (known === 'UND_ERR_BODY_TIMEOUT') {
+    return new ProxyError('timeout', { message: `${endpoint} sent no part of the response body for the upstream's idleTimeout`, attemptFailure: 'timeout', cause: error });
+  }
+  const invalid = invalidResponse(error, maxResponseHeaderBytes);
+  if (invalid !== undefined) {
+    return new ProxyError('upstream_invalid_response', { message: `${endpoint} sent an invalid response: ${invalid}`, attemptFailure: 'reset', cause: error });
   }
   const cause = (known === undefined ? undefined : resets[known]) ?? known ?? (error instanceof Error ? error.message : 'unknown error');
   return new ProxyError('upstream_unavailable', { message: `${endpoint} ended the exchange before a response: ${cause}`, attemptFailure: 'reset', cause: error });

@@ -39,6 +39,8 @@ const failureByReason: Partial<Record<LocalReason, FallbackTrigger>> = {
   timeout: 'timeout',
   deadline_exceeded: 'timeout',
   upstream_unavailable: 'upstream-unavailable',
+  // An upstream that answers with something unusable is as unavailable as one that resets.
+  upstream_invalid_response: 'upstream-unavailable',
 };
 
 /**

@@ -51,3 +51,6 @@ export interface AttemptRecord {
 
 /** Told of every attempt's outcome. */
 export type AttemptObserver = (record: AttemptRecord) => void;
+
+/** Why a listener closed a connection without serving it (the `reason` label of the metric). */
+export type ConnectionRejection = 'max_connections' | 'per_client' | 'headers_timeout';

@@ -2,21 +2,26 @@
 // and drained together at shutdown.
 
 import type { Config } from '../config/types.ts';
-import { Listener, type ListenerOptions } from './listener.ts';
+import { headersCheckIntervalMs, Listener, type ListenerOptions } from './listener.ts';
 
 /** What every listener shares; the config gives each its name and limits. */
-export type ListenerSetOptions = Omit<ListenerOptions, 'name' | 'maxHeaderBytes' | 'maxConcurrent'>;
+export type ListenerSetOptions = Omit<ListenerOptions, 'name' | 'maxHeaderBytes' | 'maxConcurrent' | 'limits'>;
 
 interface RunningListener {
   readonly listener: Listener;
-  /** The settings a listener cannot change while it runs: address, header limit, concurrency limit. */
+  /**
+   * The settings a listener cannot change while it runs: address, header limit, concurrency
+   * limit, and how often Node checks request heads (which follows headersTimeout). The other
+   * connection limits change in place.
+   */
   readonly key: string;
   readonly port: number;
 }
 
 function listenerKey(config: Config, name: string): string {
   const listener = config.listeners.find((candidate) => candidate.name === name)!;
-  return `${listener.address.host}:${listener.address.port}:${config.limits.maxHeaderBytes}:${listener.maxConcurrent ?? ''}`;
+  const checkInterval = headersCheckIntervalMs(listener.limits.headersTimeoutMs);
+  return `${listener.address.host}:${listener.address.port}:${config.limits.maxHeaderBytes}:${listener.maxConcurrent ?? ''}:${checkInterval}`;
 }
 
 function closeListener(listener: Listener): Promise<void> {
@@ -44,7 +49,11 @@ export class ListenerSet {
   async reconcile(config: Config): Promise<void> {
     const wanted = new Map(config.listeners.map((listener) => [listener.name, listener]));
     for (const [name, running] of this.#running) {
-      if (wanted.has(name) && running.key === listenerKey(config, name)) continue;
+      const listenerConfig = wanted.get(name);
+      if (listenerConfig !== undefined && running.key === listenerKey(config, name)) {
+        running.listener.setLimits(listenerConfig.limits);
+        continue;
+      }
       this.#running.delete(name);
       await closeListener(running.listener);
     }
@@ -55,7 +64,9 @@ export class ListenerSet {
         name,
         maxHeaderBytes: config.limits.maxHeaderBytes,
         maxConcurrent: listenerConfig.maxConcurrent,
+        limits: listenerConfig.limits,
       });
+      this.#options.observer.listenerStarted(name);
       const port = await listener.listen(listenerConfig.address.host, listenerConfig.address.port);
       this.#running.set(name, { listener, key: listenerKey(config, name), port });
     }

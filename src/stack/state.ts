@@ -44,7 +44,14 @@ export function buildRunningState(config: Config, hash: string, previous: Runnin
   const upstreams = new Map<string, Upstream>();
   for (const [name, upstreamConfig] of config.upstreams) {
     const reuse = previous?.upstreams.get(name);
-    upstreams.set(name, new Upstream(upstreamConfig, { random: deps.random, clock: deps.clock, events: deps.events, resolve }, reuse));
+    upstreams.set(
+      name,
+      new Upstream(
+        upstreamConfig,
+        { random: deps.random, clock: deps.clock, events: deps.events, resolve, maxResponseHeaderBytes: config.limits.maxResponseHeaderBytes },
+        reuse,
+      ),
+    );
   }
   const routes: ActiveRoute[] = config.routes.map((route) => ({
     name: route.name,

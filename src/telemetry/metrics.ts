@@ -5,7 +5,7 @@
 // or ids, so the number of series stays bounded.
 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { AttemptRecord, RequestRecord } from '../exchange/record.ts';
+import type { AttemptRecord, ConnectionRejection, RequestRecord } from '../exchange/record.ts';
 import { breakwaterVersion } from '../runtime/version.ts';
 
 /** Seconds. From half a millisecond (a local hop) to 30 s (beyond any sane route timeout). */
@@ -33,6 +33,18 @@ const families = {
     name: 'breakwater_requests_in_flight',
     help: 'Client requests received and not yet finished.',
     labelNames: ['listener'],
+  },
+  connections: {
+    type: 'gauge',
+    name: 'breakwater_connections',
+    help: 'Client connections open on the listener, idle keep-alive connections included; refused connections are not counted.',
+    labelNames: ['listener'],
+  },
+  connectionsRejected: {
+    type: 'counter',
+    name: 'breakwater_connections_rejected_total',
+    help: 'Client connections closed unserved, by reason: max_connections or per_client (refused on arrival, before any byte was read), headers_timeout (the request head did not arrive within headersTimeout).',
+    labelNames: ['listener', 'reason'],
   },
   attempts: {
     type: 'counter',
@@ -92,12 +104,20 @@ export interface Metrics {
   recordAttempt(record: AttemptRecord): void;
   requestStarted(listener: string): void;
   requestFinished(listener: string): void;
+  /** Makes the listener's connection series exist at 0 before its first connection. */
+  listenerStarted(listener: string): void;
+  connectionOpened(listener: string): void;
+  connectionClosed(listener: string): void;
+  connectionRejected(listener: string, reason: ConnectionRejection): void;
   recordReload(result: ReloadResultLabel, wallTimeMs: number): void;
   /** Sets breakwater_config_info{hash} to 1 and drops the series of any previous hash. */
   setConfigInfo(hash: string): void;
   /** The Prometheus text exposition format (`registry.contentType`). */
   render(): Promise<string>;
 }
+
+/** Every reason a connection is rejected for; each listener has all three series from its start. */
+const connectionRejections: readonly ConnectionRejection[] = ['max_connections', 'per_client', 'headers_timeout'];
 
 // prom-client exports these gauges with a `_total` suffix, which Prometheus reserves for
 // counters (promtool rejects them). Each is the sum of its per-type sibling that stays
@@ -186,6 +206,7 @@ export function createMetrics(): Metrics {
   // on every call (bench: bench/micro/telemetry.bench.ts). Histograms have no batch API,
   // so they are observed per call through their cached series.
   const inFlightByListener = new Map<string, number>();
+  const connectionsByListener = new Map<string, number>();
 
   const requests = new Counter({ ...families.requests, registers: [registry], collect: (): void => flushPending(requestSeries.all) });
   const requestDuration = new Histogram({ ...families.requestDuration, registers: [registry] });
@@ -196,6 +217,18 @@ export function createMetrics(): Metrics {
     collect() {
       for (const [listener, count] of inFlightByListener) this.labels(listener).set(count);
     },
+  });
+  new Gauge({
+    ...families.connections,
+    registers: [registry],
+    collect() {
+      for (const [listener, count] of connectionsByListener) this.labels(listener).set(count);
+    },
+  });
+  const connectionsRejected = new Counter({
+    ...families.connectionsRejected,
+    registers: [registry],
+    collect: (): void => flushPending(rejectionSeries.all),
   });
   const attempts = new Counter({ ...families.attempts, registers: [registry], collect: (): void => flushPending(attemptSeries.all) });
   const attemptDuration = new Histogram({ ...families.attemptDuration, registers: [registry] });
@@ -210,6 +243,11 @@ export function createMetrics(): Metrics {
     pending: 0,
     count: requests.labels(listener, route, upstream, code, reason),
     duration: requestDuration.labels(listener, route, upstream),
+  }));
+  // listener, reason: a flood refuses connections by the thousand, so they are batched too.
+  const rejectionSeries: SeriesIndex<CountedSeries> = new SeriesIndex(([listener = '', reason = '']) => ({
+    pending: 0,
+    count: connectionsRejected.labels(listener, reason),
   }));
   // route, upstream, outcome, code
   const attemptSeries: SeriesIndex<AttemptSeries> = new SeriesIndex(([route = '', upstream = '', outcome = '', code = '']) => ({
@@ -253,6 +291,24 @@ export function createMetrics(): Metrics {
 
     requestFinished(listener) {
       inFlightByListener.set(listener, (inFlightByListener.get(listener) ?? 0) - 1);
+    },
+
+    listenerStarted(listener) {
+      if (!connectionsByListener.has(listener)) connectionsByListener.set(listener, 0);
+      // prom-client exports a labelled series only once it has been incremented.
+      for (const reason of connectionRejections) rejectionSeries.get([listener, reason]).count.inc(0);
+    },
+
+    connectionOpened(listener) {
+      connectionsByListener.set(listener, (connectionsByListener.get(listener) ?? 0) + 1);
+    },
+
+    connectionClosed(listener) {
+      connectionsByListener.set(listener, (connectionsByListener.get(listener) ?? 0) - 1);
+    },
+
+    connectionRejected(listener, reason) {
+      rejectionSeries.get([listener, reason]).pending++;
     },
 
     recordReload(result, wallTimeMs) {

@@ -34,6 +34,8 @@ export interface EndpointSetDependencies {
   readonly random: Random;
   readonly events: PolicyEvents;
   readonly resolve: Resolve;
+  /** Response heads larger than this fail the attempt (limits.maxResponseHeaderBytes). */
+  readonly maxResponseHeaderBytes: number;
 }
 
 /** One endpoint as /endpoints and the ejection gauge show it. */
@@ -126,10 +128,12 @@ export class EndpointSet {
   }
 
   /** True when this set can serve `config` as it is: same endpoints and connection settings. */
-  serves(config: UpstreamConfig): boolean {
+  serves(config: UpstreamConfig, maxResponseHeaderBytes: number): boolean {
     const current = this.#config;
     return (
       current.connectTimeoutMs === config.connectTimeoutMs &&
+      current.idleTimeoutMs === config.idleTimeoutMs &&
+      this.#deps.maxResponseHeaderBytes === maxResponseHeaderBytes &&
       current.maxConnections === config.maxConnections &&
       (current.dnsRefreshMs ?? defaultDnsRefreshMs) === (config.dnsRefreshMs ?? defaultDnsRefreshMs) &&
       current.endpoints.length === config.endpoints.length &&
@@ -349,9 +353,13 @@ export class EndpointSet {
       pool: new Pool(origin, {
         connections: config.maxConnections ?? null,
         connect: { timeout: config.connectTimeoutMs },
-        // The route timeout bounds the whole exchange; undici's own timers would only add work.
+        // The wait for a response head is the route's and the per-try timeout's business: an
+        // upstream may rightly think for a long time (a long poll) before it answers.
         headersTimeout: 0,
-        bodyTimeout: 0,
+        // Between two pieces of a body, silence means a stuck upstream whatever the route
+        // allows: the connection is given up after idleTimeout.
+        bodyTimeout: config.idleTimeoutMs,
+        maxHeaderSize: this.#deps.maxResponseHeaderBytes,
       }),
     };
   }

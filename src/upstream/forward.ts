@@ -1,6 +1,6 @@
 import type { Dispatcher } from 'undici';
 import { abortReason, onAbort } from '../exchange/cancel.ts';
-import { fromUpstreamError, type ProxyError } from '../exchange/errors.ts';
+import { fromUpstreamError, ProxyError } from '../exchange/errors.ts';
 import type { BreakerStateName } from '../exchange/events.ts';
 import type { CallScope, Handler } from '../exchange/handler.ts';
 import type { AttemptObserver, RecordedOutcome } from '../exchange/record.ts';
@@ -12,6 +12,13 @@ import type { Endpoint, Upstream } from './upstream.ts';
 type Controller = Dispatcher.DispatchController;
 
 const cancelled: RecordedOutcome = { kind: 'cancelled' };
+
+/**
+ * Informational (1xx) responses accepted before the final one. An upstream sends one or two (a
+ * 103 Early Hints, a 102 Processing now and then); a stream of them only burns CPU until the
+ * deadline, so past this many the attempt fails.
+ */
+const maxInformationalResponses = 64;
 
 export interface ForwardDeps {
   readonly clock: Clock;
@@ -36,6 +43,7 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
   readonly #trace: AttemptTrace | undefined;
   readonly #stopListening: () => void;
   #observed = false;
+  #informational = 0;
   #resolve: ((response: UpstreamResponse) => void) | null;
   #reject: ((error: ProxyError) => void) | null;
   #controller: Controller | null = null;
@@ -86,6 +94,16 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
   }
 
   onResponseStart(controller: Controller, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+    // An informational response (103 Early Hints, 102 Processing) is not the answer: it is
+    // dropped, and the final response is still to come.
+    if (statusCode < 200) {
+      this.#informational += 1;
+      if (this.#informational > maxInformationalResponses) {
+        const message = `${this.#endpoint.origin} sent an invalid response: more than ${maxInformationalResponses} informational (1xx) responses`;
+        controller.abort(new ProxyError('upstream_invalid_response', { message, attemptFailure: 'reset' }));
+      }
+      return;
+    }
     // Hold the body until someone decides where it goes.
     controller.pause();
     this.#observe({ kind: 'response', status: statusCode });
@@ -115,7 +133,7 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
 
   onResponseError(_controller: Controller, error: Error): void {
     this.#finish();
-    this.#fail(fromUpstreamError(error, this.#endpoint.origin));
+    this.#fail(fromUpstreamError(error, this.#endpoint.origin, this.#upstream.maxResponseHeaderBytes));
   }
 
   #observe(outcome: RecordedOutcome): void {

@@ -18,7 +18,11 @@ export interface UpstreamDependencies {
   readonly events?: PolicyEvents;
   /** How dns:// endpoints are resolved; default: the system's resolver. */
   readonly resolve?: Resolve;
+  /** Response heads larger than this fail the attempt (limits.maxResponseHeaderBytes); default 64 KiB. */
+  readonly maxResponseHeaderBytes?: number;
 }
+
+const defaultMaxResponseHeaderBytes = 64 * 1024;
 
 const noEvents: PolicyEvents = { emit: () => undefined };
 let systemResolve: Resolve | undefined;
@@ -43,6 +47,8 @@ export class Upstream {
   readonly config: UpstreamConfig;
   /** The endpoints with their pools; shared with the upstream of the previous config when its settings are the same. */
   readonly endpointSet: EndpointSet;
+  /** Response heads larger than this fail the attempt. */
+  readonly maxResponseHeaderBytes: number;
   readonly #pick: Pick<Endpoint>;
   readonly #clock: Clock;
 
@@ -54,7 +60,9 @@ export class Upstream {
     this.config = config;
     this.#clock = clock;
     const resolve = dependencies.resolve ?? (systemResolve ??= createResolve({ servers: [] }));
-    if (reuse !== undefined && reuse.endpointSet.resolve === resolve && reuse.endpointSet.serves(config)) {
+    const maxResponseHeaderBytes = dependencies.maxResponseHeaderBytes ?? defaultMaxResponseHeaderBytes;
+    this.maxResponseHeaderBytes = maxResponseHeaderBytes;
+    if (reuse !== undefined && reuse.endpointSet.resolve === resolve && reuse.endpointSet.serves(config, maxResponseHeaderBytes)) {
       this.endpointSet = reuse.endpointSet;
       this.endpointSet.configure(config.outlierDetection);
     } else {
@@ -65,6 +73,7 @@ export class Upstream {
           random: dependencies.random,
           events: dependencies.events ?? noEvents,
           resolve,
+          maxResponseHeaderBytes,
         },
         // The same names start from the addresses last seen, not from nothing, while they are looked up again.
         reuse?.endpointSet.addresses,
@@ -99,7 +108,7 @@ export class Upstream {
 
   /** True when `config` can be served by this upstream's pools as they are. */
   sameConnectionSettings(config: UpstreamConfig): boolean {
-    return this.endpointSet.serves(config);
+    return this.endpointSet.serves(config, this.maxResponseHeaderBytes);
   }
 
   /** The upstream's endpoints as /endpoints shows them. */

@@ -1,3 +1,4 @@
+import { connect } from 'node:net';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ephemeralAddresses, startBreakwater, type RunningBreakwater } from '../support/breakwater.ts';
@@ -63,6 +64,54 @@ routes:
     expect(statusLine(exchange.text)).toBe('HTTP/1.1 400 Bad Request');
     expect(exchange.closed).toBe(true);
     expect(upstream.requests.length).toBe(before);
+  });
+
+  it('refuses a Transfer-Encoding that does not end in chunked, never forwarding it, with one answer', async () => {
+    const before = upstream.requests.length;
+    const exchange = await rawRequest(port, 'POST /te HTTP/1.1\r\nHost: app\r\nTransfer-Encoding: gzip\r\n\r\nabc');
+    expect(statusLine(exchange.text)).toBe('HTTP/1.1 400 Bad Request');
+    expect(exchange.text).toMatch(/x-breakwater-reason: bad_request/);
+    expect(exchange.text.match(/HTTP\/1\.1 /g)).toHaveLength(1);
+    expect(exchange.closed).toBe(true);
+    expect(upstream.requests.length).toBe(before);
+  });
+
+  it('refuses an HTTP/1.1 request without Host with a reason of its own', async () => {
+    const exchange = await rawRequest(port, 'GET /no-host HTTP/1.1\r\n\r\n', 300);
+    expect(statusLine(exchange.text)).toBe('HTTP/1.1 400 Bad Request');
+    expect(exchange.text).toMatch(/x-breakwater-reason: bad_request/);
+    expect(exchange.text).toMatch(/an HTTP\/1\.1 request needs a Host header/);
+  });
+
+  it('answers an expectation other than 100-continue with 417 and a reason', async () => {
+    const before = upstream.requests.length;
+    const exchange = await rawRequest(port, 'GET /expect HTTP/1.1\r\nHost: app\r\nExpect: something-else\r\n\r\n', 300);
+    expect(statusLine(exchange.text)).toBe('HTTP/1.1 417 Expectation Failed');
+    expect(exchange.text).toMatch(/x-breakwater-reason: expectation_failed/);
+    expect(upstream.requests.length).toBe(before);
+  });
+
+  it('says 100 Continue only to a request it forwards: a body it would refuse is never asked for', async () => {
+    const refused = await rawRequest(port, 'POST /upload HTTP/1.1\r\nHost: app\r\nExpect: 100-continue\r\nContent-Length: 2048\r\n\r\n', 300);
+    expect(statusLine(refused.text)).toBe('HTTP/1.1 413 Payload Too Large');
+
+    const accepted = await rawRequest(port, 'POST /upload HTTP/1.1\r\nHost: app\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n', 300);
+    expect(statusLine(accepted.text)).toBe('HTTP/1.1 100 Continue');
+  });
+
+  it('answers a request once, even when the client gives up on a body it had announced', async () => {
+    // Answered before its body arrived (a 504 when the caller's 50 ms run out); then the client closes
+    // its side without sending the 5 bytes it announced.
+    const socket = connect(port, '127.0.0.1');
+    let text = '';
+    socket.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));
+    const closed = new Promise((resolve) => socket.once('close', resolve));
+    socket.write('POST /budget HTTP/1.1\r\nHost: app\r\nx-request-timeout-ms: 50\r\nContent-Length: 5\r\n\r\n');
+    await expect.poll(() => text).toMatch(/\r\n\r\n\{.*\}$/);
+    socket.end();
+    await closed;
+
+    expect(text.match(/HTTP\/1\.1 \d{3} /g)).toEqual(['HTTP/1.1 504 ']);
   });
 
   it('answers 413 when Content-Length is over the body limit, without dialling the upstream', async () => {

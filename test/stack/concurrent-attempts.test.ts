@@ -48,7 +48,10 @@ describe('two attempts of one request in flight', () => {
       res.on('close', () => (entry.closed = true));
       held.set(String(req.headers['x-breakwater-attempt']), entry);
     });
-    target = new Upstream({ name: 'catalog', endpoints: [server.origin], loadBalancing: 'round-robin', connectTimeoutMs: 1_000 }, systemRandom);
+    target = new Upstream(
+      { name: 'catalog', endpoints: [server.origin], loadBalancing: 'round-robin', connectTimeoutMs: 1_000, idleTimeoutMs: 60_000 },
+      systemRandom,
+    );
 
     const clock = new FakeClock(1_000);
     const events: PolicyEvent[] = [];
@@ -113,7 +116,10 @@ describe('two attempts of one request in flight', () => {
   it("ends every attempt when the request's own scope ends", async () => {
     const held: ServerResponse[] = [];
     server = await startUpstream((_req, res) => held.push(res));
-    target = new Upstream({ name: 'catalog', endpoints: [server.origin], loadBalancing: 'round-robin', connectTimeoutMs: 1_000 }, systemRandom);
+    target = new Upstream(
+      { name: 'catalog', endpoints: [server.origin], loadBalancing: 'round-robin', connectTimeoutMs: 1_000, idleTimeoutMs: 60_000 },
+      systemRandom,
+    );
     const clock = new FakeClock(1_000);
     const handler = forwardTo(target, { clock, observe: () => undefined, deadlineHeader: 'x-request-timeout-ms' });
     const request = proxyRequest({ upstream: 'catalog', headers: ['host', 'catalog'], deadlineAt: 31_000 });

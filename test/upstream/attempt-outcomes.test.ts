@@ -36,6 +36,7 @@ async function setUp(clock: FakeClock, events: PolicyEvent[]) {
     endpoints: servers.map((server) => server.origin),
     loadBalancing: 'round-robin',
     connectTimeoutMs: 1_000,
+    idleTimeoutMs: 60_000,
     // One failure ejects: any outcome that counts shows at once.
     outlierDetection: {
       consecutiveFailures: 1,

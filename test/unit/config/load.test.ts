@@ -29,14 +29,21 @@ describe('defaults', () => {
   it('fills in every top-level section the file leaves out', () => {
     const config = valid(minimal);
 
+    const connectionLimits = {
+      headersTimeoutMs: 10_000,
+      idleTimeoutMs: 60_000,
+      maxConnections: 10_000,
+      maxConnectionsPerClient: 1000,
+      maxRequestsPerConnection: 0,
+    };
     expect(config.listeners).toEqual([
-      { name: 'outbound', address: { host: '127.0.0.1', port: 15001 } },
-      { name: 'inbound', address: { host: '0.0.0.0', port: 15006 } },
+      { name: 'outbound', address: { host: '127.0.0.1', port: 15001 }, limits: connectionLimits },
+      { name: 'inbound', address: { host: '0.0.0.0', port: 15006 }, limits: connectionLimits },
     ]);
     expect(config.telemetry).toEqual({ address: { host: '0.0.0.0', port: 15020 }, appProbes: {} });
     expect(config.admin).toEqual({ address: { host: '127.0.0.1', port: 15000 } });
     expect(config.shutdown).toEqual({ drainTimeoutMs: 20_000 });
-    expect(config.limits).toEqual({ maxHeaderBytes: 16 * 1024, maxBodyBytes: 0 });
+    expect(config.limits).toEqual({ maxHeaderBytes: 16 * 1024, maxBodyBytes: 0, maxResponseHeaderBytes: 64 * 1024, ...connectionLimits });
     expect(config.deadline).toEqual({
       header: 'x-request-timeout-ms',
       accept: ['x-request-timeout-ms', 'grpc-timeout', 'x-envoy-expected-rq-timeout-ms'],
@@ -50,13 +57,14 @@ describe('defaults', () => {
     expect(route).toEqual({ name: 'api', listener: 'outbound', match: {}, upstream: 'api', timeoutMs: 15_000 });
   });
 
-  it('gives an upstream round-robin, a 1s connect timeout, and no bulkhead or breaker', () => {
+  it('gives an upstream round-robin, a 1s connect timeout, a 60s idle timeout, and no bulkhead or breaker', () => {
     expect(valid(minimal).upstreams.get('api')).toEqual({
       name: 'api',
       endpoints: ['http://api:8080'],
       loadBalancing: 'round-robin',
       connectTimeoutMs: 1000,
       dnsRefreshMs: 5000,
+      idleTimeoutMs: 60_000,
     });
   });
 
@@ -116,21 +124,54 @@ routes:
   });
 });
 
+describe('connection limits', () => {
+  it('give a listener the global limits, with only the keys it sets replaced', () => {
+    const config = valid(`
+limits: {headersTimeout: 5s, maxConnectionsPerClient: 100}
+listeners:
+  - {name: outbound, address: 127.0.0.1:15001}
+  - {name: inbound, address: 0.0.0.0:15006, maxConnectionsPerClient: 20, idleTimeout: 90s}
+upstreams:
+  api: {endpoints: [http://api:8080]}
+routes:
+  - {name: api, upstream: api}
+`);
+
+    expect(config.listeners.map((listener) => listener.limits)).toEqual([
+      { headersTimeoutMs: 5000, idleTimeoutMs: 60_000, maxConnections: 10_000, maxConnectionsPerClient: 100, maxRequestsPerConnection: 0 },
+      { headersTimeoutMs: 5000, idleTimeoutMs: 90_000, maxConnections: 10_000, maxConnectionsPerClient: 20, maxRequestsPerConnection: 0 },
+    ]);
+  });
+});
+
 describe('the effective config of a file that sets every key', () => {
   it('converts units, lower-cases names and keeps every value', async () => {
     const text = await readFile(new URL('../../fixtures/config/valid/every-key.yaml', import.meta.url), 'utf8');
     const config = valid(text);
 
+    const globalLimits = {
+      headersTimeoutMs: 20_000,
+      idleTimeoutMs: 120_000,
+      maxConnections: 20_000,
+      maxConnectionsPerClient: 2000,
+      maxRequestsPerConnection: 100,
+    };
     expect(config.listeners).toEqual([
-      { name: 'outbound', address: { host: '127.0.0.1', port: 25001 } },
-      { name: 'inbound', address: { host: '::', port: 25006 }, maxConcurrent: 200 },
-      { name: 'egress-admin', address: { host: '::1', port: 25007 } },
+      { name: 'outbound', address: { host: '127.0.0.1', port: 25001 }, limits: globalLimits },
+      {
+        name: 'inbound',
+        address: { host: '::', port: 25006 },
+        maxConcurrent: 200,
+        // The listener's own limits replace the global ones, key by key.
+        limits: { headersTimeoutMs: 5000, idleTimeoutMs: 30_000, maxConnections: 4096, maxConnectionsPerClient: 256, maxRequestsPerConnection: 1000 },
+      },
+      { name: 'egress-admin', address: { host: '::1', port: 25007 }, limits: globalLimits },
     ]);
     expect(config.telemetry.address).toEqual({ host: '127.0.0.1', port: 25020 });
     // A non-loopback admin address written in the file is taken as the explicit choice it is.
     expect(config.admin.address).toEqual({ host: '10.0.0.5', port: 25000 });
     expect(config.shutdown.drainTimeoutMs).toBe(45_000);
-    expect(config.limits).toEqual({ maxHeaderBytes: 32 * 1024, maxBodyBytes: 10_000_000 });
+    expect(config.limits).toEqual({ maxHeaderBytes: 32 * 1024, maxBodyBytes: 10_000_000, maxResponseHeaderBytes: 128 * 1024, ...globalLimits });
     expect(config.deadline).toEqual({ header: 'x-deadline-ms', accept: ['x-deadline-ms', 'grpc-timeout'], maxInboundMs: 120_000 });
     expect([...config.upstreams.keys()]).toEqual(['payments', 'payments-dr', 'payments-headless']);
     expect(config.upstreams.get('payments')).toEqual({
@@ -138,6 +179,7 @@ describe('the effective config of a file that sets every key', () => {
       endpoints: ['http://payments-0:8080', 'http://user:secret@payments-1:8080'],
       loadBalancing: 'least-request',
       connectTimeoutMs: 250,
+      idleTimeoutMs: 30_000,
       maxConnections: 128,
       bulkhead: { maxConcurrent: 50, maxQueued: 20, queueTimeoutMs: 100 },
       circuitBreaker: {

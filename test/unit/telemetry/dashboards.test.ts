@@ -275,7 +275,7 @@ describe('exported metric families', () => {
 });
 
 describe('alert rules file', () => {
-  it('is a plain Prometheus rule file, one group per resilience pattern of the contract', () => {
+  it('is a plain Prometheus rule file, one group per resilience pattern of the contract, and one for connection limits', () => {
     expect(Object.keys(rules)).toEqual(['groups']);
     expect(rules.groups.map((group) => group.name)).toEqual([
       'breakwater-timeouts',
@@ -288,6 +288,7 @@ describe('alert rules file', () => {
       'breakwater-stores',
       'breakwater-endpoints',
       'breakwater-config',
+      'breakwater-connections',
     ]);
     for (const group of rules.groups) expect(group.rules.length, group.name).toBeGreaterThan(0);
   });

@@ -31,6 +31,36 @@ async function value(metrics: Metrics, name: string, labels: Record<string, stri
 
 const charge = requestRecord();
 
+describe('connection metrics', () => {
+  it('has every series of a listener at 0 from its start', async () => {
+    const metrics = createMetrics();
+
+    metrics.listenerStarted('inbound');
+
+    expect(await value(metrics, 'breakwater_connections', { listener: 'inbound' })).toBe(0);
+    for (const reason of ['max_connections', 'per_client', 'headers_timeout']) {
+      expect(await value(metrics, 'breakwater_connections_rejected_total', { listener: 'inbound', reason })).toBe(0);
+    }
+  });
+
+  it('gauges the open connections and counts the rejected ones by reason', async () => {
+    const metrics = createMetrics();
+    metrics.listenerStarted('inbound');
+
+    metrics.connectionOpened('inbound');
+    metrics.connectionOpened('inbound');
+    metrics.connectionClosed('inbound');
+    metrics.connectionRejected('inbound', 'per_client');
+    metrics.connectionRejected('inbound', 'per_client');
+    metrics.connectionRejected('inbound', 'headers_timeout');
+
+    expect(await value(metrics, 'breakwater_connections', { listener: 'inbound' })).toBe(1);
+    expect(await value(metrics, 'breakwater_connections_rejected_total', { listener: 'inbound', reason: 'per_client' })).toBe(2);
+    expect(await value(metrics, 'breakwater_connections_rejected_total', { listener: 'inbound', reason: 'headers_timeout' })).toBe(1);
+    expect(await value(metrics, 'breakwater_connections_rejected_total', { listener: 'inbound', reason: 'max_connections' })).toBe(0);
+  });
+});
+
 describe('request metrics', () => {
   it('counts a finished request under its listener, route, upstream and status', async () => {
     const metrics = createMetrics();
