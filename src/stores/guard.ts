@@ -1,12 +1,29 @@
 // What every store kind shares around its own atomic steps: the per-operation timeout, the
 // checks of what callers pass, the events telemetry turns into metrics, the health `GET /stores`
-// shows, and the closed state. A kind implements only RecordBackend.
+// shows, and the closed state. A kind implements only RecordBackend (and its LogBackend).
 
 import type { Clock } from '../runtime/clock.ts';
+import {
+  LogIds,
+  MAX_LOG_TRIM,
+  decodeLogEntry,
+  encodeLogEntry,
+  encodeMeta,
+  entryProblem,
+  isLogId,
+  queryProblem,
+  rangeOf,
+  streamProblem,
+  trimBound,
+  trimProblem,
+} from './log.ts';
+import type { EncodedLogEntry, LogRange, RawLogEntry } from './log.ts';
 import { decodeRecord, encodeRecord, keyProblem, newToken, ttlProblem } from './records.ts';
 import type { EncodedRecord, RawRecord } from './records.ts';
 import { StoreError } from './store.ts';
 import type {
+  LogEntry,
+  LogStore,
   RecordStore,
   RecordValue,
   Store,
@@ -28,11 +45,27 @@ export interface RecordBackend {
   /** Deletes the live record under `key` if it carries `token`. */
   release(key: string, token: string): Promise<boolean>;
   get(key: string): Promise<RawRecord | undefined>;
+  /** The log steps of this kind. */
+  readonly log: LogBackend;
   /** The StoreError code for a failure this kind threw. */
   classify(error: unknown): StoreErrorCode;
   /** Work the store does by itself every `intervalMs` (a sweep of expired records), until closed. */
   readonly periodic?: { readonly operation: StoreOperation; readonly intervalMs: number; run(): void };
   close(): Promise<void>;
+}
+
+/** The log steps of one store kind, on entries and queries already checked and encoded. */
+export interface LogBackend {
+  /** Writes `entry` unless its partition holds `maxEntries` already; false when it does. */
+  append(stream: string, entry: EncodedLogEntry, maxEntries: number): Promise<boolean>;
+  /** Entries in `range` without their bodies, and where the next page starts when the look stopped early. */
+  list(stream: string, range: LogRange): Promise<{ entries: RawLogEntry[]; next?: string }>;
+  get(stream: string, id: string): Promise<RawLogEntry | undefined>;
+  update(stream: string, id: string, meta: string): Promise<boolean>;
+  remove(stream: string, id: string): Promise<boolean>;
+  stats(stream: string): Promise<{ partition: string; entries: number; oldest?: number }[]>;
+  /** Deletes up to `max` of the partition's entries with ids below `below` or beyond the newest `keep`. */
+  trim(stream: string, partition: string, bounds: { below?: string; keep?: number }, max: number): Promise<number>;
 }
 
 // Failures that say the store could not be reached; others (a refused value, a server's own
@@ -102,7 +135,9 @@ export class GuardedStore implements Store {
   readonly name: string;
   readonly kind: StoreKind;
   readonly records: RecordStore;
+  readonly log: LogStore;
   readonly #options: GuardedStoreOptions;
+  readonly #ids = new LogIds();
   #closing: Promise<void> | undefined;
   #cancelPeriodic: (() => void) | undefined;
 
@@ -130,6 +165,7 @@ export class GuardedStore implements Store {
           return raw === undefined ? undefined : this.#decode('get', raw);
         }),
     };
+    this.log = this.#logStore(backend.log);
     const periodic = backend.periodic;
     if (periodic !== undefined) {
       const schedule = (): void => {
@@ -182,6 +218,78 @@ export class GuardedStore implements Store {
         if (late.taken) this.#options.backend.release(key, late.token).catch(() => undefined);
       },
     );
+  }
+
+  #logStore(log: LogBackend): LogStore {
+    const checked = (operation: StoreOperation, problem: string | undefined): void => {
+      if (problem !== undefined) throw new StoreError('invalid', `store "${this.name}": ${problem}`, { store: this.name, operation });
+    };
+    const checkId = (operation: StoreOperation, stream: string, id: string): void => {
+      checked(operation, streamProblem(stream) ?? (isLogId(id) ? undefined : `"${String(id)}" is not an entry id`));
+    };
+    return {
+      append: (stream, entry, maxEntries) =>
+        this.#run('append', async () => {
+          checked('append', streamProblem(stream) ?? entryProblem(entry, maxEntries));
+          const time = this.#options.clock.wallNow();
+          const id = this.#ids.next(time);
+          let encoded: EncodedLogEntry;
+          try {
+            encoded = encodeLogEntry(id, time, entry);
+          } catch (cause) {
+            throw new StoreError('invalid', `store "${this.name}": ${cause instanceof Error ? cause.message : String(cause)}`, { store: this.name, operation: 'append', cause });
+          }
+          return (await log.append(stream, encoded, maxEntries)) ? { appended: true as const, id, time } : { appended: false as const, reason: 'full' as const };
+        }),
+      list: (stream, query) =>
+        this.#run('list', async () => {
+          checked('list', streamProblem(stream) ?? queryProblem(query));
+          const page = await log.list(stream, rangeOf(query));
+          const entries = page.entries.map((raw) => this.#decodeEntry('list', raw));
+          return page.next === undefined ? { entries } : { entries, next: page.next };
+        }),
+      get: (stream, id) =>
+        this.#run('read', async () => {
+          checkId('read', stream, id);
+          const raw = await log.get(stream, id);
+          return raw === undefined ? undefined : this.#decodeEntry('read', raw);
+        }),
+      update: (stream, id, meta) =>
+        this.#run('update', async () => {
+          checkId('update', stream, id);
+          let text: string;
+          try {
+            text = encodeMeta(meta);
+          } catch (cause) {
+            throw new StoreError('invalid', `store "${this.name}": ${cause instanceof Error ? cause.message : String(cause)}`, { store: this.name, operation: 'update', cause });
+          }
+          return log.update(stream, id, text);
+        }),
+      remove: (stream, id) =>
+        this.#run('remove', async () => {
+          checkId('remove', stream, id);
+          return log.remove(stream, id);
+        }),
+      stats: (stream) =>
+        this.#run('stats', async () => {
+          checked('stats', streamProblem(stream));
+          return log.stats(stream);
+        }),
+      trim: (stream, partition, bounds) =>
+        this.#run('trim', async () => {
+          checked('trim', streamProblem(stream) ?? trimProblem(partition, bounds));
+          const below = trimBound(bounds.before);
+          return log.trim(stream, partition, { ...(below === undefined ? {} : { below }), ...(bounds.keep === undefined ? {} : { keep: bounds.keep }) }, MAX_LOG_TRIM);
+        }),
+    };
+  }
+
+  #decodeEntry(operation: StoreOperation, raw: RawLogEntry): LogEntry {
+    try {
+      return decodeLogEntry(raw);
+    } catch (cause) {
+      throw new StoreError('failed', `store "${this.name}" holds a log entry that is not valid JSON`, { store: this.name, operation, cause });
+    }
   }
 
   #check(operation: StoreOperation, key: string, ttlMs?: number): void {
