@@ -28,6 +28,7 @@ import type {
   FailureKind,
   FaultConfig,
   IdempotencyConfig,
+  DeadLetterConfig,
   ListenerConfig,
   LoadBalancing,
   RetryCondition,
@@ -102,6 +103,7 @@ type BreakerFile = NonNullable<UpstreamFile['circuitBreaker']>;
 type RetryFile = NonNullable<RouteFile['retry']>;
 type FallbackFile = NonNullable<RouteFile['fallback']>;
 type IdempotencyFile = NonNullable<RouteFile['idempotency']>;
+type DeadLetterFile = NonNullable<RouteFile['deadLetter']>;
 type FaultFile = NonNullable<RouteFile['fault']>;
 type MatchFile = NonNullable<RouteFile['match']>;
 type StoreFile = NonNullable<ConfigFile['stores']>[string];
@@ -410,6 +412,7 @@ class Checker {
     const retry = route.retry && this.retry([...path, 'retry'], route.retry);
     const fallback = route.fallback && this.fallback([...path, 'fallback'], route.fallback, upstreams);
     const fault = route.fault && this.fault([...path, 'fault'], route.fault);
+    const deadLetter = route.deadLetter && this.deadLetter([...path, 'deadLetter'], route.deadLetter, stores);
     return {
       name: route.name,
       listener,
@@ -421,6 +424,7 @@ class Checker {
       ...(retry ? { retry } : {}),
       ...(fallback ? { fallback } : {}),
       ...(fault ? { fault } : {}),
+      ...(deadLetter ? { deadLetter } : {}),
     };
   }
 
@@ -471,6 +475,21 @@ class Checker {
       maxRequestBytes: this.size([...path, 'maxRequestBytes'], idempotency.maxRequestBytes ?? DEFAULTS.idempotency.maxRequestBytes),
       onStoreError: idempotency.onStoreError ?? DEFAULTS.idempotency.onStoreError,
       whileInProgress: idempotency.whileInProgress ?? DEFAULTS.idempotency.whileInProgress,
+    };
+  }
+
+  deadLetter(path: readonly PathSegment[], deadLetter: DeadLetterFile, stores: KnownNames): DeadLetterConfig {
+    const store = deadLetter.store ?? DEFAULTS.deadLetter.store;
+    if (stores !== 'any' && !stores.has(store) && !this.#context.broken([...path, 'store'])) {
+      this.#report([...path, 'store'], `unknown store "${store}"${didYouMean(store, stores)}`);
+    }
+    return {
+      store,
+      on: (deadLetter.on ?? DEFAULTS.deadLetter.on) as readonly FallbackTrigger[],
+      maxBodyBytes: this.size([...path, 'maxBodyBytes'], deadLetter.maxBodyBytes ?? DEFAULTS.deadLetter.maxBodyBytes),
+      retentionMs: this.duration([...path, 'retention'], deadLetter.retention ?? DEFAULTS.deadLetter.retention, { positive: true }),
+      maxEntries: deadLetter.maxEntries ?? DEFAULTS.deadLetter.maxEntries,
+      keepHeaders: [...new Set((deadLetter.keepHeaders ?? DEFAULTS.deadLetter.keepHeaders).map((name) => name.toLowerCase()))],
     };
   }
 

@@ -108,6 +108,18 @@ export interface RouteConfig {
   readonly retry?: RetryConfig;
   readonly fallback?: FallbackConfig;
   readonly fault?: FaultConfig;
+  readonly deadLetter?: DeadLetterConfig;
+}
+
+export interface DeadLetterConfig {
+  /** A name of `stores`. */
+  readonly store: string;
+  readonly on: readonly FallbackTrigger[];
+  readonly maxBodyBytes: number;
+  readonly retentionMs: number;
+  readonly maxEntries: number;
+  /** Lower-cased credential headers kept in dead letters. */
+  readonly keepHeaders: readonly string[];
 }
 
 export interface IdempotencyConfig {
