@@ -26,6 +26,15 @@ export type FallbackKind = 'stale' | 'upstream' | 'static';
  */
 export type IdempotencyResult = 'first' | 'replayed' | 'conflict' | 'mismatch' | 'missing' | 'store_error' | 'bypassed';
 
+/**
+ * Why a dead letter was not kept: its route already holds `maxEntries` (full), the store failed
+ * or could not keep up (store_error), or the store refused an entry that size (too_large).
+ */
+export type DeadLetterDrop = 'full' | 'store_error' | 'too_large';
+
+/** How a replay of a dead letter ended: delivered (the entry is gone) or not (it stays). */
+export type DeadLetterReplayResult = 'success' | 'failure';
+
 export type PolicyEvent =
   | { readonly type: 'retry'; readonly route: string; readonly upstream: string; readonly attempt: number; readonly delayMs: number; readonly trigger: RetryTrigger }
   | { readonly type: 'retry-give-up'; readonly route: string; readonly upstream: string; readonly reason: GiveUpReason }
@@ -37,7 +46,11 @@ export type PolicyEvent =
   | { readonly type: 'bulkhead-rejected'; readonly upstream: string; readonly route: string; readonly reason: 'full' | 'queue-timeout' | 'deadline' }
   | { readonly type: 'fallback'; readonly route: string; readonly kind: FallbackKind; readonly result: 'success' | 'failure' }
   | { readonly type: 'fault-injected'; readonly route: string; readonly kind: 'delay' | 'abort' }
-  | { readonly type: 'idempotency'; readonly route: string; readonly result: IdempotencyResult };
+  | { readonly type: 'idempotency'; readonly route: string; readonly result: IdempotencyResult }
+  /** A dead letter was kept; `reason` is the reply's reason, or the upstream's status. */
+  | { readonly type: 'dead-letter'; readonly route: string; readonly reason: string }
+  | { readonly type: 'dead-letter-dropped'; readonly route: string; readonly cause: DeadLetterDrop; readonly detail: string }
+  | { readonly type: 'dead-letter-replay'; readonly route: string; readonly result: DeadLetterReplayResult };
 
 /** What an event needs of the request it happened to: its trace, to record the event on (a ProxyRequest is one). */
 export interface EventSubject {

@@ -28,6 +28,8 @@ export interface ProxyRequest {
   attempts: number;
   /** The request's trace; undefined while tracing is off. */
   readonly trace?: RequestTrace | undefined;
+  /** Set when the request is the replay of a dead letter: that dead letter's id. */
+  readonly replayOf?: string | undefined;
 }
 
 /**

@@ -33,7 +33,12 @@ export function spanEvent(event: PolicyEvent): [string, Attributes] | undefined 
       return ['breakwater.fault.injected', { 'breakwater.fault.kind': event.kind }];
     case 'idempotency':
       return ['breakwater.idempotency', { 'breakwater.idempotency.result': event.result }];
+    // Breaker transitions belong to no request; dead letters are written and replayed after
+    // their request's span has ended.
     case 'breaker-transition':
+    case 'dead-letter':
+    case 'dead-letter-dropped':
+    case 'dead-letter-replay':
       return undefined;
     default: {
       const unknown: never = event;
