@@ -1,9 +1,10 @@
-// The `breakwater` command: run | validate | version.
+// The `breakwater` command: run | validate | version | dlq.
 
 import { parseArgs } from 'node:util';
 import { allProblems, formatProblem, loadConfigFile } from '../config/load.ts';
 import type { ConfigProblem } from '../config/load.ts';
 import { breakwaterVersion } from '../runtime/version.ts';
+import { DLQ_USAGE } from './dlq.ts';
 
 const DEFAULT_CONFIG_PATH = 'config/breakwater.yaml';
 
@@ -14,7 +15,7 @@ const USAGE = `Usage:
   breakwater validate FILE...      check config files; one line per problem, exit 1 if any
                                    error (warnings alone exit 0)
   breakwater version               print the version
-`;
+${DLQ_USAGE}`;
 
 /** Where the command's output goes; tests and embedders can pass their own. */
 export interface CliIo {
@@ -38,6 +39,8 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
         return await run(rest, io);
       case 'validate':
         return await validate(rest, io);
+      case 'dlq':
+        return await (await import('./dlq.ts')).dlq(rest, io);
       case 'version':
         parseArgs({ args: [...rest], options: {}, allowPositionals: false });
         io.stdout(`${breakwaterVersion}\n`);

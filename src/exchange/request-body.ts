@@ -85,8 +85,8 @@ export function bufferBody(request: ProxyRequest, source: Readable, limit: numbe
 export type CapturedBody =
   /** The whole body, within the limit. */
   | { readonly kind: 'whole'; readonly bytes: Buffer }
-  /** Larger than the limit: no copy kept. `size` is the declared length, or the bytes seen by then. */
-  | { readonly kind: 'too-large'; readonly size: number }
+  /** Larger than the limit: no copy kept. `size` is the declared length; null when none was declared. */
+  | { readonly kind: 'too-large'; readonly size: number | null }
   /** The body failed or was cut off before its end: what was kept is not the request. */
   | { readonly kind: 'cut'; readonly size: number };
 
@@ -140,7 +140,7 @@ export class BodyCapture {
    * limit, so the client's connection is drained as it would be without the copy.
    */
   settle(): Promise<CapturedBody> {
-    if (this.#chunks === null) this.#finish({ kind: 'too-large', size: this.#declared ?? this.#seen });
+    if (this.#chunks === null) this.#finish({ kind: 'too-large', size: this.#declared ?? null });
     const source = this.#source;
     if (!this.#started) {
       if (source.destroyed && !source.readableEnded) this.#finish(this.#cut());
@@ -158,7 +158,7 @@ export class BodyCapture {
   /** The copy is not needed: it is dropped, and the body streams on untouched. */
   release(): void {
     this.#chunks = null;
-    this.#outcome ??= { kind: 'too-large', size: this.#seen };
+    this.#outcome ??= { kind: 'too-large', size: null };
   }
 
   #cut(): CapturedBody {
@@ -176,7 +176,7 @@ export class BodyCapture {
     });
     source.once('end', () => {
       const chunks = this.#chunks;
-      this.#finish(chunks === null ? { kind: 'too-large', size: this.#seen } : { kind: 'whole', bytes: Buffer.concat(chunks, this.#seen) });
+      this.#finish(chunks === null ? { kind: 'too-large', size: this.#declared ?? this.#seen } : { kind: 'whole', bytes: Buffer.concat(chunks, this.#seen) });
       if (intoStream) stream.push(null);
     });
     source.on('error', (error) => {
@@ -197,7 +197,7 @@ export class BodyCapture {
     }
     this.#chunks = null;
     // Someone waits for the copy: past the limit is all there is to know.
-    if (this.#waiting !== undefined) this.#finish({ kind: 'too-large', size: this.#declared ?? this.#seen });
+    if (this.#waiting !== undefined) this.#finish({ kind: 'too-large', size: this.#declared ?? null });
   }
 
   #finish(outcome: CapturedBody): void {
