@@ -5,10 +5,33 @@ import { createServer } from 'node:http';
 //   GET /anything          200 with a JSON echo of the request
 //   GET /slow?ms=3000      answers after the given delay (try it against a route timeout)
 //   GET /status/503        answers with that status
+//   POST /charges          201 with a new charge id each time it is reached (ch_1, ch_2, ...),
+//                          so a replay from Breakwater's idempotency store shows as a repeated id
 
 export function startDemoUpstream(port: number, host = '127.0.0.1'): Promise<() => Promise<void>> {
+  let charges = 0;
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://demo');
+    if (req.method === 'POST' && url.pathname === '/charges') {
+      const chunks: Buffer[] = [];
+      req.on('data', (chunk: Buffer) => chunks.push(chunk));
+      req.on('end', () => {
+        charges += 1;
+        const body = JSON.stringify(
+          {
+            service: 'demo',
+            charge: `ch_${charges}`,
+            received: Buffer.concat(chunks).toString(),
+            idempotencyKey: req.headers['idempotency-key'],
+          },
+          null,
+          2,
+        );
+        res.writeHead(201, { 'content-type': 'application/json' });
+        res.end(`${body}\n`);
+      });
+      return;
+    }
     const status = /^\/status\/(\d{3})$/.exec(url.pathname);
     const delayMs = url.pathname === '/slow' ? Number(url.searchParams.get('ms') ?? '3000') : 0;
     setTimeout(() => {

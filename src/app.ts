@@ -87,6 +87,7 @@ export class Breakwater {
       createPolicyMetrics(this.metrics.registry, {
         breakers: () => this.#registries.breakers.snapshot(this.clock.now()),
         bulkheads: () => this.#registries.bulkheads.snapshot(),
+        adaptiveTimeouts: () => this.#registries.latencies.adaptiveTimeouts(this.clock.now()),
         deadLetters: () => this.#deadLetters.depths(),
       }),
       logPolicyEvents(this.logger),
@@ -148,6 +149,7 @@ export class Breakwater {
         state: () => this.#state,
         servers: () => this.#servers,
         breakers: this.#registries.breakers,
+        latencies: this.#registries.latencies,
         stores: this.#stores,
         clock: this.clock,
         reload: () => this.reload(),

@@ -72,6 +72,17 @@ export const DEFAULTS = deepFreeze({
     on: ['circuit-open', 'bulkhead-full', 'timeout', 'upstream-unavailable'],
   },
   fallbackResponse: { headers: {}, body: '' },
+  // A percentile of a few latencies is noise: until a window holds this many, the bound is max.
+  latencyPercentile: { min: '1ms', minSamples: 100, window: '60s' },
+  // Headroom above the percentile, so that an attempt is cut only when it is clearly slower.
+  adaptiveTimeout: { multiplier: 1.5 },
+  hedge: {
+    // "The Tail at Scale" hedges at the percentile itself: a hedge for the slowest share.
+    multiplier: 1,
+    maxAttempts: 2,
+    // About the 5% extra load the paper's hedging costs, with a floor for quiet routes.
+    budget: { ratio: 0.05, minPerSecond: 5, window: '10s' },
+  },
   idempotency: {
     store: 'default',
     header: 'idempotency-key',

@@ -27,8 +27,10 @@ import type {
   FallbackTrigger,
   FailureKind,
   FaultConfig,
+  HedgeConfig,
   IdempotencyConfig,
   DeadLetterConfig,
+  LatencyPercentileConfig,
   ListenerConfig,
   LoadBalancing,
   RetryCondition,
@@ -104,6 +106,8 @@ type RetryFile = NonNullable<RouteFile['retry']>;
 type FallbackFile = NonNullable<RouteFile['fallback']>;
 type IdempotencyFile = NonNullable<RouteFile['idempotency']>;
 type DeadLetterFile = NonNullable<RouteFile['deadLetter']>;
+type HedgeFile = NonNullable<RouteFile['hedge']>;
+type LatencyPercentileFile = Extract<HedgeFile['delay'], object>;
 type FaultFile = NonNullable<RouteFile['fault']>;
 type MatchFile = NonNullable<RouteFile['match']>;
 type StoreFile = NonNullable<ConfigFile['stores']>[string];
@@ -410,6 +414,7 @@ class Checker {
     const circuitBreaker = route.circuitBreaker && this.circuitBreaker([...path, 'circuitBreaker'], route.circuitBreaker);
     const idempotency = route.idempotency && this.idempotency([...path, 'idempotency'], route.idempotency, stores);
     const retry = route.retry && this.retry([...path, 'retry'], route.retry);
+    const hedge = route.hedge && this.hedge([...path, 'hedge'], route.hedge);
     const fallback = route.fallback && this.fallback([...path, 'fallback'], route.fallback, upstreams);
     const fault = route.fault && this.fault([...path, 'fault'], route.fault);
     const deadLetter = route.deadLetter && this.deadLetter([...path, 'deadLetter'], route.deadLetter, stores);
@@ -422,6 +427,7 @@ class Checker {
       ...(circuitBreaker ? { circuitBreaker } : {}),
       ...(idempotency ? { idempotency } : {}),
       ...(retry ? { retry } : {}),
+      ...(hedge ? { hedge } : {}),
       ...(fallback ? { fallback } : {}),
       ...(fault ? { fault } : {}),
       ...(deadLetter ? { deadLetter } : {}),
@@ -509,7 +515,9 @@ class Checker {
       maxAttempts: retry.maxAttempts ?? DEFAULTS.retry.maxAttempts,
       ...(perTryTimeout === undefined
         ? {}
-        : { perTryTimeoutMs: this.duration([...path, 'perTryTimeout'], perTryTimeout, { positive: true }) }),
+        : typeof perTryTimeout === 'object'
+          ? { adaptivePerTryTimeout: this.latencyPercentile([...path, 'perTryTimeout'], perTryTimeout, DEFAULTS.adaptiveTimeout.multiplier) }
+          : { perTryTimeoutMs: this.duration([...path, 'perTryTimeout'], perTryTimeout, { positive: true }) }),
       retryOn,
       backoff: this.backoff([...path, 'backoff'], retry.backoff ?? {}),
       respectRetryAfter: retry.respectRetryAfter ?? DEFAULTS.retry.respectRetryAfter,
@@ -519,6 +527,37 @@ class Checker {
         windowMs: this.duration([...path, 'budget', 'window'], budget.window ?? DEFAULTS.budget.window, { positive: true }),
       },
       bufferLimitBytes: this.size([...path, 'bufferLimit'], retry.bufferLimit ?? DEFAULTS.retry.bufferLimit),
+    };
+  }
+
+  latencyPercentile(path: readonly PathSegment[], file: LatencyPercentileFile, multiplier: number): LatencyPercentileConfig {
+    const minMs = this.duration([...path, 'min'], file.min ?? DEFAULTS.latencyPercentile.min);
+    const maxMs = this.duration([...path, 'max'], file.max, { positive: true });
+    if (maxMs < minMs && !this.#context.broken([...path, 'min'])) {
+      this.#report([...path, 'max'], `must be at least min (${formatDuration(minMs)}), got ${formatDuration(maxMs)}`);
+    }
+    return {
+      percentile: file.percentile,
+      multiplier: file.multiplier ?? multiplier,
+      minMs,
+      maxMs,
+      minSamples: file.minSamples ?? DEFAULTS.latencyPercentile.minSamples,
+      windowMs: this.duration([...path, 'window'], file.window ?? DEFAULTS.latencyPercentile.window, { positive: true }),
+    };
+  }
+
+  hedge(path: readonly PathSegment[], hedge: HedgeFile): HedgeConfig {
+    const budget = hedge.budget ?? {};
+    return {
+      ...(typeof hedge.delay === 'object'
+        ? { adaptiveDelay: this.latencyPercentile([...path, 'delay'], hedge.delay, DEFAULTS.hedge.multiplier) }
+        : { delayMs: this.duration([...path, 'delay'], hedge.delay) }),
+      maxAttempts: hedge.maxAttempts ?? DEFAULTS.hedge.maxAttempts,
+      budget: {
+        ratio: this.ratio([...path, 'budget', 'ratio'], budget.ratio ?? DEFAULTS.hedge.budget.ratio),
+        minPerSecond: budget.minPerSecond ?? DEFAULTS.hedge.budget.minPerSecond,
+        windowMs: this.duration([...path, 'budget', 'window'], budget.window ?? DEFAULTS.hedge.budget.window, { positive: true }),
+      },
     };
   }
 

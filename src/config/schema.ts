@@ -417,6 +417,34 @@ const RetryConditionSchema = Type.Union(
   },
 );
 
+/** A bound drawn from observed latencies: a per-try timeout, a hedge delay. */
+const LatencyPercentileSchema = (options: Described, defaults: { multiplier: number }) =>
+  Type.Object(
+    {
+      percentile: Type.Number({
+        title: 'Percentile',
+        description: "Of the route's successful attempt latencies over the window, e.g. 99.",
+        exclusiveMinimum: 0,
+        maximum: 100,
+      }),
+      multiplier: Type.Optional(
+        Type.Number({ title: 'Multiplier', description: 'The percentile is multiplied by this.', exclusiveMinimum: 0, default: defaults.multiplier }),
+      ),
+      min: Type.Optional(Duration({ title: 'Minimum', description: 'Never below this.', default: DEFAULTS.latencyPercentile.min })),
+      max: Duration({ title: 'Maximum', description: 'Never above this; also the value until minSamples latencies are known.' }),
+      minSamples: Type.Optional(
+        Type.Integer({
+          title: 'Minimum samples',
+          description: 'Below this many latencies in the window, the value is max.',
+          minimum: 1,
+          default: DEFAULTS.latencyPercentile.minSamples,
+        }),
+      ),
+      window: Type.Optional(Duration({ title: 'Window', description: 'The latencies counted are this recent.', default: DEFAULTS.latencyPercentile.window })),
+    },
+    { ...Strict, ...options },
+  );
+
 const RetrySchema = Type.Object(
   {
     maxAttempts: Type.Optional(
@@ -428,10 +456,22 @@ const RetrySchema = Type.Object(
       }),
     ),
     perTryTimeout: Type.Optional(
-      Duration({
-        title: 'Per-try timeout',
-        description: 'Timeout of each attempt. Absent: each attempt may use what is left of the route timeout.',
-      }),
+      Type.Union(
+        [
+          Duration({ title: 'Fixed per-try timeout', description: 'The same bound for every attempt.' }),
+          LatencyPercentileSchema(
+            {
+              title: 'Adaptive per-try timeout',
+              description: "clamp(multiplier × the percentile of the route's successful attempt latencies, min, max).",
+            },
+            { multiplier: DEFAULTS.adaptiveTimeout.multiplier },
+          ),
+        ],
+        {
+          title: 'Per-try timeout',
+          description: 'Timeout of each attempt: a duration, or a percentile of observed latencies. Absent: each attempt may use what is left of the route timeout.',
+        },
+      ),
     ),
     retryOn: Type.Optional(
       Type.Array(RetryConditionSchema, {
@@ -560,6 +600,48 @@ const FaultSchema = Type.Object(
     ),
   },
   { ...Strict, title: 'Fault injection', description: 'Chaos testing. Absent: off.' },
+);
+
+const HedgeSchema = Type.Object(
+  {
+    delay: Type.Union(
+      [
+        Duration({ title: 'Fixed hedge delay', description: 'How long the first attempt may go unanswered before a hedge is sent.' }),
+        LatencyPercentileSchema(
+          { title: 'Percentile hedge delay', description: "A hedge goes out once the first attempt is slower than this share of the route's attempts." },
+          { multiplier: DEFAULTS.hedge.multiplier },
+        ),
+      ],
+      { title: 'Hedge delay', description: 'A duration, or a percentile of observed latencies.' },
+    ),
+    maxAttempts: Type.Optional(
+      Type.Integer({
+        title: 'Attempts in flight',
+        description: 'Attempts of one request in flight at once, the first included.',
+        minimum: 2,
+        maximum: 5,
+        default: DEFAULTS.hedge.maxAttempts,
+      }),
+    ),
+    budget: Type.Optional(
+      Type.Object(
+        {
+          ratio: Type.Optional(Ratio({ title: 'Hedge ratio', description: "Hedges may add at most this share of the route's requests in the window.", default: DEFAULTS.hedge.budget.ratio })),
+          minPerSecond: Type.Optional(
+            Type.Number({ title: 'Minimum hedges per second', description: 'Hedges always allowed per second on top of the ratio.', minimum: 0, default: DEFAULTS.hedge.budget.minPerSecond }),
+          ),
+          window: Type.Optional(Duration({ title: 'Budget window', description: 'The time over which requests and hedges are counted.', default: DEFAULTS.hedge.budget.window })),
+        },
+        { ...Strict, title: 'Hedge budget', description: 'Caps the extra load hedges put on the upstream.' },
+      ),
+    ),
+  },
+  {
+    ...Strict,
+    title: 'Hedged requests',
+    description:
+      'When an attempt has not answered within the delay, another goes to a different endpoint; the first good answer wins and the others are cancelled. Idempotent methods, or POST/PATCH with an idempotency key, with a body within retry.bufferLimit. Absent: off.',
+  },
 );
 
 const IdempotencySchema = Type.Object(
@@ -717,6 +799,7 @@ const RouteSchema = Type.Object(
     ),
     idempotency: Type.Optional(IdempotencySchema),
     retry: Type.Optional(RetrySchema),
+    hedge: Type.Optional(HedgeSchema),
     fallback: Type.Optional(FallbackSchema),
     fault: Type.Optional(FaultSchema),
     deadLetter: Type.Optional(DeadLetterSchema),

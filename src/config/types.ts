@@ -106,6 +106,7 @@ export interface RouteConfig {
   readonly circuitBreaker?: CircuitBreakerConfig;
   readonly idempotency?: IdempotencyConfig;
   readonly retry?: RetryConfig;
+  readonly hedge?: HedgeConfig;
   readonly fallback?: FallbackConfig;
   readonly fault?: FaultConfig;
   readonly deadLetter?: DeadLetterConfig;
@@ -120,6 +121,33 @@ export interface DeadLetterConfig {
   readonly maxEntries: number;
   /** Lower-cased credential headers kept in dead letters. */
   readonly keepHeaders: readonly string[];
+}
+
+/** Extra attempts (retries, hedges) allowed: `ratio` of the requests over `windowMs`, plus `minPerSecond`. */
+export interface BudgetConfig {
+  readonly ratio: number;
+  readonly minPerSecond: number;
+  readonly windowMs: number;
+}
+
+/** A bound drawn from observed latencies: clamp(multiplier × percentile, min, max), max below minSamples. */
+export interface LatencyPercentileConfig {
+  /** 0 < percentile ≤ 100. */
+  readonly percentile: number;
+  readonly multiplier: number;
+  readonly minMs: number;
+  readonly maxMs: number;
+  readonly minSamples: number;
+  readonly windowMs: number;
+}
+
+export interface HedgeConfig {
+  /** A fixed delay; absent when the delay is a percentile. */
+  readonly delayMs?: number;
+  readonly adaptiveDelay?: LatencyPercentileConfig;
+  /** Attempts in flight at once, the first included (2..5). */
+  readonly maxAttempts: number;
+  readonly budget: BudgetConfig;
 }
 
 export interface IdempotencyConfig {
@@ -151,10 +179,12 @@ export interface RetryConfig {
   readonly maxAttempts: number;
   /** Absent: each attempt may use the whole remaining deadline. */
   readonly perTryTimeoutMs?: number;
+  /** A per-try timeout drawn from the route's latencies; absent when it is fixed or unset. */
+  readonly adaptivePerTryTimeout?: LatencyPercentileConfig;
   readonly retryOn: readonly RetryCondition[];
   readonly backoff: BackoffConfig;
   readonly respectRetryAfter: boolean;
-  readonly budget: { readonly ratio: number; readonly minPerSecond: number; readonly windowMs: number };
+  readonly budget: BudgetConfig;
   readonly bufferLimitBytes: number;
 }
 

@@ -18,6 +18,9 @@ export type BreakerStateName = 'closed' | 'open' | 'half-open' | 'forced-open' |
 
 export type FallbackKind = 'stale' | 'upstream' | 'static';
 
+/** A hedge sent, a hedge that answered first, or one the hedge budget did not allow. */
+export type HedgeResult = 'sent' | 'won' | 'budget_exhausted';
+
 /**
  * What idempotency did with a request: the first with its key, a replay of a stored answer, a
  * conflict with one in progress (409), a mismatch with the key's first request (422), a missing
@@ -47,6 +50,7 @@ export type PolicyEvent =
   | { readonly type: 'fallback'; readonly route: string; readonly kind: FallbackKind; readonly result: 'success' | 'failure' }
   | { readonly type: 'fault-injected'; readonly route: string; readonly kind: 'delay' | 'abort' }
   | { readonly type: 'idempotency'; readonly route: string; readonly result: IdempotencyResult }
+  | { readonly type: 'hedge'; readonly route: string; readonly upstream: string; readonly result: HedgeResult }
   /** A dead letter was kept; `reason` is the reply's reason, or the upstream's status. */
   | { readonly type: 'dead-letter'; readonly route: string; readonly reason: string }
   | { readonly type: 'dead-letter-dropped'; readonly route: string; readonly cause: DeadLetterDrop; readonly detail: string }

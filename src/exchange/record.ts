@@ -1,6 +1,12 @@
 import type { AttemptOutcome } from './outcome.ts';
 
 /**
+ * How an attempt ended, as recorded: its outcome, or cancelled by Breakwater before one (a
+ * hedge that lost, a client gone), which says nothing of the upstream.
+ */
+export type RecordedOutcome = AttemptOutcome | { readonly kind: 'cancelled' };
+
+/**
  * One finished client request. The access log, the request metrics and the server span all
  * read this one record, so the three always agree on what happened.
  */
@@ -36,7 +42,7 @@ export interface AttemptRecord {
   readonly upstream: string;
   /** The endpoint's origin, `http://host:port`. */
   readonly endpoint: string;
-  readonly outcome: AttemptOutcome;
+  readonly outcome: RecordedOutcome;
   /** From sending the attempt to its outcome. */
   readonly durationMs: number;
   /** What was left of the request's deadline when the attempt started. */

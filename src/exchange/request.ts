@@ -1,8 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { BreakerStateName, PolicyEvent } from './events.ts';
-import type { AttemptOutcome } from './outcome.ts';
-import type { RequestRecord } from './record.ts';
+import type { RecordedOutcome, RequestRecord } from './record.ts';
 
 /** Everything the layers and the upstream client need to know about one client request. */
 export interface ProxyRequest {
@@ -26,6 +25,8 @@ export interface ProxyRequest {
   readonly deadlineAt: number;
   /** Upstream attempts started so far; each attempt takes the next number. */
   attempts: number;
+  /** The endpoints (origins) this request's attempts went to, in order: a retry or hedge goes elsewhere first. */
+  readonly tried: string[];
   /** The request's trace; undefined while tracing is off. */
   readonly trace?: RequestTrace | undefined;
   /** Set when the request is the replay of a dead letter: that dead letter's id. */
@@ -148,8 +149,8 @@ export interface AttemptStart {
 }
 
 export interface AttemptTrace {
-  /** The attempt's outcome: a response head with its status, or a failure before one. */
-  outcome(outcome: AttemptOutcome): void;
+  /** The attempt's outcome: a response head with its status, a failure before one, or cancelled. */
+  outcome(outcome: RecordedOutcome): void;
   /** The exchange is over: the response body ended or failed, or it was discarded. */
   end(): void;
 }

@@ -213,6 +213,7 @@ export class Listener {
       startedAt,
       deadlineAt: startedAt + deadline.lifetimeMs,
       attempts: 0,
+      tried: [],
       trace,
     };
     // The request's one timer: its deadline, which ends whatever still runs for it.

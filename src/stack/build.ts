@@ -9,10 +9,12 @@ import { bulkheadLayer } from '../policies/bulkhead/layer.ts';
 import { deadLetterLayer } from '../policies/dead-letter/layer.ts';
 import { Bulkheads } from '../policies/bulkhead/registry.ts';
 import { fallbackLayer } from '../policies/fallback/layer.ts';
+import { hedgeLayer } from '../policies/hedge/layer.ts';
 import { idempotencyLayer } from '../policies/idempotency/layer.ts';
 import { StaleCaches } from '../policies/fallback/registry.ts';
 import { faultLayer } from '../policies/fault/layer.ts';
 import { attemptTimeoutLayer } from '../policies/deadline/layer.ts';
+import { LatencyWindows } from '../policies/deadline/registry.ts';
 import { retryLayer } from '../policies/retry/layer.ts';
 import { budgetKey, RetryBudgets } from '../policies/retry/registry.ts';
 import type { Clock } from '../runtime/clock.ts';
@@ -26,7 +28,10 @@ export class PolicyRegistries {
   readonly breakers: BreakerRegistry;
   readonly bulkheads = new Bulkheads();
   readonly budgets = new RetryBudgets();
+  /** Each hedging route's budget, kept apart from the upstreams' retry budgets by its key. */
+  readonly hedgeBudgets = new RetryBudgets();
   readonly caches = new StaleCaches();
+  readonly latencies = new LatencyWindows();
 
   constructor(events: PolicyEvents) {
     this.breakers = new BreakerRegistry(events);
@@ -37,6 +42,7 @@ export class PolicyRegistries {
     const breakers: string[] = [];
     const bulkheads: string[] = [];
     const budgets: string[] = [];
+    const hedgeBudgets: string[] = [];
     const caches: string[] = [];
     for (const route of config.routes) {
       const upstream = config.upstreams.get(route.upstream)!;
@@ -44,12 +50,15 @@ export class PolicyRegistries {
       else if (upstream.circuitBreaker !== undefined) breakers.push(upstream.name);
       if (upstream.bulkhead !== undefined) bulkheads.push(upstream.name);
       if (route.retry !== undefined) budgets.push(budgetKey(upstream.name, route.retry.budget));
+      if (route.hedge !== undefined) hedgeBudgets.push(budgetKey(route.name, route.hedge.budget));
       if (route.fallback !== undefined) caches.push(route.name);
     }
     this.breakers.retain(breakers);
     this.bulkheads.retain(bulkheads);
     this.budgets.retain(budgets);
+    this.hedgeBudgets.retain(hedgeBudgets);
     this.caches.retain(caches);
+    this.latencies.retainFor(config.routes);
   }
 }
 
@@ -82,7 +91,14 @@ export function buildRouteHandler(route: RouteConfig, deps: RouteDependencies): 
   const { clock, random, events, registries } = deps;
   const upstream = deps.upstreams.get(route.upstream)!;
   const breaker = breakerFor(route, upstream, registries);
-  const attemptTimeout = attemptTimeoutLayer(route.retry?.perTryTimeoutMs, deps);
+  // The route's latencies, when a percentile reads them: the adaptive per-try timeout's window
+  // first, then the hedge delay's when it is another length. The per-try layer feeds them.
+  const adaptive = route.retry?.adaptivePerTryTimeout;
+  const perTryWindow = adaptive === undefined ? undefined : registries.latencies.get(route.name, adaptive.windowMs);
+  const hedgeDelay = route.hedge?.adaptiveDelay;
+  const hedgeWindow = hedgeDelay === undefined ? undefined : registries.latencies.get(route.name, hedgeDelay.windowMs);
+  const latencies = [...new Set([perTryWindow, hedgeWindow].filter((window) => window !== undefined))];
+  const attemptTimeout = attemptTimeoutLayer(route.retry?.perTryTimeoutMs ?? adaptive, { clock, events, latencies });
   // Only the route's own upstream is behind its breaker; a failover upstream is not. The
   // breaker layer has just admitted the attempt, which brought the state up to date.
   const breakerState = breaker === undefined ? undefined : () => breaker.stateName;
@@ -94,6 +110,8 @@ export function buildRouteHandler(route: RouteConfig, deps: RouteDependencies): 
       breakerState: target === upstream ? breakerState : undefined,
     });
 
+  // A POST or PATCH with the route's idempotency key may be sent twice.
+  const keyHeader = route.idempotency === undefined ? {} : { keyHeader: route.idempotency.header };
   const layers: Layer[] = [];
   // Outermost: a duplicate is answered from the store before anything else runs, so a replay is
   // never disturbed by chaos, queues or breakers, and a first request's answer is stored as the
@@ -137,8 +155,22 @@ export function buildRouteHandler(route: RouteConfig, deps: RouteDependencies): 
     layers.push(bulkheadLayer(registries.bulkheads.get(upstream.name, bulkhead), { clock, events, queueTimeoutMs: bulkhead.queueTimeoutMs }));
   }
   // Outside the breaker: every attempt asks it, a refused attempt is not retried, and no
-  // backoff is slept while it is open.
-  if (route.retry !== undefined) {
+  // backoff is slept while it is open. With hedging, one layer owns both, so that hedges and
+  // retries together count against one maxAttempts.
+  if (route.hedge !== undefined) {
+    layers.push(
+      hedgeLayer(route.hedge, route.retry, {
+        clock,
+        random,
+        events,
+        hedgeBudget: registries.hedgeBudgets.get(route.name, route.hedge.budget),
+        ...(route.retry === undefined ? {} : { retryBudget: registries.budgets.get(upstream.name, route.retry.budget) }),
+        ...(breaker === undefined ? {} : { breakerOpen: (now: number) => breaker.isOpen(now) }),
+        ...(hedgeWindow === undefined ? {} : { latencies: hedgeWindow }),
+        ...keyHeader,
+      }),
+    );
+  } else if (route.retry !== undefined) {
     layers.push(
       retryLayer(route.retry, {
         clock,
@@ -146,6 +178,7 @@ export function buildRouteHandler(route: RouteConfig, deps: RouteDependencies): 
         events,
         budget: registries.budgets.get(upstream.name, route.retry.budget),
         ...(breaker === undefined ? {} : { breakerOpen: (now: number) => breaker.isOpen(now) }),
+        ...keyHeader,
       }),
     );
   }

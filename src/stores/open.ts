@@ -5,7 +5,6 @@ import type { Clock } from '../runtime/clock.ts';
 import { GuardedStore, StoreStatus } from './guard.ts';
 import type { RecordBackend } from './guard.ts';
 import { memoryBackend } from './memory.ts';
-import { redisBackend } from './redis.ts';
 import { sqliteBackend } from './sqlite.ts';
 import type { Store, StoreEvents, StoreHealth } from './store.ts';
 
@@ -53,6 +52,29 @@ export async function openStores(config: Config['stores'], deps: StoreDeps): Pro
   };
 }
 
+/** A backend whose module is still loading: each step waits for it, and the first ones fail as an unreachable store would. */
+function deferredBackend(loading: Promise<RecordBackend>): RecordBackend {
+  let loaded: RecordBackend | undefined;
+  void loading.then((backend) => (loaded = backend), () => undefined);
+  return {
+    take: async (key, record, ttlMs) => (await loading).take(key, record, ttlMs),
+    replace: async (key, record, ttlMs) => (await loading).replace(key, record, ttlMs),
+    release: async (key, token) => (await loading).release(key, token),
+    get: async (key) => (await loading).get(key),
+    log: {
+      append: async (stream, entry, maxEntries) => (await loading).log.append(stream, entry, maxEntries),
+      list: async (stream, range) => (await loading).log.list(stream, range),
+      get: async (stream, id) => (await loading).log.get(stream, id),
+      update: async (stream, id, meta) => (await loading).log.update(stream, id, meta),
+      remove: async (stream, id) => (await loading).log.remove(stream, id),
+      stats: async (stream) => (await loading).log.stats(stream),
+      trim: async (stream, partition, bounds, max) => (await loading).log.trim(stream, partition, bounds, max),
+    },
+    classify: (error) => loaded?.classify(error) ?? 'unavailable',
+    close: async () => (await loading).close(),
+  };
+}
+
 /** Opens one store of any kind. */
 export function openStore(config: StoreConfig, deps: StoreDeps): Store {
   const { clock, events } = deps;
@@ -82,6 +104,7 @@ function backendOf(config: StoreConfig, deps: StoreDeps, status: StoreStatus): R
     case 'sqlite':
       return sqliteBackend(config, deps.clock, deps.sweepIntervalMs ?? DEFAULT_SWEEP_INTERVAL_MS);
     case 'redis':
-      return redisBackend(config, deps.clock, status);
+      // The Redis client is loaded only by a config that has a Redis store.
+      return deferredBackend(import('./redis.ts').then(({ redisBackend }) => redisBackend(config, deps.clock, status)));
   }
 }

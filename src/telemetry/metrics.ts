@@ -37,7 +37,7 @@ const families = {
   attempts: {
     type: 'counter',
     name: 'breakwater_upstream_attempts_total',
-    help: 'Attempts sent to upstreams, retries included. outcome is response, connect-failure, reset or timeout; code is the status when outcome is response, else empty.',
+    help: 'Attempts sent to upstreams, retries and hedges included. outcome is response, connect-failure, reset, timeout, or cancelled (ended by Breakwater: a hedge that lost, a client gone); code is the status when outcome is response, else empty.',
     labelNames: ['route', 'upstream', 'outcome', 'code'],
   },
   attemptDuration: {
@@ -240,7 +240,7 @@ export function createMetrics(): Metrics {
       const series =
         outcome.kind === 'response'
           ? attemptSeries.get([s.route, s.upstream, 'response', outcome.status])
-          : attemptSeries.get([s.route, s.upstream, outcome.failure, '']);
+          : attemptSeries.get([s.route, s.upstream, outcome.kind === 'failure' ? outcome.failure : 'cancelled', '']);
       series.pending++;
       series.duration.observe(s.durationMs / 1000);
       // An attempt starts only with budget left; the clamp keeps a clock step from making the sum negative.

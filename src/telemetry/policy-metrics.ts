@@ -14,6 +14,8 @@ export interface PolicyGaugeSources {
   breakers(): readonly { name: string; upstream: string; state: BreakerStateName }[];
   /** Every bulkhead. */
   bulkheads(): readonly { upstream: string; inFlight: number; queued: number; maxConcurrent: number; maxQueued: number }[];
+  /** Every route's adaptive per-try timeout as it stands. */
+  adaptiveTimeouts(): readonly { route: string; timeoutMs: number }[];
   /** Each route that keeps dead letters: its depth and the age of its oldest, read from its store. */
   deadLetters?(): Promise<readonly { route: string; entries: number; oldestAgeSeconds: number }[]>;
 }
@@ -121,6 +123,18 @@ const families = {
     name: 'breakwater_faults_injected_total',
     help: 'Faults injected by the route fault policy, by kind (delay or abort).',
     labelNames: ['route', 'kind'],
+  },
+  adaptiveTimeout: {
+    type: 'gauge',
+    name: 'breakwater_adaptive_timeout_seconds',
+    help: "A route's adaptive per-try timeout as it stands: clamp(multiplier × the percentile of its successful attempt latencies, min, max).",
+    labelNames: ['route'],
+  },
+  hedges: {
+    type: 'counter',
+    name: 'breakwater_hedges_total',
+    help: 'Hedged attempts by result: sent (a hedge went out), won (a hedge answered first), budget_exhausted (the hedge budget refused one).',
+    labelNames: ['route', 'result'],
   },
   idempotencyRequests: {
     type: 'counter',
@@ -269,6 +283,16 @@ export function createPolicyMetrics(registry: Registry, sources: PolicyGaugeSour
   const fallbacks = batchedCounter(registry, families.fallbacks);
   const faultsInjected = batchedCounter(registry, families.faultsInjected);
   const idempotencyRequests = batchedCounter(registry, families.idempotencyRequests);
+  const hedges = batchedCounter(registry, families.hedges);
+  // Registered through `registers`; its only writer is its own collect hook.
+  new Gauge({
+    ...families.adaptiveTimeout,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const { route, timeoutMs } of sources.adaptiveTimeouts()) this.labels(route).set(timeoutMs / 1000);
+    },
+  });
   const deadLetters = batchedCounter(registry, families.deadLetters);
   const deadLettersDropped = batchedCounter(registry, families.deadLettersDropped);
   const deadLetterReplays = batchedCounter(registry, families.deadLetterReplays);
@@ -310,6 +334,9 @@ export function createPolicyMetrics(registry: Registry, sources: PolicyGaugeSour
           return;
         case 'idempotency':
           idempotencyRequests.get([event.route, event.result]).pending++;
+          return;
+        case 'hedge':
+          hedges.get([event.route, event.result]).pending++;
           return;
         case 'dead-letter':
           deadLetters.get([event.route, event.reason]).pending++;

@@ -7,15 +7,35 @@ export interface Balanced {
   readonly inFlight: number;
 }
 
-export type Pick<E extends Balanced> = (endpoints: readonly E[]) => E;
+/**
+ * Picks an endpoint for the next attempt. Endpoints in `avoid` (those a retry or hedge of the
+ * same request already tried) are passed over while others remain, as Envoy's previous_hosts
+ * predicate does: a second attempt on the endpoint that just failed is the least likely to do
+ * better.
+ */
+export type Pick<E extends Balanced> = (endpoints: readonly E[], avoid?: readonly E[]) => E;
 
-/** Cycles through the endpoints in order. */
+/** The endpoints an attempt may go to: the ones not yet tried, or all when every one was. */
+export function eligible<E>(endpoints: readonly E[], avoid: readonly E[] | undefined): readonly E[] {
+  if (avoid === undefined || avoid.length === 0) return endpoints;
+  const fresh = endpoints.filter((endpoint) => !avoid.includes(endpoint));
+  return fresh.length === 0 ? endpoints : fresh;
+}
+
+/** Cycles through the endpoints in order, passing over the ones to avoid. */
 export function roundRobin<E extends Balanced>(): Pick<E> {
   let next = 0;
-  return (endpoints) => {
-    const endpoint = endpoints[next % endpoints.length]!;
-    next = (next + 1) % endpoints.length;
-    return endpoint;
+  return (endpoints, avoid) => {
+    const count = endpoints.length;
+    const fresh = eligible(endpoints, avoid);
+    for (let step = 0; step < count; step++) {
+      const index = (next + step) % count;
+      const endpoint = endpoints[index]!;
+      if (fresh !== endpoints && !fresh.includes(endpoint)) continue;
+      next = (index + 1) % count;
+      return endpoint;
+    }
+    return endpoints[0]!;
   };
 }
 
@@ -24,7 +44,8 @@ export function roundRobin<E extends Balanced>(): Pick<E> {
  * flight wins (Envoy's and Linkerd's least-request). Ties go to the first draw.
  */
 export function leastRequest<E extends Balanced>(random: Random): Pick<E> {
-  return (endpoints) => {
+  return (all, avoid) => {
+    const endpoints = eligible(all, avoid);
     const count = endpoints.length;
     if (count === 1) return endpoints[0]!;
     const first = Math.floor(random() * count);

@@ -3,14 +3,15 @@ import { abortReason, onAbort } from '../exchange/cancel.ts';
 import { fromUpstreamError, type ProxyError } from '../exchange/errors.ts';
 import type { BreakerStateName } from '../exchange/events.ts';
 import type { CallScope, Handler } from '../exchange/handler.ts';
-import type { AttemptOutcome } from '../exchange/outcome.ts';
-import type { AttemptObserver } from '../exchange/record.ts';
+import type { AttemptObserver, RecordedOutcome } from '../exchange/record.ts';
 import type { AttemptTrace, BodySink, ProxyRequest, ResponseBody, UpstreamResponse } from '../exchange/request.ts';
 import { writeDeadline } from '../policies/deadline/deadline.ts';
 import type { Clock } from '../runtime/clock.ts';
 import type { Endpoint, Upstream } from './upstream.ts';
 
 type Controller = Dispatcher.DispatchController;
+
+const cancelled: RecordedOutcome = { kind: 'cancelled' };
 
 export interface ForwardDeps {
   readonly clock: Clock;
@@ -114,7 +115,7 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
     this.#fail(fromUpstreamError(error, this.#endpoint.origin));
   }
 
-  #observe(outcome: AttemptOutcome): void {
+  #observe(outcome: RecordedOutcome): void {
     if (this.#observed) return;
     this.#observed = true;
     this.#deps.observe({
@@ -129,7 +130,8 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
   }
 
   #fail(error: ProxyError): void {
-    this.#observe({ kind: 'failure', failure: error.attemptFailure ?? 'reset' });
+    // No attempt failure: Breakwater itself cancelled the attempt (a hedge that lost, a client gone).
+    this.#observe(error.attemptFailure === undefined ? cancelled : { kind: 'failure', failure: error.attemptFailure });
     this.#failed = error;
     const reject = this.#reject;
     this.#resolve = null;
@@ -186,7 +188,8 @@ export function forwardTo(upstream: Upstream, deps: ForwardDeps): Handler {
         return;
       }
       const number = ++request.attempts;
-      const endpoint = upstream.pick();
+      const endpoint = upstream.pick(request.tried);
+      request.tried.push(endpoint.origin);
       endpoint.inFlight += 1;
       const now = clock.now();
       const headers = request.headers.concat('x-breakwater-attempt', String(number));

@@ -37,8 +37,10 @@ export class Upstream {
     this.#pick = createBalancer<Endpoint>(config.loadBalancing, random);
   }
 
-  pick(): Endpoint {
-    return this.#pick(this.endpoints);
+  /** An endpoint for the next attempt, passing over the origins in `tried` while others remain. */
+  pick(tried: readonly string[]): Endpoint {
+    if (tried.length === 0) return this.#pick(this.endpoints);
+    return this.#pick(this.endpoints, this.endpoints.filter((endpoint) => tried.includes(endpoint.origin)));
   }
 
   /** True when `config` can be served by this upstream's pools as they are. */

@@ -1,14 +1,16 @@
 // The first commands of a fresh clone, run as a new user runs them: `npm ci` stays quiet
-// whichever Node runs npm, and `npm start` stops cleanly when npm is told to stop, or says in
-// one line that its ports are taken.
+// whichever Node runs npm, `npm start` answers the README tour's keyed POST twice with one
+// charge, and stops cleanly when npm is told to stop, or says in one line that its ports are
+// taken.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdir, readFile } from 'node:fs/promises';
-import { get } from 'node:http';
+import { access, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { get, request as httpRequest } from 'node:http';
 import { createServer } from 'node:net';
-import { delimiter } from 'node:path';
+import { tmpdir } from 'node:os';
+import { delimiter, join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
 
 const root = new URL('../../', import.meta.url).pathname;
@@ -93,8 +95,14 @@ async function gone(pids: readonly number[], ms: number): Promise<void> {
 
 /** Processes a test started, killed after it whatever happened. */
 const started: number[] = [];
+/** Each test's temp folder: `npm start` keeps its SQLite store under $TMPDIR. */
+let tempDir: string;
 
-afterEach(() => {
+beforeEach(async () => {
+  tempDir = await mkdtemp(join(tmpdir(), 'breakwater-npm-start-'));
+});
+
+afterEach(async () => {
   for (const pid of started.splice(0)) {
     try {
       process.kill(pid, 'SIGKILL');
@@ -102,6 +110,7 @@ afterEach(() => {
       // already gone
     }
   }
+  await rm(tempDir, { recursive: true, force: true });
 });
 
 /** The status of a GET through the outbound listener, as the local service would call the demo. */
@@ -114,9 +123,64 @@ function statusThroughBreakwater(path: string): Promise<number | undefined> {
   });
 }
 
+interface Answer {
+  readonly status: number | undefined;
+  readonly headers: Record<string, string | string[] | undefined>;
+  readonly body: string;
+}
+
+/**
+ * A curl command of the README tour, sent as curl sends it: its -H headers, its -d body as a
+ * form POST, to its URL. Only the options the tour uses are understood.
+ */
+function curl(command: string): Promise<Answer> {
+  const words = [...command.matchAll(/'([^']*)'|(\S+)/g)].map((match) => match[1] ?? match[2]!);
+  expect(words[0]).toBe('curl');
+  const headers: Record<string, string> = {};
+  let body: string | undefined;
+  let url: URL | undefined;
+  for (let i = 1; i < words.length; i++) {
+    const word = words[i]!;
+    if (word === '-H') {
+      const header = words[++i]!;
+      headers[header.slice(0, header.indexOf(':')).toLowerCase()] = header.slice(header.indexOf(':') + 1).trim();
+    } else if (word === '-d') {
+      body = words[++i]!;
+    } else if (/^-[si]+$/.test(word)) {
+      // quiet, or with the response head: the test sees both anyway
+    } else if (word.startsWith('http://')) {
+      url = new URL(word);
+    } else {
+      throw new Error(`the tour's curl uses an option this test does not know: ${word}`);
+    }
+  }
+  if (url === undefined) throw new Error(`no URL in ${command}`);
+  const target = url;
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      {
+        host: target.hostname,
+        port: target.port,
+        path: target.pathname + target.search,
+        method: body === undefined ? 'GET' : 'POST',
+        headers: body === undefined ? headers : { 'content-type': 'application/x-www-form-urlencoded', ...headers },
+        agent: false,
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (text += chunk));
+        res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: text }));
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
 /** `npm start` as a user types it, resolved once Breakwater says it started, with the processes it runs. */
 async function npmStart(): Promise<{ npm: ChildProcess; exited: Promise<number | null>; processes: number[] }> {
-  const npm = spawn('npm', ['start'], { cwd: root, env: userEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  const npm = spawn('npm', ['start'], { cwd: root, env: { ...userEnv, TMPDIR: tempDir }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   npm.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const exited = new Promise<number | null>((resolve) => npm.once('exit', (code) => resolve(code)));
@@ -147,6 +211,41 @@ describe('npm start', () => {
     await gone(processes, 30_000);
 
     expect(await busyPorts()).toEqual([]);
+  });
+
+  it("answers the README tour's keyed POST twice with one charge: the repeat replayed from the SQLite store in the temp folder", async () => {
+    expect(await busyPorts(), 'the ports of npm start are taken by something else on this machine').toEqual([]);
+    const readme = await readFile(`${root}README.md`, 'utf8');
+    const keyed = readme.split('\n').filter((line) => line.startsWith('curl') && line.includes('idempotency-key'));
+    expect(keyed).toHaveLength(2);
+    const { npm, exited, processes } = await npmStart();
+    try {
+      const first = await curl(keyed[0]!);
+      // The answer is stored as its last byte goes out, so a repeat sent in the same instant may
+      // still find the key in progress (409); a person typing the second line never does.
+      let repeat = await curl(keyed[1]!);
+      for (let tries = 0; repeat.status === 409 && tries < 20; tries++) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        repeat = await curl(keyed[1]!);
+      }
+
+      expect(first.status).toBe(201);
+      expect(first.headers['idempotent-replayed']).toBeUndefined();
+      const charge = (JSON.parse(first.body) as { charge: string; idempotencyKey: string }).charge;
+      expect(charge).toMatch(/^ch_\d+$/);
+      // The key reached the demo service too, so a service can de-duplicate on its own.
+      expect(JSON.parse(first.body)).toMatchObject({ idempotencyKey: 'order-1' });
+      expect(repeat.status).toBe(201);
+      expect(repeat.headers['idempotent-replayed']).toBe('true');
+      expect(repeat.body).toBe(first.body);
+      expect(readme).toContain(`"charge": "${charge}"`);
+      // The answer is kept where the example config says: ${TMPDIR:-/tmp}/breakwater/state.db.
+      await expect(access(join(tempDir, 'breakwater/state.db'))).resolves.toBeUndefined();
+    } finally {
+      npm.kill('SIGTERM');
+      await exited;
+      await gone(processes, 30_000);
+    }
   });
 
   it('says in one line that the ports are busy when it is already running, and leaves the first one serving', async () => {

@@ -119,6 +119,7 @@ export function proxyRequest(overrides: Partial<ProxyRequest> = {}): ProxyReques
     startedAt: 1_000,
     deadlineAt: 16_000,
     attempts: 0,
+    tried: [],
     ...overrides,
   };
 }

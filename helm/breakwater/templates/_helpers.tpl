@@ -130,9 +130,15 @@ proxy for its whole life. Use "breakwater.sidecar.initContainers" and
     - name: bw-telemetry
       containerPort: {{ include "breakwater.sidecar.telemetryPort" . }}
       protocol: TCP
-  {{- with $values.sidecar.env }}
+  {{- $storeEnv := include "breakwater.sidecar.storeEnv" . | trim }}
+  {{- if or $storeEnv $values.sidecar.env }}
   env:
+    {{- with $storeEnv }}
+    {{- . | nindent 4 }}
+    {{- end }}
+    {{- with $values.sidecar.env }}
     {{- toYaml . | nindent 4 }}
+    {{- end }}
   {{- end }}
   # /readyz answers 200 once the config is loaded and the listeners are up, and 503 from the
   # moment a drain starts; /healthz answers 200 while the process runs.
@@ -164,6 +170,11 @@ proxy for its whole life. Use "breakwater.sidecar.initContainers" and
       readOnly: true
     - name: breakwater-tmp
       mountPath: /tmp
+    {{- with include "breakwater.sidecar.sqliteFolder" . }}
+    # The folder of the sqlite stores' files (config.stores), on the state volume.
+    - name: breakwater-state
+      mountPath: {{ . }}
+    {{- end }}
 {{- end }}
 
 {{/* The sidecar as an item of the pod's initContainers list; nothing when sidecar.native is false. */}}
@@ -180,7 +191,11 @@ proxy for its whole life. Use "breakwater.sidecar.initContainers" and
 {{- end }}
 {{- end }}
 
-{{/* Items of the pod's volumes list: the config folder and a small writable /tmp. */}}
+{{/*
+Items of the pod's volumes list: the config folder, a small writable /tmp, and the state
+volume when the config names a sqlite store (stores.sqlite: an existing claim, else an
+emptyDir).
+*/}}
 {{- define "breakwater.sidecar.volumes" -}}
 - name: breakwater-config
   configMap:
@@ -188,6 +203,72 @@ proxy for its whole life. Use "breakwater.sidecar.initContainers" and
 - name: breakwater-tmp
   emptyDir:
     sizeLimit: 16Mi
+{{- if include "breakwater.sidecar.sqliteFolder" . }}
+- name: breakwater-state
+  {{- if .values.stores.sqlite.existingClaim }}
+  persistentVolumeClaim:
+    claimName: {{ .values.stores.sqlite.existingClaim }}
+  {{- else }}
+  emptyDir:
+    sizeLimit: {{ .values.stores.sqlite.sizeLimit }}
+  {{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The folder that holds the files of the sqlite stores in .values.config.stores, where the state
+volume is mounted; empty when the config names no sqlite store. The chart reads each `path`
+before Breakwater expands any ${VAR} in it, so it must be a literal absolute path; and since
+one volume is mounted, every sqlite file must be in the same folder, of its own: not / (the
+read-only image), /tmp (a small scratch space) or /etc/breakwater (the config).
+*/}}
+{{- define "breakwater.sidecar.sqliteFolder" -}}
+{{- $folder := "" }}
+{{- $first := "" }}
+{{- range $name, $store := (dig "stores" (dict) .values.config) }}
+{{- if and (kindIs "map" $store) (eq (toString $store.type) "sqlite") }}
+{{- $path := $store.path | default "" | toString }}
+{{- if or (not (isAbs $path)) (contains "$" $path) }}
+{{- fail (printf "config.stores.%s.path %q: give the sqlite file as a literal absolute path, such as /var/lib/breakwater/state.db, so that the chart can mount a volume at its folder" $name $path) }}
+{{- end }}
+{{- $dir := dir $path }}
+{{- if has $dir (list "/" "/tmp" "/etc/breakwater") }}
+{{- fail (printf "config.stores.%s.path %q: put the sqlite file in a folder of its own, such as /var/lib/breakwater/state.db, where the chart mounts the state volume, not in %s" $name $path $dir) }}
+{{- end }}
+{{- if and $folder (ne $folder $dir) }}
+{{- fail (printf "config.stores: the sqlite stores %s and %s keep their files in different folders (%s and %s); the chart mounts one state volume, so put both files in one folder" $first $name $folder $dir) }}
+{{- end }}
+{{- $folder = $dir }}
+{{- $first = $name }}
+{{- end }}
+{{- end }}
+{{- $folder }}
+{{- end }}
+
+{{/*
+Items of the Breakwater container's env list from stores.redis: the Redis URL and password
+from an existing Secret, as BREAKWATER_REDIS_URL and BREAKWATER_REDIS_PASSWORD, which
+config.stores names as ${BREAKWATER_REDIS_URL} and ${BREAKWATER_REDIS_PASSWORD}; nothing when
+no Secret is named.
+*/}}
+{{- define "breakwater.sidecar.storeEnv" -}}
+{{- $redis := .values.stores.redis }}
+{{- if .values.stores.redis.existingSecret }}
+{{- if .values.stores.redis.urlKey }}
+- name: BREAKWATER_REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ $redis.existingSecret }}
+      key: {{ .values.stores.redis.urlKey }}
+{{- end }}
+{{- if .values.stores.redis.passwordKey }}
+- name: BREAKWATER_REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $redis.existingSecret }}
+      key: {{ .values.stores.redis.passwordKey }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/*

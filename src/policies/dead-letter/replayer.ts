@@ -75,6 +75,7 @@ export async function replayEntry(target: ReplayTarget, entry: LogEntry, deps: R
     startedAt: now,
     deadlineAt: now + target.timeoutMs,
     attempts: 0,
+    tried: [],
     replayOf: entry.id,
   };
   // The replay's own deadline, as the listener gives a request its route timeout.

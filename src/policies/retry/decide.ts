@@ -25,17 +25,31 @@ export interface RetryQuestion {
   readonly remainingMs: number;
   /** Wall-clock ms since the epoch, for a Retry-After given as an HTTP-date. */
   readonly wallNow: number;
+  /** The lower-cased header of the route's idempotency keys; `idempotency-key` when absent. */
+  readonly keyHeader?: string;
 }
 
 /** Methods RFC 9110 defines as idempotent: sending one twice has the effect of sending it once. */
 const idempotentMethods = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 
-/** True when the request carries an `Idempotency-Key` header, so its server can drop a repeat. */
-export function hasIdempotencyKey(headers: readonly string[]): boolean {
+/** The header a request's idempotency key travels in, unless its route names another. */
+export const defaultKeyHeader = 'idempotency-key';
+
+/** True when the request carries an idempotency key (in `keyHeader`), so its server can drop a repeat. */
+export function hasIdempotencyKey(headers: readonly string[], keyHeader = defaultKeyHeader): boolean {
   for (let i = 0; i < headers.length; i += 2) {
-    if (headers[i]!.toLowerCase() === 'idempotency-key') return true;
+    if (headers[i]!.toLowerCase() === keyHeader) return true;
   }
   return false;
+}
+
+/**
+ * True when sending the request more than once has the effect of sending it once: an
+ * idempotent method, or a POST/PATCH whose server can drop a repeat by its Idempotency-Key.
+ * Hedges need this; retries need it too unless the first attempt never left.
+ */
+export function mayRepeat(method: string, headers: readonly string[], keyHeader = defaultKeyHeader): boolean {
+  return idempotentMethods.has(method.toUpperCase()) || hasIdempotencyKey(headers, keyHeader);
 }
 
 // RFC 9110 section 5.6.7: recipients accept the preferred IMF-fixdate and the two obsolete forms.
@@ -78,7 +92,7 @@ export function decideRetry(config: Pick<RetryConfig, 'retryOn' | 'respectRetryA
   if (!matchesRetryOn(outcome, config.retryOn)) return { kind: 'final' };
 
   const neverLeft = outcome.kind === 'failure' && outcome.failure === 'connect-failure';
-  if (!neverLeft && !idempotentMethods.has(question.method.toUpperCase()) && !hasIdempotencyKey(question.requestHeaders)) {
+  if (!neverLeft && !mayRepeat(question.method, question.requestHeaders, question.keyHeader)) {
     return { kind: 'give-up', reason: 'method' };
   }
 

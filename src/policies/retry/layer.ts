@@ -20,6 +20,8 @@ export interface RetryDeps {
   readonly budget: RetryBudget;
   /** The breaker of this route's upstream, when it has one: no retry while it is open. */
   readonly breakerOpen?: (now: number) => boolean;
+  /** The header of the route's idempotency keys, when it names one: a POST with a key may be retried. */
+  readonly keyHeader?: string;
 }
 
 /** One attempt's result: the upstream's response, or the attempt failure it rejected with. */
@@ -90,6 +92,7 @@ export function retryLayer(config: RetryConfig, deps: RetryDeps): Layer {
         requestHeaders: request.headers,
         remainingMs,
         wallNow: clock.wallNow(),
+        ...(deps.keyHeader === undefined ? {} : { keyHeader: deps.keyHeader }),
       });
       if (decision.kind === 'final') return settle(result);
       if (decision.kind === 'give-up') return giveUp(decision.reason, result);

@@ -33,6 +33,8 @@ export function spanEvent(event: PolicyEvent): [string, Attributes] | undefined 
       return ['breakwater.fault.injected', { 'breakwater.fault.kind': event.kind }];
     case 'idempotency':
       return ['breakwater.idempotency', { 'breakwater.idempotency.result': event.result }];
+    case 'hedge':
+      return ['breakwater.hedge', { 'breakwater.hedge.result': event.result }];
     // Breaker transitions belong to no request; dead letters are written and replayed after
     // their request's span has ended.
     case 'breaker-transition':

@@ -31,8 +31,7 @@ import {
   ATTR_URL_SCHEME,
 } from '@opentelemetry/semantic-conventions';
 import type { Sampler } from '@opentelemetry/sdk-trace';
-import type { AttemptOutcome } from '../../exchange/outcome.ts';
-import type { RequestRecord } from '../../exchange/record.ts';
+import type { RecordedOutcome, RequestRecord } from '../../exchange/record.ts';
 import type { AttemptStart, AttemptTrace, ProxyRequest, RequestTrace, RequestTracer } from '../../exchange/request.ts';
 import { pathOnly } from '../logger.ts';
 import type { TraceIds } from './ids.ts';
@@ -275,9 +274,14 @@ class ClientSpan implements AttemptTrace {
     this.#span = span;
   }
 
-  outcome(outcome: AttemptOutcome): void {
+  outcome(outcome: RecordedOutcome): void {
     const span = this.#span;
     const status = outcome.kind === 'response' ? outcome.status : undefined;
+    if (outcome.kind === 'cancelled') {
+      // Ended by Breakwater, not by the upstream: no error of the upstream's.
+      span.setAttribute('breakwater.outcome', 'cancelled');
+      return;
+    }
     span.setAttribute('breakwater.outcome', outcome.kind === 'response' ? 'response' : outcome.failure);
     span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
     // A client span is in error for a 4xx or 5xx, or for no response at all.

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { PolicyEvent } from '../../../src/exchange/events.ts';
+import { LatencyWindow } from '../../../src/policies/deadline/latency.ts';
 import { attemptTimeoutLayer } from '../../../src/policies/deadline/layer.ts';
 import { ProxyError } from '../../../src/exchange/errors.ts';
 import { FakeClock, flushMicrotasks } from '../../support/fake-clock.ts';
@@ -89,5 +90,33 @@ describe('per-try timeout', () => {
     expect(error.reason).toBe('deadline_exceeded');
     expect(upstream.calls).toHaveLength(0);
     expect(events).toEqual([{ type: 'deadline-exceeded', route: 'test-route', upstream: 'test-upstream', stage: 'attempt' }]);
+  });
+});
+
+describe('adaptive per-try timeout', () => {
+  const adaptive = { percentile: 99, multiplier: 1.5, minMs: 20, maxMs: 2_000, minSamples: 10, windowMs: 60_000 };
+
+  it('bounds an attempt by max until enough latencies are known, then by the percentile', async () => {
+    const clock = new FakeClock(1_000);
+    const window = new LatencyWindow(60_000);
+    const layer = attemptTimeoutLayer(adaptive, { clock, events: { emit: () => undefined }, latencies: [window] });
+    const upstream = scripted(200);
+    await call(layer(upstream), proxyRequest({ deadlineAt: 30_000 }));
+    expect(upstream.scopes[0]!.dueAt).toBe(1_000 + 2_000);
+
+    for (let i = 0; i < 20; i++) window.record(100, clock.now());
+    clock.advance(1_000);
+    await call(layer(upstream), proxyRequest({ deadlineAt: 30_000 }));
+    expect(upstream.scopes[1]!.dueAt - clock.now()).toBeCloseTo(150, -1);
+  });
+
+  it("feeds the route's window with the attempts that came back well, and only those", async () => {
+    const clock = new FakeClock(1_000);
+    const window = new LatencyWindow(60_000);
+    const layer = attemptTimeoutLayer(undefined, { clock, events: { emit: () => undefined }, latencies: [window] });
+    await call(layer(scripted(200)), proxyRequest());
+    await call(layer(scripted(503)), proxyRequest());
+    await call(layer(scripted('reset')), proxyRequest()).catch(() => undefined);
+    expect(window.quantile(0.5, clock.now()).count).toBe(1);
   });
 });

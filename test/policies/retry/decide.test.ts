@@ -166,3 +166,19 @@ describe('hasIdempotencyKey', () => {
     expect(hasIdempotencyKey(['IDEMPOTENCY-KEY', 'abc'])).toBe(true);
   });
 });
+
+describe('a route with its own idempotency key header', () => {
+  it('retries a POST that carries a key in that header', () => {
+    const question = {
+      outcome: { kind: 'response', status: 503 } as const,
+      responseHeaders: {},
+      method: 'POST',
+      requestHeaders: ['X-Request-Key', 'k1'],
+      remainingMs: 1_000,
+      wallNow: 0,
+    };
+    const config = { retryOn: [503] as const, respectRetryAfter: false };
+    expect(decideRetry(config, question)).toEqual({ kind: 'give-up', reason: 'method' });
+    expect(decideRetry(config, { ...question, keyHeader: 'x-request-key' })).toMatchObject({ kind: 'retry' });
+  });
+});

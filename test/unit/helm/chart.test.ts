@@ -80,6 +80,32 @@ describe('values.yaml and values.schema.json', () => {
     expect(validate(withValue(['config', 'routes', 0, 'retry'], { maxAttempts: 3 }))).toBe(true);
   });
 
+  it('checks the stores block: a claim or Secret name Kubernetes accepts, a quantity for the emptyDir, no unknown keys', () => {
+    const validate = schemaValidator();
+    expect(validate(withValue(['stores', 'sqlite', 'existingClaim'], 'breakwater-state'))).toBe(true);
+    expect(validate(withValue(['stores', 'sqlite', 'existingClaim'], 'Breakwater_State'))).toBe(false);
+    expect(validate(withValue(['stores', 'sqlite', 'sizeLimit'], '1Gi'))).toBe(true);
+    expect(validate(withValue(['stores', 'sqlite', 'sizeLimit'], 'a lot'))).toBe(false);
+    expect(validate(withValue(['stores', 'sqlite', 'existingClam'], 'breakwater-state'))).toBe(false);
+    expect(validate(withValue(['stores', 'redis'], { existingSecret: 'redis-auth', urlKey: 'url', passwordKey: 'password' }))).toBe(true);
+    expect(validate(withValue(['stores', 'redis'], { existingSecret: 'redis-auth', urlKey: 'url' }))).toBe(false);
+    expect(validate(withValue(['stores', 'redis', 'urlKey'], 'redis url'))).toBe(false);
+    expect(validate(withValue(['stores', 'redis', 'secret'], 'redis-auth'))).toBe(false);
+  });
+
+  it('has stores examples in its comments that Breakwater loads, with the variables the chart sets from the Secret', () => {
+    // The config lines values.yaml shows above `stores:`, as a user copies them into config.
+    const examples = [...valuesText.matchAll(/^#\s+config\.stores\.(\w+): (\{.*\})$/gm)].map((match) => [match[1]!, parse(match[2]!)] as const);
+    expect(examples.map(([name]) => name)).toEqual(['local', 'shared']);
+    const routes = values.config.routes as Record<string, unknown>[];
+    const config = { ...values.config, stores: Object.fromEntries(examples), routes: [{ ...routes[0], idempotency: { store: 'shared' } }] };
+    const env = { BREAKWATER_REDIS_URL: 'redis://:secret@redis.infra:6379/0' };
+    const result = parseConfig(stringify(config), 'breakwater.yaml', { env });
+    expect(result.ok ? [] : result.problems).toEqual([]);
+    // Without the variable, Breakwater refuses the config rather than call Redis without credentials.
+    expect(parseConfig(stringify(config), 'breakwater.yaml', { env: {} }).ok).toBe(false);
+  });
+
   it('keeps Breakwater locked down whatever the values: non-root, read-only root filesystem, no escalation, no capabilities, a seccomp filter', () => {
     const validate = schemaValidator();
     expect(validate(withValue(['sidecar', 'securityContext', 'runAsNonRoot'], false))).toBe(false);
@@ -237,6 +263,47 @@ describe('templates', async () => {
     const helpers = sources.get('templates/_helpers.tpl')!;
     expect(helpers).toMatch(/path: \/app-health\/app\/\{\{ \.kind \}\}/);
     expect(helpers).toMatch(/dict "readyz" "readinessProbe" "livez" "livenessProbe" "startupz" "startupProbe"/);
+  });
+
+  it("mounts the state volume at the folder of the config's sqlite stores: an existing claim, else an emptyDir of stores.sqlite.sizeLimit", () => {
+    const helpers = sources.get('templates/_helpers.tpl')!;
+    const bodies = new Map(defineBodies(helpers, parsed.get('templates/_helpers.tpl')!).map((body) => [body.name, body.text] as const));
+    // The folder comes from config.stores, so the mount follows the config's `path`.
+    const folder = bodies.get('breakwater.sidecar.sqliteFolder')!;
+    expect(folder).toMatch(/range \$name, \$store := \(dig "stores" \(dict\) \.values\.config\)/);
+    expect(folder).toMatch(/eq \(toString \$store\.type\) "sqlite"/);
+    expect(folder).toMatch(/\$dir := dir \$path/);
+    // A path the chart cannot mount is refused at install, with the store's name.
+    expect(folder).toMatch(/fail \(printf "config\.stores\.%s\.path %q: give the sqlite file as a literal absolute path/);
+    expect(folder).toMatch(/has \$dir \(list "\/" "\/tmp" "\/etc\/breakwater"\)/);
+    expect(folder).toMatch(/keep their files in different folders/);
+    expect(bodies.get('breakwater.sidecar.container')).toMatch(
+      /\{\{- with include "breakwater\.sidecar\.sqliteFolder" \. \}\}\n(\s*#.*\n)*\s+- name: breakwater-state\n\s+mountPath: \{\{ \. \}\}/,
+    );
+    const volumes = bodies.get('breakwater.sidecar.volumes')!;
+    expect(volumes).toMatch(/\{\{- if include "breakwater\.sidecar\.sqliteFolder" \. \}\}\n- name: breakwater-state/);
+    expect(volumes).toMatch(/persistentVolumeClaim:\n\s+claimName: \{\{ \.values\.stores\.sqlite\.existingClaim \}\}/);
+    expect(volumes).toMatch(/emptyDir:\n\s+sizeLimit: \{\{ \.values\.stores\.sqlite\.sizeLimit \}\}/);
+    // One claim shared by several pods would put one SQLite file on a network disk.
+    expect(sources.get('templates/deployment.yaml')).toMatch(
+      /if and \.Values\.stores\.sqlite\.existingClaim \(gt \(int \.Values\.replicaCount\) 1\) \(include "breakwater\.sidecar\.sqliteFolder" \$sidecar\)\s*\}\}\n\{\{- fail/,
+    );
+  });
+
+  it('passes the Redis URL and password from the Secret as the variables config.stores names, never into the ConfigMap', () => {
+    const helpers = sources.get('templates/_helpers.tpl')!;
+    const bodies = new Map(defineBodies(helpers, parsed.get('templates/_helpers.tpl')!).map((body) => [body.name, body.text] as const));
+    const storeEnv = bodies.get('breakwater.sidecar.storeEnv')!;
+    for (const [variable, key] of [['BREAKWATER_REDIS_URL', 'urlKey'], ['BREAKWATER_REDIS_PASSWORD', 'passwordKey']]) {
+      expect(storeEnv).toMatch(
+        new RegExp(`- name: ${variable}\\n\\s+valueFrom:\\n\\s+secretKeyRef:\\n\\s+name: \\{\\{ \\$redis\\.existingSecret \\}\\}\\n\\s+key: \\{\\{ \\.values\\.stores\\.redis\\.${key} \\}\\}`),
+      );
+      // The names values.yaml tells users to write in config.stores.
+      expect(valuesText).toContain(variable);
+    }
+    // The sidecar's env holds them beside sidecar.env; the ConfigMap only ever holds the config.
+    expect(bodies.get('breakwater.sidecar.container')).toMatch(/\$storeEnv := include "breakwater\.sidecar\.storeEnv" \. \| trim/);
+    expect(sources.get('templates/configmap.yaml')).not.toMatch(/stores\.redis|secretKeyRef/);
   });
 
   it('never restarts pods for a policy edit: no config checksum on the pod, the ConfigMap mounted as a folder', () => {

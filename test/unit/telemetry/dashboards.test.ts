@@ -45,6 +45,12 @@ routes:
     match: {pathPrefix: /report}
     upstream: payments
     circuitBreaker: {minRequests: 10}
+  - name: refund
+    match: {pathPrefix: /refund}
+    upstream: payments
+    idempotency: {store: shared, whileInProgress: wait}
+stores:
+  shared: {type: memory}
 `;
 
 /** Sample names (histograms give _bucket, _sum and _count) and the labels each carries. */
@@ -212,6 +218,12 @@ describe('exported metric families', () => {
     expect(exported.get('breakwater_upstream_attempt_deadline_remaining_seconds_bucket')).toEqual(new Set(['route', 'upstream', 'le']));
   });
 
+  it('include the idempotency results and the store operations and errors', () => {
+    expect(exported.get('breakwater_idempotency_requests_total')).toEqual(new Set(['route', 'result']));
+    expect(exported.get('breakwater_store_operation_duration_seconds_bucket')).toEqual(new Set(['store', 'operation', 'le']));
+    expect(exported.get('breakwater_store_errors_total')).toEqual(new Set(['store', 'operation']));
+  });
+
   describe('the reference check itself', () => {
     it('finds the metrics, matchers and grouping labels of an expression', () => {
       expect(
@@ -272,6 +284,8 @@ describe('alert rules file', () => {
       'breakwater-bulkheads',
       'breakwater-fallbacks',
       'breakwater-deadlines',
+      'breakwater-idempotency',
+      'breakwater-stores',
       'breakwater-config',
     ]);
     for (const group of rules.groups) expect(group.rules.length, group.name).toBeGreaterThan(0);
@@ -297,7 +311,7 @@ describe('alert rules file', () => {
 describe('dashboard layout', () => {
   it('has a row per pattern, each with panels under it', () => {
     const rows = dashboard.panels.filter((panel) => panel.type === 'row').map((row) => row.title);
-    for (const pattern of [/request/i, /retr/i, /breaker/i, /bulkhead/i, /fallback/i, /deadline/i]) {
+    for (const pattern of [/request/i, /retr/i, /breaker/i, /bulkhead/i, /fallback/i, /deadline/i, /idempotency/i]) {
       expect(rows.some((title) => pattern.test(title)), String(pattern)).toBe(true);
     }
     // Panels follow their row in the list; a row directly followed by another row is empty.
@@ -314,5 +328,17 @@ describe('dashboard layout', () => {
     expect(byTitle.get('Errors by route')?.targets?.[0]?.expr).toMatch(/code=~"5\.\."/);
     expect(byTitle.get('p99 latency by route')?.targets?.[0]?.expr).toMatch(/^histogram_quantile\(0\.99, sum by \(route, le\)/);
     expect(byTitle.get('Breaker state over time')?.type).toBe('state-timeline');
+  });
+
+  it('shows keyed requests by result, the refused share, and store latency and errors under the idempotency row', () => {
+    const rowIndex = dashboard.panels.findIndex((panel) => panel.type === 'row' && /idempotency/i.test(panel.title));
+    const nextRow = dashboard.panels.findIndex((panel, index) => index > rowIndex && panel.type === 'row');
+    const row = dashboard.panels.slice(rowIndex + 1, nextRow === -1 ? undefined : nextRow);
+    const exprOf = (title: string): string | undefined => row.find((panel) => panel.title === title)?.targets?.[0]?.expr;
+    expect(exprOf('Keyed requests by result')).toMatch(/^sum by \(route, result\) \(rate\(breakwater_idempotency_requests_total\{/);
+    // The share's denominator is the keyed requests alone: no key means nothing to de-duplicate.
+    expect(exprOf('Keyed requests refused or not de-duplicated')).toMatch(/result=~"conflict\|mismatch\|store_error".*result!~"bypassed\|missing"/);
+    expect(exprOf('p99 store operation latency')).toMatch(/^histogram_quantile\(0\.99, sum by \(store, operation, le\) \(rate\(breakwater_store_operation_duration_seconds_bucket/);
+    expect(exprOf('Store errors by operation')).toMatch(/^sum by \(store, operation\) \(rate\(breakwater_store_errors_total/);
   });
 });

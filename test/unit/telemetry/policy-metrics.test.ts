@@ -3,6 +3,9 @@ import { describe, expect, it } from 'vitest';
 import type { BreakerStateName, PolicyEvent, PolicyEvents } from '../../../src/exchange/events.ts';
 import { createMetrics } from '../../../src/telemetry/metrics.ts';
 import { createPolicyMetrics, type PolicyGaugeSources } from '../../../src/telemetry/policy-metrics.ts';
+import { createStoreMetrics } from '../../../src/telemetry/store-metrics.ts';
+import { StoreError, type StoreEvent } from '../../../src/stores/store.ts';
+import { logSink } from '../../support/log-sink.ts';
 import { checkMetrics } from '../../support/promtool.ts';
 
 interface Sample {
@@ -18,6 +21,7 @@ type BulkheadSample = ReturnType<PolicyGaugeSources['bulkheads']>[number];
 class FakeSources implements PolicyGaugeSources {
   breakerList: BreakerSample[] = [];
   bulkheadList: BulkheadSample[] = [];
+  adaptiveList: { route: string; timeoutMs: number }[] = [];
   depthList: { route: string; entries: number; oldestAgeSeconds: number }[] = [];
   depthReads = 0;
   storeDown = false;
@@ -34,6 +38,10 @@ class FakeSources implements PolicyGaugeSources {
 
   bulkheads(): readonly BulkheadSample[] {
     return this.bulkheadList;
+  }
+
+  adaptiveTimeouts(): readonly { route: string; timeoutMs: number }[] {
+    return this.adaptiveList;
   }
 }
 
@@ -346,22 +354,34 @@ describe('the exposition', () => {
     { type: 'fault-injected', route: 'charge', kind: 'delay' },
     { type: 'fault-injected', route: 'charge', kind: 'abort' },
     ...(['first', 'replayed', 'conflict', 'mismatch', 'missing', 'store_error', 'bypassed'] as const).map((result) => ({ type: 'idempotency', route: 'charge', result }) as const),
+    ...(['sent', 'won', 'budget_exhausted'] as const).map((result) => ({ type: 'hedge', route: 'search', upstream: 'catalog', result }) as const),
     { type: 'dead-letter', route: 'charge', reason: 'circuit_open' },
     ...(['full', 'store_error', 'too_large'] as const).map((cause) => ({ type: 'dead-letter-dropped', route: 'charge', cause, detail: 'x' }) as const),
     ...(['success', 'failure'] as const).map((result) => ({ type: 'dead-letter-replay', route: 'charge', result }) as const),
   ];
 
-  it('passes promtool check metrics beside the request metrics, after a burst of every event', async () => {
+  /** Every store operation, once fine and once failed, as the idempotency layer and the sweeps make them. */
+  const storeBurst: StoreEvent[] = (['open', 'take', 'replace', 'release', 'get', 'sweep'] as const).flatMap((operation) => [
+    { type: 'store-operation', store: 'shared', kind: 'redis', operation, durationMs: 1.2 },
+    { type: 'store-operation', store: 'shared', kind: 'redis', operation, durationMs: 50, error: new StoreError('timeout', 'no answer', { store: 'shared', operation }) },
+  ]);
+
+  it('passes promtool check metrics beside the request and store metrics, after a burst of every event', async () => {
     const metrics = createMetrics();
     const sources = new FakeSources();
     sources.breakerList = [{ name: 'payments', upstream: 'payments', state: 'half-open' }];
     sources.bulkheadList = [{ upstream: 'payments', inFlight: 50, queued: 3, maxConcurrent: 50, maxQueued: 20 }];
     sources.depthList = [{ route: 'charge', entries: 3, oldestAgeSeconds: 12.5 }];
     const events = createPolicyMetrics(metrics.registry, sources);
+    const storeEvents = createStoreMetrics(metrics.registry, logSink().logger);
 
     emitAll(events, burst);
+    for (const event of storeBurst) storeEvents.emit(event);
     const text = await metrics.render();
 
+    expect(text).toContain('breakwater_idempotency_requests_total{route="charge",result="store_error"} 1');
+    expect(text).toContain('breakwater_store_errors_total{store="shared",operation="take"} 1');
+    expect(text).toContain('breakwater_store_operation_duration_seconds_bucket{le="0.0025",store="shared",operation="take"} 1');
     expect(await checkMetrics(text)).toEqual({ exitCode: 0, output: '' });
   });
 
@@ -369,6 +389,7 @@ describe('the exposition', () => {
     const { registry, events, sources } = setup();
     sources.breakerList = [{ name: 'payments', upstream: 'payments', state: 'closed' }];
     sources.bulkheadList = [{ upstream: 'payments', inFlight: 1, queued: 0, maxConcurrent: 50, maxQueued: 20 }];
+    sources.adaptiveList = [{ route: 'search', timeoutMs: 180 }];
     sources.depthList = [{ route: 'charge', entries: 0, oldestAgeSeconds: 0 }];
 
     emitAll(events, burst);
@@ -376,6 +397,7 @@ describe('the exposition', () => {
     const text = await registry.metrics();
 
     expect(families.map((family) => family.name).sort()).toEqual([
+      'breakwater_adaptive_timeout_seconds',
       'breakwater_bulkhead_in_flight',
       'breakwater_bulkhead_max_concurrent',
       'breakwater_bulkhead_max_queued',
@@ -393,6 +415,7 @@ describe('the exposition', () => {
       'breakwater_deadline_exceeded_total',
       'breakwater_fallbacks_total',
       'breakwater_faults_injected_total',
+      'breakwater_hedges_total',
       'breakwater_idempotency_requests_total',
       'breakwater_per_try_timeouts_total',
       'breakwater_retries_exhausted_total',

@@ -48,3 +48,21 @@ describe('least-request (power of two choices)', () => {
     expect(pick(endpoints(3)).id).toBe(0);
   });
 });
+
+describe('a retry or hedge of the same request', () => {
+  it('goes to an endpoint not yet tried while one remains, with either balancer', () => {
+    const list = endpoints(0, 0, 0);
+    const roundRobinPick = roundRobin<{ id: number; inFlight: number }>();
+    expect(roundRobinPick(list, [list[0]!, list[1]!]).id).toBe(2);
+    // Least-request among the untried only, however loaded the tried one is not.
+    const leastPick = leastRequest<{ id: number; inFlight: number }>(sequence(0, 0.99));
+    const loaded = endpoints(0, 5, 9);
+    expect(leastPick(loaded, [loaded[0]!]).id).toBe(1);
+  });
+
+  it('falls back to every endpoint once all were tried', () => {
+    const list = endpoints(0, 0);
+    const pick = roundRobin<{ id: number; inFlight: number }>();
+    expect([pick(list, list).id, pick(list, list).id]).toEqual([0, 1]);
+  });
+});

@@ -1,0 +1,241 @@
+import type { HedgeConfig, RetryConfig } from '../../config/types.ts';
+import { DEFAULTS } from '../../config/defaults.ts';
+import { ChildScope, waitOrAbort } from '../../exchange/cancel.ts';
+import { ProxyError } from '../../exchange/errors.ts';
+import type { GiveUpReason, PolicyEvents } from '../../exchange/events.ts';
+import { callHandler, type CallScope, type Handler, type Layer } from '../../exchange/handler.ts';
+import { matchesRetryOn, type AttemptOutcome } from '../../exchange/outcome.ts';
+import { bufferBody } from '../../exchange/request-body.ts';
+import { onBodyEnd, type ProxyRequest, type UpstreamResponse } from '../../exchange/request.ts';
+import type { Clock } from '../../runtime/clock.ts';
+import type { Random } from '../../runtime/random.ts';
+import { percentileBound, type LatencyWindow } from '../deadline/latency.ts';
+import { backoffDelay } from '../retry/backoff.ts';
+import type { RetryBudget } from '../retry/budget.ts';
+import { decideRetry, mayRepeat } from '../retry/decide.ts';
+
+export interface HedgeDeps {
+  readonly clock: Clock;
+  readonly random: Random;
+  readonly events: PolicyEvents;
+  /** The route's hedge budget: a hedge is paid for like a retry. */
+  readonly hedgeBudget: RetryBudget;
+  /** The upstream's retry budget, when the route also retries. */
+  readonly retryBudget?: RetryBudget;
+  /** The breaker of the route's upstream, when it has one: no retry while it is open. */
+  readonly breakerOpen?: (now: number) => boolean;
+  /** The route's latencies, for a percentile delay. */
+  readonly latencies?: LatencyWindow;
+  /** The header of the route's idempotency keys, when it names one: a POST with a key may be hedged. */
+  readonly keyHeader?: string;
+}
+
+/** How one attempt ended: a response head, an attempt failure, or a refusal by a policy below (circuit_open...). */
+type Result =
+  | { readonly kind: 'response'; readonly outcome: Extract<AttemptOutcome, { kind: 'response' }>; readonly response: UpstreamResponse }
+  | { readonly kind: 'failure'; readonly outcome: Extract<AttemptOutcome, { kind: 'failure' }>; readonly error: ProxyError }
+  | { readonly kind: 'refused'; readonly error: unknown };
+
+interface Flight {
+  readonly scope: ChildScope;
+  /** 1 for the request's first attempt, 2 for the next started, ... */
+  readonly order: number;
+}
+
+const noHeaders: Readonly<Record<string, string | undefined>> = {};
+const defaultRetryOn = DEFAULTS.retry.retryOn;
+const defaultBufferLimit = 64 * 1024;
+
+function lostTo(order: number): ProxyError {
+  return new ProxyError('upstream_unavailable', { message: `attempt ${order} of this request answered first` });
+}
+
+async function attempt(next: Handler, request: ProxyRequest, scope: CallScope): Promise<Result> {
+  try {
+    const response = await callHandler(next, request, scope);
+    return { kind: 'response', outcome: { kind: 'response', status: response.status }, response };
+  } catch (error) {
+    if (error instanceof ProxyError && error.attemptFailure !== undefined) return { kind: 'failure', outcome: { kind: 'failure', failure: error.attemptFailure }, error };
+    return { kind: 'refused', error };
+  }
+}
+
+/** The answer a result stands for once nothing better comes: the response, or the error. */
+function settle(result: Result): UpstreamResponse {
+  if (result.kind === 'response') return result.response;
+  throw result.error;
+}
+
+/** Gives back what a result holds that nobody will use: its body and its scope's link. */
+function letGo(flight: Flight, result: Result): void {
+  if (result.kind === 'response') result.response.body.discard();
+  flight.scope.release();
+}
+
+/**
+ * Hedged requests ("The Tail at Scale"): when an attempt has not answered within the hedge
+ * delay (fixed, or a percentile of the route's latencies), another goes out, to an endpoint the
+ * request has not tried; the first response head that is not a retryable failure wins and the
+ * others are cancelled, their connections aborted and nothing counted against the upstream.
+ * The layer also owns the route's retries, so that hedges and retries together stay within
+ * retry.maxAttempts: when every attempt in flight has failed, it retries as the retry layer
+ * would (backoff, budget, breaker, deadline). Only requests that may be sent twice are hedged:
+ * idempotent methods, or POST/PATCH with an idempotency key, with a body within bufferLimit.
+ * A request keeps one bulkhead slot however many of its attempts are in flight.
+ */
+export function hedgeLayer(hedge: HedgeConfig, retry: RetryConfig | undefined, deps: HedgeDeps): Layer {
+  const { clock, random, events, hedgeBudget, retryBudget, breakerOpen, latencies } = deps;
+  const retryOn = retry?.retryOn ?? defaultRetryOn;
+  const maxTotal = retry?.maxAttempts ?? hedge.maxAttempts;
+  const bufferLimit = retry?.bufferLimitBytes ?? defaultBufferLimit;
+  const delayMs = (now: number): number => (hedge.delayMs !== undefined ? hedge.delayMs : percentileBound(hedge.adaptiveDelay!, latencies!, now));
+
+  /** A result a client should get at once: a success, or a failure that no retry or hedge could mend. */
+  function isFinal(result: Result): result is Extract<Result, { kind: 'response' }> {
+    if (result.kind !== 'response') return false;
+    const status = result.response.status;
+    if (status >= 400 && status <= 499 && status !== 429) return true;
+    return !matchesRetryOn(result.outcome, retryOn);
+  }
+
+  async function run(next: Handler, request: ProxyRequest, scope: CallScope): Promise<UpstreamResponse> {
+    const { route, upstream } = request;
+    const arrivedAt = clock.now();
+    retryBudget?.recordRequest(arrivedAt);
+    hedgeBudget.recordRequest(arrivedAt);
+    let replayable = true;
+    const body = request.body;
+    if (body !== null && !Buffer.isBuffer(body)) replayable = await bufferBody(request, body, bufferLimit, scope.signal);
+    let mayHedge = replayable && mayRepeat(request.method, request.headers, deps.keyHeader);
+
+    const flying = new Set<Flight>();
+    const landed: { flight: Flight; result: Result }[] = [];
+    let finished = false;
+    let wake: (() => void) | null = null;
+    let started = 0;
+    let lastLaunchAt = arrivedAt;
+    let last: Result | undefined;
+    let retries = 0;
+    let previousDelayMs = retry?.backoff.baseMs ?? 0;
+
+    const launch = (): void => {
+      started += 1;
+      lastLaunchAt = clock.now();
+      const flight: Flight = { scope: new ChildScope(scope), order: started };
+      flying.add(flight);
+      void attempt(next, request, flight.scope).then((result) => {
+        flying.delete(flight);
+        // Too late: an answer was already chosen.
+        if (finished) letGo(flight, result);
+        else {
+          landed.push({ flight, result });
+          wake?.();
+        }
+      });
+    };
+
+    /** Ends the request with `result`: every other attempt is cancelled, and its resources freed as it ends. */
+    const finish = (winner: Flight | undefined, result: Result): UpstreamResponse => {
+      finished = true;
+      for (const flight of flying) flight.scope.cancel(lostTo(winner?.order ?? started));
+      for (const { flight, result: other } of landed) letGo(flight, other);
+      if (result.kind !== 'response') {
+        winner?.scope.release();
+        return settle(result);
+      }
+      return winner === undefined ? result.response : onBodyEnd(result.response, () => winner.scope.release());
+    };
+
+    const giveUp = (reason: GiveUpReason, result: Result): UpstreamResponse => {
+      if (retry !== undefined) events.emit({ type: 'retry-give-up', route, upstream, reason }, request);
+      return finish(undefined, result);
+    };
+
+    launch();
+    for (;;) {
+      // Wait for an attempt to end, or for the hedge delay to pass with no answer.
+      const canHedge = mayHedge && flying.size > 0 && flying.size < hedge.maxAttempts && started < maxTotal && !scope.signal.aborted;
+      let hedgeDue = false;
+      if (landed.length === 0) {
+        const waitMs = canHedge ? Math.max(0, lastLaunchAt + delayMs(clock.now()) - clock.now()) : undefined;
+        await new Promise<void>((resolve) => {
+          let cancelTimer = (): void => undefined;
+          wake = () => {
+            cancelTimer();
+            resolve();
+          };
+          if (waitMs !== undefined) {
+            cancelTimer = clock.setTimer(waitMs, () => {
+              hedgeDue = true;
+              resolve();
+            });
+          }
+        });
+        wake = null;
+      }
+
+      for (let next = landed.shift(); next !== undefined; next = landed.shift()) {
+        const { flight, result } = next;
+        if (isFinal(result)) {
+          if (flight.order > 1 && started > 1) events.emit({ type: 'hedge', route, upstream, result: 'won' }, request);
+          return finish(flight, result);
+        }
+        // A failure: it stands until something better comes.
+        if (last !== undefined && last.kind === 'response') last.response.body.discard();
+        flight.scope.release();
+        last = result;
+      }
+
+      if (hedgeDue && flying.size > 0) {
+        if (hedgeBudget.tryWithdraw(clock.now())) {
+          events.emit({ type: 'hedge', route, upstream, result: 'sent' }, request);
+          launch();
+        } else {
+          events.emit({ type: 'hedge', route, upstream, result: 'budget_exhausted' }, request);
+          mayHedge = false;
+        }
+        continue;
+      }
+      if (flying.size > 0) continue;
+
+      // Every attempt has ended without a final answer: retry, as the retry layer would.
+      const failed = last!;
+      if (failed.kind === 'refused' || scope.signal.aborted || retry === undefined) return finish(undefined, failed);
+      const now = clock.now();
+      const remainingMs = scope.dueAt - now;
+      const decision = decideRetry(retry, {
+        outcome: failed.outcome,
+        responseHeaders: failed.kind === 'response' ? failed.response.headers : noHeaders,
+        method: request.method,
+        requestHeaders: request.headers,
+        remainingMs,
+        wallNow: clock.wallNow(),
+        ...(deps.keyHeader === undefined ? {} : { keyHeader: deps.keyHeader }),
+      });
+      if (decision.kind === 'final') return finish(undefined, failed);
+      if (decision.kind === 'give-up') return giveUp(decision.reason, failed);
+      if (started >= maxTotal) return giveUp('attempts', failed);
+      if (!replayable) return giveUp('body', failed);
+      if (breakerOpen?.(now) === true) return giveUp('breaker', failed);
+      retries += 1;
+      const waitMs = decision.retryAfterMs ?? backoffDelay(retry.backoff, retries, previousDelayMs, random);
+      if (remainingMs <= waitMs) return giveUp('deadline', failed);
+      if (retryBudget !== undefined && !retryBudget.tryWithdraw(now)) return giveUp('budget', failed);
+      if (decision.retryAfterMs === undefined) previousDelayMs = waitMs;
+      if (failed.kind === 'response') failed.response.body.discard();
+      last = undefined;
+      events.emit({ type: 'retry', route, upstream, attempt: started + 1, delayMs: waitMs, trigger: decision.trigger }, request);
+      if (waitMs > 0) {
+        try {
+          await waitOrAbort(clock, waitMs, scope.signal);
+        } catch (error) {
+          finished = true;
+          throw error;
+        }
+      }
+      launch();
+    }
+  }
+
+  return (next) => (request, scope) => run(next, request, scope);
+}
