@@ -1,4 +1,4 @@
-import { PassThrough, Readable, pipeline } from 'node:stream';
+import { PassThrough, pipeline, type Readable } from 'node:stream';
 import { abortReason, onAbort } from './cancel.ts';
 import { ProxyError } from './errors.ts';
 import type { ProxyRequest } from './request.ts';
@@ -91,63 +91,52 @@ export type CapturedBody =
   | { readonly kind: 'cut'; readonly size: number };
 
 /**
- * A request body that streams on as before while a copy of it, up to `limit` bytes, is kept
- * aside, for whoever may need the request again after it is over. It reads its source only
- * when it is read itself, so a body nobody reads is left to Node as it would be without the
- * copy, and ending it (an upstream giving up on it) ends its source the same way.
+ * A copy of a request body, up to `limit` bytes, kept aside while the body streams as it
+ * would without it, for whoever may need the request again once it is over. It taps the
+ * chunks the body emits, however and by whomever it is read, rather than standing between the
+ * body and its reader as a stream of its own: a request that succeeds then costs a list of
+ * chunk references, not a second stream, and the body's flow control, its end and its
+ * destruction (an upstream giving up on it) are the reader's, as without the copy.
  */
 export class BodyCapture {
   readonly #source: Readable;
   readonly #limit: number;
   readonly #declared: number | undefined;
-  readonly #stream: Readable;
   /** The copy so far; null once it is past the limit or no longer wanted. */
-  #chunks: Buffer[] | null = [];
+  #chunks: Buffer[] | null;
   #seen = 0;
-  #started = false;
   #outcome: CapturedBody | undefined;
   #waiting: ((body: CapturedBody) => void) | undefined;
+  #untap: (() => void) | undefined;
 
   constructor(source: Readable, limit: number, declaredLength?: number) {
     this.#source = source;
     this.#limit = limit;
     this.#declared = declaredLength;
     // Declared larger than the limit: nothing of it is worth copying.
-    if (declaredLength !== undefined && declaredLength > limit) this.#chunks = null;
-    this.#stream = new Readable({
-      read: () => {
-        if (this.#started) source.resume();
-        else this.#start(true);
-      },
-      destroy: (error, done) => {
-        // Whoever read the body gave up on it (an attempt that failed): its source goes the
-        // way it would have gone had it been read directly.
-        if (!source.readableEnded && !source.destroyed) source.destroy(error ?? undefined);
-        this.#finish(this.#cut());
-        done(error);
-      },
-    });
-  }
-
-  /** The body to send upstream in place of the source. */
-  get stream(): Readable {
-    return this.#stream;
+    this.#chunks = declaredLength !== undefined && declaredLength > limit ? null : [];
+    if (this.#chunks !== null) this.#tap();
   }
 
   /**
    * What was kept, once it is known: the body ended within the limit, passed it, or was cut.
-   * Reads the rest of the body itself when nobody does any more, dropping what is past the
-   * limit, so the client's connection is drained as it would be without the copy.
+   * Lets the rest of the body flow when nobody reads it any more, dropping what is past the
+   * limit, so the client's connection is drained as Node would drain it without the copy.
    */
   settle(): Promise<CapturedBody> {
-    if (this.#chunks === null) this.#finish({ kind: 'too-large', size: this.#declared ?? null });
     const source = this.#source;
-    if (!this.#started) {
-      if (source.destroyed && !source.readableEnded) this.#finish(this.#cut());
-      else this.#start(false);
-    } else if (!this.#stream.destroyed && !this.#stream.readableEnded) {
-      // Nobody may be reading any more (the attempts are over): let the rest flow.
-      this.#stream.resume();
+    if (this.#outcome === undefined) {
+      if (source.readableEnded) this.#finish(this.#ended());
+      else if (source.destroyed) this.#finish(this.#cut());
+      else {
+        if (this.#chunks === null) this.#finish({ kind: 'too-large', size: this.#declared ?? null });
+        source.once('end', () => this.#finish(this.#ended()));
+        source.once('close', () => this.#finish(source.readableEnded ? this.#ended() : this.#cut()));
+        // Without a listener of its own an 'error' would be thrown; the reader hears it too.
+        source.on('error', () => this.#finish(this.#cut()));
+        // Nobody reads it (an attempt never started, or gave up on it without ending it).
+        if (source.readableFlowing !== true) source.resume();
+      }
     }
     if (this.#outcome !== undefined) return Promise.resolve(this.#outcome);
     return new Promise((resolve) => {
@@ -159,42 +148,51 @@ export class BodyCapture {
   release(): void {
     this.#chunks = null;
     this.#outcome ??= { kind: 'too-large', size: null };
+    this.#stopTapping();
+  }
+
+  /** Copies each chunk the source emits, from now on. */
+  #tap(): void {
+    const source = this.#source;
+    const own = Object.hasOwn(source, 'emit');
+    const original = source.emit;
+    const keep = (chunk: unknown): void => this.#keep(chunk);
+    source.emit = function (this: Readable, event: string | symbol, chunk?: unknown) {
+      if (event === 'data') keep(chunk);
+      // eslint-disable-next-line prefer-rest-params -- passes every argument on, without a copy per event
+      return Reflect.apply(original, this, arguments) as boolean;
+    } as Readable['emit'];
+    this.#untap = () => {
+      if (own) source.emit = original;
+      else delete (source as { emit?: unknown }).emit;
+    };
+  }
+
+  #stopTapping(): void {
+    const untap = this.#untap;
+    this.#untap = undefined;
+    untap?.();
+  }
+
+  #ended(): CapturedBody {
+    const chunks = this.#chunks;
+    return chunks === null ? { kind: 'too-large', size: this.#declared ?? this.#seen } : { kind: 'whole', bytes: Buffer.concat(chunks, this.#seen) };
   }
 
   #cut(): CapturedBody {
     return { kind: 'cut', size: this.#seen };
   }
 
-  /** Starts reading the source: into the stream when it is read, or into nothing when only the copy is wanted. */
-  #start(intoStream: boolean): void {
-    this.#started = true;
-    const source = this.#source;
-    const stream = this.#stream;
-    source.on('data', (chunk: Buffer) => {
-      this.#keep(chunk);
-      if (intoStream && !stream.push(chunk)) source.pause();
-    });
-    source.once('end', () => {
-      const chunks = this.#chunks;
-      this.#finish(chunks === null ? { kind: 'too-large', size: this.#declared ?? this.#seen } : { kind: 'whole', bytes: Buffer.concat(chunks, this.#seen) });
-      if (intoStream) stream.push(null);
-    });
-    source.on('error', (error) => {
-      this.#finish(this.#cut());
-      if (intoStream) stream.destroy(error);
-    });
-    source.once('close', () => {
-      if (!source.readableEnded) this.#finish(this.#cut());
-    });
-  }
-
-  #keep(chunk: Buffer): void {
-    this.#seen += chunk.length;
+  #keep(chunk: unknown): void {
+    const bytes = Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk));
+    this.#seen += bytes.length;
     if (this.#chunks === null) return;
     if (this.#seen <= this.#limit) {
-      this.#chunks.push(chunk);
+      this.#chunks.push(bytes);
       return;
     }
+    // Past the limit: no copy, but the bytes are still counted, for the size a body that ends
+    // before the copy is asked for turns out to have.
     this.#chunks = null;
     // Someone waits for the copy: past the limit is all there is to know.
     if (this.#waiting !== undefined) this.#finish({ kind: 'too-large', size: this.#declared ?? null });
@@ -204,6 +202,7 @@ export class BodyCapture {
     if (this.#outcome !== undefined) return;
     this.#outcome = outcome;
     this.#chunks = null;
+    this.#stopTapping();
     const waiting = this.#waiting;
     this.#waiting = undefined;
     waiting?.(outcome);

@@ -97,11 +97,7 @@ export function deadLetterLayer(route: string, config: DeadLetterConfig, deps: D
     // A replay's outcome is its replayer's to record: it is already a dead letter.
     if (request.replayOf !== undefined) return next(request, scope);
     const source = request.body;
-    let capture: BodyCapture | undefined;
-    if (source !== null && !Buffer.isBuffer(source)) {
-      capture = new BodyCapture(source, config.maxBodyBytes, declaredLength(request));
-      request.body = capture.stream;
-    }
+    const capture = source === null || Buffer.isBuffer(source) ? undefined : new BodyCapture(source, config.maxBodyBytes, declaredLength(request));
     const seen = (): CapturedRequest => ({
       route: request.route,
       upstream: request.upstream,
@@ -117,6 +113,11 @@ export function deadLetterLayer(route: string, config: DeadLetterConfig, deps: D
 
     return callHandler(next, request, scope).then(
       (response) => {
+        // Only a 5xx response can be a dead letter: the common answer goes on at once.
+        if (response.status < 500) {
+          capture?.release();
+          return response;
+        }
         const decision = decideCapture({ kind: 'response', status: response.status, fallback: response.fallback !== undefined }, config.on);
         if (!decision.capture) {
           capture?.release();
