@@ -144,6 +144,11 @@ export class BodyCapture {
     });
   }
 
+  /** Stops waiting for a body that does not end: the copy is cut where it stands. */
+  abandon(): void {
+    this.#finish(this.#cut());
+  }
+
   /** The copy is not needed: it is dropped, and the body streams on untouched. */
   release(): void {
     this.#chunks = null;

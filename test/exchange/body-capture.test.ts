@@ -126,3 +126,19 @@ describe('a captured request body', () => {
     expect((await readAll(body)).toString()).toBe('kept streaming');
   });
 });
+
+describe('a captured body that never ends', () => {
+  it('is called cut when its copy is abandoned', async () => {
+    const body = new PassThrough();
+    const capture = new BodyCapture(body, 100);
+    const settled = capture.settle();
+    body.write('half');
+    await once(body, 'data');
+
+    capture.abandon();
+
+    expect(await settled).toEqual({ kind: 'cut', size: 4 });
+    expect(Object.hasOwn(body, 'emit')).toBe(false);
+    body.destroy();
+  });
+});

@@ -31,6 +31,11 @@ export interface DeadLetterDeps {
 const maxPendingWrites = 1000;
 const maxPendingBytes = 64 * 1024 * 1024;
 
+// A client still sending its body this long after its answer is not going to finish it soon:
+// its dead letter is written without the body rather than held in memory for as long as the
+// client keeps the connection open.
+const bodyWaitMs = 30_000;
+
 // `traceparent: 00-<trace id>-<parent id>-<flags>`
 const traceparent = /^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}/;
 
@@ -109,7 +114,11 @@ export function deadLetterLayer(route: string, config: DeadLetterConfig, deps: D
       traceId: traceIdOf(request),
       attempts: request.attempts,
     });
-    const body = (): Buffer | null | Promise<CapturedBody> => (capture === undefined ? (source as Buffer | null) : capture.settle());
+    const body = (): Buffer | null | Promise<CapturedBody> => {
+      if (capture === undefined) return source as Buffer | null;
+      const cancel = clock.setTimer(bodyWaitMs, () => capture.abandon());
+      return capture.settle().finally(cancel);
+    };
 
     return callHandler(next, request, scope).then(
       (response) => {

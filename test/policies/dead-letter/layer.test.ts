@@ -194,6 +194,21 @@ describe('dead-letter layer', () => {
     body.destroy();
   });
 
+  it('writes the dead letter of a client that stalls its upload without the body, 30 s on', async () => {
+    const { clock, layer, entries, afterReply } = setup();
+    const body = new PassThrough();
+    body.write('the first half');
+
+    await call(layer(scripted(new ProxyError('circuit_open'))), post({ body })).catch(() => undefined);
+    await afterReply();
+    expect(await entries()).toEqual([]);
+    clock.advance(30_000);
+    await afterReply();
+
+    expect((await entries())[0]?.meta).toMatchObject({ reason: 'circuit_open', bodyBytes: null, truncated: true });
+    body.destroy();
+  });
+
   it('keeps the credentials keepHeaders lists', async () => {
     const { layer, entries, afterReply } = setup({ keepHeaders: ['authorization'] });
 
