@@ -90,6 +90,9 @@ export type CapturedBody =
   /** The body failed or was cut off before its end: what was kept is not the request. */
   | { readonly kind: 'cut'; readonly size: number };
 
+/** The outcome of a copy released unread: nobody asks for it. */
+const notWanted: CapturedBody = { kind: 'too-large', size: null };
+
 /**
  * A copy of a request body, up to `limit` bytes, kept aside while the body streams as it
  * would without it, for whoever may need the request again once it is over. It taps the
@@ -107,7 +110,8 @@ export class BodyCapture {
   #seen = 0;
   #outcome: CapturedBody | undefined;
   #waiting: ((body: CapturedBody) => void) | undefined;
-  #untap: (() => void) | undefined;
+  /** The source's own emit, while the copy taps it. */
+  #original: Readable['emit'] | undefined;
 
   constructor(source: Readable, limit: number, declaredLength?: number) {
     this.#source = source;
@@ -152,31 +156,31 @@ export class BodyCapture {
   /** The copy is not needed: it is dropped, and the body streams on untouched. */
   release(): void {
     this.#chunks = null;
-    this.#outcome ??= { kind: 'too-large', size: null };
+    this.#outcome ??= notWanted;
     this.#stopTapping();
   }
 
   /** Copies each chunk the source emits, from now on. */
   #tap(): void {
     const source = this.#source;
-    const own = Object.hasOwn(source, 'emit');
     const original = source.emit;
+    this.#original = original;
     const keep = (chunk: unknown): void => this.#keep(chunk);
     source.emit = function (this: Readable, event: string | symbol, chunk?: unknown) {
       if (event === 'data') keep(chunk);
-      // eslint-disable-next-line prefer-rest-params -- passes every argument on, without a copy per event
-      return Reflect.apply(original, this, arguments) as boolean;
+      // Most events carry at most one argument: no arguments object for them.
+      // eslint-disable-next-line prefer-rest-params -- passes every argument on, without a copy
+      return arguments.length <= 2 ? original.call(this, event, chunk) : (Reflect.apply(original, this, arguments) as boolean);
     } as Readable['emit'];
-    this.#untap = () => {
-      if (own) source.emit = original;
-      else delete (source as { emit?: unknown }).emit;
-    };
   }
 
   #stopTapping(): void {
-    const untap = this.#untap;
-    this.#untap = undefined;
-    untap?.();
+    const original = this.#original;
+    if (original === undefined) return;
+    this.#original = undefined;
+    // Put back by assignment: deleting the property would turn the request object into a
+    // slow dictionary for the rest of its life.
+    this.#source.emit = original;
   }
 
   #ended(): CapturedBody {

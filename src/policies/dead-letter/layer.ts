@@ -5,7 +5,7 @@ import type { DeadLetterDrop, PolicyEvents } from '../../exchange/events.ts';
 import { callHandler, type Layer } from '../../exchange/handler.ts';
 import { headerValues } from '../../exchange/headers.ts';
 import { BodyCapture, type CapturedBody } from '../../exchange/request-body.ts';
-import { onBodyEnd, type ProxyRequest } from '../../exchange/request.ts';
+import { onBodyEnd, type ProxyRequest, type UpstreamResponse } from '../../exchange/request.ts';
 import type { Clock } from '../../runtime/clock.ts';
 import { StoreError, type LogStore } from '../../stores/store.ts';
 import {
@@ -16,7 +16,6 @@ import {
   storedMeta,
   type CaptureDecision,
   type CapturedRequest,
-  type FinalOutcome,
 } from './capture.ts';
 
 export interface DeadLetterDeps {
@@ -46,10 +45,30 @@ function traceIdOf(request: ProxyRequest): string | undefined {
   return value === undefined ? undefined : traceparent.exec(value.trim().toLowerCase())?.[1];
 }
 
-function declaredLength(request: ProxyRequest): number | undefined {
-  const value = headerValues(request.headers, 'content-length')[0];
-  const length = value === undefined ? Number.NaN : Number(value);
-  return Number.isSafeInteger(length) && length >= 0 ? length : undefined;
+/** The request's Content-Length, when it declares one. */
+function declaredLength(headers: readonly string[]): number | undefined {
+  for (let i = 0; i < headers.length; i += 2) {
+    const name = headers[i]!;
+    if (name.length !== 14 || name.toLowerCase() !== 'content-length') continue;
+    const length = Number(headers[i + 1]);
+    return Number.isSafeInteger(length) && length >= 0 ? length : undefined;
+  }
+  return undefined;
+}
+
+/** The request as it is kept: read when it has failed, after every policy below ran. */
+function capturedRequest(request: ProxyRequest): CapturedRequest {
+  return {
+    route: request.route,
+    upstream: request.upstream,
+    listener: request.listener,
+    method: request.method,
+    path: request.path,
+    headers: request.headers,
+    requestId: request.requestId,
+    traceId: traceIdOf(request),
+    attempts: request.attempts,
+  };
 }
 
 /**
@@ -98,28 +117,45 @@ export function deadLetterLayer(route: string, config: DeadLetterConfig, deps: D
     else kept(body);
   }
 
+  /** The body as it is kept: as it was, or once the copy of a streaming one is known. */
+  function keptBodyOf(source: ProxyRequest['body'], capture: BodyCapture | undefined): Buffer | null | Promise<CapturedBody> {
+    if (capture === undefined) return source as Buffer | null;
+    const cancel = clock.setTimer(bodyWaitMs, () => capture.abandon());
+    return capture.settle().finally(cancel);
+  }
+
+  function afterResponse(response: UpstreamResponse, request: ProxyRequest, source: ProxyRequest['body'], capture: BodyCapture | undefined): UpstreamResponse {
+    const decision = decideCapture({ kind: 'response', status: response.status, fallback: response.fallback !== undefined }, config.on);
+    if (!decision.capture) {
+      capture?.release();
+      return response;
+    }
+    const captured = capturedRequest(request);
+    const settled = keptBodyOf(source, capture);
+    // Written once the response has streamed to the caller (or failed, or was dropped).
+    return onBodyEnd(response, () => write(captured, decision, settled));
+  }
+
+  function afterError(error: unknown, request: ProxyRequest, signal: AbortSignal, source: ProxyRequest['body'], capture: BodyCapture | undefined): never {
+    const reply = error instanceof ProxyError ? error : new ProxyError('upstream_unavailable', { cause: error });
+    const decision = decideCapture({ kind: 'error', reason: reply.reason, status: reply.status, callerGone: callerLeft(signal) }, config.on);
+    if (!decision.capture) {
+      capture?.release();
+      throw error;
+    }
+    const captured = capturedRequest(request);
+    const settled = keptBodyOf(source, capture);
+    // The listener writes its reply as this rejection reaches it; the write waits for the
+    // next turn of the event loop, after that reply.
+    clock.setTimer(0, () => write(captured, decision, settled));
+    throw error;
+  }
+
   return (next) => (request, scope) => {
     // A replay's outcome is its replayer's to record: it is already a dead letter.
     if (request.replayOf !== undefined) return next(request, scope);
     const source = request.body;
-    const capture = source === null || Buffer.isBuffer(source) ? undefined : new BodyCapture(source, config.maxBodyBytes, declaredLength(request));
-    const seen = (): CapturedRequest => ({
-      route: request.route,
-      upstream: request.upstream,
-      listener: request.listener,
-      method: request.method,
-      path: request.path,
-      headers: request.headers,
-      requestId: request.requestId,
-      traceId: traceIdOf(request),
-      attempts: request.attempts,
-    });
-    const body = (): Buffer | null | Promise<CapturedBody> => {
-      if (capture === undefined) return source as Buffer | null;
-      const cancel = clock.setTimer(bodyWaitMs, () => capture.abandon());
-      return capture.settle().finally(cancel);
-    };
-
+    const capture = source === null || Buffer.isBuffer(source) ? undefined : new BodyCapture(source, config.maxBodyBytes, declaredLength(request.headers));
     return callHandler(next, request, scope).then(
       (response) => {
         // Only a 5xx response can be a dead letter: the common answer goes on at once.
@@ -127,31 +163,9 @@ export function deadLetterLayer(route: string, config: DeadLetterConfig, deps: D
           capture?.release();
           return response;
         }
-        const decision = decideCapture({ kind: 'response', status: response.status, fallback: response.fallback !== undefined }, config.on);
-        if (!decision.capture) {
-          capture?.release();
-          return response;
-        }
-        const captured = seen();
-        const settled = body();
-        // Written once the response has streamed to the caller (or failed, or was dropped).
-        return onBodyEnd(response, () => write(captured, decision, settled));
+        return afterResponse(response, request, source, capture);
       },
-      (error: unknown) => {
-        const reply = error instanceof ProxyError ? error : new ProxyError('upstream_unavailable', { cause: error });
-        const outcome: FinalOutcome = { kind: 'error', reason: reply.reason, status: reply.status, callerGone: callerLeft(scope.signal) };
-        const decision = decideCapture(outcome, config.on);
-        if (!decision.capture) {
-          capture?.release();
-          throw error;
-        }
-        const captured = seen();
-        const settled = body();
-        // The listener writes its reply as this rejection reaches it; the write waits for the
-        // next turn of the event loop, after that reply.
-        clock.setTimer(0, () => write(captured, decision, settled));
-        throw error;
-      },
+      (error: unknown) => afterError(error, request, scope.signal, source, capture),
     );
   };
 }
