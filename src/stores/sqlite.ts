@@ -10,7 +10,7 @@ import type { SqliteStoreConfig } from '../config/types.ts';
 import type { Clock } from '../runtime/clock.ts';
 import type { LogBackend, RecordBackend } from './guard.ts';
 import { tagsMatch } from './log.ts';
-import type { RawLogEntry } from './log.ts';
+import type { EncodedLogEntry, RawLogEntry } from './log.ts';
 import type { RawRecord } from './records.ts';
 import { StoreError } from './store.ts';
 import type { StoreErrorCode } from './store.ts';
@@ -193,21 +193,49 @@ function sqliteLog(db: DatabaseSync): LogBackend {
     body: row.body ?? undefined,
   });
 
-  return {
-    async append(stream, entry, maxEntries) {
+  // Appends that arrive in one turn of the event loop are written in one transaction: under a
+  // burst of failures (an outage) a commit, and its share of the WAL's checkpoints, is paid
+  // per batch rather than per entry.
+  interface Pending {
+    readonly stream: string;
+    readonly entry: EncodedLogEntry;
+    readonly maxEntries: number;
+    readonly settle: (error: unknown, appended?: boolean) => void;
+  }
+  let pending: Pending[] | null = null;
+  const flush = (): void => {
+    const batch = pending ?? [];
+    pending = null;
+    const appended: boolean[] = [];
+    try {
       // IMMEDIATE takes the write lock before counting, so that two connections to one file
-      // cannot both see room for one more entry.
+      // cannot both see room for one more entry. Counts read in the transaction include the
+      // batch's own earlier inserts (the triggers keep them).
       db.exec('BEGIN IMMEDIATE');
-      try {
+      for (const { stream, entry, maxEntries } of batch) {
         const count = (countOf.get(stream, entry.partition) as { entries: number } | undefined)?.entries ?? 0;
         const room = count < maxEntries;
         if (room) insert.run(stream, entry.id, entry.partition, entry.time, entry.tags, entry.meta, entry.body ?? null);
-        db.exec('COMMIT');
-        return room;
-      } catch (error) {
-        if (db.isTransaction) db.exec('ROLLBACK');
-        throw error;
+        appended.push(room);
       }
+      db.exec('COMMIT');
+    } catch (error) {
+      if (db.isOpen && db.isTransaction) db.exec('ROLLBACK');
+      for (const item of batch) item.settle(error);
+      return;
+    }
+    batch.forEach((item, index) => item.settle(undefined, appended[index]));
+  };
+
+  return {
+    append(stream, entry, maxEntries) {
+      return new Promise<boolean>((resolve, reject) => {
+        if (pending === null) {
+          pending = [];
+          setImmediate(flush);
+        }
+        pending.push({ stream, entry, maxEntries, settle: (error, appended) => (error === undefined ? resolve(appended === true) : reject(error as Error)) });
+      });
     },
     async list(stream, range) {
       const newest = range.order === 'newest';
