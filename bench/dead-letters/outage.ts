@@ -138,6 +138,11 @@ routes:
     const after = takeSnapshot();
     const cpuS = treeCpuSeconds(before, after, proxy.pid);
     const entries = await metric(telemetry, 'breakwater_dead_letter_entries', { route: 'kept' });
+    const causes = [];
+    for (const cause of ['full', 'store_error', 'too_large']) {
+      const count = await metric(telemetry, 'breakwater_dead_letters_dropped_total', { route: 'kept', cause });
+      if (count > 0) causes.push(`${count} ${cause}`);
+    }
     const peak = peakRssBytes(proxy.pid);
 
     console.log(`${describeMachine(repoRoot, new Date())}`);
@@ -147,7 +152,7 @@ routes:
     for (const [name, report] of [['plain (no deadLetter)', plain], ['kept (deadLetter)', kept]] as const) {
       console.log(`| ${name} | ${report.requests} | ${requestsPerSecond(report).toFixed(0)} | ${report.errors.status} | ${ms(report.latencyUs.p50)} | ${ms(report.latencyUs.p99)} | ${ms(report.latencyUs.p999)} |`);
     }
-    console.log(`\nkept: ${written} dead letters of ${kept.requests} requests (${failed} answered with an error), dropped ${dropped}; ${entries} held in the store`);
+    console.log(`\nkept: ${written} dead letters of ${kept.requests} requests (${failed} answered with an error), dropped ${dropped}${causes.length === 0 ? '' : ` (${causes.join(', ')})`}; ${entries} held in the store`);
     console.log(`the last dead letter was written ${lagMs.toFixed(0)} ms after the load stopped`);
     console.log(`Breakwater: ${(cpuS / (durationS + lagMs / 1000)).toFixed(2)} cores on average while keeping them, peak RSS ${(peak / 2 ** 20).toFixed(0)} MiB`);
     if (dropped > 0 || written < kept.requests) process.exitCode = 1;

@@ -68,6 +68,9 @@ export interface LogBackend {
   trim(stream: string, partition: string, bounds: { below?: string; keep?: number }, max: number): Promise<number>;
 }
 
+/** The bound of a log operation, when the store's own timeout is shorter. */
+export const LOG_TIMEOUT_MS = 1000;
+
 // Failures that say the store could not be reached; others (a refused value, a server's own
 // error reply) come from a store that answered.
 const UNREACHABLE: ReadonlySet<StoreErrorCode> = new Set(['timeout', 'unavailable']);
@@ -227,9 +230,13 @@ export class GuardedStore implements Store {
     const checkId = (operation: StoreOperation, stream: string, id: string): void => {
       checked(operation, streamProblem(stream) ?? (isLogId(id) ? undefined : `"${String(id)}" is not an entry id`));
     };
+    // Log operations run after a request's answer, or for an operator, never while a request
+    // waits: they get a longer bound than the store's timeout, which is sized for requests.
+    const timeoutMs = Math.max(this.#options.timeoutMs, LOG_TIMEOUT_MS);
+    const run = <T>(operation: StoreOperation, attempt: () => Promise<T>): Promise<T> => this.#run(operation, attempt, undefined, timeoutMs);
     return {
       append: (stream, entry, maxEntries) =>
-        this.#run('append', async () => {
+        run('append', async () => {
           checked('append', streamProblem(stream) ?? entryProblem(entry, maxEntries));
           const time = this.#options.clock.wallNow();
           const id = this.#ids.next(time);
@@ -242,20 +249,20 @@ export class GuardedStore implements Store {
           return (await log.append(stream, encoded, maxEntries)) ? { appended: true as const, id, time } : { appended: false as const, reason: 'full' as const };
         }),
       list: (stream, query) =>
-        this.#run('list', async () => {
+        run('list', async () => {
           checked('list', streamProblem(stream) ?? queryProblem(query));
           const page = await log.list(stream, rangeOf(query));
           const entries = page.entries.map((raw) => this.#decodeEntry('list', raw));
           return page.next === undefined ? { entries } : { entries, next: page.next };
         }),
       get: (stream, id) =>
-        this.#run('read', async () => {
+        run('read', async () => {
           checkId('read', stream, id);
           const raw = await log.get(stream, id);
           return raw === undefined ? undefined : this.#decodeEntry('read', raw);
         }),
       update: (stream, id, meta) =>
-        this.#run('update', async () => {
+        run('update', async () => {
           checkId('update', stream, id);
           let text: string;
           try {
@@ -266,17 +273,17 @@ export class GuardedStore implements Store {
           return log.update(stream, id, text);
         }),
       remove: (stream, id) =>
-        this.#run('remove', async () => {
+        run('remove', async () => {
           checkId('remove', stream, id);
           return log.remove(stream, id);
         }),
       stats: (stream) =>
-        this.#run('stats', async () => {
+        run('stats', async () => {
           checked('stats', streamProblem(stream));
           return log.stats(stream);
         }),
       trim: (stream, partition, bounds) =>
-        this.#run('trim', async () => {
+        run('trim', async () => {
           checked('trim', streamProblem(stream) ?? trimProblem(partition, bounds));
           const below = trimBound(bounds.before);
           return log.trim(stream, partition, { ...(below === undefined ? {} : { below }), ...(bounds.keep === undefined ? {} : { keep: bounds.keep }) }, MAX_LOG_TRIM);
@@ -316,11 +323,11 @@ export class GuardedStore implements Store {
     }
   }
 
-  async #run<T>(operation: StoreOperation, attempt: () => Promise<T>, onLateResult?: (result: T) => void): Promise<T> {
+  async #run<T>(operation: StoreOperation, attempt: () => Promise<T>, onLateResult?: (result: T) => void, timeoutMs = this.#options.timeoutMs): Promise<T> {
     const started = this.#options.clock.now();
     try {
       if (this.#closing !== undefined) throw new StoreError('closed', `store "${this.name}" is closed`, { store: this.name, operation });
-      const result = await this.#withinTimeout(operation, attempt, onLateResult);
+      const result = await this.#withinTimeout(operation, attempt, timeoutMs, onLateResult);
       this.#observe(operation, started);
       return result;
     } catch (cause) {
@@ -345,14 +352,14 @@ export class GuardedStore implements Store {
     });
   }
 
-  #withinTimeout<T>(operation: StoreOperation, attempt: () => Promise<T>, onLateResult?: (result: T) => void): Promise<T> {
+  #withinTimeout<T>(operation: StoreOperation, attempt: () => Promise<T>, timeoutMs: number, onLateResult?: (result: T) => void): Promise<T> {
     let pending: Promise<T>;
     try {
       pending = attempt();
     } catch (error) {
       return Promise.reject(error as Error);
     }
-    const { clock, timeoutMs } = this.#options;
+    const { clock } = this.#options;
     return new Promise<T>((resolve, reject) => {
       let timedOut = false;
       const cancel = clock.setTimer(timeoutMs, () => {
