@@ -17,6 +17,14 @@ export default tseslint.config(
     },
   },
   {
+    // The admin page's script runs in the browser, as a module served by the admin server.
+    files: ['src/admin/page/**/*.js'],
+    languageOptions: {
+      sourceType: 'module',
+      globals: { document: 'readonly', location: 'readonly', URLSearchParams: 'readonly', fetch: 'readonly', Node: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly' },
+    },
+  },
+  {
     // Policy cores and the data path take time from the injected Clock so tests can drive it.
     files: ['src/**/*.ts'],
     ignores: ['src/runtime/clock.ts'],

@@ -3,6 +3,7 @@
 
 import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
+import { ReloadHistory } from './admin/reloads.ts';
 import { adminSource } from './admin/source.ts';
 import { deadLetterEndpoints } from './admin/dead-letters.ts';
 import { startAdminServer } from './admin/server.ts';
@@ -42,6 +43,21 @@ export interface BreakwaterOptions {
   readonly accessLogger?: Logger;
 }
 
+/** The longest a start or a reload waits for the first DNS answers. */
+const firstLookupWaitMs = 5_000;
+
+/** Every endpoint of the upstreams with outlier detection, for breakwater_endpoint_ejected. */
+function ejectionGauge(state: RunningState, now: number): { upstream: string; endpoint: string; ejected: boolean }[] {
+  const rows: { upstream: string; endpoint: string; ejected: boolean }[] = [];
+  for (const upstream of state.upstreams.values()) {
+    if (upstream.config.outlierDetection === undefined) continue;
+    for (const endpoint of upstream.endpointSet.rows(now)) {
+      if (endpoint.state !== 'draining') rows.push({ upstream: upstream.name, endpoint: endpoint.endpoint, ejected: endpoint.state === 'ejected' });
+    }
+  }
+  return rows;
+}
+
 /** `changed: false`: the file is the config already running, so nothing was applied. */
 export type ReloadResult = { ok: true; changed: boolean } | { ok: false; problems: string[] };
 
@@ -60,6 +76,8 @@ export class Breakwater {
   readonly metrics: Metrics;
   readonly events: PolicyEvents;
   readonly configPath: string | undefined;
+  /** The last reloads, for the admin server. */
+  readonly reloads = new ReloadHistory();
   #state: RunningState;
   #listeners: ListenerSet | undefined;
   /** Run in reverse order at the end of a drain. */
@@ -87,6 +105,7 @@ export class Breakwater {
       createPolicyMetrics(this.metrics.registry, {
         breakers: () => this.#registries.breakers.snapshot(this.clock.now()),
         bulkheads: () => this.#registries.bulkheads.snapshot(),
+        endpoints: () => ejectionGauge(this.#state, this.clock.now()),
         adaptiveTimeouts: () => this.#registries.latencies.adaptiveTimeouts(this.clock.now()),
         deadLetters: () => this.#deadLetters.depths(),
       }),
@@ -128,6 +147,7 @@ export class Breakwater {
 
   async start(): Promise<void> {
     const config = this.#state.config;
+    await this.#discovered(this.#state);
     const tracing = await startTracing({ logger: this.logger });
     // Closers run in reverse: the SDK stops last, exporting the spans of the last requests.
     if (tracing !== undefined) this.#closers.push(() => tracing.shutdown());
@@ -150,6 +170,8 @@ export class Breakwater {
         servers: () => this.#servers,
         breakers: this.#registries.breakers,
         latencies: this.#registries.latencies,
+        bulkheads: this.#registries.bulkheads,
+        reloads: this.reloads,
         stores: this.#stores,
         clock: this.clock,
         reload: () => this.reload(),
@@ -204,11 +226,25 @@ export class Breakwater {
       }
     }
     const next = buildRunningState(config, hash, previous, this.#stateDeps);
+    // New DNS names are looked up before requests are sent to them.
+    await this.#discovered(next);
     this.#state = next;
     if (this.#ready) await this.#listeners?.reconcile(config);
     this.metrics.setConfigInfo(hash);
     // Each waits for the requests still using its pools, then closes their connections.
     for (const upstream of retiredUpstreams(previous, next)) void upstream.close();
+  }
+
+  /**
+   * Waits until the dns:// endpoints of `state` have been looked up once, or for at most
+   * `firstLookupWaitMs`: a DNS server that does not answer must not hold a start or a reload
+   * for long; the upstream then has no endpoints (503 upstream_unavailable) until one answers.
+   */
+  async #discovered(state: RunningState): Promise<void> {
+    let cancel: (() => void) | undefined;
+    const waited = new Promise<void>((resolve) => (cancel = this.clock.setTimer(firstLookupWaitMs, resolve)));
+    await Promise.race([Promise.all([...state.upstreams.values()].map((upstream) => upstream.endpointSet.discovered)), waited]);
+    cancel?.();
   }
 
   /** Reads the config file again; an invalid file keeps the running config. */
@@ -232,6 +268,7 @@ export class Breakwater {
       // Said and counted, so that an operator who sent SIGHUP or POST /reload after an edit
       // that never reached the file (a ConfigMap not yet synced, the wrong file) can tell.
       this.metrics.recordReload('unchanged', this.clock.wallNow());
+      this.reloads.record('unchanged', this.clock.wallNow(), { hash });
       this.logger.info({ config: path, hash }, 'config unchanged');
       return { ok: true, changed: false };
     }
@@ -247,12 +284,14 @@ export class Breakwater {
       return this.#reloadFailed([`applying the new config failed: ${(error as Error).message}`]);
     }
     this.metrics.recordReload('success', this.clock.wallNow());
+    this.reloads.record('success', this.clock.wallNow(), { hash });
     this.logger.info({ config: path, hash }, 'config reloaded');
     return { ok: true, changed: true };
   }
 
   #reloadFailed(problems: string[]): ReloadResult {
     this.metrics.recordReload('failure', this.clock.wallNow());
+    this.reloads.record('failure', this.clock.wallNow(), { problems });
     this.logger.error({ config: this.configPath, problems }, 'config reload failed; keeping the running config');
     return { ok: false, problems };
   }

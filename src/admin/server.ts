@@ -1,12 +1,14 @@
 // The admin server (default 127.0.0.1:15000): operators inspect and steer the running
 // sidecar here. It binds exactly the configured address; the config layer keeps it on
-// loopback unless the user chose otherwise. Every answer is JSON.
+// loopback unless the user chose otherwise. Every answer is JSON, except the admin page at
+// GET / and its assets.
 
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Address } from '../config/types.ts';
-import { listen, lookupRoute, type RouteLookup, type RouteTable, type RunningServer } from '../telemetry/http-server.ts';
+import { listen, lookupRoute, type Method, type RouteLookup, type RouteTable, type RunningServer } from '../telemetry/http-server.ts';
 import type { DeadLetterEndpoints } from './dead-letters.ts';
 import { refusal } from './guard.ts';
+import { loadPage, pageHeaders, type PageFile } from './page.ts';
 
 export interface AdminSource {
   /** The effective config, secrets already redacted. */
@@ -15,8 +17,14 @@ export interface AdminSource {
   routes(): unknown;
   /** Every circuit breaker as rows, each with its `name`. */
   circuits(): unknown;
+  /** Every upstream's endpoints: state (active, ejected with reason and until when, draining), in flight, latency EWMA. */
+  endpoints(): unknown;
   /** Every state store: its kind, whether it is reachable, and its last error. */
   stores(): unknown;
+  /** Every upstream's bulkhead: requests in flight and queued, and its limits. */
+  bulkheads(): unknown;
+  /** The last config reloads, newest first, with their time and result. */
+  reloads(): unknown;
   /** Sets a breaker's manual mode; false when no breaker has that name. */
   setCircuit(name: string, state: CircuitMode): boolean;
   /** `changed: false` when the file is the config already running. */
@@ -45,15 +53,26 @@ interface JsonReply {
   readonly body: unknown;
 }
 
-type AdminHandler = (req: IncomingMessage) => Promise<JsonReply> | JsonReply;
+/** A file of the admin page. */
+interface FileReply {
+  readonly status: 200;
+  readonly file: PageFile;
+}
 
-export function startAdminServer(opts: AdminServerOptions): Promise<RunningServer> {
+type AdminHandler = (req: IncomingMessage) => Promise<JsonReply | FileReply> | JsonReply | FileReply;
+
+export async function startAdminServer(opts: AdminServerOptions): Promise<RunningServer> {
   const { admin } = opts;
-  const routes: RouteTable<AdminHandler> = new Map([
+  const page = await loadPage();
+  const routes: RouteTable<AdminHandler> = new Map<string, Partial<Record<Method, AdminHandler>>>([
+    ...[...page].map(([path, file]) => [path, { GET: serveFile(file) }] as const),
     ['/config', { GET: () => ({ status: 200, body: admin.config() }) }],
     ['/routes', { GET: () => ({ status: 200, body: admin.routes() }) }],
     ['/circuits', { GET: () => ({ status: 200, body: admin.circuits() }) }],
+    ['/endpoints', { GET: () => ({ status: 200, body: admin.endpoints() }) }],
     ['/stores', { GET: () => ({ status: 200, body: admin.stores() }) }],
+    ['/bulkheads', { GET: () => ({ status: 200, body: admin.bulkheads() }) }],
+    ['/reloads', { GET: () => ({ status: 200, body: admin.reloads() }) }],
     [
       '/reload',
       {
@@ -109,11 +128,20 @@ export function startAdminServer(opts: AdminServerOptions): Promise<RunningServe
   return listen(server, opts.address);
 }
 
+function serveFile(file: PageFile): AdminHandler {
+  return () => ({ status: 200, file });
+}
+
 async function answer(req: IncomingMessage, res: ServerResponse, handler: AdminHandler): Promise<void> {
   let status: number;
   let body: string;
   try {
     const reply = await handler(req);
+    if ('file' in reply) {
+      res.writeHead(200, { ...pageHeaders, 'content-type': reply.file.type, 'content-length': reply.file.body.length });
+      res.end(reply.file.body);
+      return;
+    }
     status = reply.status;
     body = toJson(reply.body);
   } catch (error) {

@@ -2,10 +2,12 @@
 
 import type { BreakerRegistry } from '../policies/breaker/registry.ts';
 import type { LatencyWindows } from '../policies/deadline/registry.ts';
+import type { Bulkheads } from '../policies/bulkhead/registry.ts';
 import { redactConfig, type ServerAddresses } from '../config/redact.ts';
 import type { Clock } from '../runtime/clock.ts';
 import type { RunningState } from '../stack/state.ts';
 import type { StoreRegistry } from '../stores/registry.ts';
+import type { ReloadHistory } from './reloads.ts';
 import type { AdminSource } from './server.ts';
 
 export interface AdminSourceDeps {
@@ -14,6 +16,8 @@ export interface AdminSourceDeps {
   readonly servers?: () => ServerAddresses | undefined;
   readonly breakers: BreakerRegistry;
   readonly latencies: LatencyWindows;
+  readonly bulkheads: Bulkheads;
+  readonly reloads: ReloadHistory;
   readonly stores: StoreRegistry;
   readonly clock: Clock;
   readonly reload: () => Promise<{ ok: true; changed: boolean } | { ok: false; problems: string[] }>;
@@ -36,6 +40,9 @@ export function adminSource(deps: AdminSourceDeps): AdminSource {
       }));
     },
     circuits: () => breakers.snapshot(clock.now()),
+    endpoints: () => [...state().upstreams.values()].map((upstream) => upstream.snapshot()),
+    bulkheads: () => deps.bulkheads.snapshot(),
+    reloads: () => deps.reloads.list(),
     stores: () => deps.stores.health(),
     setCircuit: (name, mode) => breakers.setMode(name, mode),
     reload: deps.reload,

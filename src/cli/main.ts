@@ -1,9 +1,10 @@
-// The `breakwater` command: run | validate | version | dlq.
+// The `breakwater` command: run | validate | explain | version | dlq.
 
 import { parseArgs } from 'node:util';
 import { allProblems, formatProblem, loadConfigFile } from '../config/load.ts';
 import type { ConfigProblem } from '../config/load.ts';
 import { breakwaterVersion } from '../runtime/version.ts';
+import { explainCommand } from './explain-command.ts';
 import { DLQ_USAGE } from './dlq.ts';
 
 const DEFAULT_CONFIG_PATH = 'config/breakwater.yaml';
@@ -14,6 +15,11 @@ const USAGE = `Usage:
                                    logs are JSON lines unless pretty is asked for
   breakwater validate FILE...      check config files; one line per problem, exit 1 if any
                                    error (warnings alone exit 0)
+  breakwater explain [--config FILE] [--listener NAME] METHOD URL [-H "Name: value"]... [--json]
+                                   the route and policy a request would get, each value's line
+                                   in FILE, and its deadline; URL is http://host/path, or /path
+                                   with -H "Host: NAME"; listener: outbound unless given;
+                                   exit 0 on a match, 1 on none, 2 on a bad config
   breakwater version               print the version
 ${DLQ_USAGE}`;
 
@@ -30,7 +36,10 @@ const processIo: CliIo = {
   env: process.env,
 };
 
-/** Exit codes: 0 ok, 1 invalid files (validate) or a failed start, 2 usage error or invalid config at start. */
+/**
+ * Exit codes: 0 ok, 1 invalid files (validate), a failed start or no matching route (explain),
+ * 2 usage error or invalid config.
+ */
 export async function runCli(argv: readonly string[], io: CliIo = processIo): Promise<number> {
   const [command, ...rest] = argv;
   try {
@@ -39,6 +48,8 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
         return await run(rest, io);
       case 'validate':
         return await validate(rest, io);
+      case 'explain':
+        return await explainCommand(rest, io, DEFAULT_CONFIG_PATH);
       case 'dlq':
         return await (await import('./dlq.ts')).dlq(rest, io);
       case 'version':

@@ -28,6 +28,20 @@ export const DEFAULTS = deepFreeze({
   upstream: {
     loadBalancing: 'round-robin',
     connectTimeout: '1s',
+    // Envoy's dns_refresh_rate, and Kubernetes' own DNS cache TTL: a new pod is seen within seconds.
+    dnsRefresh: '5s',
+  },
+  outlierDetection: {
+    // Envoy's consecutive_5xx.
+    consecutiveFailures: 5,
+    failureRate: { threshold: 0.5, minRequests: 20, window: '10s' },
+    latency: { factor: 3, minRequests: 20, window: '10s' },
+    // Envoy's base_ejection_time and max_ejection_time.
+    baseEjectionTime: '30s',
+    maxEjectionTime: '5m',
+    // Above Envoy's 10%, which ejects nothing below ten endpoints; with the share counted after
+    // the ejection, 50% lets one of two endpoints go and keeps the other.
+    maxEjectionPercent: 50,
   },
   bulkhead: {
     // Resilience4j's maxWaitDuration 0: without a queue, a full bulkhead rejects at once.

@@ -21,6 +21,7 @@ import type {
   BulkheadConfig,
   CircuitBreakerConfig,
   Config,
+  DnsConfig,
   DeadlineConfig,
   FallbackConfig,
   FallbackStep,
@@ -33,6 +34,7 @@ import type {
   LatencyPercentileConfig,
   ListenerConfig,
   LoadBalancing,
+  OutlierDetectionConfig,
   RetryCondition,
   RetryConfig,
   RouteConfig,
@@ -42,6 +44,7 @@ import type {
   StoreType,
   UpstreamConfig,
 } from './types.ts';
+import { isIP } from 'node:net';
 import { formatDuration, parseDuration, parsePercent, parseRatio, parseSize } from './units.ts';
 
 export type ReportProblem = (path: readonly PathSegment[], message: string, part?: 'key' | 'value') => void;
@@ -102,6 +105,7 @@ type KnownNames = ReadonlySet<string> | 'any';
 type UpstreamFile = NonNullable<ConfigFile['upstreams']>[string];
 type RouteFile = NonNullable<ConfigFile['routes']>[number];
 type BreakerFile = NonNullable<UpstreamFile['circuitBreaker']>;
+type OutlierFile = NonNullable<UpstreamFile['outlierDetection']>;
 type RetryFile = NonNullable<RouteFile['retry']>;
 type FallbackFile = NonNullable<RouteFile['fallback']>;
 type IdempotencyFile = NonNullable<RouteFile['idempotency']>;
@@ -123,6 +127,25 @@ const STORE_KEYS: Readonly<Record<StoreType, readonly string[]>> = {
 };
 const REDIS_TOPOLOGY_KEYS = ['url', 'cluster', 'sentinel'] as const;
 type AppProbesFile = NonNullable<NonNullable<ConfigFile['telemetry']>['appProbes']>;
+
+// A DNS name as a dns:// endpoint gives it: labels of letters, digits, "-" and "_" (SRV-style
+// names), and no address, for which discovery has nothing to look up.
+const DNS_NAME = /^(?![0-9.]+$)[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*$/;
+
+/** `ip`, `ip:port` or `[ipv6]:port`, as node:dns takes them. */
+function isDnsServer(text: string): boolean {
+  const bracketed = /^\[([^\]]+)\](?::([0-9]{1,5}))?$/.exec(text);
+  if (bracketed !== null) return isIP(bracketed[1]!) === 6 && validPort(bracketed[2]);
+  if (isIP(text) !== 0) return true;
+  const colon = text.lastIndexOf(':');
+  return colon > 0 && isIP(text.slice(0, colon)) === 4 && validPort(text.slice(colon + 1));
+}
+
+function validPort(text: string | undefined): boolean {
+  if (text === undefined) return true;
+  const port = Number(text);
+  return /^[0-9]{1,5}$/.test(text) && port >= 1 && port <= 65535;
+}
 
 // Hosts that listen on every interface, so they clash with any host on the same port.
 const WILDCARD_HOSTS = new Set(['0.0.0.0', '::']);
@@ -198,6 +221,7 @@ export function normalizeConfig(
     deadline: check.deadline(file.deadline),
     routes,
     stores,
+    dns: check.dns(file.dns),
   };
 }
 
@@ -319,6 +343,9 @@ class Checker {
     );
     const bulkhead = upstream.bulkhead && this.bulkhead([...path, 'bulkhead'], upstream.bulkhead);
     const circuitBreaker = upstream.circuitBreaker && this.circuitBreaker([...path, 'circuitBreaker'], upstream.circuitBreaker);
+    const outlierDetection =
+      upstream.outlierDetection &&
+      this.outlierDetection([...path, 'outlierDetection'], upstream.outlierDetection, circuitBreaker?.failOn ?? DEFAULTS.circuitBreaker.failOn);
     return {
       name,
       endpoints,
@@ -329,11 +356,74 @@ class Checker {
       ...(upstream.maxConnections === undefined ? {} : { maxConnections: upstream.maxConnections }),
       ...(bulkhead ? { bulkhead } : {}),
       ...(circuitBreaker ? { circuitBreaker } : {}),
+      dnsRefreshMs: this.duration([...path, 'dnsRefresh'], upstream.dnsRefresh ?? DEFAULTS.upstream.dnsRefresh, { positive: true }),
+      ...(outlierDetection ? { outlierDetection } : {}),
     };
   }
 
-  /** An http:// origin; returned without a trailing slash, userinfo kept. */
+  /**
+   * Outlier detection. Failures are what the upstream's breaker counts as failures, so that an
+   * endpoint is ejected for the same outcomes that would open the breaker.
+   */
+  outlierDetection(path: readonly PathSegment[], outlier: OutlierFile, failOn: readonly string[]): OutlierDetectionConfig {
+    const defaults = DEFAULTS.outlierDetection;
+    const baseEjectionTimeMs = this.duration([...path, 'baseEjectionTime'], outlier.baseEjectionTime ?? defaults.baseEjectionTime, {
+      positive: true,
+    });
+    const maxEjectionTimeMs = this.duration([...path, 'maxEjectionTime'], outlier.maxEjectionTime ?? defaults.maxEjectionTime, {
+      positive: true,
+    });
+    if (maxEjectionTimeMs < baseEjectionTimeMs && !this.#context.broken([...path, 'baseEjectionTime'])) {
+      this.#report(
+        [...path, 'maxEjectionTime'],
+        `must be at least baseEjectionTime (${formatDuration(baseEjectionTimeMs)}), got ${formatDuration(maxEjectionTimeMs)}`,
+      );
+    }
+    const rate = outlier.failureRate;
+    const latency = outlier.latency;
+    return {
+      consecutiveFailures: outlier.consecutiveFailures ?? defaults.consecutiveFailures,
+      ...(rate === undefined
+        ? {}
+        : {
+            failureRate: {
+              threshold: this.ratio([...path, 'failureRate', 'threshold'], rate.threshold ?? defaults.failureRate.threshold, { positive: true }),
+              minRequests: rate.minRequests ?? defaults.failureRate.minRequests,
+              windowMs: this.duration([...path, 'failureRate', 'window'], rate.window ?? defaults.failureRate.window, { positive: true }),
+            },
+          }),
+      ...(latency === undefined
+        ? {}
+        : {
+            latency: {
+              factor: latency.factor ?? defaults.latency.factor,
+              minRequests: latency.minRequests ?? defaults.latency.minRequests,
+              windowMs: this.duration([...path, 'latency', 'window'], latency.window ?? defaults.latency.window, { positive: true }),
+            },
+          }),
+      baseEjectionTimeMs,
+      maxEjectionTimeMs,
+      maxEjectionPercent: parsePercent(outlier.maxEjectionPercent ?? defaults.maxEjectionPercent),
+      failOn: failOn as readonly FailureKind[],
+    };
+  }
+
+  dns(dns: ConfigFile['dns']): DnsConfig {
+    const servers = dns?.servers ?? [];
+    servers.forEach((server, index) => {
+      if (!isDnsServer(server)) {
+        this.#report(
+          ['dns', 'servers', this.fileIndex(servers, index)],
+          `must be an IP address with an optional port (10.96.0.10, 127.0.0.1:5353, [::1]:5353), got "${server}"`,
+        );
+      }
+    });
+    return { servers };
+  }
+
+  /** An http:// origin, returned without a trailing slash, userinfo kept; or dns://NAME:PORT, lower-cased. */
   endpoint(path: readonly PathSegment[], text: string): string {
+    if (/^dns:/i.test(text)) return this.dnsEndpoint(path, text);
     let url: URL | undefined;
     try {
       url = new URL(text);
@@ -350,6 +440,21 @@ class Checker {
     if (!url) return text;
     const userinfo = url.username || url.password ? `${url.username}${url.password ? `:${url.password}` : ''}@` : '';
     return `${url.protocol}//${userinfo}${url.host}`;
+  }
+
+  /** `dns://NAME:PORT`: a DNS name (not an address) and a port, nothing else. */
+  dnsEndpoint(path: readonly PathSegment[], text: string): string {
+    const match = /^dns:\/\/([^/:?#@]+):([0-9]{1,5})\/?$/i.exec(text);
+    const name = match?.[1]?.toLowerCase().replace(/\.$/, '');
+    const port = Number(match?.[2]);
+    if (match === null || name === undefined || !DNS_NAME.test(name)) {
+      this.#report(path, `a dns endpoint is dns://NAME:PORT, such as dns://payments-headless.shop.svc.cluster.local:8080, got "${text}"`);
+      return text;
+    }
+    if (port < 1 || port > 65535) {
+      this.#report(path, `port must be from 1 to 65535, got ${match[2]}`);
+    }
+    return `dns://${name}:${port}`;
   }
 
   bulkhead(path: readonly PathSegment[], bulkhead: NonNullable<UpstreamFile['bulkhead']>): BulkheadConfig {

@@ -1,8 +1,8 @@
 // Maps a path inside the parsed config (`routes[0].retry.perTryTimeout`) back to the line and
 // column in the YAML text, so every problem points at the key or value to fix.
 
-import { isAlias, isMap, isScalar, isSeq } from 'yaml';
-import type { Document, LineCounter, Node } from 'yaml';
+import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument } from 'yaml';
+import type { Document, Node } from 'yaml';
 
 export type PathSegment = string | number;
 
@@ -35,6 +35,12 @@ export function formatPath(path: readonly PathSegment[], nameOf?: ItemName): str
     else text += `[${JSON.stringify(segment)}]`;
   }
   return text;
+}
+
+/** A locator for the text of a config file, for tools that show where values come from. */
+export function locatorFor(text: string): YamlLocator {
+  const lines = new LineCounter();
+  return new YamlLocator(parseDocument(text, { lineCounter: lines, prettyErrors: false }), lines);
 }
 
 export class YamlLocator {
@@ -78,6 +84,30 @@ export class YamlLocator {
     const valueIsEmpty = node === null || node === undefined || (isScalar(node) && node.value === null);
     if (keyStart !== undefined && (part === 'key' || valueIsEmpty)) return this.at(keyStart);
     return this.at(deepest);
+  }
+
+  /**
+   * Where the key at `path` is written, or undefined when the file does not write it (the
+   * value then comes from a default): what `breakwater explain` shows beside each value.
+   */
+  find(path: readonly PathSegment[]): Position | undefined {
+    let node: unknown = this.#doc.contents;
+    let start: number | undefined;
+    for (const segment of path) {
+      if (isAlias(node)) node = node.resolve(this.#doc);
+      if (isMap(node)) {
+        const pair = node.items.find((item) => isScalar(item.key) && String(item.key.value) === String(segment));
+        if (!pair) return undefined;
+        start = this.#start(pair.key);
+        node = pair.value;
+      } else if (isSeq(node) && typeof segment === 'number' && segment < node.items.length) {
+        node = node.items[segment];
+        start = this.#start(node);
+      } else {
+        return undefined;
+      }
+    }
+    return start === undefined ? undefined : this.at(start);
   }
 
   #start(node: unknown): number | undefined {

@@ -10,13 +10,13 @@ export interface ServerAddresses {
   readonly admin: Address;
 }
 
-const REDACTED = '[redacted]';
+export const REDACTED = '[redacted]';
 
 const SECRET_HEADERS = new Set(['authorization', 'proxy-authorization', 'cookie', 'set-cookie', 'x-api-key']);
 const SECRET_WORDS = /token|secret|password|key/i;
 
 /** Whether a header's value should never be shown: credentials, cookies, keys. */
-function isSecretHeader(name: string): boolean {
+export function isSecretHeader(name: string): boolean {
   return SECRET_HEADERS.has(name.toLowerCase()) || SECRET_WORDS.test(name);
 }
 
@@ -58,7 +58,7 @@ function redactStore(store: StoreConfig): StoreConfig {
   };
 }
 
-function redactUpstream(upstream: UpstreamConfig): UpstreamConfig {
+export function redactUpstream(upstream: UpstreamConfig): UpstreamConfig {
   return { ...upstream, endpoints: upstream.endpoints.map(redactEndpoint) };
 }
 
@@ -66,7 +66,7 @@ function redactStep(step: FallbackStep): FallbackStep {
   return step.kind === 'response' ? { ...step, headers: redactHeaders(step.headers) } : step;
 }
 
-function redactRoute(route: RouteConfig): RouteConfig {
+export function redactRoute(route: RouteConfig): RouteConfig {
   return {
     ...route,
     match: route.match.headers ? { ...route.match, headers: redactHeaders(route.match.headers) } : route.match,

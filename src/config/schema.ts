@@ -86,7 +86,7 @@ const RETRY_CONDITIONS = ['connect-failure', 'reset', 'timeout', '5xx', 'gateway
 const FALLBACK_TRIGGERS = ['circuit-open', 'bulkhead-full', 'timeout', 'upstream-unavailable', '5xx'] as const;
 const BACKOFF_TYPES = ['none', 'fixed', 'linear', 'exponential'] as const;
 const JITTERS = ['none', 'full', 'equal', 'decorrelated'] as const;
-const LOAD_BALANCING = ['round-robin', 'least-request'] as const;
+const LOAD_BALANCING = ['round-robin', 'least-request', 'peak-ewma'] as const;
 
 const ListenerSchema = Type.Object(
   {
@@ -228,17 +228,127 @@ const BulkheadSchema = Type.Object(
   },
 );
 
+const OutlierDetectionSchema = Type.Object(
+  {
+    consecutiveFailures: Type.Optional(
+      Type.Integer({
+        title: 'Consecutive failures',
+        description:
+          "Failures in a row (as the upstream breaker's failOn counts them, else 5xx, connect-failure, reset and timeout) that eject an endpoint. 0 turns this rule off.",
+        minimum: 0,
+        default: DEFAULTS.outlierDetection.consecutiveFailures,
+      }),
+    ),
+    failureRate: Type.Optional(
+      Type.Object(
+        {
+          threshold: Type.Optional(
+            Ratio({
+              title: 'Failure rate threshold',
+              description: "An endpoint is ejected when this share of its attempts in the window failed (or more).",
+              default: DEFAULTS.outlierDetection.failureRate.threshold,
+            }),
+          ),
+          minRequests: Type.Optional(
+            Type.Integer({
+              title: 'Minimum attempts',
+              description: 'No decision while the endpoint has fewer attempts than this in the window.',
+              minimum: 1,
+              default: DEFAULTS.outlierDetection.failureRate.minRequests,
+            }),
+          ),
+          window: Type.Optional(
+            Duration({
+              title: 'Failure rate window',
+              description: "Sliding time window over which each endpoint's attempts are counted.",
+              default: DEFAULTS.outlierDetection.failureRate.window,
+            }),
+          ),
+        },
+        {
+          ...Strict,
+          title: 'Failure rate ejection',
+          description: 'Ejects an endpoint whose share of failed attempts over a window is too high. Absent: off.',
+        },
+      ),
+    ),
+    latency: Type.Optional(
+      Type.Object(
+        {
+          factor: Type.Optional(
+            Type.Number({
+              title: 'Latency factor',
+              description: "An endpoint is ejected when its median latency is above this many times the median of the other endpoints' medians.",
+              exclusiveMinimum: 1,
+              default: DEFAULTS.outlierDetection.latency.factor,
+            }),
+          ),
+          minRequests: Type.Optional(
+            Type.Integer({
+              title: 'Minimum attempts',
+              description: 'An endpoint with fewer timed attempts than this in the window is neither judged nor compared with.',
+              minimum: 1,
+              default: DEFAULTS.outlierDetection.latency.minRequests,
+            }),
+          ),
+          window: Type.Optional(
+            Duration({
+              title: 'Latency window',
+              description: "Sliding time window over which each endpoint's latencies are kept.",
+              default: DEFAULTS.outlierDetection.latency.window,
+            }),
+          ),
+        },
+        {
+          ...Strict,
+          title: 'Latency ejection',
+          description: 'Ejects an endpoint much slower than the others (its p50 against the median of theirs). Absent: off.',
+        },
+      ),
+    ),
+    baseEjectionTime: Type.Optional(
+      Duration({
+        title: 'Base ejection time',
+        description: 'How long an ejection lasts, times the number of times in a row the endpoint was ejected, with ±15% jitter.',
+        default: DEFAULTS.outlierDetection.baseEjectionTime,
+      }),
+    ),
+    maxEjectionTime: Type.Optional(
+      Duration({
+        title: 'Maximum ejection time',
+        description: 'No ejection lasts longer than this.',
+        default: DEFAULTS.outlierDetection.maxEjectionTime,
+      }),
+    ),
+    maxEjectionPercent: Type.Optional(
+      Percent({
+        title: 'Maximum ejected share',
+        description:
+          "The largest share of the upstream's endpoints that may be ejected at once, counting the ejection being decided; an ejection beyond it does not happen, and the last endpoint is never ejected.",
+        default: DEFAULTS.outlierDetection.maxEjectionPercent,
+      }),
+    ),
+  },
+  {
+    ...Strict,
+    title: 'Outlier detection',
+    description:
+      'Takes failing or slow endpoints out of the balancer for a while, judged from the attempts sent to them. Absent: no endpoint is ever ejected.',
+  },
+);
+
 const UpstreamSchema = Type.Object(
   {
     endpoints: Type.Array(
       Type.String({
         title: 'Endpoint',
-        description: 'An http:// origin: scheme, host and optional port, no path or query.',
+        description:
+          'An http:// origin (scheme, host and optional port, no path or query), or dns://NAME:PORT: every A and AAAA record of NAME, re-resolved every dnsRefresh (a headless Service gives every ready pod).',
         minLength: 1,
       }),
       {
         title: 'Endpoints',
-        description: 'The origins requests to this upstream are balanced across.',
+        description: 'The origins (or DNS names) requests to this upstream are balanced across.',
         minItems: 1,
         uniqueItems: true,
       },
@@ -246,7 +356,8 @@ const UpstreamSchema = Type.Object(
     loadBalancing: Type.Optional(
       StringEnum(LOAD_BALANCING, {
         title: 'Load balancing',
-        description: 'round-robin, or least-request (power of two choices).',
+        description:
+          'round-robin; least-request (power of two choices, fewer requests in flight wins); peak-ewma (power of two choices, lower latency EWMA × requests in flight wins).',
         default: DEFAULTS.upstream.loadBalancing,
       }),
     ),
@@ -266,6 +377,14 @@ const UpstreamSchema = Type.Object(
     ),
     bulkhead: Type.Optional(BulkheadSchema),
     circuitBreaker: Type.Optional(CircuitBreakerSchema),
+    dnsRefresh: Type.Optional(
+      Duration({
+        title: 'DNS refresh interval',
+        description: 'How often dns:// endpoints are resolved again. A failed lookup keeps the endpoints of the last good one.',
+        default: DEFAULTS.upstream.dnsRefresh,
+      }),
+    ),
+    outlierDetection: Type.Optional(OutlierDetectionSchema),
   },
   {
     ...Strict,
@@ -1007,7 +1126,7 @@ export const ConfigSchema = Type.Object(
             Address({
               title: 'Admin address',
               description:
-                'Serves /config, /routes, /circuits and /reload. Loopback by default; a non-loopback address here exposes breaker control.',
+                'Serves /config, /routes, /circuits, /endpoints and /reload. Loopback by default; a non-loopback address here exposes breaker control.',
               default: DEFAULTS.admin.address,
             }),
           ),
@@ -1084,6 +1203,28 @@ export const ConfigSchema = Type.Object(
           ),
         },
         { ...Strict, title: 'Deadline', description: 'Deadline propagation across the call chain.' },
+      ),
+    ),
+    dns: Type.Optional(
+      Type.Object(
+        {
+          servers: Type.Optional(
+            Type.Array(
+              Type.String({
+                title: 'DNS server',
+                description: 'An IP address, with an optional port: 10.96.0.10, 127.0.0.1:5353, [::1]:5353.',
+                minLength: 1,
+              }),
+              {
+                title: 'DNS servers',
+                description: "The servers dns:// endpoints are resolved with. Absent: the system's resolver (/etc/resolv.conf, /etc/hosts).",
+                minItems: 1,
+                uniqueItems: true,
+              },
+            ),
+          ),
+        },
+        { ...Strict, title: 'DNS', description: 'How dns:// endpoints are resolved.' },
       ),
     ),
     stores: Type.Optional(

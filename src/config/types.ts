@@ -13,6 +13,12 @@ export interface Config {
   readonly routes: readonly RouteConfig[];
   /** State stores by name (contract section 10). */
   readonly stores: ReadonlyMap<string, StoreConfig>;
+  readonly dns: DnsConfig;
+}
+
+export interface DnsConfig {
+  /** `ip`, `ip:port` or `[ipv6]:port`; empty: the system's resolver. */
+  readonly servers: readonly string[];
 }
 
 export interface TelemetryConfig {
@@ -45,11 +51,14 @@ export interface ListenerConfig {
   readonly maxConcurrent?: number;
 }
 
-export type LoadBalancing = 'round-robin' | 'least-request';
+export type LoadBalancing = 'round-robin' | 'least-request' | 'peak-ewma';
 
 export interface UpstreamConfig {
   readonly name: string;
-  /** Origins, e.g. `http://payments.default.svc.cluster.local:8080` (no path). */
+  /**
+   * Origins, e.g. `http://payments.default.svc.cluster.local:8080` (no path), or
+   * `dns://NAME:PORT`, resolved to an origin per A and AAAA record (src/upstream/discovery.ts).
+   */
   readonly endpoints: readonly string[];
   readonly loadBalancing: LoadBalancing;
   readonly connectTimeoutMs: number;
@@ -57,6 +66,23 @@ export interface UpstreamConfig {
   readonly maxConnections?: number;
   readonly bulkhead?: BulkheadConfig;
   readonly circuitBreaker?: CircuitBreakerConfig;
+  /** How often dns:// endpoints are resolved again. Absent (a config built by hand): the default 5 s. */
+  readonly dnsRefreshMs?: number;
+  /** Absent: no endpoint is ever ejected. */
+  readonly outlierDetection?: OutlierDetectionConfig;
+}
+
+export interface OutlierDetectionConfig {
+  /** Failures in a row that eject an endpoint; 0: this rule is off. */
+  readonly consecutiveFailures: number;
+  readonly failureRate?: { readonly threshold: number; readonly minRequests: number; readonly windowMs: number };
+  readonly latency?: { readonly factor: number; readonly minRequests: number; readonly windowMs: number };
+  readonly baseEjectionTimeMs: number;
+  readonly maxEjectionTimeMs: number;
+  /** 0..100. */
+  readonly maxEjectionPercent: number;
+  /** The outcomes that count as failures: the upstream breaker's failOn, else the default list. */
+  readonly failOn: readonly FailureKind[];
 }
 
 export interface BulkheadConfig {

@@ -68,3 +68,11 @@ export function formatDuration(ms: number): string {
   }
   return `${ms}ms`;
 }
+
+/** Writes bytes back in the largest binary unit that divides them exactly, for messages and tools. */
+export function formatSize(bytes: number): string {
+  for (const [unit, size] of [['GiB', 1024 ** 3], ['MiB', 1024 ** 2], ['KiB', 1024]] as const) {
+    if (bytes >= size && bytes % size === 0) return `${bytes / size}${unit}`;
+  }
+  return `${bytes}B`;
+}

@@ -38,6 +38,9 @@ export type DeadLetterDrop = 'full' | 'store_error' | 'too_large';
 /** How a replay of a dead letter ended: delivered (the entry is gone) or not (it stays). */
 export type DeadLetterReplayResult = 'success' | 'failure';
 
+/** Which outlier-detection rule ejected an endpoint. */
+export type EjectionReason = 'consecutive' | 'failure_rate' | 'latency';
+
 export type PolicyEvent =
   | { readonly type: 'retry'; readonly route: string; readonly upstream: string; readonly attempt: number; readonly delayMs: number; readonly trigger: RetryTrigger }
   | { readonly type: 'retry-give-up'; readonly route: string; readonly upstream: string; readonly reason: GiveUpReason }
@@ -54,7 +57,20 @@ export type PolicyEvent =
   /** A dead letter was kept; `reason` is the reply's reason, or the upstream's status. */
   | { readonly type: 'dead-letter'; readonly route: string; readonly reason: string }
   | { readonly type: 'dead-letter-dropped'; readonly route: string; readonly cause: DeadLetterDrop; readonly detail: string }
-  | { readonly type: 'dead-letter-replay'; readonly route: string; readonly result: DeadLetterReplayResult };
+  | { readonly type: 'dead-letter-replay'; readonly route: string; readonly result: DeadLetterReplayResult }
+  // About an upstream's endpoints, not about one request.
+  | {
+      readonly type: 'endpoint-ejected';
+      readonly upstream: string;
+      readonly endpoint: string;
+      readonly reason: EjectionReason;
+      readonly durationMs: number;
+      /** Ejections in a row, this one included. */
+      readonly ejections: number;
+    }
+  | { readonly type: 'endpoint-returned'; readonly upstream: string; readonly endpoint: string }
+  | { readonly type: 'endpoints-discovered'; readonly upstream: string; readonly name: string; readonly added: readonly string[]; readonly removed: readonly string[] }
+  | { readonly type: 'dns-lookup-failed'; readonly upstream: string; readonly name: string; readonly message: string; readonly kept: number };
 
 /** What an event needs of the request it happened to: its trace, to record the event on (a ProxyRequest is one). */
 export interface EventSubject {

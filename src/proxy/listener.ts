@@ -10,7 +10,7 @@ import { callHandler, type CallScope, type Handler } from '../exchange/handler.t
 import type { RequestRecord } from '../exchange/record.ts';
 import type { ProxyRequest, RequestTrace, RequestTracer } from '../exchange/request.ts';
 import { deadlineExceeded, deadlineReached, requestDeadline } from '../policies/deadline/deadline.ts';
-import type { Router } from '../routing/match.ts';
+import { absoluteForm, type Router } from '../routing/match.ts';
 import type { Clock } from '../runtime/clock.ts';
 import { callerTraceId, clientResponseHeaders, upstreamHeaders } from './headers.ts';
 import { sendLocalReply, sendRawLocalReply } from './local-reply.ts';
@@ -53,8 +53,6 @@ export interface ListenerOptions {
 
 /** Status logged when the client went away before a response was sent (as nginx does). */
 const clientClosedStatus = 499;
-
-const absoluteForm = /^http:\/\/([^/?#]*)([^#]*)/i;
 
 /** Counts body bytes on their way upstream and fails the request past `limit`. */
 function limitBody(body: IncomingMessage, limit: number): Readable {

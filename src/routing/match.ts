@@ -12,6 +12,13 @@ export interface RouteRequest {
   readonly headers: Readonly<Record<string, string | string[] | undefined>>;
 }
 
+/**
+ * A request target in absolute form (`http://payments/charge`), as clients that use Breakwater
+ * as their HTTP_PROXY send it: the host, then the path with its query. The listeners and
+ * `breakwater explain` read targets with this one pattern.
+ */
+export const absoluteForm = /^http:\/\/([^/?#]*)([^#]*)/i;
+
 type Predicate = (request: RouteRequest, host: string, path: string) => boolean;
 
 export interface Router<T> {

@@ -11,6 +11,7 @@ import type { Clock } from '../runtime/clock.ts';
 import type { Random } from '../runtime/random.ts';
 import type { DeadLetterKeeper } from '../policies/dead-letter/keeper.ts';
 import type { StoreRegistry } from '../stores/registry.ts';
+import { createResolve, type Resolve } from '../upstream/discovery.ts';
 import { Upstream } from '../upstream/upstream.ts';
 import { buildRouteHandler, type PolicyRegistries } from './build.ts';
 
@@ -19,6 +20,8 @@ export interface RunningState extends ProxyState {
   readonly routes: readonly ActiveRoute[];
   /** Identifies the config in force (breakwater_config_info). */
   readonly hash: string;
+  /** How dns:// endpoints are resolved under this config's `dns`. */
+  readonly resolve: Resolve;
 }
 
 export interface StateDependencies {
@@ -38,11 +41,13 @@ export interface StateDependencies {
  */
 export function buildRunningState(config: Config, hash: string, previous: RunningState | undefined, deps: StateDependencies): RunningState {
   deps.stores.retainFor(config.stores);
+  // The same DNS servers keep the same resolver, so that upstreams may keep their endpoints.
+  const sameDns = previous !== undefined && JSON.stringify(previous.config.dns) === JSON.stringify(config.dns);
+  const resolve = sameDns ? previous.resolve : createResolve(config.dns);
   const upstreams = new Map<string, Upstream>();
   for (const [name, upstreamConfig] of config.upstreams) {
-    const old = previous?.upstreams.get(name);
-    const reuse = old?.sameConnectionSettings(upstreamConfig) ? old : undefined;
-    upstreams.set(name, new Upstream(upstreamConfig, deps.random, reuse));
+    const reuse = previous?.upstreams.get(name);
+    upstreams.set(name, new Upstream(upstreamConfig, { random: deps.random, clock: deps.clock, events: deps.events, resolve }, reuse));
   }
   const routes: ActiveRoute[] = config.routes.map((route) => ({
     name: route.name,
@@ -62,6 +67,7 @@ export function buildRunningState(config: Config, hash: string, previous: Runnin
     routes,
     upstreams,
     hash,
+    resolve,
     // The caller's budget headers are replaced by the budget of each attempt.
     consumedHeaders: new Set([...config.deadline.accept, config.deadline.header]),
   };
@@ -69,5 +75,5 @@ export function buildRunningState(config: Config, hash: string, previous: Runnin
 
 /** The upstreams of `previous` whose pools `next` does not keep: they close once their requests finish. */
 export function retiredUpstreams(previous: RunningState, next: RunningState): Upstream[] {
-  return [...previous.upstreams].filter(([name, upstream]) => next.upstreams.get(name)?.endpoints !== upstream.endpoints).map(([, upstream]) => upstream);
+  return [...previous.upstreams].filter(([name, upstream]) => next.upstreams.get(name)?.endpointSet !== upstream.endpointSet).map(([, upstream]) => upstream);
 }

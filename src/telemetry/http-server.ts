@@ -2,7 +2,7 @@
 // address and closing it without waiting on idle keep-alive connections.
 
 import type { IncomingMessage, Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { Address } from '../config/types.ts';
 
 export interface RunningServer {
@@ -13,6 +13,7 @@ export interface RunningServer {
 }
 
 export function listen(server: Server, address: Address): Promise<RunningServer> {
+  const waiting = connectionsWithoutRequest(server);
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen({ host: address.host, port: address.port }, () => {
@@ -24,10 +25,24 @@ export function listen(server: Server, address: Address): Promise<RunningServer>
             server.close((error) => (error ? failed(error) : closed()));
             // A scraper or curl may hold a keep-alive connection open indefinitely.
             server.closeIdleConnections();
+            // A browser opens connections ahead of the requests it may send (the admin page's
+            // does); Node counts those as busy, and would wait for its headers timeout.
+            for (const socket of waiting) socket.destroy();
           }),
       });
     });
   });
+}
+
+/** The connections of `server` that are open and have not sent a request yet, kept current. */
+function connectionsWithoutRequest(server: Server): ReadonlySet<Socket> {
+  const sockets = new Set<Socket>();
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
+  server.on('request', (req: IncomingMessage) => sockets.delete(req.socket));
+  return sockets;
 }
 
 export type Method = 'GET' | 'POST';

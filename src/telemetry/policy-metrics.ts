@@ -14,6 +14,8 @@ export interface PolicyGaugeSources {
   breakers(): readonly { name: string; upstream: string; state: BreakerStateName }[];
   /** Every bulkhead. */
   bulkheads(): readonly { upstream: string; inFlight: number; queued: number; maxConcurrent: number; maxQueued: number }[];
+  /** Every endpoint of every upstream with outlier detection on, and whether it is ejected now. */
+  endpoints?(): readonly { upstream: string; endpoint: string; ejected: boolean }[];
   /** Every route's adaptive per-try timeout as it stands. */
   adaptiveTimeouts(): readonly { route: string; timeoutMs: number }[];
   /** Each route that keeps dead letters: its depth and the age of its oldest, read from its store. */
@@ -123,6 +125,18 @@ const families = {
     name: 'breakwater_faults_injected_total',
     help: 'Faults injected by the route fault policy, by kind (delay or abort).',
     labelNames: ['route', 'kind'],
+  },
+  endpointEjected: {
+    type: 'gauge',
+    name: 'breakwater_endpoint_ejected',
+    help: 'Whether outlier detection has ejected the endpoint (1) or the balancer may pick it (0), for each endpoint of an upstream with outlierDetection.',
+    labelNames: ['upstream', 'endpoint'],
+  },
+  outlierEjections: {
+    type: 'counter',
+    name: 'breakwater_outlier_ejections_total',
+    help: 'Endpoints ejected by outlier detection, by reason: consecutive (failures in a row), failure_rate or latency.',
+    labelNames: ['upstream', 'reason'],
   },
   adaptiveTimeout: {
     type: 'gauge',
@@ -283,6 +297,16 @@ export function createPolicyMetrics(registry: Registry, sources: PolicyGaugeSour
   const fallbacks = batchedCounter(registry, families.fallbacks);
   const faultsInjected = batchedCounter(registry, families.faultsInjected);
   const idempotencyRequests = batchedCounter(registry, families.idempotencyRequests);
+  new Gauge({
+    ...families.endpointEjected,
+    registers: [registry],
+    collect() {
+      // Rebuilt on every scrape: an endpoint gone from discovery takes its series with it.
+      this.reset();
+      for (const endpoint of sources.endpoints?.() ?? []) this.labels(endpoint.upstream, endpoint.endpoint).set(endpoint.ejected ? 1 : 0);
+    },
+  });
+  const outlierEjections = batchedCounter(registry, families.outlierEjections);
   const hedges = batchedCounter(registry, families.hedges);
   // Registered through `registers`; its only writer is its own collect hook.
   new Gauge({
@@ -346,6 +370,14 @@ export function createPolicyMetrics(registry: Registry, sources: PolicyGaugeSour
           return;
         case 'dead-letter-replay':
           deadLetterReplays.get([event.route, event.result]).pending++;
+          return;
+        case 'endpoint-ejected':
+          outlierEjections.get([event.upstream, event.reason]).pending++;
+          return;
+        case 'endpoint-returned':
+        case 'endpoints-discovered':
+        case 'dns-lookup-failed':
+          // Read as a gauge at scrape time, or told in the log only.
           return;
         default:
           // A new event type fails to compile here until it is given its metrics.

@@ -29,6 +29,7 @@ export interface ForwardDeps {
  */
 class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
   readonly #request: ProxyRequest;
+  readonly #upstream: Upstream;
   readonly #endpoint: Endpoint;
   readonly #deps: ForwardDeps;
   readonly #startedAt: number;
@@ -48,6 +49,7 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
 
   constructor(
     request: ProxyRequest,
+    upstream: Upstream,
     endpoint: Endpoint,
     deps: ForwardDeps,
     scope: CallScope,
@@ -56,6 +58,7 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
     trace: AttemptTrace | undefined,
   ) {
     this.#request = request;
+    this.#upstream = upstream;
     this.#endpoint = endpoint;
     this.#deps = deps;
     this.#startedAt = deps.clock.now();
@@ -118,6 +121,8 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
   #observe(outcome: RecordedOutcome): void {
     if (this.#observed) return;
     this.#observed = true;
+    // A cancelled attempt judges no endpoint: it says nothing of how the endpoint does.
+    this.#upstream.attemptEnded(this.#endpoint, outcome.kind === 'cancelled' ? undefined : outcome, this.#startedAt, this.#deps.clock.now());
     this.#deps.observe({
       route: this.#request.route,
       upstream: this.#endpoint.upstream,
@@ -187,8 +192,9 @@ export function forwardTo(upstream: Upstream, deps: ForwardDeps): Handler {
         reject(abortReason(scope.signal));
         return;
       }
-      const number = ++request.attempts;
+      // Before the attempt is counted: with no endpoint to pick, none is made.
       const endpoint = upstream.pick(request.tried);
+      const number = ++request.attempts;
       request.tried.push(endpoint.origin);
       endpoint.inFlight += 1;
       const now = clock.now();
@@ -205,7 +211,7 @@ export function forwardTo(upstream: Upstream, deps: ForwardDeps): Handler {
               breakerState: breakerState?.(),
               headers,
             });
-      const exchange = new Exchange(request, endpoint, deps, scope, resolve, reject, trace);
+      const exchange = new Exchange(request, upstream, endpoint, deps, scope, resolve, reject, trace);
       endpoint.pool.dispatch({ method: request.method, path: request.path, headers, body: request.body }, exchange);
     });
 }

@@ -1,66 +1,126 @@
-import { Pool } from 'undici';
 import type { UpstreamConfig } from '../config/types.ts';
+import { ProxyError } from '../exchange/errors.ts';
+import type { PolicyEvents } from '../exchange/events.ts';
+import type { AttemptOutcome } from '../exchange/outcome.ts';
+import { systemClock, type Clock } from '../runtime/clock.ts';
 import type { Random } from '../runtime/random.ts';
 import { createBalancer, type Pick } from './balancer.ts';
+import { createResolve, type Resolve } from './discovery.ts';
+import { EndpointSet, type DiscoveryRow, type Endpoint, type EndpointRow } from './endpoints.ts';
 
-export interface Endpoint {
-  /** The upstream's name. */
-  readonly upstream: string;
-  readonly origin: string;
-  readonly pool: Pool;
-  inFlight: number;
+export type { Endpoint } from './endpoints.ts';
+
+export interface UpstreamDependencies {
+  readonly random: Random;
+  /** Default: the system clock. */
+  readonly clock?: Clock;
+  /** Where ejections and discovery changes are told; default: nowhere. */
+  readonly events?: PolicyEvents;
+  /** How dns:// endpoints are resolved; default: the system's resolver. */
+  readonly resolve?: Resolve;
 }
 
-/** One configured destination: a keep-alive pool per endpoint and a balancer across them. */
+const noEvents: PolicyEvents = { emit: () => undefined };
+let systemResolve: Resolve | undefined;
+
+/** One upstream as /endpoints shows it. */
+export interface UpstreamEndpointsRow {
+  readonly upstream: string;
+  readonly loadBalancing: string;
+  readonly outlierDetection: boolean;
+  readonly endpoints: readonly EndpointRow[];
+  /** Present when some endpoints come from DNS. */
+  readonly discovery?: readonly DiscoveryRow[];
+}
+
+/**
+ * One configured destination: its endpoints (a keep-alive pool each, discovered from DNS where
+ * the config says dns://, ejected by outlier detection where it is on) and a balancer across
+ * the ones that may be picked.
+ */
 export class Upstream {
   readonly name: string;
   readonly config: UpstreamConfig;
-  readonly endpoints: readonly Endpoint[];
+  /** The endpoints with their pools; shared with the upstream of the previous config when its settings are the same. */
+  readonly endpointSet: EndpointSet;
   readonly #pick: Pick<Endpoint>;
+  readonly #clock: Clock;
 
-  /** `reuse`: an upstream of the previous config whose connections this one keeps. */
-  constructor(config: UpstreamConfig, random: Random, reuse?: Upstream) {
+  /** `reuse`: the upstream of the previous config, whose endpoints and connections this one keeps when it can. */
+  constructor(config: UpstreamConfig, deps: UpstreamDependencies | Random, reuse?: Upstream) {
+    const dependencies: UpstreamDependencies = typeof deps === 'function' ? { random: deps } : deps;
+    const clock = dependencies.clock ?? systemClock;
     this.name = config.name;
     this.config = config;
-    this.endpoints = reuse?.endpoints ?? config.endpoints.map((origin) => ({
-      upstream: config.name,
-      origin,
-      inFlight: 0,
-      pool: new Pool(origin, {
-        connections: config.maxConnections ?? null,
-        connect: { timeout: config.connectTimeoutMs },
-        // The route timeout bounds the whole exchange; undici's own timers would only add work.
-        headersTimeout: 0,
-        bodyTimeout: 0,
-      }),
-    }));
-    this.#pick = createBalancer<Endpoint>(config.loadBalancing, random);
+    this.#clock = clock;
+    const resolve = dependencies.resolve ?? (systemResolve ??= createResolve({ servers: [] }));
+    if (reuse !== undefined && reuse.endpointSet.resolve === resolve && reuse.endpointSet.serves(config)) {
+      this.endpointSet = reuse.endpointSet;
+      this.endpointSet.configure(config.outlierDetection);
+    } else {
+      this.endpointSet = new EndpointSet(
+        config,
+        {
+          clock,
+          random: dependencies.random,
+          events: dependencies.events ?? noEvents,
+          resolve,
+        },
+        // The same names start from the addresses last seen, not from nothing, while they are looked up again.
+        reuse?.endpointSet.addresses,
+      );
+    }
+    this.#pick = createBalancer<Endpoint>(config.loadBalancing, dependencies.random, clock);
   }
 
-  /** An endpoint for the next attempt, passing over the origins in `tried` while others remain. */
+  /** Every endpoint, ejected ones included. */
+  get endpoints(): readonly Endpoint[] {
+    return this.endpointSet.endpoints;
+  }
+
+  /**
+   * An endpoint for the next attempt among those outlier detection has not ejected, passing
+   * over the origins in `tried` while others remain. Throws a connect-failure when there is
+   * none (no DNS answer yet): the request never left, so it may be retried.
+   */
   pick(tried: readonly string[]): Endpoint {
-    if (tried.length === 0) return this.#pick(this.endpoints);
-    return this.#pick(this.endpoints, this.endpoints.filter((endpoint) => tried.includes(endpoint.origin)));
+    const candidates = this.endpointSet.available(this.#clock.now());
+    if (candidates.length === 0) {
+      throw new ProxyError('upstream_unavailable', { message: this.endpointSet.emptyReason(), attemptFailure: 'connect-failure' });
+    }
+    if (tried.length === 0) return this.#pick(candidates);
+    return this.#pick(candidates, candidates.filter((endpoint) => tried.includes(endpoint.origin)));
+  }
+
+  /** Told of each attempt's end; `outcome` undefined when the attempt was cancelled. */
+  attemptEnded(endpoint: Endpoint, outcome: AttemptOutcome | undefined, startedAt: number, now: number): void {
+    this.endpointSet.attemptEnded(endpoint, outcome, startedAt, now);
   }
 
   /** True when `config` can be served by this upstream's pools as they are. */
   sameConnectionSettings(config: UpstreamConfig): boolean {
-    const current = this.config;
-    return (
-      current.connectTimeoutMs === config.connectTimeoutMs &&
-      current.maxConnections === config.maxConnections &&
-      current.endpoints.length === config.endpoints.length &&
-      current.endpoints.every((origin, index) => origin === config.endpoints[index])
-    );
+    return this.endpointSet.serves(config);
+  }
+
+  /** The upstream's endpoints as /endpoints shows them. */
+  snapshot(): UpstreamEndpointsRow {
+    const discovery = this.endpointSet.discoveryRows();
+    return {
+      upstream: this.name,
+      loadBalancing: this.config.loadBalancing,
+      outlierDetection: this.config.outlierDetection !== undefined,
+      endpoints: this.endpointSet.rows(this.#clock.now()),
+      ...(discovery.length === 0 ? {} : { discovery }),
+    };
   }
 
   /** Waits for requests in flight, then closes every connection. */
-  async close(): Promise<void> {
-    await Promise.all(this.endpoints.map((endpoint) => endpoint.pool.close()));
+  close(): Promise<void> {
+    return this.endpointSet.close();
   }
 
   /** Closes every connection now, failing requests in flight. */
-  async destroy(): Promise<void> {
-    await Promise.all(this.endpoints.map((endpoint) => endpoint.pool.destroy()));
+  destroy(): Promise<void> {
+    return this.endpointSet.destroy();
   }
 }

@@ -1,3 +1,4 @@
+import { connect } from 'node:net';
 import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startAdminServer, type AdminSource, type CircuitMode } from '../../src/admin/server.ts';
@@ -14,6 +15,8 @@ const effectiveConfig = {
   upstreams: new Map([['payments', { endpoints: ['http://payments:8080'], connectTimeoutMs: 250 }]]),
 };
 const routeRows = [{ name: 'charge', listener: 'outbound', upstream: 'payments', timeoutMs: 2000 }];
+const bulkheadRows = [{ upstream: 'payments', inFlight: 3, queued: 1, maxConcurrent: 50, maxQueued: 20 }];
+const reloadRows = [{ time: '2026-11-24T10:00:00.000Z', result: 'failure', problems: ['breakwater.yaml:3:12 routes[0](charge).timeout: must be a duration'] }];
 
 /** Breakers as the registry shows them: one shared by an upstream, one of a route. */
 function circuitRows(): { name: string; upstream: string; state: string; mode: CircuitMode }[] {
@@ -40,7 +43,10 @@ async function start(overrides: Partial<AdminSource> = {}): Promise<Started> {
       config: () => effectiveConfig,
       routes: () => routeRows,
       circuits: () => circuits,
+      endpoints: () => [],
       stores: () => [{ name: 'default', kind: 'memory', reachable: true }],
+      bulkheads: () => bulkheadRows,
+      reloads: () => reloadRows,
       setCircuit: (name, state) => {
         const circuit = circuits.find((row) => row.name === name);
         if (circuit === undefined) return false;
@@ -139,7 +145,7 @@ describe('admin server', () => {
   it('answers 404 in JSON for unknown paths', async () => {
     const { base } = await start();
 
-    for (const path of ['/', '/metrics', '/config/extra', '/circuit']) {
+    for (const path of ['/index.html', '/page/', '/page/missing.js', '/metrics', '/config/extra', '/circuit']) {
       const response = await fetch(`${base}${path}`);
       expect(response.status, path).toBe(404);
       expect(response.headers.get('content-type')).toBe('application/json');
@@ -160,6 +166,45 @@ describe('admin server', () => {
     expect(postConfig.status).toBe(405);
     expect(postConfig.headers.get('allow')).toBe('GET, HEAD');
     expect(reloads()).toBe(0);
+  });
+
+  it('serves the admin page at / with its script and style, and lets no other site frame or extend it', async () => {
+    const { base } = await start();
+
+    const page = await fetch(`${base}/`);
+    const script = await fetch(`${base}/page/app.js`);
+    const style = await fetch(`${base}/page/style.css`);
+
+    expect(page.status).toBe(200);
+    expect(page.headers.get('content-type')).toBe('text/html; charset=utf-8');
+    const html = await page.text();
+    expect(html).toContain('<title>Breakwater admin</title>');
+    expect(html).toContain('<script type="module" src="/page/app.js"></script>');
+    expect(html).toContain('<link rel="stylesheet" href="/page/style.css">');
+    // Its own origin only: scripts, styles and requests; never framed by another page.
+    expect(page.headers.get('content-security-policy')).toContain("default-src 'none'; script-src 'self'; style-src 'self'");
+    expect(page.headers.get('content-security-policy')).toContain("connect-src 'self'");
+    expect(page.headers.get('content-security-policy')).toContain("frame-ancestors 'none'");
+    expect(page.headers.get('x-frame-options')).toBe('DENY');
+    expect(page.headers.get('cache-control')).toBe('no-store');
+    expect(script.status).toBe(200);
+    expect(script.headers.get('content-type')).toBe('text/javascript; charset=utf-8');
+    expect(await script.text()).toContain("post(`/circuits/${encodeURIComponent(name)}`, { state: mode })");
+    expect(style.status).toBe(200);
+    expect(style.headers.get('content-type')).toBe('text/css; charset=utf-8');
+    expect((await fetch(`${base}/`, { method: 'HEAD' })).status).toBe(200);
+  });
+
+  it('serves bulkhead occupancy and the last reloads as JSON', async () => {
+    const { base } = await start();
+
+    const bulkheads = await fetch(`${base}/bulkheads`);
+    const reloads = await fetch(`${base}/reloads`);
+
+    expect(bulkheads.headers.get('content-type')).toBe('application/json');
+    expect(await bulkheads.json()).toEqual(bulkheadRows);
+    expect(reloads.headers.get('content-type')).toBe('application/json');
+    expect(await reloads.json()).toEqual(reloadRows);
   });
 
   it('serves every circuit breaker as JSON', async () => {
@@ -275,6 +320,19 @@ describe('admin server', () => {
     await expect(fetch(`${base}/routes`)).rejects.toThrow();
   });
 
+  it('closes promptly with a connection open that has sent no request yet, as a browser opens ahead of time', async () => {
+    const { server } = await start();
+    const socket = connect(server.port, '127.0.0.1');
+    await new Promise((resolve) => socket.once('connect', resolve));
+    const closed = new Promise((resolve) => socket.once('close', resolve));
+
+    await server.close();
+    running.splice(running.indexOf(server), 1);
+
+    await closed;
+    // Without closing such connections, the server would wait for their headers timeout (a minute).
+  }, 10_000);
+
   describe('refusing what a web page could send', () => {
     /** A state-changing request with the headers a browser would add. */
     async function send(url: string, method: string, headers: Record<string, string>, body?: string) {
@@ -308,6 +366,54 @@ describe('admin server', () => {
       // curl and scripts send no Origin.
       expect((await send(`${base}/reload`, 'POST', {})).status).toBe(200);
       expect(reloads()).toBe(3);
+    });
+
+    // Every path, known or not, and every method that changes state: the guard stands before
+    // the endpoints, so one added later (dead-letter replay, say) is covered without a change.
+    const everyChangingRequest: [method: string, path: string][] = [
+      ['POST', '/reload'],
+      ['POST', '/circuits/payments'],
+      ['POST', '/'],
+      ['POST', '/page/app.js'],
+      ['POST', '/dead-letters/1234/replay'],
+      ['POST', '/dead-letters/replay'],
+      ['DELETE', '/dead-letters/1234'],
+      ['PUT', '/config'],
+      ['PATCH', '/circuits/payments'],
+      ['DELETE', '/circuits/payments'],
+    ];
+
+    it.each(everyChangingRequest)('refuses %s %s from another origin with 403', async (method, path) => {
+      const { base, reloads, circuitChanges } = await start();
+
+      const answer = await send(`${base}${path}`, method, { origin: 'http://evil.example', 'content-type': 'application/json' }, '{"state": "forced-open"}');
+
+      expect(answer.status).toBe(403);
+      expect(answer.body.error?.message).toContain('http://evil.example');
+      expect(reloads()).toBe(0);
+      expect(circuitChanges).toEqual([]);
+    });
+
+    it.each(everyChangingRequest)('refuses %s %s with a body that is not JSON with 415', async (method, path) => {
+      const { base, reloads, circuitChanges } = await start();
+
+      const form = await send(`${base}${path}`, method, { 'content-type': 'application/x-www-form-urlencoded' }, 'state=forced-open');
+      const plain = await send(`${base}${path}`, method, { 'content-type': 'text/plain' }, '{"state": "forced-open"}');
+
+      expect(form.status).toBe(415);
+      expect(plain.status).toBe(415);
+      expect(form.body.error?.message).toBe('a request body must be application/json');
+      expect(reloads()).toBe(0);
+      expect(circuitChanges).toEqual([]);
+    });
+
+    it("accepts what the admin page sends: a JSON body from the admin server's own origin", async () => {
+      const { base, circuitChanges } = await start();
+
+      const answer = await send(`${base}/circuits/payments`, 'POST', { origin: base, 'content-type': 'application/json' }, '{"state":"forced-open"}');
+
+      expect(answer.status).toBe(200);
+      expect(circuitChanges).toEqual([['payments', 'forced-open']]);
     });
 
     it('refuses a body that is not JSON with 415 on every state-changing endpoint', async () => {

@@ -217,6 +217,32 @@ describe('breakwater version', () => {
   });
 });
 
+describe('breakwater explain', () => {
+  it("explains the README tour's requests on the shipped example config, found where run finds it", async () => {
+    const matched = await breakwater(['explain', 'GET', 'http://demo/status/503', '-H', 'x-request-timeout-ms: 800']);
+    const missed = await breakwater(['explain', 'GET', 'http://example.com/']);
+
+    expect(matched.code).toBe(0);
+    expect(lines(matched.stdout).slice(0, 5)).toEqual([
+      'GET http://demo/status/503 on listener outbound',
+      'route     demo-status (config/breakwater.yaml:75)',
+      'upstream  demo: http://127.0.0.1:18080',
+      "deadline  800ms, the caller's budget x-request-timeout-ms: 800 (the route timeout is 2s)",
+      'per try   500ms, retry.perTryTimeout; the upstream is told x-request-timeout-ms: 500',
+    ]);
+    expect(missed.code).toBe(1);
+    expect(missed.stdout).toContain('closest route: demo (config/breakwater.yaml:125), which fails on host');
+  });
+
+  it('exits 2 on an invalid file, with its problems on stderr', async () => {
+    const result = await breakwater(['explain', '--config', invalidFile, 'GET', 'http://payments/']);
+
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain(`${invalidFile}:`);
+    expect(result.stderr).toContain('is not a valid config; nothing to explain');
+  });
+});
+
 describe('breakwater run', () => {
   it('refuses an invalid file: the problems on stderr, exit 2', async () => {
     const result = await breakwater(['run', '--config', invalidFile]);

@@ -146,7 +146,11 @@ describe('the package, installed as the image installs it', () => {
   });
 
   it('packs the compiled CLI and the example configs, and no TypeScript sources or tests', () => {
-    expect(packed).toEqual(expect.arrayContaining(['package.json', 'bin/breakwater.js', 'dist/cli/main.js', 'dist/app.js', 'config/breakwater.yaml', 'config/schema.json']));
+    expect(packed).toEqual(
+      expect.arrayContaining(['package.json', 'bin/breakwater.js', 'dist/cli/main.js', 'dist/app.js', 'config/breakwater.yaml', 'config/schema.json']),
+    );
+    // The admin page's static files, beside the compiled admin server that serves them.
+    expect(packed).toEqual(expect.arrayContaining(['dist/admin/page/index.html', 'dist/admin/page/app.js', 'dist/admin/page/style.css']));
     expect(packed.filter((path) => path.endsWith('.ts') || /^(src|test|scripts|helm|deploy)\//.test(path))).toEqual([]);
   });
 
@@ -203,10 +207,10 @@ routes:
       child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
       const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
       try {
-        const started = await new Promise<{ listeners: Record<string, number>; telemetry: number }>((resolve, reject) => {
+        const started = await new Promise<{ listeners: Record<string, number>; telemetry: number; admin: number }>((resolve, reject) => {
           createInterface({ input: child.stdout }).on('line', (line) => {
             if (!line.startsWith('{')) return;
-            const parsed = JSON.parse(line) as { msg?: string; listeners: Record<string, number>; telemetry: number };
+            const parsed = JSON.parse(line) as { msg?: string; listeners: Record<string, number>; telemetry: number; admin: number };
             if (parsed.msg === 'breakwater started') resolve(parsed);
           });
           void exited.then((code) => reject(new Error(`breakwater exited with ${code}:\n${stderr}`)));
@@ -219,6 +223,12 @@ routes:
         const ready = await request(`http://127.0.0.1:${started.telemetry}/readyz`);
         expect(ready.statusCode).toBe(200);
         await ready.body.dump();
+        const page = await request(`http://127.0.0.1:${started.admin}/`);
+        expect(page.statusCode).toBe(200);
+        expect(await page.body.text()).toContain('<title>Breakwater admin</title>');
+        const script = await request(`http://127.0.0.1:${started.admin}/page/app.js`);
+        expect(script.statusCode).toBe(200);
+        await script.body.dump();
 
         child.kill('SIGTERM');
         expect(await exited).toBe(0);

@@ -34,7 +34,11 @@ export const echo: Behaviour = (req, res, body) => {
  * A scripted upstream on 127.0.0.1 with an ephemeral port that records what it receives.
  * `keepBody: false` counts body bytes without keeping them (for large uploads).
  */
-export async function startUpstream(behaviour: Behaviour = echo, options: { keepBody?: boolean } = {}): Promise<UpstreamServer> {
+export async function startUpstream(
+  behaviour: Behaviour = echo,
+  options: { keepBody?: boolean; host?: string; port?: number } = {},
+): Promise<UpstreamServer> {
+  const host = options.host ?? '127.0.0.1';
   const keepBody = options.keepBody ?? true;
   const requests: ReceivedRequest[] = [];
   const sockets = new Set<Socket>();
@@ -58,11 +62,14 @@ export async function startUpstream(behaviour: Behaviour = echo, options: { keep
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, host, resolve);
+  });
   const port = (server.address() as AddressInfo).port;
   return {
     port,
-    origin: `http://127.0.0.1:${port}`,
+    origin: `http://${host}:${port}`,
     requests,
     get connections() {
       return connections;

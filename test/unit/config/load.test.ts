@@ -56,6 +56,7 @@ describe('defaults', () => {
       endpoints: ['http://api:8080'],
       loadBalancing: 'round-robin',
       connectTimeoutMs: 1000,
+      dnsRefreshMs: 5000,
     });
   });
 
@@ -131,7 +132,7 @@ describe('the effective config of a file that sets every key', () => {
     expect(config.shutdown.drainTimeoutMs).toBe(45_000);
     expect(config.limits).toEqual({ maxHeaderBytes: 32 * 1024, maxBodyBytes: 10_000_000 });
     expect(config.deadline).toEqual({ header: 'x-deadline-ms', accept: ['x-deadline-ms', 'grpc-timeout'], maxInboundMs: 120_000 });
-    expect([...config.upstreams.keys()]).toEqual(['payments', 'payments-dr']);
+    expect([...config.upstreams.keys()]).toEqual(['payments', 'payments-dr', 'payments-headless']);
     expect(config.upstreams.get('payments')).toEqual({
       name: 'payments',
       endpoints: ['http://payments-0:8080', 'http://user:secret@payments-1:8080'],
@@ -150,7 +151,21 @@ describe('the effective config of a file that sets every key', () => {
         halfOpenRequests: 5,
         failOn: ['5xx', 'timeout'],
       },
+      dnsRefreshMs: 2000,
+      outlierDetection: {
+        consecutiveFailures: 3,
+        failureRate: { threshold: 0.3, minRequests: 50, windowMs: 30_000 },
+        latency: { factor: 2.5, minRequests: 40, windowMs: 20_000 },
+        baseEjectionTimeMs: 10_000,
+        maxEjectionTimeMs: 60_000,
+        maxEjectionPercent: 33,
+        // The upstream breaker's failOn.
+        failOn: ['5xx', 'timeout'],
+      },
     });
+    expect(config.upstreams.get('payments-dr')?.loadBalancing).toBe('peak-ewma');
+    expect(config.upstreams.get('payments-headless')?.endpoints).toEqual(['dns://payments-headless.shop.svc.cluster.local:8080', 'http://10.0.0.9:8080']);
+    expect(config.dns).toEqual({ servers: ['10.96.0.10', '127.0.0.1:5353', '[::1]:5353'] });
     expect(config.upstreams.get('payments-dr')?.endpoints).toEqual(['http://payments.dr.example.com']);
     expect(config.routes[0]).toEqual({
       name: 'charge',
@@ -297,7 +312,7 @@ upstreams:
     loadBalancing: round-robbin
 `),
     ).toEqual([
-      'test.yaml:5:20 upstreams.api.loadBalancing: must be one of: round-robin, least-request (did you mean "round-robin"?)',
+      'test.yaml:5:20 upstreams.api.loadBalancing: must be one of: round-robin, least-request, peak-ewma (did you mean "round-robin"?)',
     ]);
   });
 

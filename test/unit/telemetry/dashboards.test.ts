@@ -288,6 +288,7 @@ describe('alert rules file', () => {
       'breakwater-idempotency',
       'breakwater-dead-letters',
       'breakwater-stores',
+      'breakwater-endpoints',
       'breakwater-config',
     ]);
     for (const group of rules.groups) expect(group.rules.length, group.name).toBeGreaterThan(0);
@@ -313,7 +314,7 @@ describe('alert rules file', () => {
 describe('dashboard layout', () => {
   it('has a row per pattern, each with panels under it', () => {
     const rows = dashboard.panels.filter((panel) => panel.type === 'row').map((row) => row.title);
-    for (const pattern of [/request/i, /retr/i, /breaker/i, /bulkhead/i, /fallback/i, /deadline/i, /idempotency/i, /dead letter/i]) {
+    for (const pattern of [/request/i, /retr/i, /breaker/i, /bulkhead/i, /fallback/i, /deadline/i, /idempotency/i, /endpoint/i, /dead letter/i]) {
       expect(rows.some((title) => pattern.test(title)), String(pattern)).toBe(true);
     }
     // Panels follow their row in the list; a row directly followed by another row is empty.
@@ -330,6 +331,18 @@ describe('dashboard layout', () => {
     expect(byTitle.get('Errors by route')?.targets?.[0]?.expr).toMatch(/code=~"5\.\."/);
     expect(byTitle.get('p99 latency by route')?.targets?.[0]?.expr).toMatch(/^histogram_quantile\(0\.99, sum by \(route, le\)/);
     expect(byTitle.get('Breaker state over time')?.type).toBe('state-timeline');
+  });
+
+  it('gives every panel an id of its own, so Grafana links and edits reach the right one', () => {
+    const ids = dashboard.panels.map((panel) => (panel as { id?: number }).id);
+    expect(new Set(ids).size).toBe(ids.length);
+  });
+
+  it('shows which endpoints outlier detection has ejected over time, and why they were', () => {
+    const byTitle = new Map(allPanels.map((panel) => [panel.title, panel]));
+    expect(byTitle.get('Ejected endpoints over time')?.type).toBe('state-timeline');
+    expect(byTitle.get('Ejected endpoints over time')?.targets?.[0]?.expr).toMatch(/breakwater_endpoint_ejected\{/);
+    expect(byTitle.get('Ejections by upstream and reason')?.targets?.[0]?.expr).toMatch(/^sum by \(upstream, reason\) \(rate\(breakwater_outlier_ejections_total/);
   });
 
   it('shows keyed requests by result, the refused share, and store latency and errors under the idempotency row', () => {

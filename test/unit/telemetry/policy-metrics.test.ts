@@ -40,6 +40,12 @@ class FakeSources implements PolicyGaugeSources {
     return this.bulkheadList;
   }
 
+  endpointList: { upstream: string; endpoint: string; ejected: boolean }[] = [];
+
+  endpoints(): readonly { upstream: string; endpoint: string; ejected: boolean }[] {
+    return this.endpointList;
+  }
+
   adaptiveTimeouts(): readonly { route: string; timeoutMs: number }[] {
     return this.adaptiveList;
   }
@@ -354,6 +360,12 @@ describe('the exposition', () => {
     { type: 'fault-injected', route: 'charge', kind: 'delay' },
     { type: 'fault-injected', route: 'charge', kind: 'abort' },
     ...(['first', 'replayed', 'conflict', 'mismatch', 'missing', 'store_error', 'bypassed'] as const).map((result) => ({ type: 'idempotency', route: 'charge', result }) as const),
+    ...(['consecutive', 'failure_rate', 'latency'] as const).map(
+      (reason) => ({ type: 'endpoint-ejected', upstream: 'payments', endpoint: 'http://10.0.0.7:8080', reason, durationMs: 30_000, ejections: 1 }) as const,
+    ),
+    { type: 'endpoint-returned', upstream: 'payments', endpoint: 'http://10.0.0.7:8080' },
+    { type: 'endpoints-discovered', upstream: 'payments', name: 'dns://payments:8080', added: ['http://10.0.0.8:8080'], removed: [] },
+    { type: 'dns-lookup-failed', upstream: 'payments', name: 'dns://payments:8080', message: 'ETIMEOUT', kept: 2 },
     ...(['sent', 'won', 'budget_exhausted'] as const).map((result) => ({ type: 'hedge', route: 'search', upstream: 'catalog', result }) as const),
     { type: 'dead-letter', route: 'charge', reason: 'circuit_open' },
     ...(['full', 'store_error', 'too_large'] as const).map((cause) => ({ type: 'dead-letter-dropped', route: 'charge', cause, detail: 'x' }) as const),
@@ -372,6 +384,10 @@ describe('the exposition', () => {
     sources.breakerList = [{ name: 'payments', upstream: 'payments', state: 'half-open' }];
     sources.bulkheadList = [{ upstream: 'payments', inFlight: 50, queued: 3, maxConcurrent: 50, maxQueued: 20 }];
     sources.depthList = [{ route: 'charge', entries: 3, oldestAgeSeconds: 12.5 }];
+    sources.endpointList = [
+      { upstream: 'payments', endpoint: 'http://10.0.0.7:8080', ejected: true },
+      { upstream: 'payments', endpoint: 'http://[fd00::8]:8080', ejected: false },
+    ];
     const events = createPolicyMetrics(metrics.registry, sources);
     const storeEvents = createStoreMetrics(metrics.registry, logSink().logger);
 
@@ -389,6 +405,7 @@ describe('the exposition', () => {
     const { registry, events, sources } = setup();
     sources.breakerList = [{ name: 'payments', upstream: 'payments', state: 'closed' }];
     sources.bulkheadList = [{ upstream: 'payments', inFlight: 1, queued: 0, maxConcurrent: 50, maxQueued: 20 }];
+    sources.endpointList = [{ upstream: 'payments', endpoint: 'http://10.0.0.7:8080', ejected: true }];
     sources.adaptiveList = [{ route: 'search', timeoutMs: 180 }];
     sources.depthList = [{ route: 'charge', entries: 0, oldestAgeSeconds: 0 }];
 
@@ -413,10 +430,12 @@ describe('the exposition', () => {
       'breakwater_dead_letters_dropped_total',
       'breakwater_dead_letters_total',
       'breakwater_deadline_exceeded_total',
+      'breakwater_endpoint_ejected',
       'breakwater_fallbacks_total',
       'breakwater_faults_injected_total',
       'breakwater_hedges_total',
       'breakwater_idempotency_requests_total',
+      'breakwater_outlier_ejections_total',
       'breakwater_per_try_timeouts_total',
       'breakwater_retries_exhausted_total',
       'breakwater_retries_total',
