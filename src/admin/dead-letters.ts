@@ -200,6 +200,8 @@ export function deadLetterEndpoints(deps: DeadLetterEndpointDeps): DeadLetterEnd
       ...(until === undefined ? {} : { until }),
       ...(after === undefined ? {} : { after }),
     };
+    // A config where no route keeps dead letters has none to list: said, rather than an empty list.
+    if (route === undefined && keeper.routes.length === 0) throw new Refused(404, 'no route keeps dead letters in the running config');
     const logs = route === undefined ? [...keeper.logs().keys()] : [keptRoute(route).log];
     const pages = await Promise.all(logs.map((log) => log.list(DEAD_LETTER_STREAM, query)));
     // Ids sort in the order entries were kept, in every store: merge the stores' pages by id.

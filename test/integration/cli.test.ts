@@ -231,7 +231,7 @@ describe('breakwater explain', () => {
       'per try   500ms, retry.perTryTimeout; the upstream is told x-request-timeout-ms: 500',
     ]);
     expect(missed.code).toBe(1);
-    expect(missed.stdout).toContain('closest route: demo (config/breakwater.yaml:125), which fails on host');
+    expect(missed.stdout).toContain('closest route: demo (config/breakwater.yaml:137), which fails on host');
   });
 
   it('exits 2 on an invalid file, with its problems on stderr', async () => {

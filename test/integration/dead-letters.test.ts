@@ -298,3 +298,15 @@ describe('dead letters over real sockets', () => {
     expect((await admin(bw, '/dead-letters/replay', { method: 'POST', headers: { origin: 'http://evil.example', 'content-type': 'application/json' }, body: '{"route":"notify"}' })).status).toBe(403);
   });
 });
+
+describe('a config where no route keeps dead letters', () => {
+  it('says so at GET /dead-letters', async () => {
+    const bw = await startBreakwater(`${ephemeralAddresses}
+upstreams: {notifier: {endpoints: ['http://127.0.0.1:9']}}
+routes: [{name: plain, upstream: notifier}]
+`);
+    running.push(bw);
+
+    expect(await admin(bw, '/dead-letters')).toEqual({ status: 404, body: { error: { message: 'no route keeps dead letters in the running config' } } });
+  });
+});
