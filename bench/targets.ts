@@ -28,7 +28,7 @@ export type Launch =
       traceRatio?: number;
       /** A checkout of another revision to run instead of this one (--baseline). */
       root?: string;
-      /** For breakwater-keyed.yaml.tmpl: the kind of the store idempotency records go to. */
+      /** For the templates with a store (keyed, dead-letter): the kind of that store. */
       store?: 'memory' | 'sqlite' | 'redis';
     };
 
@@ -97,6 +97,13 @@ export const targets: readonly Target[] = [
       comparedWith: 'breakwater-post',
     }),
   ),
+  {
+    name: 'breakwater-dead-letter',
+    description: 'Breakwater keeping dead letters in a sqlite store, the same POSTs, none failing: the cost on the happy path',
+    launch: { kind: 'breakwater', template: 'breakwater-dead-letter.yaml.tmpl', store: 'sqlite' },
+    request: 'post',
+    comparedWith: 'breakwater-post',
+  },
 ];
 
 /**

@@ -5,6 +5,7 @@ import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { ReloadHistory } from './admin/reloads.ts';
 import { adminSource } from './admin/source.ts';
+import { deadLetterEndpoints } from './admin/dead-letters.ts';
 import { startAdminServer } from './admin/server.ts';
 import { configHash } from './config/hash.ts';
 import { allProblems, formatProblem, parseConfig, type ConfigProblem } from './config/load.ts';
@@ -16,12 +17,13 @@ import type { ListenerObserver } from './proxy/listener.ts';
 import { ListenerSet } from './proxy/listeners.ts';
 import { systemClock, type Clock } from './runtime/clock.ts';
 import { systemRandom, type Random } from './runtime/random.ts';
+import { DeadLetterKeeper } from './policies/dead-letter/keeper.ts';
 import { PolicyRegistries } from './stack/build.ts';
 import { StoreRegistry } from './stores/registry.ts';
 import { buildRunningState, retiredUpstreams, type RunningState, type StateDependencies } from './stack/state.ts';
 import { createAccessLogger, createLogger, flushEverySecond, writeAccessLog } from './telemetry/logger.ts';
 import { createMetrics, type Metrics } from './telemetry/metrics.ts';
-import { fanOut, logPolicyEvents } from './telemetry/policy-log.ts';
+import { fanOut, logDeadLetterDrops, logPolicyEvents } from './telemetry/policy-log.ts';
 import { createPolicyMetrics } from './telemetry/policy-metrics.ts';
 import { startTelemetryServer } from './telemetry/server.ts';
 import { createStoreMetrics } from './telemetry/store-metrics.ts';
@@ -90,6 +92,7 @@ export class Breakwater {
   #servers: ServerAddresses | undefined;
   readonly #registries: PolicyRegistries;
   readonly #stores: StoreRegistry;
+  readonly #deadLetters: DeadLetterKeeper;
   readonly #stateDeps: StateDependencies;
 
   constructor(options: BreakwaterOptions) {
@@ -104,12 +107,15 @@ export class Breakwater {
         bulkheads: () => this.#registries.bulkheads.snapshot(),
         endpoints: () => ejectionGauge(this.#state, this.clock.now()),
         adaptiveTimeouts: () => this.#registries.latencies.adaptiveTimeouts(this.clock.now()),
+        deadLetters: () => this.#deadLetters.depths(),
       }),
       logPolicyEvents(this.logger),
+      logDeadLetterDrops(this.logger, this.clock),
       spanEvents,
     );
     this.#registries = new PolicyRegistries(this.events);
     this.#stores = new StoreRegistry({ clock: this.clock, events: createStoreMetrics(this.metrics.registry, this.logger) });
+    this.#deadLetters = new DeadLetterKeeper({ clock: this.clock });
     this.configPath = options.configPath;
     const metrics = this.metrics;
     this.#stateDeps = {
@@ -119,6 +125,7 @@ export class Breakwater {
       random: this.random,
       events: this.events,
       observeAttempt: (attempt) => metrics.recordAttempt(attempt),
+      deadLetters: this.#deadLetters,
     };
     const hash = options.configHash ?? configHash(JSON.stringify(redactConfig(options.config)));
     this.#state = buildRunningState(options.config, hash, undefined, this.#stateDeps);
@@ -169,6 +176,7 @@ export class Breakwater {
         clock: this.clock,
         reload: () => this.reload(),
       }),
+      deadLetters: deadLetterEndpoints({ keeper: this.#deadLetters, state: () => this.#state, clock: this.clock, events: this.events }),
     });
     this.#adminPort = admin.port;
     this.#closers.push(() => admin.close());
@@ -316,6 +324,7 @@ export class Breakwater {
     const cut = (await this.#listeners?.drain(drainTimeoutMs)) ?? 0;
     if (cut > 0) this.logger.warn({ inFlight: cut }, 'drain timeout: closed the remaining connections');
     await Promise.all([...this.#state.upstreams.values()].map((upstream) => upstream.destroy()));
+    this.#deadLetters.close();
     // After the last request: its answer may still be on its way into a store.
     await this.#stores.close();
     for (const close of this.#closers.reverse()) await close();

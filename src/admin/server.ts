@@ -6,6 +6,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Address } from '../config/types.ts';
 import { listen, lookupRoute, type Method, type RouteLookup, type RouteTable, type RunningServer } from '../telemetry/http-server.ts';
+import type { DeadLetterEndpoints } from './dead-letters.ts';
 import { refusal } from './guard.ts';
 import { loadPage, pageHeaders, type PageFile } from './page.ts';
 
@@ -43,6 +44,8 @@ const maxCircuitBodyBytes = 1024;
 export interface AdminServerOptions {
   readonly address: Address;
   readonly admin: AdminSource;
+  /** /dead-letters and below (src/admin/dead-letters.ts); absent, those paths are not found. */
+  readonly deadLetters?: DeadLetterEndpoints;
 }
 
 interface JsonReply {
@@ -108,6 +111,7 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<Runnin
       req.resume();
       return write(res, refused.status, toJson({ error: { message: refused.message } }));
     }
+    if (opts.deadLetters?.owns(req.url) === true) return void opts.deadLetters.handle(req, res);
     const route = lookup(req);
     switch (route.kind) {
       case 'not-found':

@@ -1,10 +1,11 @@
-// The `breakwater` command: run | validate | explain | version.
+// The `breakwater` command: run | validate | explain | version | dlq.
 
 import { parseArgs } from 'node:util';
 import { allProblems, formatProblem, loadConfigFile } from '../config/load.ts';
 import type { ConfigProblem } from '../config/load.ts';
 import { breakwaterVersion } from '../runtime/version.ts';
 import { explainCommand } from './explain-command.ts';
+import { DLQ_USAGE } from './dlq.ts';
 
 const DEFAULT_CONFIG_PATH = 'config/breakwater.yaml';
 
@@ -20,7 +21,7 @@ const USAGE = `Usage:
                                    with -H "Host: NAME"; listener: outbound unless given;
                                    exit 0 on a match, 1 on none, 2 on a bad config
   breakwater version               print the version
-`;
+${DLQ_USAGE}`;
 
 /** Where the command's output goes; tests and embedders can pass their own. */
 export interface CliIo {
@@ -49,6 +50,8 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
         return await validate(rest, io);
       case 'explain':
         return await explainCommand(rest, io, DEFAULT_CONFIG_PATH);
+      case 'dlq':
+        return await (await import('./dlq.ts')).dlq(rest, io);
       case 'version':
         parseArgs({ args: [...rest], options: {}, allowPositionals: false });
         io.stdout(`${breakwaterVersion}\n`);

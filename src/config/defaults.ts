@@ -124,6 +124,16 @@ export const DEFAULTS = deepFreeze({
     onStoreError: 'reject',
     whileInProgress: 'reject',
   },
+  deadLetter: {
+    store: 'default',
+    // Every failure a later replay could cure; 4xx answers are the caller's to fix, not replay.
+    on: ['timeout', 'upstream-unavailable', 'circuit-open', 'bulkhead-full', '5xx'],
+    maxBodyBytes: '1MiB',
+    // Long enough to outlast a weekend's outage and the fix after it.
+    retention: '7d',
+    maxEntries: 100_000,
+    keepHeaders: [],
+  },
   // With no `stores` block: one store, in memory, so policies work with nothing to install.
   stores: { default: { type: 'memory' } },
   // A store answers within a request's budget or not at all; 50ms leaves a request most of its time.

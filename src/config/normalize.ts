@@ -31,6 +31,7 @@ import type {
   FaultConfig,
   HedgeConfig,
   IdempotencyConfig,
+  DeadLetterConfig,
   LatencyPercentileConfig,
   Limits,
   ListenerConfig,
@@ -110,6 +111,7 @@ type OutlierFile = NonNullable<UpstreamFile['outlierDetection']>;
 type RetryFile = NonNullable<RouteFile['retry']>;
 type FallbackFile = NonNullable<RouteFile['fallback']>;
 type IdempotencyFile = NonNullable<RouteFile['idempotency']>;
+type DeadLetterFile = NonNullable<RouteFile['deadLetter']>;
 type HedgeFile = NonNullable<RouteFile['hedge']>;
 type LatencyPercentileFile = Extract<HedgeFile['delay'], object>;
 type FaultFile = NonNullable<RouteFile['fault']>;
@@ -555,6 +557,7 @@ class Checker {
     const hedge = route.hedge && this.hedge([...path, 'hedge'], route.hedge);
     const fallback = route.fallback && this.fallback([...path, 'fallback'], route.fallback, upstreams);
     const fault = route.fault && this.fault([...path, 'fault'], route.fault);
+    const deadLetter = route.deadLetter && this.deadLetter([...path, 'deadLetter'], route.deadLetter, stores);
     return {
       name: route.name,
       listener,
@@ -567,6 +570,7 @@ class Checker {
       ...(hedge ? { hedge } : {}),
       ...(fallback ? { fallback } : {}),
       ...(fault ? { fault } : {}),
+      ...(deadLetter ? { deadLetter } : {}),
     };
   }
 
@@ -617,6 +621,21 @@ class Checker {
       maxRequestBytes: this.size([...path, 'maxRequestBytes'], idempotency.maxRequestBytes ?? DEFAULTS.idempotency.maxRequestBytes),
       onStoreError: idempotency.onStoreError ?? DEFAULTS.idempotency.onStoreError,
       whileInProgress: idempotency.whileInProgress ?? DEFAULTS.idempotency.whileInProgress,
+    };
+  }
+
+  deadLetter(path: readonly PathSegment[], deadLetter: DeadLetterFile, stores: KnownNames): DeadLetterConfig {
+    const store = deadLetter.store ?? DEFAULTS.deadLetter.store;
+    if (stores !== 'any' && !stores.has(store) && !this.#context.broken([...path, 'store'])) {
+      this.#report([...path, 'store'], `unknown store "${store}"${didYouMean(store, stores)}`);
+    }
+    return {
+      store,
+      on: (deadLetter.on ?? DEFAULTS.deadLetter.on) as readonly FallbackTrigger[],
+      maxBodyBytes: this.size([...path, 'maxBodyBytes'], deadLetter.maxBodyBytes ?? DEFAULTS.deadLetter.maxBodyBytes),
+      retentionMs: this.duration([...path, 'retention'], deadLetter.retention ?? DEFAULTS.deadLetter.retention, { positive: true }),
+      maxEntries: deadLetter.maxEntries ?? DEFAULTS.deadLetter.maxEntries,
+      keepHeaders: [...new Set((deadLetter.keepHeaders ?? DEFAULTS.deadLetter.keepHeaders).map((name) => name.toLowerCase()))],
     };
   }
 

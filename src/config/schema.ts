@@ -15,7 +15,7 @@ interface Described extends SchemaOptions {
 
 // `errorMessage` is what editors (VS Code's JSON service) and load.ts show when a value fails;
 // without it a union such as "string with unit or integer" reports one error per branch.
-const DURATION_MESSAGE = 'must be a duration: a number with a unit ms, s, m or h (250ms, 1.5s, 1m) or integer milliseconds';
+const DURATION_MESSAGE = 'must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds';
 const SIZE_MESSAGE = 'must be a size: integer bytes or a number with a unit B, KB, KiB, MB, MiB, GB or GiB (16KiB, 1MiB)';
 const RATIO_MESSAGE = 'must be a ratio: a number from 0 to 1, or a percentage string such as "20%"';
 const PERCENT_MESSAGE = 'must be a percentage: a number from 0 to 100, or a string such as "10%"';
@@ -886,6 +886,58 @@ const IdempotencySchema = Type.Object(
   },
 );
 
+const DeadLetterSchema = Type.Object(
+  {
+    store: Type.Optional(
+      Type.String({ title: 'Store', description: 'Name of the store (a key of `stores`) the dead letters live in.', minLength: 1, default: DEFAULTS.deadLetter.store }),
+    ),
+    on: Type.Optional(
+      Type.Array(
+        StringEnum(FALLBACK_TRIGGERS, {
+          title: 'Outcome',
+          description: 'circuit-open, bulkhead-full, timeout, upstream-unavailable, or 5xx (an upstream 5xx after retries).',
+        }),
+        {
+          title: 'Captured outcomes',
+          description: 'Final outcomes, after retries and fallbacks, that make a request a dead letter.',
+          minItems: 1,
+          uniqueItems: true,
+          default: DEFAULTS.deadLetter.on,
+        },
+      ),
+    ),
+    maxBodyBytes: Type.Optional(
+      Size({
+        title: 'Largest kept body',
+        description: 'A larger request body is not kept: the dead letter is marked truncated and cannot be replayed.',
+        default: DEFAULTS.deadLetter.maxBodyBytes,
+      }),
+    ),
+    retention: Type.Optional(Duration({ title: 'Retention', description: 'Older dead letters are deleted.', default: DEFAULTS.deadLetter.retention })),
+    maxEntries: Type.Optional(
+      Type.Integer({
+        title: 'Most dead letters',
+        description: 'Per route; beyond it new failures are dropped and counted.',
+        minimum: 1,
+        default: DEFAULTS.deadLetter.maxEntries,
+      }),
+    ),
+    keepHeaders: Type.Optional(
+      Type.Array(HeaderName({ title: 'Header', description: 'A credential header to keep.' }), {
+        title: 'Kept credential headers',
+        description: 'authorization, cookie and proxy-authorization are dropped from dead letters unless listed here.',
+        uniqueItems: true,
+        default: DEFAULTS.deadLetter.keepHeaders,
+      }),
+    ),
+  },
+  {
+    ...Strict,
+    title: 'Dead letters',
+    description: 'Keeps requests that finally failed, to inspect and replay them once the upstream is fixed. Absent: off.',
+  },
+);
+
 const RouteSchema = Type.Object(
   {
     name: Name({
@@ -925,6 +977,7 @@ const RouteSchema = Type.Object(
     hedge: Type.Optional(HedgeSchema),
     fallback: Type.Optional(FallbackSchema),
     fault: Type.Optional(FaultSchema),
+    deadLetter: Type.Optional(DeadLetterSchema),
   },
   {
     ...Strict,

@@ -158,6 +158,18 @@ export interface RouteConfig {
   readonly hedge?: HedgeConfig;
   readonly fallback?: FallbackConfig;
   readonly fault?: FaultConfig;
+  readonly deadLetter?: DeadLetterConfig;
+}
+
+export interface DeadLetterConfig {
+  /** A name of `stores`. */
+  readonly store: string;
+  readonly on: readonly FallbackTrigger[];
+  readonly maxBodyBytes: number;
+  readonly retentionMs: number;
+  readonly maxEntries: number;
+  /** Lower-cased credential headers kept in dead letters. */
+  readonly keepHeaders: readonly string[];
 }
 
 /** Extra attempts (retries, hedges) allowed: `ratio` of the requests over `windowMs`, plus `minPerSecond`. */

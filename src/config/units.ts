@@ -2,12 +2,12 @@
 // and their conversion to the numbers of the effective config. The patterns are shared with
 // schema.ts so that editors and `breakwater validate` accept exactly the same strings.
 
-export const DURATION_PATTERN = '^[0-9]+(\\.[0-9]+)?(ms|s|m|h)$';
+export const DURATION_PATTERN = '^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$';
 export const SIZE_PATTERN = '^[0-9]+(\\.[0-9]+)?(B|KB|KiB|MB|MiB|GB|GiB)$';
 // 0% to 100%, decimals allowed; the upper bound is part of the pattern so editors flag "120%".
 export const PERCENT_PATTERN = '^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$';
 
-const MS_PER_UNIT: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const MS_PER_UNIT: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
 const BYTES_PER_UNIT: Readonly<Record<string, number>> = {
   B: 1,
@@ -23,7 +23,7 @@ const DURATION_RE = new RegExp(DURATION_PATTERN);
 const SIZE_RE = new RegExp(SIZE_PATTERN);
 const PERCENT_RE = new RegExp(PERCENT_PATTERN);
 
-/** `250ms`, `1.5s`, `1m`, `1h`, or an integer number of milliseconds. */
+/** `250ms`, `1.5s`, `1m`, `1h`, `7d`, or an integer number of milliseconds. */
 export function parseDuration(value: string | number): number {
   if (typeof value === 'number') return value;
   const match = DURATION_RE.exec(value);

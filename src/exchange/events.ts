@@ -29,6 +29,15 @@ export type HedgeResult = 'sent' | 'won' | 'budget_exhausted';
  */
 export type IdempotencyResult = 'first' | 'replayed' | 'conflict' | 'mismatch' | 'missing' | 'store_error' | 'bypassed';
 
+/**
+ * Why a dead letter was not kept: its route already holds `maxEntries` (full), the store failed
+ * or could not keep up (store_error), or the store refused an entry that size (too_large).
+ */
+export type DeadLetterDrop = 'full' | 'store_error' | 'too_large';
+
+/** How a replay of a dead letter ended: delivered (the entry is gone) or not (it stays). */
+export type DeadLetterReplayResult = 'success' | 'failure';
+
 /** Which outlier-detection rule ejected an endpoint. */
 export type EjectionReason = 'consecutive' | 'failure_rate' | 'latency';
 
@@ -45,6 +54,10 @@ export type PolicyEvent =
   | { readonly type: 'fault-injected'; readonly route: string; readonly kind: 'delay' | 'abort' }
   | { readonly type: 'idempotency'; readonly route: string; readonly result: IdempotencyResult }
   | { readonly type: 'hedge'; readonly route: string; readonly upstream: string; readonly result: HedgeResult }
+  /** A dead letter was kept; `reason` is the reply's reason, or the upstream's status. */
+  | { readonly type: 'dead-letter'; readonly route: string; readonly reason: string }
+  | { readonly type: 'dead-letter-dropped'; readonly route: string; readonly cause: DeadLetterDrop; readonly detail: string }
+  | { readonly type: 'dead-letter-replay'; readonly route: string; readonly result: DeadLetterReplayResult }
   // About an upstream's endpoints, not about one request.
   | {
       readonly type: 'endpoint-ejected';

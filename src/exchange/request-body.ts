@@ -80,3 +80,140 @@ export function bufferBody(request: ProxyRequest, source: Readable, limit: numbe
     source.on('error', onError);
   });
 }
+
+/** What a BodyCapture kept of a request body. */
+export type CapturedBody =
+  /** The whole body, within the limit. */
+  | { readonly kind: 'whole'; readonly bytes: Buffer }
+  /** Larger than the limit: no copy kept. `size` is the declared length; null when none was declared. */
+  | { readonly kind: 'too-large'; readonly size: number | null }
+  /** The body failed or was cut off before its end: what was kept is not the request. */
+  | { readonly kind: 'cut'; readonly size: number };
+
+/** The outcome of a copy released unread: nobody asks for it. */
+const notWanted: CapturedBody = { kind: 'too-large', size: null };
+
+/**
+ * A copy of a request body, up to `limit` bytes, kept aside while the body streams as it
+ * would without it, for whoever may need the request again once it is over. It taps the
+ * chunks the body emits, however and by whomever it is read, rather than standing between the
+ * body and its reader as a stream of its own: a request that succeeds then costs a list of
+ * chunk references, not a second stream, and the body's flow control, its end and its
+ * destruction (an upstream giving up on it) are the reader's, as without the copy.
+ */
+export class BodyCapture {
+  readonly #source: Readable;
+  readonly #limit: number;
+  readonly #declared: number | undefined;
+  /** The copy so far; null once it is past the limit or no longer wanted. */
+  #chunks: Buffer[] | null;
+  #seen = 0;
+  #outcome: CapturedBody | undefined;
+  #waiting: ((body: CapturedBody) => void) | undefined;
+  /** The source's own emit, while the copy taps it. */
+  #original: Readable['emit'] | undefined;
+
+  constructor(source: Readable, limit: number, declaredLength?: number) {
+    this.#source = source;
+    this.#limit = limit;
+    this.#declared = declaredLength;
+    // Declared larger than the limit: nothing of it is worth copying.
+    this.#chunks = declaredLength !== undefined && declaredLength > limit ? null : [];
+    if (this.#chunks !== null) this.#tap();
+  }
+
+  /**
+   * What was kept, once it is known: the body ended within the limit, passed it, or was cut.
+   * Lets the rest of the body flow when nobody reads it any more, dropping what is past the
+   * limit, so the client's connection is drained as Node would drain it without the copy.
+   */
+  settle(): Promise<CapturedBody> {
+    const source = this.#source;
+    if (this.#outcome === undefined) {
+      if (source.readableEnded) this.#finish(this.#ended());
+      else if (source.destroyed) this.#finish(this.#cut());
+      else {
+        if (this.#chunks === null) this.#finish({ kind: 'too-large', size: this.#declared ?? null });
+        source.once('end', () => this.#finish(this.#ended()));
+        source.once('close', () => this.#finish(source.readableEnded ? this.#ended() : this.#cut()));
+        // Without a listener of its own an 'error' would be thrown; the reader hears it too.
+        source.on('error', () => this.#finish(this.#cut()));
+        // Nobody reads it (an attempt never started, or gave up on it without ending it).
+        if (source.readableFlowing !== true) source.resume();
+      }
+    }
+    if (this.#outcome !== undefined) return Promise.resolve(this.#outcome);
+    return new Promise((resolve) => {
+      this.#waiting = resolve;
+    });
+  }
+
+  /** Stops waiting for a body that does not end: the copy is cut where it stands. */
+  abandon(): void {
+    this.#finish(this.#cut());
+  }
+
+  /** The copy is not needed: it is dropped, and the body streams on untouched. */
+  release(): void {
+    this.#chunks = null;
+    this.#outcome ??= notWanted;
+    this.#stopTapping();
+  }
+
+  /** Copies each chunk the source emits, from now on. */
+  #tap(): void {
+    const source = this.#source;
+    const original = source.emit;
+    this.#original = original;
+    const keep = (chunk: unknown): void => this.#keep(chunk);
+    source.emit = function (this: Readable, event: string | symbol, chunk?: unknown) {
+      if (event === 'data') keep(chunk);
+      // Most events carry at most one argument: no arguments object for them.
+      // eslint-disable-next-line prefer-rest-params -- passes every argument on, without a copy
+      return arguments.length <= 2 ? original.call(this, event, chunk) : (Reflect.apply(original, this, arguments) as boolean);
+    } as Readable['emit'];
+  }
+
+  #stopTapping(): void {
+    const original = this.#original;
+    if (original === undefined) return;
+    this.#original = undefined;
+    // Put back by assignment: deleting the property would turn the request object into a
+    // slow dictionary for the rest of its life.
+    this.#source.emit = original;
+  }
+
+  #ended(): CapturedBody {
+    const chunks = this.#chunks;
+    return chunks === null ? { kind: 'too-large', size: this.#declared ?? this.#seen } : { kind: 'whole', bytes: Buffer.concat(chunks, this.#seen) };
+  }
+
+  #cut(): CapturedBody {
+    return { kind: 'cut', size: this.#seen };
+  }
+
+  #keep(chunk: unknown): void {
+    const bytes = Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk));
+    this.#seen += bytes.length;
+    if (this.#chunks === null) return;
+    if (this.#seen <= this.#limit) {
+      this.#chunks.push(bytes);
+      return;
+    }
+    // Past the limit: no copy, but the bytes are still counted, for the size a body that ends
+    // before the copy is asked for turns out to have.
+    this.#chunks = null;
+    // Someone waits for the copy: past the limit is all there is to know.
+    if (this.#waiting !== undefined) this.#finish({ kind: 'too-large', size: this.#declared ?? null });
+  }
+
+  #finish(outcome: CapturedBody): void {
+    if (this.#outcome !== undefined) return;
+    this.#outcome = outcome;
+    this.#chunks = null;
+    this.#stopTapping();
+    const waiting = this.#waiting;
+    this.#waiting = undefined;
+    waiting?.(outcome);
+  }
+}

@@ -29,6 +29,8 @@ export interface ProxyRequest {
   readonly tried: string[];
   /** The request's trace; undefined while tracing is off. */
   readonly trace?: RequestTrace | undefined;
+  /** Set when the request is the replay of a dead letter: that dead letter's id. */
+  readonly replayOf?: string | undefined;
 }
 
 /**

@@ -6,6 +6,7 @@ import { breakerLayer } from '../policies/breaker/layer.ts';
 import { BreakerRegistry, routeBreakerName } from '../policies/breaker/registry.ts';
 import type { CircuitBreaker } from '../policies/breaker/state.ts';
 import { bulkheadLayer } from '../policies/bulkhead/layer.ts';
+import { deadLetterLayer } from '../policies/dead-letter/layer.ts';
 import { Bulkheads } from '../policies/bulkhead/registry.ts';
 import { fallbackLayer } from '../policies/fallback/layer.ts';
 import { hedgeLayer } from '../policies/hedge/layer.ts';
@@ -121,6 +122,11 @@ export function buildRouteHandler(route: RouteConfig, deps: RouteDependencies): 
   // Injected faults reach the caller as a failing network would, before anything can mask
   // them, as Envoy's and Istio's fault filters do.
   if (route.fault !== undefined) layers.push(faultLayer(route.fault, { clock, random, events }));
+  // Sees the final outcome after retries and fallbacks, so a fallback's answer is never kept;
+  // inside fault, so an injected abort is never kept either.
+  if (route.deadLetter !== undefined) {
+    layers.push(deadLetterLayer(route.name, route.deadLetter, { clock, events, log: deps.stores.get(route.deadLetter.store).log }));
+  }
   // Sees the final outcome after retries, and the bulkhead's and breaker's refusals.
   if (route.fallback !== undefined) {
     const failovers = new Map<string, Handler>();

@@ -9,6 +9,7 @@ import type { ActiveRoute, ProxyState } from '../proxy/listener.ts';
 import { compileRouter } from '../routing/match.ts';
 import type { Clock } from '../runtime/clock.ts';
 import type { Random } from '../runtime/random.ts';
+import type { DeadLetterKeeper } from '../policies/dead-letter/keeper.ts';
 import type { StoreRegistry } from '../stores/registry.ts';
 import { createResolve, type Resolve } from '../upstream/discovery.ts';
 import { Upstream } from '../upstream/upstream.ts';
@@ -30,6 +31,8 @@ export interface StateDependencies {
   readonly random: Random;
   readonly events: PolicyEvents;
   readonly observeAttempt: AttemptObserver;
+  /** Told which routes keep dead letters, for their retention and gauges. */
+  readonly deadLetters?: DeadLetterKeeper;
 }
 
 /**
@@ -62,6 +65,9 @@ export function buildRunningState(config: Config, hash: string, previous: Runnin
     handler: buildRouteHandler(route, { ...deps, upstreams, deadlineHeader: config.deadline.header }),
   }));
   deps.registries.retainFor(config);
+  deps.deadLetters?.retain(
+    config.routes.flatMap((route) => (route.deadLetter === undefined ? [] : [{ route: route.name, config: route.deadLetter, log: deps.stores.get(route.deadLetter.store).log }])),
+  );
   return {
     config,
     router: compileRouter(routes),

@@ -1,12 +1,29 @@
 // What every store kind shares around its own atomic steps: the per-operation timeout, the
 // checks of what callers pass, the events telemetry turns into metrics, the health `GET /stores`
-// shows, and the closed state. A kind implements only RecordBackend.
+// shows, and the closed state. A kind implements only RecordBackend (and its LogBackend).
 
 import type { Clock } from '../runtime/clock.ts';
+import {
+  LogIds,
+  MAX_LOG_TRIM,
+  decodeLogEntry,
+  encodeLogEntry,
+  encodeMeta,
+  entryProblem,
+  isLogId,
+  queryProblem,
+  rangeOf,
+  streamProblem,
+  trimBound,
+  trimProblem,
+} from './log.ts';
+import type { EncodedLogEntry, LogRange, RawLogEntry } from './log.ts';
 import { decodeRecord, encodeRecord, keyProblem, newToken, ttlProblem } from './records.ts';
 import type { EncodedRecord, RawRecord } from './records.ts';
 import { StoreError } from './store.ts';
 import type {
+  LogEntry,
+  LogStore,
   RecordStore,
   RecordValue,
   Store,
@@ -28,12 +45,31 @@ export interface RecordBackend {
   /** Deletes the live record under `key` if it carries `token`. */
   release(key: string, token: string): Promise<boolean>;
   get(key: string): Promise<RawRecord | undefined>;
+  /** The log steps of this kind. */
+  readonly log: LogBackend;
   /** The StoreError code for a failure this kind threw. */
   classify(error: unknown): StoreErrorCode;
   /** Work the store does by itself every `intervalMs` (a sweep of expired records), until closed. */
   readonly periodic?: { readonly operation: StoreOperation; readonly intervalMs: number; run(): void };
   close(): Promise<void>;
 }
+
+/** The log steps of one store kind, on entries and queries already checked and encoded. */
+export interface LogBackend {
+  /** Writes `entry` unless its partition holds `maxEntries` already; false when it does. */
+  append(stream: string, entry: EncodedLogEntry, maxEntries: number): Promise<boolean>;
+  /** Entries in `range` without their bodies, and where the next page starts when the look stopped early. */
+  list(stream: string, range: LogRange): Promise<{ entries: RawLogEntry[]; next?: string }>;
+  get(stream: string, id: string): Promise<RawLogEntry | undefined>;
+  update(stream: string, id: string, meta: string): Promise<boolean>;
+  remove(stream: string, id: string): Promise<boolean>;
+  stats(stream: string): Promise<{ partition: string; entries: number; oldest?: number }[]>;
+  /** Deletes up to `max` of the partition's entries with ids below `below` or beyond the newest `keep`. */
+  trim(stream: string, partition: string, bounds: { below?: string; keep?: number }, max: number): Promise<number>;
+}
+
+/** The bound of a log operation, when the store's own timeout is shorter. */
+export const LOG_TIMEOUT_MS = 1000;
 
 // Failures that say the store could not be reached; others (a refused value, a server's own
 // error reply) come from a store that answered.
@@ -102,7 +138,9 @@ export class GuardedStore implements Store {
   readonly name: string;
   readonly kind: StoreKind;
   readonly records: RecordStore;
+  readonly log: LogStore;
   readonly #options: GuardedStoreOptions;
+  readonly #ids = new LogIds();
   #closing: Promise<void> | undefined;
   #cancelPeriodic: (() => void) | undefined;
 
@@ -130,6 +168,7 @@ export class GuardedStore implements Store {
           return raw === undefined ? undefined : this.#decode('get', raw);
         }),
     };
+    this.log = this.#logStore(backend.log);
     const periodic = backend.periodic;
     if (periodic !== undefined) {
       const schedule = (): void => {
@@ -184,6 +223,82 @@ export class GuardedStore implements Store {
     );
   }
 
+  #logStore(log: LogBackend): LogStore {
+    const checked = (operation: StoreOperation, problem: string | undefined): void => {
+      if (problem !== undefined) throw new StoreError('invalid', `store "${this.name}": ${problem}`, { store: this.name, operation });
+    };
+    const checkId = (operation: StoreOperation, stream: string, id: string): void => {
+      checked(operation, streamProblem(stream) ?? (isLogId(id) ? undefined : `"${String(id)}" is not an entry id`));
+    };
+    // Log operations run after a request's answer, or for an operator, never while a request
+    // waits: they get a longer bound than the store's timeout, which is sized for requests.
+    const timeoutMs = Math.max(this.#options.timeoutMs, LOG_TIMEOUT_MS);
+    const run = <T>(operation: StoreOperation, attempt: () => Promise<T>): Promise<T> => this.#run(operation, attempt, undefined, timeoutMs);
+    return {
+      append: (stream, entry, maxEntries) =>
+        run('append', async () => {
+          checked('append', streamProblem(stream) ?? entryProblem(entry, maxEntries));
+          const time = this.#options.clock.wallNow();
+          const id = this.#ids.next(time);
+          let encoded: EncodedLogEntry;
+          try {
+            encoded = encodeLogEntry(id, time, entry);
+          } catch (cause) {
+            throw new StoreError('invalid', `store "${this.name}": ${cause instanceof Error ? cause.message : String(cause)}`, { store: this.name, operation: 'append', cause });
+          }
+          return (await log.append(stream, encoded, maxEntries)) ? { appended: true as const, id, time } : { appended: false as const, reason: 'full' as const };
+        }),
+      list: (stream, query) =>
+        run('list', async () => {
+          checked('list', streamProblem(stream) ?? queryProblem(query));
+          const page = await log.list(stream, rangeOf(query));
+          const entries = page.entries.map((raw) => this.#decodeEntry('list', raw));
+          return page.next === undefined ? { entries } : { entries, next: page.next };
+        }),
+      get: (stream, id) =>
+        run('read', async () => {
+          checkId('read', stream, id);
+          const raw = await log.get(stream, id);
+          return raw === undefined ? undefined : this.#decodeEntry('read', raw);
+        }),
+      update: (stream, id, meta) =>
+        run('update', async () => {
+          checkId('update', stream, id);
+          let text: string;
+          try {
+            text = encodeMeta(meta);
+          } catch (cause) {
+            throw new StoreError('invalid', `store "${this.name}": ${cause instanceof Error ? cause.message : String(cause)}`, { store: this.name, operation: 'update', cause });
+          }
+          return log.update(stream, id, text);
+        }),
+      remove: (stream, id) =>
+        run('remove', async () => {
+          checkId('remove', stream, id);
+          return log.remove(stream, id);
+        }),
+      stats: (stream) =>
+        run('stats', async () => {
+          checked('stats', streamProblem(stream));
+          return log.stats(stream);
+        }),
+      trim: (stream, partition, bounds) =>
+        run('trim', async () => {
+          checked('trim', streamProblem(stream) ?? trimProblem(partition, bounds));
+          const below = trimBound(bounds.before);
+          return log.trim(stream, partition, { ...(below === undefined ? {} : { below }), ...(bounds.keep === undefined ? {} : { keep: bounds.keep }) }, MAX_LOG_TRIM);
+        }),
+    };
+  }
+
+  #decodeEntry(operation: StoreOperation, raw: RawLogEntry): LogEntry {
+    try {
+      return decodeLogEntry(raw);
+    } catch (cause) {
+      throw new StoreError('failed', `store "${this.name}" holds a log entry that is not valid JSON`, { store: this.name, operation, cause });
+    }
+  }
+
   #check(operation: StoreOperation, key: string, ttlMs?: number): void {
     const problem = keyProblem(key) ?? (ttlMs === undefined ? undefined : ttlProblem(ttlMs));
     if (problem !== undefined) throw new StoreError('invalid', `store "${this.name}": ${problem}`, { store: this.name, operation });
@@ -208,11 +323,11 @@ export class GuardedStore implements Store {
     }
   }
 
-  async #run<T>(operation: StoreOperation, attempt: () => Promise<T>, onLateResult?: (result: T) => void): Promise<T> {
+  async #run<T>(operation: StoreOperation, attempt: () => Promise<T>, onLateResult?: (result: T) => void, timeoutMs = this.#options.timeoutMs): Promise<T> {
     const started = this.#options.clock.now();
     try {
       if (this.#closing !== undefined) throw new StoreError('closed', `store "${this.name}" is closed`, { store: this.name, operation });
-      const result = await this.#withinTimeout(operation, attempt, onLateResult);
+      const result = await this.#withinTimeout(operation, attempt, timeoutMs, onLateResult);
       this.#observe(operation, started);
       return result;
     } catch (cause) {
@@ -237,14 +352,14 @@ export class GuardedStore implements Store {
     });
   }
 
-  #withinTimeout<T>(operation: StoreOperation, attempt: () => Promise<T>, onLateResult?: (result: T) => void): Promise<T> {
+  #withinTimeout<T>(operation: StoreOperation, attempt: () => Promise<T>, timeoutMs: number, onLateResult?: (result: T) => void): Promise<T> {
     let pending: Promise<T>;
     try {
       pending = attempt();
     } catch (error) {
       return Promise.reject(error as Error);
     }
-    const { clock, timeoutMs } = this.#options;
+    const { clock } = this.#options;
     return new Promise<T>((resolve, reject) => {
       let timedOut = false;
       const cancel = clock.setTimer(timeoutMs, () => {

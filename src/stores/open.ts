@@ -61,6 +61,15 @@ function deferredBackend(loading: Promise<RecordBackend>): RecordBackend {
     replace: async (key, record, ttlMs) => (await loading).replace(key, record, ttlMs),
     release: async (key, token) => (await loading).release(key, token),
     get: async (key) => (await loading).get(key),
+    log: {
+      append: async (stream, entry, maxEntries) => (await loading).log.append(stream, entry, maxEntries),
+      list: async (stream, range) => (await loading).log.list(stream, range),
+      get: async (stream, id) => (await loading).log.get(stream, id),
+      update: async (stream, id, meta) => (await loading).log.update(stream, id, meta),
+      remove: async (stream, id) => (await loading).log.remove(stream, id),
+      stats: async (stream) => (await loading).log.stats(stream),
+      trim: async (stream, partition, bounds, max) => (await loading).log.trim(stream, partition, bounds, max),
+    },
     classify: (error) => loaded?.classify(error) ?? 'unavailable',
     close: async () => (await loading).close(),
   };

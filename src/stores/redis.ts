@@ -9,7 +9,9 @@ import type { RedisStoreConfig } from '../config/types.ts';
 import type { Clock } from '../runtime/clock.ts';
 import type { RecordBackend, StoreStatus } from './guard.ts';
 import type { RawRecord } from './records.ts';
-import { RECORD_SCRIPTS, recordKey } from './redis-scripts.ts';
+import { LOG_SCRIPTS, RECORD_SCRIPTS, logKeys, recordKey } from './redis-scripts.ts';
+import type { LogBackend } from './guard.ts';
+import type { RawLogEntry } from './log.ts';
 import { StoreError } from './store.ts';
 import type { StoreErrorCode } from './store.ts';
 
@@ -29,7 +31,17 @@ interface RecordCommands {
   breakwaterReplace(key: RedisArgument, token: RedisArgument, meta: RedisArgument, ttlMs: number, body?: RedisArgument): Promise<unknown>;
   breakwaterRelease(key: RedisArgument, token: RedisArgument): Promise<unknown>;
   hmGet(key: RedisArgument, fields: RedisArgument[]): Promise<unknown>;
+  breakwaterLogAppend: LogScript;
+  breakwaterLogUpdate: LogScript;
+  breakwaterLogRemove: LogScript;
+  breakwaterLogTrim: LogScript;
+  breakwaterLogStats: LogScript;
+  breakwaterLogList: LogScript;
 }
+
+type LogScript = (keys: readonly RedisArgument[], args: readonly RedisArgument[]) => Promise<unknown>;
+
+const SCRIPTS = { ...RECORD_SCRIPTS, ...LOG_SCRIPTS };
 
 interface Connection {
   readonly commands: RecordCommands;
@@ -71,6 +83,7 @@ export function redisBackend(config: RedisStoreConfig, clock: Clock, status: Sto
     async get(key) {
       return readRecord(await commands.hmGet(keyOf(key), ['meta', 'body']));
     },
+    log: redisLog(commands, config.keyPrefix),
     classify: classifyRedisError,
     async close() {
       closed = true;
@@ -82,6 +95,91 @@ export function redisBackend(config: RedisStoreConfig, clock: Clock, status: Sto
 
 /** A reply of a shape the store never asks for: something else wrote the key. */
 class UnexpectedReply extends Error {}
+
+function text(value: unknown): string {
+  if (Buffer.isBuffer(value)) return value.toString('utf8');
+  if (typeof value === 'string' || typeof value === 'number') return String(value);
+  throw new UnexpectedReply('unexpected reply from Redis: not text');
+}
+
+function count(value: unknown): number {
+  if (typeof value !== 'number') throw new UnexpectedReply('unexpected reply from Redis: not a count');
+  return value;
+}
+
+function redisLog(commands: RecordCommands, keyPrefix: string): LogBackend {
+  const bytes = (body: Uint8Array): Buffer => Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+  return {
+    async append(stream, entry, maxEntries) {
+      const keys = logKeys(keyPrefix, stream);
+      const args: RedisArgument[] = [entry.id, entry.partition, String(entry.time), entry.tags, entry.meta, String(maxEntries)];
+      if (entry.body !== undefined) args.push(bytes(entry.body));
+      const reply = await commands.breakwaterLogAppend([keys.all, keys.partitionPrefix + entry.partition, keys.partitions, keys.entryPrefix + entry.id], args);
+      return count(reply) === 1;
+    },
+    async list(stream, range) {
+      const keys = logKeys(keyPrefix, stream);
+      const newest = range.order === 'newest';
+      // ZRANGEBYLEX bounds in the listing's direction: from the start (past `after`) to the end.
+      let from: string;
+      let to: string;
+      if (newest) {
+        from = range.after !== undefined && range.after <= range.high ? `(${range.after}` : `[${range.high}`;
+        to = `[${range.low}`;
+      } else {
+        from = range.after !== undefined && range.after >= range.low ? `(${range.after}` : `[${range.low}`;
+        to = `[${range.high}`;
+      }
+      const args: RedisArgument[] = [range.order, from, to, String(range.limit), String(range.scan), keys.entryPrefix];
+      for (const [name, value] of range.tags) args.push(name, value);
+      const set = range.partition === undefined ? keys.all : keys.partitionPrefix + range.partition;
+      const reply = await commands.breakwaterLogList([set], args);
+      if (!Array.isArray(reply) || reply.length !== 2 || !Array.isArray(reply[0])) throw new UnexpectedReply('unexpected reply from Redis: not a page');
+      const [flat, next] = reply as [unknown[], unknown];
+      const entries: RawLogEntry[] = [];
+      for (let i = 0; i + 4 < flat.length; i += 5) {
+        entries.push({ id: text(flat[i]), partition: text(flat[i + 1]), time: Number(text(flat[i + 2])), tags: text(flat[i + 3]), meta: text(flat[i + 4]), body: undefined });
+      }
+      return next === null || next === false ? { entries } : { entries, next: text(next) };
+    },
+    async get(stream, id) {
+      const keys = logKeys(keyPrefix, stream);
+      const reply = await commands.hmGet(keys.entryPrefix + id, ['partition', 'time', 'tags', 'meta', 'body']);
+      if (!Array.isArray(reply) || reply.length !== 5) throw new UnexpectedReply('unexpected reply from Redis: not an entry');
+      const [partition, time, tags, meta, body] = reply as unknown[];
+      if (partition === null || partition === undefined) return undefined;
+      if (body !== null && !Buffer.isBuffer(body)) throw new UnexpectedReply('unexpected reply from Redis: not bytes');
+      return { id, partition: text(partition), time: Number(text(time)), tags: text(tags), meta: text(meta), body: body ?? undefined };
+    },
+    async update(stream, id, meta) {
+      const keys = logKeys(keyPrefix, stream);
+      return count(await commands.breakwaterLogUpdate([keys.entryPrefix + id], [meta])) === 1;
+    },
+    async remove(stream, id) {
+      const keys = logKeys(keyPrefix, stream);
+      return count(await commands.breakwaterLogRemove([keys.all, keys.partitions, keys.entryPrefix + id], [id, keys.partitionPrefix])) === 1;
+    },
+    async stats(stream) {
+      const keys = logKeys(keyPrefix, stream);
+      const reply = await commands.breakwaterLogStats([keys.partitions], [keys.partitionPrefix, keys.entryPrefix]);
+      if (!Array.isArray(reply)) throw new UnexpectedReply('unexpected reply from Redis: not stats');
+      const stats: { partition: string; entries: number; oldest?: number }[] = [];
+      for (let i = 0; i + 2 < reply.length; i += 3) {
+        const oldest = text(reply[i + 2]);
+        stats.push({ partition: text(reply[i]), entries: count(reply[i + 1]), ...(oldest === '' ? {} : { oldest: Number(oldest) }) });
+      }
+      return stats.sort((a, b) => (a.partition < b.partition ? -1 : a.partition > b.partition ? 1 : 0));
+    },
+    async trim(stream, partition, bounds, max) {
+      const keys = logKeys(keyPrefix, stream);
+      const reply = await commands.breakwaterLogTrim(
+        [keys.all, keys.partitionPrefix + partition, keys.partitions],
+        [bounds.below ?? '', bounds.keep === undefined ? '' : String(bounds.keep), String(max), keys.entryPrefix, partition],
+      );
+      return count(reply);
+    },
+  };
+}
 
 /** `[meta, body]` as HMGET and the take script answer it; a missing meta means no record. */
 function readRecord(reply: unknown): RawRecord | undefined {
@@ -107,7 +205,7 @@ function connect(config: RedisStoreConfig, status: StoreStatus): Connection {
 
   switch (topology.mode) {
     case 'server': {
-      const client = createClient({ ...clientOptions, url: topology.url, scripts: RECORD_SCRIPTS, commandOptions });
+      const client = createClient({ ...clientOptions, url: topology.url, scripts: SCRIPTS, commandOptions });
       // An 'error' event nobody listens to would end the process.
       client.on('error', onError).on('ready', onReady);
       return {
@@ -122,7 +220,7 @@ function connect(config: RedisStoreConfig, status: StoreStatus): Connection {
           rootNodes: topology.nodes.map((url) => ({ url })),
           // Nodes found through the seeds get the same options and credentials.
           defaults: clientOptions,
-          scripts: RECORD_SCRIPTS,
+          scripts: SCRIPTS,
           commandOptions,
         })
           .on('error', onError)
@@ -137,6 +235,12 @@ function connect(config: RedisStoreConfig, status: StoreStatus): Connection {
           breakwaterReplace: (key, token, meta, ttlMs, body) => cluster.breakwaterReplace(key, token, meta, ttlMs, body),
           breakwaterRelease: (key, token) => cluster.breakwaterRelease(key, token),
           hmGet: (key, fields) => cluster.hmGet(key, fields),
+          breakwaterLogAppend: (keys, args) => cluster.breakwaterLogAppend(keys, args),
+          breakwaterLogUpdate: (keys, args) => cluster.breakwaterLogUpdate(keys, args),
+          breakwaterLogRemove: (keys, args) => cluster.breakwaterLogRemove(keys, args),
+          breakwaterLogTrim: (keys, args) => cluster.breakwaterLogTrim(keys, args),
+          breakwaterLogStats: (keys, args) => cluster.breakwaterLogStats(keys, args),
+          breakwaterLogList: (keys, args) => cluster.breakwaterLogList(keys, args),
         },
         async connect() {
           await cluster.connect();
@@ -160,7 +264,7 @@ function connect(config: RedisStoreConfig, status: StoreStatus): Connection {
         sentinelRootNodes: topology.nodes.map(hostAndPort),
         nodeClientOptions: clientOptions,
         sentinelClientOptions: { socket, ...sentinelCredentials },
-        scripts: RECORD_SCRIPTS,
+        scripts: SCRIPTS,
         commandOptions,
         // Errors of the clients inside reach the store's health rather than going unheard.
         passthroughClientErrorEvents: true,

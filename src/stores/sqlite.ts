@@ -8,7 +8,9 @@ import { dirname } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import type { SqliteStoreConfig } from '../config/types.ts';
 import type { Clock } from '../runtime/clock.ts';
-import type { RecordBackend } from './guard.ts';
+import type { LogBackend, RecordBackend } from './guard.ts';
+import { tagsMatch } from './log.ts';
+import type { EncodedLogEntry, RawLogEntry } from './log.ts';
 import type { RawRecord } from './records.ts';
 import { StoreError } from './store.ts';
 import type { StoreErrorCode } from './store.ts';
@@ -27,6 +29,33 @@ const MIGRATIONS: readonly string[] = [
      expires_at INTEGER NOT NULL -- wall-clock milliseconds since the epoch
    );
    CREATE INDEX records_by_expiry ON records (expires_at);`,
+  // Logs: one row per entry; ids sort in append order. Each partition's count is kept by
+  // triggers in log_partitions, so that bounding a partition at append reads one row instead
+  // of counting its entries.
+  `CREATE TABLE log_entries (
+     stream TEXT NOT NULL,
+     id TEXT NOT NULL,
+     partition TEXT NOT NULL,
+     time INTEGER NOT NULL, -- wall-clock milliseconds since the epoch
+     tags TEXT NOT NULL,
+     meta TEXT NOT NULL,
+     body BLOB,
+     PRIMARY KEY (stream, id)
+   );
+   CREATE INDEX log_entries_by_partition ON log_entries (stream, partition, id);
+   CREATE TABLE log_partitions (
+     stream TEXT NOT NULL,
+     partition TEXT NOT NULL,
+     entries INTEGER NOT NULL,
+     PRIMARY KEY (stream, partition)
+   ) WITHOUT ROWID;
+   CREATE TRIGGER log_entries_counted AFTER INSERT ON log_entries BEGIN
+     INSERT INTO log_partitions (stream, partition, entries) VALUES (new.stream, new.partition, 1)
+       ON CONFLICT (stream, partition) DO UPDATE SET entries = entries + 1;
+   END;
+   CREATE TRIGGER log_entries_uncounted AFTER DELETE ON log_entries BEGIN
+     UPDATE log_partitions SET entries = entries - 1 WHERE stream = old.stream AND partition = old.partition;
+   END;`,
 ];
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
@@ -80,6 +109,7 @@ export function sqliteBackend(
 
   const raw = (row: Row): RawRecord => ({ meta: row.meta, body: row.body ?? undefined });
   const changed = (result: { changes: number | bigint }): boolean => Number(result.changes) === 1;
+  const log = sqliteLog(db);
 
   return {
     async take(key, record, ttlMs) {
@@ -119,9 +149,157 @@ export function sqliteBackend(
         }
       },
     },
+    log,
     classify: classifySqliteError,
     async close() {
       if (db.isOpen) db.close();
+    },
+  };
+}
+
+interface LogRow {
+  id: string;
+  time: number;
+  partition: string;
+  tags: string;
+  meta: string;
+  body?: Uint8Array | null;
+}
+
+function sqliteLog(db: DatabaseSync): LogBackend {
+  const countOf = db.prepare('SELECT entries FROM log_partitions WHERE stream = ? AND partition = ?');
+  const insert = db.prepare('INSERT INTO log_entries (stream, id, partition, time, tags, meta, body) VALUES (?, ?, ?, ?, ?, ?, ?)');
+  const selectOne = db.prepare('SELECT id, time, partition, tags, meta, body FROM log_entries WHERE stream = ? AND id = ?');
+  const selectListed = db.prepare('SELECT id, time, partition, tags, meta FROM log_entries WHERE stream = ? AND id = ?');
+  const updateMeta = db.prepare('UPDATE log_entries SET meta = ? WHERE stream = ? AND id = ?');
+  const deleteOne = db.prepare('DELETE FROM log_entries WHERE stream = ? AND id = ?');
+  const selectStats = db.prepare(
+    `SELECT p.partition AS partition, p.entries AS entries,
+       (SELECT e.time FROM log_entries e WHERE e.stream = p.stream AND e.partition = p.partition ORDER BY e.id LIMIT 1) AS oldest
+     FROM log_partitions p WHERE p.stream = ? AND p.entries > 0 ORDER BY p.partition`,
+  );
+  const deleteOldest = db.prepare(
+    'DELETE FROM log_entries WHERE rowid IN (SELECT rowid FROM log_entries WHERE stream = ? AND partition = ? AND id < ? ORDER BY id LIMIT ?)',
+  );
+  // The highest id sorts below this, so `id < HIGHER` holds for every entry.
+  const HIGHER = '~';
+
+  const raw = (row: LogRow): RawLogEntry => ({
+    id: row.id,
+    time: Number(row.time),
+    partition: row.partition,
+    tags: row.tags,
+    meta: row.meta,
+    body: row.body ?? undefined,
+  });
+
+  // Appends that arrive in one turn of the event loop are written in one transaction: under a
+  // burst of failures (an outage) a commit, and its share of the WAL's checkpoints, is paid
+  // per batch rather than per entry.
+  interface Pending {
+    readonly stream: string;
+    readonly entry: EncodedLogEntry;
+    readonly maxEntries: number;
+    readonly settle: (error: unknown, appended?: boolean) => void;
+  }
+  let pending: Pending[] | null = null;
+  const flush = (): void => {
+    const batch = pending ?? [];
+    pending = null;
+    const appended: boolean[] = [];
+    try {
+      // IMMEDIATE takes the write lock before counting, so that two connections to one file
+      // cannot both see room for one more entry. Counts read in the transaction include the
+      // batch's own earlier inserts (the triggers keep them).
+      db.exec('BEGIN IMMEDIATE');
+      for (const { stream, entry, maxEntries } of batch) {
+        const count = (countOf.get(stream, entry.partition) as { entries: number } | undefined)?.entries ?? 0;
+        const room = count < maxEntries;
+        if (room) insert.run(stream, entry.id, entry.partition, entry.time, entry.tags, entry.meta, entry.body ?? null);
+        appended.push(room);
+      }
+      db.exec('COMMIT');
+    } catch (error) {
+      if (db.isOpen && db.isTransaction) db.exec('ROLLBACK');
+      for (const item of batch) item.settle(error);
+      return;
+    }
+    batch.forEach((item, index) => item.settle(undefined, appended[index]));
+  };
+
+  return {
+    append(stream, entry, maxEntries) {
+      return new Promise<boolean>((resolve, reject) => {
+        if (pending === null) {
+          pending = [];
+          setImmediate(flush);
+        }
+        pending.push({ stream, entry, maxEntries, settle: (error, appended) => (error === undefined ? resolve(appended === true) : reject(error as Error)) });
+      });
+    },
+    async list(stream, range) {
+      const newest = range.order === 'newest';
+      const where = ['stream = ?', 'id >= ?', 'id <= ?'];
+      const params: (string | number)[] = [stream, range.low, range.high];
+      if (range.partition !== undefined) {
+        where.push('partition = ?');
+        params.push(range.partition);
+      }
+      if (range.after !== undefined) {
+        where.push(newest ? 'id < ?' : 'id > ?');
+        params.push(range.after);
+      }
+      const order = `ORDER BY id ${newest ? 'DESC' : 'ASC'}`;
+      if (range.tags.length === 0) {
+        // One more than a page says whether another page follows.
+        const rows = db.prepare(`SELECT id, time, partition, tags, meta FROM log_entries WHERE ${where.join(' AND ')} ${order} LIMIT ?`).all(...params, range.limit + 1) as unknown as LogRow[];
+        const page = rows.slice(0, range.limit).map(raw);
+        return rows.length > range.limit ? { entries: page, next: page[page.length - 1]!.id } : { entries: page };
+      }
+      // A tag filter: look at a bounded window of ids and their tags, then read the matches.
+      const window = db.prepare(`SELECT id, tags FROM log_entries WHERE ${where.join(' AND ')} ${order} LIMIT ?`).all(...params, range.scan + 1) as unknown as { id: string; tags: string }[];
+      const matches: string[] = [];
+      let next: string | undefined;
+      for (let i = 0; i < window.length; i++) {
+        const row = window[i]!;
+        if (i === range.scan) {
+          next = window[i - 1]!.id;
+          break;
+        }
+        if (!tagsMatch(JSON.parse(row.tags) as Record<string, string>, range.tags)) continue;
+        if (matches.length === range.limit) {
+          next = matches[matches.length - 1];
+          break;
+        }
+        matches.push(row.id);
+      }
+      const entries = matches.map((id) => raw(selectListed.get(stream, id) as unknown as LogRow));
+      return next === undefined ? { entries } : { entries, next };
+    },
+    async get(stream, id) {
+      const row = selectOne.get(stream, id) as LogRow | undefined;
+      return row === undefined ? undefined : raw(row);
+    },
+    async update(stream, id, meta) {
+      return Number(updateMeta.run(meta, stream, id).changes) === 1;
+    },
+    async remove(stream, id) {
+      return Number(deleteOne.run(stream, id).changes) === 1;
+    },
+    async stats(stream) {
+      const rows = selectStats.all(stream) as unknown as { partition: string; entries: number; oldest: number | null }[];
+      return rows.map((row) => ({ partition: row.partition, entries: Number(row.entries), ...(row.oldest === null ? {} : { oldest: Number(row.oldest) }) }));
+    },
+    async trim(stream, partition, bounds, max) {
+      if (bounds.below === undefined && bounds.keep === undefined) return Number(deleteOldest.run(stream, partition, HIGHER, max).changes);
+      let deleted = 0;
+      if (bounds.below !== undefined) deleted += Number(deleteOldest.run(stream, partition, bounds.below, max).changes);
+      if (bounds.keep !== undefined && deleted < max) {
+        const count = (countOf.get(stream, partition) as { entries: number } | undefined)?.entries ?? 0;
+        const excess = Math.min(count - bounds.keep, max - deleted);
+        if (excess > 0) deleted += Number(deleteOldest.run(stream, partition, HIGHER, excess).changes);
+      }
+      return deleted;
     },
   };
 }

@@ -1,7 +1,7 @@
-// The state-store interface (contract section 10): what idempotency records, and later dead
-// letters, are kept in. One small interface with three kinds behind it (memory, sqlite,
-// redis), as undici's Dispatcher has interchangeable implementations; nothing here knows what a
-// policy keeps in a record.
+// The state-store interface: what idempotency records and dead letters are kept in. One small
+// interface with three kinds behind it (memory, sqlite, redis), as undici's Dispatcher has
+// interchangeable implementations, and two facets: keyed records with a TTL, and append-only
+// logs. Nothing here knows what a policy keeps in a record or a log entry.
 
 import type { StoreType } from '../config/types.ts';
 
@@ -47,7 +47,111 @@ export interface RecordStore {
   get(key: string): Promise<StoredRecord | undefined>;
 }
 
-export type StoreOperation = 'open' | 'take' | 'replace' | 'release' | 'get' | 'sweep';
+/** What a caller appends to a log. */
+export interface LogEntryValue {
+  /** The part of the log the entry belongs to (a dead letter's route): counted, bounded and trimmed apart. */
+  readonly partition: string;
+  /** Short strings the log can be filtered by (a dead letter's reason). */
+  readonly tags?: Readonly<Record<string, string>>;
+  readonly meta: JsonObject;
+  readonly body?: Uint8Array;
+}
+
+/** A log entry as read back. */
+export interface LogEntry {
+  /**
+   * Given by the store when the entry is appended: unique across every handle on the same
+   * state, and ordered as the entries were appended (to the millisecond across handles).
+   */
+  readonly id: string;
+  /** When the entry was appended: wall-clock milliseconds since the epoch. */
+  readonly time: number;
+  readonly partition: string;
+  readonly tags: Readonly<Record<string, string>>;
+  readonly meta: JsonObject;
+  /** Only `get` reads bodies; listings leave them out. */
+  readonly body?: Buffer;
+}
+
+export interface LogQuery {
+  readonly partition?: string;
+  /** Entries whose tags hold every one of these values. */
+  readonly tags?: Readonly<Record<string, string>>;
+  /** Entries appended at or after this wall-clock instant (ms since the epoch). */
+  readonly since?: number;
+  /** Entries appended at or before this wall-clock instant (ms since the epoch). */
+  readonly until?: number;
+  /** Newest first (the default) or oldest first. */
+  readonly order?: 'newest' | 'oldest';
+  /** The most entries one page holds, 1 to MAX_LOG_PAGE. */
+  readonly limit: number;
+  /** A page's `next`: the listing goes on past that entry. */
+  readonly after?: string;
+}
+
+export interface LogPage {
+  readonly entries: readonly LogEntry[];
+  /**
+   * Where the next page starts, when more entries may match; absent at the end. A page may
+   * hold fewer than `limit` entries and still have a `next`: a store looks at a bounded number
+   * of entries per page, so one call never runs long.
+   */
+  readonly next?: string;
+}
+
+export type AppendResult =
+  | { readonly appended: true; readonly id: string; readonly time: number }
+  /** The partition already holds `maxEntries`: nothing was written. */
+  | { readonly appended: false; readonly reason: 'full' };
+
+export interface PartitionStats {
+  readonly partition: string;
+  readonly entries: number;
+  /** When its oldest entry was appended (wall-clock ms); absent when it holds none. */
+  readonly oldest?: number;
+}
+
+/**
+ * Append-only logs of entries, each log (`stream`) split into partitions that are counted,
+ * bounded and trimmed on their own. An entry's body is written once; its meta may be updated
+ * (a history of what was done with it). Every operation settles within the store's timeout,
+ * rejecting with a StoreError when it cannot.
+ */
+export interface LogStore {
+  /** Appends an entry unless its partition already holds `maxEntries`; the check and the write are one atomic step. */
+  append(stream: string, entry: LogEntryValue, maxEntries: number): Promise<AppendResult>;
+  /** One page of the entries that match, without their bodies. */
+  list(stream: string, query: LogQuery): Promise<LogPage>;
+  /** The entry with its body. */
+  get(stream: string, id: string): Promise<LogEntry | undefined>;
+  /** Replaces an entry's meta; false when there is no such entry. */
+  update(stream: string, id: string, meta: JsonObject): Promise<boolean>;
+  /** Deletes an entry; false when there was no such entry. */
+  remove(stream: string, id: string): Promise<boolean>;
+  /** Every partition that holds entries, with its count and the time of its oldest entry. */
+  stats(stream: string): Promise<PartitionStats[]>;
+  /**
+   * Deletes a partition's entries appended before `before` (wall-clock ms), and beyond the
+   * newest `keep`; with neither, all of them. Resolves with how many were deleted. A store
+   * deletes at most MAX_LOG_TRIM entries per call, so a large trim is a loop of short ones.
+   */
+  trim(stream: string, partition: string, bounds: { readonly before?: number; readonly keep?: number }): Promise<number>;
+}
+
+export type StoreOperation =
+  | 'open'
+  | 'take'
+  | 'replace'
+  | 'release'
+  | 'get'
+  | 'sweep'
+  | 'append'
+  | 'list'
+  | 'read'
+  | 'update'
+  | 'remove'
+  | 'stats'
+  | 'trim';
 
 export type StoreErrorCode =
   /** No answer within the store's timeout; the operation may still have happened. */
@@ -96,6 +200,7 @@ export interface Store {
   readonly name: string;
   readonly kind: StoreKind;
   readonly records: RecordStore;
+  readonly log: LogStore;
   health(): StoreHealth;
   /** Stops background work and lets go of files and connections; later operations fail with `closed`. */
   close(): Promise<void>;

@@ -18,6 +18,8 @@ export interface PolicyGaugeSources {
   endpoints?(): readonly { upstream: string; endpoint: string; ejected: boolean }[];
   /** Every route's adaptive per-try timeout as it stands. */
   adaptiveTimeouts(): readonly { route: string; timeoutMs: number }[];
+  /** Each route that keeps dead letters: its depth and the age of its oldest, read from its store. */
+  deadLetters?(): Promise<readonly { route: string; entries: number; oldestAgeSeconds: number }[]>;
 }
 
 /** Every state a breaker can be in; the state gauge exports one series for each. */
@@ -154,6 +156,36 @@ const families = {
     help: 'Requests of a route with idempotency keys, by result: first, replayed, conflict (409), mismatch (422), missing (400), store_error, or bypassed (no key, not required).',
     labelNames: ['route', 'result'],
   },
+  deadLetters: {
+    type: 'counter',
+    name: 'breakwater_dead_letters_total',
+    help: "Requests kept as dead letters. reason is Breakwater's reply reason (timeout, deadline_exceeded, upstream_unavailable, circuit_open, bulkhead_full) or the upstream's 5xx status.",
+    labelNames: ['route', 'reason'],
+  },
+  deadLettersDropped: {
+    type: 'counter',
+    name: 'breakwater_dead_letters_dropped_total',
+    help: 'Dead letters not kept. cause is full (the route holds deadLetter.maxEntries), store_error (the store failed or did not keep up) or too_large (the store refused an entry that size).',
+    labelNames: ['route', 'cause'],
+  },
+  deadLetterReplays: {
+    type: 'counter',
+    name: 'breakwater_dead_letter_replays_total',
+    help: 'Dead letters sent again. result is success (delivered: the entry was removed) or failure (kept, with the attempt in its history).',
+    labelNames: ['route', 'result'],
+  },
+  deadLetterEntries: {
+    type: 'gauge',
+    name: 'breakwater_dead_letter_entries',
+    help: "Dead letters a route holds, read from its store at scrape time; absent while the store does not answer.",
+    labelNames: ['route'],
+  },
+  deadLetterOldestAge: {
+    type: 'gauge',
+    name: 'breakwater_dead_letter_oldest_age_seconds',
+    help: "Age of a route's oldest dead letter, read from its store at scrape time; 0 when it holds none.",
+    labelNames: ['route'],
+  },
 } as const;
 
 interface CounterFamily {
@@ -194,6 +226,40 @@ function bulkheadGauge(registry: Registry, family: CounterFamily, sources: Polic
       for (const bulkhead of sources.bulkheads()) this.labels(bulkhead.upstream).set(read(bulkhead));
     },
   });
+}
+
+/**
+ * The depth and oldest age of each route's dead letters, read from the stores when the registry
+ * is scraped. Both gauges are collected at once, so they share one read of the stores.
+ */
+function deadLetterGauges(registry: Registry, sources: PolicyGaugeSources): void {
+  if (sources.deadLetters === undefined) return;
+  type Depths = ReturnType<NonNullable<PolicyGaugeSources['deadLetters']>>;
+  let reading: Depths | undefined;
+  const depths = (): Depths => {
+    reading ??= sources.deadLetters!().finally(() => {
+      reading = undefined;
+    });
+    return reading;
+  };
+  for (const [family, value] of [
+    [families.deadLetterEntries, (depth: { entries: number }) => depth.entries],
+    [families.deadLetterOldestAge, (depth: { oldestAgeSeconds: number }) => depth.oldestAgeSeconds],
+  ] as const) {
+    new Gauge({
+      name: family.name,
+      help: family.help,
+      labelNames: family.labelNames,
+      registers: [registry],
+      async collect() {
+        const rows = await depths().catch(() => []);
+        // Rebuilt on every scrape: a route that stopped keeping dead letters, or whose store
+        // does not answer, has no series rather than a frozen one.
+        this.reset();
+        for (const row of rows) this.labels(row.route).set(value(row as { entries: number; oldestAgeSeconds: number }));
+      },
+    });
+  }
 }
 
 /** Registers the policy metric families in `registry` and returns the event sink that updates them. */
@@ -251,6 +317,10 @@ export function createPolicyMetrics(registry: Registry, sources: PolicyGaugeSour
       for (const { route, timeoutMs } of sources.adaptiveTimeouts()) this.labels(route).set(timeoutMs / 1000);
     },
   });
+  const deadLetters = batchedCounter(registry, families.deadLetters);
+  const deadLettersDropped = batchedCounter(registry, families.deadLettersDropped);
+  const deadLetterReplays = batchedCounter(registry, families.deadLetterReplays);
+  deadLetterGauges(registry, sources);
 
   return {
     emit(event: PolicyEvent): void {
@@ -291,6 +361,15 @@ export function createPolicyMetrics(registry: Registry, sources: PolicyGaugeSour
           return;
         case 'hedge':
           hedges.get([event.route, event.result]).pending++;
+          return;
+        case 'dead-letter':
+          deadLetters.get([event.route, event.reason]).pending++;
+          return;
+        case 'dead-letter-dropped':
+          deadLettersDropped.get([event.route, event.cause]).pending++;
+          return;
+        case 'dead-letter-replay':
+          deadLetterReplays.get([event.route, event.result]).pending++;
           return;
         case 'endpoint-ejected':
           outlierEjections.get([event.upstream, event.reason]).pending++;

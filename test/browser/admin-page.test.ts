@@ -79,7 +79,7 @@ describe('the admin page', () => {
     await row('routes', 'demo-status').waitFor();
 
     const routes = await page.locator('#routes tbody td:first-child').allTextContents();
-    expect(routes).toEqual(['demo-slow', 'demo-status', 'demo-charges', 'demo-chaos', 'demo', 'to-local-app']);
+    expect(routes).toEqual(['demo-slow', 'demo-status', 'demo-charges', 'demo-orders', 'demo-chaos', 'demo', 'to-local-app']);
     expect(await row('routes', 'demo-status').locator('td').allTextContents()).toEqual([
       'demo-status',
       'outbound',
@@ -186,20 +186,32 @@ routes:
     }
   });
 
-  it('hides the dead letters where the server has no dead-letter API', async () => {
-    expect((await fetch(`${sidecar.adminUrl}/dead-letters`)).status).toBe(404);
-    expect(await page.locator('#dead-letters').isHidden()).toBe(true);
-  });
+  it('replays a dead letter from the page', async () => {
+    const setCircuit = (state: string) =>
+      fetch(`${sidecar.adminUrl}/circuits/demo`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ state }) });
+    const listed = async () => ((await (await fetch(`${sidecar.adminUrl}/dead-letters`)).json()) as { entries: { id: string }[] }).entries;
+    // An outage, as the README tour makes one: the demo breaker forced open, and an order placed.
+    await setCircuit('forced-open');
+    const refused = await request(`${sidecar.url()}/orders`, { method: 'POST', headers: { host: 'demo' }, body: '{"sku":"tea"}' });
+    await refused.body.dump();
+    expect(refused.statusCode).toBe(503);
+    await setCircuit('auto');
 
-  // TO ENABLE once the dead-letter admin API (GET /dead-letters, POST /dead-letters/ID/replay)
-  // is on this branch; until then the page hides its dead-letter section (the test above).
-  it.skip('replays a dead letter from the page', async () => {
-    // 1. Run a Breakwater whose route keeps dead letters (`deadLetter: {on: [5xx]}`) in front
-    //    of an upstream that answers 503, and send it one request: a dead letter is kept.
-    // 2. The page's "Dead letters" section shows it: time, route, method and URL, outcome 503.
-    // 3. The upstream answers 200 from now on; click the entry's "Replay" button.
-    // 4. The status line says the replay succeeded, the entry leaves the page, and
-    //    GET /dead-letters no longer lists it.
+    // The page's "Dead letters" section shows it.
+    const entry = page.locator('#dead-letters tbody tr').filter({ hasText: 'POST /orders' });
+    await entry.waitFor();
+    const [kept] = await listed();
+    expect(await entry.locator('td').allTextContents()).toEqual([expect.any(String), 'demo-orders', 'POST /orders', 'circuit_open', '0', '', kept!.id, 'Replay']);
+
+    // The upstream is back: replay it with its button.
+    await entry.getByRole('button', { name: 'Replay' }).click();
+
+    await page.getByRole('status', { name: '' }).filter({ hasText: `Dead letter ${kept!.id} replayed: success.` }).waitFor();
+    await entry.waitFor({ state: 'detached' });
+    expect(await listed()).toEqual([]);
+    // The breaker starts afresh, so the counts the screenshot shows are its own requests'.
+    await setCircuit('forced-open');
+    await setCircuit('auto');
   });
 
   it('saves a screenshot', async () => {

@@ -82,7 +82,7 @@ describe('GET /reloads', () => {
 
     const reloads = (await admin('/reloads')) as { time: string; result: string; hash?: string; problems?: string[] }[];
     expect(reloads.map((reload) => reload.result)).toEqual(['failure', 'unchanged', 'success']);
-    expect(reloads[0]!.problems).toEqual([`${sidecar.configPath}:13:71 routes[0](pay).timeout: must be a duration: a number with a unit ms, s, m or h (250ms, 1.5s, 1m) or integer milliseconds`]);
+    expect(reloads[0]!.problems).toEqual([`${sidecar.configPath}:13:71 routes[0](pay).timeout: must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds`]);
     expect(reloads[1]!.hash).toBe(reloads[2]!.hash);
     expect(reloads[2]!.hash).toMatch(/^[0-9a-f]+$/);
     for (const reload of reloads) expect(Date.now() - Date.parse(reload.time)).toBeLessThan(60_000);

@@ -150,7 +150,7 @@ routes:
       `${file}:7:35 upstreams.payments.circuitBreaker.failureRate: must be a ratio: a number from 0 to 1, or a percentage string such as "20%"`,
       `${file}:10:15 routes[0](charge).listener: unknown listener "outbond" (did you mean "outbound"?)`,
       `${file}:11:15 routes[0](charge).upstream: unknown upstream "payment" (did you mean "payments"?)`,
-      `${file}:12:14 routes[0](charge).timeout: must be a duration: a number with a unit ms, s, m or h (250ms, 1.5s, 1m) or integer milliseconds`,
+      `${file}:12:14 routes[0](charge).timeout: must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds`,
       `${file}:15:39 routes[1](refund).retry.retryOn[0]: 404 cannot be retried: retryOn may list 429 but no other 4xx`,
       `${file}:15:45 routes[1](refund).retry.perTryTimout: unknown key "perTryTimout" (did you mean "perTryTimeout"?)`,
     ]);
@@ -187,7 +187,7 @@ routes:
     expect(lines(result.stderr)).toEqual([
       `${file}:5:5 routes[1](orders): warning: never used: routes[0](all) comes first on listener outbound and matches every request this route matches (the first matching route wins)`,
       `${file}:6:5 routes[2](typo): warning: never used: routes[0](all) comes first on listener outbound and matches every request this route matches (the first matching route wins)`,
-      `${file}:6:42 routes[2](typo).timeout: must be a duration: a number with a unit ms, s, m or h (250ms, 1.5s, 1m) or integer milliseconds`,
+      `${file}:6:42 routes[2](typo).timeout: must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds`,
     ]);
   });
 
@@ -231,7 +231,7 @@ describe('breakwater explain', () => {
       'per try   500ms, retry.perTryTimeout; the upstream is told x-request-timeout-ms: 500',
     ]);
     expect(missed.code).toBe(1);
-    expect(missed.stdout).toContain('closest route: demo (config/breakwater.yaml:125), which fails on host');
+    expect(missed.stdout).toContain('closest route: demo (config/breakwater.yaml:137), which fails on host');
   });
 
   it('exits 2 on an invalid file, with its problems on stderr', async () => {

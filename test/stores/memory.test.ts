@@ -62,6 +62,23 @@ describe('the memory store', () => {
   });
 });
 
+describe('the memory store\'s logs', () => {
+  it('refuse appends beyond the store\'s bounds with code too_large, and never evict', async () => {
+    const store = openStore(config({ maxEntries: 2, maxBytes: 5000 }), { clock: new FakeClock() });
+    const first = await store.log.append('s', { partition: 'p', meta: {} }, 100);
+    await store.log.append('s', { partition: 'q', meta: {} }, 100);
+
+    await expect(store.log.append('s', { partition: 'p', meta: {} }, 100)).rejects.toMatchObject({ code: 'too_large', operation: 'append' });
+    if (!first.appended) throw new Error('not appended');
+    expect(await store.log.get('s', first.id)).toBeDefined();
+    // Bytes count too: a removal makes room for entries, not for a body larger than the rest.
+    await store.log.remove('s', first.id);
+    await expect(store.log.append('s', { partition: 'p', meta: {}, body: Buffer.alloc(6000) }, 100)).rejects.toMatchObject({ code: 'too_large' });
+    expect((await store.log.append('s', { partition: 'p', meta: {}, body: Buffer.alloc(1000) }, 100)).appended).toBe(true);
+    await store.close();
+  });
+});
+
 describe('a config without a stores block', () => {
   it('opens one memory store named default, reachable', async () => {
     const parsed = parseConfig('upstreams: {}\n', 'test.yaml');

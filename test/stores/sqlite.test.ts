@@ -55,6 +55,46 @@ describe('the sqlite store', () => {
     }
   });
 
+  it('keeps log entries, with their bodies and counts, across a close and a reopen', async () => {
+    const clock = new FakeClock();
+    const first = openStore(config(), { clock });
+    const appended = await first.log.append('dead-letters', { partition: 'notify', tags: { reason: 'timeout' }, meta: { n: 1 }, body: Buffer.from('{"to":"a"}') }, 10);
+    if (!appended.appended) throw new Error('not appended');
+    await first.close();
+    // A restart takes time: ids of the same millisecond from two processes are in no set order.
+    clock.advance(1);
+
+    const second = openStore(config(), { clock });
+    try {
+      expect(await second.log.get('dead-letters', appended.id)).toMatchObject({ meta: { n: 1 }, body: Buffer.from('{"to":"a"}') });
+      expect(await second.log.stats('dead-letters')).toEqual([{ partition: 'notify', entries: 1, oldest: appended.time }]);
+      // Ids made after the restart sort after the ones made before it.
+      const later = await second.log.append('dead-letters', { partition: 'notify', meta: { n: 2 } }, 10);
+      if (!later.appended) throw new Error('not appended');
+      expect(later.id > appended.id).toBe(true);
+    } finally {
+      await second.close();
+    }
+  });
+
+  it('adds the log tables to a file of the first schema version, keeping its records', async () => {
+    const db = new DatabaseSync(path);
+    db.exec(`CREATE TABLE records (key TEXT PRIMARY KEY, token TEXT NOT NULL, meta TEXT NOT NULL, body BLOB, expires_at INTEGER NOT NULL);
+      CREATE INDEX records_by_expiry ON records (expires_at);
+      INSERT INTO records VALUES ('k', 't', '{"kept":true}', NULL, 9999999999999);
+      PRAGMA user_version = 1; PRAGMA application_id = ${APPLICATION_ID};`);
+    db.close();
+
+    const store = openStore(config(), { clock: new FakeClock() });
+    try {
+      expect(await store.records.get('k')).toEqual({ meta: { kept: true } });
+      expect((await store.log.append('s', { partition: 'p', meta: {} }, 1)).appended).toBe(true);
+    } finally {
+      await store.close();
+    }
+    expect(inspect<{ user_version: number }>('PRAGMA user_version').user_version).toBe(SCHEMA_VERSION);
+  });
+
   it('writes in WAL mode, with its schema version and application id', async () => {
     const store = openStore(config(), { clock: new FakeClock() });
     await store.close();

@@ -35,7 +35,12 @@ export function spanEvent(event: PolicyEvent): [string, Attributes] | undefined 
       return ['breakwater.idempotency', { 'breakwater.idempotency.result': event.result }];
     case 'hedge':
       return ['breakwater.hedge', { 'breakwater.hedge.result': event.result }];
+    // Breaker transitions and endpoint events belong to no request; dead letters are written
+    // and replayed after their request's span has ended.
     case 'breaker-transition':
+    case 'dead-letter':
+    case 'dead-letter-dropped':
+    case 'dead-letter-replay':
     case 'endpoint-ejected':
     case 'endpoint-returned':
     case 'endpoints-discovered':

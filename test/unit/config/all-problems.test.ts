@@ -32,7 +32,7 @@ routes:
       'test.yaml:10:15 routes[0](charge).upstream: unknown upstream "payment" (did you mean "payments"?)',
       'test.yaml:11:13 routes[0](charge).retry.retryon: unknown key "retryon" (did you mean "retryOn"?)',
       'test.yaml:13:15 routes[1](refund).listener: unknown listener "inbond" (did you mean "inbound"?)',
-      'test.yaml:15:14 routes[1](refund).timeout: must be a duration: a number with a unit ms, s, m or h (250ms, 1.5s, 1m) or integer milliseconds',
+      'test.yaml:15:14 routes[1](refund).timeout: must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds',
       'test.yaml:16:23 routes[1](refund).retry.retryOn[0]: 404 cannot be retried: retryOn may list 429 but no other 4xx',
     ]);
   });
@@ -140,9 +140,9 @@ routes:
 `),
     ).toEqual([
       'test.yaml:3:22 telemetry.address: must be host:port, for example 127.0.0.1:15001, 0.0.0.0:15006 or [::1]:15000',
-      'test.yaml:7:31 upstreams.api.circuitBreaker.openFor: must be a duration: a number with a unit ms, s, m or h (250ms, 1.5s, 1m) or integer milliseconds',
+      'test.yaml:7:31 upstreams.api.circuitBreaker.openFor: must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds',
       'test.yaml:11:15 routes[0](api).listener: must be a string',
-      'test.yaml:12:29 routes[0](api).retry.backoff.base: must be a duration: a number with a unit ms, s, m or h (250ms, 1.5s, 1m) or integer milliseconds',
+      'test.yaml:12:29 routes[0](api).retry.backoff.base: must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds',
     ]);
   });
 
@@ -157,7 +157,7 @@ routes:
 `),
     ).toEqual([
       'test.yaml:6:12 routes[1](api).name: route name "api" is already used by routes[0]',
-      'test.yaml:6:41 routes[1](api).timeout: must be a duration: a number with a unit ms, s, m or h (250ms, 1.5s, 1m) or integer milliseconds',
+      'test.yaml:6:41 routes[1](api).timeout: must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds',
     ]);
   });
 

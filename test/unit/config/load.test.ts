@@ -244,6 +244,14 @@ describe('the effective config of a file that sets every key', () => {
         ],
       },
       fault: { delay: { percent: 2.5, durationMs: 1000 }, abort: { percent: 1, status: 500 } },
+      deadLetter: {
+        store: 'local',
+        on: ['timeout', 'upstream-unavailable', 'circuit-open', 'bulkhead-full', '5xx'],
+        maxBodyBytes: 512 * 1024,
+        retentionMs: 3 * 86_400_000,
+        maxEntries: 5000,
+        keepHeaders: ['authorization'],
+      },
     });
     expect(config.routes[1]).toEqual({ name: 'health', listener: 'inbound', match: { path: '/healthz' }, upstream: 'payments', timeoutMs: 15_000 });
     expect(Object.fromEntries(config.stores)).toEqual({

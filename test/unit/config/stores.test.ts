@@ -179,3 +179,33 @@ describe('expandEnv', () => {
     expect(expandEnv('${A}${B}', {})).toEqual({ ok: false, missing: ['A', 'B'] });
   });
 });
+
+describe('a route\'s deadLetter block', () => {
+  it('takes the documented defaults when empty', () => {
+    const config = valid(`
+upstreams: {notifier: {endpoints: ['http://127.0.0.1:9']}}
+routes:
+  - {name: notify, upstream: notifier, deadLetter: {}}
+`);
+
+    expect(config.routes[0]?.deadLetter).toEqual({
+      store: 'default',
+      on: ['timeout', 'upstream-unavailable', 'circuit-open', 'bulkhead-full', '5xx'],
+      maxBodyBytes: 1024 * 1024,
+      retentionMs: 7 * 24 * 3_600_000,
+      maxEntries: 100_000,
+      keepHeaders: [],
+    });
+  });
+
+  it('names a store that exists', () => {
+    expect(
+      problems(`
+upstreams: {notifier: {endpoints: ['http://127.0.0.1:9']}}
+stores: {shared: {type: memory}}
+routes:
+  - {name: notify, upstream: notifier, deadLetter: {store: sharde}}
+`),
+    ).toEqual(['test.yaml:5:60 routes[0](notify).deadLetter.store: unknown store "sharde" (did you mean "shared"?)']);
+  });
+});

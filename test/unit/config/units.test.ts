@@ -7,6 +7,7 @@ describe('durations', () => {
     ['2s', 2000],
     ['1m', 60_000],
     ['1h', 3_600_000],
+    ['7d', 604_800_000],
     ['1.5s', 1500],
     ['1.1s', 1100],
     ['0.25m', 15_000],
@@ -16,7 +17,7 @@ describe('durations', () => {
     expect(parseDuration(text)).toBe(ms);
   });
 
-  it.each(['2 s', '-1s', '1d', '1.5', 's', '1S', '1ms5'])('%s is refused', (text) => {
+  it.each(['2 s', '-1s', '1w', '1D', '1.5', 's', '1S', '1ms5'])('%s is refused', (text) => {
     expect(() => parseDuration(text)).toThrow(RangeError);
   });
 });

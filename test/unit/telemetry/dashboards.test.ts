@@ -49,6 +49,7 @@ routes:
     match: {pathPrefix: /refund}
     upstream: payments
     idempotency: {store: shared, whileInProgress: wait}
+    deadLetter: {store: shared}
 stores:
   shared: {type: memory}
 `;
@@ -285,6 +286,7 @@ describe('alert rules file', () => {
       'breakwater-fallbacks',
       'breakwater-deadlines',
       'breakwater-idempotency',
+      'breakwater-dead-letters',
       'breakwater-stores',
       'breakwater-endpoints',
       'breakwater-config',
@@ -313,7 +315,7 @@ describe('alert rules file', () => {
 describe('dashboard layout', () => {
   it('has a row per pattern, each with panels under it', () => {
     const rows = dashboard.panels.filter((panel) => panel.type === 'row').map((row) => row.title);
-    for (const pattern of [/request/i, /retr/i, /breaker/i, /bulkhead/i, /fallback/i, /deadline/i, /idempotency/i, /endpoint/i]) {
+    for (const pattern of [/request/i, /retr/i, /breaker/i, /bulkhead/i, /fallback/i, /deadline/i, /idempotency/i, /endpoint/i, /dead letter/i]) {
       expect(rows.some((title) => pattern.test(title)), String(pattern)).toBe(true);
     }
     // Panels follow their row in the list; a row directly followed by another row is empty.

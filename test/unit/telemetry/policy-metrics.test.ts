@@ -22,6 +22,15 @@ class FakeSources implements PolicyGaugeSources {
   breakerList: BreakerSample[] = [];
   bulkheadList: BulkheadSample[] = [];
   adaptiveList: { route: string; timeoutMs: number }[] = [];
+  depthList: { route: string; entries: number; oldestAgeSeconds: number }[] = [];
+  depthReads = 0;
+  storeDown = false;
+
+  async deadLetters(): Promise<readonly { route: string; entries: number; oldestAgeSeconds: number }[]> {
+    this.depthReads += 1;
+    if (this.storeDown) throw new Error('store down');
+    return this.depthList;
+  }
 
   breakers(): readonly BreakerSample[] {
     return this.breakerList;
@@ -299,6 +308,39 @@ describe('fallback and fault metrics', () => {
   });
 });
 
+describe('dead-letter metrics', () => {
+  it('counts kept, dropped and replayed dead letters by route and their closed labels', async () => {
+    const { registry, events } = setup();
+    emitAll(events, [
+      { type: 'dead-letter', route: 'notify', reason: 'timeout' },
+      { type: 'dead-letter', route: 'notify', reason: '503' },
+      { type: 'dead-letter', route: 'notify', reason: 'timeout' },
+      { type: 'dead-letter-dropped', route: 'notify', cause: 'full', detail: 'x' },
+      { type: 'dead-letter-replay', route: 'notify', result: 'success' },
+      { type: 'dead-letter-replay', route: 'notify', result: 'failure' },
+      { type: 'dead-letter-replay', route: 'notify', result: 'failure' },
+    ]);
+
+    expect(await value(registry, 'breakwater_dead_letters_total', { route: 'notify', reason: 'timeout' })).toBe(2);
+    expect(await value(registry, 'breakwater_dead_letters_total', { route: 'notify', reason: '503' })).toBe(1);
+    expect(await value(registry, 'breakwater_dead_letters_dropped_total', { route: 'notify', cause: 'full' })).toBe(1);
+    expect(await value(registry, 'breakwater_dead_letter_replays_total', { route: 'notify', result: 'failure' })).toBe(2);
+  });
+
+  it('reads depth and oldest age at scrape time, once for both gauges, and shows nothing while the store is down', async () => {
+    const { registry, sources } = setup();
+    sources.depthList = [{ route: 'notify', entries: 12, oldestAgeSeconds: 3600 }];
+
+    await registry.metrics();
+    expect(sources.depthReads).toBe(1);
+    expect(await value(registry, 'breakwater_dead_letter_entries', { route: 'notify' })).toBe(12);
+    expect(await value(registry, 'breakwater_dead_letter_oldest_age_seconds', { route: 'notify' })).toBe(3600);
+
+    sources.storeDown = true;
+    expect(await samples(registry, 'breakwater_dead_letter_entries')).toEqual([]);
+  });
+});
+
 describe('the exposition', () => {
   /** At least one event of every type, and every value of every closed label set. */
   const burst: PolicyEvent[] = [
@@ -325,6 +367,9 @@ describe('the exposition', () => {
     { type: 'endpoints-discovered', upstream: 'payments', name: 'dns://payments:8080', added: ['http://10.0.0.8:8080'], removed: [] },
     { type: 'dns-lookup-failed', upstream: 'payments', name: 'dns://payments:8080', message: 'ETIMEOUT', kept: 2 },
     ...(['sent', 'won', 'budget_exhausted'] as const).map((result) => ({ type: 'hedge', route: 'search', upstream: 'catalog', result }) as const),
+    { type: 'dead-letter', route: 'charge', reason: 'circuit_open' },
+    ...(['full', 'store_error', 'too_large'] as const).map((cause) => ({ type: 'dead-letter-dropped', route: 'charge', cause, detail: 'x' }) as const),
+    ...(['success', 'failure'] as const).map((result) => ({ type: 'dead-letter-replay', route: 'charge', result }) as const),
   ];
 
   /** Every store operation, once fine and once failed, as the idempotency layer and the sweeps make them. */
@@ -338,6 +383,7 @@ describe('the exposition', () => {
     const sources = new FakeSources();
     sources.breakerList = [{ name: 'payments', upstream: 'payments', state: 'half-open' }];
     sources.bulkheadList = [{ upstream: 'payments', inFlight: 50, queued: 3, maxConcurrent: 50, maxQueued: 20 }];
+    sources.depthList = [{ route: 'charge', entries: 3, oldestAgeSeconds: 12.5 }];
     sources.endpointList = [
       { upstream: 'payments', endpoint: 'http://10.0.0.7:8080', ejected: true },
       { upstream: 'payments', endpoint: 'http://[fd00::8]:8080', ejected: false },
@@ -361,6 +407,7 @@ describe('the exposition', () => {
     sources.bulkheadList = [{ upstream: 'payments', inFlight: 1, queued: 0, maxConcurrent: 50, maxQueued: 20 }];
     sources.endpointList = [{ upstream: 'payments', endpoint: 'http://10.0.0.7:8080', ejected: true }];
     sources.adaptiveList = [{ route: 'search', timeoutMs: 180 }];
+    sources.depthList = [{ route: 'charge', entries: 0, oldestAgeSeconds: 0 }];
 
     emitAll(events, burst);
     const families = await registry.getMetricsAsJSON();
@@ -377,6 +424,11 @@ describe('the exposition', () => {
       'breakwater_circuit_breaker_rejected_total',
       'breakwater_circuit_breaker_state',
       'breakwater_circuit_breaker_transitions_total',
+      'breakwater_dead_letter_entries',
+      'breakwater_dead_letter_oldest_age_seconds',
+      'breakwater_dead_letter_replays_total',
+      'breakwater_dead_letters_dropped_total',
+      'breakwater_dead_letters_total',
       'breakwater_deadline_exceeded_total',
       'breakwater_endpoint_ejected',
       'breakwater_fallbacks_total',
