@@ -2,7 +2,7 @@
 // table by default, JSON with --json.
 
 import { parseArgs } from 'node:util';
-import type { CliIo } from './main.ts';
+import type { CliIo } from './io.ts';
 
 export const DLQ_USAGE = `  breakwater dlq list [--route R] [--reason X] [--since T] [--until T] [--limit N]
                                    list dead letters, newest first (every one unless --limit)

@@ -6,6 +6,7 @@ import type { ConfigProblem } from '../config/load.ts';
 import { breakwaterVersion } from '../runtime/version.ts';
 import { explainCommand } from './explain-command.ts';
 import { DLQ_USAGE } from './dlq.ts';
+import type { CliIo } from './io.ts';
 
 const DEFAULT_CONFIG_PATH = 'config/breakwater.yaml';
 
@@ -23,12 +24,7 @@ const USAGE = `Usage:
   breakwater version               print the version
 ${DLQ_USAGE}`;
 
-/** Where the command's output goes; tests and embedders can pass their own. */
-export interface CliIo {
-  readonly stdout: (text: string) => void;
-  readonly stderr: (text: string) => void;
-  readonly env: Readonly<Record<string, string | undefined>>;
-}
+export type { CliIo } from './io.ts';
 
 const processIo: CliIo = {
   stdout: (text) => process.stdout.write(text),
