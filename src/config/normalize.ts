@@ -38,6 +38,7 @@ import type {
   LoadBalancing,
   OutlierDetectionConfig,
   RetryCondition,
+  UpstreamProtocol,
   RetryConfig,
   RouteConfig,
   RouteMatch,
@@ -383,6 +384,7 @@ class Checker {
     return {
       name,
       endpoints,
+      protocol: (upstream.protocol ?? DEFAULTS.upstream.protocol) as UpstreamProtocol,
       loadBalancing: (upstream.loadBalancing ?? DEFAULTS.upstream.loadBalancing) as LoadBalancing,
       connectTimeoutMs: this.duration([...path, 'connectTimeout'], upstream.connectTimeout ?? DEFAULTS.upstream.connectTimeout, {
         positive: true,
@@ -733,6 +735,7 @@ class Checker {
           Object.entries<string>(response.headers ?? DEFAULTS.fallbackResponse.headers).map(([name, value]) => [name.toLowerCase(), value]),
         ),
         body: response.body ?? DEFAULTS.fallbackResponse.body,
+        ...(response.grpcStatus === undefined ? {} : { grpcStatus: response.grpcStatus }),
       };
     });
     return { on: (fallback.on ?? DEFAULTS.fallback.on) as readonly FallbackTrigger[], chain };
@@ -748,7 +751,9 @@ class Checker {
             },
           }
         : {}),
-      ...(fault.abort ? { abort: { percent: parsePercent(fault.abort.percent), status: fault.abort.status } } : {}),
+      ...(fault.abort
+        ? { abort: { percent: parsePercent(fault.abort.percent), status: fault.abort.status, grpcStatus: fault.abort.grpcStatus ?? DEFAULTS.fault.abortGrpcStatus } }
+        : {}),
     };
   }
 

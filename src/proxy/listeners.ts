@@ -25,8 +25,8 @@ function listenerKey(config: Config, name: string): string {
 }
 
 function closeListener(listener: Listener): Promise<void> {
-  const closed = new Promise<void>((resolve) => listener.server.close(() => resolve()));
-  listener.server.closeIdleConnections();
+  const closed = listener.close();
+  listener.closeIdleConnections();
   return closed;
 }
 
@@ -86,7 +86,7 @@ export class ListenerSet {
     });
     if ((await Promise.race([closed, timedOut])) !== 'timeout') return 0;
     const cut = listeners.reduce((sum, listener) => sum + listener.inFlight, 0);
-    for (const listener of listeners) listener.server.closeAllConnections();
+    for (const listener of listeners) listener.closeAllConnections();
     await closed;
     return cut;
   }

@@ -13,6 +13,9 @@ import { dnsSource, lookupFailure, originOf, type DnsSource, type Resolve } from
 import { PeakEwma } from './ewma.ts';
 import { OutlierDetector, type EndpointHealth } from './outlier.ts';
 
+/** Streams an h2c connection to an endpoint carries at once (undici's h2Options.maxConcurrentStreams default). */
+const h2StreamsPerConnection = 100;
+
 /** The default of `dnsRefresh`, for configs built without the normaliser. */
 const defaultDnsRefreshMs = 5_000;
 
@@ -131,6 +134,7 @@ export class EndpointSet {
   serves(config: UpstreamConfig, maxResponseHeaderBytes: number): boolean {
     const current = this.#config;
     return (
+      (current.protocol ?? 'http1') === (config.protocol ?? 'http1') &&
       current.connectTimeoutMs === config.connectTimeoutMs &&
       current.idleTimeoutMs === config.idleTimeoutMs &&
       this.#deps.maxResponseHeaderBytes === maxResponseHeaderBytes &&
@@ -184,13 +188,14 @@ export class EndpointSet {
   /**
    * Told of each attempt's end on `endpoint`: its outcome, or undefined when it was cancelled
    * (a hedge that lost, a client that left), which says nothing of the endpoint. The latency
-   * estimate takes the time to the response head, or the time waited before a timeout; outlier
-   * detection judges the outcome by the upstream's failOn.
+   * estimate takes the time to the response head (`respondedAt`, when the outcome came later
+   * with a gRPC call's trailers), or the time waited before a timeout; outlier detection judges
+   * the outcome by the upstream's failOn.
    */
-  attemptEnded(endpoint: Endpoint, outcome: AttemptOutcome | undefined, startedAt: number, now: number): void {
+  attemptEnded(endpoint: Endpoint, outcome: AttemptOutcome | undefined, startedAt: number, now: number, respondedAt?: number): void {
     if (outcome === undefined) return;
-    const waited = outcome.kind === 'response' || outcome.failure === 'timeout';
-    const latencyMs = waited ? now - startedAt : undefined;
+    const waited = respondedAt !== undefined || outcome.kind === 'response' || outcome.failure === 'timeout';
+    const latencyMs = waited ? (respondedAt ?? now) - startedAt : undefined;
     if (latencyMs !== undefined) endpoint.latency.observe(latencyMs, now);
     const detector = this.#detector;
     if (detector !== undefined) {
@@ -360,6 +365,9 @@ export class EndpointSet {
         // allows: the connection is given up after idleTimeout.
         bodyTimeout: config.idleTimeoutMs,
         maxHeaderSize: this.#deps.maxResponseHeaderBytes,
+        // h2c: HTTP/2 with prior knowledge, each connection carrying up to 100 streams at once
+        // (undici's default, and a Node server's); the pool opens another when all are busy.
+        ...(config.protocol === 'h2c' ? { allowH2: true, useH2c: true, pipelining: h2StreamsPerConnection } : {}),
       }),
     };
   }

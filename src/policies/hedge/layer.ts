@@ -4,7 +4,7 @@ import { ChildScope, waitOrAbort } from '../../exchange/cancel.ts';
 import { ProxyError } from '../../exchange/errors.ts';
 import type { GiveUpReason, PolicyEvents } from '../../exchange/events.ts';
 import { callHandler, type CallScope, type Handler, type Layer } from '../../exchange/handler.ts';
-import { matchesRetryOn, type AttemptOutcome } from '../../exchange/outcome.ts';
+import { matchesRetryOn, responseOutcome, type AttemptOutcome } from '../../exchange/outcome.ts';
 import { bufferBody } from '../../exchange/request-body.ts';
 import { onBodyEnd, type ProxyRequest, type UpstreamResponse } from '../../exchange/request.ts';
 import type { Clock } from '../../runtime/clock.ts';
@@ -12,7 +12,7 @@ import type { Random } from '../../runtime/random.ts';
 import { percentileBound, type LatencyWindow } from '../deadline/latency.ts';
 import { backoffDelay } from '../retry/backoff.ts';
 import type { RetryBudget } from '../retry/budget.ts';
-import { decideRetry, mayRepeat } from '../retry/decide.ts';
+import { decideRetry, grpcMayRepeat, mayRepeat } from '../retry/decide.ts';
 
 export interface HedgeDeps {
   readonly clock: Clock;
@@ -53,7 +53,7 @@ function lostTo(order: number): ProxyError {
 async function attempt(next: Handler, request: ProxyRequest, scope: CallScope): Promise<Result> {
   try {
     const response = await callHandler(next, request, scope);
-    return { kind: 'response', outcome: { kind: 'response', status: response.status }, response };
+    return { kind: 'response', outcome: responseOutcome(response), response };
   } catch (error) {
     if (error instanceof ProxyError && error.attemptFailure !== undefined) return { kind: 'failure', outcome: { kind: 'failure', failure: error.attemptFailure }, error };
     return { kind: 'refused', error };
@@ -106,7 +106,7 @@ export function hedgeLayer(hedge: HedgeConfig, retry: RetryConfig | undefined, d
     let replayable = true;
     const body = request.body;
     if (body !== null && !Buffer.isBuffer(body)) replayable = await bufferBody(request, body, bufferLimit, scope.signal);
-    let mayHedge = replayable && mayRepeat(request.method, request.headers, deps.keyHeader);
+    let mayHedge = replayable && ((request.grpc === true && grpcMayRepeat(retryOn)) || mayRepeat(request.method, request.headers, deps.keyHeader));
 
     const flying = new Set<Flight>();
     const landed: { flight: Flight; result: Result }[] = [];
@@ -208,6 +208,7 @@ export function hedgeLayer(hedge: HedgeConfig, retry: RetryConfig | undefined, d
         responseHeaders: failed.kind === 'response' ? failed.response.headers : noHeaders,
         method: request.method,
         requestHeaders: request.headers,
+        grpc: request.grpc === true,
         remainingMs,
         wallNow: clock.wallNow(),
         ...(deps.keyHeader === undefined ? {} : { keyHeader: deps.keyHeader }),

@@ -4,7 +4,7 @@ import { waitOrAbort } from '../../exchange/cancel.ts';
 import { ProxyError } from '../../exchange/errors.ts';
 import type { GiveUpReason, PolicyEvents } from '../../exchange/events.ts';
 import { callHandler, type CallScope, type Handler, type Layer } from '../../exchange/handler.ts';
-import type { AttemptOutcome } from '../../exchange/outcome.ts';
+import { responseOutcome, type AttemptOutcome } from '../../exchange/outcome.ts';
 import type { ProxyRequest, UpstreamResponse } from '../../exchange/request.ts';
 import type { Clock } from '../../runtime/clock.ts';
 import type { Random } from '../../runtime/random.ts';
@@ -42,15 +42,18 @@ function attemptFailure(error: unknown): Attempt {
 async function attempt(next: Handler, request: ProxyRequest, scope: CallScope): Promise<Attempt> {
   try {
     const response = await next(request, scope);
-    return { outcome: { kind: 'response', status: response.status }, response };
+    return { outcome: responseOutcome(response), response };
   } catch (error) {
     return attemptFailure(error);
   }
 }
 
-/** retryOn can only list 429 and 5xx statuses, so any other response is final. */
+/**
+ * retryOn can only list 429 and 5xx statuses, and gRPC statuses other than OK, so any other
+ * response is final.
+ */
 function isFinal(response: UpstreamResponse): boolean {
-  return response.status < 500 && response.status !== 429;
+  return response.status < 500 && response.status !== 429 && (response.grpcStatus === undefined || response.grpcStatus === 0);
 }
 
 function settle(result: Attempt): UpstreamResponse {
@@ -90,6 +93,7 @@ export function retryLayer(config: RetryConfig, deps: RetryDeps): Layer {
         responseHeaders: 'response' in result ? result.response.headers : noHeaders,
         method: request.method,
         requestHeaders: request.headers,
+        grpc: request.grpc === true,
         remainingMs,
         wallNow: clock.wallNow(),
         ...(deps.keyHeader === undefined ? {} : { keyHeader: deps.keyHeader }),
@@ -125,7 +129,7 @@ export function retryLayer(config: RetryConfig, deps: RetryDeps): Layer {
     // Without a body to buffer the first attempt goes straight out, and a final response
     // comes back without the retry loop.
     return callHandler(next, request, scope).then(
-      (response) => (isFinal(response) ? response : retryAfter(next, request, scope, true, { outcome: { kind: 'response', status: response.status }, response })),
+      (response) => (isFinal(response) ? response : retryAfter(next, request, scope, true, { outcome: responseOutcome(response), response })),
       (error: unknown) => retryAfter(next, request, scope, true, attemptFailure(error)),
     );
   };

@@ -2,6 +2,7 @@
 // client span per upstream attempt, with W3C context carried upstream on each attempt.
 
 import type { IncomingMessage } from 'node:http';
+import type { Http2ServerRequest } from 'node:http2';
 import {
   defaultTextMapGetter,
   ROOT_CONTEXT,
@@ -80,7 +81,7 @@ export class Tracing implements RequestTracer {
     this.#stop = stop;
   }
 
-  startRequest(req: IncomingMessage, listener: string): RequestTrace {
+  startRequest(req: IncomingMessage | Http2ServerRequest, listener: string): RequestTrace {
     const spans = this.#spans;
     const method = req.method ?? 'GET';
     // Without a traceparent the request starts a trace: nothing to parse.
