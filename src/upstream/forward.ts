@@ -1,3 +1,4 @@
+import { PassThrough, type Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { abortReason, onAbort } from '../exchange/cancel.ts';
 import { fromUpstreamError, ProxyError } from '../exchange/errors.ts';
@@ -264,6 +265,27 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
     });
   }
 
+  /**
+   * The body to hand undici's HTTP/2 client: `source`, except that when it fails (a body over
+   * maxBodyBytes, a client gone mid-upload) the attempt is cancelled on the next turn of the
+   * event loop, and the body undici reads neither errors nor is destroyed by anyone but undici,
+   * which ends it as it aborts. Given a body that errors, or a request aborted from within the
+   * read of another HTTP/2 stream (the client's, whose body failed), undici 8.13's HTTP/2 client
+   * leaves its session writing without end, its memory growing until the process is killed
+   * (docs/decisions/0011-h2c-and-grpc.md).
+   */
+  guardBody(source: Readable): Readable {
+    const guarded = new PassThrough();
+    // undici ends it with the attempt's error as it aborts; the attempt reports that error.
+    guarded.on('error', () => undefined);
+    source.on('error', (error: unknown) => {
+      const reason = error instanceof ProxyError ? error : new ProxyError('upstream_unavailable', { message: 'the request body could not be read', cause: error });
+      setImmediate(() => this.#cancel(reason));
+    });
+    source.pipe(guarded);
+    return guarded;
+  }
+
   discard(): void {
     this.#pending = [];
     if (this.#ended || this.#failed !== null) return;
@@ -282,6 +304,7 @@ function hasAny(fields: Record<string, unknown> | undefined): boolean {
 /** The terminal handler: one attempt on an endpoint the upstream's balancer picks. */
 export function forwardTo(upstream: Upstream, deps: ForwardDeps): Handler {
   const { clock, deadlineHeader, breakerState } = deps;
+  const h2c = upstream.config.protocol === 'h2c';
   return (request, scope) =>
     new Promise<UpstreamResponse>((resolve, reject) => {
       if (scope.signal.aborted) {
@@ -310,6 +333,8 @@ export function forwardTo(upstream: Upstream, deps: ForwardDeps): Handler {
               headers,
             });
       const exchange = new Exchange(request, upstream, endpoint, deps, scope, resolve, reject, trace);
-      endpoint.pool.dispatch({ method: request.method, path: request.path, headers, body: request.body }, exchange);
+      const body = request.body;
+      const sent = h2c && body !== null && !Buffer.isBuffer(body) ? exchange.guardBody(body) : body;
+      endpoint.pool.dispatch({ method: request.method, path: request.path, headers, body: sent }, exchange);
     });
 }

@@ -9,7 +9,7 @@ import type { ProxyRequest, UpstreamResponse } from '../../exchange/request.ts';
 import type { Clock } from '../../runtime/clock.ts';
 import type { Random } from '../../runtime/random.ts';
 import { backoffDelay } from './backoff.ts';
-import { bufferBody } from '../../exchange/request-body.ts';
+import { bufferBody, ReplayableBody } from '../../exchange/request-body.ts';
 import type { RetryBudget } from './budget.ts';
 import { decideRetry } from './decide.ts';
 
@@ -73,7 +73,8 @@ export function retryLayer(config: RetryConfig, deps: RetryDeps): Layer {
   const { clock, random, events, budget, breakerOpen } = deps;
 
   /** Decides on the outcome of attempt number `attempts`, then makes the retries it allows. */
-  async function retryAfter(next: Handler, request: ProxyRequest, scope: CallScope, replayable: boolean, first: Attempt): Promise<UpstreamResponse> {
+  /** `replay`: whether the body can be sent again, or the body that says so and gives each attempt its own copy. */
+  async function retryAfter(next: Handler, request: ProxyRequest, scope: CallScope, replay: boolean | ReplayableBody, first: Attempt): Promise<UpstreamResponse> {
     const { route, upstream } = request;
     const giveUp = (reason: GiveUpReason, result: Attempt): UpstreamResponse => {
       events.emit({ type: 'retry-give-up', route, upstream, reason }, request);
@@ -101,7 +102,7 @@ export function retryLayer(config: RetryConfig, deps: RetryDeps): Layer {
       if (decision.kind === 'final') return settle(result);
       if (decision.kind === 'give-up') return giveUp(decision.reason, result);
       if (attempts >= config.maxAttempts) return giveUp('attempts', result);
-      if (!replayable) return giveUp('body', result);
+      if (replay === false || (replay !== true && !replay.replayable)) return giveUp('body', result);
       if (breakerOpen?.(now) === true) return giveUp('breaker', result);
       const delayMs = decision.retryAfterMs ?? backoffDelay(config.backoff, attempts, previousDelayMs, random);
       if (remainingMs <= delayMs) return giveUp('deadline', result);
@@ -112,6 +113,8 @@ export function retryLayer(config: RetryConfig, deps: RetryDeps): Layer {
       events.emit({ type: 'retry', route, upstream, attempt: attempts + 1, delayMs, trigger: decision.trigger }, request);
       // The request's end (route timeout, client gone) cuts the wait short.
       if (delayMs > 0) await waitOrAbort(clock, delayMs, scope.signal);
+      // Nothing of a streaming body passed during the wait: no attempt was reading it.
+      if (typeof replay !== 'boolean') request.body = replay.open();
       result = await attempt(next, request, scope);
     }
   }
@@ -121,11 +124,22 @@ export function retryLayer(config: RetryConfig, deps: RetryDeps): Layer {
     return retryAfter(next, request, scope, replayable, await attempt(next, request, scope));
   }
 
+  /** A gRPC call's body streams to the first attempt at once, and is kept to be sent again (ReplayableBody). */
+  async function streamThenRetry(next: Handler, request: ProxyRequest, scope: CallScope, body: Readable): Promise<UpstreamResponse> {
+    const replay = new ReplayableBody(body, config.bufferLimitBytes);
+    request.body = replay.open();
+    return retryAfter(next, request, scope, replay, await attempt(next, request, scope));
+  }
+
   return (next) => (request, scope) => {
     budget.recordRequest(clock.now());
     const body = request.body;
-    // A body still streaming from the client is read into memory first, when it fits.
-    if (body !== null && !Buffer.isBuffer(body)) return bufferThenRetry(next, request, scope, body);
+    if (body !== null && !Buffer.isBuffer(body)) {
+      // A gRPC call may stream both ways: its first attempt cannot wait for the end of its body.
+      if (request.grpc === true) return streamThenRetry(next, request, scope, body);
+      // A body still streaming from the client is read into memory first, when it fits.
+      return bufferThenRetry(next, request, scope, body);
+    }
     // Without a body to buffer the first attempt goes straight out, and a final response
     // comes back without the retry loop.
     return callHandler(next, request, scope).then(
