@@ -573,6 +573,7 @@ class Checker {
       ...(fallback ? { fallback } : {}),
       ...(fault ? { fault } : {}),
       ...(deadLetter ? { deadLetter } : {}),
+      ...(route.telemetry?.grpcMethods === true ? { telemetry: { grpcMethods: true } } : {}),
     };
   }
 

@@ -1008,6 +1008,21 @@ const RouteSchema = Type.Object(
     fallback: Type.Optional(FallbackSchema),
     fault: Type.Optional(FaultSchema),
     deadLetter: Type.Optional(DeadLetterSchema),
+    telemetry: Type.Optional(
+      Type.Object(
+        {
+          grpcMethods: Type.Optional(
+            Type.Boolean({
+              title: 'gRPC method labels',
+              description:
+                "Label this route's breakwater_grpc_requests_total with each call's service and method (grpc_service, grpc_method). Each method called is a series of its own: set it for routes whose services have a known, small set of methods.",
+              default: false,
+            }),
+          ),
+        },
+        { ...Strict, title: 'Route telemetry', description: 'What the metrics tell of this route beyond the defaults.' },
+      ),
+    ),
   },
   {
     ...Strict,

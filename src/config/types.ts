@@ -168,6 +168,13 @@ export interface RouteConfig {
   readonly fallback?: FallbackConfig;
   readonly fault?: FaultConfig;
   readonly deadLetter?: DeadLetterConfig;
+  /** Absent: the default metrics (no gRPC method labels). */
+  readonly telemetry?: RouteTelemetryConfig;
+}
+
+export interface RouteTelemetryConfig {
+  /** Label breakwater_grpc_requests_total with each call's service and method. */
+  readonly grpcMethods: boolean;
 }
 
 export interface DeadLetterConfig {

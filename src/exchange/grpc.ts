@@ -79,12 +79,16 @@ export function isGrpcContentType(value: string | string[] | undefined): boolean
   return lower.startsWith('application/grpc') && (lower.length === 16 || lower[16] === '+' || lower[16] === ';');
 }
 
-/** The grpc-status in a set of headers or trailers, or undefined when there is none or it is not a number. */
+/**
+ * The grpc-status in a set of headers or trailers, or undefined when there is none or it is not
+ * a number. A code outside the 17 gRPC defines is UNKNOWN, as a gRPC client reads it.
+ */
 export function grpcStatusIn(headers: Readonly<Record<string, string | string[] | undefined>> | undefined): number | undefined {
   const value = headers?.['grpc-status'];
   const text = Array.isArray(value) ? value[0] : value;
   if (text === undefined || !/^\d{1,3}$/.test(text.trim())) return undefined;
-  return Number(text.trim());
+  const code = Number(text.trim());
+  return code <= grpcCodes.UNAUTHENTICATED ? code : grpcCodes.UNKNOWN;
 }
 
 /**

@@ -1,15 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
+import type { Http2ServerRequest, Http2ServerResponse, OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Transform, type Readable } from 'node:stream';
 import type { Config, ConnectionLimits } from '../config/types.ts';
 import { ProxyError, type LocalReason } from '../exchange/errors.ts';
-import { isGrpcContentType } from '../exchange/grpc.ts';
+import { grpcCodes, grpcMethodOf, grpcStatusIn, isGrpcContentType } from '../exchange/grpc.ts';
 import type { PolicyEvents } from '../exchange/events.ts';
 import { callHandler, type CallScope, type Handler } from '../exchange/handler.ts';
-import type { ConnectionRejection, RequestRecord } from '../exchange/record.ts';
+import type { ConnectionRejection, RequestProtocol, RequestRecord } from '../exchange/record.ts';
 import type { ProxyRequest, RequestTrace, RequestTracer } from '../exchange/request.ts';
 import { deadlineExceeded, deadlineReached, requestDeadline } from '../policies/deadline/deadline.ts';
 import { absoluteForm, type Router } from '../routing/match.ts';
@@ -33,6 +33,8 @@ export interface ActiveRoute {
   readonly timeoutMs: number;
   readonly match: Config['routes'][number]['match'];
   readonly handler: Handler;
+  /** The route's gRPC calls are counted by service and method (`telemetry.grpcMethods`). */
+  readonly grpcMethodLabels?: boolean;
 }
 
 /** What a request needs from the running config; a request keeps the one it started with. */
@@ -101,6 +103,22 @@ export function headersCheckIntervalMs(headersTimeoutMs: number): number {
  */
 function idleGraceMs(idleTimeoutMs: number): number {
   return Math.min(1000, Math.floor(idleTimeoutMs / 10));
+}
+
+/**
+ * The grpc-status a gRPC caller read: in the trailers or the Trailers-Only head Breakwater
+ * sent, CANCELLED when the client left before an answer, UNKNOWN when none was sent (the
+ * stream was cut short).
+ */
+function grpcStatusSent(res: ClientResponse, answered: boolean): number {
+  if (!answered) return grpcCodes.CANCELLED;
+  if ('stream' in res) {
+    const stream = res.stream as ServerHttp2Stream & { readonly sentTrailers?: OutgoingHttpHeaders; readonly sentHeaders?: OutgoingHttpHeaders };
+    const status = grpcStatusIn(stream.sentTrailers as Record<string, string> | undefined) ?? grpcStatusIn(stream.sentHeaders as Record<string, string> | undefined);
+    if (status !== undefined) return status;
+  }
+  const local = res.getHeader('grpc-status');
+  return typeof local === 'string' ? Number(local) : grpcCodes.UNKNOWN;
 }
 
 /** The size of a header list as HTTP/2 counts it against SETTINGS_MAX_HEADER_LIST_SIZE (RFC 9113 6.5.2). */
@@ -346,11 +364,13 @@ export class Listener {
     socket.once('close', cancelLinger);
     this.#options.observer.requestFinished({
       listener: this.name,
+      protocol: 'http1',
       route: undefined,
       upstream: undefined,
       method,
       path,
       status: error.status,
+      grpcStatus: undefined,
       reason: error.reason,
       detail: error.message,
       fallback: undefined,
@@ -500,6 +520,7 @@ export class Listener {
       cancelTimer();
       if (!res.writableFinished) controller.abort(new ProxyError('upstream_unavailable', { message: 'the client closed the connection' }));
       this.#finished(req, res, {
+        protocol: grpc ? 'grpc' : h2 ? 'h2c' : 'http1',
         route,
         startedAt,
         requestId,
@@ -562,13 +583,15 @@ export class Listener {
     const closeConnection =
       req.httpVersionMajor !== 2 &&
       (this.#options.draining() || req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined);
+    const grpc = isGrpcContentType(req.headers['content-type']);
+    const protocol = grpc ? 'grpc' : req.httpVersionMajor === 2 ? 'h2c' : 'http1';
     res.once('close', () =>
-      this.#finished(req, res, { route, startedAt, requestId, path, failure: error, fallback: undefined, attempts: 0, trace }),
+      this.#finished(req, res, { protocol, route, startedAt, requestId, path, failure: error, fallback: undefined, attempts: 0, trace }),
     );
     sendLocalReply(
       res,
       error,
-      { route: route?.name, upstream: route?.upstream, requestId, attempts: route === undefined ? undefined : 0, grpc: isGrpcContentType(req.headers['content-type']) },
+      { route: route?.name, upstream: route?.upstream, requestId, attempts: route === undefined ? undefined : 0, grpc },
       closeConnection,
     );
   }
@@ -577,6 +600,7 @@ export class Listener {
     req: ClientRequest,
     res: ClientResponse,
     outcome: {
+      protocol: RequestProtocol;
       route: ActiveRoute | undefined;
       startedAt: number;
       requestId: string;
@@ -592,11 +616,14 @@ export class Listener {
     const trace = outcome.trace;
     const record: RequestRecord = {
       listener: this.name,
+      protocol: outcome.protocol,
       route: outcome.route?.name,
       upstream: outcome.route?.upstream,
       method: req.method ?? '',
       path: outcome.path,
       status: answered ? res.statusCode : clientClosedStatus,
+      grpcStatus: outcome.protocol === 'grpc' ? grpcStatusSent(res, answered) : undefined,
+      grpcMethod: outcome.protocol === 'grpc' && outcome.route?.grpcMethodLabels === true ? grpcMethodOf(outcome.path) : undefined,
       reason: answered ? outcome.failure?.reason : 'client_closed',
       detail: answered ? outcome.failure?.message : undefined,
       fallback: outcome.fallback,

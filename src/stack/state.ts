@@ -62,6 +62,7 @@ export function buildRunningState(config: Config, hash: string, previous: Runnin
     upstream: route.upstream,
     timeoutMs: route.timeoutMs,
     match: route.match,
+    grpcMethodLabels: route.telemetry?.grpcMethods === true,
     handler: buildRouteHandler(route, { ...deps, upstreams, deadlineHeader: config.deadline.header }),
   }));
   deps.registries.retainFor(config);

@@ -178,10 +178,11 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
 
   onResponseEnd(_controller: Controller, trailers: Record<string, string | string[] | undefined>): void {
     this.#ended = true;
-    this.#finish();
     if (hasAny(trailers)) this.#trailers = trailers as Record<string, string | string[]>;
-    // A gRPC response that ends without a status is one its client reports as UNKNOWN.
+    // A gRPC response that ends without a status is one its client reports as UNKNOWN. Told
+    // before #finish ends the attempt's span, which records it.
     if (this.#late !== null) this.#settleLate({ kind: 'response', status: this.#status, grpcStatus: grpcStatusIn(trailers) ?? grpcCodes.UNKNOWN });
+    this.#finish();
     if (this.#sink !== null) {
       if (this.#trailers !== null) this.#sink.addTrailers?.(this.#trailers);
       this.#sink.end();
@@ -190,8 +191,11 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
   }
 
   onResponseError(_controller: Controller, error: Error): void {
+    const failure = fromUpstreamError(error, this.#endpoint.origin, this.#upstream.maxResponseHeaderBytes);
+    // A gRPC call cut after its head: its outcome is told before #finish ends its span.
+    if (this.#late !== null) this.#settleLate(failure.attemptFailure === undefined ? undefined : { kind: 'failure', failure: failure.attemptFailure });
     this.#finish();
-    this.#fail(fromUpstreamError(error, this.#endpoint.origin, this.#upstream.maxResponseHeaderBytes));
+    this.#fail(failure);
   }
 
   /** `respondedAt`: when the response head came, for an outcome its trailers told later. */
