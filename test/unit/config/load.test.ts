@@ -254,6 +254,7 @@ describe('the effective config of a file that sets every key', () => {
         maxEntries: 5000,
         keepHeaders: ['authorization'],
       },
+      telemetry: { grpcMethods: true },
     });
     expect(config.routes[1]).toEqual({ name: 'health', listener: 'inbound', match: { path: '/healthz' }, upstream: 'payments', timeoutMs: 15_000 });
     expect(Object.fromEntries(config.stores)).toEqual({
