@@ -295,3 +295,45 @@ export class ReplayableBody {
     this.#source.pause();
   }
 }
+
+/**
+ * Reads what a streaming body sends until the next turn of the event loop, then calls `settled`
+ * once: with the whole body as a Buffer when it ended by then within `limit` bytes, else with a
+ * stream of what was read followed by the rest, as it comes. Whatever the body is, it is never
+ * held back longer than that turn, so a call that streams both ways is not delayed. Past
+ * `limit`, or when the body fails or `signal` aborts first, it is handed on as a stream at
+ * once, failures and all.
+ */
+export function readAhead(source: Readable, limit: number, signal: AbortSignal, settled: (body: Readable | Buffer) => void): void {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let done = false;
+  const finish = (body: Readable | Buffer): void => {
+    if (done) return;
+    done = true;
+    clearImmediate(turn);
+    source.off('data', onData);
+    source.off('end', onEnd);
+    source.off('error', onError);
+    signal.removeEventListener('abort', onAbort);
+    settled(body);
+  };
+  const asStream = (): void => {
+    source.pause();
+    finish(chunks.length === 0 ? source : resume(chunks, source));
+  };
+  const onData = (chunk: Buffer): void => {
+    chunks.push(chunk);
+    size += chunk.length;
+    if (size > limit) asStream();
+  };
+  const onEnd = (): void => finish(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
+  // The reader sees the failure on the stream it is given, which ends with it.
+  const onError = (): void => finish(resume(chunks, source));
+  const onAbort = (): void => asStream();
+  source.on('data', onData);
+  source.on('end', onEnd);
+  source.on('error', onError);
+  signal.addEventListener('abort', onAbort, { once: true });
+  const turn = setImmediate(asStream);
+}

@@ -17,6 +17,7 @@ import type { Clock } from '../runtime/clock.ts';
 import { clientKey, ConnectionTable } from './connections.ts';
 import { H2cServer } from './h2c.ts';
 import { callerTraceId, clientResponseHeaders, upstreamHeaders, upstreamHeadersH2 } from './headers.ts';
+import { readAhead } from '../exchange/request-body.ts';
 import { sendLocalReply, sendRawLocalReply } from './local-reply.ts';
 import { sortConnection } from './preface.ts';
 
@@ -69,6 +70,12 @@ export interface ListenerOptions {
   /** Undefined while tracing is off. */
   readonly tracer: RequestTracer | undefined;
 }
+
+/**
+ * The most of an HTTP/2 request body held to see whether it is all there (readAhead): the
+ * retry layer's default bufferLimit, so that a body this size is replayable anyway.
+ */
+const readAheadLimitBytes = 64 * 1024;
 
 /** Status logged when the client went away before a response was sent (as nginx does). */
 const clientClosedStatus = 499;
@@ -532,39 +539,54 @@ export class Listener {
       });
     });
 
-    callHandler(route.handler, request, scope).then(
-      (response) => {
-        if (res.destroyed) {
-          response.body.discard();
-          return;
-        }
-        fallback = response.fallback;
-        if (!h2 && options.draining()) (res as ServerResponse).shouldKeepAlive = false;
-        // The two response kinds take the same calls; node:http's types stand for both.
-        const sink = res as ServerResponse;
-        const headers = clientResponseHeaders(response.headers, request.attempts, requestId);
-        if (h2 && response.headers['grpc-status'] !== undefined) {
-          // A Trailers-Only gRPC response: its head must end the stream, as it came, or a gRPC
-          // client reads its status as metadata. Left unsent, the head goes out with the end.
-          sink.statusCode = response.status;
-          for (const name in headers) sink.setHeader(name, headers[name]!);
-        } else {
-          sink.writeHead(response.status, headers);
-        }
-        response.body.pipeTo(sink).catch((error: unknown) => {
-          // The head is already out: all that is left is to cut the response short.
-          if (error instanceof ProxyError) failure = error;
-          res.destroy();
-        });
-      },
-      (error: unknown) => {
-        const reply = error instanceof ProxyError ? error : new ProxyError('upstream_unavailable', { cause: error });
-        if (res.destroyed) return;
-        failure = reply;
-        if (!h2 && options.draining()) (res as ServerResponse).shouldKeepAlive = false;
-        sendLocalReply(res, reply, { route: route.name, upstream: route.upstream, requestId, attempts: request.attempts, grpc }, !h2 && reply.reason === 'payload_too_large');
-      },
-    );
+    const dispatch = (): void => {
+      callHandler(route.handler, request, scope).then(
+        (response) => {
+          if (res.destroyed) {
+            response.body.discard();
+            return;
+          }
+          fallback = response.fallback;
+          if (!h2 && options.draining()) (res as ServerResponse).shouldKeepAlive = false;
+          // The two response kinds take the same calls; node:http's types stand for both.
+          const sink = res as ServerResponse;
+          const headers = clientResponseHeaders(response.headers, request.attempts, requestId);
+          if (h2 && response.headers['grpc-status'] !== undefined) {
+            // A Trailers-Only gRPC response: its head must end the stream, as it came, or a gRPC
+            // client reads its status as metadata. Left unsent, the head goes out with the end.
+            sink.statusCode = response.status;
+            for (const name in headers) sink.setHeader(name, headers[name]!);
+          } else {
+            sink.writeHead(response.status, headers);
+          }
+          response.body.pipeTo(sink).catch((error: unknown) => {
+            // The head is already out: all that is left is to cut the response short.
+            if (error instanceof ProxyError) failure = error;
+            res.destroy();
+          });
+        },
+        (error: unknown) => {
+          const reply = error instanceof ProxyError ? error : new ProxyError('upstream_unavailable', { cause: error });
+          if (res.destroyed) return;
+          failure = reply;
+          if (!h2 && options.draining()) (res as ServerResponse).shouldKeepAlive = false;
+          sendLocalReply(res, reply, { route: route.name, upstream: route.upstream, requestId, attempts: request.attempts, grpc }, !h2 && reply.reason === 'payload_too_large');
+        },
+      );
+    };
+
+    const body = request.body;
+    if (!h2 || body === null || Buffer.isBuffer(body)) {
+      dispatch();
+      return;
+    }
+    // An HTTP/2 body that has all come by the next turn of the event loop (a unary gRPC call's
+    // one message, most often) goes upstream as the bytes it is: a stream costs undici's HTTP/2
+    // client a pipeline per request, several times the cost of the rest of the call.
+    readAhead(body, readAheadLimitBytes, scope.signal, (settled) => {
+      request.body = settled;
+      dispatch();
+    });
   }
 
   /** Answers before any upstream is involved. */

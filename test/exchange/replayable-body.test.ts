@@ -1,6 +1,6 @@
 import { PassThrough, type Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { ReplayableBody } from '../../src/exchange/request-body.ts';
+import { readAhead, ReplayableBody } from '../../src/exchange/request-body.ts';
 
 /** Everything a reader yields until it ends. */
 async function readAll(reader: Readable): Promise<string> {
@@ -83,5 +83,43 @@ describe('a body sent again while it still streams', () => {
     source.destroy(new Error('client gone'));
     await expect(read).rejects.toThrow('client gone');
     expect(body.replayable).toBe(false);
+  });
+});
+
+describe('reading ahead a body to see whether it is all there', () => {
+  const settle = (source: Readable, limit = 1024, signal = new AbortController().signal): Promise<Readable | Buffer> =>
+    new Promise((resolve) => readAhead(source, limit, signal, resolve));
+
+  it('hands on a body that ended by the next turn as its bytes', async () => {
+    const source = new PassThrough();
+    source.write('one message');
+    source.end();
+    const body = await settle(source);
+    expect(Buffer.isBuffer(body) && body.toString()).toBe('one message');
+  });
+
+  it('hands on a body still coming as a stream of what came and what follows, without holding it back', async () => {
+    const source = new PassThrough();
+    source.write('first ');
+    const body = await settle(source);
+    expect(Buffer.isBuffer(body)).toBe(false);
+    source.end('then the rest');
+    expect(await readAll(body as Readable)).toBe('first then the rest');
+  });
+
+  it('hands on a body larger than the limit as a stream at once', async () => {
+    const source = new PassThrough();
+    source.end('0123456789');
+    const body = await settle(source, 4);
+    expect(Buffer.isBuffer(body)).toBe(false);
+    expect(await readAll(body as Readable)).toBe('0123456789');
+  });
+
+  it('hands on a body that failed as a stream that fails the same way', async () => {
+    const source = new PassThrough();
+    source.write('part');
+    source.destroy(new Error('client gone'));
+    const body = await settle(source);
+    await expect(readAll(body as Readable)).rejects.toThrow('client gone');
   });
 });
