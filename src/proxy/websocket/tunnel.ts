@@ -56,7 +56,7 @@ class Way {
   /** Bytes written to `to`. */
   bytes = 0;
   waitingForDrain = false;
-  /** Breakwater's close frame has been written to `to`, and `to` ended. */
+  /** Breakwater's close frame has been written to `to` (or `from` had sent one through already). */
   closed = false;
 
   constructor(from: Duplex, to: Duplex, fromSide: 'client' | 'upstream') {
@@ -110,7 +110,9 @@ export class Tunnel {
 
   /**
    * Ends the tunnel with a close frame 1001 to both sides, each after the frame it is receiving
-   * (if any) has passed whole; the connections are cut if that takes longer than closeGraceMs.
+   * (if any) has passed whole. A side's connection is ended once it has had a close frame and
+   * sent its own (the closing handshake of RFC 6455 7.1); both are cut if that takes longer
+   * than closeGraceMs.
    */
   close(bound: TunnelBound): void {
     if (this.#closing !== undefined || this.#socketsOpen === 0) return;
@@ -119,9 +121,10 @@ export class Tunnel {
     this.#cancelBoundTimer?.();
     for (const way of [this.#toUpstream, this.#toClient]) {
       if (way.frames.atBoundary) this.#sendClose(way);
-      // Reading on, so that the answers to the close frames are taken in (and dropped).
+      // Reading on, so that the answers to the close frames are taken in.
       way.from.resume();
     }
+    this.#endClosedSides();
     this.#cancelGrace = this.#options.clock.setTimer(closeGraceMs, () => {
       this.#client.destroy();
       this.#upstream.destroy();
@@ -137,12 +140,18 @@ export class Tunnel {
       this.#write(way, chunk);
       return;
     }
-    // Closing: only the rest of the frame under way passes, then Breakwater's close frame;
-    // whatever comes after (the side's answering close frame) is dropped.
-    if (way.closed) return;
-    const passing = way.frames.read(chunk, true);
-    if (passing > 0) this.#write(way, passing === chunk.length ? chunk : chunk.subarray(0, passing));
-    if (way.frames.atBoundary) this.#sendClose(way);
+    // Closing: only the rest of the frame under way passes, then Breakwater's close frame.
+    // What comes after is read, to see the side's answering close frame, and dropped.
+    let rest = chunk;
+    if (!way.closed) {
+      const passing = way.frames.read(chunk, true);
+      if (passing > 0) this.#write(way, passing === chunk.length ? chunk : chunk.subarray(0, passing));
+      if (!way.frames.atBoundary) return;
+      this.#sendClose(way);
+      rest = chunk.subarray(passing);
+    }
+    way.frames.read(rest);
+    this.#endClosedSides();
   }
 
   #write(way: Way, chunk: Buffer): void {
@@ -157,14 +166,25 @@ export class Tunnel {
     });
   }
 
-  /** Writes Breakwater's close frame to `way.to`, unless `way.from` has sent one already, and ends it. */
+  /** Writes Breakwater's close frame to `way.to`, unless `way.from` has passed it one already. */
   #sendClose(way: Way): void {
     if (way.closed) return;
     way.closed = true;
     const to = way.to;
-    if (to.destroyed || to.writableEnded) return;
-    if (!way.frames.closeSeen) new Sender(to).close(goingAway, closeReasons[this.#closing!], way.masked);
-    to.end();
+    if (to.destroyed || to.writableEnded || way.frames.closeSeen) return;
+    new Sender(to).close(goingAway, closeReasons[this.#closing!], way.masked);
+  }
+
+  /** While closing: ends the connection of each side that has had a close frame and sent one. */
+  #endClosedSides(): void {
+    for (const [toSide, fromSide] of [
+      [this.#toClient, this.#toUpstream],
+      [this.#toUpstream, this.#toClient],
+    ] as const) {
+      const socket = toSide.to;
+      const hadClose = toSide.closed || toSide.frames.closeSeen;
+      if (hadClose && fromSide.frames.closeSeen && !socket.writableEnded) socket.end();
+    }
   }
 
   /** `way.from` ended its side: the other learns it the same way, unless Breakwater is closing. */
@@ -180,19 +200,23 @@ export class Tunnel {
   }
 
   #socketClosed(way: Way): void {
-    this.#closedBy ??= way.fromSide;
+    const closedBy = (this.#closedBy ??= way.fromSide);
     this.#socketsOpen -= 1;
-    // Nothing more can reach a side whose connection is gone; one that was ended already closes
-    // when its peer does, or at the end of the grace.
     const other = way.to;
     if (this.#socketsOpen > 0) {
-      if (!other.writableEnded) other.destroy();
-      else this.#cancelGrace ??= this.#options.clock.setTimer(closeGraceMs, () => other.destroy());
+      // Nothing more can reach a side whose connection is gone. While closing, the other side
+      // still gets what was written to it (its close frame): it is ended, and cut at the end of
+      // the grace. An ended side closes when its peer does, or at the end of a grace too.
+      if (this.#closing === undefined && !other.writableEnded) other.destroy();
+      else {
+        if (!other.writableEnded) other.end();
+        this.#cancelGrace ??= this.#options.clock.setTimer(closeGraceMs, () => other.destroy());
+      }
       return;
     }
     this.#cancelBoundTimer?.();
     this.#cancelGrace?.();
-    this.#options.onClosed({ bytesToUpstream: this.#toUpstream.bytes, bytesToClient: this.#toClient.bytes, closedBy: this.#closedBy });
+    this.#options.onClosed({ bytesToUpstream: this.#toUpstream.bytes, bytesToClient: this.#toClient.bytes, closedBy });
   }
 
   /** Closes the tunnel when a bound has run out; otherwise looks again when the next one could. */
