@@ -302,6 +302,27 @@ ${routes}
     client.terminate();
   });
 
+  it('lets the tunnels of a listener a reload replaces run on, and closes them at the drain', async () => {
+    const withLimit = (maxConcurrent: number): string =>
+      `${config('  - {name: chat, match: {pathPrefix: /}, upstream: chat}', '500ms')}`.replace(
+        '{name: outbound, address: 127.0.0.1:0}',
+        `{name: outbound, address: 127.0.0.1:0, maxConcurrent: ${maxConcurrent}}`,
+      );
+    proxy = await startBreakwater(withLimit(100));
+    const running = proxy;
+    const client = await connectWebSocket(wsUrl(proxy, '/chat'), { 'x-request-id': 'on-old-listener' });
+    const clientSaw = closed(client);
+    // A new maxConcurrent starts a new listener; the reload does not wait for the old one's tunnel.
+    await writeFile(proxy.configPath, withLimit(200));
+    expect(await proxy.breakwater.reload()).toEqual({ ok: true, changed: true });
+    const echoed = nextMessage(client);
+    client.send('old listener, still open');
+    expect((await echoed).data.toString()).toBe('old listener, still open');
+    proxy = undefined;
+    await running.stop();
+    expect(await clientSaw).toEqual({ code: 1001, reason: 'proxy shutting down' });
+  });
+
   it('keeps tunnels open while draining, and closes them with 1001 to both sides when the drain timeout ends', async () => {
     proxy = await startBreakwater(config('  - {name: chat, match: {pathPrefix: /}, upstream: chat}', '1500ms'));
     const running = proxy;
