@@ -259,19 +259,19 @@ class Handshake {
     // The 101 has no body: this ends what the handshake held (a bulkhead slot, an attempt's scope).
     response.body.discard();
     const opened = this.#record(response.status, undefined, true);
+    // The tunnel may live for hours: what it needs when it closes is taken out of the handshake,
+    // so that the handshake's request and headers are not kept alive with it.
+    const tunnels = this.#tunnels;
+    const startedAt = this.#startedAt;
+    const clock = options.clock;
+    const observer = options.observer;
     const tunnel = new Tunnel(client, upstream.socket, {
-      clock: options.clock,
+      clock,
       bounds: route.websocket,
       onClosed: (summary) => {
-        this.#tunnels.delete(tunnel);
+        tunnels.delete(tunnel);
         upstream.release();
-        options.observer.tunnelClosed({
-          ...opened,
-          protocol: 'websocket',
-          durationMs: options.clock.now() - this.#startedAt,
-          handshakeMs: opened.durationMs,
-          ...summary,
-        });
+        observer.tunnelClosed({ ...opened, protocol: 'websocket', durationMs: clock.now() - startedAt, handshakeMs: opened.durationMs, ...summary });
       },
     });
     this.#tunnels.add(tunnel);
