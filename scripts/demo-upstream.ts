@@ -1,10 +1,12 @@
 import { createServer } from 'node:http';
 
 // The demo service behind the shipped example config: it says what it received, so a new
-// user can see what Breakwater adds and removes on the way.
-//   GET /anything          200 with a JSON echo of the request
-//   GET /slow?ms=3000      answers after the given delay (try it against a route timeout)
-//   GET /status/503        answers with that status
+// user can see what Breakwater adds on the way.
+//   any path               200 with what reached it, as JSON: the method, the path, and the
+//                          headers Breakwater adds (x-breakwater-attempt as "attempt",
+//                          x-request-id, x-forwarded-for, x-request-timeout-ms as "deadlineMs")
+//   GET /slow?ms=3000      the same, after the given delay (try it against a route timeout)
+//   GET /status/503        the same, with that status
 //   POST /charges          201 with a new charge id each time it is reached (ch_1, ch_2, ...),
 //                          so a replay from Breakwater's idempotency store shows as a repeated id
 

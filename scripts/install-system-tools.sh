@@ -3,8 +3,9 @@
 #   test   what `npm test` drives: prometheus (promtool, and prometheus itself for the scrape
 #          test), kubernetes-client (kubectl, for `kubectl kustomize`), and redis-server with
 #          redis-tools (redis-server and redis-cli, for the Redis state store's tests: one
-#          server, a cluster, a sentinel), and chromium (the headless browser that the admin
-#          page's test drives through playwright-core)
+#          server, a cluster, a sentinel), chromium (the headless browser that the admin
+#          page's test drives through playwright-core), and curl (the README tour's commands,
+#          which a test runs as written)
 #   bench  what `npm run bench` and `npm run bench:resilience` drive: wrk, nginx, haproxy,
 #          procps (ps) and util-linux (taskset)
 # `npm test` and `npm run bench` run it with their set; call it by hand only to prepare a
@@ -22,7 +23,7 @@ export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
 # The packages of each set; each package's command is listed below.
 declare -A packages_of=(
-  [test]="prometheus kubernetes-client redis-server redis-tools chromium"
+  [test]="prometheus kubernetes-client redis-server redis-tools chromium curl"
   [bench]="wrk nginx haproxy procps util-linux"
 )
 # package -> the command that the tests and benchmarks run from it
@@ -32,6 +33,7 @@ declare -A command_of=(
   [redis-server]=redis-server
   [redis-tools]=redis-cli
   [chromium]=chromium
+  [curl]=curl
   [wrk]=wrk
   [nginx]=nginx
   [haproxy]=haproxy

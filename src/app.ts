@@ -12,6 +12,7 @@ import { allProblems, formatProblem, parseConfig, type ConfigProblem } from './c
 import { redactConfig, type ServerAddresses } from './config/redact.ts';
 import type { Config } from './config/types.ts';
 import { watchConfigFile } from './config/watch.ts';
+import { lintConfig } from './lint/warnings.ts';
 import type { PolicyEvents } from './exchange/events.ts';
 import type { ListenerObserver } from './proxy/listener.ts';
 import { ListenerSet } from './proxy/listeners.ts';
@@ -287,7 +288,7 @@ export class Breakwater {
       this.logger.info({ config: path, hash }, 'config unchanged');
       return { ok: true, changed: false };
     }
-    const parsed = parseConfig(text, path);
+    const parsed = parseConfig(text, path, { lint: lintConfig });
     if (!parsed.ok) {
       // The warnings too, in file order: the same lines `breakwater validate` prints.
       return this.#reloadFailed(allProblems(parsed).map(formatProblem));

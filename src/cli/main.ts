@@ -3,6 +3,7 @@
 import { parseArgs } from 'node:util';
 import { allProblems, formatProblem, loadConfigFile } from '../config/load.ts';
 import type { ConfigProblem } from '../config/load.ts';
+import { lintConfig } from '../lint/warnings.ts';
 import { breakwaterVersion } from '../runtime/version.ts';
 import { explainCommand } from './explain-command.ts';
 import { DLQ_USAGE } from './dlq.ts';
@@ -82,7 +83,7 @@ async function run(args: readonly string[], io: CliIo): Promise<number> {
   const configPath = values.config ?? io.env.BREAKWATER_CONFIG ?? DEFAULT_CONFIG_PATH;
   const logFormat = values['log-format'] ?? 'json';
   if (logFormat !== 'json' && logFormat !== 'pretty') throw usageError(`--log-format must be json or pretty, not "${logFormat}"`);
-  const result = await loadConfigFile(configPath);
+  const result = await loadConfigFile(configPath, { lint: lintConfig });
   if (!result.ok) {
     writeProblems(io, allProblems(result));
     io.stderr(`breakwater: ${configPath} is not a valid config; not starting\n`);
@@ -107,7 +108,7 @@ async function validate(args: readonly string[], io: CliIo): Promise<number> {
   if (positionals.length === 0) throw usageError('validate needs at least one FILE');
   let valid = true;
   for (const file of positionals) {
-    const result = await loadConfigFile(file);
+    const result = await loadConfigFile(file, { lint: lintConfig });
     writeProblems(io, allProblems(result));
     if (!result.ok) valid = false;
     else if (result.warnings.length === 0) io.stdout(`${file}: ok\n`);

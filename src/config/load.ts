@@ -1,7 +1,7 @@
 // Reads breakwater.yaml: YAML syntax, then the schema (Ajv), then the rules a schema cannot
-// express, then defaults, then the warnings. Every mistake comes back as a problem with the
-// file, line, column and path of the key or value to fix, so `breakwater validate` and reloads
-// can show them. After a shape mistake the later steps still check the well-formed rest of the
+// express, then defaults, then the lint the caller gives (the warnings). Every mistake comes
+// back as a problem with the file, line, column and path of the key or value to fix, so
+// `breakwater validate` and reloads can show them. After a shape mistake the later steps still check the well-formed rest of the
 // file, so that one run shows every problem rather than one step's worth at a time.
 
 import { readFile } from 'node:fs/promises';
@@ -10,9 +10,8 @@ import { fileNames, normalizeConfig } from './normalize.ts';
 import type { Environment } from './normalize.ts';
 import { formatPath, YamlLocator } from './positions.ts';
 import type { ItemName, PathSegment } from './positions.ts';
-import type { Config } from './types.ts';
+import type { Config, RouteConfig } from './types.ts';
 import { checkSchema } from './validate.ts';
-import { checkWarnings } from './warnings.ts';
 
 export { redactConfig } from './redact.ts';
 
@@ -52,9 +51,30 @@ export function allProblems(result: ConfigResult): ConfigProblem[] {
   return sortProblems([...(result.ok ? [] : result.problems), ...result.warnings]);
 }
 
+export type ReportWarning = (path: readonly PathSegment[], message: string, part?: 'key' | 'value') => void;
+
+export interface RouteInFile {
+  readonly route: RouteConfig;
+  /** `['routes', INDEX]`, the index in the file. */
+  readonly path: readonly PathSegment[];
+  /** The keys the file gives the route and its retry (the others take their defaults). */
+  readonly given: { readonly timeout: boolean; readonly maxAttempts: boolean };
+}
+
+/**
+ * Looks for mistakes a valid config can still hold, and reports each as a warning (never an
+ * error). `clean(path)` says whether that part of the file is free of errors: a lint leaves out
+ * a part with an error, since fixing the error may change the answer. The lint Breakwater runs
+ * is src/lint/'s: it judges routes with the router's and the retry policy's own rules, which
+ * sit above this folder, so the callers that show warnings pass it in.
+ */
+export type ConfigLint = (routes: readonly RouteInFile[], clean: (path: readonly PathSegment[]) => boolean, warn: ReportWarning) => void;
+
 export interface ParseOptions {
   /** Where `${VAR}` references in store values are looked up. Default: `process.env`. */
   readonly env?: Environment;
+  /** The warnings' checks; without it the result has no warnings. */
+  readonly lint?: ConfigLint;
 }
 
 /** Parses and validates the text of a config file; `fileName` is only used in problems. */
@@ -109,13 +129,15 @@ export function parseConfig(text: string, fileName: string, options: ParseOption
   const file = checked.file;
   const broken = (path: readonly PathSegment[]): boolean => checked.pruned.some((cut) => startsWith(path, cut));
   const config = normalizeConfig(file, error, options.env, { names, fileIndex: checked.fileIndex, broken });
-  const clean = (path: readonly PathSegment[]): boolean => !troubled.some((other) => startsWith(path, other) || startsWith(other, path));
-  const routes = config.routes.map((route, index) => ({
-    route,
-    path: ['routes', checked.fileIndex(file.routes ?? [], index)],
-    given: { timeout: file.routes?.[index]?.timeout !== undefined, maxAttempts: file.routes?.[index]?.retry?.maxAttempts !== undefined },
-  }));
-  checkWarnings(routes, clean, report('warning'));
+  if (options.lint !== undefined) {
+    const clean = (path: readonly PathSegment[]): boolean => !troubled.some((other) => startsWith(path, other) || startsWith(other, path));
+    const routes = config.routes.map((route, index) => ({
+      route,
+      path: ['routes', checked.fileIndex(file.routes ?? [], index)],
+      given: { timeout: file.routes?.[index]?.timeout !== undefined, maxAttempts: file.routes?.[index]?.retry?.maxAttempts !== undefined },
+    }));
+    options.lint(routes, clean, report('warning'));
+  }
 
   const errors = sortProblems(problems.filter((problem) => problem.severity === 'error'));
   const warnings = sortProblems(problems.filter((problem) => problem.severity === 'warning'));
@@ -129,7 +151,7 @@ function startsWith(path: readonly PathSegment[], prefix: readonly PathSegment[]
 }
 
 /** Reads and parses a config file; a file that cannot be read is a problem too. */
-export async function loadConfigFile(path: string): Promise<ConfigResult> {
+export async function loadConfigFile(path: string, options: ParseOptions = {}): Promise<ConfigResult> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
@@ -141,7 +163,7 @@ export async function loadConfigFile(path: string): Promise<ConfigResult> {
       warnings: [],
     };
   }
-  return parseConfig(text, path);
+  return parseConfig(text, path, options);
 }
 
 function sortProblems(problems: ConfigProblem[]): ConfigProblem[] {

@@ -10,7 +10,7 @@ import type { SqliteStoreConfig } from '../config/types.ts';
 import type { Clock } from '../runtime/clock.ts';
 import type { LogBackend, RecordBackend } from './guard.ts';
 import { tagsMatch } from './log.ts';
-import type { EncodedLogEntry, RawLogEntry } from './log.ts';
+import type { RawLogEntry } from './log.ts';
 import type { RawRecord } from './records.ts';
 import { StoreError } from './store.ts';
 import type { StoreErrorCode } from './store.ts';
@@ -68,6 +68,86 @@ interface Row {
   body: Uint8Array | null;
 }
 
+interface Waiter {
+  readonly resolve: () => void;
+  readonly reject: (error: unknown) => void;
+}
+
+/**
+ * Writes that arrive in one turn of the event loop share one transaction (a group commit),
+ * committed once the turn's callbacks have run: a commit, and its share of the WAL's
+ * checkpoints, is paid per turn rather than per write. Each write's promise settles only
+ * after its commit, so nothing is answered on a write that is not in the file. Reads on the
+ * connection see the open group's writes, as the writes of one connection always see each
+ * other.
+ */
+export class GroupCommit {
+  /**
+   * The group open in this process, on any connection. Another connection to the same file
+   * would wait for its lock on this very thread, which is the one that must commit it: so a
+   * group is committed before another connection begins one.
+   */
+  static #open: GroupCommit | null = null;
+  readonly #db: DatabaseSync;
+  #waiters: Waiter[] | null = null;
+
+  constructor(db: DatabaseSync) {
+    this.#db = db;
+  }
+
+  /** Runs `step` in the turn's transaction; resolves with its result once that is committed. */
+  run<T>(step: () => T): Promise<T> {
+    if (this.#waiters === null) {
+      GroupCommit.#open?.commitNow();
+      // IMMEDIATE takes the write lock before the group's first read, so that two connections
+      // to one file cannot both see a key free and both write it.
+      try {
+        this.#db.exec('BEGIN IMMEDIATE');
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      this.#waiters = [];
+      GroupCommit.#open = this;
+      setImmediate(() => this.commitNow());
+    }
+    const waiters = this.#waiters;
+    let result: T;
+    try {
+      result = step();
+    } catch (error) {
+      // A failed statement undoes only itself, unless SQLite had to end the transaction.
+      if (!this.#db.isTransaction) this.#settle(error);
+      return Promise.reject(error);
+    }
+    return new Promise<T>((resolve, reject) => {
+      waiters.push({ resolve: () => resolve(result), reject });
+    });
+  }
+
+  /** Commits the open group, if any, and settles its writes. */
+  commitNow(): void {
+    if (this.#waiters === null) return;
+    try {
+      if (this.#db.isOpen && this.#db.isTransaction) this.#db.exec('COMMIT');
+    } catch (error) {
+      if (this.#db.isOpen && this.#db.isTransaction) this.#db.exec('ROLLBACK');
+      this.#settle(error);
+      return;
+    }
+    this.#settle(undefined);
+  }
+
+  #settle(error: unknown): void {
+    const waiters = this.#waiters ?? [];
+    this.#waiters = null;
+    if (GroupCommit.#open === this) GroupCommit.#open = null;
+    for (const waiter of waiters) {
+      if (error === undefined) waiter.resolve();
+      else waiter.reject(error);
+    }
+  }
+}
+
 /**
  * Opens (creating the file and its folder when missing) and migrates the database. Throws a
  * StoreError when the file cannot be used: unreadable, another program's, or written by a
@@ -109,30 +189,26 @@ export function sqliteBackend(
 
   const raw = (row: Row): RawRecord => ({ meta: row.meta, body: row.body ?? undefined });
   const changed = (result: { changes: number | bigint }): boolean => Number(result.changes) === 1;
-  const log = sqliteLog(db);
+  const writes = new GroupCommit(db);
+  const log = sqliteLog(db, writes);
 
   return {
-    async take(key, record, ttlMs) {
-      const now = clock.wallNow();
-      // IMMEDIATE takes the write lock before reading, so two connections to one file cannot
-      // both see the key free and both write it.
-      db.exec('BEGIN IMMEDIATE');
-      try {
+    take(key, record, ttlMs) {
+      return writes.run(() => {
+        const now = clock.wallNow();
         const current = selectLive.get(key, now) as Row | undefined;
         if (current === undefined) upsert.run(key, record.token, record.meta, record.body ?? null, now + ttlMs);
-        db.exec('COMMIT');
         return current === undefined ? undefined : raw(current);
-      } catch (error) {
-        if (db.isTransaction) db.exec('ROLLBACK');
-        throw error;
-      }
+      });
     },
-    async replace(key, record, ttlMs) {
-      const now = clock.wallNow();
-      return changed(updateOwned.run(record.meta, record.body ?? null, now + ttlMs, key, record.token, now));
+    replace(key, record, ttlMs) {
+      return writes.run(() => {
+        const now = clock.wallNow();
+        return changed(updateOwned.run(record.meta, record.body ?? null, now + ttlMs, key, record.token, now));
+      });
     },
-    async release(key, token) {
-      return changed(deleteOwned.run(key, token, clock.wallNow()));
+    release(key, token) {
+      return writes.run(() => changed(deleteOwned.run(key, token, clock.wallNow())));
     },
     async get(key) {
       const row = selectLive.get(key, clock.wallNow()) as Row | undefined;
@@ -152,6 +228,7 @@ export function sqliteBackend(
     log,
     classify: classifySqliteError,
     async close() {
+      writes.commitNow();
       if (db.isOpen) db.close();
     },
   };
@@ -166,7 +243,7 @@ interface LogRow {
   body?: Uint8Array | null;
 }
 
-function sqliteLog(db: DatabaseSync): LogBackend {
+function sqliteLog(db: DatabaseSync, writes: GroupCommit): LogBackend {
   const countOf = db.prepare('SELECT entries FROM log_partitions WHERE stream = ? AND partition = ?');
   const insert = db.prepare('INSERT INTO log_entries (stream, id, partition, time, tags, meta, body) VALUES (?, ?, ?, ?, ?, ?, ?)');
   const selectOne = db.prepare('SELECT id, time, partition, tags, meta, body FROM log_entries WHERE stream = ? AND id = ?');
@@ -193,48 +270,15 @@ function sqliteLog(db: DatabaseSync): LogBackend {
     body: row.body ?? undefined,
   });
 
-  // Appends that arrive in one turn of the event loop are written in one transaction: under a
-  // burst of failures (an outage) a commit, and its share of the WAL's checkpoints, is paid
-  // per batch rather than per entry.
-  interface Pending {
-    readonly stream: string;
-    readonly entry: EncodedLogEntry;
-    readonly maxEntries: number;
-    readonly settle: (error: unknown, appended?: boolean) => void;
-  }
-  let pending: Pending[] | null = null;
-  const flush = (): void => {
-    const batch = pending ?? [];
-    pending = null;
-    const appended: boolean[] = [];
-    try {
-      // IMMEDIATE takes the write lock before counting, so that two connections to one file
-      // cannot both see room for one more entry. Counts read in the transaction include the
-      // batch's own earlier inserts (the triggers keep them).
-      db.exec('BEGIN IMMEDIATE');
-      for (const { stream, entry, maxEntries } of batch) {
-        const count = (countOf.get(stream, entry.partition) as { entries: number } | undefined)?.entries ?? 0;
-        const room = count < maxEntries;
-        if (room) insert.run(stream, entry.id, entry.partition, entry.time, entry.tags, entry.meta, entry.body ?? null);
-        appended.push(room);
-      }
-      db.exec('COMMIT');
-    } catch (error) {
-      if (db.isOpen && db.isTransaction) db.exec('ROLLBACK');
-      for (const item of batch) item.settle(error);
-      return;
-    }
-    batch.forEach((item, index) => item.settle(undefined, appended[index]));
-  };
-
   return {
     append(stream, entry, maxEntries) {
-      return new Promise<boolean>((resolve, reject) => {
-        if (pending === null) {
-          pending = [];
-          setImmediate(flush);
-        }
-        pending.push({ stream, entry, maxEntries, settle: (error, appended) => (error === undefined ? resolve(appended === true) : reject(error as Error)) });
+      // In the turn's transaction, so two connections to one file cannot both see room for one
+      // more entry; the count includes the batch's own earlier inserts (the triggers keep it).
+      return writes.run(() => {
+        const count = (countOf.get(stream, entry.partition) as { entries: number } | undefined)?.entries ?? 0;
+        if (count >= maxEntries) return false;
+        insert.run(stream, entry.id, entry.partition, entry.time, entry.tags, entry.meta, entry.body ?? null);
+        return true;
       });
     },
     async list(stream, range) {
@@ -280,28 +324,32 @@ function sqliteLog(db: DatabaseSync): LogBackend {
       const row = selectOne.get(stream, id) as LogRow | undefined;
       return row === undefined ? undefined : raw(row);
     },
-    async update(stream, id, meta) {
-      return Number(updateMeta.run(meta, stream, id).changes) === 1;
+    update(stream, id, meta) {
+      return writes.run(() => Number(updateMeta.run(meta, stream, id).changes) === 1);
     },
-    async remove(stream, id) {
-      return Number(deleteOne.run(stream, id).changes) === 1;
+    remove(stream, id) {
+      return writes.run(() => Number(deleteOne.run(stream, id).changes) === 1);
     },
     async stats(stream) {
       const rows = selectStats.all(stream) as unknown as { partition: string; entries: number; oldest: number | null }[];
       return rows.map((row) => ({ partition: row.partition, entries: Number(row.entries), ...(row.oldest === null ? {} : { oldest: Number(row.oldest) }) }));
     },
-    async trim(stream, partition, bounds, max) {
-      if (bounds.below === undefined && bounds.keep === undefined) return Number(deleteOldest.run(stream, partition, HIGHER, max).changes);
-      let deleted = 0;
-      if (bounds.below !== undefined) deleted += Number(deleteOldest.run(stream, partition, bounds.below, max).changes);
-      if (bounds.keep !== undefined && deleted < max) {
-        const count = (countOf.get(stream, partition) as { entries: number } | undefined)?.entries ?? 0;
-        const excess = Math.min(count - bounds.keep, max - deleted);
-        if (excess > 0) deleted += Number(deleteOldest.run(stream, partition, HIGHER, excess).changes);
-      }
-      return deleted;
+    trim(stream, partition, bounds, max) {
+      return writes.run(() => trimNow(stream, partition, bounds, max));
     },
   };
+
+  function trimNow(stream: string, partition: string, bounds: { below?: string; keep?: number }, max: number): number {
+    if (bounds.below === undefined && bounds.keep === undefined) return Number(deleteOldest.run(stream, partition, HIGHER, max).changes);
+    let deleted = 0;
+    if (bounds.below !== undefined) deleted += Number(deleteOldest.run(stream, partition, bounds.below, max).changes);
+    if (bounds.keep !== undefined && deleted < max) {
+      const count = (countOf.get(stream, partition) as { entries: number } | undefined)?.entries ?? 0;
+      const excess = Math.min(count - bounds.keep, max - deleted);
+      if (excess > 0) deleted += Number(deleteOldest.run(stream, partition, HIGHER, excess).changes);
+    }
+    return deleted;
+  }
 }
 
 function migrate(db: DatabaseSync, path: string): void {

@@ -1,17 +1,19 @@
 // The first commands of a fresh clone, run as a new user runs them: `npm ci` stays quiet
-// whichever Node runs npm, `npm start` answers the README tour's keyed POST twice with one
-// charge, and stops cleanly when npm is told to stop, or says in one line that its ports are
-// taken.
+// whichever Node runs npm, every command of the README's tour prints what the README says
+// against `npm start`, and `npm start` stops cleanly when npm is told to stop, or says in one
+// line that its ports are taken.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { access, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
-import { get, request as httpRequest } from 'node:http';
+import { EventEmitter } from 'node:events';
+import { access, cp, mkdtemp, readdir, readFile, rm, symlink } from 'node:fs/promises';
+import { get } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
+import { firstMissing, lineMatches, outputLines, parseTour } from '../support/readme-tour.ts';
 
 const root = new URL('../../', import.meta.url).pathname;
 
@@ -123,72 +125,64 @@ function statusThroughBreakwater(path: string): Promise<number | undefined> {
   });
 }
 
-interface Answer {
-  readonly status: number | undefined;
-  readonly headers: Record<string, string | string[] | undefined>;
-  readonly body: string;
+/** What the terminal running `npm start` shows, line by line, and a way to wait for a line. */
+class Terminal {
+  readonly lines: string[] = [];
+  readonly #added = new EventEmitter();
+
+  add(line: string): void {
+    this.lines.push(line);
+    this.#added.emit('line');
+  }
+
+  /** Resolves once a line from index `from` on matches `expected` (`…` for any text); rejects after `ms`. */
+  waitFor(expected: string, from: number, ms: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      let searched = from;
+      const check = (): boolean => {
+        for (; searched < this.lines.length; searched++) {
+          if (lineMatches(expected, this.lines[searched]!)) return true;
+        }
+        return false;
+      };
+      if (check()) return resolve();
+      const onLine = (): void => {
+        if (!check()) return;
+        clearTimeout(timer);
+        this.#added.off('line', onLine);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        this.#added.off('line', onLine);
+        reject(new Error(`the npm start terminal did not show, within ${ms} ms:\n${expected}\nIt showed:\n${this.lines.slice(from).join('\n')}`));
+      }, ms);
+      this.#added.on('line', onLine);
+    });
+  }
+}
+
+interface NpmStart {
+  readonly npm: ChildProcess;
+  readonly exited: Promise<number | null>;
+  readonly processes: number[];
+  readonly terminal: Terminal;
 }
 
 /**
- * A curl command of the README tour, sent as curl sends it: its -H headers, its -d body as a
- * form POST, to its URL. Only the options the tour uses are understood.
+ * `npm start` as a user types it, in `cwd` (a checkout), resolved once Breakwater says it
+ * started, with the processes it runs and what its terminal shows.
  */
-function curl(command: string): Promise<Answer> {
-  const words = [...command.matchAll(/'([^']*)'|(\S+)/g)].map((match) => match[1] ?? match[2]!);
-  expect(words[0]).toBe('curl');
-  const headers: Record<string, string> = {};
-  let body: string | undefined;
-  let url: URL | undefined;
-  for (let i = 1; i < words.length; i++) {
-    const word = words[i]!;
-    if (word === '-H') {
-      const header = words[++i]!;
-      headers[header.slice(0, header.indexOf(':')).toLowerCase()] = header.slice(header.indexOf(':') + 1).trim();
-    } else if (word === '-d') {
-      body = words[++i]!;
-    } else if (/^-[si]+$/.test(word)) {
-      // quiet, or with the response head: the test sees both anyway
-    } else if (word.startsWith('http://')) {
-      url = new URL(word);
-    } else {
-      throw new Error(`the tour's curl uses an option this test does not know: ${word}`);
-    }
-  }
-  if (url === undefined) throw new Error(`no URL in ${command}`);
-  const target = url;
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(
-      {
-        host: target.hostname,
-        port: target.port,
-        path: target.pathname + target.search,
-        method: body === undefined ? 'GET' : 'POST',
-        headers: body === undefined ? headers : { 'content-type': 'application/x-www-form-urlencoded', ...headers },
-        agent: false,
-      },
-      (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (chunk: string) => (text += chunk));
-        res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: text }));
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
-}
-
-/** `npm start` as a user types it, resolved once Breakwater says it started, with the processes it runs. */
-async function npmStart(): Promise<{ npm: ChildProcess; exited: Promise<number | null>; processes: number[] }> {
-  const npm = spawn('npm', ['start'], { cwd: root, env: { ...userEnv, TMPDIR: tempDir }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  npm.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+async function npmStart(cwd = root): Promise<NpmStart> {
+  const npm = spawn('npm', ['start'], { cwd, env: { ...userEnv, TMPDIR: tempDir }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const terminal = new Terminal();
+  createInterface({ input: npm.stderr! }).on('line', (line) => terminal.add(line));
   const exited = new Promise<number | null>((resolve) => npm.once('exit', (code) => resolve(code)));
   await new Promise<void>((resolve, reject) => {
     createInterface({ input: npm.stdout! }).on('line', (line) => {
+      terminal.add(line);
       if (line.includes('"msg":"breakwater started"')) resolve();
     });
-    void exited.then((code) => reject(new Error(`npm start exited with ${code} before Breakwater started:\n${stderr}`)));
+    void exited.then((code) => reject(new Error(`npm start exited with ${code} before Breakwater started:\n${terminal.lines.join('\n')}`)));
   });
   // npm runs the demo script, which runs Breakwater.
   const demo = await childrenOf(npm.pid!);
@@ -196,7 +190,57 @@ async function npmStart(): Promise<{ npm: ChildProcess; exited: Promise<number |
   started.push(npm.pid!, ...demo, ...proxies);
   expect(demo).toHaveLength(1);
   expect(proxies).toHaveLength(1);
-  return { npm, exited, processes: [...demo, ...proxies] };
+  return { npm, exited, processes: [...demo, ...proxies], terminal };
+}
+
+/** A command of the tour run as a user runs it: by bash, in the checkout; stdout and stderr together. */
+function shell(command: string, cwd: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    // Its own process group, so that a command that hangs is stopped with all it started.
+    const child = spawn('bash', ['-c', command], { cwd, env: { ...userEnv, TMPDIR: tempDir }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const timer = setTimeout(() => {
+      process.kill(-child.pid!, 'SIGKILL');
+      reject(new Error(`still running after ${commandTimeoutMs} ms: ${command}\n${output}`));
+    }, commandTimeoutMs);
+    child.on('error', reject);
+    child.on('close', () => {
+      clearTimeout(timer);
+      resolve(output);
+    });
+  });
+}
+
+const commandTimeoutMs = 30_000;
+/** How long a command that reads Breakwater's state may take to show what the README says. */
+const settleMs = 10_000;
+/** How long a line may take to reach the `npm start` terminal (the access log is written each second). */
+const logWaitMs = 15_000;
+
+/**
+ * Commands that only read Breakwater's state: a GET on the admin or telemetry port, and
+ * `dlq list`. A user who sees an answer from an instant too early runs them again; so does
+ * the test. Commands that change something run once.
+ */
+function readsState(command: string): boolean {
+  return /^curl -s http:\/\/127\.0\.0\.1:150(00|20)\/\S*( \| grep '[^']*')?$/.test(command) || command.startsWith('npm run -s breakwater -- dlq list');
+}
+
+/** A copy of the checkout to run the tour in, since the tour edits config/breakwater.yaml. */
+async function checkoutCopy(): Promise<string> {
+  const copy = join(tempDir, 'breakwater');
+  for (const path of ['package.json', '.npmrc', 'bin', 'config', 'scripts', 'src']) await cp(join(root, path), join(copy, path), { recursive: true });
+  await symlink(join(root, 'node_modules'), join(copy, 'node_modules'), 'dir');
+  return copy;
+}
+
+/** The GET endpoints the README's table of ports lists for a port: its paths with no method and no placeholder. */
+function listedEndpoints(readme: string, address: string): string[] {
+  const row = readme.split('\n').find((line) => line.startsWith(`| \`${address}\``));
+  if (row === undefined) throw new Error(`the README's table of ports has no row for ${address}`);
+  return [...row.matchAll(/`(\/[^`]*)`/g)].map((match) => match[1]!).filter((path) => !/[A-Z]/.test(path));
 }
 
 // Tests of one file run one after another, so the two starts never meet.
@@ -213,33 +257,37 @@ describe('npm start', () => {
     expect(await busyPorts()).toEqual([]);
   });
 
-  it("answers the README tour's keyed POST twice with one charge: the repeat replayed from the SQLite store in the temp folder", async () => {
+  it('prints what the README says for every command of its tour, run against it', { timeout: 180_000 }, async () => {
     expect(await busyPorts(), 'the ports of npm start are taken by something else on this machine').toEqual([]);
     const readme = await readFile(`${root}README.md`, 'utf8');
-    const keyed = readme.split('\n').filter((line) => line.startsWith('curl') && line.includes('idempotency-key'));
-    expect(keyed).toHaveLength(2);
-    const { npm, exited, processes } = await npmStart();
+    const tour = parseTour(readme);
+    const copy = await checkoutCopy();
+    const { npm, exited, processes, terminal } = await npmStart(copy);
     try {
-      const first = await curl(keyed[0]!);
-      // The answer is stored as its last byte goes out, so a repeat sent in the same instant may
-      // still find the key in progress (409); a person typing the second line never does.
-      let repeat = await curl(keyed[1]!);
-      for (let tries = 0; repeat.status === 409 && tries < 20; tries++) {
-        await new Promise((resolve) => setTimeout(resolve, 50));
-        repeat = await curl(keyed[1]!);
+      for (const step of tour) {
+        const where = `README.md:${step.line}: ${step.command}`;
+        const from = terminal.lines.length;
+        const settled = performance.now() + settleMs;
+        let output = await shell(step.command, copy);
+        let missing = firstMissing(step.output, outputLines(output));
+        while (missing !== undefined && readsState(step.command) && performance.now() < settled) {
+          await new Promise((resolve) => setTimeout(resolve, 100));
+          output = await shell(step.command, copy);
+          missing = firstMissing(step.output, outputLines(output));
+        }
+        expect(missing, `${where}\nprinted no line matching the README's\n${missing}\nIt printed:\n${output}`).toBeUndefined();
+        for (const line of step.log) await terminal.waitFor(line, from, logWaitMs);
       }
 
-      expect(first.status).toBe(201);
-      expect(first.headers['idempotent-replayed']).toBeUndefined();
-      const charge = (JSON.parse(first.body) as { charge: string; idempotencyKey: string }).charge;
-      expect(charge).toMatch(/^ch_\d+$/);
-      // The key reached the demo service too, so a service can de-duplicate on its own.
-      expect(JSON.parse(first.body)).toMatchObject({ idempotencyKey: 'order-1' });
-      expect(repeat.status).toBe(201);
-      expect(repeat.headers['idempotent-replayed']).toBe('true');
-      expect(repeat.body).toBe(first.body);
-      expect(readme).toContain(`"charge": "${charge}"`);
-      // The answer is kept where the example config says: ${TMPDIR:-/tmp}/breakwater/state.db.
+      // The endpoints the table of ports lists are there.
+      for (const [address, port] of [['0.0.0.0:15020', 15020], ['127.0.0.1:15000', 15000]] as const) {
+        const paths = listedEndpoints(readme, address);
+        expect(paths.length).toBeGreaterThan(2);
+        for (const path of paths) {
+          expect((await fetch(`http://127.0.0.1:${port}${path}`)).status, `GET ${path} on port ${port}`).toBe(200);
+        }
+      }
+      // Step 4's store is a SQLite file in the temp folder, as the example config says: ${TMPDIR:-/tmp}/breakwater/state.db.
       await expect(access(join(tempDir, 'breakwater/state.db'))).resolves.toBeUndefined();
     } finally {
       npm.kill('SIGTERM');

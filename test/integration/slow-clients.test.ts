@@ -138,8 +138,12 @@ describe('clients flooding a listener past their own connection limit', () => {
       // Past its limit, a client's connections were closed at once, without a byte of answer.
       expect(held(connections).length).toBeLessThan(connections.length);
     }
-    // A half-sent head is answered 408 before its connection is closed; a silent connection gets no answer.
-    for (const connection of held(halfHeadConnections)) {
+    // A half-sent head the listener kept is answered 408 before its connection is closed (one
+    // refused at once gets no byte, however late a busy machine closes it); a silent
+    // connection gets no answer.
+    const answered = halfHeadConnections.filter((c) => c.received !== '');
+    expect(answered.length).toBeGreaterThan(0);
+    for (const connection of answered) {
       expect(connection.received).toMatch(/^HTTP\/1\.1 408 Request Timeout\r\n[^]*x-breakwater-reason: request_timeout\r\n/);
     }
     expect(silentConnections.filter((c) => c.received !== '')).toEqual([]);

@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { allProblems, formatProblem, parseConfig } from '../../../src/config/load.ts';
+import { lintConfig } from '../../../src/lint/warnings.ts';
 
 /** What `breakwater validate` prints for `yaml`: errors and warnings, in file order. */
 function report(yaml: string): string[] {
-  return allProblems(parseConfig(yaml, 'test.yaml')).map(formatProblem);
+  return allProblems(parseConfig(yaml, 'test.yaml', { lint: lintConfig })).map(formatProblem);
 }
 
 describe('one run reports every problem', () => {

@@ -2,6 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { allProblems, formatProblem, parseConfig } from '../../../src/config/load.ts';
+import { lintConfig } from '../../../src/lint/warnings.ts';
 
 const fixtures = new URL('../../fixtures/config/', import.meta.url).pathname;
 const yamlFiles = (folder: string): string[] => readdirSync(join(fixtures, folder)).filter((name) => name.endsWith('.yaml')).sort();
@@ -23,7 +24,7 @@ describe('invalid config fixtures', () => {
 
 describe('valid config fixtures', () => {
   it.each(yamlFiles('valid'))('%s is valid, without warnings', (name) => {
-    const result = parseConfig(readFileSync(join(fixtures, 'valid', name), 'utf8'), name);
+    const result = parseConfig(readFileSync(join(fixtures, 'valid', name), 'utf8'), name, { lint: lintConfig });
     expect(allProblems(result).map(formatProblem)).toEqual([]);
   });
 });

@@ -4,6 +4,7 @@ import { Ajv } from 'ajv';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { allProblems, formatProblem, parseConfig } from '../../../src/config/load.ts';
+import { lintConfig } from '../../../src/lint/warnings.ts';
 import { configJsonSchemaText } from '../../../src/config/schema.ts';
 
 const root = new URL('../../../', import.meta.url).pathname;
@@ -84,7 +85,7 @@ describe('the shipped configs', () => {
 
   it.each(files.map((file) => [relative(root, file), file]))('%s is valid, without warnings', (_name, file) => {
     const text = readFileSync(file, 'utf8');
-    const result = parseConfig(text, file);
+    const result = parseConfig(text, file, { lint: lintConfig });
     expect(allProblems(result).map(formatProblem)).toEqual([]);
     expect(text.split('\n')[0]).toMatch(/^# yaml-language-server: \$schema=(\.\/|\.\.\/)schema\.json$/);
   });

@@ -1,32 +1,22 @@
 // Mistakes a valid config can still hold: a route no request can ever reach, and retry
 // timeouts that the route timeout cuts short. They do not stop a start or a reload (the file
 // does what it says); `breakwater validate` prints them and the running sidecar logs them.
+// The checks judge a route with the router's own matching and a retry with the policy's own
+// backoff, so they live above config/, routing/ and policies/, and src/config/load.ts runs
+// them when its caller passes `lint: lintConfig`.
 //
 // Each check is conservative: it warns only when the config alone proves the point, whatever
 // the requests and the upstream's answers turn out to be.
 
+import type { ConfigLint, ReportWarning, RouteInFile } from '../config/load.ts';
+import { formatPath } from '../config/positions.ts';
+import type { RetryConfig, RouteMatch } from '../config/types.ts';
+import { formatDuration } from '../config/units.ts';
 import { backoffDelay } from '../policies/retry/backoff.ts';
 import { compileMatch, type RouteRequest } from '../routing/match.ts';
-import type { PathSegment } from './positions.ts';
-import { formatPath } from './positions.ts';
-import type { RetryConfig, RouteConfig, RouteMatch } from './types.ts';
-import { formatDuration } from './units.ts';
 
-export type ReportWarning = (path: readonly PathSegment[], message: string, part?: 'key' | 'value') => void;
-
-export interface RouteInFile {
-  readonly route: RouteConfig;
-  /** `['routes', INDEX]`, the index in the file. */
-  readonly path: readonly PathSegment[];
-  /** The keys the file gives the route and its retry (the others take their defaults). */
-  readonly given: { readonly timeout: boolean; readonly maxAttempts: boolean };
-}
-
-/**
- * Reports the warnings of `routes`. `clean(path)` says whether that part of the file is free
- * of errors: a part with an error is left out, since fixing the error may change the answer.
- */
-export function checkWarnings(routes: readonly RouteInFile[], clean: (path: readonly PathSegment[]) => boolean, warn: ReportWarning): void {
+/** Reports the warnings of `routes`, leaving out the parts of the file with an error. */
+export const lintConfig: ConfigLint = (routes, clean, warn) => {
   shadowedRoutes(
     routes.filter(({ path }) => clean([...path, 'match']) && clean([...path, 'listener'])),
     warn,
@@ -36,7 +26,7 @@ export function checkWarnings(routes: readonly RouteInFile[], clean: (path: read
     if (route.retry === undefined || !clean([...path, 'retry']) || !clean([...path, 'timeout'])) continue;
     retryTiming(entry, route.retry, warn);
   }
-}
+};
 
 /** A route is never used when an earlier route on its listener takes every request it matches. */
 function shadowedRoutes(routes: readonly RouteInFile[], warn: ReportWarning): void {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { formatProblem, parseConfig } from '../../../src/config/load.ts';
+import { lintConfig } from '../../../src/lint/warnings.ts';
 
 const head = `
 listeners:
@@ -12,7 +13,7 @@ routes:
 
 /** The warnings of a file with these routes (one flow mapping each), which must be valid. */
 function warnings(...routes: string[]): string[] {
-  const result = parseConfig(`${head}${routes.map((route) => `  - ${route}\n`).join('')}`, 'test.yaml');
+  const result = parseConfig(`${head}${routes.map((route) => `  - ${route}\n`).join('')}`, 'test.yaml', { lint: lintConfig });
   if (!result.ok) throw new Error(result.problems.map(formatProblem).join('\n'));
   return result.warnings.map(formatProblem);
 }
@@ -74,6 +75,7 @@ describe('a route shadowed by an earlier one', () => {
     const result = parseConfig(
       `${head}  - {name: typo, upstream: api, match: {pathprefix: /charge}}\n  - {name: refund, upstream: api, match: {pathPrefix: /refund}}\n`,
       'test.yaml',
+      { lint: lintConfig },
     );
 
     expect(result.ok).toBe(false);
@@ -141,6 +143,7 @@ describe('retry timing', () => {
       `${head}  - {name: a, upstream: api, timeout: 1s, retry: {perTryTimeout: 2s, retryon: [503]}, match: {host: a}}\n` +
         '  - {name: b, upstream: api, timeout: 0, retry: {perTryTimeout: 2s}, match: {host: b}}\n',
       'test.yaml',
+      { lint: lintConfig },
     );
 
     expect(result.ok).toBe(false);
@@ -150,7 +153,7 @@ describe('retry timing', () => {
 
 describe('a file with warnings only', () => {
   it('is valid, and its warnings come with it', () => {
-    const result = parseConfig(`${head}  - {name: a, upstream: api}\n  - {name: b, upstream: api}\n`, 'test.yaml');
+    const result = parseConfig(`${head}  - {name: a, upstream: api}\n  - {name: b, upstream: api}\n`, 'test.yaml', { lint: lintConfig });
 
     expect(result.ok).toBe(true);
     expect(result.warnings.map(formatProblem)).toEqual([
