@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
+import { createServer, type AddressInfo, type Server } from 'node:net';
 import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
@@ -32,6 +33,7 @@ async function accessLine(proxy: RunningBreakwater, requestId: string): Promise<
 
 describe('WebSocket through the outbound listener', () => {
   let upstream: WebSocketUpstream;
+  let garbage: Server;
   let proxy: RunningBreakwater;
   const clients: WebSocket[] = [];
 
@@ -44,9 +46,16 @@ describe('WebSocket through the outbound listener', () => {
 
   beforeAll(async () => {
     upstream = await startWebSocketUpstream();
+    // Answers any handshake with bytes that are not HTTP.
+    garbage = createServer((socket) => {
+      socket.on('error', () => undefined);
+      socket.once('data', () => socket.end('SSH-2.0-OpenSSH_9.2\r\n\r\n'));
+    });
+    await new Promise<void>((resolve) => garbage.listen(0, '127.0.0.1', resolve));
     proxy = await startBreakwater(`${addresses}
 upstreams:
   chat: {endpoints: ["${upstream.origin}"]}
+  garbage: {endpoints: ["http://127.0.0.1:${(garbage.address() as AddressInfo).port}"]}
   down:
     endpoints: ["http://127.0.0.1:1"]
     circuitBreaker: {minRequests: 2, failureRate: 0.5, window: 1m, openFor: 1m}
@@ -56,6 +65,7 @@ routes:
   - {name: short, match: {pathPrefix: /short}, upstream: chat, websocket: {idleTimeout: 0, maxDuration: 300ms}}
   - {name: held, match: {pathPrefix: /held}, upstream: chat, timeout: 300ms}
   - {name: down, match: {pathPrefix: /down}, upstream: down}
+  - {name: garbage, match: {pathPrefix: /garbage}, upstream: garbage}
   - {name: chaos, match: {pathPrefix: /chaos}, upstream: chat, fault: {abort: {percent: 100, status: 418}}}
   - name: retried
     match: {pathPrefix: /retried}
@@ -77,6 +87,7 @@ routes:
   afterAll(async () => {
     await proxy.stop();
     await upstream.close();
+    await new Promise((resolve) => garbage.close(resolve));
   });
 
   it('carries text and binary messages both ways, as they were sent', async () => {
@@ -251,6 +262,12 @@ routes:
     const refused = await refusedWebSocket(wsUrl(proxy, '/held'));
     expect(refused.status).toBe(504);
     expect(refused.headers['x-breakwater-reason']).toBe('timeout');
+  });
+
+  it('answers 502 when the upstream answers the handshake with something that is not HTTP', async () => {
+    const refused = await refusedWebSocket(wsUrl(proxy, '/garbage'));
+    expect(refused.status).toBe(502);
+    expect(refused.headers['x-breakwater-reason']).toBe('upstream_invalid_response');
   });
 
   it("answers with the route's injected fault", async () => {
