@@ -22,7 +22,7 @@ import { DeadLetterKeeper } from './policies/dead-letter/keeper.ts';
 import { PolicyRegistries } from './stack/build.ts';
 import { StoreRegistry } from './stores/registry.ts';
 import { buildRunningState, retiredUpstreams, type RunningState, type StateDependencies } from './stack/state.ts';
-import { createAccessLogger, createLogger, flushEverySecond, writeAccessLog } from './telemetry/logger.ts';
+import { createAccessLogger, createLogger, flushEverySecond, writeAccessLog, writeTunnelLog } from './telemetry/logger.ts';
 import { createMetrics, type Metrics } from './telemetry/metrics.ts';
 import { fanOut, logDeadLetterDrops, logPolicyEvents } from './telemetry/policy-log.ts';
 import { createPolicyMetrics } from './telemetry/policy-metrics.ts';
@@ -213,6 +213,17 @@ export class Breakwater {
         metrics.recordRequest(record);
         writeAccessLog(accessLogger, record);
       },
+      // A WebSocket's handshake is counted as a request at its 101 (its duration, the handshake's);
+      // the access-log line waits for the tunnel to close, to tell its length and bytes.
+      tunnelOpened: (record) => {
+        metrics.requestFinished(record.listener);
+        metrics.recordRequest(record);
+        metrics.tunnelOpened(record.listener, record.route!);
+      },
+      tunnelClosed: (record) => {
+        metrics.tunnelClosed(record.listener, record.route!);
+        writeTunnelLog(accessLogger, record);
+      },
     };
   }
 
@@ -322,8 +333,10 @@ export class Breakwater {
     this.#draining = true;
     const drainTimeoutMs = this.#state.config.shutdown.drainTimeoutMs;
     this.logger.info({ drainTimeoutMs }, 'draining');
-    const cut = (await this.#listeners?.drain(drainTimeoutMs)) ?? 0;
-    if (cut > 0) this.logger.warn({ inFlight: cut }, 'drain timeout: closed the remaining connections');
+    const cut = (await this.#listeners?.drain(drainTimeoutMs)) ?? { requests: 0, tunnels: 0 };
+    if (cut.requests > 0 || cut.tunnels > 0) {
+      this.logger.warn({ inFlight: cut.requests, websockets: cut.tunnels }, 'drain timeout: closed the remaining connections');
+    }
     await Promise.all([...this.#state.upstreams.values()].map((upstream) => upstream.destroy()));
     this.#deadLetters.close();
     // After the last request: its answer may still be on its way into a store.

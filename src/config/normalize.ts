@@ -571,6 +571,10 @@ class Checker {
       ...(fallback ? { fallback } : {}),
       ...(fault ? { fault } : {}),
       ...(deadLetter ? { deadLetter } : {}),
+      websocket: {
+        idleTimeoutMs: this.duration([...path, 'websocket', 'idleTimeout'], route.websocket?.idleTimeout ?? DEFAULTS.websocket.idleTimeout),
+        maxDurationMs: this.duration([...path, 'websocket', 'maxDuration'], route.websocket?.maxDuration ?? DEFAULTS.websocket.maxDuration),
+      },
     };
   }
 

@@ -34,6 +34,27 @@ export interface RequestRecord {
   readonly traceId: string | undefined;
   /** The server span's id, when the request is sampled. */
   readonly spanId: string | undefined;
+  /** `websocket` for a WebSocket handshake; absent for a plain HTTP request. */
+  readonly protocol?: 'websocket' | undefined;
+}
+
+/** Who or what ended a tunnel: one side closing or resetting its connection, or Breakwater. */
+export type TunnelEnd = 'client' | 'upstream' | 'idle_timeout' | 'max_duration' | 'drain';
+
+/**
+ * A WebSocket's record once its tunnel has closed: the handshake's request record, with the
+ * duration from the handshake's arrival to the tunnel's close. The access log's line for a
+ * WebSocket is this one.
+ */
+export interface TunnelRecord extends RequestRecord {
+  readonly protocol: 'websocket';
+  /** From the handshake's arrival to the 101 sent to the client. */
+  readonly handshakeMs: number;
+  /** Bytes carried after the 101, client to upstream. */
+  readonly bytesToUpstream: number;
+  /** Bytes carried after the 101, upstream to client. */
+  readonly bytesToClient: number;
+  readonly closedBy: TunnelEnd;
 }
 
 /** One upstream attempt, at its outcome. The attempt metrics read it. */

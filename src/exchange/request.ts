@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import type { Readable } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 import type { BreakerStateName, PolicyEvent } from './events.ts';
 import type { RecordedOutcome, RequestRecord } from './record.ts';
 
@@ -31,6 +31,8 @@ export interface ProxyRequest {
   readonly trace?: RequestTrace | undefined;
   /** Set when the request is the replay of a dead letter: that dead letter's id. */
   readonly replayOf?: string | undefined;
+  /** Set on a WebSocket handshake: the protocol the client asks to switch to. */
+  readonly upgrade?: 'websocket' | undefined;
 }
 
 /**
@@ -59,6 +61,18 @@ export interface UpstreamResponse {
   readonly body: ResponseBody;
   /** Set when a fallback made this response: stale | upstream | static. */
   readonly fallback?: 'stale' | 'upstream' | 'static';
+  /** Set when the upstream switched protocols (a 101 to a handshake); its body is empty. */
+  readonly tunnel?: UpstreamTunnel;
+}
+
+/** The upstream's connection after its 101: the WebSocket's bytes flow on it from here on. */
+export interface UpstreamTunnel {
+  readonly socket: Duplex;
+  /**
+   * Called once when the tunnel has closed: until then the endpoint counts it in flight, so
+   * that least-request and peak-EWMA balancing spread long-lived tunnels over the endpoints.
+   */
+  release(): void;
 }
 
 /**

@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Transform, type Readable } from 'node:stream';
-import type { Config, ConnectionLimits } from '../config/types.ts';
+import type { Config, ConnectionLimits, WebSocketConfig } from '../config/types.ts';
 import { ProxyError, type LocalReason } from '../exchange/errors.ts';
 import type { PolicyEvents } from '../exchange/events.ts';
 import { callHandler, type CallScope, type Handler } from '../exchange/handler.ts';
@@ -15,6 +15,7 @@ import type { Clock } from '../runtime/clock.ts';
 import { clientKey, ConnectionTable } from './connections.ts';
 import { callerTraceId, clientResponseHeaders, upstreamHeaders } from './headers.ts';
 import { sendLocalReply, sendRawLocalReply } from './local-reply.ts';
+import { isWebSocketUpgrade, WebSocketUpgrades, type WebSocketObserver } from './websocket/upgrade.ts';
 
 /** A route of the running config, with its composed handler. */
 export interface ActiveRoute {
@@ -24,6 +25,9 @@ export interface ActiveRoute {
   readonly timeoutMs: number;
   readonly match: Config['routes'][number]['match'];
   readonly handler: Handler;
+  /** The route's WebSocket handshakes go through this one (src/stack/build.ts). */
+  readonly handshake: Handler;
+  readonly websocket: WebSocketConfig;
 }
 
 /** What a request needs from the running config; a request keeps the one it started with. */
@@ -34,7 +38,7 @@ export interface ProxyState {
   readonly consumedHeaders: ReadonlySet<string>;
 }
 
-export interface ListenerObserver {
+export interface ListenerObserver extends WebSocketObserver {
   /** Once per listener started, before its first connection. */
   listenerStarted(listener: string): void;
   requestStarted(listener: string): void;
@@ -126,6 +130,9 @@ export class Listener {
   readonly #lastExchange = new WeakMap<Duplex, { readonly req: IncomingMessage; readonly res: ServerResponse }>();
   /** Connections whose head came too late, waiting for their 408 (see lateHeadsPerTurn). */
   readonly #lateHeads: Socket[] = [];
+  readonly #websockets: WebSocketUpgrades;
+  /** Waiting for the moment when the only connections left are WebSocket tunnels. */
+  #tunnelsOnlyWaiters: (() => void)[] = [];
   #inFlight = 0;
 
   constructor(options: ListenerOptions) {
@@ -161,9 +168,37 @@ export class Listener {
     this.server.on('connect', (req: IncomingMessage, socket: Duplex) =>
       this.#refuseOnSocket(socket, new ProxyError('method_not_allowed'), 'CONNECT', req.url ?? '', req.headers),
     );
-    this.server.on('upgrade', (req: IncomingMessage, socket: Duplex) =>
-      this.#refuseOnSocket(socket, new ProxyError('upgrade_not_supported'), req.method ?? '', req.url ?? '', req.headers),
-    );
+    this.#websockets = new WebSocketUpgrades({
+      listener: options.name,
+      clock: options.clock,
+      state: options.state,
+      observer: {
+        requestFinished: (record) => options.observer.requestFinished(record),
+        tunnelOpened: (record) => {
+          options.observer.tunnelOpened(record);
+          this.#checkTunnelsOnly();
+        },
+        tunnelClosed: (record) => options.observer.tunnelClosed(record),
+      },
+      events: options.events,
+      tracer: options.tracer,
+      maxConcurrent: options.maxConcurrent,
+      requests: {
+        started: () => {
+          this.#inFlight += 1;
+          options.observer.requestStarted(this.name);
+          return this.#inFlight;
+        },
+        finished: () => {
+          this.#inFlight -= 1;
+        },
+      },
+    });
+    // WebSocket is proxied; any other upgrade (h2c over HTTP/1.1, say) is refused.
+    this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      if (isWebSocketUpgrade(req)) this.#websockets.handle(req, socket, head);
+      else this.#refuseOnSocket(socket, new ProxyError('upgrade_not_supported'), req.method ?? '', req.url ?? '', req.headers);
+    });
   }
 
   listen(host: string, port: number): Promise<number> {
@@ -184,6 +219,34 @@ export class Listener {
   /** Open connections, refused ones not counted. */
   get connections(): number {
     return this.#connections.open;
+  }
+
+  /** Open WebSocket tunnels. */
+  get tunnels(): number {
+    return this.#websockets.open;
+  }
+
+  /** Closes every open tunnel with a close frame 1001 to both sides (the end of a drain); returns how many. */
+  closeTunnels(): number {
+    return this.#websockets.closeAll();
+  }
+
+  /**
+   * Resolves once the only connections left are WebSocket tunnels (or none): a listener a reload
+   * closes lets its tunnels run on, and need not wait for them.
+   */
+  tunnelsOnly(): Promise<void> {
+    return new Promise((resolve) => {
+      this.#tunnelsOnlyWaiters.push(resolve);
+      this.#checkTunnelsOnly();
+    });
+  }
+
+  #checkTunnelsOnly(): void {
+    if (this.#tunnelsOnlyWaiters.length === 0 || this.#connections.open > this.#websockets.open) return;
+    const waiters = this.#tunnelsOnlyWaiters;
+    this.#tunnelsOnlyWaiters = [];
+    for (const resolve of waiters) resolve();
   }
 
   /**
@@ -219,6 +282,7 @@ export class Listener {
     socket.once('close', () => {
       this.#connections.release(client);
       observer.connectionClosed(this.name);
+      this.#checkTunnelsOnly();
     });
   }
 

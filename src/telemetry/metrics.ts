@@ -46,6 +46,12 @@ const families = {
     help: 'Client connections closed unserved, by reason: max_connections or per_client (refused on arrival, before any byte was read), headers_timeout (the request head did not arrive within headersTimeout).',
     labelNames: ['listener', 'reason'],
   },
+  websocketConnections: {
+    type: 'gauge',
+    name: 'breakwater_websocket_connections',
+    help: "WebSocket tunnels open (after the upstream's 101, until either side closes), by the listener and route of their handshake.",
+    labelNames: ['listener', 'route'],
+  },
   attempts: {
     type: 'counter',
     name: 'breakwater_upstream_attempts_total',
@@ -109,6 +115,8 @@ export interface Metrics {
   connectionOpened(listener: string): void;
   connectionClosed(listener: string): void;
   connectionRejected(listener: string, reason: ConnectionRejection): void;
+  tunnelOpened(listener: string, route: string): void;
+  tunnelClosed(listener: string, route: string): void;
   recordReload(result: ReloadResultLabel, wallTimeMs: number): void;
   /** Sets breakwater_config_info{hash} to 1 and drops the series of any previous hash. */
   setConfigInfo(hash: string): void;
@@ -207,6 +215,8 @@ export function createMetrics(): Metrics {
   // so they are observed per call through their cached series.
   const inFlightByListener = new Map<string, number>();
   const connectionsByListener = new Map<string, number>();
+  // listener, route: a series per pair that has had a tunnel, kept at 0 once they have all closed.
+  const tunnels: SeriesIndex<{ open: number; readonly labels: readonly string[] }> = new SeriesIndex((labels) => ({ open: 0, labels }));
 
   const requests = new Counter({ ...families.requests, registers: [registry], collect: (): void => flushPending(requestSeries.all) });
   const requestDuration = new Histogram({ ...families.requestDuration, registers: [registry] });
@@ -223,6 +233,13 @@ export function createMetrics(): Metrics {
     registers: [registry],
     collect() {
       for (const [listener, count] of connectionsByListener) this.labels(listener).set(count);
+    },
+  });
+  new Gauge({
+    ...families.websocketConnections,
+    registers: [registry],
+    collect() {
+      for (const series of tunnels.all) this.labels(...series.labels).set(series.open);
     },
   });
   const connectionsRejected = new Counter({
@@ -309,6 +326,14 @@ export function createMetrics(): Metrics {
 
     connectionRejected(listener, reason) {
       rejectionSeries.get([listener, reason]).pending++;
+    },
+
+    tunnelOpened(listener, route) {
+      tunnels.get([listener, route]).open++;
+    },
+
+    tunnelClosed(listener, route) {
+      tunnels.get([listener, route]).open--;
     },
 
     recordReload(result, wallTimeMs) {

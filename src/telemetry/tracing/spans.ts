@@ -233,6 +233,7 @@ class ServerSpan implements RequestTrace {
     span.setAttribute('breakwater.upstream', attempt.upstream);
     span.setAttribute('breakwater.breaker_state', attempt.breakerState);
     span.setAttribute('breakwater.deadline_remaining_ms', Math.max(0, Math.round(attempt.remainingMs)));
+    span.setAttribute('breakwater.protocol', request.upgrade);
     inject(this.#spans, trace.setSpan(this.#context, span), attempt.headers);
     return new ClientSpan(span);
   }
@@ -255,6 +256,8 @@ class ServerSpan implements RequestTrace {
       span.setAttribute('breakwater.reason', record.reason);
       span.setAttribute('breakwater.fallback', record.fallback);
       span.setAttribute('breakwater.attempts', record.attempts);
+      // A WebSocket handshake's span ends at its answer; the tunnel's life is in the access log.
+      span.setAttribute('breakwater.protocol', record.protocol);
       if (record.route !== undefined) span.updateName(`${this.#method} ${record.route}`);
       // A server span is in error for a 5xx only: a 4xx is the client's mistake.
       if (answered && record.status >= 500) {
