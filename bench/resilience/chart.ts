@@ -11,6 +11,9 @@ const style: Readonly<Record<SystemName, { label: string; colour: string; width:
   nginx: { label: 'nginx', colour: '#2ca02c', width: 2 },
   haproxy: { label: 'HAProxy', colour: '#1f77b4', width: 2 },
   breakwater: { label: 'Breakwater', colour: '#d62728', width: 2.5 },
+  'breakwater-no-hedge': { label: 'Breakwater, no hedging', colour: '#ff7f0e', width: 2 },
+  'breakwater-fixed-tight': { label: 'Breakwater, tight fixed per-try timeout', colour: '#9467bd', width: 2 },
+  'breakwater-fixed-loose': { label: 'Breakwater, loose fixed per-try timeout', colour: '#8c564b', width: 2 },
 };
 
 const width = 960;

@@ -9,9 +9,9 @@ import type { RunFigures } from './analyse.ts';
 import { chartBinMs, fastMs, recoveredShare, stepMs, windowMs } from './analyse.ts';
 import { betterReasons, type Figure } from './reasons.ts';
 import type { Scenario, ScenarioName } from './scenarios.ts';
-import { caller } from './scenarios.ts';
+import { caller, systemsOf } from './scenarios.ts';
 import type { SystemName } from './systems.ts';
-import { configFiles, systemNames } from './systems.ts';
+import { configFiles, fixedPerTry, isVariant, variants } from './systems.ts';
 
 export interface RunResult {
   readonly scenario: ScenarioName;
@@ -31,9 +31,12 @@ export interface RunResult {
 
 /** The settings of Breakwater's policy file that its targets are stated in. */
 export interface BreakwaterPolicy {
-  readonly perTryTimeoutMs: number;
+  /** The orders route's per-try timeout as the report states it: `500 ms`, or the percentile rule. */
+  readonly perTryTimeout: string;
   readonly firstBackoffMs: number;
   readonly openForMs: number;
+  /** The hedge delay's percentile; undefined without a percentile hedge delay. */
+  readonly hedgePercentile: number | undefined;
 }
 
 /** Reads the targets' settings from the policy file itself, through Breakwater's own loader. */
@@ -45,12 +48,20 @@ export function breakwaterPolicy(): BreakwaterPolicy {
   if (!result.ok) throw new Error(`${configFiles.breakwater} is not valid: ${JSON.stringify(result.problems)}`);
   const route = result.config.routes.find((r) => r.name === 'orders');
   const breaker = result.config.upstreams.get('orders')?.circuitBreaker;
-  if (route?.retry?.perTryTimeoutMs === undefined || breaker === undefined) {
-    throw new Error(`${configFiles.breakwater}: the orders route needs a perTryTimeout and orders a circuitBreaker`);
+  const retry = route?.retry;
+  if (retry === undefined || breaker === undefined) {
+    throw new Error(`${configFiles.breakwater}: the orders route needs a retry block and orders a circuitBreaker`);
   }
-  // the longest wait before the first retry: the backoff's base, capped at its max
-  const firstBackoffMs = Math.min(route.retry.backoff.baseMs, route.retry.backoff.maxMs);
-  return { perTryTimeoutMs: route.retry.perTryTimeoutMs, firstBackoffMs, openForMs: breaker.openForMs };
+  const adaptive = retry.adaptivePerTryTimeout;
+  const perTryTimeout =
+    adaptive !== undefined
+      ? `${adaptive.multiplier} × the p${adaptive.percentile} of the last ${adaptive.windowMs / 1000} s of answers, ${adaptive.minMs} ms to ${adaptive.maxMs / 1000} s`
+      : retry.perTryTimeoutMs === undefined
+        ? 'none'
+        : `${retry.perTryTimeoutMs} ms`;
+  // the longest wait before the first retry that returns to a replica: the backoff's base, capped at its max
+  const firstBackoffMs = Math.min(retry.backoff.baseMs, retry.backoff.maxMs);
+  return { perTryTimeout, firstBackoffMs, openForMs: breaker.openForMs, hedgePercentile: route?.hedge?.adaptiveDelay?.percentile };
 }
 
 export interface ReportInput {
@@ -69,7 +80,15 @@ export interface ReportInput {
 }
 
 const none = '–';
-const systemTitle: Readonly<Record<SystemName, string>> = { direct: 'no proxy', nginx: 'nginx', haproxy: 'HAProxy', breakwater: 'Breakwater' };
+const systemTitle: Readonly<Record<SystemName, string>> = {
+  direct: 'no proxy',
+  nginx: 'nginx',
+  haproxy: 'HAProxy',
+  breakwater: 'Breakwater',
+  'breakwater-no-hedge': variants['breakwater-no-hedge'].title,
+  'breakwater-fixed-tight': variants['breakwater-fixed-tight'].title,
+  'breakwater-fixed-loose': variants['breakwater-fixed-loose'].title,
+};
 
 function percent(share: number | undefined, digits = 2): string {
   return share === undefined || Number.isNaN(share) ? none : `${(share * 100).toFixed(digits)}%`;
@@ -95,19 +114,98 @@ function table(header: readonly string[], rows: readonly (readonly string[])[]):
 interface Target {
   readonly scenario: ScenarioName;
   readonly text: string;
-  readonly measured: (r: RunResult) => number | null | undefined;
-  readonly format: (value: number | null | undefined, r: RunResult) => string;
+  /** The system judged: Breakwater unless a variant's row is the one the target is about. */
+  readonly system?: SystemName;
+  /** The figure, from the judged system's run; `all` holds every run, for comparisons. */
+  readonly measured: (r: RunResult, all: readonly RunResult[]) => number | null | undefined;
+  readonly format: (value: number | null | undefined, r: RunResult, all: readonly RunResult[]) => string;
   readonly met: (value: number) => boolean;
 }
 
 const ratio = (v: number | null | undefined): string => (v === null || v === undefined ? none : v.toFixed(2));
 
+/** The run of `system` in `scenario`, when the run has one. */
+function find(all: readonly RunResult[], scenario: ScenarioName, system: SystemName): RunResult | undefined {
+  return all.find((r) => r.scenario === scenario && r.system === system);
+}
+
+/**
+ * Breakwater's p99 over the lowest p99 of `peers` in the same scenario: at most 1 when
+ * Breakwater's is at or below every one of theirs.
+ */
+function p99Against(peers: readonly SystemName[]) {
+  return {
+    measured: (r: RunResult, all: readonly RunResult[]): number | undefined => {
+      const theirs = peers.flatMap((peer) => find(all, r.scenario, peer)?.figures.latency.p99 ?? []);
+      return theirs.length === 0 ? undefined : r.figures.latency.p99 / Math.min(...theirs);
+    },
+    format: (_: number | null | undefined, r: RunResult, all: readonly RunResult[]): string => {
+      const theirs = peers.map((peer) => `${systemTitle[peer]} ${ms(find(all, r.scenario, peer)?.figures.latency.p99)} ms`);
+      return `${ms(r.figures.latency.p99)} ms (${theirs.join(', ')})`;
+    },
+    met: (v: number): boolean => v <= 1,
+  };
+}
+
 function targets(policy: BreakwaterPolicy): Target[] {
-  const stallLimit = policy.perTryTimeoutMs + policy.firstBackoffMs;
   const recoverLimitS = policy.openForMs / 1000 + 1;
+  const hedgedAt = policy.hedgePercentile === undefined ? 'hedging' : `hedging at the p${policy.hedgePercentile}`;
   return [
     { scenario: 'transient', text: '30% transient errors: success ≥ 99.5%', measured: (r) => r.figures.success, format: (v) => percent(v ?? undefined), met: (v) => v >= 0.995 },
     { scenario: 'transient', text: '30% transient errors: amplification ≤ 1.5', measured: (r) => r.figures.amplification, format: ratio, met: (v) => v <= 1.5 },
+    { scenario: 'transient', text: "30% transient errors: p99 at or below HAProxy's", ...p99Against(['haproxy']) },
+    { scenario: 'stall', text: "stalls: p99 at or below nginx's and HAProxy's", ...p99Against(['nginx', 'haproxy']) },
+    {
+      scenario: 'slow-replica',
+      text: 'one replica of three ten times slower: p99 within 1.5× of the p99 with three healthy replicas',
+      measured: (r, all) => {
+        const healthy = find(all, 'three-healthy', r.system)?.figures.latency.p99;
+        return healthy === undefined ? undefined : r.figures.latency.p99 / healthy;
+      },
+      format: (v, r, all) => `× ${ratio(v)} (${ms(r.figures.latency.p99)} ms against ${ms(find(all, 'three-healthy', r.system)?.figures.latency.p99)} ms)`,
+      met: (v) => v <= 1.5,
+    },
+    {
+      scenario: 'tail-at-scale',
+      text: `tail at scale: ${hedgedAt} cuts the p99.9 at least 5× against the same file without hedging`,
+      measured: (r, all) => {
+        const without = find(all, r.scenario, 'breakwater-no-hedge')?.figures.latency.p999;
+        return without === undefined ? undefined : without / r.figures.latency.p999;
+      },
+      format: (v, r, all) => `÷ ${ratio(v)} (${ms(r.figures.latency.p999)} ms against ${ms(find(all, r.scenario, 'breakwater-no-hedge')?.figures.latency.p999)} ms)`,
+      met: (v) => v >= 5,
+    },
+    {
+      scenario: 'tail-at-scale',
+      text: 'tail at scale: hedging adds at most 5% upstream requests (amplification ≤ 1.05)',
+      measured: (r) => r.figures.amplification,
+      format: ratio,
+      met: (v) => v <= 1.05,
+    },
+    {
+      scenario: 'latency-shift',
+      system: 'breakwater-no-hedge',
+      text: `latency shift: the adaptive per-try timeout cuts fewer healthy attempts than a fixed ${fixedPerTry.tightMs} ms`,
+      measured: (r, all) => {
+        const tight = find(all, r.scenario, 'breakwater-fixed-tight')?.figures.cuts?.healthyCut;
+        const mine = r.figures.cuts?.healthyCut;
+        return tight === undefined || mine === undefined ? undefined : mine - tight;
+      },
+      format: (_, r, all) => `${r.figures.cuts?.healthyCut ?? none} against ${find(all, r.scenario, 'breakwater-fixed-tight')?.figures.cuts?.healthyCut ?? none}`,
+      met: (v) => v < 0,
+    },
+    {
+      scenario: 'latency-shift',
+      system: 'breakwater-no-hedge',
+      text: `latency shift: the adaptive per-try timeout gives up on a hung attempt sooner than a fixed ${fixedPerTry.looseMs / 1000} s (median time held)`,
+      measured: (r, all) => {
+        const loose = find(all, r.scenario, 'breakwater-fixed-loose')?.figures.cuts?.hungHeldP50Ms;
+        const mine = r.figures.cuts?.hungHeldP50Ms;
+        return loose === undefined || loose === null || mine === undefined ? undefined : mine === null ? null : mine - loose;
+      },
+      format: (_, r, all) => `${ms(r.figures.cuts?.hungHeldP50Ms)} ms against ${ms(find(all, r.scenario, 'breakwater-fixed-loose')?.figures.cuts?.hungHeldP50Ms)} ms`,
+      met: (v) => v < 0,
+    },
     { scenario: 'outage', text: 'full outage: amplification ≤ 1.25 during the outage', measured: (r) => r.figures.outage?.amplification, format: ratio, met: (v) => v <= 1.25 },
     {
       scenario: 'outage',
@@ -122,13 +220,6 @@ function targets(policy: BreakwaterPolicy): Target[] {
       measured: (r) => r.figures.outage?.recoverS,
       format: seconds,
       met: (v) => v <= recoverLimitS,
-    },
-    {
-      scenario: 'stall',
-      text: `stalls: p99 below perTryTimeout + one backoff (${policy.perTryTimeoutMs} + ${policy.firstBackoffMs} = ${stallLimit} ms)`,
-      measured: (r) => r.figures.latency.p99,
-      format: (v) => `${ms(v)} ms`,
-      met: (v) => v < stallLimit,
     },
     {
       scenario: 'overload',
@@ -150,8 +241,8 @@ interface Verdict {
 
 function verdicts(input: ReportInput): Verdict[] {
   return targets(input.policy).map((target) => {
-    const result = input.results.find((r) => r.scenario === target.scenario && r.system === 'breakwater');
-    const value = result === undefined ? undefined : target.measured(result);
+    const result = find(input.results, target.scenario, target.system ?? 'breakwater');
+    const value = result === undefined ? undefined : target.measured(result, input.results);
     // null means "never": a time that never came, which misses any bound
     return { target, result, value, met: value === undefined ? undefined : value !== null && target.met(value) };
   });
@@ -160,7 +251,7 @@ function verdicts(input: ReportInput): Verdict[] {
 function targetTable(input: ReportInput): string {
   const rows = verdicts(input).map(({ target, result, value, met }) => {
     if (result === undefined) return [target.text, 'not run', none];
-    return [target.text, target.format(value, result), met === undefined ? none : met ? 'pass' : '**miss**'];
+    return [target.text, target.format(value, result, input.results), met === undefined ? none : met ? 'pass' : '**miss**'];
   });
   return table(['Breakwater target', 'measured', 'verdict'], rows);
 }
@@ -171,7 +262,7 @@ function targetSummary(input: ReportInput): string {
   const missed = judged.filter((v) => v.met === false);
   const head = `In this run Breakwater met ${judged.length - missed.length} of its ${judged.length} targets`;
   if (missed.length === 0) return `${head}.`;
-  const list = missed.map((v) => `${v.target.text} (measured ${v.result === undefined ? none : v.target.format(v.value, v.result)})`);
+  const list = missed.map((v) => `${v.target.text} (measured ${v.result === undefined ? none : v.target.format(v.value, v.result, input.results)})`);
   return `${head}; it missed ${list.join('; ')}. The scenario's section below says why.`;
 }
 
@@ -219,7 +310,8 @@ function peersDoingBetter(scenario: Scenario, results: readonly RunResult[]): st
     const mine = comparison.value(ours.figures);
     if (mine === undefined) continue;
     for (const peer of results) {
-      if (peer.system === 'breakwater') continue;
+      // the variants are Breakwater too: the scenario's text compares them
+      if (peer.system === 'breakwater' || isVariant(peer.system)) continue;
       const theirs = comparison.value(peer.figures);
       if (theirs === undefined || theirs === null) continue;
       if (!comparison.better(theirs, mine ?? never, peer.figures, ours.figures)) continue;
@@ -239,6 +331,7 @@ function scenarioTable(scenario: Scenario, results: readonly RunResult[]): strin
   const header = ['system', 'requests', 'success', 'p50 ms', 'p99 ms', 'p99.9 ms', 'amplification', 'answered by the system', 'client timeouts'];
   if (scenario.outage !== undefined) header.push('amplification in the outage', 'fails fast after', 'refusals p99 ms', 'recovered after');
   if (scenario.neighbour !== undefined) header.push('catalog p99 before ms', 'catalog p99 during ms', 'catalog p99 change', 'catalog success during');
+  if (scenario.cutAttempts !== undefined) header.push('healthy attempts cut', 'hung attempts', 'hung attempt held p50 ms', 'hung attempt held p99 ms');
   header.push('proxy CPU', "others' CPU");
   const rows = results.map((r) => {
     const f = r.figures;
@@ -258,6 +351,10 @@ function scenarioTable(scenario: Scenario, results: readonly RunResult[]): strin
     }
     if (f.neighbour !== undefined) {
       row.push(ms(f.neighbour.baselineP99Ms), ms(f.neighbour.faultP99Ms), `× ${f.neighbour.ratio.toFixed(2)}`, percent(f.neighbour.faultSuccess));
+    }
+    if (f.cuts !== undefined) {
+      const share = f.cuts.healthy === 0 ? '' : ` (${percent(f.cuts.healthyCut / f.cuts.healthy, 1)})`;
+      row.push(`${f.cuts.healthyCut.toLocaleString('en-US')}${share}`, f.cuts.hung.toLocaleString('en-US'), ms(f.cuts.hungHeldP50Ms), ms(f.cuts.hungHeldP99Ms));
     }
     row.push(percent(r.proxyCpuShare, 0), percent(r.foreignCpuShare, 0));
     return row;
@@ -363,7 +460,7 @@ export function renderReport(input: ReportInput): string {
   );
 
   for (const scenario of input.scenarios) {
-    const results = systemNames.flatMap((name) => input.results.filter((r) => r.scenario === scenario.name && r.system === name));
+    const results = systemsOf(scenario).flatMap((name) => input.results.filter((r) => r.scenario === scenario.name && r.system === name));
     parts.push(`## ${scenario.title[0]?.toUpperCase()}${scenario.title.slice(1)}`, `${scenario.fault} ${measuredSpan(scenario)}`);
     if (results.length === 0) {
       parts.push('Not measured in this run.');
@@ -413,7 +510,7 @@ export function renderReport(input: ReportInput): string {
       '',
       `This run took ${((input.finishedAt.getTime() - input.startedAt.getTime()) / 60_000).toFixed(1)} minutes on ` +
         `${input.machine.match(/(\d+) cores/)?.[1] ?? 'its'} cores. Breakwater's settings behind the targets are read from its ` +
-        `policy file: perTryTimeout ${policy.perTryTimeoutMs} ms, first backoff up to ${policy.firstBackoffMs} ms, openFor ${policy.openForMs / 1000} s.`,
+        `policy file: perTryTimeout ${policy.perTryTimeout}, first backoff up to ${policy.firstBackoffMs} ms, openFor ${policy.openForMs / 1000} s.`,
     ].join('\n'),
   );
   return `${parts.filter((p) => p !== '').join('\n\n')}\n`;

@@ -23,13 +23,13 @@ import type { ClientPlan, ClientReport, EndpointPlan, UpstreamPlan, UpstreamReco
 import { breakwaterPolicy, renderReport } from './report.ts';
 import type { RunResult } from './report.ts';
 import type { Scenario, ScenarioName } from './scenarios.ts';
-import { caller, scenarioNames, scenarios } from './scenarios.ts';
+import { caller, scenarioNames, scenarios, systemsOf } from './scenarios.ts';
 import type { SystemName } from './systems.ts';
-import { portsOf, snapshotBreakwater, startSystem, systemNames, unavailableReason } from './systems.ts';
+import { allSystemNames, portsOf, snapshotBreakwater, startSystem, unavailableReason } from './systems.ts';
 
 const usage = `Usage: npm run bench:resilience -- [options]
   --scenarios a,b     scenarios to run (default: all): ${scenarioNames.join(', ')}
-  --systems a,b       systems to run (default: all): ${systemNames.join(', ')}
+  --systems a,b       systems to run where a scenario has them (default: all): ${allSystemNames.join(', ')}
   --quick             smoke run: every scenario's times at 40%
   --out DIR           where the report goes (default: docs/ for a full run, else a new folder
                       under the system's temporary directory)
@@ -102,7 +102,7 @@ function readOptions(): Options {
     process.exit(0);
   }
   const names = pick<ScenarioName>('scenarios', values.scenarios, scenarioNames);
-  const systems = pick<SystemName>('systems', values.systems, systemNames);
+  const systems = pick<SystemName>('systems', values.systems, allSystemNames);
   const all = scenarios(values.quick ? 0.4 : 1);
   const cleanThreshold = Number(values['clean-threshold']);
   if (!Number.isFinite(cleanThreshold) || cleanThreshold < 0) throw new Error('--clean-threshold must be a non-negative number');
@@ -112,7 +112,7 @@ function readOptions(): Options {
     scale: values.quick ? 0.4 : 1,
     render: values.render,
     workingTree: values['working-tree'],
-    full: !values.quick && names.length === scenarioNames.length && systems.length === systemNames.length,
+    full: !values.quick && names.length === scenarioNames.length && systems.length === allSystemNames.length,
     out: values.out,
     keep: values.keep,
     cleanThreshold,
@@ -266,8 +266,12 @@ function describe(result: RunResult): string {
     `success ${(f.success * 100).toFixed(2)}%`,
     `p50 ${f.latency.p50.toFixed(1)} ms`,
     `p99 ${f.latency.p99.toFixed(1)} ms`,
+    `p99.9 ${f.latency.p999.toFixed(1)} ms`,
     `amplification ${f.amplification.toFixed(2)}`,
   ];
+  if (f.cuts !== undefined) {
+    parts.push(`healthy attempts cut ${f.cuts.healthyCut} of ${f.cuts.healthy}`, `hung attempts held p50 ${f.cuts.hungHeldP50Ms ?? 'never'} ms`);
+  }
   if (f.outage !== undefined) {
     parts.push(`fails fast after ${f.outage.failFastS ?? 'never'} s`, `recovered after ${f.outage.recoverS ?? 'never'} s`);
   }
@@ -366,13 +370,15 @@ async function main(): Promise<void> {
     if (reason !== undefined) notMeasured.set(system, reason);
   }
   const systems = options.systems.filter((s) => !notMeasured.has(s));
-  const totalS = options.scenarios.reduce((sum, s) => sum + (s.durationMs / 1000 + 6) * systems.length, 0);
-  console.error(`${options.scenarios.length} scenarios × ${systems.length} systems: about ${Math.ceil(totalS / 60)} min`);
+  const runsOf = (scenario: Scenario): SystemName[] => systemsOf(scenario).filter((s) => systems.includes(s));
+  const totalS = options.scenarios.reduce((sum, s) => sum + (s.durationMs / 1000 + 6) * runsOf(s).length, 0);
+  const runCount = options.scenarios.reduce((sum, s) => sum + runsOf(s).length, 0);
+  console.error(`${options.scenarios.length} scenarios, ${runCount} runs: about ${Math.ceil(totalS / 60)} min`);
 
   const results: RunResult[] = [];
   try {
     for (const scenario of options.scenarios) {
-      for (const system of systems) {
+      for (const system of runsOf(scenario)) {
         try {
           const result = await runner.run(scenario, system);
           results.push(result);
@@ -397,6 +403,7 @@ async function main(): Promise<void> {
       cleanThreshold: options.cleanThreshold,
     };
     const outDir = options.out ?? (options.full ? docsDir : mkdtempSync(path.join(os.tmpdir(), 'breakwater-resilience-report-')));
+    mkdirSync(outDir, { recursive: true });
     const rawFile = options.full && options.out === undefined ? fullRunFile : path.join(outDir, 'resilience.json');
     writeFileSync(rawFile, `${JSON.stringify(saved, null, 1)}\n`);
     console.error(`figures: ${path.relative(process.cwd(), rawFile)}`);

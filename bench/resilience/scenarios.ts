@@ -1,10 +1,13 @@
 // The scenarios of the resilience benchmark, as data: what the upstream does when, and what
-// the client sends. Every scenario has the same services: `orders` (two replicas, the one that
-// fails) and `catalog` (one replica, healthy throughout: the neighbour). Times scale with
-// --quick, so a smoke run keeps every phase in proportion.
+// the client sends. Every scenario has the same services: `orders` (the one that fails: two
+// replicas, three in the tail-latency scenarios) and `catalog` (one replica, healthy
+// throughout: the neighbour). Times scale with --quick, so a smoke run keeps every phase in
+// proportion.
 import type { Behaviour, EndpointPlan, RateStep, Window } from './plan.ts';
+import type { SystemName } from './systems.ts';
+import { systemNames } from './systems.ts';
 
-export type ScenarioName = 'transient' | 'stall' | 'outage' | 'overload' | 'slow-neighbour';
+export type ScenarioName = 'transient' | 'stall' | 'three-healthy' | 'slow-replica' | 'tail-at-scale' | 'latency-shift' | 'outage' | 'overload' | 'slow-neighbour';
 
 export interface Span {
   readonly fromMs: number;
@@ -25,6 +28,18 @@ export interface Scenario {
   readonly outage?: Span;
   /** Catalog's p99 in `baseline` (after a first second of settling in) is compared with its p99 in `fault`. */
   readonly neighbour?: { readonly baseline: Span; readonly fault: Span };
+  /** The systems run; absent: the peers (no proxy, nginx, HAProxy, Breakwater). */
+  readonly systems?: readonly SystemName[];
+  /**
+   * Show how the system cut attempts short: the healthy attempts it gave up on (the upstream
+   * would have answered them normally) and how long it held the hung ones.
+   */
+  readonly cutAttempts?: true;
+}
+
+/** The systems a scenario runs. */
+export function systemsOf(scenario: Scenario): readonly SystemName[] {
+  return scenario.systems ?? systemNames;
 }
 
 /**
@@ -59,6 +74,29 @@ function endpoints(orders: { a?: readonly Window[]; b?: readonly Window[]; base?
   ];
 }
 
+/** Three orders replicas, each with its own behaviour, and catalog. */
+function threeReplicas(a: Behaviour, b: Behaviour, c: Behaviour, windows: readonly Window[] = []): EndpointPlan[] {
+  return [
+    { name: 'orders-a', service: 'orders', base: a, windows },
+    { name: 'orders-b', service: 'orders', base: b, windows },
+    { name: 'orders-c', service: 'orders', base: c, windows },
+    { name: 'catalog-a', service: 'catalog', base: healthy, windows: [] },
+  ];
+}
+
+/** The slow replica of the slow-replica scenario: ten times the normal median. */
+export const slowReplicaLatency = { medianMs: normalLatency.medianMs * 10, sigma: normalLatency.sigma } as const;
+
+/** "The Tail at Scale": on every replica, this share of calls stalls this long. */
+export const tailStall = { share: 0.01, ms: 500 } as const;
+
+/** The latency-shift scenario: the service time moves from `from` to `to` and back; a few calls hang. */
+export const latencyShift = {
+  from: { medianMs: 10, sigma: 0.5 },
+  to: { medianMs: 100, sigma: 0.5 },
+  hang: { share: 0.01, ms: 5000 },
+} as const;
+
 const none: readonly RateStep[] = [];
 
 /** Every scenario; `scale` shortens all times (1 for the full run). */
@@ -78,6 +116,11 @@ export function scenarios(scale: number): Scenario[] {
   const slowEnd = ms(20);
   const slowFrom = ms(6);
   const slow: Window = { fromMs: slowFrom, toMs: slowEnd, change: { latency: { medianMs: 400, sigma: 0.05 } } };
+  const threeEnd = ms(15);
+  const tailEnd = ms(30);
+  const shiftEnd = ms(30);
+  const shifted = { fromMs: ms(10), toMs: ms(20) };
+  const shiftBase: Behaviour = { errorRate: 0, latency: latencyShift.from, stall: latencyShift.hang };
 
   return [
     {
@@ -97,6 +140,53 @@ export function scenarios(scale: number): Scenario[] {
       endpoints: endpoints({ b: [{ fromMs: 0, toMs: stall, change: { stall: { share: 0.05, ms: 2000 } } }] }),
       rates: { orders: [{ fromMs: 0, perSecond: 200 }], catalog: none },
       measured: whole(stall),
+    },
+    {
+      name: 'three-healthy',
+      title: 'three healthy replicas',
+      fault: 'No fault: three orders replicas answer in 5 ms (median). The reference for the next scenario. 200 req/s to orders.',
+      durationMs: threeEnd,
+      endpoints: threeReplicas(healthy, healthy, healthy),
+      rates: { orders: [{ fromMs: 0, perSecond: 200 }], catalog: none },
+      measured: whole(threeEnd),
+    },
+    {
+      name: 'slow-replica',
+      title: 'one replica of three is ten times slower',
+      fault:
+        `orders-c answers in ${slowReplicaLatency.medianMs} ms (median) for the whole run, ten times its siblings' ` +
+        `${normalLatency.medianMs} ms, without an error. 200 req/s to orders.`,
+      durationMs: threeEnd,
+      endpoints: threeReplicas(healthy, healthy, { ...healthy, latency: slowReplicaLatency }),
+      rates: { orders: [{ fromMs: 0, perSecond: 200 }], catalog: none },
+      measured: whole(threeEnd),
+    },
+    {
+      name: 'tail-at-scale',
+      title: 'the tail at scale: rare stalls on every replica',
+      fault:
+        `On each of three orders replicas, ${tailStall.share * 100}% of calls stall ${tailStall.ms} ms before answering ` +
+        '(200), at random; the others answer in 5 ms (median). 300 req/s to orders.',
+      durationMs: tailEnd,
+      endpoints: threeReplicas(...([1, 2, 3].map(() => ({ ...healthy, stall: tailStall })) as [Behaviour, Behaviour, Behaviour])),
+      rates: { orders: [{ fromMs: 0, perSecond: 300 }], catalog: none },
+      measured: whole(tailEnd),
+      systems: [...systemNames, 'breakwater-no-hedge'],
+    },
+    {
+      name: 'latency-shift',
+      title: 'the latency shifts from 10 ms to 100 ms and back',
+      fault:
+        `Both orders replicas answer in ${latencyShift.from.medianMs} ms (median), then in ${latencyShift.to.medianMs} ms ` +
+        `from ${shifted.fromMs / 1000} s to ${shifted.toMs / 1000} s, then in ${latencyShift.from.medianMs} ms again: slower, ` +
+        `not failing. Throughout, ${latencyShift.hang.share * 100}% of calls hang (no answer for ${latencyShift.hang.ms / 1000} s). ` +
+        '200 req/s to orders. Breakwater with its adaptive per-try timeout, beside the same file with a fixed one.',
+      durationMs: shiftEnd,
+      endpoints: endpoints({ base: shiftBase, a: [{ ...shifted, change: { latency: latencyShift.to } }], b: [{ ...shifted, change: { latency: latencyShift.to } }] }),
+      rates: { orders: [{ fromMs: 0, perSecond: 200 }], catalog: none },
+      measured: whole(shiftEnd),
+      systems: ['breakwater', 'breakwater-no-hedge', 'breakwater-fixed-tight', 'breakwater-fixed-loose'],
+      cutAttempts: true,
     },
     {
       name: 'outage',
@@ -146,4 +236,14 @@ export function scenarios(scale: number): Scenario[] {
   ];
 }
 
-export const scenarioNames: readonly ScenarioName[] = ['transient', 'stall', 'outage', 'overload', 'slow-neighbour'];
+export const scenarioNames: readonly ScenarioName[] = [
+  'transient',
+  'stall',
+  'three-healthy',
+  'slow-replica',
+  'tail-at-scale',
+  'latency-shift',
+  'outage',
+  'overload',
+  'slow-neighbour',
+];

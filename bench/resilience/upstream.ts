@@ -57,7 +57,7 @@ function hold(req: IncomingMessage, res: ServerResponse, untilT: number): void {
 
 interface Work {
   readonly res: ServerResponse;
-  readonly arrival: { status: number };
+  readonly arrival: { status: number; leftAfterMs?: number };
   readonly serviceMs: number;
   readonly status: number;
 }
@@ -94,15 +94,20 @@ function createEndpoint(endpoint: EndpointPlan, index: number, random: () => num
       reply(res, endpoint, 200);
       return;
     }
-    const arrival = { t: Math.round(t * 10) / 10, endpoint: index, status: 0 };
+    const arrival: { t: number; endpoint: number; status: number; stalled?: true; leftAfterMs?: number } = { t: Math.round(t * 10) / 10, endpoint: index, status: 0 };
     arrivals.push(arrival);
     const until = downUntil(endpoint, t);
     if (until !== undefined) {
       hold(req, res, until);
       return;
     }
+    // The caller closing before the answer: a per-try timeout, a hedge's loser, a caller gone.
+    res.once('close', () => {
+      if (!res.writableFinished) arrival.leftAfterMs = Math.round((sinceStart() - t) * 10) / 10;
+    });
     const behaviour = behaviourAt(endpoint, t);
     const stalled = behaviour.stall !== undefined && random() < behaviour.stall.share;
+    if (stalled) arrival.stalled = true;
     const serviceMs = logNormal(random, behaviour.latency.medianMs, behaviour.latency.sigma) + (stalled ? (behaviour.stall?.ms ?? 0) : 0);
     const status = random() < behaviour.errorRate ? 503 : 200;
     const work: Work = { res, arrival, serviceMs, status };
