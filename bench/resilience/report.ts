@@ -76,6 +76,8 @@ export interface ReportInput {
   readonly cleanThreshold: number;
   /** The outage chart, relative to the report; absent when the outage was not run. */
   readonly chart: string | undefined;
+  /** The other scenarios' charts over time, relative to the report. */
+  readonly charts?: ReadonlyMap<ScenarioName, string>;
   readonly policy: BreakwaterPolicy;
 }
 
@@ -405,20 +407,27 @@ export function renderReport(input: ReportInput): string {
   parts.push(
     '## How it is measured',
     [
-      '- **The upstream** (`bench/resilience/upstream.ts`) is three HTTP endpoints on loopback: two replicas of `orders`, the ' +
-        'service that fails, and one of `catalog`, a healthy neighbour, each service in a Node process of its own. Each answers with a log-normal service time ' +
+      '- **The upstream** (`bench/resilience/upstream.ts`) is HTTP endpoints on loopback: two replicas of `orders`, the ' +
+        'service that fails (three in the scenarios about one slow replica and the tail at scale), and one of `catalog`, a ' +
+        'healthy neighbour, each service in a Node process of its own. Each answers with a log-normal service time ' +
         '(5 ms median, about 16 ms at p99) unless the scenario says otherwise, and follows a seeded plan of faults over time: ' +
         '503s, stalls, limited workers with a queue, windows in which it answers nothing, and a slow recovery.',
       `- **The client** (\`bench/resilience/client.ts\`) sends at a fixed rate whatever happens (open loop), with a pool of ${caller.connectionsPerOrigin} ` +
         `connections per host:port, as a calling service's HTTP client has, and gives up on a request after ${caller.timeoutMs / 1000} s. Latency runs ` +
         'from the moment a request was due to the end of its response, so a request that waited for a free connection counts ' +
         'its wait. Through a proxy, both services share one host:port and so one pool, as they do behind a sidecar; with no ' +
-        'proxy the client spreads orders requests over the two replicas itself.',
+        'proxy the client spreads orders requests over the replicas itself, in turn.',
       '- **The systems**: the client straight to the upstream; [nginx](../bench/resilience/configs/nginx.conf.tmpl), ' +
         '[HAProxy](../bench/resilience/configs/haproxy.cfg.tmpl) and [Breakwater](../bench/resilience/configs/breakwater.yaml.tmpl), ' +
         'each configured once for every scenario as its users tune it for flaky backends, with a comment on each setting. ' +
-        'Per-attempt limits match: 250 ms to connect, 500 ms for an answer, 2 s (nginx, Breakwater) for a whole request, a cap ' +
-        'of 32 requests in flight to orders. Each proxy is started afresh for each scenario and warmed up with a few requests.',
+        'Limits match where the proxies have the same setting: 250 ms to connect, 2 s (nginx, Breakwater) for a whole request, ' +
+        'a cap of 32 requests in flight to orders (16 per replica for nginx and HAProxy). For an answer nginx and HAProxy wait ' +
+        `500 ms; Breakwater's limit follows the replicas' latency (${policy.perTryTimeout}). Each proxy is started afresh for ` +
+        'each scenario and warmed up with a few requests.',
+      '- **Variants**: where a scenario is about one of Breakwater\'s settings, the same file runs beside it with that setting ' +
+        `changed: without the hedge block ("no hedging"), or with a fixed per-try timeout of ${fixedPerTry.tightMs} ms or ` +
+        `${fixedPerTry.looseMs / 1000} s instead of the adaptive one (and no hedge block either, so that the per-try timeout ` +
+        'alone decides when an attempt is given up).',
       '- **Pinning**: the client and the upstream processes share one core, the proxy has the other (Breakwater and nginx with one ' +
         'worker, HAProxy with one thread).',
     ].join('\n'),
@@ -435,6 +444,9 @@ export function renderReport(input: ReportInput): string {
         `least ${Math.round(recoveredShare * 100)}% success. Windows start every ${stepMs} ms and hold the requests due in ` +
         'them; a window, not a single instant, so that one stall of a busy machine does not decide the figure.',
       "- **catalog p99 change**: catalog's p99 during the fault / its p99 before it, in the same run.",
+      '- **healthy attempts cut**: attempts the system gave up on before their answer although they were not hung (a per-try ' +
+        "timeout that fired on a slow but healthy answer, or a hedge's loser), from what the upstream saw. **hung attempt " +
+        'held**: how long the system waited on an attempt that hung before it gave up on it, median and p99.',
       "- **proxy CPU**: the proxy's share of a core during the run. **others' CPU**: processes the benchmark did not start.",
     ].join('\n'),
   );
@@ -453,9 +465,12 @@ export function renderReport(input: ReportInput): string {
         'checks a second apart, whichever comes first (its log, kept with `--keep`, names the reason); until then, requests ' +
         'wait for a slot (`timeout queue`) and for their retries. Its checks bring replicas back after 2 good checks, ' +
         'whether or not traffic flows. It retries at once, with no budget.',
-      '- **Breakwater** has no per-replica health: its breaker guards orders as a whole and its balancer prefers the less ' +
-        'busy replica. Its bulkhead refused the excess at once in the outage, before the breaker opened; its retry budget ' +
-        'and backoff keep retries from adding much load, at some cost in latency.',
+      '- **Breakwater** judges each replica on its own (outlier detection: ten failures in a row, most calls failing, or a ' +
+        'median three times the others\' takes a replica out for 10 s and more) and sends each call to the replica with the ' +
+        'lower latency × calls in flight (peak-EWMA). A call that has not answered by the p95 of recent answers gets a second ' +
+        'attempt on another replica, within a budget of 5% more calls. A failed call is retried at once on a replica it has ' +
+        'not tried, and only after a short backoff on one it has; its retry budget caps retries at half the calls. Its ' +
+        'breaker guards orders as a whole, and its bulkhead refuses the excess at once.',
     ].join('\n'),
   );
 
@@ -477,6 +492,15 @@ export function renderReport(input: ReportInput): string {
           'was back, each waiting out its 500 ms.',
       );
     }
+    const chart = input.charts?.get(scenario.name);
+    if (chart !== undefined && scenario.chart !== undefined) {
+      parts.push(
+        `![p50 and p99 latency and success rate over time for each system in the scenario](${chart})`,
+        `The shaded band is the ${scenario.chart.bandLabel}. Each point is a ${chartBinMs / 1000} s bin of requests by the time they ` +
+          'were due; latency is on a log scale.',
+      );
+    }
+    if (scenario.notes !== undefined) parts.push(scenario.notes);
     const checks = results.find((r) => r.system === 'haproxy')?.healthChecks;
     if (checks !== undefined && checks > 0) {
       parts.push(`HAProxy's health checks sent the orders replicas ${checks.toLocaleString('en-US')} more requests over the run, not counted in its amplification.`);

@@ -18,7 +18,7 @@ import { foreignCpuSeconds, takeSnapshot, treeCpuSeconds } from '../lib/procfs.t
 import { hasCommand, repoRoot } from '../targets.ts';
 import { analyse, ownRefusalP99Ms } from './analyse.ts';
 import type { RunFigures } from './analyse.ts';
-import { outageChart } from './chart.ts';
+import { outageChart, timeChart } from './chart.ts';
 import type { ClientPlan, ClientReport, EndpointPlan, UpstreamPlan, UpstreamRecords } from './plan.ts';
 import { breakwaterPolicy, renderReport } from './report.ts';
 import type { RunResult } from './report.ts';
@@ -303,6 +303,14 @@ function writeOutputs(saved: SavedRun, outDir: string): void {
   const outageResults = saved.results.filter((r) => r.scenario === outage?.name);
   const chart = outage === undefined || outageResults.length === 0 ? undefined : outageChart(outage, outageResults);
   if (chart !== undefined) writeFileSync(path.join(outDir, chartFile), chart);
+  // the other charts over time, of the scenarios that ask for one
+  const charts = new Map<ScenarioName, string>();
+  for (const scenario of selected) {
+    const results = saved.results.filter((r) => r.scenario === scenario.name);
+    if (scenario.chart === undefined || results.length === 0) continue;
+    writeFileSync(path.join(outDir, scenario.chart.file), timeChart(scenario, results, scenario.chart.band, scenario.chart.bandLabel));
+    charts.set(scenario.name, scenario.chart.file);
+  }
   const markdown = renderReport({
     machine: saved.machine,
     startedAt: new Date(saved.startedAt),
@@ -313,6 +321,7 @@ function writeOutputs(saved: SavedRun, outDir: string): void {
     notMeasured: new Map(Object.entries(saved.notMeasured)),
     cleanThreshold: saved.cleanThreshold,
     chart: chart === undefined ? undefined : chartFile,
+    charts,
     policy: breakwaterPolicy(),
   });
   writeFileSync(path.join(outDir, 'resilience.md'), markdown);

@@ -5,7 +5,7 @@
 // proportion.
 import type { Behaviour, EndpointPlan, RateStep, Window } from './plan.ts';
 import type { SystemName } from './systems.ts';
-import { systemNames } from './systems.ts';
+import { fixedPerTry, systemNames } from './systems.ts';
 
 export type ScenarioName = 'transient' | 'stall' | 'three-healthy' | 'slow-replica' | 'tail-at-scale' | 'latency-shift' | 'outage' | 'overload' | 'slow-neighbour';
 
@@ -35,6 +35,10 @@ export interface Scenario {
    * would have answered them normally) and how long it held the hung ones.
    */
   readonly cutAttempts?: true;
+  /** What each system does against the scenario's fault, by its settings, printed under the tables. */
+  readonly notes?: string;
+  /** A chart of the run over time, written to `file` (under docs/), with `band` shaded and named. */
+  readonly chart?: { readonly file: string; readonly band: Span; readonly bandLabel: string };
 }
 
 /** The systems a scenario runs. */
@@ -131,6 +135,13 @@ export function scenarios(scale: number): Scenario[] {
       endpoints: endpoints({ base: { ...healthy, errorRate: 0.3 } }),
       rates: { orders: [{ fromMs: 0, perSecond: 200 }], catalog: none },
       measured: whole(transient),
+      notes: [
+        'How each system retries, by its settings:',
+        '- **nginx** counts each 503 against the replica and takes both out of rotation (see its settings above).',
+        '- **HAProxy** retries at once on the other replica, up to four times.',
+        '- **Breakwater** retries at once on the replica the request has not tried; a request that needs a third attempt ' +
+          'returns to a replica it has tried, and waits a short jittered backoff first (up to 5 ms, then 10, 20).',
+      ].join('\n'),
     },
     {
       name: 'stall',
@@ -140,6 +151,15 @@ export function scenarios(scale: number): Scenario[] {
       endpoints: endpoints({ b: [{ fromMs: 0, toMs: stall, change: { stall: { share: 0.05, ms: 2000 } } }] }),
       rates: { orders: [{ fromMs: 0, perSecond: 200 }], catalog: none },
       measured: whole(stall),
+      notes: [
+        'How each system meets the stalls, by its settings:',
+        '- **nginx** counts each 500 ms read timeout against orders-b and, at five within 3 s, takes it out of rotation for 3 s.',
+        '- **HAProxy** waits out its 500 ms server timeout, then retries on orders-a; ten errors in a row would mark orders-b ' +
+          'down, and stalls that are 5% of its calls rarely make ten in a row.',
+        '- **Breakwater** sends a second attempt to orders-a when a call has not answered by the p95 of the last 10 s of ' +
+          'answers, takes the first answer and cancels the other. orders-b answers most calls as fast as orders-a, so neither ' +
+          'outlier detection nor peak-EWMA has reason to avoid it.',
+      ].join('\n'),
     },
     {
       name: 'three-healthy',
@@ -149,6 +169,9 @@ export function scenarios(scale: number): Scenario[] {
       endpoints: threeReplicas(healthy, healthy, healthy),
       rates: { orders: [{ fromMs: 0, perSecond: 200 }], catalog: none },
       measured: whole(threeEnd),
+      notes:
+        'What each system costs over three healthy replicas. Breakwater hedges even here: a call that has not answered by the ' +
+        'p95 of recent answers gets a second attempt, which shows in its amplification.',
     },
     {
       name: 'slow-replica',
@@ -160,6 +183,17 @@ export function scenarios(scale: number): Scenario[] {
       endpoints: threeReplicas(healthy, healthy, { ...healthy, latency: slowReplicaLatency }),
       rates: { orders: [{ fromMs: 0, perSecond: 200 }], catalog: none },
       measured: whole(threeEnd),
+      notes: [
+        'How each system meets the slow replica, by its settings:',
+        '- **nginx** (`least_conn`) and **HAProxy** (`leastconn`) send a call to the replica with the fewest calls open. ' +
+          'orders-c holds each call ten times longer, so it has more open and gets fewer calls, but at this rate all three ' +
+          'are often idle and it keeps a large share. Their passive checks count errors and timeouts; orders-c has neither.',
+        '- **Breakwater** (`peak-ewma`) compares two replicas drawn at random by latency estimate × calls open. orders-c’s ' +
+          'estimate jumps at its first slow answer, so it loses nearly every draw; the estimate fades without answers, so ' +
+          'orders-c is tried again now and then, and a call that goes there is hedged on another replica at the p95 of ' +
+          'recent answers. Outlier detection takes orders-c out when it has answered 20 calls within 5 s with a median three ' +
+          'times the others’.',
+      ].join('\n'),
     },
     {
       name: 'tail-at-scale',
@@ -172,6 +206,18 @@ export function scenarios(scale: number): Scenario[] {
       rates: { orders: [{ fromMs: 0, perSecond: 300 }], catalog: none },
       measured: whole(tailEnd),
       systems: [...systemNames, 'breakwater-no-hedge'],
+      notes: [
+        'Every replica stalls as often as the others: there is no bad replica for a health check or outlier detection to ' +
+          'find, and a stalled call is only shortened by not waiting for it. By each system’s settings:',
+        '- **nginx**’s 500 ms read timeout fires just before a stalled call answers: it retries on another replica and ' +
+          'counts a failure; five within 3 s take a replica out for 3 s, and with all three out it answers 502 itself ' +
+          '("no live upstreams").',
+        '- **HAProxy**’s 500 ms server timeout fires as nginx’s does, and it retries on another replica.',
+        '- **Breakwater** sends a second attempt to another replica when a call has not answered by the p95 of the last ' +
+          '10 s of answers, within a budget of 5% of the calls (plus 2 a second), and takes the first answer. Without the ' +
+          'hedge block it waits for the stalled call: its adaptive per-try timeout (1.5 × the p99.9 of recent answers) ' +
+          'counts the stalls among the answers, and stays above them.',
+      ].join('\n'),
     },
     {
       name: 'latency-shift',
@@ -180,13 +226,32 @@ export function scenarios(scale: number): Scenario[] {
         `Both orders replicas answer in ${latencyShift.from.medianMs} ms (median), then in ${latencyShift.to.medianMs} ms ` +
         `from ${shifted.fromMs / 1000} s to ${shifted.toMs / 1000} s, then in ${latencyShift.from.medianMs} ms again: slower, ` +
         `not failing. Throughout, ${latencyShift.hang.share * 100}% of calls hang (no answer for ${latencyShift.hang.ms / 1000} s). ` +
-        '200 req/s to orders. Breakwater with its adaptive per-try timeout, beside the same file with a fixed one.',
+        '150 req/s to orders. Breakwater with its adaptive per-try timeout, beside the same file with a fixed one.',
       durationMs: shiftEnd,
       endpoints: endpoints({ base: shiftBase, a: [{ ...shifted, change: { latency: latencyShift.to } }], b: [{ ...shifted, change: { latency: latencyShift.to } }] }),
-      rates: { orders: [{ fromMs: 0, perSecond: 200 }], catalog: none },
+      // below the 200 req/s of the others: at 100 ms a call, 200 req/s would keep about as
+      // many calls in flight as Breakwater's bulkhead allows, and its refusals would blur what
+      // the per-try timeouts do
+      rates: { orders: [{ fromMs: 0, perSecond: 150 }], catalog: none },
       measured: whole(shiftEnd),
       systems: ['breakwater', 'breakwater-no-hedge', 'breakwater-fixed-tight', 'breakwater-fixed-loose'],
       cutAttempts: true,
+      notes: [
+        'How each per-try timeout meets the shift:',
+        `- **Fixed ${fixedPerTry.tightMs} ms**: in the ${latencyShift.to.medianMs} ms phase about half the answers take longer ` +
+          'than the limit. Each attempt it cuts is retried, and counted as a failure by the breaker, which opens: calls are ' +
+          'then refused without reaching orders.',
+        `- **Fixed ${fixedPerTry.looseMs / 1000} s**: no healthy answer is cut, and every hung call is held the full second ` +
+          'before its retry.',
+        '- **Adaptive** (1.5 × the p99.9 of the last 10 s of answers, 1 s until 1,000 answers are known): a few tens of ms ' +
+          `in the ${latencyShift.from.medianMs} ms phases, some hundreds in the ${latencyShift.to.medianMs} ms phase. At the ` +
+          'shift it cuts healthy answers until the window has seen slower ones; an answer that comes under the old limit ' +
+          'raises it, and at a tenfold shift many do. After the shift back it keeps the higher limit until the slow answers ' +
+          'have left the window.',
+        '- **Breakwater** with its hedge block as well: a hung call also gets a second attempt at the p95 of recent answers, ' +
+          'so it is given up sooner; the hedges’ losers count among the healthy attempts cut.',
+      ].join('\n'),
+      chart: { file: 'img/resilience-latency-shift.svg', band: shifted, bandLabel: `${latencyShift.to.medianMs} ms median` },
     },
     {
       name: 'outage',
