@@ -92,7 +92,7 @@ describe('an attempt as outlier detection sees it', () => {
     expect(upstream.pick([]).origin).toBe(servers[1]!.origin);
   });
 
-  it('counts a 5xx response as a failure and feeds its time to the latency estimate', async () => {
+  it('counts a 5xx response as a failure, and not as a latency: a quick refusal is no sign of a fast endpoint', async () => {
     const clock = new FakeClock(1_000);
     const events: PolicyEvent[] = [];
     const { held, handler, upstream } = await setUp(clock, events);
@@ -107,6 +107,25 @@ describe('an attempt as outlier detection sees it', () => {
 
     expect(response.status).toBe(503);
     expect(ejections(events)).toHaveLength(1);
+    // The estimate is the default, faded by the time gone by: the 503 was no sample.
+    expect(upstream.endpoints[0]!.latency.estimate(clock.now())).toBe(new PeakEwma(1_000).estimate(clock.now()));
+  });
+
+  it('feeds the time of an answer below 500 to the latency estimate', async () => {
+    const clock = new FakeClock(1_000);
+    const events: PolicyEvent[] = [];
+    const { held, handler, upstream } = await setUp(clock, events);
+    const request = proxyRequest({ upstream: 'catalog', headers: ['host', 'catalog'], deadlineAt: 31_000 });
+    const attempt = handler(request, scopeOf(request));
+    await waitFor('the attempt to reach the upstream', () => held.length === 1);
+    clock.advance(120);
+
+    held[0]!.writeHead(404).end();
+    const response = await attempt;
+    response.body.discard();
+
+    expect(response.status).toBe(404);
+    expect(ejections(events)).toEqual([]);
     expect(upstream.endpoints[0]!.latency.estimate(clock.now())).toBe(120);
   });
 });
