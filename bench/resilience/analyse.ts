@@ -59,6 +59,8 @@ export interface CutFigures {
   /** How long the system held a hung attempt before it gave up on it, median and p99 (ms); null: none given up on. */
   readonly hungHeldP50Ms: number | null;
   readonly hungHeldP99Ms: number | null;
+  /** The mean of the same times: a hung attempt's cost on average, wherever it fell (ms); null: none. */
+  readonly hungHeldMeanMs: number | null;
 }
 
 export interface Bin {
@@ -84,6 +86,8 @@ export interface RunFigures {
   readonly outage?: OutageFigures;
   readonly neighbour?: NeighbourFigures;
   readonly cuts?: CutFigures;
+  /** The cut figures of each of the scenario's phases, in order. */
+  readonly phaseCuts?: readonly CutFigures[];
   /** Orders over time, in chartBinMs bins. */
   readonly series: readonly Bin[];
 }
@@ -171,6 +175,7 @@ function cutFigures(arrivals: readonly Arrival[]): CutFigures {
     hung: hung.length,
     hungHeldP50Ms: held.length === 0 ? null : percentile(held, 0.5),
     hungHeldP99Ms: held.length === 0 ? null : percentile(held, 0.99),
+    hungHeldMeanMs: held.length === 0 ? null : held.reduce((sum, ms) => sum + ms, 0) / held.length,
   };
 }
 
@@ -205,6 +210,9 @@ export function analyse(scenario: Scenario, outcomes: readonly Outcome[], orders
     ...(scenario.outage === undefined ? {} : { outage: outageFigures(orders, ordersArrivals, scenario.outage, scenario.durationMs) }),
     ...(scenario.neighbour === undefined ? {} : { neighbour: neighbourFigures(catalog, scenario.neighbour) }),
     ...(scenario.cutAttempts === undefined ? {} : { cuts: cutFigures(ordersArrivals.filter(within(scenario.measured))) }),
+    ...(scenario.cutAttempts === undefined || scenario.phases === undefined
+      ? {}
+      : { phaseCuts: scenario.phases.map((phase) => cutFigures(ordersArrivals.filter(within(phase.span)))) }),
     series: bins(orders, { fromMs: 0, toMs: scenario.durationMs }, chartBinMs),
   };
 }

@@ -71,6 +71,8 @@ export interface ReportInput {
   readonly quick: boolean;
   readonly scenarios: readonly Scenario[];
   readonly results: readonly RunResult[];
+  /** With --repeat: the runs of each scenario and system that the tables do not use. */
+  readonly repeats?: readonly RunResult[];
   /** what → why it has no figures */
   readonly notMeasured: ReadonlyMap<string, string>;
   readonly cleanThreshold: number;
@@ -199,13 +201,13 @@ function targets(policy: BreakwaterPolicy): Target[] {
     {
       scenario: 'latency-shift',
       system: 'breakwater-no-hedge',
-      text: `latency shift: the adaptive per-try timeout gives up on a hung attempt sooner than a fixed ${fixedPerTry.looseMs / 1000} s (median time held)`,
+      text: `latency shift: the adaptive per-try timeout gives up on a hung attempt sooner than a fixed ${fixedPerTry.looseMs / 1000} s (mean time held)`,
       measured: (r, all) => {
-        const loose = find(all, r.scenario, 'breakwater-fixed-loose')?.figures.cuts?.hungHeldP50Ms;
-        const mine = r.figures.cuts?.hungHeldP50Ms;
+        const loose = find(all, r.scenario, 'breakwater-fixed-loose')?.figures.cuts?.hungHeldMeanMs;
+        const mine = r.figures.cuts?.hungHeldMeanMs;
         return loose === undefined || loose === null || mine === undefined ? undefined : mine === null ? null : mine - loose;
       },
-      format: (_, r, all) => `${ms(r.figures.cuts?.hungHeldP50Ms)} ms against ${ms(find(all, r.scenario, 'breakwater-fixed-loose')?.figures.cuts?.hungHeldP50Ms)} ms`,
+      format: (_, r, all) => `${ms(r.figures.cuts?.hungHeldMeanMs)} ms against ${ms(find(all, r.scenario, 'breakwater-fixed-loose')?.figures.cuts?.hungHeldMeanMs)} ms`,
       met: (v) => v < 0,
     },
     { scenario: 'outage', text: 'full outage: amplification ≤ 1.25 during the outage', measured: (r) => r.figures.outage?.amplification, format: ratio, met: (v) => v <= 1.25 },
@@ -333,7 +335,7 @@ function scenarioTable(scenario: Scenario, results: readonly RunResult[]): strin
   const header = ['system', 'requests', 'success', 'p50 ms', 'p99 ms', 'p99.9 ms', 'amplification', 'answered by the system', 'client timeouts'];
   if (scenario.outage !== undefined) header.push('amplification in the outage', 'fails fast after', 'refusals p99 ms', 'recovered after');
   if (scenario.neighbour !== undefined) header.push('catalog p99 before ms', 'catalog p99 during ms', 'catalog p99 change', 'catalog success during');
-  if (scenario.cutAttempts !== undefined) header.push('healthy attempts cut', 'hung attempts', 'hung attempt held p50 ms', 'hung attempt held p99 ms');
+  if (scenario.cutAttempts !== undefined) header.push('healthy attempts cut', 'hung attempts', 'hung attempt held: mean ms', 'p50 ms', 'p99 ms');
   header.push('proxy CPU', "others' CPU");
   const rows = results.map((r) => {
     const f = r.figures;
@@ -356,11 +358,26 @@ function scenarioTable(scenario: Scenario, results: readonly RunResult[]): strin
     }
     if (f.cuts !== undefined) {
       const share = f.cuts.healthy === 0 ? '' : ` (${percent(f.cuts.healthyCut / f.cuts.healthy, 1)})`;
-      row.push(`${f.cuts.healthyCut.toLocaleString('en-US')}${share}`, f.cuts.hung.toLocaleString('en-US'), ms(f.cuts.hungHeldP50Ms), ms(f.cuts.hungHeldP99Ms));
+      row.push(`${f.cuts.healthyCut.toLocaleString('en-US')}${share}`, f.cuts.hung.toLocaleString('en-US'), ms(f.cuts.hungHeldMeanMs), ms(f.cuts.hungHeldP50Ms), ms(f.cuts.hungHeldP99Ms));
     }
     row.push(percent(r.proxyCpuShare, 0), percent(r.foreignCpuShare, 0));
     return row;
   });
+  return table(header, rows);
+}
+
+/** The cut figures phase by phase: how each system's per-try timeout followed the phases. */
+function phaseTable(scenario: Scenario, results: readonly RunResult[]): string | undefined {
+  const phases = scenario.phases;
+  if (phases === undefined || !results.some((r) => r.figures.phaseCuts !== undefined)) return undefined;
+  const header = ['system', ...phases.flatMap((phase) => [`${phase.name}: healthy cut`, `${phase.name}: hung held, mean ms`])];
+  const rows = results.map((r) => [
+    systemTitle[r.system],
+    ...phases.flatMap((_, i) => {
+      const cuts = r.figures.phaseCuts?.[i];
+      return cuts === undefined ? [none, none] : [cuts.healthyCut.toLocaleString('en-US'), ms(cuts.hungHeldMeanMs)];
+    }),
+  ]);
   return table(header, rows);
 }
 
@@ -369,6 +386,38 @@ function measuredSpan(scenario: Scenario): string {
   return fromMs === 0 && toMs === scenario.durationMs
     ? `Figures over the whole ${scenario.durationMs / 1000} s run.`
     : `Orders' figures from ${fromMs / 1000} s to ${toMs / 1000} s (the fault); catalog's p99 before the fault (from ${(scenario.neighbour?.baseline.fromMs ?? 0) / 1000} s) is compared with its p99 during it.`;
+}
+
+/** Every run of each scenario and system, when there were several: the noise, in plain sight. */
+function repeatsSection(input: ReportInput): string[] | undefined {
+  const repeats = input.repeats ?? [];
+  if (repeats.length === 0) return undefined;
+  const rows: string[][] = [];
+  let most = 1;
+  for (const scenario of input.scenarios) {
+    for (const system of systemsOf(scenario)) {
+      const used = input.results.find((r) => r.scenario === scenario.name && r.system === system);
+      if (used === undefined) continue;
+      const runs = [used, ...repeats.filter((r) => r.scenario === scenario.name && r.system === system)];
+      most = Math.max(most, runs.length);
+      const cell = (show: (r: RunResult) => string): string => runs.map((r, i) => (i === 0 ? `**${show(r)}**` : show(r))).join(' · ');
+      rows.push([
+        `${scenario.name} · ${systemTitle[system]}`,
+        cell((r) => percent(r.figures.success)),
+        cell((r) => ms(r.figures.latency.p99)),
+        cell((r) => ms(r.figures.latency.p999)),
+        cell((r) => r.figures.amplification.toFixed(2)),
+        cell((r) => percent(r.foreignCpuShare, 0)),
+      ]);
+    }
+  }
+  return [
+    '## Every run',
+    `Each scenario ran through each system ${most} times, the systems one after the other. ` +
+      "The tables above use each pair's run that other processes disturbed least (bold here, first), chosen by the " +
+      "\"others' CPU\" figure alone, before looking at what it measured. The others are its repeats, in the order they ran.",
+    table(['scenario · system', 'success', 'p99 ms', 'p99.9 ms', 'amplification', "others' CPU"], rows),
+  ];
 }
 
 function disturbance(input: ReportInput): string {
@@ -446,7 +495,7 @@ export function renderReport(input: ReportInput): string {
       "- **catalog p99 change**: catalog's p99 during the fault / its p99 before it, in the same run.",
       '- **healthy attempts cut**: attempts the system gave up on before their answer although they were not hung (a per-try ' +
         "timeout that fired on a slow but healthy answer, or a hedge's loser), from what the upstream saw. **hung attempt " +
-        'held**: how long the system waited on an attempt that hung before it gave up on it, median and p99.',
+        'held**: how long the system waited on an attempt that hung before it gave up on it: mean, median and p99.',
       "- **proxy CPU**: the proxy's share of a core during the run. **others' CPU**: processes the benchmark did not start.",
     ].join('\n'),
   );
@@ -466,7 +515,8 @@ export function renderReport(input: ReportInput): string {
         'wait for a slot (`timeout queue`) and for their retries. Its checks bring replicas back after 2 good checks, ' +
         'whether or not traffic flows. It retries at once, with no budget.',
       '- **Breakwater** judges each replica on its own (outlier detection: ten failures in a row, most calls failing, or a ' +
-        'median three times the others\' takes a replica out for 10 s and more) and sends each call to the replica with the ' +
+        'median three times the others\' takes a replica out for 10 s and more; a failure is a connection refused or reset, ' +
+        'or a timeout, while a 503 is an answer, retried and not counted) and sends each call to the replica with the ' +
         'lower latency × calls in flight (peak-EWMA). A call that has not answered by the p95 of recent answers gets a second ' +
         'attempt on another replica, within a budget of 5% more calls. A failed call is retried at once on a replica it has ' +
         'not tried, and only after a short backoff on one it has; its retry budget caps retries at half the calls. Its ' +
@@ -492,6 +542,11 @@ export function renderReport(input: ReportInput): string {
           'was back, each waiting out its 500 ms.',
       );
     }
+    const phases = phaseTable(scenario, results);
+    if (phases !== undefined) {
+      const spans = (scenario.phases ?? []).map((phase) => `${phase.name} from ${phase.span.fromMs / 1000} s to ${phase.span.toMs / 1000} s`);
+      parts.push(`The same figures phase by phase (${spans.join('; ')}):`, phases);
+    }
     const chart = input.charts?.get(scenario.name);
     if (chart !== undefined && scenario.chart !== undefined) {
       parts.push(
@@ -516,6 +571,8 @@ export function renderReport(input: ReportInput): string {
     if (better.length > 0) parts.push('Where a peer does better:', better.join('\n'));
   }
 
+  const repeats = repeatsSection(input);
+  if (repeats !== undefined) parts.push(...repeats);
   if (input.notMeasured.size > 0) {
     parts.push('## Not measured', [...input.notMeasured].map(([what, why]) => `- ${what}: ${why}`).join('\n'));
   }

@@ -35,6 +35,8 @@ export interface Scenario {
    * would have answered them normally) and how long it held the hung ones.
    */
   readonly cutAttempts?: true;
+  /** Named stretches of the run whose cut figures the report also gives one by one. */
+  readonly phases?: readonly { readonly name: string; readonly span: Span }[];
   /** What each system does against the scenario's fault, by its settings, printed under the tables. */
   readonly notes?: string;
   /** A chart of the run over time, written to `file` (under docs/), with `band` shaded and named. */
@@ -215,7 +217,7 @@ export function scenarios(scale: number): Scenario[] {
         '- **HAProxy**’s 500 ms server timeout fires as nginx’s does, and it retries on another replica.',
         '- **Breakwater** sends a second attempt to another replica when a call has not answered by the p95 of the last ' +
           '10 s of answers, within a budget of 5% of the calls (plus 2 a second), and takes the first answer. Without the ' +
-          'hedge block it waits for the stalled call: its adaptive per-try timeout (1.5 × the p99.9 of recent answers) ' +
+          'hedge block it waits for the stalled call: its adaptive per-try timeout (3 × the p99.9 of recent answers) ' +
           'counts the stalls among the answers, and stays above them.',
       ].join('\n'),
     },
@@ -236,6 +238,11 @@ export function scenarios(scale: number): Scenario[] {
       measured: whole(shiftEnd),
       systems: ['breakwater', 'breakwater-no-hedge', 'breakwater-fixed-tight', 'breakwater-fixed-loose'],
       cutAttempts: true,
+      phases: [
+        { name: `${latencyShift.from.medianMs} ms`, span: { fromMs: 0, toMs: shifted.fromMs } },
+        { name: `${latencyShift.to.medianMs} ms`, span: shifted },
+        { name: `${latencyShift.from.medianMs} ms again`, span: { fromMs: shifted.toMs, toMs: shiftEnd } },
+      ],
       notes: [
         'How each per-try timeout meets the shift:',
         `- **Fixed ${fixedPerTry.tightMs} ms**: in the ${latencyShift.to.medianMs} ms phase about half the answers take longer ` +
@@ -243,11 +250,11 @@ export function scenarios(scale: number): Scenario[] {
           'then refused without reaching orders.',
         `- **Fixed ${fixedPerTry.looseMs / 1000} s**: no healthy answer is cut, and every hung call is held the full second ` +
           'before its retry.',
-        '- **Adaptive** (1.5 × the p99.9 of the last 10 s of answers, 1 s until 1,000 answers are known): a few tens of ms ' +
-          `in the ${latencyShift.from.medianMs} ms phases, some hundreds in the ${latencyShift.to.medianMs} ms phase. At the ` +
-          'shift it cuts healthy answers until the window has seen slower ones; an answer that comes under the old limit ' +
-          'raises it, and at a tenfold shift many do. After the shift back it keeps the higher limit until the slow answers ' +
-          'have left the window.',
+        '- **Adaptive** (3 × the p99.9 of the last 10 s of answers, at most 1 s, and 1 s until 1,000 answers are known): ' +
+          `a little over 100 ms in the ${latencyShift.from.medianMs} ms phases; in the ${latencyShift.to.medianMs} ms phase it ` +
+          `reaches its 1 s ceiling, as the fixed ${fixedPerTry.looseMs / 1000} s. At the shift it cuts the slowest answers ` +
+          'until the window has seen slower ones: each answer that comes under the old limit raises it, and at a tenfold ' +
+          'shift most do. After the shift back it keeps the higher limit until the slow answers have left the window.',
         '- **Breakwater** with its hedge block as well: a hung call also gets a second attempt at the p95 of recent answers, ' +
           'so it is given up sooner; the hedges’ losers count among the healthy attempts cut.',
       ].join('\n'),
