@@ -141,8 +141,8 @@ export function scenarios(scale: number): Scenario[] {
         'How each system retries, by its settings:',
         '- **nginx** counts each 503 against the replica and takes both out of rotation (see its settings above).',
         '- **HAProxy** retries at once on the other replica, up to four times.',
-        '- **Breakwater** retries at once on the replica the request has not tried; a request that needs a third attempt ' +
-          'returns to a replica it has tried, and waits a short jittered backoff first (up to 5 ms, then 10, 20).',
+        '- **Breakwater** retries at once too, on the replica the request has not tried first, up to four times, within a ' +
+          'retry budget of half the calls.',
       ].join('\n'),
     },
     {
