@@ -518,9 +518,9 @@ export function renderReport(input: ReportInput): string {
         'median three times the others\' takes a replica out for 10 s and more; a failure is a connection refused or reset, ' +
         'or a timeout, while a 503 is an answer, retried and not counted) and sends each call to the replica with the ' +
         'lower latency × calls in flight (peak-EWMA). A call that has not answered by the p95 of recent answers gets a second ' +
-        'attempt on another replica, within a budget of 5% more calls. A failed call is retried at once on a replica it has ' +
-        'not tried, and only after a short backoff on one it has; its retry budget caps retries at half the calls. Its ' +
-        'breaker guards orders as a whole, and its bulkhead refuses the excess at once.',
+        'attempt on another replica, within a budget of 5% more calls. A failed call is retried at once, on a replica it has ' +
+        'not tried while there is one; its retry budget caps retries at half the calls. Its breaker guards orders as a ' +
+        'whole, and its bulkhead refuses the excess at once.',
     ].join('\n'),
   );
 

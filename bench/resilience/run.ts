@@ -421,15 +421,20 @@ async function main(): Promise<void> {
       for (let round = 1; round <= options.repeat; round++) {
         for (const system of runsOf(scenario)) {
           const label = `${scenario.name} / ${system}${options.repeat > 1 ? ` (${round}/${options.repeat})` : ''}`;
-          try {
-            const result = await runner.run(scenario, system, round);
-            results.push(result);
-            console.error(`${label}: ${describe(result)}`);
-          } catch (error) {
-            if (stopping) throw error;
-            const message = error instanceof Error ? error.message : String(error);
-            console.error(`${label}: failed: ${message}`);
-            notMeasured.set(label, `failed: ${message.split('\n')[0]}`);
+          // A run that fails is tried once more: on a busy machine a client can be too late to
+          // tell the upstreams time zero, or a proxy too slow to start.
+          for (let attempt = 1; attempt <= 2; attempt++) {
+            try {
+              const result = await runner.run(scenario, system, attempt === 1 ? round : round + options.repeat);
+              results.push(result);
+              console.error(`${label}: ${describe(result)}`);
+              break;
+            } catch (error) {
+              if (stopping) throw error;
+              const message = error instanceof Error ? error.message : String(error);
+              console.error(`${label}: failed${attempt === 1 ? ', trying once more' : ''}: ${message}`);
+              if (attempt === 2) notMeasured.set(label, `failed twice: ${message.split('\n')[0]}`);
+            }
           }
         }
       }
