@@ -124,7 +124,9 @@ export function scenarios(scale: number): Scenario[] {
   const slow: Window = { fromMs: slowFrom, toMs: slowEnd, change: { latency: { medianMs: 400, sigma: 0.05 } } };
   const threeEnd = ms(15);
   const tailEnd = ms(30);
-  const shiftEnd = ms(30);
+  // the last phase outlasts the adaptive per-try timeout's 10 s window, so that its return to
+  // the short limit shows
+  const shiftEnd = ms(40);
   const shifted = { fromMs: ms(10), toMs: ms(20) };
   const shiftBase: Behaviour = { errorRate: 0, latency: latencyShift.from, stall: latencyShift.hang };
 
