@@ -78,6 +78,11 @@ export const targets: readonly Target[] = [
     launch: { kind: 'breakwater', template: 'breakwater-policies.yaml.tmpl' },
   },
   {
+    name: 'breakwater-tail',
+    description: 'breakwater-policies with hedging at a percentile and an adaptive per-try timeout, set so that neither fires',
+    launch: { kind: 'breakwater', template: 'breakwater-tail.yaml.tmpl' },
+  },
+  {
     name: 'breakwater-traced',
     description: 'Breakwater, one route, no policies, 10% of requests traced and exported over OTLP/HTTP',
     launch: { kind: 'breakwater', template: 'breakwater.yaml.tmpl', traceRatio: 0.1 },

@@ -1,5 +1,6 @@
 import type { Config, RetryConfig, RouteConfig } from '../config/types.ts';
 import type { PolicyEvents } from '../exchange/events.ts';
+import type { ProxyRequest } from '../exchange/request.ts';
 import { compose, type Handler, type Layer } from '../exchange/handler.ts';
 import type { AttemptObserver } from '../exchange/record.ts';
 import { breakerLayer } from '../policies/breaker/layer.ts';
@@ -129,6 +130,8 @@ export function buildRouteHandler(route: RouteConfig, deps: RouteDependencies): 
 
   // A POST or PATCH with the route's idempotency key may be sent twice.
   const keyHeader = route.idempotency === undefined ? {} : { keyHeader: route.idempotency.header };
+  // A retry to an endpoint the request has not tried goes without a backoff.
+  const untried = (request: ProxyRequest): boolean => upstream.hasUntried(request.tried);
   const layers: Layer[] = [];
   // Outermost: a duplicate is answered from the store before anything else runs, so a replay is
   // never disturbed by chaos, queues or breakers, and a first request's answer is stored as the
@@ -185,6 +188,7 @@ export function buildRouteHandler(route: RouteConfig, deps: RouteDependencies): 
         ...(breaker === undefined ? {} : { breakerOpen: (now: number) => breaker.isOpen(now) }),
         ...(hedgeWindow === undefined ? {} : { latencies: hedgeWindow }),
         ...keyHeader,
+        untried,
       }),
     );
   } else if (route.retry !== undefined) {
@@ -196,6 +200,7 @@ export function buildRouteHandler(route: RouteConfig, deps: RouteDependencies): 
         budget: registries.budgets.get(upstream.name, route.retry.budget),
         ...(breaker === undefined ? {} : { breakerOpen: (now: number) => breaker.isOpen(now) }),
         ...keyHeader,
+        untried,
       }),
     );
   }
