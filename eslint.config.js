@@ -39,6 +39,18 @@ export default tseslint.config(
     },
   },
   {
+    // An ES import of node:http's values loads Node's bundled undici, resident for good:
+    // take them from src/runtime/node-http.ts.
+    files: ['src/**/*.ts'],
+    ignores: ['src/runtime/node-http.ts'],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        { paths: [{ name: 'node:http', allowTypeImports: true, message: 'Import its values from src/runtime/node-http.ts; types may come from node:http.' }] },
+      ],
+    },
+  },
+  {
     // Policies emit events; telemetry turns them into metrics, spans and log fields.
     files: ['src/policies/**/*.ts'],
     rules: {
