@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { Ajv, type ValidateFunction } from 'ajv';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import { configValidatorSource, paths } from '../../../scripts/generate-schema.ts';
+import { configValidatorSource, paths, validationSchema } from '../../../scripts/generate-schema.ts';
 import { configJsonSchema } from '../../../src/config/schema.ts';
 import { validate as generated } from '../../../src/config/schema-validator.generated.ts';
 
@@ -19,7 +19,7 @@ describe('src/config/schema-validator.generated.ts', () => {
     expect(readFileSync(paths.validator, 'utf8'), 'the validator is stale: run `npm run schema`').toBe(configValidatorSource());
   });
 
-  it('judges a file as Ajv compiling the schema at run time does, errors and all', () => {
+  it('judges a file as Ajv compiling the whole schema at run time does, errors and all, less the annotations', () => {
     const ajv = new Ajv({ allErrors: true, verbose: true, strict: true });
     ajv.addKeyword('errorMessage');
     const atRunTime = ajv.compile(configJsonSchema());
@@ -36,7 +36,9 @@ describe('src/config/schema-validator.generated.ts', () => {
       const ahead = validate(structuredClone(data));
       const now = atRunTime(structuredClone(data));
       expect(ahead).toBe(now);
-      expect(validate.errors).toEqual(atRunTime.errors);
+      // The compiled schema leaves out titles, descriptions and defaults, which nothing reads.
+      const withoutAnnotations = atRunTime.errors?.map((error) => ({ ...error, schema: validationSchema(error.schema), parentSchema: validationSchema(error.parentSchema) }));
+      expect(validate.errors).toEqual(withoutAnnotations ?? null);
     }
     expect(atRunTime.errors?.length).toBeGreaterThan(5);
   });
