@@ -10,8 +10,17 @@ import { renderTemplate } from './lib/template.ts';
 
 export const repoRoot = path.join(import.meta.dirname, '..');
 const peersDir = path.join(import.meta.dirname, 'peers');
-/** The command-line entry of the Breakwater checkout at `root` (this one by default). */
-const entryOf = (root = repoRoot): string => path.join(root, 'src', 'cli', 'main.ts');
+/**
+ * The compiled command-line entry of the Breakwater checkout at `root` (this one by default):
+ * the benchmark runs what the container image runs, not the TypeScript sources, whose type
+ * stripping costs memory a deployed Breakwater does not pay.
+ */
+const entryOf = (root = repoRoot): string => path.join(root, 'dist', 'cli', 'main.js');
+
+/** Compiles the Breakwater checkout at `root` to dist/ (`npm run build`), as the image's build does. */
+export function buildBreakwater(root = repoRoot): void {
+  execFileSync('npm', ['run', '--silent', 'build'], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
+}
 
 /** Size of the upstream's fixed response body; every target must pass it through whole. */
 export const upstreamBodyBytes = 1024;
@@ -167,7 +176,7 @@ export function unavailableReason(target: Target): string | undefined {
     case 'node':
       return existsSync(path.join(peersDir, launch.script)) ? undefined : `bench/peers/${launch.script} is missing`;
     case 'breakwater':
-      if (!existsSync(entryOf(launch.root))) return `${path.relative(repoRoot, entryOf(launch.root))} does not exist`;
+      if (!existsSync(entryOf(launch.root))) return `${path.relative(repoRoot, entryOf(launch.root))} does not exist (npm run build)`;
       return launch.store === 'redis' && !hasCommand('redis-server') ? 'redis-server is not installed (bash scripts/install-system-tools.sh test)' : undefined;
     default:
       return launch satisfies never;
