@@ -7,6 +7,7 @@ import path from 'node:path';
 import type { Child, ChildProcesses } from './lib/processes.ts';
 import { freePort, waitForListening } from './lib/processes.ts';
 import { renderTemplate } from './lib/template.ts';
+import { nodeEnvironment, nodeFlags } from '../scripts/node-runtime.ts';
 
 export const repoRoot = path.join(import.meta.dirname, '..');
 const peersDir = path.join(import.meta.dirname, 'peers');
@@ -267,9 +268,10 @@ async function launch(target: Target, context: LaunchContext, port: number, tele
       const files = prepare(target.name, context, spec.template, values, 'breakwater.yaml');
       const env =
         spec.traceRatio === undefined
-          ? process.env
+          ? { ...process.env, ...nodeEnvironment }
           : {
               ...process.env,
+              ...nodeEnvironment,
               OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${await traceSinkPort()}`,
               OTEL_TRACES_SAMPLER: 'parentbased_traceidratio',
               OTEL_TRACES_SAMPLER_ARG: String(spec.traceRatio),
@@ -279,8 +281,8 @@ async function launch(target: Target, context: LaunchContext, port: number, tele
         name: target.name,
         cores: context.cores,
         command: process.execPath,
-        // Run as the container image runs it (see the Dockerfile's ENTRYPOINT).
-        args: ['--max-semi-space-size=4', entryOf(spec.root), 'run', '--config', files.config],
+        // Run as the container image runs it (the Dockerfile's ENTRYPOINT and ENV).
+        args: [...nodeFlags, entryOf(spec.root), 'run', '--config', files.config],
         cwd: spec.root ?? repoRoot,
         env,
         logFile: files.log,
