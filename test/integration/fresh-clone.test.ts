@@ -199,8 +199,9 @@ async function npmStart(): Promise<{ npm: ChildProcess; exited: Promise<number |
   return { npm, exited, processes: [...demo, ...proxies] };
 }
 
-// Tests of one file run one after another, so the two starts never meet.
-describe('npm start', () => {
+// Tests of one file run one after another, so the two starts never meet. The first start in a
+// fresh clone compiles Breakwater before it runs it.
+describe('npm start', { timeout: 120_000 }, () => {
   it.each(['SIGTERM', 'SIGINT'] as const)('stops the demo service and Breakwater when npm gets %s, leaving every port free', async (signal) => {
     expect(await busyPorts(), 'the ports of npm start are taken by something else on this machine').toEqual([]);
     const { npm, exited, processes } = await npmStart();
