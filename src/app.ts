@@ -29,7 +29,7 @@ import { createPolicyMetrics } from './telemetry/policy-metrics.ts';
 import { startTelemetryServer } from './telemetry/server.ts';
 import { createStoreMetrics } from './telemetry/store-metrics.ts';
 import { spanEvents } from './telemetry/tracing/span-events.ts';
-import { startTracing } from './telemetry/tracing/start.ts';
+import { otlpEndpointSet } from './telemetry/tracing/asked.ts';
 
 export interface BreakwaterOptions {
   readonly config: Config;
@@ -149,7 +149,7 @@ export class Breakwater {
   async start(): Promise<void> {
     const config = this.#state.config;
     await this.#discovered(this.#state);
-    const tracing = await startTracing({ logger: this.logger });
+    const tracing = otlpEndpointSet() ? await (await import('./telemetry/tracing/start.ts')).startTracing({ logger: this.logger }) : undefined;
     // Closers run in reverse: the SDK stops last, exporting the spans of the last requests.
     if (tracing !== undefined) this.#closers.push(() => tracing.shutdown());
 

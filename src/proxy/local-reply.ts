@@ -1,4 +1,5 @@
-import { STATUS_CODES, type ServerResponse } from 'node:http';
+import type { ServerResponse } from 'node:http';
+import { STATUS_CODES } from '../runtime/node-http.ts';
 import type { Duplex } from 'node:stream';
 import type { LocalReason, ProxyError } from '../exchange/errors.ts';
 

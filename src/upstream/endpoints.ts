@@ -3,7 +3,7 @@
 // part of an upstream that outlives a reload while its connection settings hold, so that a
 // reload keeps warm connections, discovered endpoints, ejections and latency estimates.
 
-import { Pool } from 'undici';
+import Pool from 'undici/lib/dispatcher/pool.js';
 import type { OutlierDetectionConfig, UpstreamConfig } from '../config/types.ts';
 import type { PolicyEvents } from '../exchange/events.ts';
 import { matchesFailOn, type AttemptOutcome } from '../exchange/outcome.ts';
