@@ -39,8 +39,11 @@ RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
 
 # --- runtime: the packed files and their production dependencies, nothing else.
 FROM node:${NODE_VERSION}-bookworm-slim
+# MALLOC_ARENA_MAX: at most two malloc arenas, so that the threads of V8 and libuv do not each
+# keep an arena of their own (scripts/node-runtime.ts, docs/decisions/0014-memory-budget.md).
 ENV NODE_ENV=production \
-    BREAKWATER_CONFIG=/etc/breakwater/breakwater.yaml
+    BREAKWATER_CONFIG=/etc/breakwater/breakwater.yaml \
+    MALLOC_ARENA_MAX=2
 WORKDIR /app
 # Owned by root and not writable by the user the proxy runs as.
 COPY --from=production-dependencies /app ./
@@ -50,8 +53,8 @@ USER 1000:1000
 # (15001) and the admin port (15000) listen on loopback, for the pod only.
 EXPOSE 15006 15020
 # Exec form: node is PID 1 and receives SIGTERM itself, so it drains before the pod stops.
-# A young generation of 4 MiB per semi-space instead of V8's default, sized from the machine's
-# memory: scavenges stay short (they copy what survives), which cuts both the tail latency and
-# the resident memory (docs/performance.md has the figures).
-ENTRYPOINT ["node", "--max-semi-space-size=4", "/app/bin/breakwater.js"]
+# V8's generations bounded for a sidecar (scripts/node-runtime.ts says why; docs/performance.md
+# has the figures): a young generation of 2 MiB per semi-space instead of one sized from the
+# machine's memory, and the old generation collected once it has grown by 30%.
+ENTRYPOINT ["node", "--max-semi-space-size=2", "--heap-growing-percent=30", "/app/bin/breakwater.js"]
 CMD ["run"]

@@ -14,7 +14,7 @@ import { parseArgs } from 'node:util';
 import { describeMachine } from './lib/machine.ts';
 import { ChildProcesses, freePort, waitForListening } from './lib/processes.ts';
 import { parseStoreBuckets, storeP99Ms, type StoreBuckets } from './lib/store-histogram.ts';
-import { coreBusy, foreignCpuSeconds, peakRssBytes, takeSnapshot, treeCpuSeconds } from './lib/procfs.ts';
+import { coreBusy, foreignCpuSeconds, peakRssBytes, rssBytes, takeSnapshot, treeCpuSeconds } from './lib/procfs.ts';
 import { renderReport } from './lib/report.ts';
 import type { PairedComparison, Phase, Sample } from './lib/stats.ts';
 import { comparePaired, summarise } from './lib/stats.ts';
@@ -23,6 +23,7 @@ import { errorCount, requestsPerSecond, runWrk } from './lib/wrk.ts';
 import type { LaunchContext, RunningTarget, Target } from './targets.ts';
 import {
   baselineTargets,
+  buildBreakwater,
   grpcRequestBytes,
   grpcResponseBytes,
   hasCommand,
@@ -153,6 +154,17 @@ async function storeBuckets(running: RunningTarget): Promise<StoreBuckets> {
   return parseStoreBuckets(await response.text());
 }
 
+/** How long a freshly started proxy is left alone, after its first answer, before its idle RSS is read. */
+const idleSettleMs = 2_000;
+
+/** The proxy's resident memory once started and answered once, before any load: the largest VmRSS in its tree. */
+async function idleRssBytes(running: RunningTarget): Promise<number | undefined> {
+  const pid = running.process?.pid;
+  if (pid === undefined) return undefined;
+  await new Promise((resolve) => setTimeout(resolve, idleSettleMs));
+  return rssBytes(pid);
+}
+
 /** Set on SIGINT/SIGTERM, so that failures caused by stopping are not reported as results. */
 let stopping = false;
 
@@ -246,8 +258,10 @@ class Benchmark {
   async measure(target: Target, phase: Phase, round: number): Promise<Sample> {
     const running = await startTarget(target, this.#context);
     try {
+      const idleRss = await idleRssBytes(running);
       await this.#warmUp(target, running, phase);
-      return await this.#sample(target, running, phase, round, this.#options.durationS);
+      const sample = await this.#sample(target, running, phase, round, this.#options.durationS);
+      return idleRss === undefined ? sample : { ...sample, idleRssBytes: idleRss };
     } finally {
       await running.stop();
     }
@@ -432,6 +446,12 @@ async function main(): Promise<void> {
 
   try {
     if (options.baseline !== undefined) options.targets.push(...checkOutBaseline(options.baseline, workDir));
+    // Breakwater rows run the compiled code, as the container image does: build each checkout first.
+    const roots = new Set(options.targets.flatMap((t) => (t.launch.kind === 'breakwater' ? [t.launch.root ?? repoRoot] : [])));
+    for (const root of roots) {
+      console.error(`building ${path.relative(repoRoot, root) || 'this checkout'} (npm run build)`);
+      buildBreakwater(root);
+    }
     const redisUrl = options.targets.some((t) => t.launch.kind === 'breakwater' && t.launch.store === 'redis') && hasCommand('redis-server')
       ? await startRedis(children, workDir, String(options.loadCore))
       : undefined;
@@ -495,7 +515,8 @@ async function main(): Promise<void> {
         `each target is started afresh for each phase and warmed up for ${options.warmupS} s before a ${options.durationS} s measured run. ` +
         `Medians over the rounds used (req/s also min–max). A round is clean when processes not started by the benchmark used ` +
         `≤ ${options.cleanThreshold}% of a core during it; only clean rounds are used when at least 2 exist. ` +
-        `Proxy CPU = utime+stime of the proxy's process tree during the run / requests; peak RSS = largest VmHWM in the tree, max over rounds.`,
+        `Proxy CPU = utime+stime of the proxy's process tree during the run / requests; idle RSS = largest VmRSS in the tree ${idleSettleMs / 1000} s after the proxy's first answer, before any load, median over its starts; ` +
+        `peak RSS = largest VmHWM in the tree at the end of the measured run (warm-up included), max over rounds. Breakwater runs compiled (dist/), as the container image runs it.`,
       interleavedTitle: `Interleaved: the Breakwater rows side by side, \`wrk -t1 -c${options.connections} -d${options.cycleDurationS}s\` × ${options.cycles} cycles over ${options.starts} starts`,
       interleavedMethod:
         `The cycles are split over ${options.starts} starts: for each, every row is started afresh and warmed up for ${options.warmupS} s. ` +
@@ -504,6 +525,8 @@ async function main(): Promise<void> {
         `with its 95% confidence interval (distribution-free, from the order statistics).`,
       saturationTitle: `Saturation: \`${run}\` (after ${options.warmupS} s warm-up)`,
       fixedRateTitle: `Fixed rate ${options.rate.toLocaleString('en-US')} req/s: \`${run} -s bench/lua/fixed-rate.lua\` (one shared send schedule)`,
+      memoryTitle: `Memory: resident set idle (${idleSettleMs / 1000} s after the first answer, median of the starts) and at its peak in each phase`,
+      rate: options.rate,
       saturation,
       fixedRate,
       grpcTitle:

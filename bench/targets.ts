@@ -9,11 +9,21 @@ import { freePort, waitForListening } from './lib/processes.ts';
 import * as grpc from '@grpc/grpc-js';
 import { grpcBenchPath, grpcFrame } from './lib/h2load.ts';
 import { renderTemplate } from './lib/template.ts';
+import { nodeEnvironment, nodeFlags } from '../scripts/node-runtime.ts';
 
 export const repoRoot = path.join(import.meta.dirname, '..');
 const peersDir = path.join(import.meta.dirname, 'peers');
-/** The command-line entry of the Breakwater checkout at `root` (this one by default). */
-const entryOf = (root = repoRoot): string => path.join(root, 'src', 'cli', 'main.ts');
+/**
+ * The compiled command-line entry of the Breakwater checkout at `root` (this one by default):
+ * the benchmark runs what the container image runs, not the TypeScript sources, whose type
+ * stripping costs memory a deployed Breakwater does not pay.
+ */
+const entryOf = (root = repoRoot): string => path.join(root, 'dist', 'cli', 'main.js');
+
+/** Compiles the Breakwater checkout at `root` to dist/ (`npm run build`), as the image's build does. */
+export function buildBreakwater(root = repoRoot): void {
+  execFileSync('npm', ['run', '--silent', 'build'], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
+}
 
 /** Size of the upstream's fixed response body; every target must pass it through whole. */
 export const upstreamBodyBytes = 1024;
@@ -87,6 +97,11 @@ export const targets: readonly Target[] = [
     name: 'breakwater-policies',
     description: 'Breakwater with deadline, fallback, bulkhead, retry, breaker and timeout on the route',
     launch: { kind: 'breakwater', template: 'breakwater-policies.yaml.tmpl' },
+  },
+  {
+    name: 'breakwater-tail',
+    description: 'breakwater-policies with hedging at a percentile and an adaptive per-try timeout, set so that neither fires',
+    launch: { kind: 'breakwater', template: 'breakwater-tail.yaml.tmpl' },
   },
   {
     name: 'breakwater-traced',
@@ -211,7 +226,7 @@ export function unavailableReason(target: Target): string | undefined {
     case 'node':
       return existsSync(path.join(peersDir, launch.script)) ? undefined : `bench/peers/${launch.script} is missing`;
     case 'breakwater':
-      if (!existsSync(entryOf(launch.root))) return `${path.relative(repoRoot, entryOf(launch.root))} does not exist`;
+      if (!existsSync(entryOf(launch.root))) return `${path.relative(repoRoot, entryOf(launch.root))} does not exist (npm run build)`;
       return launch.store === 'redis' && !hasCommand('redis-server') ? 'redis-server is not installed (bash scripts/install-system-tools.sh test)' : undefined;
     default:
       return launch satisfies never;
@@ -311,9 +326,10 @@ async function launch(target: Target, context: LaunchContext, port: number, tele
       const files = prepare(target, context, spec.template, values, 'breakwater.yaml');
       const env =
         spec.traceRatio === undefined
-          ? process.env
+          ? { ...process.env, ...nodeEnvironment }
           : {
               ...process.env,
+              ...nodeEnvironment,
               OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${await traceSinkPort()}`,
               OTEL_TRACES_SAMPLER: 'parentbased_traceidratio',
               OTEL_TRACES_SAMPLER_ARG: String(spec.traceRatio),
@@ -323,8 +339,8 @@ async function launch(target: Target, context: LaunchContext, port: number, tele
         name: target.name,
         cores: context.cores,
         command: process.execPath,
-        // Run as the container image runs it (see the Dockerfile's ENTRYPOINT).
-        args: ['--max-semi-space-size=4', entryOf(spec.root), 'run', '--config', files.config],
+        // Run as the container image runs it (the Dockerfile's ENTRYPOINT and ENV).
+        args: [...nodeFlags, entryOf(spec.root), 'run', '--config', files.config],
         cwd: spec.root ?? repoRoot,
         env,
         logFile: files.log,

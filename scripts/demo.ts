@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { loadConfigFile } from '../src/config/load.ts';
 import type { Address } from '../src/config/types.ts';
 import { startDemoUpstream } from './demo-upstream.ts';
+import { nodeEnvironment, nodeFlags } from './node-runtime.ts';
 
 // `npm start`: the demo service on 127.0.0.1:18080 and Breakwater on the shipped example
 // config in front of it. Ctrl-C, or SIGTERM/SIGINT sent to npm (whose script execs this file,
@@ -42,9 +43,11 @@ if (busy.length > 0) {
 }
 
 const stopUpstream = await startDemoUpstream(demoAddress.port, demoAddress.host);
-// The same young-generation size as the container image (see the Dockerfile).
-const breakwater = spawn(process.execPath, ['--max-semi-space-size=4', 'src/cli/main.ts', 'run', '--config', configPath, ...process.argv.slice(2)], {
+// As the container image runs it: the compiled code (npm start builds it first), with the
+// image's Node flags and environment, so that what the demo shows is what a pod does.
+const breakwater = spawn(process.execPath, [...nodeFlags, 'dist/cli/main.js', 'run', '--config', configPath, ...process.argv.slice(2)], {
   cwd: root,
+  env: { ...process.env, ...nodeEnvironment },
   stdio: 'inherit',
 });
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {

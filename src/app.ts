@@ -22,14 +22,14 @@ import { DeadLetterKeeper } from './policies/dead-letter/keeper.ts';
 import { PolicyRegistries } from './stack/build.ts';
 import { StoreRegistry } from './stores/registry.ts';
 import { buildRunningState, retiredUpstreams, type RunningState, type StateDependencies } from './stack/state.ts';
-import { createAccessLogger, createLogger, flushEverySecond, writeAccessLog } from './telemetry/logger.ts';
+import { createAccessLogger, createLogger, flushEverySecond, writeAccessLog, writeTunnelLog } from './telemetry/logger.ts';
 import { createMetrics, type Metrics } from './telemetry/metrics.ts';
 import { fanOut, logDeadLetterDrops, logPolicyEvents } from './telemetry/policy-log.ts';
 import { createPolicyMetrics } from './telemetry/policy-metrics.ts';
 import { startTelemetryServer } from './telemetry/server.ts';
 import { createStoreMetrics } from './telemetry/store-metrics.ts';
 import { spanEvents } from './telemetry/tracing/span-events.ts';
-import { startTracing } from './telemetry/tracing/start.ts';
+import { otlpEndpointSet } from './telemetry/tracing/asked.ts';
 
 export interface BreakwaterOptions {
   readonly config: Config;
@@ -149,7 +149,7 @@ export class Breakwater {
   async start(): Promise<void> {
     const config = this.#state.config;
     await this.#discovered(this.#state);
-    const tracing = await startTracing({ logger: this.logger });
+    const tracing = otlpEndpointSet() ? await (await import('./telemetry/tracing/start.ts')).startTracing({ logger: this.logger }) : undefined;
     // Closers run in reverse: the SDK stops last, exporting the spans of the last requests.
     if (tracing !== undefined) this.#closers.push(() => tracing.shutdown());
 
@@ -212,6 +212,17 @@ export class Breakwater {
         metrics.requestFinished(record.listener);
         metrics.recordRequest(record);
         writeAccessLog(accessLogger, record);
+      },
+      // A WebSocket's handshake is counted as a request at its 101 (its duration, the handshake's);
+      // the access-log line waits for the tunnel to close, to tell its length and bytes.
+      tunnelOpened: (record) => {
+        metrics.requestFinished(record.listener);
+        metrics.recordRequest(record);
+        metrics.tunnelOpened(record.listener, record.route!);
+      },
+      tunnelClosed: (record) => {
+        metrics.tunnelClosed(record.listener, record.route!);
+        writeTunnelLog(accessLogger, record);
       },
     };
   }
@@ -322,8 +333,10 @@ export class Breakwater {
     this.#draining = true;
     const drainTimeoutMs = this.#state.config.shutdown.drainTimeoutMs;
     this.logger.info({ drainTimeoutMs }, 'draining');
-    const cut = (await this.#listeners?.drain(drainTimeoutMs)) ?? 0;
-    if (cut > 0) this.logger.warn({ inFlight: cut }, 'drain timeout: closed the remaining connections');
+    const cut = (await this.#listeners?.drain(drainTimeoutMs)) ?? { requests: 0, tunnels: 0 };
+    if (cut.requests > 0 || cut.tunnels > 0) {
+      this.logger.warn({ inFlight: cut.requests, websockets: cut.tunnels }, 'drain timeout: closed the remaining connections');
+    }
     await Promise.all([...this.#state.upstreams.values()].map((upstream) => upstream.destroy()));
     this.#deadLetters.close();
     // After the last request: its answer may still be on its way into a store.

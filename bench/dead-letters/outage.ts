@@ -15,6 +15,7 @@ import { describeMachine } from '../lib/machine.ts';
 import { ChildProcesses, freePort, waitForListening } from '../lib/processes.ts';
 import { peakRssBytes, takeSnapshot, treeCpuSeconds } from '../lib/procfs.ts';
 import { runWrk, requestsPerSecond, type WrkReport } from '../lib/wrk.ts';
+import { nodeEnvironment, nodeFlags } from '../../scripts/node-runtime.ts';
 import { hasCommand, repoRoot } from '../targets.ts';
 
 const usage = `Usage: npm run bench:dead-letters -- [options]
@@ -105,8 +106,10 @@ routes:
       name: 'breakwater',
       cores: values['proxy-core'],
       command: process.execPath,
-      args: ['--max-semi-space-size=4', path.join(repoRoot, 'src', 'cli', 'main.ts'), 'run', '--config', config],
+      // As the container image runs it, with its Node flags and environment.
+      args: [...nodeFlags, path.join(repoRoot, 'src', 'cli', 'main.ts'), 'run', '--config', config],
       cwd: repoRoot,
+      env: { ...process.env, ...nodeEnvironment },
       logFile: path.join(workDir, 'breakwater.log'),
       stdout: 'discard',
     });

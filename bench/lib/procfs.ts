@@ -148,16 +148,27 @@ export function coreBusy(before: Snapshot, after: Snapshot): number[] {
   });
 }
 
-/** Largest peak resident set (VmHWM) of any process in the tree under rootPid, in bytes. */
-export function peakRssBytes(rootPid: number): number {
-  let peak = 0;
+/** The largest value of a /proc/PID/status field (in kB) over the tree under rootPid, in bytes. */
+function largestInTree(rootPid: number, field: 'VmHWM' | 'VmRSS'): number {
+  const pattern = new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm');
+  let largest = 0;
   for (const pid of processTree(readProcesses(), rootPid)) {
     try {
-      const match = /^VmHWM:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-      if (match?.[1] !== undefined) peak = Math.max(peak, Number(match[1]) * 1024);
+      const match = pattern.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+      if (match?.[1] !== undefined) largest = Math.max(largest, Number(match[1]) * 1024);
     } catch {
       // exited meanwhile
     }
   }
-  return peak;
+  return largest;
+}
+
+/** Largest peak resident set (VmHWM) of any process in the tree under rootPid, in bytes. */
+export function peakRssBytes(rootPid: number): number {
+  return largestInTree(rootPid, 'VmHWM');
+}
+
+/** Largest resident set now (VmRSS) of any process in the tree under rootPid, in bytes. */
+export function rssBytes(rootPid: number): number {
+  return largestInTree(rootPid, 'VmRSS');
 }

@@ -115,6 +115,23 @@ export function fixedRateTable(summaries: readonly Summary[]): string {
   return table(header, header.length - 1, rows);
 }
 
+/**
+ * Each target's memory: idle once started, and its peak through each phase. Idle is the median
+ * over all its starts for both phases; each peak the largest over that phase's rounds.
+ */
+export function memoryTable(saturation: readonly Summary[], fixedRate: readonly Summary[], rate: number): string {
+  const names = [...new Set([...saturation, ...fixedRate].map((s) => s.target))];
+  const header = ['target', 'idle RSS MiB', 'peak RSS at saturation MiB', `peak RSS at ${formatInteger(rate)} req/s MiB`];
+  const rows = names.flatMap((name) => {
+    const atSaturation = saturation.find((s) => s.target === name);
+    const atRate = fixedRate.find((s) => s.target === name);
+    const idle = [atSaturation?.idleRssBytes, atRate?.idleRssBytes].filter((v): v is number => v !== undefined);
+    if (idle.length === 0 && atSaturation?.peakRssBytes === undefined && atRate?.peakRssBytes === undefined) return [];
+    return [[name, mebibytes(idle.length === 0 ? undefined : idle.reduce((a, b) => a + b) / idle.length), mebibytes(atSaturation?.peakRssBytes), mebibytes(atRate?.peakRssBytes)]];
+  });
+  return table(header, header.length - 1, rows);
+}
+
 /** The interleaved phase: each row's runs, and its runs paired with the base row's. */
 export function interleavedTable(summaries: readonly Summary[], comparisons: readonly PairedComparison[]): string {
   const header = [
@@ -166,6 +183,9 @@ export interface ReportInput {
   method: string;
   saturationTitle: string;
   fixedRateTitle: string;
+  memoryTitle: string;
+  /** Requests per second of the fixed-rate phase. */
+  rate: number;
   interleavedTitle: string;
   interleavedMethod: string;
   saturation: readonly Summary[];
@@ -184,6 +204,7 @@ export function renderReport(input: ReportInput): string {
   const parts = [`# Breakwater benchmark`, input.machine, input.method];
   if (input.saturation.length > 0) parts.push(`## ${input.saturationTitle}`, saturationTable(input.saturation));
   if (input.fixedRate.length > 0) parts.push(`## ${input.fixedRateTitle}`, fixedRateTable(input.fixedRate));
+  if (input.saturation.length + input.fixedRate.length > 0) parts.push(`## ${input.memoryTitle}`, memoryTable(input.saturation, input.fixedRate, input.rate));
   if (input.interleaved.length > 0) parts.push(`## ${input.interleavedTitle}`, input.interleavedMethod, interleavedTable(input.interleaved, input.comparisons));
   if (input.grpc.length > 0) parts.push(`## ${input.grpcTitle}`, input.grpcMethod, saturationTable(input.grpc, grpcThroughputBases, grpcCpuBase));
   if (input.stores.length > 0) {

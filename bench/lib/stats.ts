@@ -23,6 +23,8 @@ export interface Sample {
   /** Share of one core the proxy tree used during the run (1 = a whole core). */
   proxyCpuShare: number | undefined;
   peakRssBytes: number | undefined;
+  /** The proxy's VmRSS after it started and answered once, before any load; only on runs it was started for. */
+  idleRssBytes?: number;
   /** Share of one core used by processes the benchmark did not start. */
   foreignCpuShare: number;
   /** Busy share of each core during the run. */
@@ -46,6 +48,8 @@ export interface Summary {
   proxyCpuShare: number | undefined;
   /** Largest over the rounds used. */
   peakRssBytes: number | undefined;
+  /** Median over the rounds used. */
+  idleRssBytes: number | undefined;
   /** Total over the rounds used. */
   errors: number;
   maxForeignCpuShare: number;
@@ -96,6 +100,7 @@ export function summarise(samples: readonly Sample[]): Summary {
     proxyCpuUsPerRequest: medianOfDefined(used.map((s) => s.proxyCpuUsPerRequest)),
     proxyCpuShare: medianOfDefined(used.map((s) => s.proxyCpuShare)),
     peakRssBytes: rss.length === 0 ? undefined : Math.max(...rss),
+    idleRssBytes: medianOfDefined(used.map((s) => s.idleRssBytes)),
     errors: used.reduce((sum, s) => sum + s.errors, 0),
     maxForeignCpuShare: Math.max(...used.map((s) => s.foreignCpuShare)),
     ...storeSummary(used),

@@ -48,6 +48,21 @@ export interface NeighbourFigures {
   readonly faultSuccess: number;
 }
 
+/** How a system cut attempts short, from what the upstream saw. */
+export interface CutFigures {
+  /** Attempts that were not hung and that the system gave up on before their answer. */
+  readonly healthyCut: number;
+  /** Every attempt that was not hung. */
+  readonly healthy: number;
+  /** Attempts that hung. */
+  readonly hung: number;
+  /** How long the system held a hung attempt before it gave up on it, median and p99 (ms); null: none given up on. */
+  readonly hungHeldP50Ms: number | null;
+  readonly hungHeldP99Ms: number | null;
+  /** The mean of the same times: a hung attempt's cost on average, wherever it fell (ms); null: none. */
+  readonly hungHeldMeanMs: number | null;
+}
+
 export interface Bin {
   /** Start of the bin, seconds since time zero. */
   readonly t: number;
@@ -70,6 +85,9 @@ export interface RunFigures {
   readonly clientTimeouts: number;
   readonly outage?: OutageFigures;
   readonly neighbour?: NeighbourFigures;
+  readonly cuts?: CutFigures;
+  /** The cut figures of each of the scenario's phases, in order. */
+  readonly phaseCuts?: readonly CutFigures[];
   /** Orders over time, in chartBinMs bins. */
   readonly series: readonly Bin[];
 }
@@ -148,6 +166,20 @@ function neighbourFigures(outcomes: readonly Outcome[], neighbour: NonNullable<S
   return { baselineP99Ms, faultP99Ms, ratio: faultP99Ms / baselineP99Ms, faultSuccess: successShare(fault) };
 }
 
+function cutFigures(arrivals: readonly Arrival[]): CutFigures {
+  const healthy = arrivals.filter((a) => a.stalled !== true);
+  const hung = arrivals.filter((a) => a.stalled === true);
+  const held = hung.flatMap((a) => (a.leftAfterMs === undefined ? [] : [a.leftAfterMs])).sort((a, b) => a - b);
+  return {
+    healthyCut: healthy.filter((a) => a.leftAfterMs !== undefined).length,
+    healthy: healthy.length,
+    hung: hung.length,
+    hungHeldP50Ms: held.length === 0 ? null : percentile(held, 0.5),
+    hungHeldP99Ms: held.length === 0 ? null : percentile(held, 0.99),
+    hungHeldMeanMs: held.length === 0 ? null : held.reduce((sum, ms) => sum + ms, 0) / held.length,
+  };
+}
+
 /**
  * p99 of the time Breakwater itself took to refuse requests while the breaker was open, from
  * its access log (JSON lines: `reason`, `attempts`, `durationMs`); null when it refused none.
@@ -177,6 +209,10 @@ export function analyse(scenario: Scenario, outcomes: readonly Outcome[], orders
     clientTimeouts: measured.filter((o) => o.reason === 'client-timeout').length,
     ...(scenario.outage === undefined ? {} : { outage: outageFigures(orders, ordersArrivals, scenario.outage, scenario.durationMs) }),
     ...(scenario.neighbour === undefined ? {} : { neighbour: neighbourFigures(outcomes, scenario.neighbour) }),
+    ...(scenario.cutAttempts === undefined ? {} : { cuts: cutFigures(ordersArrivals.filter(within(scenario.measured))) }),
+    ...(scenario.cutAttempts === undefined || scenario.phases === undefined
+      ? {}
+      : { phaseCuts: scenario.phases.map((phase) => cutFigures(ordersArrivals.filter(within(phase.span)))) }),
     series: bins(orders, { fromMs: 0, toMs: scenario.durationMs }, chartBinMs),
   };
 }

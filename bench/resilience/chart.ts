@@ -1,16 +1,21 @@
-// The outage chart: p50 latency, p99 latency and success rate over time, one line per system,
+// The charts of scenarios over time (the outage, the latency shift): p50 latency, p99 latency
+// and success rate, one line per system,
 // three panels sharing the time axis, as a self-contained SVG.
 import type { Bin } from './analyse.ts';
 import { chartBinMs } from './analyse.ts';
 import type { RunResult } from './report.ts';
-import type { Scenario } from './scenarios.ts';
+import type { Scenario, Span } from './scenarios.ts';
 import type { SystemName } from './systems.ts';
+import { fixedPerTry } from './systems.ts';
 
 const style: Readonly<Record<SystemName, { label: string; colour: string; width: number; dash?: string }>> = {
   direct: { label: 'no proxy', colour: '#7f7f7f', width: 2, dash: '6 4' },
   nginx: { label: 'nginx', colour: '#2ca02c', width: 2 },
   haproxy: { label: 'HAProxy', colour: '#1f77b4', width: 2 },
   breakwater: { label: 'Breakwater', colour: '#d62728', width: 2.5 },
+  'breakwater-no-hedge': { label: 'Breakwater, no hedging', colour: '#ff7f0e', width: 2 },
+  'breakwater-fixed-tight': { label: `Breakwater, fixed ${fixedPerTry.tightMs} ms`, colour: '#9467bd', width: 2 },
+  'breakwater-fixed-loose': { label: `Breakwater, fixed ${fixedPerTry.looseMs / 1000} s`, colour: '#8c564b', width: 2 },
 };
 
 const width = 960;
@@ -56,6 +61,11 @@ const fixed = (n: number): string => n.toFixed(1);
 export function outageChart(scenario: Scenario, results: readonly RunResult[]): string {
   const outage = scenario.outage;
   if (outage === undefined) throw new Error(`${scenario.name} has no outage to chart`);
+  return timeChart(scenario, results, outage, 'outage');
+}
+
+/** The chart of `scenario` over time, with `band` shaded and named in the corner by `bandLabel`. */
+export function timeChart(scenario: Scenario, results: readonly RunResult[], band: Span, bandLabel: string): string {
   const durationS = scenario.durationMs / 1000;
   const x = (seconds: number): number => left + (seconds / durationS) * plotWidth;
   const height = top + panels.length * (panelHeight + panelGap) + 10;
@@ -75,13 +85,13 @@ export function outageChart(scenario: Scenario, results: readonly RunResult[]): 
     );
     legendX += 48 + s.label.length * 8;
   }
-  out.push(`<text x="${width - right}" y="50" text-anchor="end" fill="#555">shaded: outage · ${chartBinMs / 1000} s bins by due time</text>`);
+  out.push(`<text x="${width - right}" y="24" text-anchor="end" fill="#555">shaded: ${escape(bandLabel)} · ${chartBinMs / 1000} s bins by due time</text>`);
 
   panels.forEach((panel, index) => {
     const panelTop = top + index * (panelHeight + panelGap);
     const y = (value: number): number => panelTop + panelHeight - panel.scale(value) * panelHeight;
     out.push(`<text x="${left}" y="${panelTop - 8}" font-weight="bold">${escape(panel.title)}</text>`);
-    out.push(`<rect x="${fixed(x(outage.fromMs / 1000))}" y="${panelTop}" width="${fixed(x(outage.toMs / 1000) - x(outage.fromMs / 1000))}" height="${panelHeight}" fill="#f2dede"/>`);
+    out.push(`<rect x="${fixed(x(band.fromMs / 1000))}" y="${panelTop}" width="${fixed(x(band.toMs / 1000) - x(band.fromMs / 1000))}" height="${panelHeight}" fill="#f2dede"/>`);
     for (const tick of panel.ticks) {
       const ty = fixed(y(tick.value));
       out.push(

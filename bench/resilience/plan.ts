@@ -57,6 +57,14 @@ export interface Arrival {
   readonly endpoint: number;
   /** The status it was answered with, or 0 when it was never answered (down, or the caller left). */
   readonly status: number;
+  /** Set when the plan made this request stall (Behaviour.stall): a hung call, not a slow one. */
+  readonly stalled?: true;
+  /**
+   * Milliseconds after its arrival the caller closed the request without waiting for the
+   * answer: a per-try timeout, the loser of a hedge, or a caller that gave up. Absent when the
+   * caller waited for the answer.
+   */
+  readonly leftAfterMs?: number;
 }
 
 export interface UpstreamRecords {

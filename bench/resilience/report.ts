@@ -10,9 +10,9 @@ import type { FloodReport } from './plan.ts';
 import { chartBinMs, fastMs, recoveredShare, stepMs, windowMs } from './analyse.ts';
 import { betterReasons, type Figure } from './reasons.ts';
 import type { Scenario, ScenarioName } from './scenarios.ts';
-import { caller } from './scenarios.ts';
+import { caller, systemsOf } from './scenarios.ts';
 import type { SystemName } from './systems.ts';
-import { configFiles, systemNames } from './systems.ts';
+import { configFiles, fixedPerTry, isVariant, variants } from './systems.ts';
 
 export interface RunResult {
   readonly scenario: ScenarioName;
@@ -34,9 +34,12 @@ export interface RunResult {
 
 /** The settings of Breakwater's policy file that its targets are stated in. */
 export interface BreakwaterPolicy {
-  readonly perTryTimeoutMs: number;
+  /** The orders route's per-try timeout as the report states it: `500 ms`, or the percentile rule. */
+  readonly perTryTimeout: string;
   readonly firstBackoffMs: number;
   readonly openForMs: number;
+  /** The hedge delay's percentile; undefined without a percentile hedge delay. */
+  readonly hedgePercentile: number | undefined;
 }
 
 /** Reads the targets' settings from the policy file itself, through Breakwater's own loader. */
@@ -48,12 +51,20 @@ export function breakwaterPolicy(): BreakwaterPolicy {
   if (!result.ok) throw new Error(`${configFiles.breakwater} is not valid: ${JSON.stringify(result.problems)}`);
   const route = result.config.routes.find((r) => r.name === 'orders');
   const breaker = result.config.upstreams.get('orders')?.circuitBreaker;
-  if (route?.retry?.perTryTimeoutMs === undefined || breaker === undefined) {
-    throw new Error(`${configFiles.breakwater}: the orders route needs a perTryTimeout and orders a circuitBreaker`);
+  const retry = route?.retry;
+  if (retry === undefined || breaker === undefined) {
+    throw new Error(`${configFiles.breakwater}: the orders route needs a retry block and orders a circuitBreaker`);
   }
-  // the longest wait before the first retry: the backoff's base, capped at its max
-  const firstBackoffMs = Math.min(route.retry.backoff.baseMs, route.retry.backoff.maxMs);
-  return { perTryTimeoutMs: route.retry.perTryTimeoutMs, firstBackoffMs, openForMs: breaker.openForMs };
+  const adaptive = retry.adaptivePerTryTimeout;
+  const perTryTimeout =
+    adaptive !== undefined
+      ? `${adaptive.multiplier} × the p${adaptive.percentile} of the last ${adaptive.windowMs / 1000} s of answers, ${adaptive.minMs} ms to ${adaptive.maxMs / 1000} s`
+      : retry.perTryTimeoutMs === undefined
+        ? 'none'
+        : `${retry.perTryTimeoutMs} ms`;
+  // the longest wait before the first retry that returns to a replica: the backoff's base, capped at its max
+  const firstBackoffMs = Math.min(retry.backoff.baseMs, retry.backoff.maxMs);
+  return { perTryTimeout, firstBackoffMs, openForMs: breaker.openForMs, hedgePercentile: route?.hedge?.adaptiveDelay?.percentile };
 }
 
 export interface ReportInput {
@@ -63,16 +74,28 @@ export interface ReportInput {
   readonly quick: boolean;
   readonly scenarios: readonly Scenario[];
   readonly results: readonly RunResult[];
+  /** With --repeat: the runs of each scenario and system that the tables do not use. */
+  readonly repeats?: readonly RunResult[];
   /** what → why it has no figures */
   readonly notMeasured: ReadonlyMap<string, string>;
   readonly cleanThreshold: number;
   /** The outage chart, relative to the report; absent when the outage was not run. */
   readonly chart: string | undefined;
+  /** The other scenarios' charts over time, relative to the report. */
+  readonly charts?: ReadonlyMap<ScenarioName, string>;
   readonly policy: BreakwaterPolicy;
 }
 
 const none = '–';
-const systemTitle: Readonly<Record<SystemName, string>> = { direct: 'no proxy', nginx: 'nginx', haproxy: 'HAProxy', breakwater: 'Breakwater' };
+const systemTitle: Readonly<Record<SystemName, string>> = {
+  direct: 'no proxy',
+  nginx: 'nginx',
+  haproxy: 'HAProxy',
+  breakwater: 'Breakwater',
+  'breakwater-no-hedge': variants['breakwater-no-hedge'].title,
+  'breakwater-fixed-tight': variants['breakwater-fixed-tight'].title,
+  'breakwater-fixed-loose': variants['breakwater-fixed-loose'].title,
+};
 
 function percent(share: number | undefined, digits = 2): string {
   return share === undefined || Number.isNaN(share) ? none : `${(share * 100).toFixed(digits)}%`;
@@ -98,19 +121,98 @@ function table(header: readonly string[], rows: readonly (readonly string[])[]):
 interface Target {
   readonly scenario: ScenarioName;
   readonly text: string;
-  readonly measured: (r: RunResult) => number | null | undefined;
-  readonly format: (value: number | null | undefined, r: RunResult) => string;
+  /** The system judged: Breakwater unless a variant's row is the one the target is about. */
+  readonly system?: SystemName;
+  /** The figure, from the judged system's run; `all` holds every run, for comparisons. */
+  readonly measured: (r: RunResult, all: readonly RunResult[]) => number | null | undefined;
+  readonly format: (value: number | null | undefined, r: RunResult, all: readonly RunResult[]) => string;
   readonly met: (value: number) => boolean;
 }
 
 const ratio = (v: number | null | undefined): string => (v === null || v === undefined ? none : v.toFixed(2));
 
+/** The run of `system` in `scenario`, when the run has one. */
+function find(all: readonly RunResult[], scenario: ScenarioName, system: SystemName): RunResult | undefined {
+  return all.find((r) => r.scenario === scenario && r.system === system);
+}
+
+/**
+ * Breakwater's p99 over the lowest p99 of `peers` in the same scenario: at most 1 when
+ * Breakwater's is at or below every one of theirs.
+ */
+function p99Against(peers: readonly SystemName[]) {
+  return {
+    measured: (r: RunResult, all: readonly RunResult[]): number | undefined => {
+      const theirs = peers.flatMap((peer) => find(all, r.scenario, peer)?.figures.latency.p99 ?? []);
+      return theirs.length === 0 ? undefined : r.figures.latency.p99 / Math.min(...theirs);
+    },
+    format: (_: number | null | undefined, r: RunResult, all: readonly RunResult[]): string => {
+      const theirs = peers.map((peer) => `${systemTitle[peer]} ${ms(find(all, r.scenario, peer)?.figures.latency.p99)} ms`);
+      return `${ms(r.figures.latency.p99)} ms (${theirs.join(', ')})`;
+    },
+    met: (v: number): boolean => v <= 1,
+  };
+}
+
 function targets(policy: BreakwaterPolicy): Target[] {
-  const stallLimit = policy.perTryTimeoutMs + policy.firstBackoffMs;
   const recoverLimitS = policy.openForMs / 1000 + 1;
+  const hedgedAt = policy.hedgePercentile === undefined ? 'hedging' : `hedging at the p${policy.hedgePercentile}`;
   return [
     { scenario: 'transient', text: '30% transient errors: success ≥ 99.5%', measured: (r) => r.figures.success, format: (v) => percent(v ?? undefined), met: (v) => v >= 0.995 },
     { scenario: 'transient', text: '30% transient errors: amplification ≤ 1.5', measured: (r) => r.figures.amplification, format: ratio, met: (v) => v <= 1.5 },
+    { scenario: 'transient', text: "30% transient errors: p99 at or below HAProxy's", ...p99Against(['haproxy']) },
+    { scenario: 'stall', text: "stalls: p99 at or below nginx's and HAProxy's", ...p99Against(['nginx', 'haproxy']) },
+    {
+      scenario: 'slow-replica',
+      text: 'one replica of three ten times slower: p99 within 1.5× of the p99 with three healthy replicas',
+      measured: (r, all) => {
+        const healthy = find(all, 'three-healthy', r.system)?.figures.latency.p99;
+        return healthy === undefined ? undefined : r.figures.latency.p99 / healthy;
+      },
+      format: (v, r, all) => `× ${ratio(v)} (${ms(r.figures.latency.p99)} ms against ${ms(find(all, 'three-healthy', r.system)?.figures.latency.p99)} ms)`,
+      met: (v) => v <= 1.5,
+    },
+    {
+      scenario: 'tail-at-scale',
+      text: `tail at scale: ${hedgedAt} cuts the p99.9 at least 5× against the same file without hedging`,
+      measured: (r, all) => {
+        const without = find(all, r.scenario, 'breakwater-no-hedge')?.figures.latency.p999;
+        return without === undefined ? undefined : without / r.figures.latency.p999;
+      },
+      format: (v, r, all) => `÷ ${ratio(v)} (${ms(r.figures.latency.p999)} ms against ${ms(find(all, r.scenario, 'breakwater-no-hedge')?.figures.latency.p999)} ms)`,
+      met: (v) => v >= 5,
+    },
+    {
+      scenario: 'tail-at-scale',
+      text: 'tail at scale: hedging adds at most 5% upstream requests (amplification ≤ 1.05)',
+      measured: (r) => r.figures.amplification,
+      format: ratio,
+      met: (v) => v <= 1.05,
+    },
+    {
+      scenario: 'latency-shift',
+      system: 'breakwater-no-hedge',
+      text: `latency shift: the adaptive per-try timeout cuts fewer healthy attempts than a fixed ${fixedPerTry.tightMs} ms`,
+      measured: (r, all) => {
+        const tight = find(all, r.scenario, 'breakwater-fixed-tight')?.figures.cuts?.healthyCut;
+        const mine = r.figures.cuts?.healthyCut;
+        return tight === undefined || mine === undefined ? undefined : mine - tight;
+      },
+      format: (_, r, all) => `${r.figures.cuts?.healthyCut ?? none} against ${find(all, r.scenario, 'breakwater-fixed-tight')?.figures.cuts?.healthyCut ?? none}`,
+      met: (v) => v < 0,
+    },
+    {
+      scenario: 'latency-shift',
+      system: 'breakwater-no-hedge',
+      text: `latency shift: the adaptive per-try timeout gives up on a hung attempt sooner than a fixed ${fixedPerTry.looseMs / 1000} s (mean time held)`,
+      measured: (r, all) => {
+        const loose = find(all, r.scenario, 'breakwater-fixed-loose')?.figures.cuts?.hungHeldMeanMs;
+        const mine = r.figures.cuts?.hungHeldMeanMs;
+        return loose === undefined || loose === null || mine === undefined ? undefined : mine === null ? null : mine - loose;
+      },
+      format: (_, r, all) => `${ms(r.figures.cuts?.hungHeldMeanMs)} ms against ${ms(find(all, r.scenario, 'breakwater-fixed-loose')?.figures.cuts?.hungHeldMeanMs)} ms`,
+      met: (v) => v < 0,
+    },
     { scenario: 'outage', text: 'full outage: amplification ≤ 1.25 during the outage', measured: (r) => r.figures.outage?.amplification, format: ratio, met: (v) => v <= 1.25 },
     {
       scenario: 'outage',
@@ -125,13 +227,6 @@ function targets(policy: BreakwaterPolicy): Target[] {
       measured: (r) => r.figures.outage?.recoverS,
       format: seconds,
       met: (v) => v <= recoverLimitS,
-    },
-    {
-      scenario: 'stall',
-      text: `stalls: p99 below perTryTimeout + one backoff (${policy.perTryTimeoutMs} + ${policy.firstBackoffMs} = ${stallLimit} ms)`,
-      measured: (r) => r.figures.latency.p99,
-      format: (v) => `${ms(v)} ms`,
-      met: (v) => v < stallLimit,
     },
     {
       scenario: 'overload',
@@ -167,8 +262,8 @@ interface Verdict {
 
 function verdicts(input: ReportInput): Verdict[] {
   return targets(input.policy).map((target) => {
-    const result = input.results.find((r) => r.scenario === target.scenario && r.system === 'breakwater');
-    const value = result === undefined ? undefined : target.measured(result);
+    const result = find(input.results, target.scenario, target.system ?? 'breakwater');
+    const value = result === undefined ? undefined : target.measured(result, input.results);
     // null means "never": a time that never came, which misses any bound
     return { target, result, value, met: value === undefined ? undefined : value !== null && target.met(value) };
   });
@@ -177,7 +272,7 @@ function verdicts(input: ReportInput): Verdict[] {
 function targetTable(input: ReportInput): string {
   const rows = verdicts(input).map(({ target, result, value, met }) => {
     if (result === undefined) return [target.text, 'not run', none];
-    return [target.text, target.format(value, result), met === undefined ? none : met ? 'pass' : '**miss**'];
+    return [target.text, target.format(value, result, input.results), met === undefined ? none : met ? 'pass' : '**miss**'];
   });
   return table(['Breakwater target', 'measured', 'verdict'], rows);
 }
@@ -188,7 +283,7 @@ function targetSummary(input: ReportInput): string {
   const missed = judged.filter((v) => v.met === false);
   const head = `In this run Breakwater met ${judged.length - missed.length} of its ${judged.length} targets`;
   if (missed.length === 0) return `${head}.`;
-  const list = missed.map((v) => `${v.target.text} (measured ${v.result === undefined ? none : v.target.format(v.value, v.result)})`);
+  const list = missed.map((v) => `${v.target.text} (measured ${v.result === undefined ? none : v.target.format(v.value, v.result, input.results)})`);
   return `${head}; it missed ${list.join('; ')}. The scenario's section below says why.`;
 }
 
@@ -236,7 +331,8 @@ function peersDoingBetter(scenario: Scenario, results: readonly RunResult[]): st
     const mine = comparison.value(ours.figures);
     if (mine === undefined) continue;
     for (const peer of results) {
-      if (peer.system === 'breakwater') continue;
+      // the variants are Breakwater too: the scenario's text compares them
+      if (peer.system === 'breakwater' || isVariant(peer.system)) continue;
       const theirs = comparison.value(peer.figures);
       if (theirs === undefined || theirs === null) continue;
       if (!comparison.better(theirs, mine ?? never, peer.figures, ours.figures)) continue;
@@ -257,6 +353,7 @@ function scenarioTable(scenario: Scenario, results: readonly RunResult[]): strin
   if (scenario.outage !== undefined) header.push('amplification in the outage', 'fails fast after', 'refusals p99 ms', 'recovered after');
   const watched = scenario.neighbour?.service ?? 'catalog';
   if (scenario.neighbour !== undefined) header.push(`${watched} p99 before ms`, `${watched} p99 during ms`, `${watched} p99 change`, `${watched} success during`);
+  if (scenario.cutAttempts !== undefined) header.push('healthy attempts cut', 'hung attempts', 'hung attempt held: mean ms', 'p50 ms', 'p99 ms');
   header.push('proxy CPU', "others' CPU");
   const rows = results.map((r) => {
     const f = r.figures;
@@ -277,9 +374,28 @@ function scenarioTable(scenario: Scenario, results: readonly RunResult[]): strin
     if (f.neighbour !== undefined) {
       row.push(ms(f.neighbour.baselineP99Ms), ms(f.neighbour.faultP99Ms), `× ${f.neighbour.ratio.toFixed(2)}`, percent(f.neighbour.faultSuccess));
     }
+    if (f.cuts !== undefined) {
+      const share = f.cuts.healthy === 0 ? '' : ` (${percent(f.cuts.healthyCut / f.cuts.healthy, 1)})`;
+      row.push(`${f.cuts.healthyCut.toLocaleString('en-US')}${share}`, f.cuts.hung.toLocaleString('en-US'), ms(f.cuts.hungHeldMeanMs), ms(f.cuts.hungHeldP50Ms), ms(f.cuts.hungHeldP99Ms));
+    }
     row.push(percent(r.proxyCpuShare, 0), percent(r.foreignCpuShare, 0));
     return row;
   });
+  return table(header, rows);
+}
+
+/** The cut figures phase by phase: how each system's per-try timeout followed the phases. */
+function phaseTable(scenario: Scenario, results: readonly RunResult[]): string | undefined {
+  const phases = scenario.phases;
+  if (phases === undefined || !results.some((r) => r.figures.phaseCuts !== undefined)) return undefined;
+  const header = ['system', ...phases.flatMap((phase) => [`${phase.name}: healthy cut`, `${phase.name}: hung held, mean ms`])];
+  const rows = results.map((r) => [
+    systemTitle[r.system],
+    ...phases.flatMap((_, i) => {
+      const cuts = r.figures.phaseCuts?.[i];
+      return cuts === undefined ? [none, none] : [cuts.healthyCut.toLocaleString('en-US'), ms(cuts.hungHeldMeanMs)];
+    }),
+  ]);
   return table(header, rows);
 }
 
@@ -314,6 +430,38 @@ function floodTable(results: readonly RunResult[]): string | undefined {
     ];
   });
   return table(['system', 'flood connections opened', 'accepted', 'closed at once, unread', 'held, then closed', 'held p50 ms', 'held max ms', 'still open at the end', 'answers before closing'], rows);
+}
+
+/** Every run of each scenario and system, when there were several: the noise, in plain sight. */
+function repeatsSection(input: ReportInput): string[] | undefined {
+  const repeats = input.repeats ?? [];
+  if (repeats.length === 0) return undefined;
+  const rows: string[][] = [];
+  let most = 1;
+  for (const scenario of input.scenarios) {
+    for (const system of systemsOf(scenario)) {
+      const used = input.results.find((r) => r.scenario === scenario.name && r.system === system);
+      if (used === undefined) continue;
+      const runs = [used, ...repeats.filter((r) => r.scenario === scenario.name && r.system === system)];
+      most = Math.max(most, runs.length);
+      const cell = (show: (r: RunResult) => string): string => runs.map((r, i) => (i === 0 ? `**${show(r)}**` : show(r))).join(' · ');
+      rows.push([
+        `${scenario.name} · ${systemTitle[system]}`,
+        cell((r) => percent(r.figures.success)),
+        cell((r) => ms(r.figures.latency.p99)),
+        cell((r) => ms(r.figures.latency.p999)),
+        cell((r) => r.figures.amplification.toFixed(2)),
+        cell((r) => percent(r.foreignCpuShare, 0)),
+      ]);
+    }
+  }
+  return [
+    '## Every run',
+    `Each scenario ran through each system ${most} times, the systems one after the other. ` +
+      "The tables above use each pair's run that other processes disturbed least (bold here, first), chosen by the " +
+      "\"others' CPU\" figure alone, before looking at what it measured. The others are its repeats, in the order they ran.",
+    table(['scenario · system', 'success', 'p99 ms', 'p99.9 ms', 'amplification', "others' CPU"], rows),
+  ];
 }
 
 function disturbance(input: ReportInput): string {
@@ -352,20 +500,27 @@ export function renderReport(input: ReportInput): string {
   parts.push(
     '## How it is measured',
     [
-      '- **The upstream** (`bench/resilience/upstream.ts`) is three HTTP endpoints on loopback: two replicas of `orders`, the ' +
-        'service that fails, and one of `catalog`, a healthy neighbour, each service in a Node process of its own. Each answers with a log-normal service time ' +
+      '- **The upstream** (`bench/resilience/upstream.ts`) is HTTP endpoints on loopback: two replicas of `orders`, the ' +
+        'service that fails (three in the scenarios about one slow replica and the tail at scale), and one of `catalog`, a ' +
+        'healthy neighbour, each service in a Node process of its own. Each answers with a log-normal service time ' +
         '(5 ms median, about 16 ms at p99) unless the scenario says otherwise, and follows a seeded plan of faults over time: ' +
         '503s, stalls, limited workers with a queue, windows in which it answers nothing, and a slow recovery.',
       `- **The client** (\`bench/resilience/client.ts\`) sends at a fixed rate whatever happens (open loop), with a pool of ${caller.connectionsPerOrigin} ` +
         `connections per host:port, as a calling service's HTTP client has, and gives up on a request after ${caller.timeoutMs / 1000} s. Latency runs ` +
         'from the moment a request was due to the end of its response, so a request that waited for a free connection counts ' +
         'its wait. Through a proxy, both services share one host:port and so one pool, as they do behind a sidecar; with no ' +
-        'proxy the client spreads orders requests over the two replicas itself.',
+        'proxy the client spreads orders requests over the replicas itself, in turn.',
       '- **The systems**: the client straight to the upstream; [nginx](../bench/resilience/configs/nginx.conf.tmpl), ' +
         '[HAProxy](../bench/resilience/configs/haproxy.cfg.tmpl) and [Breakwater](../bench/resilience/configs/breakwater.yaml.tmpl), ' +
         'each configured once for every scenario as its users tune it for flaky backends, with a comment on each setting. ' +
-        'Per-attempt limits match: 250 ms to connect, 500 ms for an answer, 2 s (nginx, Breakwater) for a whole request, a cap ' +
-        'of 32 requests in flight to orders. Each proxy is started afresh for each scenario and warmed up with a few requests.',
+        'Limits match where the proxies have the same setting: 250 ms to connect, 2 s (nginx, Breakwater) for a whole request, ' +
+        'a cap of 32 requests in flight to orders (16 per replica for nginx and HAProxy). For an answer nginx and HAProxy wait ' +
+        `500 ms; Breakwater's limit follows the replicas' latency (${policy.perTryTimeout}). Each proxy is started afresh for ` +
+        'each scenario and warmed up with a few requests.',
+      '- **Variants**: where a scenario is about one of Breakwater\'s settings, the same file runs beside it with that setting ' +
+        `changed: without the hedge block ("no hedging"), or with a fixed per-try timeout of ${fixedPerTry.tightMs} ms or ` +
+        `${fixedPerTry.looseMs / 1000} s instead of the adaptive one (and no hedge block either, so that the per-try timeout ` +
+        'alone decides when an attempt is given up).',
       '- **Pinning**: the client and the upstream processes share one core, the proxy has the other (Breakwater and nginx with one ' +
         'worker, HAProxy with one thread).',
     ].join('\n'),
@@ -383,6 +538,9 @@ export function renderReport(input: ReportInput): string {
         'them; a window, not a single instant, so that one stall of a busy machine does not decide the figure.',
       "- **catalog p99 change**: catalog's p99 during the fault / its p99 before it, in the same run; in the noisy neighbour " +
         "scenario, the same for orders, the client of record, during the flood.",
+      '- **healthy attempts cut**: attempts the system gave up on before their answer although they were not hung (a per-try ' +
+        "timeout that fired on a slow but healthy answer, or a hedge's loser), from what the upstream saw. **hung attempt " +
+        'held**: how long the system waited on an attempt that hung before it gave up on it: mean, median and p99.',
       "- **proxy CPU**: the proxy's share of a core during the run. **others' CPU**: processes the benchmark did not start.",
     ].join('\n'),
   );
@@ -401,14 +559,18 @@ export function renderReport(input: ReportInput): string {
         'checks a second apart, whichever comes first (its log, kept with `--keep`, names the reason); until then, requests ' +
         'wait for a slot (`timeout queue`) and for their retries. Its checks bring replicas back after 2 good checks, ' +
         'whether or not traffic flows. It retries at once, with no budget.',
-      '- **Breakwater** has no per-replica health: its breaker guards orders as a whole and its balancer prefers the less ' +
-        'busy replica. Its bulkhead refused the excess at once in the outage, before the breaker opened; its retry budget ' +
-        'and backoff keep retries from adding much load, at some cost in latency.',
+      '- **Breakwater** judges each replica on its own (outlier detection: ten failures in a row, most calls failing, or a ' +
+        'median three times the others\' takes a replica out for 10 s and more; a failure is a connection refused or reset, ' +
+        'or a timeout, while a 503 is an answer, retried and not counted) and sends each call to the replica with the ' +
+        'lower latency × calls in flight (peak-EWMA). A call that has not answered by the p95 of recent answers gets a second ' +
+        'attempt on another replica, within a budget of 5% more calls. A failed call is retried at once, on a replica it has ' +
+        'not tried while there is one; its retry budget caps retries at half the calls. Its breaker guards orders as a ' +
+        'whole, and its bulkhead refuses the excess at once.',
     ].join('\n'),
   );
 
   for (const scenario of input.scenarios) {
-    const results = systemNames.flatMap((name) => input.results.filter((r) => r.scenario === scenario.name && r.system === name));
+    const results = systemsOf(scenario).flatMap((name) => input.results.filter((r) => r.scenario === scenario.name && r.system === name));
     parts.push(`## ${scenario.title[0]?.toUpperCase()}${scenario.title.slice(1)}`, `${scenario.fault} ${measuredSpan(scenario)}`);
     if (results.length === 0) {
       parts.push('Not measured in this run.');
@@ -423,6 +585,19 @@ export function renderReport(input: ReportInput): string {
           'connection and succeeded once the upstream came back, within the caller’s 5 s. The short spikes during the outage are ' +
           'probes: requests that Breakwater (half-open) or nginx (after `fail_timeout`) let through to see whether the upstream ' +
           'was back, each waiting out its 500 ms.',
+      );
+    }
+    const phases = phaseTable(scenario, results);
+    if (phases !== undefined) {
+      const spans = (scenario.phases ?? []).map((phase) => `${phase.name} from ${phase.span.fromMs / 1000} s to ${phase.span.toMs / 1000} s`);
+      parts.push(`The same figures phase by phase (${spans.join('; ')}):`, phases);
+    }
+    const chart = input.charts?.get(scenario.name);
+    if (chart !== undefined && scenario.chart !== undefined) {
+      parts.push(
+        `![p50 and p99 latency and success rate over time for each system in the scenario](${chart})`,
+        `The shaded band is the ${scenario.chart.bandLabel}. Each point is a ${chartBinMs / 1000} s bin of requests by the time they ` +
+          'were due; latency is on a log scale.',
       );
     }
     const floods = floodTable(results);
@@ -448,6 +623,8 @@ export function renderReport(input: ReportInput): string {
     if (better.length > 0) parts.push('Where a peer does better:', better.join('\n'));
   }
 
+  const repeats = repeatsSection(input);
+  if (repeats !== undefined) parts.push(...repeats);
   if (input.notMeasured.size > 0) {
     parts.push('## Not measured', [...input.notMeasured].map(([what, why]) => `- ${what}: ${why}`).join('\n'));
   }
@@ -466,7 +643,7 @@ export function renderReport(input: ReportInput): string {
       '',
       `This run took ${((input.finishedAt.getTime() - input.startedAt.getTime()) / 60_000).toFixed(1)} minutes on ` +
         `${input.machine.match(/(\d+) cores/)?.[1] ?? 'its'} cores. Breakwater's settings behind the targets are read from its ` +
-        `policy file: perTryTimeout ${policy.perTryTimeoutMs} ms, first backoff up to ${policy.firstBackoffMs} ms, openFor ${policy.openForMs / 1000} s.`,
+        `policy file: perTryTimeout ${policy.perTryTimeout}, first backoff up to ${policy.firstBackoffMs} ms, openFor ${policy.openForMs / 1000} s.`,
     ].join('\n'),
   );
   return `${parts.filter((p) => p !== '').join('\n\n')}\n`;

@@ -1,16 +1,81 @@
 // The four ways the client reaches the upstream: straight, through nginx, through HAProxy and
-// through Breakwater, each proxy started from its file in bench/resilience/configs/.
+// through Breakwater, each proxy started from its file in bench/resilience/configs/; and
+// variants of Breakwater's file with one policy changed, which some scenarios set beside it.
 import { execFileSync } from 'node:child_process';
 import { cpSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Pool } from 'undici';
+import { parseDocument } from 'yaml';
 import type { Child, ChildProcesses } from '../lib/processes.ts';
 import { freePort, waitForListening } from '../lib/processes.ts';
 import { renderTemplate } from '../lib/template.ts';
 import { hasCommand, repoRoot } from '../targets.ts';
 
-export type SystemName = 'direct' | 'nginx' | 'haproxy' | 'breakwater';
-export const systemNames: readonly SystemName[] = ['direct', 'nginx', 'haproxy', 'breakwater'];
+export type PeerName = 'direct' | 'nginx' | 'haproxy' | 'breakwater';
+/** Breakwater's file with one policy of the orders route changed, for a comparison. */
+export type VariantName = 'breakwater-no-hedge' | 'breakwater-fixed-tight' | 'breakwater-fixed-loose';
+export type SystemName = PeerName | VariantName;
+/** The systems every scenario runs unless it names its own. */
+export const systemNames: readonly PeerName[] = ['direct', 'nginx', 'haproxy', 'breakwater'];
+export const variantNames: readonly VariantName[] = ['breakwater-no-hedge', 'breakwater-fixed-tight', 'breakwater-fixed-loose'];
+export const allSystemNames: readonly SystemName[] = [...systemNames, ...variantNames];
+
+export function isVariant(system: SystemName): system is VariantName {
+  return (variantNames as readonly string[]).includes(system);
+}
+
+/** A fixed per-try timeout for the variants that compare one with the adaptive timeout. */
+export const fixedPerTry = {
+  /** What a user would pick for a service answering in 10 ms: ten times that. */
+  tightMs: 100,
+  /** Loose enough for the slowest healthy answer of the same service on a slow day. */
+  looseMs: 1000,
+} as const;
+
+/** Edits one route of a parsed YAML file, at the path given from the route. */
+interface RouteEditor {
+  delete(path: readonly string[]): void;
+  set(path: readonly string[], value: unknown): void;
+}
+
+/**
+ * What each variant changes in Breakwater's file, on the orders route, and how the report
+ * names it. The variants with a fixed per-try timeout drop the hedge block as well: they
+ * measure the per-try timeout alone, so that no hedge cancels an attempt before it times out.
+ */
+export const variants: Readonly<Record<VariantName, { readonly title: string; readonly change: (route: RouteEditor) => void }>> = {
+  'breakwater-no-hedge': {
+    title: 'Breakwater, no hedging',
+    change: (route) => route.delete(['hedge']),
+  },
+  'breakwater-fixed-tight': {
+    title: `Breakwater, fixed ${fixedPerTry.tightMs} ms per-try timeout`,
+    change: (route) => {
+      route.delete(['hedge']);
+      route.set(['retry', 'perTryTimeout'], `${fixedPerTry.tightMs}ms`);
+    },
+  },
+  'breakwater-fixed-loose': {
+    title: `Breakwater, fixed ${fixedPerTry.looseMs / 1000} s per-try timeout`,
+    change: (route) => {
+      route.delete(['hedge']);
+      route.set(['retry', 'perTryTimeout'], `${fixedPerTry.looseMs}ms`);
+    },
+  },
+};
+
+/** Breakwater's file as `variant` changes it, comments kept; the orders route is found by name. */
+export function variantConfig(text: string, variant: VariantName): string {
+  const document = parseDocument(text);
+  const names = (document.toJS() as { routes: { name: string }[] }).routes.map((route) => route.name);
+  const index = names.indexOf('orders');
+  if (index < 0) throw new Error('the Breakwater file has no orders route');
+  variants[variant].change({
+    delete: (at) => document.deleteIn(['routes', index, ...at]),
+    set: (at, value) => document.setIn(['routes', index, ...at], value),
+  });
+  return document.toString();
+}
 
 /**
  * Copies Breakwater's sources into `dir` once, so that one run measures one version of it even
@@ -32,26 +97,42 @@ export function snapshotBreakwater(dir: string, commit: string, workingTree: boo
 }
 
 /** The file each proxy runs with, relative to the repository. */
-export const configFiles: Readonly<Record<Exclude<SystemName, 'direct'>, string>> = {
+export const configFiles: Readonly<Record<Exclude<PeerName, 'direct'>, string>> = {
   nginx: 'bench/resilience/configs/nginx.conf.tmpl',
   haproxy: 'bench/resilience/configs/haproxy.cfg.tmpl',
   breakwater: 'bench/resilience/configs/breakwater.yaml.tmpl',
 };
 
 export interface Ports {
-  readonly 'orders-a': number;
-  readonly 'orders-b': number;
+  /** The orders replicas in order (orders-a, orders-b...): two in most scenarios, three in some. */
+  readonly orders: readonly { readonly name: string; readonly port: number }[];
   readonly 'catalog-a': number;
 }
 
 /** The endpoints' ports by name, checked to hold every endpoint the configs refer to. */
 export function portsOf(byName: Readonly<Record<string, number>>): Ports {
-  const port = (name: keyof Ports): number => {
-    const value = byName[name];
-    if (value === undefined) throw new Error(`no port for ${name}`);
-    return value;
-  };
-  return { 'orders-a': port('orders-a'), 'orders-b': port('orders-b'), 'catalog-a': port('catalog-a') };
+  const catalog = byName['catalog-a'];
+  if (catalog === undefined) throw new Error('no port for catalog-a');
+  const orders = Object.entries(byName)
+    .filter(([name]) => name.startsWith('orders-'))
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([name, port]) => ({ name, port }));
+  if (orders.length < 2) throw new Error(`orders needs at least two replicas, got ${orders.length}`);
+  return { orders, 'catalog-a': catalog };
+}
+
+/**
+ * Repeats each line of `text` that holds @ORDERS@ once per orders replica, with @ORDERS@ its
+ * port and @ORDERS_NAME@ its name: the files list one server line, as a user writes it, and
+ * get as many as the scenario has replicas.
+ */
+export function repeatReplicaLines(text: string, orders: Ports['orders']): string {
+  return text
+    .split('\n')
+    .flatMap((line) =>
+      line.includes('@ORDERS@') ? orders.map(({ name, port }) => line.replaceAll('@ORDERS@', String(port)).replaceAll('@ORDERS_NAME@', name)) : [line],
+    )
+    .join('\n');
 }
 
 export interface SystemContext {
@@ -83,24 +164,30 @@ export function unavailableReason(system: SystemName): string | undefined {
   return undefined;
 }
 
-function render(context: SystemContext, template: string, file: string, values: Record<string, number>): string {
-  const text = readFileSync(path.join(repoRoot, template), 'utf8');
+function render(context: SystemContext, template: string, file: string, values: Record<string, number>, edit = (text: string): string => text): string {
+  const text = repeatReplicaLines(readFileSync(path.join(repoRoot, template), 'utf8'), context.ports.orders);
   const config = path.join(context.dir, file);
   writeFileSync(
     config,
-    renderTemplate(text, {
-      ...values,
-      WORK: context.dir,
-      ORDERS_A: context.ports['orders-a'],
-      ORDERS_B: context.ports['orders-b'],
-      CATALOG_A: context.ports['catalog-a'],
-    }),
+    edit(
+      renderTemplate(text, {
+        ...values,
+        WORK: context.dir,
+        CATALOG_A: context.ports['catalog-a'],
+      }),
+    ),
   );
   return config;
 }
 
 async function launch(system: Exclude<SystemName, 'direct'>, context: SystemContext, port: number): Promise<Child> {
   const log = path.join(context.dir, 'stderr.log');
+  if (isVariant(system)) {
+    const config = render(context, configFiles.breakwater, 'breakwater.yaml', { PORT: port, TELEMETRY_PORT: await freePort(), ADMIN_PORT: await freePort() }, (text) =>
+      variantConfig(text, system),
+    );
+    return startBreakwater(context, config, log);
+  }
   const template = configFiles[system];
   switch (system) {
     case 'nginx': {
@@ -113,26 +200,40 @@ async function launch(system: Exclude<SystemName, 'direct'>, context: SystemCont
     }
     case 'breakwater': {
       const config = render(context, template, 'breakwater.yaml', { PORT: port, TELEMETRY_PORT: await freePort(), ADMIN_PORT: await freePort() });
-      // Breakwater's access log (on by default) goes to the log file: its durations tell
-      // Breakwater's own time from the machine's in the report.
-      return context.children.start({
-        name: 'breakwater',
-        cores: context.cores,
-        command: process.execPath,
-        args: [path.join(context.breakwaterRoot, 'src', 'cli', 'main.ts'), 'run', '--config', config],
-        cwd: context.breakwaterRoot,
-        logFile: log,
-        stdout: 'log',
-      });
+      return startBreakwater(context, config, log);
     }
     default:
       return system satisfies never;
   }
 }
 
+function startBreakwater(context: SystemContext, config: string, log: string): Child {
+  // Breakwater's access log (on by default) goes to the log file: its durations tell
+  // Breakwater's own time from the machine's in the report.
+  return context.children.start({
+    name: 'breakwater',
+    cores: context.cores,
+    command: process.execPath,
+    args: [path.join(context.breakwaterRoot, 'src', 'cli', 'main.ts'), 'run', '--config', config],
+    cwd: context.breakwaterRoot,
+    logFile: log,
+    stdout: 'log',
+  });
+}
+
+/**
+ * The traffic a system serves before the measured run, as a proxy in service has served
+ * traffic before any fault: per service, this many requests, this many at a time, for at most
+ * this long. The upstream answers them at its normal latency, so a proxy that learns from
+ * latencies (Breakwater's adaptive limits) starts from what the replicas normally do, and a
+ * just-in-time compiler (Breakwater's Node.js) has compiled its request path.
+ */
+export const warmUpTraffic = { requests: 1500, concurrency: 16, maxMs: 4000 } as const;
+
 /**
  * Sends a few requests per service through the system and checks they succeed: the proxy
- * routes, and its upstream connections are open before the measured run.
+ * routes, and its upstream connections are open before the measured run. Then serves it the
+ * warm-up traffic.
  */
 async function warmUp(origins: RunningSystem['origins']): Promise<void> {
   for (const [service, list] of Object.entries(origins)) {
@@ -149,6 +250,30 @@ async function warmUp(origins: RunningSystem['origins']): Promise<void> {
       }
     }
   }
+  for (const [service, list] of Object.entries(origins)) await serveWarmUp(service, list);
+}
+
+/** Sends the warm-up traffic of one service, spread over its origins; failures do not matter here. */
+async function serveWarmUp(service: string, origins: readonly string[]): Promise<void> {
+  const pools = origins.map((origin) => new Pool(origin, { connections: warmUpTraffic.concurrency }));
+  const until = performance.now() + warmUpTraffic.maxMs;
+  let sent = 0;
+  const worker = async (): Promise<void> => {
+    while (sent < warmUpTraffic.requests && performance.now() < until) {
+      const n = sent++;
+      try {
+        const response = await pools[n % pools.length]!.request({ method: 'GET', path: `/${service}/warm-up-${n}`, signal: AbortSignal.timeout(5000) });
+        await response.body.dump();
+      } catch {
+        // a warm-up request that fails is no reason not to measure
+      }
+    }
+  };
+  try {
+    await Promise.all(Array.from({ length: warmUpTraffic.concurrency }, worker));
+  } finally {
+    await Promise.all(pools.map((pool) => pool.destroy()));
+  }
 }
 
 /**
@@ -158,7 +283,7 @@ async function warmUp(origins: RunningSystem['origins']): Promise<void> {
 export async function startSystem(system: SystemName, context: SystemContext): Promise<RunningSystem> {
   const url = (port: number): string => `http://127.0.0.1:${port}`;
   if (system === 'direct') {
-    const origins = { orders: [url(context.ports['orders-a']), url(context.ports['orders-b'])], catalog: [url(context.ports['catalog-a'])] };
+    const origins = { orders: context.ports.orders.map(({ port }) => url(port)), catalog: [url(context.ports['catalog-a'])] };
     await warmUp(origins);
     return { origins, process: undefined, accessLog: undefined, stop: async () => {} };
   }
@@ -167,10 +292,11 @@ export async function startSystem(system: SystemName, context: SystemContext): P
     const port = await freePort();
     const child = await launch(system, context, port);
     try {
-      await waitForListening(child, port, system === 'breakwater' ? 20_000 : 10_000);
+      const breakwater = system === 'breakwater' || isVariant(system);
+      await waitForListening(child, port, breakwater ? 20_000 : 10_000);
       const origins = { orders: [url(port)], catalog: [url(port)] };
       await warmUp(origins);
-      const accessLog = system === 'breakwater' ? child.logFile : undefined;
+      const accessLog = breakwater ? child.logFile : undefined;
       return { origins, process: child, accessLog, stop: () => child.stop() };
     } catch (error) {
       const exitedByItself = child.hasExited;

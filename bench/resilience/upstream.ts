@@ -22,7 +22,7 @@ const plan = JSON.parse(readFileSync(values.plan, 'utf8')) as UpstreamPlan;
 const lifetimeMs = Number(values.lifetime) * 1000;
 
 const epochNow = (): number => performance.timeOrigin + performance.now();
-/** Time zero; until the client sets it, requests are warm-up, answered 200 and not recorded. */
+/** Time zero; until the client sets it, requests are warm-up, answered 200 at the normal latency and not recorded. */
 let startAt: number | undefined;
 const sinceStart = (): number => epochNow() - (startAt ?? epochNow() + 1);
 
@@ -57,12 +57,12 @@ function hold(req: IncomingMessage, res: ServerResponse, untilT: number): void {
 
 interface Work {
   readonly res: ServerResponse;
-  readonly arrival: { status: number };
+  readonly arrival: { status: number; leftAfterMs?: number };
   readonly serviceMs: number;
   readonly status: number;
 }
 
-function createEndpoint(endpoint: EndpointPlan, index: number, random: () => number) {
+function createEndpoint(endpoint: EndpointPlan, index: number, random: () => number, warmUpRandom: () => number) {
   let busy = 0;
   const waiting: Work[] = [];
 
@@ -90,19 +90,26 @@ function createEndpoint(endpoint: EndpointPlan, index: number, random: () => num
       return;
     }
     if (startAt === undefined) {
-      // warm-up before time zero: the plan has not begun
-      reply(res, endpoint, 200);
+      // Warm-up before time zero: the plan has not begun, and the endpoint answers at its normal
+      // latency, so that a proxy that learns from latencies starts from what is normal. The
+      // draws are the warm-up's own: the measured run's are the same whatever the warm-up did.
+      later(logNormal(warmUpRandom, endpoint.base.latency.medianMs, endpoint.base.latency.sigma), () => reply(res, endpoint, 200));
       return;
     }
-    const arrival = { t: Math.round(t * 10) / 10, endpoint: index, status: 0 };
+    const arrival: { t: number; endpoint: number; status: number; stalled?: true; leftAfterMs?: number } = { t: Math.round(t * 10) / 10, endpoint: index, status: 0 };
     arrivals.push(arrival);
     const until = downUntil(endpoint, t);
     if (until !== undefined) {
       hold(req, res, until);
       return;
     }
+    // The caller closing before the answer: a per-try timeout, a hedge's loser, a caller gone.
+    res.once('close', () => {
+      if (!res.writableFinished) arrival.leftAfterMs = Math.round((sinceStart() - t) * 10) / 10;
+    });
     const behaviour = behaviourAt(endpoint, t);
     const stalled = behaviour.stall !== undefined && random() < behaviour.stall.share;
+    if (stalled) arrival.stalled = true;
     const serviceMs = logNormal(random, behaviour.latency.medianMs, behaviour.latency.sigma) + (stalled ? (behaviour.stall?.ms ?? 0) : 0);
     const status = random() < behaviour.errorRate ? 503 : 200;
     const work: Work = { res, arrival, serviceMs, status };
@@ -137,7 +144,7 @@ function configure(server: http.Server): http.Server {
 const servers: http.Server[] = [];
 const ports: Record<string, number> = {};
 for (const [index, endpoint] of plan.endpoints.entries()) {
-  const server = configure(http.createServer(createEndpoint(endpoint, index, seededRandom(plan.seed + index * 7919))));
+  const server = configure(http.createServer(createEndpoint(endpoint, index, seededRandom(plan.seed + index * 7919), seededRandom(plan.seed - index * 7919 - 1))));
   servers.push(server);
   ports[endpoint.name] = await listen(server);
 }

@@ -3,7 +3,8 @@
 // loopback unless the user chose otherwise. Every answer is JSON, except the admin page at
 // GET / and its assets.
 
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer } from '../runtime/node-http.ts';
 import type { Address } from '../config/types.ts';
 import { listen, lookupRoute, type Method, type RouteLookup, type RouteTable, type RunningServer } from '../telemetry/http-server.ts';
 import type { DeadLetterEndpoints } from './dead-letters.ts';

@@ -358,7 +358,8 @@ function valueText(key: string, value: unknown): string {
   if (isPlainObject(value)) return '{}';
   if (Array.isArray(value)) return value.length === 0 ? '[]' : value.map(String).join(', ');
   if (typeof value === 'number') {
-    if (key.endsWith('Ms')) return formatDuration(value);
+    // A WebSocket's bounds are the only durations where 0 is allowed, and means none.
+    if (key.endsWith('Ms')) return value === 0 && (key === 'maxDurationMs' || key === 'idleTimeoutMs') ? '0 (no limit)' : formatDuration(value);
     if (key.endsWith('Bytes')) return value === 0 && key === 'maxBodyBytes' ? '0 (no limit)' : formatSize(value);
     if (ratioKeys.has(key)) return `${Number((value * 100).toFixed(4))}%`;
     if (key === 'percent') return `${value}%`;

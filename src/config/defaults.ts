@@ -83,6 +83,9 @@ export const DEFAULTS = deepFreeze({
   route: {
     timeout: '15s',
   },
+  // Envoy's stream_idle_timeout, which bounds an idle upgraded stream the same way; a tunnel's
+  // length is unbounded, as in Envoy and Istio, unless the route asks.
+  websocket: { idleTimeout: '5m', maxDuration: 0 },
   retry: {
     maxAttempts: 3,
     retryOn: ['connect-failure', 'reset', 502, 503, 504],

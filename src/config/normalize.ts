@@ -574,6 +574,10 @@ class Checker {
       ...(fault ? { fault } : {}),
       ...(deadLetter ? { deadLetter } : {}),
       ...(route.telemetry?.grpcMethods === true ? { telemetry: { grpcMethods: true } } : {}),
+      websocket: {
+        idleTimeoutMs: this.duration([...path, 'websocket', 'idleTimeout'], route.websocket?.idleTimeout ?? DEFAULTS.websocket.idleTimeout),
+        maxDurationMs: this.duration([...path, 'websocket', 'maxDuration'], route.websocket?.maxDuration ?? DEFAULTS.websocket.maxDuration),
+      },
     };
   }
 

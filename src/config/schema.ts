@@ -968,6 +968,31 @@ const DeadLetterSchema = Type.Object(
   },
 );
 
+const WebSocketSchema = Type.Object(
+  {
+    idleTimeout: Type.Optional(
+      Duration({
+        title: 'Idle timeout',
+        description: 'A tunnel that carries no byte either way for this long is closed, with a close frame 1001 to both sides. Pings count as traffic. 0: never.',
+        default: DEFAULTS.websocket.idleTimeout,
+      }),
+    ),
+    maxDuration: Type.Optional(
+      Duration({
+        title: 'Maximum duration',
+        description: 'A tunnel open this long is closed, with a close frame 1001 to both sides, so that clients reconnect (and spread over the endpoints there are now). 0: unbounded.',
+        default: DEFAULTS.websocket.maxDuration,
+      }),
+    ),
+  },
+  {
+    ...Strict,
+    title: 'WebSocket',
+    description:
+      'Bounds of the tunnels this route opens for `Upgrade: websocket` requests. The handshake is routed and bounded like a request (route timeout, per-try timeout, breaker, bulkhead, fault; retried only when no connection could be made); after the upstream\'s 101 these bounds apply instead.',
+  },
+);
+
 const RouteSchema = Type.Object(
   {
     name: Name({
@@ -991,7 +1016,7 @@ const RouteSchema = Type.Object(
     timeout: Type.Optional(
       Duration({
         title: 'Route timeout',
-        description: 'The whole request: all attempts and backoff included. 504 timeout when it fires.',
+        description: 'The whole request: all attempts and backoff included. 504 timeout when it fires. For a WebSocket, the handshake up to the upstream\'s 101.',
         default: DEFAULTS.route.timeout,
       }),
     ),
@@ -1023,6 +1048,7 @@ const RouteSchema = Type.Object(
         { ...Strict, title: 'Route telemetry', description: 'What the metrics tell of this route beyond the defaults.' },
       ),
     ),
+    websocket: Type.Optional(WebSocketSchema),
   },
   {
     ...Strict,

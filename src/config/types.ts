@@ -168,8 +168,18 @@ export interface RouteConfig {
   readonly fallback?: FallbackConfig;
   readonly fault?: FaultConfig;
   readonly deadLetter?: DeadLetterConfig;
+  /** The bounds of the WebSocket tunnels this route opens; always present (defaults filled in). */
+  readonly websocket: WebSocketConfig;
   /** Absent: the default metrics (no gRPC method labels). */
   readonly telemetry?: RouteTelemetryConfig;
+}
+
+/** The bounds of a WebSocket tunnel after the upstream's 101; 0 means none. */
+export interface WebSocketConfig {
+  /** No byte in either direction for this long closes the tunnel. */
+  readonly idleTimeoutMs: number;
+  /** The tunnel is closed once it has been open this long. */
+  readonly maxDurationMs: number;
 }
 
 export interface RouteTelemetryConfig {

@@ -1,12 +1,15 @@
-// Schema validation of a parsed config file with Ajv, and the translation of Ajv's errors into
-// one plain message per mistake, addressed by a path into the file. The parts that fail are
-// then cut away, so that the later checks can still run on the rest of the file and a user
-// sees every problem in one run.
+// Schema validation of a parsed config file, and the translation of its errors into one plain
+// message per mistake, addressed by a path into the file. The parts that fail are then cut
+// away, so that the later checks can still run on the rest of the file and a user sees every
+// problem in one run.
+//
+// The validator is Ajv's, compiled ahead of time from src/config/schema.ts by `npm run schema`:
+// compiled at start-up, Ajv's compiler, TypeBox and the code they make would stay resident for
+// the life of the process, in every pod.
 
-import { Ajv } from 'ajv';
 import type { ErrorObject, ValidateFunction } from 'ajv';
-import { configJsonSchema } from './schema.ts';
 import type { ConfigFile } from './schema.ts';
+import { validate as generatedValidator } from './schema-validator.generated.ts';
 import type { PathSegment } from './positions.ts';
 import { didYouMean } from './suggest.ts';
 
@@ -22,18 +25,9 @@ interface SchemaNode {
   readonly errorMessage?: string;
 }
 
-let compiled: ValidateFunction<ConfigFile> | undefined;
-
-function validator(): ValidateFunction<ConfigFile> {
-  if (!compiled) {
-    // verbose: errors carry the failing schema node, for its errorMessage and allowed keys.
-    const ajv = new Ajv({ allErrors: true, verbose: true, strict: true });
-    // Editors read errorMessage; for Ajv it is an annotation.
-    ajv.addKeyword('errorMessage');
-    compiled = ajv.compile<ConfigFile>(configJsonSchema());
-  }
-  return compiled;
-}
+// Compiled with allErrors and verbose: errors carry the failing schema node, for its
+// errorMessage and allowed keys.
+const validate = generatedValidator as unknown as ValidateFunction<ConfigFile>;
 
 export interface SchemaCheck {
   /** Every mistake in the file's shape, to report. */
@@ -59,7 +53,6 @@ const MAX_PRUNE_ROUNDS = 64;
  * sections. Only the first round's mistakes are the user's: later rounds only follow the cuts.
  */
 export function checkSchema(data: unknown): SchemaCheck {
-  const validate = validator();
   const working = copyData(data);
   // For each list in `working`, the file index of each of its items.
   const origins = new WeakMap<readonly unknown[], number[]>();

@@ -46,12 +46,19 @@ export class ChildScope implements CallScope {
   readonly dueAt: number;
   readonly #controller = new AbortController();
   #unlink: (() => void) | null;
+  // Scopes inside this one (an attempt's per-try scope inside a hedge's), told of its end
+  // directly: an event listener on the signal each would cost more than the rest of the scope.
+  #children: Set<ChildScope> | undefined;
 
   constructor(parent: CallScope, dueAt: number = parent.dueAt) {
     this.dueAt = dueAt;
     if (parent.signal.aborted) {
       this.#unlink = null;
       this.#controller.abort(parent.signal.reason);
+    } else if (parent instanceof ChildScope) {
+      const siblings = (parent.#children ??= new Set());
+      siblings.add(this);
+      this.#unlink = () => siblings.delete(this);
     } else {
       this.#unlink = onAbort(parent.signal, (reason) => this.cancel(reason));
     }
@@ -64,7 +71,11 @@ export class ChildScope implements CallScope {
   /** Ends this scope alone: what runs in it fails with `reason`; the parent goes on. */
   cancel(reason: ProxyError): void {
     this.release();
+    if (this.#controller.signal.aborted) return;
     this.#controller.abort(reason);
+    const children = this.#children;
+    if (children === undefined) return;
+    for (const child of [...children]) child.cancel(reason);
   }
 
   /** Stops following the parent: called once whatever ran in this scope is over. */

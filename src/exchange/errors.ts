@@ -16,7 +16,7 @@ export const localReasons = {
   expectation_failed: { status: 417, message: 'the only expectation Breakwater meets is Expect: 100-continue' },
   headers_too_large: { status: 431, message: 'the request headers are larger than the configured limit' },
   method_not_allowed: { status: 405, message: 'CONNECT is not proxied: Breakwater forwards HTTP requests to configured upstreams only' },
-  upgrade_not_supported: { status: 501, message: 'protocol upgrades (WebSocket, h2c) are not proxied' },
+  upgrade_not_supported: { status: 501, message: 'only WebSocket upgrades are proxied (h2c and other upgrades are not)' },
   idempotency_key_missing: { status: 400, message: 'this route requires an idempotency key on this method' },
   idempotency_key_reused: { status: 422, message: 'the idempotency key was first used for a different request' },
   idempotency_in_progress: { status: 409, message: 'a request with this idempotency key is still in progress' },

@@ -7,10 +7,10 @@ import type { AttemptOutcome } from './outcome.ts';
 export type RecordedOutcome = AttemptOutcome | { readonly kind: 'cancelled' };
 
 /**
- * How a request came: HTTP/1.1 (or 1.0), HTTP/2 with prior knowledge, or a gRPC call (over
- * HTTP/2, its outcome a grpc-status).
+ * How a request came: HTTP/1.1 (or 1.0), HTTP/2 with prior knowledge, a gRPC call (over
+ * HTTP/2, its outcome a grpc-status), or a WebSocket handshake (over HTTP/1.1).
  */
-export type RequestProtocol = 'http1' | 'h2c' | 'grpc';
+export type RequestProtocol = 'http1' | 'h2c' | 'grpc' | 'websocket';
 
 /**
  * One finished client request. The access log, the request metrics and the server span all
@@ -49,6 +49,25 @@ export interface RequestRecord {
   readonly traceId: string | undefined;
   /** The server span's id, when the request is sampled. */
   readonly spanId: string | undefined;
+}
+
+/** Who or what ended a tunnel: one side closing or resetting its connection, or Breakwater. */
+export type TunnelEnd = 'client' | 'upstream' | 'idle_timeout' | 'max_duration' | 'drain';
+
+/**
+ * A WebSocket's record once its tunnel has closed: the handshake's request record, with the
+ * duration from the handshake's arrival to the tunnel's close. The access log's line for a
+ * WebSocket is this one.
+ */
+export interface TunnelRecord extends RequestRecord {
+  readonly protocol: 'websocket';
+  /** From the handshake's arrival to the 101 sent to the client. */
+  readonly handshakeMs: number;
+  /** Bytes carried after the 101, client to upstream. */
+  readonly bytesToUpstream: number;
+  /** Bytes carried after the 101, upstream to client. */
+  readonly bytesToClient: number;
+  readonly closedBy: TunnelEnd;
 }
 
 /** One upstream attempt, at its outcome. The attempt metrics read it. */

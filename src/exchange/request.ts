@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { Http2ServerRequest } from 'node:http2';
-import type { Readable } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 import type { BreakerStateName, PolicyEvent } from './events.ts';
 import type { AttemptOutcome } from './outcome.ts';
 import type { RecordedOutcome, RequestRecord } from './record.ts';
@@ -35,6 +35,8 @@ export interface ProxyRequest {
   readonly grpc?: boolean;
   /** Set when the request is the replay of a dead letter: that dead letter's id. */
   readonly replayOf?: string | undefined;
+  /** Set on a WebSocket handshake: the protocol the client asks to switch to. */
+  readonly upgrade?: 'websocket' | undefined;
 }
 
 /**
@@ -75,6 +77,8 @@ export interface UpstreamResponse {
   readonly grpcStatus?: number | undefined;
   /** Set when the head could not tell the attempt's outcome: a gRPC call's status comes with its trailers. */
   readonly lateOutcome?: LateOutcome | undefined;
+  /** Set when the upstream switched protocols (a 101 to a handshake); its body is empty. */
+  readonly tunnel?: UpstreamTunnel;
 }
 
 /** The outcome of an attempt whose response head could not tell it. */
@@ -85,6 +89,17 @@ export interface LateOutcome {
    * cancelled or discarded it, which says nothing of the upstream.
    */
   onOutcome(listener: (outcome: AttemptOutcome | undefined) => void): void;
+}
+
+
+/** The upstream's connection after its 101: the WebSocket's bytes flow on it from here on. */
+export interface UpstreamTunnel {
+  readonly socket: Duplex;
+  /**
+   * Called once when the tunnel has closed: until then the endpoint counts it in flight, so
+   * that least-request and peak-EWMA balancing spread long-lived tunnels over the endpoints.
+   */
+  release(): void;
 }
 
 /**

@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Http2ServerRequest, Http2ServerResponse, OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2';
+import { createServer } from '../runtime/node-http.ts';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Transform, type Readable } from 'node:stream';
-import type { Config, ConnectionLimits } from '../config/types.ts';
+import type { Config, ConnectionLimits, WebSocketConfig } from '../config/types.ts';
 import { ProxyError, type LocalReason } from '../exchange/errors.ts';
 import { grpcCodes, grpcMethodOf, grpcStatusIn, isGrpcContentType } from '../exchange/grpc.ts';
 import type { PolicyEvents } from '../exchange/events.ts';
@@ -20,6 +21,7 @@ import { callerTraceId, clientResponseHeaders, upstreamHeaders, upstreamHeadersH
 import { readAhead } from '../exchange/request-body.ts';
 import { sendLocalReply, sendRawLocalReply } from './local-reply.ts';
 import { sortConnection } from './preface.ts';
+import { isWebSocketUpgrade, WebSocketUpgrades, type WebSocketObserver } from './websocket/upgrade.ts';
 
 /** A client's request, by HTTP/1.1 or HTTP/2. */
 export type ClientRequest = IncomingMessage | Http2ServerRequest;
@@ -36,6 +38,9 @@ export interface ActiveRoute {
   readonly handler: Handler;
   /** The route's gRPC calls are counted by service and method (`telemetry.grpcMethods`). */
   readonly grpcMethodLabels?: boolean;
+  /** The route's WebSocket handshakes go through this one (src/stack/build.ts). */
+  readonly handshake: Handler;
+  readonly websocket: WebSocketConfig;
 }
 
 /** What a request needs from the running config; a request keeps the one it started with. */
@@ -46,7 +51,7 @@ export interface ProxyState {
   readonly consumedHeaders: ReadonlySet<string>;
 }
 
-export interface ListenerObserver {
+export interface ListenerObserver extends WebSocketObserver {
   /** Once per listener started, before its first connection. */
   listenerStarted(listener: string): void;
   requestStarted(listener: string): void;
@@ -169,6 +174,9 @@ export class Listener {
   readonly #lateHeads: Socket[] = [];
   /** The HTTP/2 side: connections that open with the h2c preface. */
   readonly #h2c: H2cServer;
+  readonly #websockets: WebSocketUpgrades;
+  /** Waiting for the moment when the only connections left are WebSocket tunnels. */
+  #tunnelsOnlyWaiters: (() => void)[] = [];
   #inFlight = 0;
 
   constructor(options: ListenerOptions) {
@@ -215,9 +223,37 @@ export class Listener {
     this.server.on('connect', (req: IncomingMessage, socket: Duplex) =>
       this.#refuseOnSocket(socket, new ProxyError('method_not_allowed'), 'CONNECT', req.url ?? '', req.headers),
     );
-    this.server.on('upgrade', (req: IncomingMessage, socket: Duplex) =>
-      this.#refuseOnSocket(socket, new ProxyError('upgrade_not_supported'), req.method ?? '', req.url ?? '', req.headers),
-    );
+    this.#websockets = new WebSocketUpgrades({
+      listener: options.name,
+      clock: options.clock,
+      state: options.state,
+      observer: {
+        requestFinished: (record) => options.observer.requestFinished(record),
+        tunnelOpened: (record) => {
+          options.observer.tunnelOpened(record);
+          this.#checkTunnelsOnly();
+        },
+        tunnelClosed: (record) => options.observer.tunnelClosed(record),
+      },
+      events: options.events,
+      tracer: options.tracer,
+      maxConcurrent: options.maxConcurrent,
+      requests: {
+        started: () => {
+          this.#inFlight += 1;
+          options.observer.requestStarted(this.name);
+          return this.#inFlight;
+        },
+        finished: () => {
+          this.#inFlight -= 1;
+        },
+      },
+    });
+    // WebSocket is proxied; any other upgrade (h2c over HTTP/1.1, say) is refused.
+    this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      if (isWebSocketUpgrade(req)) this.#websockets.handle(req, socket, head);
+      else this.#refuseOnSocket(socket, new ProxyError('upgrade_not_supported'), req.method ?? '', req.url ?? '', req.headers);
+    });
   }
 
   listen(host: string, port: number): Promise<number> {
@@ -238,6 +274,34 @@ export class Listener {
   /** Open connections, refused ones not counted. */
   get connections(): number {
     return this.#connections.open;
+  }
+
+  /** Open WebSocket tunnels. */
+  get tunnels(): number {
+    return this.#websockets.open;
+  }
+
+  /** Closes every open tunnel with a close frame 1001 to both sides (the end of a drain); returns how many. */
+  closeTunnels(): number {
+    return this.#websockets.closeAll();
+  }
+
+  /**
+   * Resolves once the only connections left are WebSocket tunnels (or none): a listener a reload
+   * closes lets its tunnels run on, and need not wait for them.
+   */
+  tunnelsOnly(): Promise<void> {
+    return new Promise((resolve) => {
+      this.#tunnelsOnlyWaiters.push(resolve);
+      this.#checkTunnelsOnly();
+    });
+  }
+
+  #checkTunnelsOnly(): void {
+    if (this.#tunnelsOnlyWaiters.length === 0 || this.#connections.open > this.#websockets.open) return;
+    const waiters = this.#tunnelsOnlyWaiters;
+    this.#tunnelsOnlyWaiters = [];
+    for (const resolve of waiters) resolve();
   }
 
   /**
@@ -298,6 +362,7 @@ export class Listener {
     socket.once('close', () => {
       this.#connections.release(client);
       observer.connectionClosed(this.name);
+      this.#checkTunnelsOnly();
     });
     sortConnection(
       socket,

@@ -24,15 +24,26 @@ function listenerKey(config: Config, name: string): string {
   return `${listener.address.host}:${listener.address.port}:${config.limits.maxHeaderBytes}:${listener.maxConcurrent ?? ''}:${checkInterval}`;
 }
 
+/** Stops accepting and resolves once every connection has closed, WebSocket tunnels included. */
 function closeListener(listener: Listener): Promise<void> {
   const closed = listener.close();
   listener.closeIdleConnections();
   return closed;
 }
 
+/** How much a drain cut short when its timeout ended. */
+export interface DrainCut {
+  /** Requests still in flight, whose connections were closed. */
+  readonly requests: number;
+  /** WebSocket tunnels closed with a close frame 1001. */
+  readonly tunnels: number;
+}
+
 export class ListenerSet {
   readonly #options: ListenerSetOptions;
   readonly #running = new Map<string, RunningListener>();
+  /** Listeners a reload closed whose WebSocket tunnels still run: a drain closes those too. */
+  readonly #retired = new Set<Listener>();
 
   constructor(options: ListenerSetOptions) {
     this.#options = options;
@@ -55,7 +66,11 @@ export class ListenerSet {
         continue;
       }
       this.#running.delete(name);
-      await closeListener(running.listener);
+      // Its requests finish first; its WebSocket tunnels run on until they close.
+      const listener = running.listener;
+      this.#retired.add(listener);
+      const closed = closeListener(listener).then(() => this.#retired.delete(listener));
+      await Promise.race([closed, listener.tunnelsOnly()]);
     }
     for (const [name, listenerConfig] of wanted) {
       if (this.#running.has(name)) continue;
@@ -73,21 +88,26 @@ export class ListenerSet {
   }
 
   /**
-   * Stops accepting, closes idle keep-alive connections and waits for requests in flight; past
-   * `timeoutMs` the connections still open are closed. Resolves with the requests cut short.
+   * Stops accepting, closes idle keep-alive connections and waits for requests in flight and
+   * WebSocket tunnels; past `timeoutMs` the tunnels still open are closed with a close frame 1001
+   * to both sides, and the other connections still open are closed. Resolves with what was cut.
    */
-  async drain(timeoutMs: number): Promise<number> {
-    const listeners = [...this.#running.values()].map((running) => running.listener);
+  async drain(timeoutMs: number): Promise<DrainCut> {
+    const listeners = [...[...this.#running.values()].map((running) => running.listener), ...this.#retired];
     this.#running.clear();
+    this.#retired.clear();
     const closed = Promise.all(listeners.map(closeListener));
     const timedOut = new Promise<'timeout'>((resolve) => {
       const cancel = this.#options.clock.setTimer(timeoutMs, () => resolve('timeout'));
       void closed.then(cancel);
     });
-    if ((await Promise.race([closed, timedOut])) !== 'timeout') return 0;
-    const cut = listeners.reduce((sum, listener) => sum + listener.inFlight, 0);
+    if ((await Promise.race([closed, timedOut])) !== 'timeout') return { requests: 0, tunnels: 0 };
+    const requests = listeners.reduce((sum, listener) => sum + listener.inFlight, 0);
+    // Tunnels get their close frames and a short grace to answer them (tunnel.ts); the
+    // connections Node still counts as HTTP ones are closed at once.
+    const tunnels = listeners.reduce((sum, listener) => sum + listener.closeTunnels(), 0);
     for (const listener of listeners) listener.closeAllConnections();
     await closed;
-    return cut;
+    return { requests, tunnels };
   }
 }

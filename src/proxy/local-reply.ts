@@ -1,5 +1,6 @@
-import { STATUS_CODES, type ServerResponse } from 'node:http';
+import type { ServerResponse } from 'node:http';
 import type { Http2ServerResponse } from 'node:http2';
+import { STATUS_CODES } from '../runtime/node-http.ts';
 import type { Duplex } from 'node:stream';
 import type { LocalReason, ProxyError } from '../exchange/errors.ts';
 import { encodeGrpcMessage, grpcStatusOfReason } from '../exchange/grpc.ts';
@@ -67,10 +68,11 @@ export function sendLocalReply(res: ServerResponse | Http2ServerResponse, error:
 /**
  * Answers on the raw socket, then closes it: for a request Node's parser rejected (after a parse
  * error nothing else on that connection can be trusted), and for a CONNECT or an upgrade, which
- * Node hands over as a bare socket.
+ * Node hands over as a bare socket. `context`: the route of a WebSocket handshake refused.
  */
-export function sendRawLocalReply(socket: Duplex, error: ProxyError, requestId: string): void {
-  const payload = body(error.reason, error.message, { route: undefined, upstream: undefined, requestId, attempts: undefined });
+export function sendRawLocalReply(socket: Duplex, error: ProxyError, requestId: string, context?: LocalReplyContext): void {
+  const payload = body(error.reason, error.message, context ?? { route: undefined, upstream: undefined, requestId, attempts: undefined });
+  const attempts = context?.attempts === undefined ? '' : `x-breakwater-attempts: ${context.attempts}\r\n`;
   // A CONNECT is refused as the method it is: RFC 9110 asks a 405 to list what is allowed.
   const allow = error.reason === 'method_not_allowed' ? 'allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE\r\n' : '';
   socket.end(
@@ -80,7 +82,22 @@ export function sendRawLocalReply(socket: Duplex, error: ProxyError, requestId: 
       `content-length: ${Buffer.byteLength(payload)}\r\n` +
       allow +
       `x-breakwater-reason: ${error.reason}\r\n` +
+      attempts +
       `x-request-id: ${requestId}\r\n\r\n` +
       payload,
   );
+}
+
+/**
+ * Writes a response head on a raw socket: the upstream's answer to a WebSocket handshake (its
+ * 101, or the response that refuses it), which Node hands over as a bare socket.
+ */
+export function writeRawHead(socket: Duplex, status: number, headers: Readonly<Record<string, string | string[]>>): void {
+  let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n`;
+  for (const name in headers) {
+    const value = headers[name]!;
+    if (typeof value === 'string') head += `${name}: ${value}\r\n`;
+    else for (const one of value) head += `${name}: ${one}\r\n`;
+  }
+  socket.write(`${head}\r\n`, 'latin1');
 }

@@ -14,7 +14,17 @@ export const systemClock: Clock = {
   now: () => performance.now(),
   wallNow: () => Date.now(),
   setTimer(ms, fire) {
-    const timer = setTimeout(fire, ms);
-    return () => clearTimeout(timer);
+    // A timer fires after the I/O of the loop turn in which it falls due, not before it: when
+    // the process was held up (a long garbage collection, a starved CPU) past a per-try
+    // timeout or a hedge delay, an answer that arrived meanwhile is read first, and cancels
+    // the timer, instead of being cut by a timeout that only the pause made fall due.
+    let immediate: NodeJS.Immediate | undefined;
+    const timer = setTimeout(() => {
+      immediate = setImmediate(fire);
+    }, ms);
+    return () => {
+      clearTimeout(timer);
+      if (immediate !== undefined) clearImmediate(immediate);
+    };
   },
 };

@@ -1,5 +1,6 @@
-import type { Config, RouteConfig } from '../config/types.ts';
+import type { Config, RetryConfig, RouteConfig } from '../config/types.ts';
 import type { PolicyEvents } from '../exchange/events.ts';
+import type { ProxyRequest } from '../exchange/request.ts';
 import { compose, type Handler, type Layer } from '../exchange/handler.ts';
 import type { AttemptObserver } from '../exchange/record.ts';
 import { breakerLayer } from '../policies/breaker/layer.ts';
@@ -14,6 +15,7 @@ import { idempotencyLayer } from '../policies/idempotency/layer.ts';
 import { StaleCaches } from '../policies/fallback/registry.ts';
 import { faultLayer } from '../policies/fault/layer.ts';
 import { attemptTimeoutLayer } from '../policies/deadline/layer.ts';
+import type { LatencyWindow } from '../policies/deadline/latency.ts';
 import { LatencyWindows } from '../policies/deadline/registry.ts';
 import { retryLayer } from '../policies/retry/layer.ts';
 import { budgetKey, RetryBudgets } from '../policies/retry/registry.ts';
@@ -82,13 +84,18 @@ function breakerFor(route: RouteConfig, upstream: Upstream, registries: PolicyRe
   return shared === undefined ? undefined : registries.breakers.get(upstream.name, upstream.name, shared);
 }
 
-/**
- * The one place that states the order of a route's layers, outermost first
- * (docs/architecture.md explains each position). The deadline is not a layer: it bounds the
- * whole exchange, response body included, so the listener computes it and owns its timer.
- */
-export function buildRouteHandler(route: RouteConfig, deps: RouteDependencies): Handler {
-  const { clock, random, events, registries } = deps;
+/** What a route's requests and its WebSocket handshakes share: the breaker, the per-try bound, the way out. */
+interface RouteParts {
+  readonly upstream: Upstream;
+  readonly breaker: CircuitBreaker | undefined;
+  readonly attemptTimeout: Layer;
+  /** The latencies the hedge delay reads, when it is a percentile. */
+  readonly hedgeWindow: LatencyWindow | undefined;
+  readonly forward: (target: Upstream) => Handler;
+}
+
+function routeParts(route: RouteConfig, deps: RouteDependencies): RouteParts {
+  const { clock, events, registries } = deps;
   const upstream = deps.upstreams.get(route.upstream)!;
   const breaker = breakerFor(route, upstream, registries);
   // The route's latencies, when a percentile reads them: the adaptive per-try timeout's window
@@ -109,9 +116,22 @@ export function buildRouteHandler(route: RouteConfig, deps: RouteDependencies): 
       deadlineHeader: deps.deadlineHeader,
       breakerState: target === upstream ? breakerState : undefined,
     });
+  return { upstream, breaker, attemptTimeout, hedgeWindow, forward };
+}
+
+/**
+ * The one place that states the order of a route's layers, outermost first
+ * (docs/architecture.md explains each position). The deadline is not a layer: it bounds the
+ * whole exchange, response body included, so the listener computes it and owns its timer.
+ */
+export function buildRouteHandler(route: RouteConfig, deps: RouteDependencies): Handler {
+  const { clock, random, events, registries } = deps;
+  const { upstream, breaker, attemptTimeout, hedgeWindow, forward } = routeParts(route, deps);
 
   // A POST or PATCH with the route's idempotency key may be sent twice.
   const keyHeader = route.idempotency === undefined ? {} : { keyHeader: route.idempotency.header };
+  // A retry to an endpoint the request has not tried goes without a backoff.
+  const untried = (request: ProxyRequest): boolean => upstream.hasUntried(request.tried);
   const layers: Layer[] = [];
   // Outermost: a duplicate is answered from the store before anything else runs, so a replay is
   // never disturbed by chaos, queues or breakers, and a first request's answer is stored as the
@@ -168,6 +188,7 @@ export function buildRouteHandler(route: RouteConfig, deps: RouteDependencies): 
         ...(breaker === undefined ? {} : { breakerOpen: (now: number) => breaker.isOpen(now) }),
         ...(hedgeWindow === undefined ? {} : { latencies: hedgeWindow }),
         ...keyHeader,
+        untried,
       }),
     );
   } else if (route.retry !== undefined) {
@@ -179,11 +200,60 @@ export function buildRouteHandler(route: RouteConfig, deps: RouteDependencies): 
         budget: registries.budgets.get(upstream.name, route.retry.budget),
         ...(breaker === undefined ? {} : { breakerOpen: (now: number) => breaker.isOpen(now) }),
         ...keyHeader,
+        untried,
       }),
     );
   }
   if (breaker !== undefined) layers.push(breakerLayer(breaker, { clock, events }));
   // Innermost: bounds one attempt until its response head, and is what the upstream is told.
+  layers.push(attemptTimeout);
+  return compose(layers, forward(upstream));
+}
+
+/**
+ * The retry rules of a WebSocket handshake: the route's, retrying only an attempt that could not
+ * connect. The upstream never saw such a handshake; one that reached it may have opened a
+ * session there, and the client's own WebSocket library decides whether to reconnect after a
+ * refusal (browsers and most libraries do, with their own backoff). Undefined when the route
+ * does not retry connect failures.
+ */
+export function handshakeRetry(retry: RetryConfig | undefined): RetryConfig | undefined {
+  if (retry === undefined || !retry.retryOn.includes('connect-failure')) return undefined;
+  return { ...retry, retryOn: ['connect-failure'] };
+}
+
+/**
+ * The layers a WebSocket handshake passes, outermost first, up to the upstream's answer. What
+ * comes after a 101 (the tunnel, its idle and duration bounds) is the listener's business.
+ * Idempotency, dead letters, fallbacks and hedging are left out: a handshake is a GET with no
+ * body to replay, a static or cached answer is no WebSocket, and a hedge could open two.
+ */
+export function buildHandshakeHandler(route: RouteConfig, deps: RouteDependencies): Handler {
+  const { clock, random, events, registries } = deps;
+  const { upstream, breaker, attemptTimeout, forward } = routeParts(route, deps);
+  const layers: Layer[] = [];
+  // Chaos as for any request: an injected abort answers the handshake, a delay holds it.
+  if (route.fault !== undefined) layers.push(faultLayer(route.fault, { clock, random, events }));
+  // The slot is held until the upstream's answer only (the 101's empty body ends at once): a
+  // tunnel open for hours holding one would starve the upstream's requests.
+  const bulkhead = upstream.config.bulkhead;
+  if (bulkhead !== undefined) {
+    layers.push(bulkheadLayer(registries.bulkheads.get(upstream.name, bulkhead), { clock, events, queueTimeoutMs: bulkhead.queueTimeoutMs }));
+  }
+  const retry = handshakeRetry(route.retry);
+  if (retry !== undefined) {
+    layers.push(
+      retryLayer(retry, {
+        clock,
+        random,
+        events,
+        budget: registries.budgets.get(upstream.name, retry.budget),
+        ...(breaker === undefined ? {} : { breakerOpen: (now: number) => breaker.isOpen(now) }),
+      }),
+    );
+  }
+  // The handshake's outcome counts like any attempt's: a 101 is a success, a refused connection a failure.
+  if (breaker !== undefined) layers.push(breakerLayer(breaker, { clock, events }));
   layers.push(attemptTimeout);
   return compose(layers, forward(upstream));
 }

@@ -13,7 +13,7 @@ import type { DeadLetterKeeper } from '../policies/dead-letter/keeper.ts';
 import type { StoreRegistry } from '../stores/registry.ts';
 import { createResolve, type Resolve } from '../upstream/discovery.ts';
 import { Upstream } from '../upstream/upstream.ts';
-import { buildRouteHandler, type PolicyRegistries } from './build.ts';
+import { buildHandshakeHandler, buildRouteHandler, type PolicyRegistries } from './build.ts';
 
 export interface RunningState extends ProxyState {
   readonly upstreams: ReadonlyMap<string, Upstream>;
@@ -64,6 +64,8 @@ export function buildRunningState(config: Config, hash: string, previous: Runnin
     match: route.match,
     grpcMethodLabels: route.telemetry?.grpcMethods === true,
     handler: buildRouteHandler(route, { ...deps, upstreams, deadlineHeader: config.deadline.header }),
+    handshake: buildHandshakeHandler(route, { ...deps, upstreams, deadlineHeader: config.deadline.header }),
+    websocket: route.websocket,
   }));
   deps.registries.retainFor(config);
   deps.deadLetters?.retain(

@@ -3,7 +3,7 @@
 // /app-health/NAME/KIND here and Breakwater calls the service's endpoint over loopback. Without
 // this the pod would turn Ready when Breakwater is ready, whether the service is up or not.
 
-import { request } from 'node:http';
+import { request } from '../runtime/node-http.ts';
 import type { AppProbeConfig, AppProbeKind, AppProbeSet } from '../config/types.ts';
 import type { Clock } from '../runtime/clock.ts';
 

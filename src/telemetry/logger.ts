@@ -3,7 +3,7 @@
 // is configured once here on the root logger and every child inherits it.
 
 import { pino, type DestinationStream, type Logger } from 'pino';
-import type { RequestRecord } from '../exchange/record.ts';
+import type { RequestRecord, TunnelRecord } from '../exchange/record.ts';
 import type { Clock } from '../runtime/clock.ts';
 
 export type { Logger } from 'pino';
@@ -144,6 +144,35 @@ export function writeAccessLog(logger: Logger, entry: RequestRecord): void {
       reason: entry.reason,
       detail: entry.detail,
       fallback: entry.fallback,
+    },
+    'request',
+  );
+}
+
+/**
+ * Writes the one access-log line of a WebSocket, when its tunnel has closed: the request's
+ * fields (status 101, the duration up to the close), the handshake's duration, the bytes each
+ * way and who closed it.
+ */
+export function writeTunnelLog(logger: Logger, entry: TunnelRecord): void {
+  logger.info(
+    {
+      requestId: entry.requestId,
+      traceId: entry.traceId,
+      spanId: entry.spanId,
+      listener: entry.listener,
+      route: entry.route ?? null,
+      upstream: entry.upstream ?? null,
+      method: entry.method,
+      path: pathOnly(entry.path),
+      status: entry.status,
+      durationMs: Math.round(entry.durationMs * 1000) / 1000,
+      attempts: entry.attempts,
+      protocol: entry.protocol,
+      handshakeMs: Math.round(entry.handshakeMs * 1000) / 1000,
+      bytesToUpstream: entry.bytesToUpstream,
+      bytesToClient: entry.bytesToClient,
+      closedBy: entry.closedBy,
     },
     'request',
   );

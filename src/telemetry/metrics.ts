@@ -19,7 +19,7 @@ const families = {
   requests: {
     type: 'counter',
     name: 'breakwater_requests_total',
-    help: 'Client requests answered, by final status code. reason is the x-breakwater-reason of a response Breakwater made itself, empty when the upstream answered. protocol is http1, h2c, or grpc for a gRPC call (whose outcome breakwater_grpc_requests_total counts).',
+    help: 'Client requests answered, by final status code. reason is the x-breakwater-reason of a response Breakwater made itself, empty when the upstream answered. protocol is http1, h2c, grpc for a gRPC call (whose outcome breakwater_grpc_requests_total counts), or websocket for a WebSocket handshake.',
     labelNames: ['listener', 'route', 'upstream', 'code', 'reason', 'protocol'],
   },
   grpcRequests: {
@@ -52,6 +52,12 @@ const families = {
     name: 'breakwater_connections_rejected_total',
     help: 'Client connections closed unserved, by reason: max_connections or per_client (refused on arrival, before any byte was read), headers_timeout (the request head did not arrive within headersTimeout).',
     labelNames: ['listener', 'reason'],
+  },
+  websocketConnections: {
+    type: 'gauge',
+    name: 'breakwater_websocket_connections',
+    help: "WebSocket tunnels open (after the upstream's 101, until either side closes), by the listener and route of their handshake.",
+    labelNames: ['listener', 'route'],
   },
   attempts: {
     type: 'counter',
@@ -116,6 +122,8 @@ export interface Metrics {
   connectionOpened(listener: string): void;
   connectionClosed(listener: string): void;
   connectionRejected(listener: string, reason: ConnectionRejection): void;
+  tunnelOpened(listener: string, route: string): void;
+  tunnelClosed(listener: string, route: string): void;
   recordReload(result: ReloadResultLabel, wallTimeMs: number): void;
   /** Sets breakwater_config_info{hash} to 1 and drops the series of any previous hash. */
   setConfigInfo(hash: string): void;
@@ -214,6 +222,8 @@ export function createMetrics(): Metrics {
   // so they are observed per call through their cached series.
   const inFlightByListener = new Map<string, number>();
   const connectionsByListener = new Map<string, number>();
+  // listener, route: a series per pair that has had a tunnel, kept at 0 once they have all closed.
+  const tunnels: SeriesIndex<{ open: number; readonly labels: readonly string[] }> = new SeriesIndex((labels) => ({ open: 0, labels }));
 
   const requests = new Counter({ ...families.requests, registers: [registry], collect: (): void => flushPending(requestSeries.all) });
   const grpcRequests = new Counter({ ...families.grpcRequests, registers: [registry], collect: (): void => flushPending(grpcRequestSeries.all) });
@@ -231,6 +241,13 @@ export function createMetrics(): Metrics {
     registers: [registry],
     collect() {
       for (const [listener, count] of connectionsByListener) this.labels(listener).set(count);
+    },
+  });
+  new Gauge({
+    ...families.websocketConnections,
+    registers: [registry],
+    collect() {
+      for (const series of tunnels.all) this.labels(...series.labels).set(series.open);
     },
   });
   const connectionsRejected = new Counter({
@@ -326,6 +343,14 @@ export function createMetrics(): Metrics {
 
     connectionRejected(listener, reason) {
       rejectionSeries.get([listener, reason]).pending++;
+    },
+
+    tunnelOpened(listener, route) {
+      tunnels.get([listener, route]).open++;
+    },
+
+    tunnelClosed(listener, route) {
+      tunnels.get([listener, route]).open--;
     },
 
     recordReload(result, wallTimeMs) {

@@ -2,7 +2,8 @@
 // probes, Breakwater's own health and the service's (/app-health/). It stays up while
 // Breakwater drains, so /readyz can report the drain.
 
-import { createServer, type ServerResponse } from 'node:http';
+import type { ServerResponse } from 'node:http';
+import { createServer } from '../runtime/node-http.ts';
 import type { Address, AppProbeSet } from '../config/types.ts';
 import { systemClock, type Clock } from '../runtime/clock.ts';
 import { APP_HEALTH_PREFIX, AppHealth } from './app-health.ts';

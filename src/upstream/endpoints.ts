@@ -3,7 +3,7 @@
 // part of an upstream that outlives a reload while its connection settings hold, so that a
 // reload keeps warm connections, discovered endpoints, ejections and latency estimates.
 
-import { Pool } from 'undici';
+import Pool from 'undici/lib/dispatcher/pool.js';
 import type { OutlierDetectionConfig, UpstreamConfig } from '../config/types.ts';
 import type { PolicyEvents } from '../exchange/events.ts';
 import { matchesFailOn, type AttemptOutcome } from '../exchange/outcome.ts';
@@ -187,14 +187,27 @@ export class EndpointSet {
 
   /**
    * Told of each attempt's end on `endpoint`: its outcome, or undefined when it was cancelled
-   * (a hedge that lost, a client that left), which says nothing of the endpoint. The latency
-   * estimate takes the time to the response head (`respondedAt`, when the outcome came later
-   * with a gRPC call's trailers), or the time waited before a timeout; outlier detection judges
-   * the outcome by the upstream's failOn.
+   * (a hedge that lost, a client that left). The latency estimate and the latency rule take the
+   * time to an answer (a status below 500, 429 aside), or the time waited before a timeout;
+   * outlier detection judges the outcome by the upstream's failOn. A cancelled attempt is no
+   * failure and no answer to time, but it did go unanswered for as long as it ran: the latency
+   * estimate takes that as a floor. A gRPC call's time is to its response head (`respondedAt`),
+   * its outcome having come later with the trailers.
    */
   attemptEnded(endpoint: Endpoint, outcome: AttemptOutcome | undefined, startedAt: number, now: number, respondedAt?: number): void {
-    if (outcome === undefined) return;
-    const waited = respondedAt !== undefined || outcome.kind === 'response' || outcome.failure === 'timeout';
+    if (outcome === undefined) {
+      // Without it, an endpoint whose slow attempts are all beaten by hedges would have no slow
+      // sample at all, its estimate would fade, and it would draw ever more of the traffic.
+      endpoint.latency.observeAtLeast(now - startedAt, now);
+      return;
+    }
+    // A refusal (a 503 from a replica that sheds load, a 5xx from a broken one) comes back
+    // quickly without the work being done: counted as latency, it would make the endpoint that
+    // refuses look the fastest, draw traffic to it, and get the ones doing the work ejected
+    // for being slower.
+    const answered = outcome.kind === 'response' ? outcome.status < 500 && outcome.status !== 429 : outcome.failure === 'timeout';
+    // A gRPC call's outcome comes with its trailers: its latency is the time to its head.
+    const waited = respondedAt !== undefined || answered;
     const latencyMs = waited ? (respondedAt ?? now) - startedAt : undefined;
     if (latencyMs !== undefined) endpoint.latency.observe(latencyMs, now);
     const detector = this.#detector;

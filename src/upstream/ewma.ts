@@ -34,6 +34,17 @@ export class PeakEwma {
   }
 
   /**
+   * Takes what is known of an attempt that was called off after `latencyMs` (a hedge that
+   * lost, a client that left): it would have taken at least that long. Above the estimate, that
+   * is a peak like any other; below it, it says nothing, and the estimate is left alone.
+   */
+  observeAtLeast(latencyMs: number, now: number): void {
+    if (latencyMs <= this.estimate(now)) return;
+    this.#estimateMs = latencyMs;
+    this.#updatedAt = Math.max(this.#updatedAt, now);
+  }
+
+  /**
    * The estimate as of `now`. It decays toward zero while no sample comes, as a zero-latency
    * sample would pull it, so an endpoint avoided for being slow is tried again after a while
    * and its next answer says whether it still is.

@@ -1,4 +1,4 @@
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough, type Duplex, type Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { abortReason, onAbort } from '../exchange/cancel.ts';
 import { fromUpstreamError, ProxyError } from '../exchange/errors.ts';
@@ -167,6 +167,30 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
     resolve?.({ status: statusCode, headers, body: this, grpcStatus });
   }
 
+  /** The upstream switched protocols (a 101 to a WebSocket handshake): the connection is the tunnel's now. */
+  onRequestUpgrade(_controller: Controller, statusCode: number, headers: Record<string, string | string[] | undefined>, socket: Duplex): void {
+    const resolve = this.#resolve;
+    this.#resolve = null;
+    this.#reject = null;
+    if (resolve === null) {
+      // Already given up on: nobody is left to carry the tunnel.
+      socket.destroy();
+      return;
+    }
+    this.#observe({ kind: 'response', status: statusCode });
+    // No body follows a 101. The endpoint keeps the tunnel counted in flight until it closes.
+    this.#ended = true;
+    this.#finish(false);
+    const endpoint = this.#endpoint;
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      endpoint.inFlight -= 1;
+    };
+    resolve({ status: statusCode, headers, body: this, tunnel: { socket, release } });
+  }
+
   onResponseData(controller: Controller, chunk: Buffer): void {
     const sink = this.#sink;
     if (sink === null) {
@@ -236,11 +260,14 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
     else this.#settlePipe?.(error);
   }
 
-  /** Lets go of what the attempt held: its place on the endpoint, the scope's listener, the span. */
-  #finish(): void {
+  /**
+   * Lets go of what the attempt held: its place on the endpoint (unless a tunnel keeps it), the
+   * scope's listener, the span.
+   */
+  #finish(releaseEndpoint = true): void {
     if (this.#finished) return;
     this.#finished = true;
-    this.#endpoint.inFlight -= 1;
+    if (releaseEndpoint) this.#endpoint.inFlight -= 1;
     this.#stopListening();
     this.#trace?.end();
   }
@@ -339,6 +366,9 @@ export function forwardTo(upstream: Upstream, deps: ForwardDeps): Handler {
       const exchange = new Exchange(request, upstream, endpoint, deps, scope, resolve, reject, trace);
       const body = request.body;
       const sent = h2c && body !== null && !Buffer.isBuffer(body) ? exchange.guardBody(body) : body;
-      endpoint.pool.dispatch({ method: request.method, path: request.path, headers, body: sent }, exchange);
+      const options: Dispatcher.DispatchOptions = { method: request.method, path: request.path, headers, body: sent };
+      // undici writes the Connection and Upgrade headers of a handshake itself.
+      if (request.upgrade !== undefined) options.upgrade = request.upgrade;
+      endpoint.pool.dispatch(options, exchange);
     });
 }

@@ -101,6 +101,12 @@ export class Upstream {
     return this.#pick(candidates, candidates.filter((endpoint) => tried.includes(endpoint.origin)));
   }
 
+  /** True when an endpoint the balancer may pick now is not among the origins in `tried`. */
+  hasUntried(tried: readonly string[]): boolean {
+    const candidates = this.endpointSet.available(this.#clock.now());
+    return candidates.some((endpoint) => !tried.includes(endpoint.origin));
+  }
+
   /** Told of each attempt's end; `outcome` undefined when the attempt was cancelled. */
   attemptEnded(endpoint: Endpoint, outcome: AttemptOutcome | undefined, startedAt: number, now: number, respondedAt?: number): void {
     this.endpointSet.attemptEnded(endpoint, outcome, startedAt, now, respondedAt);

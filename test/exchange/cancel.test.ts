@@ -116,6 +116,39 @@ describe('ChildScope', () => {
     expect(child.signal.aborted).toBe(false);
   });
 
+  it('nested in another child, ends with the request, with its parent, and alone, without a listener of its own', () => {
+    const { controller, scope } = requestScope();
+    // A hedge's attempt, and the per-try scope inside it.
+    const attempt = new ChildScope(scope);
+    const perTry = new ChildScope(attempt, 1_500);
+    expect(listeners(scope.signal)).toBe(1);
+    expect(listeners(attempt.signal)).toBe(0);
+
+    // Cancelled alone, the inner scope leaves its parent running.
+    const timedOut = new ProxyError('timeout', { attemptFailure: 'timeout' });
+    perTry.cancel(timedOut);
+    expect(perTry.signal.reason).toBe(timedOut);
+    expect(attempt.signal.aborted).toBe(false);
+
+    // The parent cancelled (a hedge that lost): the next inner scope ends with it.
+    const next = new ChildScope(attempt);
+    const lost = new ProxyError('upstream_unavailable', { message: 'another attempt won' });
+    attempt.cancel(lost);
+    expect(next.signal.reason).toBe(lost);
+
+    // The request's end reaches a scope two levels down.
+    const other = new ChildScope(scope);
+    const deep = new ChildScope(other);
+    const released = new ChildScope(other);
+    released.release();
+    const timeout = new ProxyError('timeout');
+    controller.abort(timeout);
+    expect(other.signal.reason).toBe(timeout);
+    expect(deep.signal.reason).toBe(timeout);
+    // Released, it no longer follows its parent.
+    expect(released.signal.aborted).toBe(false);
+  });
+
   it('starts aborted under a parent that already is', () => {
     const { controller, scope } = requestScope();
     const gone = new ProxyError('upstream_unavailable');

@@ -154,11 +154,11 @@ routes:
     });
   });
 
-  it('refuses a WebSocket upgrade with 501 instead of proxying it as a plain GET', async () => {
+  it('refuses an upgrade to anything but WebSocket with 501 instead of proxying it as a plain GET', async () => {
     const before = upstream.requests.length;
     const exchange = await rawRequest(
       port,
-      'GET /socket HTTP/1.1\r\nHost: app\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+      'GET /socket HTTP/1.1\r\nHost: app\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n',
     );
     expect(statusLine(exchange.text)).toBe('HTTP/1.1 501 Not Implemented');
     expect(exchange.text).toMatch(/x-breakwater-reason: upgrade_not_supported/);

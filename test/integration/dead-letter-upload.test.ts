@@ -7,43 +7,16 @@ import { createServer, request as httpRequest, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generated, peakRssDuring } from '../support/large-bodies.ts';
 import { residentBytes, spawnBreakwater, type BreakwaterProcess } from '../support/process.ts';
 import { waitFor } from '../support/redis-server.ts';
 
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
-const chunk = Buffer.alloc(256 * 1024, 7);
 // The same bound as a plain upload's (streaming.test.ts): a proxy that kept the body would
 // grow by its size, one that copies at most maxBodyBytes by that and its buffers' slack.
 const maxGrowth = 128 * MiB;
-
-function generated(total: number): Readable {
-  let sent = 0;
-  return new Readable({
-    read() {
-      if (sent >= total) {
-        this.push(null);
-        return;
-      }
-      const size = Math.min(chunk.length, total - sent);
-      sent += size;
-      this.push(size === chunk.length ? chunk : chunk.subarray(0, size));
-    },
-  });
-}
-
-async function peakRssDuring(pid: number, transfer: Promise<unknown>): Promise<number> {
-  let peak = await residentBytes(pid);
-  let done = false;
-  void transfer.finally(() => (done = true));
-  while (!done) {
-    peak = Math.max(peak, await residentBytes(pid));
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  return Math.max(peak, await residentBytes(pid));
-}
 
 describe('a failed 1 GiB upload through a route that keeps dead letters', () => {
   let upstream: Server;

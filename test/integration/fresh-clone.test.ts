@@ -243,8 +243,9 @@ function listedEndpoints(readme: string, address: string): string[] {
   return [...row.matchAll(/`(\/[^`]*)`/g)].map((match) => match[1]!).filter((path) => !/[A-Z]/.test(path));
 }
 
-// Tests of one file run one after another, so the two starts never meet.
-describe('npm start', () => {
+// Tests of one file run one after another, so the two starts never meet. The first start in a
+// fresh clone compiles Breakwater before it runs it.
+describe('npm start', { timeout: 120_000 }, () => {
   it.each(['SIGTERM', 'SIGINT'] as const)('stops the demo service and Breakwater when npm gets %s, leaving every port free', async (signal) => {
     expect(await busyPorts(), 'the ports of npm start are taken by something else on this machine').toEqual([]);
     const { npm, exited, processes } = await npmStart();

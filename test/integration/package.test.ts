@@ -12,10 +12,11 @@ import { createRequire } from 'node:module';
 import { join, relative } from 'node:path';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
-import { DockerfileParser } from 'dockerfile-ast';
+import { DockerfileParser, Env } from 'dockerfile-ast';
 import type { Instruction } from 'dockerfile-ast';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { nodeEnvironment, nodeFlags } from '../../scripts/node-runtime.ts';
 import { startUpstream, type UpstreamServer } from '../support/upstream-server.ts';
 
 const root = new URL('../../', import.meta.url).pathname;
@@ -87,9 +88,18 @@ describe('Dockerfile', () => {
     expect(users).toHaveLength(1);
     expect(users[0]).toMatch(/^[1-9][0-9]*(:[0-9]+)?$/);
     const entrypoint = runtimeStage.instructions.find((instruction) => instruction.getKeyword() === 'ENTRYPOINT')!;
-    expect(jsonOf(entrypoint)).toEqual(['node', '--max-semi-space-size=4', '/app/bin/breakwater.js']);
+    expect(jsonOf(entrypoint)).toEqual(['node', ...nodeFlags, '/app/bin/breakwater.js']);
     const command = runtimeStage.instructions.find((instruction) => instruction.getKeyword() === 'CMD')!;
     expect(jsonOf(command)).toEqual(['run']);
+  });
+
+  it('runs Node with the flags and environment that npm start and the benchmarks use', () => {
+    const environment = Object.fromEntries(
+      runtimeStage.instructions
+        .filter((instruction): instruction is Env => instruction instanceof Env)
+        .flatMap((instruction) => instruction.getProperties().map((property) => [property.getName(), property.getValue()])),
+    );
+    expect(environment).toMatchObject(nodeEnvironment);
   });
 
   it('copies only files that .dockerignore lets into the build context, and keeps local builds and dependencies out', async () => {
@@ -197,10 +207,11 @@ routes:
   - {name: app, match: {host: app}, upstream: app, timeout: 5s}
 `,
       );
-      // As the image runs it: from its folder, the config named by BREAKWATER_CONFIG.
-      const child = spawn(process.execPath, [join(app, 'bin/breakwater.js'), 'run'], {
+      // As the image runs it: from its folder, with its Node flags and environment, the config
+      // named by BREAKWATER_CONFIG.
+      const child = spawn(process.execPath, [...nodeFlags, join(app, 'bin/breakwater.js'), 'run'], {
         cwd: app,
-        env: { ...process.env, BREAKWATER_CONFIG: configPath, NODE_ENV: 'production' },
+        env: { ...process.env, ...nodeEnvironment, BREAKWATER_CONFIG: configPath, NODE_ENV: 'production' },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       let stderr = '';

@@ -1,43 +1,14 @@
 import { createServer, request as httpRequest, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generated, peakRssDuring } from '../support/large-bodies.ts';
 import { residentBytes, spawnBreakwater, type BreakwaterProcess } from '../support/process.ts';
 
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
-const chunk = Buffer.alloc(256 * 1024, 7);
 // A proxy that held the body would grow by the body's size; a streaming one only by what
 // its buffers and the garbage collector's slack take, which does not depend on the body size.
 const maxGrowth = 128 * MiB;
-
-/** A body of `total` bytes produced on demand, never held whole. */
-function generated(total: number): Readable {
-  let sent = 0;
-  return new Readable({
-    read() {
-      if (sent >= total) {
-        this.push(null);
-        return;
-      }
-      const size = Math.min(chunk.length, total - sent);
-      sent += size;
-      this.push(size === chunk.length ? chunk : chunk.subarray(0, size));
-    },
-  });
-}
-
-/** Samples the proxy's RSS while `transfer` runs; returns the largest value seen. */
-async function peakRssDuring(pid: number, transfer: Promise<unknown>): Promise<number> {
-  let peak = await residentBytes(pid);
-  let done = false;
-  void transfer.finally(() => (done = true));
-  while (!done) {
-    peak = Math.max(peak, await residentBytes(pid));
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  return Math.max(peak, await residentBytes(pid));
-}
 
 describe('streaming bodies through the proxy', () => {
   let upstream: Server;

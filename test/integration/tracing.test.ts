@@ -5,6 +5,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ephemeralAddresses, startBreakwater, type RunningBreakwater } from '../support/breakwater.ts';
 import { spanKind, startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from '../support/otlp-receiver.ts';
 import { startUpstream, type ReceivedRequest, type UpstreamServer } from '../support/upstream-server.ts';
+import { connectWebSocket, startWebSocketUpstream } from '../support/websocket.ts';
+import { WebSocket } from 'ws';
 
 // The OpenTelemetry SDK reads its settings from process.env. This file runs in a process of its
 // own, starts from no OTEL_* variable at all, and each test sets the ones it needs.
@@ -298,6 +300,40 @@ routes:
     expect(queued?.events.map((event) => event.name)).toEqual(['breakwater.bulkhead.queued']);
     expect(queued!.events[0]!.attributes['breakwater.bulkhead.wait_ms']).toBeGreaterThanOrEqual(0);
     expect(other?.events).toEqual([]);
+  });
+
+  it("names a WebSocket handshake on its spans, and ends the server span at the upstream's 101", async () => {
+    // Spans are exported within 50 ms of their end, so the handshake's shows while its tunnel is open.
+    setOtelEnv(exportTo(receiver, { OTEL_BSP_SCHEDULE_DELAY: '50' }));
+    const before = receiver.spans().length;
+    const chat = await startWebSocketUpstream();
+    try {
+      proxy = await startBreakwater(itemsToCatalog(chat.origin));
+      const socketTraceId = 'b'.repeat(32);
+      const client = await connectWebSocket(`${proxy.url().replace('http://', 'ws://')}/live`, {
+        traceparent: traceparent(socketTraceId, callerSpanId, true),
+      });
+      let spans: ReceivedSpan[] = [];
+      await expect.poll(() => (spans = spansSince(before).filter((span) => span.traceId === socketTraceId)).length, { timeout: 10_000, interval: 20 }).toBe(2);
+      expect(client.readyState).toBe(WebSocket.OPEN);
+      const [server] = serverSpans(spans);
+      expect(server!.name).toBe('GET items');
+      expect(server!.attributes).toMatchObject({
+        'http.response.status_code': 101,
+        'breakwater.protocol': 'websocket',
+        'breakwater.route': 'items',
+        'breakwater.outcome': 'upstream',
+      });
+      const [attempt] = clientSpans(spans);
+      expect(attempt!.parentSpanId).toBe(server!.spanId);
+      expect(attempt!.attributes).toMatchObject({ 'http.response.status_code': 101, 'breakwater.protocol': 'websocket', 'breakwater.outcome': 'response' });
+      client.close(1000);
+      await proxy.stop();
+      // The access-log line, written when the tunnel closed, names the same span.
+      expect(proxy.log.accessLines()[0]).toMatchObject({ traceId: socketTraceId, spanId: server!.spanId, protocol: 'websocket', status: 101 });
+    } finally {
+      await chat.close();
+    }
   });
 
   it('still drains cleanly when the collector cannot be reached, and says the last spans were lost', async () => {

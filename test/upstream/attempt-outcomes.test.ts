@@ -1,7 +1,7 @@
 // What outlier detection and the latency estimate are told of an attempt, through the real
 // forwarding handler and a real upstream on loopback: a failure or a timeout counts against the
 // endpoint; an attempt cancelled by its caller (a hedge that lost, a client that left) counts
-// as nothing.
+// as no failure, and only as a floor of the endpoint's latency.
 
 import type { ServerResponse } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -54,7 +54,7 @@ async function setUp(clock: FakeClock, events: PolicyEvent[]) {
 const ejections = (events: readonly PolicyEvent[]) => events.filter((event) => event.type === 'endpoint-ejected');
 
 describe('an attempt as outlier detection sees it', () => {
-  it('counts nothing for an attempt its caller cancelled, however long it had waited', async () => {
+  it('counts no failure for an attempt its caller cancelled, and takes the time it waited as a floor of its latency', async () => {
     const clock = new FakeClock(1_000);
     const events: PolicyEvent[] = [];
     const { held, handler, upstream } = await setUp(clock, events);
@@ -70,7 +70,24 @@ describe('an attempt as outlier detection sees it', () => {
 
     expect(await attempt).toBe(lost);
     expect(ejections(events)).toEqual([]);
-    // Not even a latency sample: the estimate is the default, faded by the time gone by.
+    // 400 ms without an answer, above the 30 ms the estimate started from: it is at least that slow.
+    expect(upstream.endpoints[0]!.latency.estimate(clock.now())).toBe(400);
+  });
+
+  it('leaves the latency estimate alone for an attempt cancelled sooner than the endpoint usually answers', async () => {
+    const clock = new FakeClock(1_000);
+    const events: PolicyEvent[] = [];
+    const { held, handler, upstream } = await setUp(clock, events);
+    const request = proxyRequest({ upstream: 'catalog', headers: ['host', 'catalog'], deadlineAt: 31_000 });
+    const scope = new ChildScope(scopeOf(request));
+    const attempt = handler(request, scope).catch((error: unknown) => error);
+    await waitFor('the attempt to reach the upstream', () => held.length === 1);
+    clock.advance(5);
+
+    // A hedge that lost 5 ms after it went out says nothing of an endpoint estimated at 30 ms.
+    scope.cancel(new ProxyError('upstream_unavailable', { message: 'another attempt answered first' }));
+    await attempt;
+
     expect(upstream.endpoints[0]!.latency.estimate(clock.now())).toBe(new PeakEwma(1_000).estimate(clock.now()));
   });
 
@@ -93,7 +110,7 @@ describe('an attempt as outlier detection sees it', () => {
     expect(upstream.pick([]).origin).toBe(servers[1]!.origin);
   });
 
-  it('counts a 5xx response as a failure and feeds its time to the latency estimate', async () => {
+  it('counts a 5xx response as a failure, and not as a latency: a quick refusal is no sign of a fast endpoint', async () => {
     const clock = new FakeClock(1_000);
     const events: PolicyEvent[] = [];
     const { held, handler, upstream } = await setUp(clock, events);
@@ -108,6 +125,25 @@ describe('an attempt as outlier detection sees it', () => {
 
     expect(response.status).toBe(503);
     expect(ejections(events)).toHaveLength(1);
+    // The estimate is the default, faded by the time gone by: the 503 was no sample.
+    expect(upstream.endpoints[0]!.latency.estimate(clock.now())).toBe(new PeakEwma(1_000).estimate(clock.now()));
+  });
+
+  it('feeds the time of an answer below 500 to the latency estimate', async () => {
+    const clock = new FakeClock(1_000);
+    const events: PolicyEvent[] = [];
+    const { held, handler, upstream } = await setUp(clock, events);
+    const request = proxyRequest({ upstream: 'catalog', headers: ['host', 'catalog'], deadlineAt: 31_000 });
+    const attempt = handler(request, scopeOf(request));
+    await waitFor('the attempt to reach the upstream', () => held.length === 1);
+    clock.advance(120);
+
+    held[0]!.writeHead(404).end();
+    const response = await attempt;
+    response.body.discard();
+
+    expect(response.status).toBe(404);
+    expect(ejections(events)).toEqual([]);
     expect(upstream.endpoints[0]!.latency.estimate(clock.now())).toBe(120);
   });
 });

@@ -32,6 +32,16 @@ describe('peak EWMA', () => {
     expect(ewma.estimate(1)).toBeGreaterThan(99.9);
   });
 
+  it('takes the time an attempt ran before it was called off as a floor: a peak when above, nothing when below', () => {
+    const ewma = new PeakEwma(0, { initialMs: 20 });
+
+    ewma.observeAtLeast(5, 100);
+    expect(ewma.estimate(100)).toBeCloseTo(20 * Math.exp(-100 / defaultDecayMs), 9);
+
+    ewma.observeAtLeast(80, 200);
+    expect(ewma.estimate(200)).toBe(80);
+  });
+
   it('fades toward zero while no sample comes', () => {
     const ewma = new PeakEwma(0, { initialMs: 100 });
 

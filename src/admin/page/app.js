@@ -271,7 +271,9 @@ function renderDeadLetters(answer) {
 
 // --- Routes and upstreams (from the effective config) -----------------------------------
 
-const knownRouteKeys = new Set(['name', 'listener', 'match', 'upstream', 'timeoutMs', 'retry', 'circuitBreaker', 'fallback', 'fault']);
+// Every route has its WebSocket bounds, defaults filled in: as a policy named under "Also" they
+// would only repeat on every row. GET /config and `breakwater explain` show them.
+const knownRouteKeys = new Set(['name', 'listener', 'match', 'upstream', 'timeoutMs', 'retry', 'circuitBreaker', 'fallback', 'fault', 'websocket']);
 
 function matchText(match = {}) {
   const parts = [];

@@ -24,6 +24,9 @@ export class LatencyWindow {
   #merged: DDSketch | undefined;
   #mergedAt = Number.NEGATIVE_INFINITY;
   #mergedSlice = Number.NEGATIVE_INFINITY;
+  // The quantiles read from the merged sketch, kept until it is merged again: every request
+  // reads the same one or two (a per-try timeout, a hedge delay).
+  readonly #values = new Map<number, number>();
 
   constructor(windowMs: number) {
     if (!(windowMs > 0)) throw new RangeError(`a latency window needs a positive length, got ${windowMs} ms`);
@@ -46,7 +49,13 @@ export class LatencyWindow {
   /** How many latencies the window holds now, and the value at quantile `q` (0..1) among them. */
   quantile(q: number, now: number): { readonly count: number; readonly value: number } {
     const merged = this.#current(now);
-    return { count: merged.count, value: merged.count === 0 ? 0 : merged.getValueAtQuantile(q) };
+    if (merged.count === 0) return { count: 0, value: 0 };
+    let value = this.#values.get(q);
+    if (value === undefined) {
+      value = merged.getValueAtQuantile(q);
+      this.#values.set(q, value);
+    }
+    return { count: merged.count, value };
   }
 
   #current(now: number): DDSketch {
@@ -58,6 +67,7 @@ export class LatencyWindow {
       if (index > newest - slicesPerWindow && index <= newest) merged.merge(this.#sketches[slot]!);
     }
     this.#merged = merged;
+    this.#values.clear();
     this.#mergedAt = now;
     this.#mergedSlice = newest;
     return merged;

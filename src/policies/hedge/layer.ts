@@ -28,6 +28,8 @@ export interface HedgeDeps {
   readonly latencies?: LatencyWindow;
   /** The header of the route's idempotency keys, when it names one: a POST with a key may be hedged. */
   readonly keyHeader?: string;
+  /** True when the upstream has an endpoint `request` has not tried: a retry going there needs no backoff. */
+  readonly untried?: (request: ProxyRequest) => boolean;
 }
 
 /** How one attempt ended: a response head, an attempt failure, or a refusal by a policy below (circuit_open...). */
@@ -79,7 +81,7 @@ function letGo(flight: Flight, result: Result): void {
  * others are cancelled, their connections aborted and nothing counted against the upstream.
  * The layer also owns the route's retries, so that hedges and retries together stay within
  * retry.maxAttempts: when every attempt in flight has failed, it retries as the retry layer
- * would (backoff, budget, breaker, deadline). Only requests that may be sent twice are hedged:
+ * would (backoff only when returning to a tried endpoint, budget, breaker, deadline). Only requests that may be sent twice are hedged:
  * idempotent methods, or POST/PATCH with an idempotency key, with a body within bufferLimit.
  * A request keeps one bulkhead slot however many of its attempts are in flight.
  */
@@ -121,7 +123,7 @@ export function hedgeLayer(hedge: HedgeConfig, retry: RetryConfig | undefined, d
     let started = 0;
     let lastLaunchAt = arrivedAt;
     let last: Result | undefined;
-    let retries = 0;
+    let backoffs = 0;
     let previousDelayMs = retry?.backoff.baseMs ?? 0;
 
     const launch = (): void => {
@@ -230,11 +232,14 @@ export function hedgeLayer(hedge: HedgeConfig, retry: RetryConfig | undefined, d
       if (started >= maxTotal) return giveUp('attempts', failed);
       if (!replayable()) return giveUp('body', failed);
       if (breakerOpen?.(now) === true) return giveUp('breaker', failed);
-      retries += 1;
-      const waitMs = decision.retryAfterMs ?? backoffDelay(retry.backoff, retries, previousDelayMs, random);
+      const backsOff = decision.retryAfterMs === undefined && deps.untried?.(request) !== true;
+      const waitMs = decision.retryAfterMs ?? (backsOff ? backoffDelay(retry.backoff, backoffs + 1, previousDelayMs, random) : 0);
       if (remainingMs <= waitMs) return giveUp('deadline', failed);
       if (retryBudget !== undefined && !retryBudget.tryWithdraw(now)) return giveUp('budget', failed);
-      if (decision.retryAfterMs === undefined) previousDelayMs = waitMs;
+      if (backsOff) {
+        backoffs += 1;
+        previousDelayMs = waitMs;
+      }
       if (failed.kind === 'response') failed.response.body.discard();
       last = undefined;
       events.emit({ type: 'retry', route, upstream, attempt: started + 1, delayMs: waitMs, trigger: decision.trigger }, request);

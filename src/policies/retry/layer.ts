@@ -22,6 +22,11 @@ export interface RetryDeps {
   readonly breakerOpen?: (now: number) => boolean;
   /** The header of the route's idempotency keys, when it names one: a POST with a key may be retried. */
   readonly keyHeader?: string;
+  /**
+   * True when the upstream has an endpoint in its balancer that `request` has not tried: the
+   * next attempt goes there, and needs no backoff. Absent: every retry backs off.
+   */
+  readonly untried?: (request: ProxyRequest) => boolean;
 }
 
 /** One attempt's result: the upstream's response, or the attempt failure it rejected with. */
@@ -68,6 +73,11 @@ function settle(result: Attempt): UpstreamResponse {
  * deadline, and the upstream's budget grants it: checked in that order, so the budget is only
  * spent on retries that happen. Otherwise the last outcome is returned as it is: the
  * upstream's response passes through, or the last attempt's error is rethrown.
+ *
+ * A retry that goes to an endpoint the request has not tried yet goes at once: the backoff
+ * spaces out calls to an endpoint that just failed, and this one has not. Only the retries
+ * that return to a tried endpoint wait, and the backoff's growth counts those alone, so with
+ * one endpoint every retry backs off as it always did.
  */
 export function retryLayer(config: RetryConfig, deps: RetryDeps): Layer {
   const { clock, random, events, budget, breakerOpen } = deps;
@@ -81,6 +91,7 @@ export function retryLayer(config: RetryConfig, deps: RetryDeps): Layer {
       return settle(result);
     };
     let previousDelayMs = config.backoff.baseMs;
+    let backoffs = 0;
     let result = first;
     for (let attempts = 1; ; attempts++) {
       if ('response' in result && isFinal(result.response)) return result.response;
@@ -104,11 +115,15 @@ export function retryLayer(config: RetryConfig, deps: RetryDeps): Layer {
       if (attempts >= config.maxAttempts) return giveUp('attempts', result);
       if (replay === false || (replay !== true && !replay.replayable)) return giveUp('body', result);
       if (breakerOpen?.(now) === true) return giveUp('breaker', result);
-      const delayMs = decision.retryAfterMs ?? backoffDelay(config.backoff, attempts, previousDelayMs, random);
+      const backsOff = decision.retryAfterMs === undefined && deps.untried?.(request) !== true;
+      const delayMs = decision.retryAfterMs ?? (backsOff ? backoffDelay(config.backoff, backoffs + 1, previousDelayMs, random) : 0);
       if (remainingMs <= delayMs) return giveUp('deadline', result);
       if (!budget.tryWithdraw(now)) return giveUp('budget', result);
 
-      if (decision.retryAfterMs === undefined) previousDelayMs = delayMs;
+      if (backsOff) {
+        backoffs += 1;
+        previousDelayMs = delayMs;
+      }
       if ('response' in result) result.response.body.discard();
       events.emit({ type: 'retry', route, upstream, attempt: attempts + 1, delayMs, trigger: decision.trigger }, request);
       // The request's end (route timeout, client gone) cuts the wait short.

@@ -239,6 +239,7 @@ class ServerSpan implements RequestTrace {
     span.setAttribute('breakwater.upstream', attempt.upstream);
     span.setAttribute('breakwater.breaker_state', attempt.breakerState);
     span.setAttribute('breakwater.deadline_remaining_ms', Math.max(0, Math.round(attempt.remainingMs)));
+    span.setAttribute('breakwater.protocol', request.upgrade);
     inject(this.#spans, trace.setSpan(this.#context, span), attempt.headers);
     return new ClientSpan(span);
   }
@@ -261,6 +262,8 @@ class ServerSpan implements RequestTrace {
       span.setAttribute('breakwater.reason', record.reason);
       span.setAttribute('breakwater.fallback', record.fallback);
       span.setAttribute('breakwater.attempts', record.attempts);
+      // A WebSocket handshake's span ends at its answer; the tunnel's life is in the access log.
+      span.setAttribute('breakwater.protocol', record.protocol);
       if (record.protocol === 'grpc') {
         // OpenTelemetry's RPC conventions: named service/method, the status as a number; in
         // error for the codes that say the server failed.

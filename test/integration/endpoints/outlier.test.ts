@@ -179,6 +179,43 @@ routes:
   });
 });
 
+describe('outlier detection and peak-ewma beside a replica that refuses quickly', () => {
+  it('does not eject the replicas doing the work for being slower than one that refuses, nor time its refusals', async () => {
+    // Two replicas answer in 30 ms; the third refuses every call with an immediate 503, as a
+    // replica shedding load does. 503s are not failures here (failOn leaves 5xx out), so only
+    // latency could tell the replicas apart, and a refusal is no answer to time.
+    const [a, b, refusing] = await upstreams(3);
+    a!.respond(slow(30));
+    b!.respond(slow(30));
+    refusing!.respond(unavailable);
+    proxy = await startBreakwater(`${ephemeralAddresses}
+upstreams:
+  catalog:
+    endpoints: [${a!.origin}, ${b!.origin}, ${refusing!.origin}]
+    loadBalancing: peak-ewma
+    circuitBreaker: {failOn: [connect-failure, reset, timeout]}
+    outlierDetection:
+      consecutiveFailures: 0
+      latency: {factor: 3, minRequests: 5, window: 1s}
+      maxEjectionPercent: 67
+routes:
+  - name: catalog
+    upstream: catalog
+`);
+
+    for (let i = 0; i < 60; i++) await get();
+
+    // Nobody was ejected: the refusals were no latency samples, so the replicas doing the work
+    // were never compared with a 503's few hundred microseconds.
+    expect((await endpointRows()).map((row) => row.state)).toEqual(['active', 'active', 'active']);
+    expect(await metricLines('breakwater_outlier_ejections_total{')).toEqual([]);
+    // The refusing replica's latency estimate is not its refusals' speed: it has no sample, and
+    // only fades from where it started.
+    const refusingRow = (await endpointRows()).find((row) => row.endpoint === refusing!.origin) as EndpointRow & { latencyEwmaMs: number };
+    expect(refusingRow.latencyEwmaMs).toBeGreaterThan(5);
+  });
+});
+
 describe('peak-ewma balancing', () => {
   it('sends almost nothing to an endpoint that answers slowly, without ejecting it', async () => {
     const [fast, laggard] = await upstreams(2);

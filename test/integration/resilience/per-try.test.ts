@@ -2,6 +2,7 @@ import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ephemeralAddresses, startBreakwater, type RunningBreakwater } from '../../support/breakwater.ts';
 import { startFaultyUpstream, type FaultyUpstream } from '../../support/faulty-upstream.ts';
+import { startUpstream, type UpstreamServer } from '../../support/upstream-server.ts';
 
 const requests = 6;
 
@@ -79,5 +80,46 @@ routes:
     // And the per-try timeouts are counted, one per slow attempt.
     const metrics = await (await request(`${proxy.telemetryUrl}/metrics`)).body.text();
     expect(metrics).toContain(`breakwater_per_try_timeouts_total{route="catalog",upstream="catalog"} ${stalledIds.size}`);
+  });
+});
+
+describe('per-try timeout when the proxy itself was held up', () => {
+  let upstream: UpstreamServer | undefined;
+  let proxy: RunningBreakwater | undefined;
+
+  afterEach(async () => {
+    await proxy?.stop();
+    await upstream?.close();
+  });
+
+  it('keeps an answer that arrived while the proxy was busy past the timeout, instead of timing it out', async () => {
+    // The upstream answers at once, then holds the whole process (Breakwater runs in it too)
+    // for 150 ms, as a long garbage collection or a starved CPU would: the 50 ms per-try
+    // timeout falls due while the answer already waits in Breakwater's socket.
+    upstream = await startUpstream((_req, res) => {
+      res.writeHead(200, { 'content-length': '2' }).end('ok');
+      const until = performance.now() + 150;
+      while (performance.now() < until) {
+        // busy: no event loop turn until the pause is over
+      }
+    });
+    proxy = await startBreakwater(`${ephemeralAddresses}
+upstreams:
+  catalog: {endpoints: ["${upstream.origin}"]}
+routes:
+  - name: catalog
+    match: {pathPrefix: /}
+    upstream: catalog
+    timeout: 5s
+    retry: {maxAttempts: 1, perTryTimeout: 50ms}
+`);
+
+    for (let n = 0; n < 3; n++) {
+      const response = await request(`${proxy.url()}/items/${n}`);
+      expect(await response.body.text()).toBe('ok');
+      expect(response.statusCode).toBe(200);
+    }
+    const metrics = await (await request(`${proxy.telemetryUrl}/metrics`)).body.text();
+    expect(metrics).not.toContain('breakwater_per_try_timeouts_total{route="catalog"');
   });
 });

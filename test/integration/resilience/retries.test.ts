@@ -75,3 +75,72 @@ routes:
     expect([...attemptNumbers].every((attempt) => ['1', '2', '3', '4', '5'].includes(String(attempt)))).toBe(true);
   });
 });
+
+describe('retries across endpoints', () => {
+  const upstreams: FaultyUpstream[] = [];
+  let proxy: RunningBreakwater | undefined;
+
+  afterEach(async () => {
+    await proxy?.stop();
+    await Promise.all(upstreams.splice(0).map((upstream) => upstream.close()));
+  });
+
+  async function start(endpoints: readonly FaultyUpstream[]): Promise<RunningBreakwater> {
+    // A backoff long enough to see: a retry that waited for it takes a second at least.
+    return startBreakwater(
+      `${ephemeralAddresses}
+upstreams:
+  pair: {endpoints: [${endpoints.map((upstream) => `"${upstream.origin}"`).join(', ')}], loadBalancing: round-robin}
+routes:
+  - name: pair
+    match: {pathPrefix: /}
+    upstream: pair
+    timeout: 10s
+    retry:
+      maxAttempts: 3
+      retryOn: [503]
+      backoff: {type: fixed, base: 1s, max: 1s, jitter: none}
+`,
+      { random: seededRandom(3) },
+    );
+  }
+
+  it('sends the retry to the other endpoint at once, and waits the backoff only to return to one already tried', async () => {
+    const broken = await startFaultyUpstream({ failures: 1 });
+    const alsoBroken = await startFaultyUpstream({ failures: 1 });
+    upstreams.push(broken, alsoBroken);
+    proxy = await start([broken, alsoBroken]);
+
+    const startedAt = performance.now();
+    const response = await request(`${proxy.url()}/items/1`);
+    await response.body.dump();
+    const tookMs = performance.now() - startedAt;
+
+    // Three attempts: one on each endpoint without a wait, then one back after the 1 s backoff.
+    expect(response.statusCode).toBe(503);
+    expect(response.headers['x-breakwater-attempts']).toBe('3');
+    expect(broken.requests.length + alsoBroken.requests.length).toBe(3);
+    expect(Math.min(broken.requests.length, alsoBroken.requests.length)).toBe(1);
+    expect(tookMs).toBeGreaterThanOrEqual(1_000);
+    expect(tookMs).toBeLessThan(2_000);
+  });
+
+  it('answers from the healthy endpoint without waiting the backoff when the first one fails', async () => {
+    const broken = await startFaultyUpstream({ failures: 1 });
+    const healthy = await startFaultyUpstream({ failures: 0 });
+    upstreams.push(broken, healthy);
+    proxy = await start([broken, healthy]);
+
+    // Round robin from the first endpoint: each request starts on the broken endpoint (the
+    // healthy one's retry moved the turn back to it) and is retried on the healthy one.
+    for (let i = 0; i < 4; i++) {
+      const startedAt = performance.now();
+      const response = await request(`${proxy.url()}/items/${i}`);
+      await response.body.dump();
+      expect(response.statusCode).toBe(200);
+      expect(performance.now() - startedAt).toBeLessThan(1_000);
+    }
+    expect(broken.requests.length).toBe(4);
+    expect(healthy.requests.length).toBe(4);
+  });
+});

@@ -175,6 +175,35 @@ describe('hedged requests', () => {
     expect(events.filter((event) => event.type === 'retry-give-up')).toMatchObject([{ reason: 'attempts' }]);
   });
 
+  it('retries at once on an endpoint the request has not tried, and backs off when it must return to one', async () => {
+    const retry: RetryConfig = {
+      maxAttempts: 3,
+      retryOn: [503],
+      backoff: { type: 'fixed', baseMs: 10, maxMs: 10, jitter: 'none' },
+      respectRetryAfter: true,
+      budget: { ratio: 1, minPerSecond: 100, windowMs: 10_000 },
+      bufferLimitBytes: 1024,
+    };
+    // Two endpoints: a fresh one while the request has made fewer than two attempts.
+    const { clock, layer, events } = setup({}, retry, { retryBudget: new RetryBudget(retry.budget), untried: (request) => request.attempts < 2 });
+    const upstream = controlled();
+    const call = start(layer(upstream));
+    // The first attempt fails fast, before the hedge delay: the retry goes out at once.
+    upstream.attempts[0]!.answer(503);
+    await clock.advanceAsync(0);
+    expect(upstream.attempts).toHaveLength(2);
+    upstream.attempts[1]!.answer(503);
+    // Both endpoints tried: the last attempt waits the backoff.
+    await clock.advanceAsync(9);
+    expect(upstream.attempts).toHaveLength(2);
+    await clock.advanceAsync(1);
+    expect(upstream.attempts).toHaveLength(3);
+    upstream.attempts[2]!.answer(200);
+    await call.done;
+    expect(call.response?.status).toBe(200);
+    expect(events.flatMap((event) => (event.type === 'retry' ? [event.delayMs] : []))).toEqual([0, 10]);
+  });
+
   it('waits the percentile of the route latencies before hedging, and its max until enough are known', async () => {
     const latencies = new LatencyWindow(60_000);
     const adaptiveDelay = { percentile: 95, multiplier: 1, minMs: 5, maxMs: 400, minSamples: 10, windowMs: 60_000 };

@@ -110,6 +110,34 @@ describe('retry layer: retrying', () => {
     expect(retries(events).map((event) => event.delayMs)).toEqual([200, 350, 575]);
   });
 
+  it('retries at once on an endpoint the request has not tried, and backs off only when it returns to one', async () => {
+    // Two endpoints: the first retry goes to the one not tried yet, later ones return.
+    const { clock, events, layer } = setup(
+      { maxAttempts: 4, backoff: { type: 'exponential', baseMs: 100, maxMs: 1_000, jitter: 'none' } },
+      { untried: (request) => request.attempts < 2 },
+    );
+    const upstream = scripted(503, 503, 503, 200);
+    const pending = call(layer(upstream), proxyRequest());
+    await clock.advanceAsync(0);
+    expect(upstream.calls).toHaveLength(2);
+    // The first return waits the backoff's base, not the second retry's doubled delay.
+    await clock.advanceAsync(99);
+    expect(upstream.calls).toHaveLength(2);
+    await clock.advanceAsync(1);
+    expect(upstream.calls).toHaveLength(3);
+    await clock.advanceAsync(200);
+    expect((await pending).status).toBe(200);
+    expect(retries(events).map((event) => event.delayMs)).toEqual([0, 100, 200]);
+  });
+
+  it('waits what Retry-After asks for even on an endpoint not tried yet', async () => {
+    const { clock, events, layer } = setup({}, { untried: () => true });
+    const upstream = scripted(() => Promise.resolve(response(503, { 'retry-after': '1' })), 200);
+    const result = await run(layer(upstream), proxyRequest(), clock, 3_000);
+    expect(result.response?.status).toBe(200);
+    expect(retries(events).map((event) => event.delayMs)).toEqual([1_000]);
+  });
+
   it('retries at once with backoff none', async () => {
     const { clock, layer } = setup({ backoff: { type: 'none', baseMs: 0, maxMs: 0, jitter: 'none' } });
     const upstream = scripted('reset', 200);

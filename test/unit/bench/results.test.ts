@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatRatio, interleavedTable, saturationTable } from '../../../bench/lib/report.ts';
+import { formatRatio, interleavedTable, memoryTable, saturationTable } from '../../../bench/lib/report.ts';
 import { parseStoreBuckets, storeP99Ms } from '../../../bench/lib/store-histogram.ts';
 import type { Sample } from '../../../bench/lib/stats.ts';
 import { comparePaired, median, medianInterval, roundsToUse, summarise } from '../../../bench/lib/stats.ts';
@@ -73,6 +73,12 @@ describe('summaries over rounds', () => {
     const summary = summarise([sample({ peakRssBytes: 5, errors: 1 }), sample({ peakRssBytes: 9, errors: 2 })]);
     expect(summary.peakRssBytes).toBe(9);
     expect(summary.errors).toBe(3);
+  });
+
+  it('takes the median idle RSS over the starts that read one', () => {
+    const summary = summarise([sample({ idleRssBytes: 50 }), sample({ idleRssBytes: 70 }), sample({ idleRssBytes: 60 }), sample({})]);
+    expect(summary.idleRssBytes).toBe(60);
+    expect(summarise([sample({})]).idleRssBytes).toBeUndefined();
   });
 });
 
@@ -196,5 +202,22 @@ describe('peer configuration templates', () => {
   it('fills every placeholder and refuses one without a value', () => {
     expect(renderTemplate('listen @HOST@:@PORT@;', { HOST: '127.0.0.1', PORT: 8080 })).toBe('listen 127.0.0.1:8080;');
     expect(() => renderTemplate('listen @PORT@; pid @WORK@/x.pid;', { PORT: 1 })).toThrow('@WORK@');
+  });
+});
+
+describe('memory table', () => {
+  const MiB = 1024 * 1024;
+
+  it('gives each target its idle RSS and its peak in each phase, in MiB', () => {
+    const saturation = [summarise([sample({ target: 'breakwater', idleRssBytes: 60 * MiB, peakRssBytes: 100 * MiB })])];
+    const fixedRate = [summarise([sample({ target: 'breakwater', phase: 'fixed-rate', idleRssBytes: 62 * MiB, peakRssBytes: 80 * MiB })])];
+    const lines = memoryTable(saturation, fixedRate, 2000).split('\n');
+    expect(lines[0]).toBe('| target | idle RSS MiB | peak RSS at saturation MiB | peak RSS at 2,000 req/s MiB |');
+    expect(lines[2]).toBe('| breakwater | 61.0 | 100.0 | 80.0 |');
+  });
+
+  it('leaves out a target with no process of its own to measure', () => {
+    const direct = summarise([sample({ target: 'direct', peakRssBytes: undefined })]);
+    expect(memoryTable([direct], [], 2000).split('\n')).toHaveLength(2);
   });
 });

@@ -54,7 +54,15 @@ describe('defaults', () => {
   it('gives a route the outbound listener, a 15s timeout and no policies', () => {
     const [route] = valid(minimal).routes;
 
-    expect(route).toEqual({ name: 'api', listener: 'outbound', match: {}, upstream: 'api', timeoutMs: 15_000 });
+    expect(route).toEqual({
+      name: 'api',
+      listener: 'outbound',
+      match: {},
+      upstream: 'api',
+      timeoutMs: 15_000,
+      // Every route proxies WebSocket: its tunnels close after 5 idle minutes, and may live forever.
+      websocket: { idleTimeoutMs: 300_000, maxDurationMs: 0 },
+    });
   });
 
   it('gives an upstream round-robin, a 1s connect timeout, a 60s idle timeout, and no bulkhead or breaker', () => {
@@ -255,8 +263,16 @@ describe('the effective config of a file that sets every key', () => {
         keepHeaders: ['authorization'],
       },
       telemetry: { grpcMethods: true },
+      websocket: { idleTimeoutMs: 90_000, maxDurationMs: 3_600_000 },
     });
-    expect(config.routes[1]).toEqual({ name: 'health', listener: 'inbound', match: { path: '/healthz' }, upstream: 'payments', timeoutMs: 15_000 });
+    expect(config.routes[1]).toEqual({
+      name: 'health',
+      listener: 'inbound',
+      match: { path: '/healthz' },
+      upstream: 'payments',
+      timeoutMs: 15_000,
+      websocket: { idleTimeoutMs: 300_000, maxDurationMs: 0 },
+    });
     expect(Object.fromEntries(config.stores)).toEqual({
       scratch: { name: 'scratch', type: 'memory', timeoutMs: 20, maxEntries: 500, maxBytes: 4 * 1024 * 1024 },
       local: { name: 'local', type: 'sqlite', timeoutMs: 50, path: '/var/lib/breakwater/state.db' },

@@ -289,6 +289,7 @@ describe('alert rules file', () => {
       'breakwater-dead-letters',
       'breakwater-stores',
       'breakwater-endpoints',
+      'breakwater-hedging',
       'breakwater-config',
       'breakwater-connections',
     ]);
@@ -315,7 +316,7 @@ describe('alert rules file', () => {
 describe('dashboard layout', () => {
   it('has a row per pattern, each with panels under it', () => {
     const rows = dashboard.panels.filter((panel) => panel.type === 'row').map((row) => row.title);
-    for (const pattern of [/request/i, /retr/i, /breaker/i, /bulkhead/i, /fallback/i, /deadline/i, /idempotency/i, /endpoint/i, /dead letter/i]) {
+    for (const pattern of [/request/i, /retr/i, /breaker/i, /bulkhead/i, /fallback/i, /deadline/i, /idempotency/i, /endpoint/i, /dead letter/i, /hedg/i]) {
       expect(rows.some((title) => pattern.test(title)), String(pattern)).toBe(true);
     }
     // Panels follow their row in the list; a row directly followed by another row is empty.
@@ -344,6 +345,20 @@ describe('dashboard layout', () => {
     expect(byTitle.get('Ejected endpoints over time')?.type).toBe('state-timeline');
     expect(byTitle.get('Ejected endpoints over time')?.targets?.[0]?.expr).toMatch(/breakwater_endpoint_ejected\{/);
     expect(byTitle.get('Ejections by upstream and reason')?.targets?.[0]?.expr).toMatch(/^sum by \(upstream, reason\) \(rate\(breakwater_outlier_ejections_total/);
+  });
+
+  it('shows hedges by result, hedges per request and the ones that won, and the adaptive per-try timeout under the hedging row', () => {
+    const rowIndex = dashboard.panels.findIndex((panel) => panel.type === 'row' && /hedg/i.test(panel.title));
+    const nextRow = dashboard.panels.findIndex((panel, index) => index > rowIndex && panel.type === 'row');
+    const row = dashboard.panels.slice(rowIndex + 1, nextRow === -1 ? undefined : nextRow);
+    const exprsOf = (title: string): string[] => (row.find((panel) => panel.title === title)?.targets ?? []).map((target) => target.expr);
+    expect(exprsOf('Hedges by route and result')).toEqual([expect.stringMatching(/^sum by \(route, result\) \(rate\(breakwater_hedges_total\{/)]);
+    // Hedges over the route's requests, then the won share of the hedges sent.
+    expect(exprsOf('Hedges per request, and hedges that won')).toEqual([
+      expect.stringMatching(/result="sent".*\/ sum by \(route\) \(rate\(breakwater_requests_total\{/),
+      expect.stringMatching(/result="won".*\/ .*result="sent"/),
+    ]);
+    expect(exprsOf('Adaptive per-try timeout')).toEqual([expect.stringMatching(/^max by \(route, instance\) \(breakwater_adaptive_timeout_seconds\{/)]);
   });
 
   it('shows keyed requests by result, the refused share, and store latency and errors under the idempotency row', () => {

@@ -61,6 +61,22 @@ describe('connection metrics', () => {
   });
 });
 
+describe('WebSocket metrics', () => {
+  it('gauges the open tunnels per listener and route, down to 0 once they have closed', async () => {
+    const metrics = createMetrics();
+
+    metrics.tunnelOpened('outbound', 'chat');
+    metrics.tunnelOpened('outbound', 'chat');
+    metrics.tunnelOpened('inbound', 'feed');
+    metrics.tunnelClosed('outbound', 'chat');
+    metrics.tunnelClosed('inbound', 'feed');
+
+    expect(await value(metrics, 'breakwater_websocket_connections', { listener: 'outbound', route: 'chat' })).toBe(1);
+    expect(await value(metrics, 'breakwater_websocket_connections', { listener: 'inbound', route: 'feed' })).toBe(0);
+    expect(await samples(metrics, 'breakwater_websocket_connections')).toHaveLength(2);
+  });
+});
+
 describe('request metrics', () => {
   it('counts a finished request under its listener, route, upstream and status', async () => {
     const metrics = createMetrics();

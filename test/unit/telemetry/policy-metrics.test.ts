@@ -388,6 +388,10 @@ describe('the exposition', () => {
       { upstream: 'payments', endpoint: 'http://10.0.0.7:8080', ejected: true },
       { upstream: 'payments', endpoint: 'http://[fd00::8]:8080', ejected: false },
     ];
+    sources.adaptiveList = [
+      { route: 'search', timeoutMs: 182.5 },
+      { route: 'charge', timeoutMs: 1_000 },
+    ];
     const events = createPolicyMetrics(metrics.registry, sources);
     const storeEvents = createStoreMetrics(metrics.registry, logSink().logger);
 
@@ -398,6 +402,11 @@ describe('the exposition', () => {
     expect(text).toContain('breakwater_idempotency_requests_total{route="charge",result="store_error"} 1');
     expect(text).toContain('breakwater_store_errors_total{store="shared",operation="take"} 1');
     expect(text).toContain('breakwater_store_operation_duration_seconds_bucket{le="0.0025",store="shared",operation="take"} 1');
+    // The tail-latency families, with series, are in what promtool checks.
+    expect(text).toContain('breakwater_hedges_total{route="search",result="budget_exhausted"} 1');
+    expect(text).toContain('breakwater_adaptive_timeout_seconds{route="search"} 0.1825');
+    expect(text).toContain('breakwater_endpoint_ejected{upstream="payments",endpoint="http://[fd00::8]:8080"} 0');
+    expect(text).toContain('breakwater_outlier_ejections_total{upstream="payments",reason="failure_rate"} 1');
     expect(await checkMetrics(text)).toEqual({ exitCode: 0, output: '' });
   });
 
