@@ -18,9 +18,23 @@ import { coreBusy, foreignCpuSeconds, peakRssBytes, rssBytes, takeSnapshot, tree
 import { renderReport } from './lib/report.ts';
 import type { PairedComparison, Phase, Sample } from './lib/stats.ts';
 import { comparePaired, summarise } from './lib/stats.ts';
+import { runH2load } from './lib/h2load.ts';
 import { errorCount, requestsPerSecond, runWrk } from './lib/wrk.ts';
 import type { LaunchContext, RunningTarget, Target } from './targets.ts';
-import { baselineTargets, buildBreakwater, hasCommand, repoRoot, startTarget, startUpstream, targets, unavailableReason, upstreamBodyBytes } from './targets.ts';
+import {
+  baselineTargets,
+  buildBreakwater,
+  grpcRequestBytes,
+  grpcResponseBytes,
+  hasCommand,
+  repoRoot,
+  startGrpcUpstream,
+  startTarget,
+  startUpstream,
+  targets,
+  unavailableReason,
+  upstreamBodyBytes,
+} from './targets.ts';
 
 const usage = `Usage: npm run bench -- [options]
   --rounds N            interleaved rounds (default 5)
@@ -182,9 +196,32 @@ class Benchmark {
     };
   }
 
+  /** The gRPC rows' load: as many calls in flight as wrk's connections, on a tenth as many HTTP/2 connections. */
+  #h2loadRun(running: RunningTarget, durationS: number) {
+    const options = this.#options;
+    const connections = Math.max(1, Math.round(options.connections / 10));
+    return {
+      url: running.url,
+      connections,
+      streams: Math.max(1, Math.round(options.connections / connections)),
+      durationS,
+      warmupS: 0,
+      cores: String(options.loadCore),
+      workDir: this.#context.workDir,
+      logFile: path.join(this.#context.workDir, 'h2load.log'),
+      messageBytes: grpcRequestBytes,
+    };
+  }
+
+  /** One run of the target's load generator: wrk, or h2load for the gRPC rows. */
+  #load(target: Target, running: RunningTarget, phase: Phase, durationS: number) {
+    if (target.protocol === 'grpc') return runH2load(this.#context.children, this.#h2loadRun(running, durationS));
+    return runWrk(this.#context.children, { ...this.#wrkRun(target, running, phase), durationS });
+  }
+
   async #warmUp(target: Target, running: RunningTarget, phase: Phase): Promise<void> {
     const warmupS = this.#options.warmupS;
-    if (warmupS > 0) await runWrk(this.#context.children, { ...this.#wrkRun(target, running, phase), durationS: warmupS });
+    if (warmupS > 0) await this.#load(target, running, phase, warmupS);
   }
 
   /** One measured wrk run against a running target. */
@@ -193,7 +230,7 @@ class Benchmark {
     const storeBefore = hasStore ? await storeBuckets(running) : undefined;
     const before = takeSnapshot();
     const startedAt = performance.now();
-    const report = await runWrk(this.#context.children, { ...this.#wrkRun(target, running, phase), durationS });
+    const report = await this.#load(target, running, phase, durationS);
     const after = takeSnapshot();
     const storeAfter = hasStore ? await storeBuckets(running) : undefined;
     const elapsedS = (performance.now() - startedAt) / 1000;
@@ -242,6 +279,8 @@ class Benchmark {
   /** Runs the phases of one target; a target that fails is dropped with the reason. */
   async runTarget(target: Target, round: number, label: string, onlyPhases: readonly Phase[]): Promise<void> {
     for (const phase of onlyPhases) {
+      // The gRPC rows measure saturation only.
+      if (target.protocol === 'grpc' && phase !== 'saturation') continue;
       if (this.notMeasured.has(target.name)) return;
       try {
         const sample = await this.measure(target, phase, round);
@@ -260,7 +299,7 @@ class Benchmark {
 
   /** The Breakwater rows of the interleaved phase, the base first; empty when it has nothing to compare. */
   interleavedTargets(): Target[] {
-    const rows = this.#measurable().filter((t) => t.launch.kind === 'breakwater');
+    const rows = this.#measurable().filter((t) => t.launch.kind === 'breakwater' && t.protocol !== 'grpc');
     const base = rows.find((t) => t.name === interleavedBase);
     if (this.#options.cycles === 0 || base === undefined || rows.length < 2) return [];
     return [base, ...rows.filter((t) => t !== base)];
@@ -329,10 +368,11 @@ class Benchmark {
     }
     for (let extra = 1; extra <= options.extraRounds; extra++) {
       const round = options.rounds + extra;
-      const wanting = measurable().filter((t) => phases.some((p) => this.cleanRounds(t, p) < options.rounds));
+      const phasesOf = (t: Target): readonly Phase[] => (t.protocol === 'grpc' ? ['saturation'] : phases);
+      const wanting = measurable().filter((t) => phasesOf(t).some((p) => this.cleanRounds(t, p) < options.rounds));
       if (wanting.length === 0) break;
       for (const target of wanting) {
-        const disturbed = phases.filter((p) => this.cleanRounds(target, p) < options.rounds);
+        const disturbed = phasesOf(target).filter((p) => this.cleanRounds(target, p) < options.rounds);
         await this.runTarget(target, round, `[extra round ${extra}/${options.extraRounds}]`, disturbed);
       }
     }
@@ -420,7 +460,16 @@ async function main(): Promise<void> {
     // proxy's core, which then runs nothing but the proxy under test.
     execFileSync('taskset', ['-a', '-p', '-c', loadCores, String(process.pid)], { stdio: 'ignore' });
     const { upstream } = await startUpstream(children, workDir, loadCores);
-    const context: LaunchContext = { children, workDir, upstream, cores: String(options.proxyCore), ...(redisUrl === undefined ? {} : { redisUrl }) };
+    const grpcRows = options.targets.filter((t) => t.protocol === 'grpc' && unavailableReason(t) === undefined);
+    const grpcUpstream = grpcRows.length === 0 ? undefined : (await startGrpcUpstream(children, workDir, loadCores)).upstream;
+    const context: LaunchContext = {
+      children,
+      workDir,
+      upstream,
+      cores: String(options.proxyCore),
+      ...(redisUrl === undefined ? {} : { redisUrl }),
+      ...(grpcUpstream === undefined ? {} : { grpcUpstream }),
+    };
     const benchmark = new Benchmark(options, context);
     for (const target of options.targets) {
       const reason = unavailableReason(target);
@@ -430,9 +479,10 @@ async function main(): Promise<void> {
     const machine = `${describeMachine(repoRoot, startedAt)} · Breakwater ${sourceRevision()}`;
     const count = options.targets.length - benchmark.notMeasured.size;
     const perRunS = 1.5 + options.warmupS + options.durationS;
+    const grpcCount = grpcRows.filter((t) => !benchmark.notMeasured.has(t.name)).length;
     const interleaved = benchmark.interleavedTargets();
     const interleavedS = interleaved.length * (options.starts * (1.5 + options.warmupS) + options.cycles * (options.cycleDurationS + 0.5));
-    const minutes = Math.ceil((count * options.rounds * phases.length * perRunS + interleavedS) / 60);
+    const minutes = Math.ceil((((count - grpcCount) * phases.length + grpcCount) * options.rounds * perRunS + interleavedS) / 60);
     console.error(machine);
     for (const [name, why] of benchmark.notMeasured) console.error(`${name}: ${why}`);
     const interleavedPlan = interleaved.length === 0 ? '' : `, then ${interleaved.length} Breakwater rows × ${options.cycles} interleaved cycles over ${options.starts} starts`;
@@ -442,10 +492,12 @@ async function main(): Promise<void> {
 
     const finishedAt = new Date();
     const measured = options.targets.map((t) => t.name).filter((name) => !benchmark.notMeasured.has(name));
-    const summariesOf = (phase: Phase) =>
-      measured.map((name) => summarise(benchmark.samples.filter((s) => s.target === name && s.phase === phase)));
-    const saturation = summariesOf('saturation');
-    const fixedRate = summariesOf('fixed-rate');
+    const summariesOf = (phase: Phase, names: readonly string[]) =>
+      names.map((name) => summarise(benchmark.samples.filter((s) => s.target === name && s.phase === phase)));
+    const isGrpc = (name: string): boolean => options.targets.find((t) => t.name === name)?.protocol === 'grpc';
+    const saturation = summariesOf('saturation', measured.filter((name) => !isGrpc(name)));
+    const grpcSaturation = summariesOf('saturation', measured.filter(isGrpc));
+    const fixedRate = summariesOf('fixed-rate', measured.filter((name) => !isGrpc(name)));
     const interleavedSamples = benchmark.samples.filter((s) => s.phase === 'interleaved');
     const interleavedRows = interleaved.map((t) => t.name).filter((name) => interleavedSamples.some((s) => s.target === name));
     const interleavedSummaries = interleavedRows.map((name) => summarise(interleavedSamples.filter((s) => s.target === name)));
@@ -477,6 +529,13 @@ async function main(): Promise<void> {
       rate: options.rate,
       saturation,
       fixedRate,
+      grpcTitle:
+        `gRPC unary calls: \`h2load -t1 -c${Math.max(1, Math.round(options.connections / 10))} -m${Math.max(1, Math.round(options.connections / Math.max(1, Math.round(options.connections / 10))))} -D${options.durationS}\` ` +
+        `(after ${options.warmupS} s warm-up), ${grpcRequestBytes}-byte request and ${grpcResponseBytes}-byte response messages`,
+      grpcMethod:
+        `The gRPC rows call one unary method of a node:http2 gRPC upstream on core ${options.loadCore} (beside h2load), over cleartext HTTP/2 with prior knowledge on both sides; ` +
+        `each row is checked with a grpc-js call before it is measured. Rounds, medians and CPU as above.`,
+      grpc: grpcSaturation,
       interleaved: interleavedSummaries,
       comparisons,
       stores: [...saturation, ...fixedRate].filter((summary) => summary.storeP99Ms !== undefined),
@@ -495,7 +554,7 @@ async function main(): Promise<void> {
       options: { ...settings, targets: selected.map((t) => t.name) },
       notMeasured: Object.fromEntries(benchmark.notMeasured),
       samples: benchmark.samples,
-      summaries: { saturation, fixedRate, interleaved: interleavedSummaries },
+      summaries: { saturation, fixedRate, grpc: grpcSaturation, interleaved: interleavedSummaries },
       comparisons,
     };
     writeFileSync(`${base}.json`, `${JSON.stringify(json, null, 2)}\n`);

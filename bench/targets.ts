@@ -6,6 +6,8 @@ import http from 'node:http';
 import path from 'node:path';
 import type { Child, ChildProcesses } from './lib/processes.ts';
 import { freePort, waitForListening } from './lib/processes.ts';
+import * as grpc from '@grpc/grpc-js';
+import { grpcBenchPath, grpcFrame } from './lib/h2load.ts';
 import { renderTemplate } from './lib/template.ts';
 import { nodeEnvironment, nodeFlags } from '../scripts/node-runtime.ts';
 
@@ -25,6 +27,10 @@ export function buildBreakwater(root = repoRoot): void {
 
 /** Size of the upstream's fixed response body; every target must pass it through whole. */
 export const upstreamBodyBytes = 1024;
+
+/** Size of the gRPC rows' messages: the request's, and the gRPC upstream's answer. */
+export const grpcRequestBytes = 100;
+export const grpcResponseBytes = 1024;
 
 export type Launch =
   | { kind: 'direct' }
@@ -51,6 +57,11 @@ export interface Target {
   launch: Launch;
   /** What wrk sends; GETs when absent. */
   request?: RequestShape;
+  /**
+   * grpc: the row makes gRPC unary calls (h2load, over h2c) to the gRPC upstream, and has a
+   * table of its own; absent: HTTP/1.1 with wrk.
+   */
+  protocol?: 'grpc';
   /** The row the interleaved phase compares this one with; plain `breakwater` when absent. */
   comparedWith?: string;
 }
@@ -119,6 +130,36 @@ export const targets: readonly Target[] = [
     request: 'post',
     comparedWith: 'breakwater-post',
   },
+  {
+    name: 'grpc-direct',
+    description: 'gRPC unary calls straight to the gRPC upstream, no proxy',
+    launch: { kind: 'direct' },
+    protocol: 'grpc',
+  },
+  {
+    name: 'grpc-nginx',
+    description: 'nginx grpc_pass, 1 worker, h2c in, upstream keep-alive',
+    launch: { kind: 'nginx', template: 'nginx-grpc.conf.tmpl' },
+    protocol: 'grpc',
+  },
+  {
+    name: 'grpc-node-http2',
+    description: 'node:http2 in and out on the stream API, no policies: the ceiling of one Node process for gRPC',
+    launch: { kind: 'node', script: 'node-http2-passthrough.ts' },
+    protocol: 'grpc',
+  },
+  {
+    name: 'grpc-breakwater',
+    description: 'Breakwater, one route to an h2c upstream, no policies',
+    launch: { kind: 'breakwater', template: 'breakwater-grpc.yaml.tmpl' },
+    protocol: 'grpc',
+  },
+  {
+    name: 'grpc-breakwater-policies',
+    description: 'Breakwater with deadline, fallback, bulkhead, retry on gRPC statuses, breaker and timeout on the route',
+    launch: { kind: 'breakwater', template: 'breakwater-grpc-policies.yaml.tmpl' },
+    protocol: 'grpc',
+  },
 ];
 
 /**
@@ -148,6 +189,8 @@ export interface LaunchContext {
   /** Scratch folder of this benchmark run (under os.tmpdir()). */
   workDir: string;
   upstream: Upstream;
+  /** The gRPC upstream of the gRPC rows; absent when none of them runs. */
+  grpcUpstream?: Upstream;
   /** taskset CPU list for the proxy. */
   cores: string;
 }
@@ -172,6 +215,7 @@ export function hasCommand(command: string): boolean {
 
 /** Why the target cannot run on this machine, or undefined when it can. */
 export function unavailableReason(target: Target): string | undefined {
+  if (target.protocol === 'grpc' && !hasCommand('h2load')) return 'h2load is not installed (bash scripts/install-system-tools.sh bench)';
   const launch = target.launch;
   switch (launch.kind) {
     case 'direct':
@@ -211,14 +255,22 @@ function traceSinkPort(): Promise<number> {
 
 let startCount = 0;
 
+/** The upstream a target proxies to: the gRPC upstream for the gRPC rows, else the HTTP one. */
+function upstreamOf(target: Target, context: LaunchContext): Upstream {
+  if (target.protocol !== 'grpc') return context.upstream;
+  if (context.grpcUpstream === undefined) throw new Error('no gRPC upstream runs for this benchmark');
+  return context.grpcUpstream;
+}
+
 /** A fresh folder for one start of a proxy, with its rendered configuration. */
-function prepare(name: string, context: LaunchContext, template: string, values: Record<string, number | string>, file: string) {
+function prepare(target: Target, context: LaunchContext, template: string, values: Record<string, number | string>, file: string) {
   startCount += 1;
-  const dir = path.join(context.workDir, `${name}-${startCount}`);
+  const dir = path.join(context.workDir, `${target.name}-${startCount}`);
   mkdirSync(dir, { mode: 0o755 });
   const config = path.join(dir, file);
   const text = readFileSync(path.join(peersDir, template), 'utf8');
-  writeFileSync(config, renderTemplate(text, { ...values, WORK: dir, UPSTREAM_HOST: context.upstream.host, UPSTREAM_PORT: context.upstream.port }));
+  const upstream = upstreamOf(target, context);
+  writeFileSync(config, renderTemplate(text, { ...values, WORK: dir, UPSTREAM_HOST: upstream.host, UPSTREAM_PORT: upstream.port }));
   return { dir, config, log: path.join(dir, 'stderr.log') };
 }
 
@@ -240,17 +292,18 @@ function storeBlock(kind: 'memory' | 'sqlite' | 'redis' | undefined, context: La
 
 async function launch(target: Target, context: LaunchContext, port: number, telemetryPort: number): Promise<Child> {
   const spec = target.launch;
-  const upstreamUrl = `http://${context.upstream.host}:${context.upstream.port}`;
+  const upstreamOfTarget = upstreamOf(target, context);
+  const upstreamUrl = `http://${upstreamOfTarget.host}:${upstreamOfTarget.port}`;
   switch (spec.kind) {
     case 'direct':
       throw new Error('direct has no proxy to launch');
     case 'nginx': {
-      const files = prepare(target.name, context, spec.template, { PORT: port }, 'nginx.conf');
+      const files = prepare(target, context, spec.template, { PORT: port }, 'nginx.conf');
       const args = ['-p', files.dir, '-e', 'stderr', '-c', files.config];
       return context.children.start({ name: target.name, cores: context.cores, command: 'nginx', args, logFile: files.log, stdout: 'log' });
     }
     case 'haproxy': {
-      const files = prepare(target.name, context, spec.template, { PORT: port }, 'haproxy.cfg');
+      const files = prepare(target, context, spec.template, { PORT: port }, 'haproxy.cfg');
       const args = ['-db', '-f', files.config];
       return context.children.start({ name: target.name, cores: context.cores, command: 'haproxy', args, logFile: files.log, stdout: 'log' });
     }
@@ -270,7 +323,7 @@ async function launch(target: Target, context: LaunchContext, port: number, tele
     }
     case 'breakwater': {
       const values = { PORT: port, TELEMETRY_PORT: telemetryPort, ADMIN_PORT: await freePort(), STORE: storeBlock(spec.store, context, target.name) };
-      const files = prepare(target.name, context, spec.template, values, 'breakwater.yaml');
+      const files = prepare(target, context, spec.template, values, 'breakwater.yaml');
       const env =
         spec.traceRatio === undefined
           ? { ...process.env, ...nodeEnvironment }
@@ -316,13 +369,48 @@ export function checkResponse(url: string): Promise<void> {
   });
 }
 
+/** A gRPC client of the bench method, carrying bytes as they are (no .proto needed). */
+const identity = (bytes: Buffer): Buffer => bytes;
+const benchMethod = {
+  call: {
+    path: grpcBenchPath,
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: identity,
+    requestDeserialize: identity,
+    responseSerialize: identity,
+    responseDeserialize: identity,
+  },
+};
+
+/** One gRPC call through the target with a real client: it must answer OK with the upstream's whole message. */
+export async function checkGrpcResponse(url: string): Promise<void> {
+  const BenchClient = grpc.makeGenericClientConstructor(benchMethod, 'Bench');
+  const client = new BenchClient(new URL(url).host, grpc.credentials.createInsecure());
+  try {
+    const message = await new Promise<Buffer>((resolve, reject) =>
+      (client as unknown as { call: (request: Buffer, options: grpc.CallOptions, callback: (error: grpc.ServiceError | null, response: Buffer) => void) => void }).call(
+        grpcFrame(grpcRequestBytes).subarray(5),
+        { deadline: Date.now() + 5000 },
+        (error, response) => (error === null ? resolve(response) : reject(new Error(`gRPC call through ${url} ended ${grpc.status[error.code]}: ${error.details}`))),
+      ),
+    );
+    // The upstream's message: a tag, the length as a varint, then the bytes.
+    if (message.length < grpcResponseBytes) throw new Error(`gRPC call through ${url} answered ${message.length} bytes, expected ${grpcResponseBytes} and its framing`);
+  } finally {
+    client.close();
+  }
+}
+
 /**
  * Starts the target's proxy on a free port and checks that it proxies. A port picked free can
  * be taken before the proxy binds it, so a proxy that exits at start is tried again.
  */
 export async function startTarget(target: Target, context: LaunchContext): Promise<RunningTarget> {
+  const check = target.protocol === 'grpc' ? checkGrpcResponse : checkResponse;
   if (target.launch.kind === 'direct') {
-    const url = `http://${context.upstream.host}:${context.upstream.port}/`;
+    const upstream = upstreamOf(target, context);
+    const url = `http://${upstream.host}:${upstream.port}/`;
     return { url, process: undefined, stop: async () => {} };
   }
   const readyWithinMs = target.launch.kind === 'breakwater' ? 20_000 : 10_000;
@@ -333,7 +421,7 @@ export async function startTarget(target: Target, context: LaunchContext): Promi
     try {
       await waitForListening(child, port, readyWithinMs);
       const url = `http://127.0.0.1:${port}/`;
-      await checkResponse(url);
+      await check(url);
       const telemetryUrl = target.launch.kind === 'breakwater' ? `http://127.0.0.1:${telemetryPort}` : undefined;
       return { url, ...(telemetryUrl === undefined ? {} : { telemetryUrl }), process: child, stop: () => child.stop() };
     } catch (error) {
@@ -367,6 +455,26 @@ export async function startUpstream(children: ChildProcesses, workDir: string, c
     try {
       await waitForListening(child, upstream.port, 10_000);
       await checkResponse(`http://${upstream.host}:${upstream.port}/`);
+      return { upstream, process: child };
+    } catch (error) {
+      const exitedByItself = child.hasExited;
+      await child.stop();
+      if (!exitedByItself || attempt === 3) throw error;
+    }
+  }
+}
+
+/** The gRPC upstream of the gRPC rows: a node:http2 answering machine on the load core. */
+export async function startGrpcUpstream(children: ChildProcesses, workDir: string, cores: string): Promise<{ upstream: Upstream; process: Child }> {
+  for (let attempt = 1; ; attempt++) {
+    const upstream = { host: '127.0.0.1', port: await freePort() };
+    const dir = path.join(workDir, 'grpc-upstream');
+    mkdirSync(dir, { recursive: true, mode: 0o755 });
+    const args = [path.join(peersDir, 'grpc-upstream.ts'), '--port', String(upstream.port), '--message-bytes', String(grpcResponseBytes)];
+    const child = children.start({ name: 'gRPC upstream', cores, command: process.execPath, args, cwd: repoRoot, logFile: path.join(dir, 'stderr.log'), stdout: 'log' });
+    try {
+      await waitForListening(child, upstream.port, 10_000);
+      await checkGrpcResponse(`http://${upstream.host}:${upstream.port}/`);
       return { upstream, process: child };
     } catch (error) {
       const exitedByItself = child.hasExited;

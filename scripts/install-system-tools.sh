@@ -7,7 +7,7 @@
 #          page's test drives through playwright-core), and curl (the README tour's commands,
 #          which a test runs as written)
 #   bench  what `npm run bench` and `npm run bench:resilience` drive: wrk, nginx, haproxy,
-#          procps (ps) and util-linux (taskset)
+#          nghttp2-client (h2load, the gRPC rows' load), procps (ps) and util-linux (taskset)
 # `npm test` and `npm run bench` run it with their set; call it by hand only to prepare a
 # machine ahead of time.
 # Idempotent and quiet: packages already installed are skipped, and when all are present it
@@ -24,7 +24,7 @@ export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 # The packages of each set; each package's command is listed below.
 declare -A packages_of=(
   [test]="prometheus kubernetes-client redis-server redis-tools chromium curl"
-  [bench]="wrk nginx haproxy procps util-linux"
+  [bench]="wrk nginx haproxy nghttp2-client procps util-linux"
 )
 # package -> the command that the tests and benchmarks run from it
 declare -A command_of=(
@@ -37,6 +37,7 @@ declare -A command_of=(
   [wrk]=wrk
   [nginx]=nginx
   [haproxy]=haproxy
+  [nghttp2-client]=h2load
   [procps]=ps
   [util-linux]=taskset
 )

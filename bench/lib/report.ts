@@ -8,6 +8,10 @@ import type { PairedComparison, Summary } from './stats.ts';
 export const throughputBases = ['direct', 'nginx', 'undici-passthrough', 'http-proxy', 'breakwater'] as const;
 export const cpuBase = 'undici-passthrough';
 
+/** The same for the gRPC rows: node:http2 in and out is their ceiling of one Node process. */
+export const grpcThroughputBases = ['grpc-direct', 'grpc-nginx', 'grpc-node-http2', 'grpc-breakwater'] as const;
+export const grpcCpuBase = 'grpc-node-http2';
+
 const none = '–';
 
 export function formatInteger(value: number): string {
@@ -40,16 +44,16 @@ function table(header: readonly string[], rightAligned: number, rows: readonly (
   return [header, align, ...rows].map((cells) => `| ${cells.join(' | ')} |`).join('\n');
 }
 
-export function saturationTable(summaries: readonly Summary[]): string {
+export function saturationTable(summaries: readonly Summary[], bases: readonly string[] = throughputBases, cpuBaseRow: string = cpuBase): string {
   const byName = new Map(summaries.map((s) => [s.target, s]));
   const header = [
     'target',
     'req/s median [min–max]',
-    ...throughputBases.map((base) => `× ${base}`),
+    ...bases.map((base) => `× ${base}`),
     'p50 ms',
     'p99 ms',
     'proxy CPU µs/req',
-    `CPU/req × ${cpuBase}`,
+    `CPU/req × ${cpuBaseRow}`,
     'proxy core %',
     'peak RSS MiB',
     'errors',
@@ -59,11 +63,11 @@ export function saturationTable(summaries: readonly Summary[]): string {
   const rows = summaries.map((s) => [
     s.target,
     `${formatInteger(s.rps.median)} [${formatInteger(s.rps.min)}–${formatInteger(s.rps.max)}]`,
-    ...throughputBases.map((base) => formatRatio(s.rps.median, byName.get(base)?.rps.median)),
+    ...bases.map((base) => formatRatio(s.rps.median, byName.get(base)?.rps.median)),
     formatFixed(s.latencyUs.p50 / 1000, 2),
     formatFixed(s.latencyUs.p99 / 1000, 2),
     formatFixed(s.proxyCpuUsPerRequest, 1),
-    formatRatio(s.proxyCpuUsPerRequest, byName.get(cpuBase)?.proxyCpuUsPerRequest),
+    formatRatio(s.proxyCpuUsPerRequest, byName.get(cpuBaseRow)?.proxyCpuUsPerRequest),
     percent(s.proxyCpuShare),
     mebibytes(s.peakRssBytes),
     formatInteger(s.errors),
@@ -186,6 +190,10 @@ export interface ReportInput {
   interleavedMethod: string;
   saturation: readonly Summary[];
   fixedRate: readonly Summary[];
+  grpcTitle: string;
+  grpcMethod: string;
+  /** The gRPC rows' saturation summaries. */
+  grpc: readonly Summary[];
   interleaved: readonly Summary[];
   comparisons: readonly PairedComparison[];
   /** target name → why it was not measured */
@@ -198,6 +206,7 @@ export function renderReport(input: ReportInput): string {
   if (input.fixedRate.length > 0) parts.push(`## ${input.fixedRateTitle}`, fixedRateTable(input.fixedRate));
   if (input.saturation.length + input.fixedRate.length > 0) parts.push(`## ${input.memoryTitle}`, memoryTable(input.saturation, input.fixedRate, input.rate));
   if (input.interleaved.length > 0) parts.push(`## ${input.interleavedTitle}`, input.interleavedMethod, interleavedTable(input.interleaved, input.comparisons));
+  if (input.grpc.length > 0) parts.push(`## ${input.grpcTitle}`, input.grpcMethod, saturationTable(input.grpc, grpcThroughputBases, grpcCpuBase));
   if (input.stores.length > 0) {
     parts.push(
       '## State store operations',

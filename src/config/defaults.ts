@@ -39,6 +39,7 @@ export const DEFAULTS = deepFreeze({
     maxRequestsPerConnection: 0,
   },
   upstream: {
+    protocol: 'http1',
     loadBalancing: 'round-robin',
     connectTimeout: '1s',
     // Envoy's dns_refresh_rate, and Kubernetes' own DNS cache TTL: a new pod is seen within seconds.
@@ -104,6 +105,9 @@ export const DEFAULTS = deepFreeze({
     on: ['circuit-open', 'bulkhead-full', 'timeout', 'upstream-unavailable'],
   },
   fallbackResponse: { headers: {}, body: '' },
+  // Contract section 14: an injected abort tells a gRPC caller 14 UNAVAILABLE, what a failing
+  // network or server would.
+  fault: { abortGrpcStatus: 14 },
   // A percentile of a few latencies is noise: until a window holds this many, the bound is max.
   latencyPercentile: { min: '1ms', minSamples: 100, window: '60s' },
   // Headroom above the percentile, so that an attempt is cut only when it is clearly slower.

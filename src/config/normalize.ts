@@ -38,6 +38,7 @@ import type {
   LoadBalancing,
   OutlierDetectionConfig,
   RetryCondition,
+  UpstreamProtocol,
   RetryConfig,
   RouteConfig,
   RouteMatch,
@@ -383,6 +384,7 @@ class Checker {
     return {
       name,
       endpoints,
+      protocol: (upstream.protocol ?? DEFAULTS.upstream.protocol) as UpstreamProtocol,
       loadBalancing: (upstream.loadBalancing ?? DEFAULTS.upstream.loadBalancing) as LoadBalancing,
       connectTimeoutMs: this.duration([...path, 'connectTimeout'], upstream.connectTimeout ?? DEFAULTS.upstream.connectTimeout, {
         positive: true,
@@ -571,6 +573,7 @@ class Checker {
       ...(fallback ? { fallback } : {}),
       ...(fault ? { fault } : {}),
       ...(deadLetter ? { deadLetter } : {}),
+      ...(route.telemetry?.grpcMethods === true ? { telemetry: { grpcMethods: true } } : {}),
       websocket: {
         idleTimeoutMs: this.duration([...path, 'websocket', 'idleTimeout'], route.websocket?.idleTimeout ?? DEFAULTS.websocket.idleTimeout),
         maxDurationMs: this.duration([...path, 'websocket', 'maxDuration'], route.websocket?.maxDuration ?? DEFAULTS.websocket.maxDuration),
@@ -737,6 +740,7 @@ class Checker {
           Object.entries<string>(response.headers ?? DEFAULTS.fallbackResponse.headers).map(([name, value]) => [name.toLowerCase(), value]),
         ),
         body: response.body ?? DEFAULTS.fallbackResponse.body,
+        ...(response.grpcStatus === undefined ? {} : { grpcStatus: response.grpcStatus }),
       };
     });
     return { on: (fallback.on ?? DEFAULTS.fallback.on) as readonly FallbackTrigger[], chain };
@@ -752,7 +756,9 @@ class Checker {
             },
           }
         : {}),
-      ...(fault.abort ? { abort: { percent: parsePercent(fault.abort.percent), status: fault.abort.status } } : {}),
+      ...(fault.abort
+        ? { abort: { percent: parsePercent(fault.abort.percent), status: fault.abort.status, grpcStatus: fault.abort.grpcStatus ?? DEFAULTS.fault.abortGrpcStatus } }
+        : {}),
     };
   }
 

@@ -6,7 +6,7 @@ const require = createRequire(import.meta.url);
 "use strict";
 export const validate = validate10;
 export default validate10;
-const schema11 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"urn:breakwater:config","additionalProperties":false,"type":"object","properties":{"$schema":{"type":"string"},"listeners":{"minItems":1,"type":"array","items":{"additionalProperties":false,"type":"object","required":["name","address"],"properties":{"name":{"pattern":"^[A-Za-z0-9][A-Za-z0-9._-]*$","errorMessage":"must be a name of letters, digits, \".\", \"_\" and \"-\", starting with a letter or digit","type":"string"},"address":{"pattern":"^(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?):[0-9]{1,5}$","errorMessage":"must be host:port, for example 127.0.0.1:15001, 0.0.0.0:15006 or [::1]:15000","type":"string"},"maxConcurrent":{"minimum":1,"type":"integer"},"headersTimeout":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"idleTimeout":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"maxConnections":{"minimum":1,"type":"integer"},"maxConnectionsPerClient":{"minimum":1,"type":"integer"},"maxRequestsPerConnection":{"minimum":0,"type":"integer"}}}},"telemetry":{"additionalProperties":false,"type":"object","properties":{"address":{"pattern":"^(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?):[0-9]{1,5}$","errorMessage":"must be host:port, for example 127.0.0.1:15001, 0.0.0.0:15006 or [::1]:15000","type":"string"},"appProbes":{"propertyNames":{"pattern":"^[A-Za-z0-9][A-Za-z0-9._-]*$","errorMessage":"must be a name of letters, digits, \".\", \"_\" and \"-\", starting with a letter or digit"},"type":"object","additionalProperties":{"additionalProperties":false,"minProperties":1,"type":"object","properties":{"readyz":{"additionalProperties":false,"type":"object","required":["port"],"properties":{"port":{"minimum":1,"maximum":65535,"type":"integer"},"path":{"pattern":"^/\\S*$","errorMessage":"must be a path starting with \"/\", without spaces","type":"string"},"timeout":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]}}},"livez":{"additionalProperties":false,"type":"object","required":["port"],"properties":{"port":{"minimum":1,"maximum":65535,"type":"integer"},"path":{"pattern":"^/\\S*$","errorMessage":"must be a path starting with \"/\", without spaces","type":"string"},"timeout":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]}}},"startupz":{"additionalProperties":false,"type":"object","required":["port"],"properties":{"port":{"minimum":1,"maximum":65535,"type":"integer"},"path":{"pattern":"^/\\S*$","errorMessage":"must be a path starting with \"/\", without spaces","type":"string"},"timeout":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]}}}}}}}},"admin":{"additionalProperties":false,"type":"object","properties":{"address":{"pattern":"^(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?):[0-9]{1,5}$","errorMessage":"must be host:port, for example 127.0.0.1:15001, 0.0.0.0:15006 or [::1]:15000","type":"string"}}},"shutdown":{"additionalProperties":false,"type":"object","properties":{"drainTimeout":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]}}},"limits":{"additionalProperties":false,"type":"object","properties":{"maxHeaderBytes":{"errorMessage":"must be a size: integer bytes or a number with a unit B, KB, KiB, MB, MiB, GB or GiB (16KiB, 1MiB)","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(B|KB|KiB|MB|MiB|GB|GiB)$","type":"string"},{"minimum":0,"type":"integer"}]},"maxBodyBytes":{"errorMessage":"must be a size: integer bytes or a number with a unit B, KB, KiB, MB, MiB, GB or GiB (16KiB, 1MiB)","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(B|KB|KiB|MB|MiB|GB|GiB)$","type":"string"},{"minimum":0,"type":"integer"}]},"maxResponseHeaderBytes":{"errorMessage":"must be a size: integer bytes or a number with a unit B, KB, KiB, MB, MiB, GB or GiB (16KiB, 1MiB)","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(B|KB|KiB|MB|MiB|GB|GiB)$","type":"string"},{"minimum":0,"type":"integer"}]},"headersTimeout":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"idleTimeout":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"maxConnections":{"minimum":1,"type":"integer"},"maxConnectionsPerClient":{"minimum":1,"type":"integer"},"maxRequestsPerConnection":{"minimum":0,"type":"integer"}}},"upstreams":{"propertyNames":{"pattern":"^[A-Za-z0-9][A-Za-z0-9._-]*$","errorMessage":"must be a name of letters, digits, \".\", \"_\" and \"-\", starting with a letter or digit"},"type":"object","additionalProperties":{"additionalProperties":false,"type":"object","required":["endpoints"],"properties":{"endpoints":{"minItems":1,"uniqueItems":true,"type":"array","items":{"minLength":1,"type":"string"}},"loadBalancing":{"type":"string","enum":["round-robin","least-request","peak-ewma"]},"connectTimeout":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"maxConnections":{"minimum":1,"type":"integer"},"idleTimeout":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"bulkhead":{"additionalProperties":false,"type":"object","required":["maxConcurrent"],"properties":{"maxConcurrent":{"minimum":1,"type":"integer"},"maxQueued":{"minimum":0,"type":"integer"},"queueTimeout":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]}}},"circuitBreaker":{"additionalProperties":false,"type":"object","properties":{"window":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"minRequests":{"minimum":1,"type":"integer"},"failureRate":{"errorMessage":"must be a ratio: a number from 0 to 1, or a percentage string such as \"20%\"","anyOf":[{"minimum":0,"maximum":1,"type":"number"},{"pattern":"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$","type":"string"}]},"slowCallDuration":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"slowCallRate":{"errorMessage":"must be a ratio: a number from 0 to 1, or a percentage string such as \"20%\"","anyOf":[{"minimum":0,"maximum":1,"type":"number"},{"pattern":"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$","type":"string"}]},"openFor":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"openForMax":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"halfOpenRequests":{"minimum":1,"type":"integer"},"failOn":{"minItems":1,"uniqueItems":true,"type":"array","items":{"type":"string","enum":["5xx","connect-failure","reset","timeout"]}}}},"dnsRefresh":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"outlierDetection":{"additionalProperties":false,"type":"object","properties":{"consecutiveFailures":{"minimum":0,"type":"integer"},"failureRate":{"additionalProperties":false,"type":"object","properties":{"threshold":{"errorMessage":"must be a ratio: a number from 0 to 1, or a percentage string such as \"20%\"","anyOf":[{"minimum":0,"maximum":1,"type":"number"},{"pattern":"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$","type":"string"}]},"minRequests":{"minimum":1,"type":"integer"},"window":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]}}},"latency":{"additionalProperties":false,"type":"object","properties":{"factor":{"exclusiveMinimum":1,"type":"number"},"minRequests":{"minimum":1,"type":"integer"},"window":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]}}},"baseEjectionTime":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"maxEjectionTime":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"maxEjectionPercent":{"errorMessage":"must be a percentage: a number from 0 to 100, or a string such as \"10%\"","anyOf":[{"minimum":0,"maximum":100,"type":"number"},{"pattern":"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$","type":"string"}]}}}}}},"deadline":{"additionalProperties":false,"type":"object","properties":{"header":{"pattern":"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$","errorMessage":"must be an HTTP header name (letters, digits and !#$%&'*+-.^_`|~)","type":"string"},"accept":{"uniqueItems":true,"type":"array","items":{"pattern":"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$","errorMessage":"must be an HTTP header name (letters, digits and !#$%&'*+-.^_`|~)","type":"string"}},"maxInbound":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]}}},"dns":{"additionalProperties":false,"type":"object","properties":{"servers":{"minItems":1,"uniqueItems":true,"type":"array","items":{"minLength":1,"type":"string"}}}},"stores":{"propertyNames":{"pattern":"^[A-Za-z0-9][A-Za-z0-9._-]*$","errorMessage":"must be a name of letters, digits, \".\", \"_\" and \"-\", starting with a letter or digit"},"type":"object","additionalProperties":{"additionalProperties":false,"type":"object","required":["type"],"properties":{"type":{"type":"string","enum":["memory","sqlite","redis"]},"timeout":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"maxEntries":{"minimum":1,"type":"integer"},"maxBytes":{"errorMessage":"must be a size: integer bytes or a number with a unit B, KB, KiB, MB, MiB, GB or GiB (16KiB, 1MiB)","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(B|KB|KiB|MB|MiB|GB|GiB)$","type":"string"},{"minimum":0,"type":"integer"}]},"path":{"minLength":1,"type":"string"},"url":{"minLength":1,"type":"string"},"cluster":{"minItems":1,"uniqueItems":true,"type":"array","items":{"minLength":1,"type":"string"}},"sentinel":{"additionalProperties":false,"type":"object","required":["name","nodes"],"properties":{"name":{"minLength":1,"type":"string"},"nodes":{"minItems":1,"uniqueItems":true,"type":"array","items":{"minLength":1,"type":"string"}}}},"username":{"minLength":1,"type":"string"},"password":{"minLength":1,"type":"string"},"keyPrefix":{"type":"string"}}}},"routes":{"type":"array","items":{"additionalProperties":false,"type":"object","required":["name","upstream"],"properties":{"name":{"pattern":"^[A-Za-z0-9][A-Za-z0-9._-]*$","errorMessage":"must be a name of letters, digits, \".\", \"_\" and \"-\", starting with a letter or digit","type":"string"},"listener":{"minLength":1,"type":"string"},"match":{"additionalProperties":false,"type":"object","properties":{"host":{"pattern":"^(\\*\\.)?[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?$|^\\[[0-9A-Fa-f:.]+\\]$","errorMessage":"must be a host name, \"*.domain\" or a bracketed IPv6 address, without a port","type":"string"},"path":{"minLength":1,"type":"string"},"pathPrefix":{"minLength":1,"type":"string"},"methods":{"minItems":1,"uniqueItems":true,"type":"array","items":{"pattern":"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$","errorMessage":"must be an HTTP method such as GET or POST","type":"string"}},"headers":{"propertyNames":{"pattern":"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$","errorMessage":"is not a valid header name"},"type":"object","additionalProperties":{"type":"string"}}}},"upstream":{"minLength":1,"type":"string"},"timeout":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"circuitBreaker":{"additionalProperties":false,"type":"object","properties":{"window":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"minRequests":{"minimum":1,"type":"integer"},"failureRate":{"errorMessage":"must be a ratio: a number from 0 to 1, or a percentage string such as \"20%\"","anyOf":[{"minimum":0,"maximum":1,"type":"number"},{"pattern":"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$","type":"string"}]},"slowCallDuration":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"slowCallRate":{"errorMessage":"must be a ratio: a number from 0 to 1, or a percentage string such as \"20%\"","anyOf":[{"minimum":0,"maximum":1,"type":"number"},{"pattern":"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$","type":"string"}]},"openFor":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"openForMax":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"halfOpenRequests":{"minimum":1,"type":"integer"},"failOn":{"minItems":1,"uniqueItems":true,"type":"array","items":{"type":"string","enum":["5xx","connect-failure","reset","timeout"]}}}},"idempotency":{"additionalProperties":false,"type":"object","properties":{"store":{"minLength":1,"type":"string"},"header":{"minLength":1,"pattern":"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$","type":"string"},"methods":{"minItems":1,"uniqueItems":true,"type":"array","items":{"pattern":"^[A-Za-z]+$","type":"string"}},"required":{"type":"boolean"},"ttl":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"maxResponseBytes":{"errorMessage":"must be a size: integer bytes or a number with a unit B, KB, KiB, MB, MiB, GB or GiB (16KiB, 1MiB)","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(B|KB|KiB|MB|MiB|GB|GiB)$","type":"string"},{"minimum":0,"type":"integer"}]},"maxRequestBytes":{"errorMessage":"must be a size: integer bytes or a number with a unit B, KB, KiB, MB, MiB, GB or GiB (16KiB, 1MiB)","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(B|KB|KiB|MB|MiB|GB|GiB)$","type":"string"},{"minimum":0,"type":"integer"}]},"onStoreError":{"type":"string","enum":["reject","forward"]},"whileInProgress":{"type":"string","enum":["reject","wait"]}}},"retry":{"additionalProperties":false,"type":"object","properties":{"maxAttempts":{"minimum":1,"type":"integer"},"perTryTimeout":{"anyOf":[{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},{"additionalProperties":false,"type":"object","required":["percentile","max"],"properties":{"percentile":{"exclusiveMinimum":0,"maximum":100,"type":"number"},"multiplier":{"exclusiveMinimum":0,"type":"number"},"min":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"max":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"minSamples":{"minimum":1,"type":"integer"},"window":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]}}}]},"retryOn":{"minItems":1,"uniqueItems":true,"type":"array","items":{"errorMessage":"must be connect-failure, reset, timeout, 5xx, gateway-error, 429 or a status code from 500 to 599","anyOf":[{"type":"string","enum":["connect-failure","reset","timeout","5xx","gateway-error"]},{"minimum":100,"maximum":599,"type":"integer"}]}},"backoff":{"additionalProperties":false,"type":"object","properties":{"type":{"type":"string","enum":["none","fixed","linear","exponential"]},"base":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"max":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"jitter":{"type":"string","enum":["none","full","equal","decorrelated"]}}},"respectRetryAfter":{"type":"boolean"},"budget":{"additionalProperties":false,"type":"object","properties":{"ratio":{"errorMessage":"must be a ratio: a number from 0 to 1, or a percentage string such as \"20%\"","anyOf":[{"minimum":0,"maximum":1,"type":"number"},{"pattern":"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$","type":"string"}]},"minPerSecond":{"minimum":0,"type":"number"},"window":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]}}},"bufferLimit":{"errorMessage":"must be a size: integer bytes or a number with a unit B, KB, KiB, MB, MiB, GB or GiB (16KiB, 1MiB)","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(B|KB|KiB|MB|MiB|GB|GiB)$","type":"string"},{"minimum":0,"type":"integer"}]}}},"hedge":{"additionalProperties":false,"type":"object","required":["delay"],"properties":{"delay":{"anyOf":[{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},{"additionalProperties":false,"type":"object","required":["percentile","max"],"properties":{"percentile":{"exclusiveMinimum":0,"maximum":100,"type":"number"},"multiplier":{"exclusiveMinimum":0,"type":"number"},"min":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"max":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"minSamples":{"minimum":1,"type":"integer"},"window":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]}}}]},"maxAttempts":{"minimum":2,"maximum":5,"type":"integer"},"budget":{"additionalProperties":false,"type":"object","properties":{"ratio":{"errorMessage":"must be a ratio: a number from 0 to 1, or a percentage string such as \"20%\"","anyOf":[{"minimum":0,"maximum":1,"type":"number"},{"pattern":"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$","type":"string"}]},"minPerSecond":{"minimum":0,"type":"number"},"window":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]}}}}},"fallback":{"additionalProperties":false,"type":"object","required":["chain"],"properties":{"on":{"minItems":1,"uniqueItems":true,"type":"array","items":{"type":"string","enum":["circuit-open","bulkhead-full","timeout","upstream-unavailable","5xx"]}},"chain":{"minItems":1,"type":"array","items":{"additionalProperties":false,"minProperties":1,"maxProperties":1,"type":"object","properties":{"staleCache":{"additionalProperties":false,"type":"object","required":["maxAge"],"properties":{"maxAge":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]}}},"upstream":{"minLength":1,"type":"string"},"response":{"additionalProperties":false,"type":"object","required":["status"],"properties":{"status":{"minimum":200,"maximum":599,"type":"integer"},"headers":{"propertyNames":{"pattern":"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$","errorMessage":"is not a valid header name"},"type":"object","additionalProperties":{"type":"string"}},"body":{"type":"string"}}}}}}}},"fault":{"additionalProperties":false,"type":"object","properties":{"delay":{"additionalProperties":false,"type":"object","required":["percent","duration"],"properties":{"percent":{"errorMessage":"must be a percentage: a number from 0 to 100, or a string such as \"10%\"","anyOf":[{"minimum":0,"maximum":100,"type":"number"},{"pattern":"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$","type":"string"}]},"duration":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]}}},"abort":{"additionalProperties":false,"type":"object","required":["percent","status"],"properties":{"percent":{"errorMessage":"must be a percentage: a number from 0 to 100, or a string such as \"10%\"","anyOf":[{"minimum":0,"maximum":100,"type":"number"},{"pattern":"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$","type":"string"}]},"status":{"minimum":200,"maximum":599,"type":"integer"}}}}},"deadLetter":{"additionalProperties":false,"type":"object","properties":{"store":{"minLength":1,"type":"string"},"on":{"minItems":1,"uniqueItems":true,"type":"array","items":{"type":"string","enum":["circuit-open","bulkhead-full","timeout","upstream-unavailable","5xx"]}},"maxBodyBytes":{"errorMessage":"must be a size: integer bytes or a number with a unit B, KB, KiB, MB, MiB, GB or GiB (16KiB, 1MiB)","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(B|KB|KiB|MB|MiB|GB|GiB)$","type":"string"},{"minimum":0,"type":"integer"}]},"retention":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"maxEntries":{"minimum":1,"type":"integer"},"keepHeaders":{"uniqueItems":true,"type":"array","items":{"pattern":"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$","errorMessage":"must be an HTTP header name (letters, digits and !#$%&'*+-.^_`|~)","type":"string"}}}},"websocket":{"additionalProperties":false,"type":"object","properties":{"idleTimeout":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"maxDuration":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]}}}}}}}};
+const schema11 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"urn:breakwater:config","additionalProperties":false,"type":"object","properties":{"$schema":{"type":"string"},"listeners":{"minItems":1,"type":"array","items":{"additionalProperties":false,"type":"object","required":["name","address"],"properties":{"name":{"pattern":"^[A-Za-z0-9][A-Za-z0-9._-]*$","errorMessage":"must be a name of letters, digits, \".\", \"_\" and \"-\", starting with a letter or digit","type":"string"},"address":{"pattern":"^(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?):[0-9]{1,5}$","errorMessage":"must be host:port, for example 127.0.0.1:15001, 0.0.0.0:15006 or [::1]:15000","type":"string"},"maxConcurrent":{"minimum":1,"type":"integer"},"headersTimeout":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"idleTimeout":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"maxConnections":{"minimum":1,"type":"integer"},"maxConnectionsPerClient":{"minimum":1,"type":"integer"},"maxRequestsPerConnection":{"minimum":0,"type":"integer"}}}},"telemetry":{"additionalProperties":false,"type":"object","properties":{"address":{"pattern":"^(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?):[0-9]{1,5}$","errorMessage":"must be host:port, for example 127.0.0.1:15001, 0.0.0.0:15006 or [::1]:15000","type":"string"},"appProbes":{"propertyNames":{"pattern":"^[A-Za-z0-9][A-Za-z0-9._-]*$","errorMessage":"must be a name of letters, digits, \".\", \"_\" and \"-\", starting with a letter or digit"},"type":"object","additionalProperties":{"additionalProperties":false,"minProperties":1,"type":"object","properties":{"readyz":{"additionalProperties":false,"type":"object","required":["port"],"properties":{"port":{"minimum":1,"maximum":65535,"type":"integer"},"path":{"pattern":"^/\\S*$","errorMessage":"must be a path starting with \"/\", without spaces","type":"string"},"timeout":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]}}},"livez":{"additionalProperties":false,"type":"object","required":["port"],"properties":{"port":{"minimum":1,"maximum":65535,"type":"integer"},"path":{"pattern":"^/\\S*$","errorMessage":"must be a path starting with \"/\", without spaces","type":"string"},"timeout":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]}}},"startupz":{"additionalProperties":false,"type":"object","required":["port"],"properties":{"port":{"minimum":1,"maximum":65535,"type":"integer"},"path":{"pattern":"^/\\S*$","errorMessage":"must be a path starting with \"/\", without spaces","type":"string"},"timeout":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]}}}}}}}},"admin":{"additionalProperties":false,"type":"object","properties":{"address":{"pattern":"^(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?):[0-9]{1,5}$","errorMessage":"must be host:port, for example 127.0.0.1:15001, 0.0.0.0:15006 or [::1]:15000","type":"string"}}},"shutdown":{"additionalProperties":false,"type":"object","properties":{"drainTimeout":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]}}},"limits":{"additionalProperties":false,"type":"object","properties":{"maxHeaderBytes":{"errorMessage":"must be a size: integer bytes or a number with a unit B, KB, KiB, MB, MiB, GB or GiB (16KiB, 1MiB)","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(B|KB|KiB|MB|MiB|GB|GiB)$","type":"string"},{"minimum":0,"type":"integer"}]},"maxBodyBytes":{"errorMessage":"must be a size: integer bytes or a number with a unit B, KB, KiB, MB, MiB, GB or GiB (16KiB, 1MiB)","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(B|KB|KiB|MB|MiB|GB|GiB)$","type":"string"},{"minimum":0,"type":"integer"}]},"maxResponseHeaderBytes":{"errorMessage":"must be a size: integer bytes or a number with a unit B, KB, KiB, MB, MiB, GB or GiB (16KiB, 1MiB)","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(B|KB|KiB|MB|MiB|GB|GiB)$","type":"string"},{"minimum":0,"type":"integer"}]},"headersTimeout":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"idleTimeout":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"maxConnections":{"minimum":1,"type":"integer"},"maxConnectionsPerClient":{"minimum":1,"type":"integer"},"maxRequestsPerConnection":{"minimum":0,"type":"integer"}}},"upstreams":{"propertyNames":{"pattern":"^[A-Za-z0-9][A-Za-z0-9._-]*$","errorMessage":"must be a name of letters, digits, \".\", \"_\" and \"-\", starting with a letter or digit"},"type":"object","additionalProperties":{"additionalProperties":false,"type":"object","required":["endpoints"],"properties":{"endpoints":{"minItems":1,"uniqueItems":true,"type":"array","items":{"minLength":1,"type":"string"}},"protocol":{"type":"string","enum":["http1","h2c"]},"loadBalancing":{"type":"string","enum":["round-robin","least-request","peak-ewma"]},"connectTimeout":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"maxConnections":{"minimum":1,"type":"integer"},"idleTimeout":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"bulkhead":{"additionalProperties":false,"type":"object","required":["maxConcurrent"],"properties":{"maxConcurrent":{"minimum":1,"type":"integer"},"maxQueued":{"minimum":0,"type":"integer"},"queueTimeout":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]}}},"circuitBreaker":{"additionalProperties":false,"type":"object","properties":{"window":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"minRequests":{"minimum":1,"type":"integer"},"failureRate":{"errorMessage":"must be a ratio: a number from 0 to 1, or a percentage string such as \"20%\"","anyOf":[{"minimum":0,"maximum":1,"type":"number"},{"pattern":"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$","type":"string"}]},"slowCallDuration":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"slowCallRate":{"errorMessage":"must be a ratio: a number from 0 to 1, or a percentage string such as \"20%\"","anyOf":[{"minimum":0,"maximum":1,"type":"number"},{"pattern":"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$","type":"string"}]},"openFor":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"openForMax":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"halfOpenRequests":{"minimum":1,"type":"integer"},"failOn":{"minItems":1,"uniqueItems":true,"type":"array","items":{"type":"string","enum":["5xx","connect-failure","reset","timeout","cancelled","deadline-exceeded","resource-exhausted","internal","unavailable"]}}}},"dnsRefresh":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"outlierDetection":{"additionalProperties":false,"type":"object","properties":{"consecutiveFailures":{"minimum":0,"type":"integer"},"failureRate":{"additionalProperties":false,"type":"object","properties":{"threshold":{"errorMessage":"must be a ratio: a number from 0 to 1, or a percentage string such as \"20%\"","anyOf":[{"minimum":0,"maximum":1,"type":"number"},{"pattern":"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$","type":"string"}]},"minRequests":{"minimum":1,"type":"integer"},"window":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]}}},"latency":{"additionalProperties":false,"type":"object","properties":{"factor":{"exclusiveMinimum":1,"type":"number"},"minRequests":{"minimum":1,"type":"integer"},"window":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]}}},"baseEjectionTime":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"maxEjectionTime":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"maxEjectionPercent":{"errorMessage":"must be a percentage: a number from 0 to 100, or a string such as \"10%\"","anyOf":[{"minimum":0,"maximum":100,"type":"number"},{"pattern":"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$","type":"string"}]}}}}}},"deadline":{"additionalProperties":false,"type":"object","properties":{"header":{"pattern":"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$","errorMessage":"must be an HTTP header name (letters, digits and !#$%&'*+-.^_`|~)","type":"string"},"accept":{"uniqueItems":true,"type":"array","items":{"pattern":"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$","errorMessage":"must be an HTTP header name (letters, digits and !#$%&'*+-.^_`|~)","type":"string"}},"maxInbound":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]}}},"dns":{"additionalProperties":false,"type":"object","properties":{"servers":{"minItems":1,"uniqueItems":true,"type":"array","items":{"minLength":1,"type":"string"}}}},"stores":{"propertyNames":{"pattern":"^[A-Za-z0-9][A-Za-z0-9._-]*$","errorMessage":"must be a name of letters, digits, \".\", \"_\" and \"-\", starting with a letter or digit"},"type":"object","additionalProperties":{"additionalProperties":false,"type":"object","required":["type"],"properties":{"type":{"type":"string","enum":["memory","sqlite","redis"]},"timeout":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"maxEntries":{"minimum":1,"type":"integer"},"maxBytes":{"errorMessage":"must be a size: integer bytes or a number with a unit B, KB, KiB, MB, MiB, GB or GiB (16KiB, 1MiB)","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(B|KB|KiB|MB|MiB|GB|GiB)$","type":"string"},{"minimum":0,"type":"integer"}]},"path":{"minLength":1,"type":"string"},"url":{"minLength":1,"type":"string"},"cluster":{"minItems":1,"uniqueItems":true,"type":"array","items":{"minLength":1,"type":"string"}},"sentinel":{"additionalProperties":false,"type":"object","required":["name","nodes"],"properties":{"name":{"minLength":1,"type":"string"},"nodes":{"minItems":1,"uniqueItems":true,"type":"array","items":{"minLength":1,"type":"string"}}}},"username":{"minLength":1,"type":"string"},"password":{"minLength":1,"type":"string"},"keyPrefix":{"type":"string"}}}},"routes":{"type":"array","items":{"additionalProperties":false,"type":"object","required":["name","upstream"],"properties":{"name":{"pattern":"^[A-Za-z0-9][A-Za-z0-9._-]*$","errorMessage":"must be a name of letters, digits, \".\", \"_\" and \"-\", starting with a letter or digit","type":"string"},"listener":{"minLength":1,"type":"string"},"match":{"additionalProperties":false,"type":"object","properties":{"host":{"pattern":"^(\\*\\.)?[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?$|^\\[[0-9A-Fa-f:.]+\\]$","errorMessage":"must be a host name, \"*.domain\" or a bracketed IPv6 address, without a port","type":"string"},"path":{"minLength":1,"type":"string"},"pathPrefix":{"minLength":1,"type":"string"},"methods":{"minItems":1,"uniqueItems":true,"type":"array","items":{"pattern":"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$","errorMessage":"must be an HTTP method such as GET or POST","type":"string"}},"headers":{"propertyNames":{"pattern":"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$","errorMessage":"is not a valid header name"},"type":"object","additionalProperties":{"type":"string"}}}},"upstream":{"minLength":1,"type":"string"},"timeout":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"circuitBreaker":{"additionalProperties":false,"type":"object","properties":{"window":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"minRequests":{"minimum":1,"type":"integer"},"failureRate":{"errorMessage":"must be a ratio: a number from 0 to 1, or a percentage string such as \"20%\"","anyOf":[{"minimum":0,"maximum":1,"type":"number"},{"pattern":"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$","type":"string"}]},"slowCallDuration":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"slowCallRate":{"errorMessage":"must be a ratio: a number from 0 to 1, or a percentage string such as \"20%\"","anyOf":[{"minimum":0,"maximum":1,"type":"number"},{"pattern":"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$","type":"string"}]},"openFor":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"openForMax":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"halfOpenRequests":{"minimum":1,"type":"integer"},"failOn":{"minItems":1,"uniqueItems":true,"type":"array","items":{"type":"string","enum":["5xx","connect-failure","reset","timeout","cancelled","deadline-exceeded","resource-exhausted","internal","unavailable"]}}}},"idempotency":{"additionalProperties":false,"type":"object","properties":{"store":{"minLength":1,"type":"string"},"header":{"minLength":1,"pattern":"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$","type":"string"},"methods":{"minItems":1,"uniqueItems":true,"type":"array","items":{"pattern":"^[A-Za-z]+$","type":"string"}},"required":{"type":"boolean"},"ttl":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"maxResponseBytes":{"errorMessage":"must be a size: integer bytes or a number with a unit B, KB, KiB, MB, MiB, GB or GiB (16KiB, 1MiB)","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(B|KB|KiB|MB|MiB|GB|GiB)$","type":"string"},{"minimum":0,"type":"integer"}]},"maxRequestBytes":{"errorMessage":"must be a size: integer bytes or a number with a unit B, KB, KiB, MB, MiB, GB or GiB (16KiB, 1MiB)","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(B|KB|KiB|MB|MiB|GB|GiB)$","type":"string"},{"minimum":0,"type":"integer"}]},"onStoreError":{"type":"string","enum":["reject","forward"]},"whileInProgress":{"type":"string","enum":["reject","wait"]}}},"retry":{"additionalProperties":false,"type":"object","properties":{"maxAttempts":{"minimum":1,"type":"integer"},"perTryTimeout":{"anyOf":[{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},{"additionalProperties":false,"type":"object","required":["percentile","max"],"properties":{"percentile":{"exclusiveMinimum":0,"maximum":100,"type":"number"},"multiplier":{"exclusiveMinimum":0,"type":"number"},"min":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"max":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"minSamples":{"minimum":1,"type":"integer"},"window":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]}}}]},"retryOn":{"minItems":1,"uniqueItems":true,"type":"array","items":{"errorMessage":"must be connect-failure, reset, timeout, 5xx, gateway-error, cancelled, deadline-exceeded, resource-exhausted, internal, unavailable, 429 or a status code from 500 to 599","anyOf":[{"type":"string","enum":["connect-failure","reset","timeout","5xx","gateway-error","cancelled","deadline-exceeded","resource-exhausted","internal","unavailable"]},{"minimum":100,"maximum":599,"type":"integer"}]}},"backoff":{"additionalProperties":false,"type":"object","properties":{"type":{"type":"string","enum":["none","fixed","linear","exponential"]},"base":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"max":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"jitter":{"type":"string","enum":["none","full","equal","decorrelated"]}}},"respectRetryAfter":{"type":"boolean"},"budget":{"additionalProperties":false,"type":"object","properties":{"ratio":{"errorMessage":"must be a ratio: a number from 0 to 1, or a percentage string such as \"20%\"","anyOf":[{"minimum":0,"maximum":1,"type":"number"},{"pattern":"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$","type":"string"}]},"minPerSecond":{"minimum":0,"type":"number"},"window":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]}}},"bufferLimit":{"errorMessage":"must be a size: integer bytes or a number with a unit B, KB, KiB, MB, MiB, GB or GiB (16KiB, 1MiB)","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(B|KB|KiB|MB|MiB|GB|GiB)$","type":"string"},{"minimum":0,"type":"integer"}]}}},"hedge":{"additionalProperties":false,"type":"object","required":["delay"],"properties":{"delay":{"anyOf":[{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},{"additionalProperties":false,"type":"object","required":["percentile","max"],"properties":{"percentile":{"exclusiveMinimum":0,"maximum":100,"type":"number"},"multiplier":{"exclusiveMinimum":0,"type":"number"},"min":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"max":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"minSamples":{"minimum":1,"type":"integer"},"window":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]}}}]},"maxAttempts":{"minimum":2,"maximum":5,"type":"integer"},"budget":{"additionalProperties":false,"type":"object","properties":{"ratio":{"errorMessage":"must be a ratio: a number from 0 to 1, or a percentage string such as \"20%\"","anyOf":[{"minimum":0,"maximum":1,"type":"number"},{"pattern":"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$","type":"string"}]},"minPerSecond":{"minimum":0,"type":"number"},"window":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]}}}}},"fallback":{"additionalProperties":false,"type":"object","required":["chain"],"properties":{"on":{"minItems":1,"uniqueItems":true,"type":"array","items":{"type":"string","enum":["circuit-open","bulkhead-full","timeout","upstream-unavailable","5xx"]}},"chain":{"minItems":1,"type":"array","items":{"additionalProperties":false,"minProperties":1,"maxProperties":1,"type":"object","properties":{"staleCache":{"additionalProperties":false,"type":"object","required":["maxAge"],"properties":{"maxAge":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]}}},"upstream":{"minLength":1,"type":"string"},"response":{"additionalProperties":false,"type":"object","required":["status"],"properties":{"status":{"minimum":200,"maximum":599,"type":"integer"},"headers":{"propertyNames":{"pattern":"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$","errorMessage":"is not a valid header name"},"type":"object","additionalProperties":{"type":"string"}},"body":{"type":"string"},"grpcStatus":{"minimum":0,"maximum":16,"type":"integer"}}}}}}}},"fault":{"additionalProperties":false,"type":"object","properties":{"delay":{"additionalProperties":false,"type":"object","required":["percent","duration"],"properties":{"percent":{"errorMessage":"must be a percentage: a number from 0 to 100, or a string such as \"10%\"","anyOf":[{"minimum":0,"maximum":100,"type":"number"},{"pattern":"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$","type":"string"}]},"duration":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]}}},"abort":{"additionalProperties":false,"type":"object","required":["percent","status"],"properties":{"percent":{"errorMessage":"must be a percentage: a number from 0 to 100, or a string such as \"10%\"","anyOf":[{"minimum":0,"maximum":100,"type":"number"},{"pattern":"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$","type":"string"}]},"status":{"minimum":200,"maximum":599,"type":"integer"},"grpcStatus":{"minimum":1,"maximum":16,"type":"integer"}}}}},"deadLetter":{"additionalProperties":false,"type":"object","properties":{"store":{"minLength":1,"type":"string"},"on":{"minItems":1,"uniqueItems":true,"type":"array","items":{"type":"string","enum":["circuit-open","bulkhead-full","timeout","upstream-unavailable","5xx"]}},"maxBodyBytes":{"errorMessage":"must be a size: integer bytes or a number with a unit B, KB, KiB, MB, MiB, GB or GiB (16KiB, 1MiB)","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(B|KB|KiB|MB|MiB|GB|GiB)$","type":"string"},{"minimum":0,"type":"integer"}]},"retention":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"maxEntries":{"minimum":1,"type":"integer"},"keepHeaders":{"uniqueItems":true,"type":"array","items":{"pattern":"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$","errorMessage":"must be an HTTP header name (letters, digits and !#$%&'*+-.^_`|~)","type":"string"}}}},"telemetry":{"additionalProperties":false,"type":"object","properties":{"grpcMethods":{"type":"boolean"}}},"websocket":{"additionalProperties":false,"type":"object","properties":{"idleTimeout":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]},"maxDuration":{"errorMessage":"must be a duration: a number with a unit ms, s, m, h or d (250ms, 1.5s, 1m, 7d) or integer milliseconds","anyOf":[{"pattern":"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$","type":"string"},{"minimum":0,"type":"integer"}]}}}}}}}};
 const func2 = Object.prototype.hasOwnProperty;
 const func4 = require("ajv/dist/runtime/ucs2length").default;
 const func0 = require("ajv/dist/runtime/equal").default;
@@ -1862,10 +1862,10 @@ vErrors.push(err131);
 errors++;
 }
 }
-if(data41.loadBalancing !== undefined){
-let data44 = data41.loadBalancing;
+if(data41.protocol !== undefined){
+let data44 = data41.protocol;
 if(typeof data44 !== "string"){
-const err132 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/loadBalancing",schemaPath:"#/properties/upstreams/additionalProperties/properties/loadBalancing/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.upstreams.additionalProperties.properties.loadBalancing.type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.loadBalancing,data:data44};
+const err132 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/protocol",schemaPath:"#/properties/upstreams/additionalProperties/properties/protocol/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.upstreams.additionalProperties.properties.protocol.type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.protocol,data:data44};
 if(vErrors === null){
 vErrors = [err132];
 }
@@ -1874,8 +1874,8 @@ vErrors.push(err132);
 }
 errors++;
 }
-if(!(((data44 === "round-robin") || (data44 === "least-request")) || (data44 === "peak-ewma"))){
-const err133 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/loadBalancing",schemaPath:"#/properties/upstreams/additionalProperties/properties/loadBalancing/enum",keyword:"enum",params:{allowedValues: schema11.properties.upstreams.additionalProperties.properties.loadBalancing.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.upstreams.additionalProperties.properties.loadBalancing.enum,parentSchema:schema11.properties.upstreams.additionalProperties.properties.loadBalancing,data:data44};
+if(!((data44 === "http1") || (data44 === "h2c"))){
+const err133 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/protocol",schemaPath:"#/properties/upstreams/additionalProperties/properties/protocol/enum",keyword:"enum",params:{allowedValues: schema11.properties.upstreams.additionalProperties.properties.protocol.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.upstreams.additionalProperties.properties.protocol.enum,parentSchema:schema11.properties.upstreams.additionalProperties.properties.protocol,data:data44};
 if(vErrors === null){
 vErrors = [err133];
 }
@@ -1885,14 +1885,10 @@ vErrors.push(err133);
 errors++;
 }
 }
-if(data41.connectTimeout !== undefined){
-let data45 = data41.connectTimeout;
-const _errs151 = errors;
-let valid31 = false;
-const _errs152 = errors;
-if(typeof data45 === "string"){
-if(!pattern2.test(data45)){
-const err134 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/connectTimeout",schemaPath:"#/properties/upstreams/additionalProperties/properties/connectTimeout/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.upstreams.additionalProperties.properties.connectTimeout.anyOf[0],data:data45};
+if(data41.loadBalancing !== undefined){
+let data45 = data41.loadBalancing;
+if(typeof data45 !== "string"){
+const err134 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/loadBalancing",schemaPath:"#/properties/upstreams/additionalProperties/properties/loadBalancing/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.upstreams.additionalProperties.properties.loadBalancing.type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.loadBalancing,data:data45};
 if(vErrors === null){
 vErrors = [err134];
 }
@@ -1901,9 +1897,8 @@ vErrors.push(err134);
 }
 errors++;
 }
-}
-else {
-const err135 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/connectTimeout",schemaPath:"#/properties/upstreams/additionalProperties/properties/connectTimeout/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.upstreams.additionalProperties.properties.connectTimeout.anyOf[0].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.connectTimeout.anyOf[0],data:data45};
+if(!(((data45 === "round-robin") || (data45 === "least-request")) || (data45 === "peak-ewma"))){
+const err135 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/loadBalancing",schemaPath:"#/properties/upstreams/additionalProperties/properties/loadBalancing/enum",keyword:"enum",params:{allowedValues: schema11.properties.upstreams.additionalProperties.properties.loadBalancing.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.upstreams.additionalProperties.properties.loadBalancing.enum,parentSchema:schema11.properties.upstreams.additionalProperties.properties.loadBalancing,data:data45};
 if(vErrors === null){
 vErrors = [err135];
 }
@@ -1912,12 +1907,15 @@ vErrors.push(err135);
 }
 errors++;
 }
-var _valid11 = _errs152 === errors;
-valid31 = valid31 || _valid11;
-if(!valid31){
+}
+if(data41.connectTimeout !== undefined){
+let data46 = data41.connectTimeout;
+const _errs153 = errors;
+let valid31 = false;
 const _errs154 = errors;
-if(!(((typeof data45 == "number") && (!(data45 % 1) && !isNaN(data45))) && (isFinite(data45)))){
-const err136 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/connectTimeout",schemaPath:"#/properties/upstreams/additionalProperties/properties/connectTimeout/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.upstreams.additionalProperties.properties.connectTimeout.anyOf[1].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.connectTimeout.anyOf[1],data:data45};
+if(typeof data46 === "string"){
+if(!pattern2.test(data46)){
+const err136 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/connectTimeout",schemaPath:"#/properties/upstreams/additionalProperties/properties/connectTimeout/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.upstreams.additionalProperties.properties.connectTimeout.anyOf[0],data:data46};
 if(vErrors === null){
 vErrors = [err136];
 }
@@ -1926,9 +1924,9 @@ vErrors.push(err136);
 }
 errors++;
 }
-if((typeof data45 == "number") && (isFinite(data45))){
-if(data45 < 0 || isNaN(data45)){
-const err137 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/connectTimeout",schemaPath:"#/properties/upstreams/additionalProperties/properties/connectTimeout/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.upstreams.additionalProperties.properties.connectTimeout.anyOf[1],data:data45};
+}
+else {
+const err137 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/connectTimeout",schemaPath:"#/properties/upstreams/additionalProperties/properties/connectTimeout/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.upstreams.additionalProperties.properties.connectTimeout.anyOf[0].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.connectTimeout.anyOf[0],data:data46};
 if(vErrors === null){
 vErrors = [err137];
 }
@@ -1937,12 +1935,12 @@ vErrors.push(err137);
 }
 errors++;
 }
-}
 var _valid11 = _errs154 === errors;
 valid31 = valid31 || _valid11;
-}
 if(!valid31){
-const err138 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/connectTimeout",schemaPath:"#/properties/upstreams/additionalProperties/properties/connectTimeout/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.upstreams.additionalProperties.properties.connectTimeout.anyOf,parentSchema:schema11.properties.upstreams.additionalProperties.properties.connectTimeout,data:data45};
+const _errs156 = errors;
+if(!(((typeof data46 == "number") && (!(data46 % 1) && !isNaN(data46))) && (isFinite(data46)))){
+const err138 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/connectTimeout",schemaPath:"#/properties/upstreams/additionalProperties/properties/connectTimeout/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.upstreams.additionalProperties.properties.connectTimeout.anyOf[1].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.connectTimeout.anyOf[1],data:data46};
 if(vErrors === null){
 vErrors = [err138];
 }
@@ -1951,22 +1949,9 @@ vErrors.push(err138);
 }
 errors++;
 }
-else {
-errors = _errs151;
-if(vErrors !== null){
-if(_errs151){
-vErrors.length = _errs151;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-if(data41.maxConnections !== undefined){
-let data46 = data41.maxConnections;
-if(!(((typeof data46 == "number") && (!(data46 % 1) && !isNaN(data46))) && (isFinite(data46)))){
-const err139 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/maxConnections",schemaPath:"#/properties/upstreams/additionalProperties/properties/maxConnections/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.upstreams.additionalProperties.properties.maxConnections.type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.maxConnections,data:data46};
+if((typeof data46 == "number") && (isFinite(data46))){
+if(data46 < 0 || isNaN(data46)){
+const err139 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/connectTimeout",schemaPath:"#/properties/upstreams/additionalProperties/properties/connectTimeout/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.upstreams.additionalProperties.properties.connectTimeout.anyOf[1],data:data46};
 if(vErrors === null){
 vErrors = [err139];
 }
@@ -1975,9 +1960,12 @@ vErrors.push(err139);
 }
 errors++;
 }
-if((typeof data46 == "number") && (isFinite(data46))){
-if(data46 < 1 || isNaN(data46)){
-const err140 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/maxConnections",schemaPath:"#/properties/upstreams/additionalProperties/properties/maxConnections/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.upstreams.additionalProperties.properties.maxConnections,data:data46};
+}
+var _valid11 = _errs156 === errors;
+valid31 = valid31 || _valid11;
+}
+if(!valid31){
+const err140 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/connectTimeout",schemaPath:"#/properties/upstreams/additionalProperties/properties/connectTimeout/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.upstreams.additionalProperties.properties.connectTimeout.anyOf,parentSchema:schema11.properties.upstreams.additionalProperties.properties.connectTimeout,data:data46};
 if(vErrors === null){
 vErrors = [err140];
 }
@@ -1986,16 +1974,22 @@ vErrors.push(err140);
 }
 errors++;
 }
+else {
+errors = _errs153;
+if(vErrors !== null){
+if(_errs153){
+vErrors.length = _errs153;
+}
+else {
+vErrors = null;
 }
 }
-if(data41.idleTimeout !== undefined){
-let data47 = data41.idleTimeout;
-const _errs159 = errors;
-let valid32 = false;
-const _errs160 = errors;
-if(typeof data47 === "string"){
-if(!pattern2.test(data47)){
-const err141 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/idleTimeout",schemaPath:"#/properties/upstreams/additionalProperties/properties/idleTimeout/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.upstreams.additionalProperties.properties.idleTimeout.anyOf[0],data:data47};
+}
+}
+if(data41.maxConnections !== undefined){
+let data47 = data41.maxConnections;
+if(!(((typeof data47 == "number") && (!(data47 % 1) && !isNaN(data47))) && (isFinite(data47)))){
+const err141 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/maxConnections",schemaPath:"#/properties/upstreams/additionalProperties/properties/maxConnections/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.upstreams.additionalProperties.properties.maxConnections.type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.maxConnections,data:data47};
 if(vErrors === null){
 vErrors = [err141];
 }
@@ -2004,9 +1998,9 @@ vErrors.push(err141);
 }
 errors++;
 }
-}
-else {
-const err142 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/idleTimeout",schemaPath:"#/properties/upstreams/additionalProperties/properties/idleTimeout/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.upstreams.additionalProperties.properties.idleTimeout.anyOf[0].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.idleTimeout.anyOf[0],data:data47};
+if((typeof data47 == "number") && (isFinite(data47))){
+if(data47 < 1 || isNaN(data47)){
+const err142 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/maxConnections",schemaPath:"#/properties/upstreams/additionalProperties/properties/maxConnections/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.upstreams.additionalProperties.properties.maxConnections,data:data47};
 if(vErrors === null){
 vErrors = [err142];
 }
@@ -2015,12 +2009,16 @@ vErrors.push(err142);
 }
 errors++;
 }
-var _valid12 = _errs160 === errors;
-valid32 = valid32 || _valid12;
-if(!valid32){
+}
+}
+if(data41.idleTimeout !== undefined){
+let data48 = data41.idleTimeout;
+const _errs161 = errors;
+let valid32 = false;
 const _errs162 = errors;
-if(!(((typeof data47 == "number") && (!(data47 % 1) && !isNaN(data47))) && (isFinite(data47)))){
-const err143 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/idleTimeout",schemaPath:"#/properties/upstreams/additionalProperties/properties/idleTimeout/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.upstreams.additionalProperties.properties.idleTimeout.anyOf[1].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.idleTimeout.anyOf[1],data:data47};
+if(typeof data48 === "string"){
+if(!pattern2.test(data48)){
+const err143 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/idleTimeout",schemaPath:"#/properties/upstreams/additionalProperties/properties/idleTimeout/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.upstreams.additionalProperties.properties.idleTimeout.anyOf[0],data:data48};
 if(vErrors === null){
 vErrors = [err143];
 }
@@ -2029,9 +2027,9 @@ vErrors.push(err143);
 }
 errors++;
 }
-if((typeof data47 == "number") && (isFinite(data47))){
-if(data47 < 0 || isNaN(data47)){
-const err144 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/idleTimeout",schemaPath:"#/properties/upstreams/additionalProperties/properties/idleTimeout/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.upstreams.additionalProperties.properties.idleTimeout.anyOf[1],data:data47};
+}
+else {
+const err144 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/idleTimeout",schemaPath:"#/properties/upstreams/additionalProperties/properties/idleTimeout/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.upstreams.additionalProperties.properties.idleTimeout.anyOf[0].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.idleTimeout.anyOf[0],data:data48};
 if(vErrors === null){
 vErrors = [err144];
 }
@@ -2040,12 +2038,12 @@ vErrors.push(err144);
 }
 errors++;
 }
-}
 var _valid12 = _errs162 === errors;
 valid32 = valid32 || _valid12;
-}
 if(!valid32){
-const err145 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/idleTimeout",schemaPath:"#/properties/upstreams/additionalProperties/properties/idleTimeout/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.upstreams.additionalProperties.properties.idleTimeout.anyOf,parentSchema:schema11.properties.upstreams.additionalProperties.properties.idleTimeout,data:data47};
+const _errs164 = errors;
+if(!(((typeof data48 == "number") && (!(data48 % 1) && !isNaN(data48))) && (isFinite(data48)))){
+const err145 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/idleTimeout",schemaPath:"#/properties/upstreams/additionalProperties/properties/idleTimeout/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.upstreams.additionalProperties.properties.idleTimeout.anyOf[1].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.idleTimeout.anyOf[1],data:data48};
 if(vErrors === null){
 vErrors = [err145];
 }
@@ -2054,23 +2052,9 @@ vErrors.push(err145);
 }
 errors++;
 }
-else {
-errors = _errs159;
-if(vErrors !== null){
-if(_errs159){
-vErrors.length = _errs159;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-if(data41.bulkhead !== undefined){
-let data48 = data41.bulkhead;
-if(data48 && typeof data48 == "object" && !Array.isArray(data48)){
-if(data48.maxConcurrent === undefined){
-const err146 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/bulkhead",schemaPath:"#/properties/upstreams/additionalProperties/properties/bulkhead/required",keyword:"required",params:{missingProperty: "maxConcurrent"},message:"must have required property '"+"maxConcurrent"+"'",schema:schema11.properties.upstreams.additionalProperties.properties.bulkhead.required,parentSchema:schema11.properties.upstreams.additionalProperties.properties.bulkhead,data:data48};
+if((typeof data48 == "number") && (isFinite(data48))){
+if(data48 < 0 || isNaN(data48)){
+const err146 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/idleTimeout",schemaPath:"#/properties/upstreams/additionalProperties/properties/idleTimeout/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.upstreams.additionalProperties.properties.idleTimeout.anyOf[1],data:data48};
 if(vErrors === null){
 vErrors = [err146];
 }
@@ -2079,9 +2063,12 @@ vErrors.push(err146);
 }
 errors++;
 }
-for(const key15 in data48){
-if(!(((key15 === "maxConcurrent") || (key15 === "maxQueued")) || (key15 === "queueTimeout"))){
-const err147 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/bulkhead",schemaPath:"#/properties/upstreams/additionalProperties/properties/bulkhead/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key15},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.upstreams.additionalProperties.properties.bulkhead,data:data48};
+}
+var _valid12 = _errs164 === errors;
+valid32 = valid32 || _valid12;
+}
+if(!valid32){
+const err147 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/idleTimeout",schemaPath:"#/properties/upstreams/additionalProperties/properties/idleTimeout/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.upstreams.additionalProperties.properties.idleTimeout.anyOf,parentSchema:schema11.properties.upstreams.additionalProperties.properties.idleTimeout,data:data48};
 if(vErrors === null){
 vErrors = [err147];
 }
@@ -2090,11 +2077,23 @@ vErrors.push(err147);
 }
 errors++;
 }
+else {
+errors = _errs161;
+if(vErrors !== null){
+if(_errs161){
+vErrors.length = _errs161;
 }
-if(data48.maxConcurrent !== undefined){
-let data49 = data48.maxConcurrent;
-if(!(((typeof data49 == "number") && (!(data49 % 1) && !isNaN(data49))) && (isFinite(data49)))){
-const err148 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/bulkhead/maxConcurrent",schemaPath:"#/properties/upstreams/additionalProperties/properties/bulkhead/properties/maxConcurrent/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.upstreams.additionalProperties.properties.bulkhead.properties.maxConcurrent.type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.bulkhead.properties.maxConcurrent,data:data49};
+else {
+vErrors = null;
+}
+}
+}
+}
+if(data41.bulkhead !== undefined){
+let data49 = data41.bulkhead;
+if(data49 && typeof data49 == "object" && !Array.isArray(data49)){
+if(data49.maxConcurrent === undefined){
+const err148 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/bulkhead",schemaPath:"#/properties/upstreams/additionalProperties/properties/bulkhead/required",keyword:"required",params:{missingProperty: "maxConcurrent"},message:"must have required property '"+"maxConcurrent"+"'",schema:schema11.properties.upstreams.additionalProperties.properties.bulkhead.required,parentSchema:schema11.properties.upstreams.additionalProperties.properties.bulkhead,data:data49};
 if(vErrors === null){
 vErrors = [err148];
 }
@@ -2103,9 +2102,9 @@ vErrors.push(err148);
 }
 errors++;
 }
-if((typeof data49 == "number") && (isFinite(data49))){
-if(data49 < 1 || isNaN(data49)){
-const err149 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/bulkhead/maxConcurrent",schemaPath:"#/properties/upstreams/additionalProperties/properties/bulkhead/properties/maxConcurrent/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.upstreams.additionalProperties.properties.bulkhead.properties.maxConcurrent,data:data49};
+for(const key15 in data49){
+if(!(((key15 === "maxConcurrent") || (key15 === "maxQueued")) || (key15 === "queueTimeout"))){
+const err149 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/bulkhead",schemaPath:"#/properties/upstreams/additionalProperties/properties/bulkhead/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key15},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.upstreams.additionalProperties.properties.bulkhead,data:data49};
 if(vErrors === null){
 vErrors = [err149];
 }
@@ -2115,11 +2114,10 @@ vErrors.push(err149);
 errors++;
 }
 }
-}
-if(data48.maxQueued !== undefined){
-let data50 = data48.maxQueued;
+if(data49.maxConcurrent !== undefined){
+let data50 = data49.maxConcurrent;
 if(!(((typeof data50 == "number") && (!(data50 % 1) && !isNaN(data50))) && (isFinite(data50)))){
-const err150 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/bulkhead/maxQueued",schemaPath:"#/properties/upstreams/additionalProperties/properties/bulkhead/properties/maxQueued/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.upstreams.additionalProperties.properties.bulkhead.properties.maxQueued.type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.bulkhead.properties.maxQueued,data:data50};
+const err150 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/bulkhead/maxConcurrent",schemaPath:"#/properties/upstreams/additionalProperties/properties/bulkhead/properties/maxConcurrent/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.upstreams.additionalProperties.properties.bulkhead.properties.maxConcurrent.type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.bulkhead.properties.maxConcurrent,data:data50};
 if(vErrors === null){
 vErrors = [err150];
 }
@@ -2129,8 +2127,8 @@ vErrors.push(err150);
 errors++;
 }
 if((typeof data50 == "number") && (isFinite(data50))){
-if(data50 < 0 || isNaN(data50)){
-const err151 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/bulkhead/maxQueued",schemaPath:"#/properties/upstreams/additionalProperties/properties/bulkhead/properties/maxQueued/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.upstreams.additionalProperties.properties.bulkhead.properties.maxQueued,data:data50};
+if(data50 < 1 || isNaN(data50)){
+const err151 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/bulkhead/maxConcurrent",schemaPath:"#/properties/upstreams/additionalProperties/properties/bulkhead/properties/maxConcurrent/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.upstreams.additionalProperties.properties.bulkhead.properties.maxConcurrent,data:data50};
 if(vErrors === null){
 vErrors = [err151];
 }
@@ -2141,14 +2139,10 @@ errors++;
 }
 }
 }
-if(data48.queueTimeout !== undefined){
-let data51 = data48.queueTimeout;
-const _errs172 = errors;
-let valid34 = false;
-const _errs173 = errors;
-if(typeof data51 === "string"){
-if(!pattern2.test(data51)){
-const err152 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/bulkhead/queueTimeout",schemaPath:"#/properties/upstreams/additionalProperties/properties/bulkhead/properties/queueTimeout/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.upstreams.additionalProperties.properties.bulkhead.properties.queueTimeout.anyOf[0],data:data51};
+if(data49.maxQueued !== undefined){
+let data51 = data49.maxQueued;
+if(!(((typeof data51 == "number") && (!(data51 % 1) && !isNaN(data51))) && (isFinite(data51)))){
+const err152 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/bulkhead/maxQueued",schemaPath:"#/properties/upstreams/additionalProperties/properties/bulkhead/properties/maxQueued/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.upstreams.additionalProperties.properties.bulkhead.properties.maxQueued.type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.bulkhead.properties.maxQueued,data:data51};
 if(vErrors === null){
 vErrors = [err152];
 }
@@ -2157,9 +2151,9 @@ vErrors.push(err152);
 }
 errors++;
 }
-}
-else {
-const err153 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/bulkhead/queueTimeout",schemaPath:"#/properties/upstreams/additionalProperties/properties/bulkhead/properties/queueTimeout/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.upstreams.additionalProperties.properties.bulkhead.properties.queueTimeout.anyOf[0].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.bulkhead.properties.queueTimeout.anyOf[0],data:data51};
+if((typeof data51 == "number") && (isFinite(data51))){
+if(data51 < 0 || isNaN(data51)){
+const err153 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/bulkhead/maxQueued",schemaPath:"#/properties/upstreams/additionalProperties/properties/bulkhead/properties/maxQueued/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.upstreams.additionalProperties.properties.bulkhead.properties.maxQueued,data:data51};
 if(vErrors === null){
 vErrors = [err153];
 }
@@ -2168,12 +2162,16 @@ vErrors.push(err153);
 }
 errors++;
 }
-var _valid13 = _errs173 === errors;
-valid34 = valid34 || _valid13;
-if(!valid34){
+}
+}
+if(data49.queueTimeout !== undefined){
+let data52 = data49.queueTimeout;
+const _errs174 = errors;
+let valid34 = false;
 const _errs175 = errors;
-if(!(((typeof data51 == "number") && (!(data51 % 1) && !isNaN(data51))) && (isFinite(data51)))){
-const err154 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/bulkhead/queueTimeout",schemaPath:"#/properties/upstreams/additionalProperties/properties/bulkhead/properties/queueTimeout/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.upstreams.additionalProperties.properties.bulkhead.properties.queueTimeout.anyOf[1].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.bulkhead.properties.queueTimeout.anyOf[1],data:data51};
+if(typeof data52 === "string"){
+if(!pattern2.test(data52)){
+const err154 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/bulkhead/queueTimeout",schemaPath:"#/properties/upstreams/additionalProperties/properties/bulkhead/properties/queueTimeout/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.upstreams.additionalProperties.properties.bulkhead.properties.queueTimeout.anyOf[0],data:data52};
 if(vErrors === null){
 vErrors = [err154];
 }
@@ -2182,9 +2180,9 @@ vErrors.push(err154);
 }
 errors++;
 }
-if((typeof data51 == "number") && (isFinite(data51))){
-if(data51 < 0 || isNaN(data51)){
-const err155 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/bulkhead/queueTimeout",schemaPath:"#/properties/upstreams/additionalProperties/properties/bulkhead/properties/queueTimeout/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.upstreams.additionalProperties.properties.bulkhead.properties.queueTimeout.anyOf[1],data:data51};
+}
+else {
+const err155 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/bulkhead/queueTimeout",schemaPath:"#/properties/upstreams/additionalProperties/properties/bulkhead/properties/queueTimeout/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.upstreams.additionalProperties.properties.bulkhead.properties.queueTimeout.anyOf[0].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.bulkhead.properties.queueTimeout.anyOf[0],data:data52};
 if(vErrors === null){
 vErrors = [err155];
 }
@@ -2193,12 +2191,12 @@ vErrors.push(err155);
 }
 errors++;
 }
-}
 var _valid13 = _errs175 === errors;
 valid34 = valid34 || _valid13;
-}
 if(!valid34){
-const err156 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/bulkhead/queueTimeout",schemaPath:"#/properties/upstreams/additionalProperties/properties/bulkhead/properties/queueTimeout/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.upstreams.additionalProperties.properties.bulkhead.properties.queueTimeout.anyOf,parentSchema:schema11.properties.upstreams.additionalProperties.properties.bulkhead.properties.queueTimeout,data:data51};
+const _errs177 = errors;
+if(!(((typeof data52 == "number") && (!(data52 % 1) && !isNaN(data52))) && (isFinite(data52)))){
+const err156 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/bulkhead/queueTimeout",schemaPath:"#/properties/upstreams/additionalProperties/properties/bulkhead/properties/queueTimeout/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.upstreams.additionalProperties.properties.bulkhead.properties.queueTimeout.anyOf[1].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.bulkhead.properties.queueTimeout.anyOf[1],data:data52};
 if(vErrors === null){
 vErrors = [err156];
 }
@@ -2207,21 +2205,9 @@ vErrors.push(err156);
 }
 errors++;
 }
-else {
-errors = _errs172;
-if(vErrors !== null){
-if(_errs172){
-vErrors.length = _errs172;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-}
-else {
-const err157 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/bulkhead",schemaPath:"#/properties/upstreams/additionalProperties/properties/bulkhead/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.upstreams.additionalProperties.properties.bulkhead.type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.bulkhead,data:data48};
+if((typeof data52 == "number") && (isFinite(data52))){
+if(data52 < 0 || isNaN(data52)){
+const err157 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/bulkhead/queueTimeout",schemaPath:"#/properties/upstreams/additionalProperties/properties/bulkhead/properties/queueTimeout/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.upstreams.additionalProperties.properties.bulkhead.properties.queueTimeout.anyOf[1],data:data52};
 if(vErrors === null){
 vErrors = [err157];
 }
@@ -2231,12 +2217,11 @@ vErrors.push(err157);
 errors++;
 }
 }
-if(data41.circuitBreaker !== undefined){
-let data52 = data41.circuitBreaker;
-if(data52 && typeof data52 == "object" && !Array.isArray(data52)){
-for(const key16 in data52){
-if(!(func2.call(schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties, key16))){
-const err158 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key16},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker,data:data52};
+var _valid13 = _errs177 === errors;
+valid34 = valid34 || _valid13;
+}
+if(!valid34){
+const err158 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/bulkhead/queueTimeout",schemaPath:"#/properties/upstreams/additionalProperties/properties/bulkhead/properties/queueTimeout/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.upstreams.additionalProperties.properties.bulkhead.properties.queueTimeout.anyOf,parentSchema:schema11.properties.upstreams.additionalProperties.properties.bulkhead.properties.queueTimeout,data:data52};
 if(vErrors === null){
 vErrors = [err158];
 }
@@ -2245,15 +2230,21 @@ vErrors.push(err158);
 }
 errors++;
 }
+else {
+errors = _errs174;
+if(vErrors !== null){
+if(_errs174){
+vErrors.length = _errs174;
 }
-if(data52.window !== undefined){
-let data53 = data52.window;
-const _errs181 = errors;
-let valid36 = false;
-const _errs182 = errors;
-if(typeof data53 === "string"){
-if(!pattern2.test(data53)){
-const err159 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/window",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/window/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.window.anyOf[0],data:data53};
+else {
+vErrors = null;
+}
+}
+}
+}
+}
+else {
+const err159 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/bulkhead",schemaPath:"#/properties/upstreams/additionalProperties/properties/bulkhead/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.upstreams.additionalProperties.properties.bulkhead.type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.bulkhead,data:data49};
 if(vErrors === null){
 vErrors = [err159];
 }
@@ -2263,8 +2254,12 @@ vErrors.push(err159);
 errors++;
 }
 }
-else {
-const err160 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/window",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/window/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.window.anyOf[0].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.window.anyOf[0],data:data53};
+if(data41.circuitBreaker !== undefined){
+let data53 = data41.circuitBreaker;
+if(data53 && typeof data53 == "object" && !Array.isArray(data53)){
+for(const key16 in data53){
+if(!(func2.call(schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties, key16))){
+const err160 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key16},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker,data:data53};
 if(vErrors === null){
 vErrors = [err160];
 }
@@ -2273,12 +2268,15 @@ vErrors.push(err160);
 }
 errors++;
 }
-var _valid14 = _errs182 === errors;
-valid36 = valid36 || _valid14;
-if(!valid36){
+}
+if(data53.window !== undefined){
+let data54 = data53.window;
+const _errs183 = errors;
+let valid36 = false;
 const _errs184 = errors;
-if(!(((typeof data53 == "number") && (!(data53 % 1) && !isNaN(data53))) && (isFinite(data53)))){
-const err161 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/window",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/window/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.window.anyOf[1].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.window.anyOf[1],data:data53};
+if(typeof data54 === "string"){
+if(!pattern2.test(data54)){
+const err161 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/window",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/window/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.window.anyOf[0],data:data54};
 if(vErrors === null){
 vErrors = [err161];
 }
@@ -2287,9 +2285,9 @@ vErrors.push(err161);
 }
 errors++;
 }
-if((typeof data53 == "number") && (isFinite(data53))){
-if(data53 < 0 || isNaN(data53)){
-const err162 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/window",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/window/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.window.anyOf[1],data:data53};
+}
+else {
+const err162 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/window",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/window/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.window.anyOf[0].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.window.anyOf[0],data:data54};
 if(vErrors === null){
 vErrors = [err162];
 }
@@ -2298,12 +2296,12 @@ vErrors.push(err162);
 }
 errors++;
 }
-}
 var _valid14 = _errs184 === errors;
 valid36 = valid36 || _valid14;
-}
 if(!valid36){
-const err163 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/window",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/window/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.window.anyOf,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.window,data:data53};
+const _errs186 = errors;
+if(!(((typeof data54 == "number") && (!(data54 % 1) && !isNaN(data54))) && (isFinite(data54)))){
+const err163 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/window",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/window/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.window.anyOf[1].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.window.anyOf[1],data:data54};
 if(vErrors === null){
 vErrors = [err163];
 }
@@ -2312,22 +2310,9 @@ vErrors.push(err163);
 }
 errors++;
 }
-else {
-errors = _errs181;
-if(vErrors !== null){
-if(_errs181){
-vErrors.length = _errs181;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-if(data52.minRequests !== undefined){
-let data54 = data52.minRequests;
-if(!(((typeof data54 == "number") && (!(data54 % 1) && !isNaN(data54))) && (isFinite(data54)))){
-const err164 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/minRequests",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/minRequests/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.minRequests.type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.minRequests,data:data54};
+if((typeof data54 == "number") && (isFinite(data54))){
+if(data54 < 0 || isNaN(data54)){
+const err164 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/window",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/window/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.window.anyOf[1],data:data54};
 if(vErrors === null){
 vErrors = [err164];
 }
@@ -2336,9 +2321,12 @@ vErrors.push(err164);
 }
 errors++;
 }
-if((typeof data54 == "number") && (isFinite(data54))){
-if(data54 < 1 || isNaN(data54)){
-const err165 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/minRequests",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/minRequests/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.minRequests,data:data54};
+}
+var _valid14 = _errs186 === errors;
+valid36 = valid36 || _valid14;
+}
+if(!valid36){
+const err165 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/window",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/window/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.window.anyOf,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.window,data:data54};
 if(vErrors === null){
 vErrors = [err165];
 }
@@ -2347,16 +2335,22 @@ vErrors.push(err165);
 }
 errors++;
 }
+else {
+errors = _errs183;
+if(vErrors !== null){
+if(_errs183){
+vErrors.length = _errs183;
+}
+else {
+vErrors = null;
 }
 }
-if(data52.failureRate !== undefined){
-let data55 = data52.failureRate;
-const _errs189 = errors;
-let valid37 = false;
-const _errs190 = errors;
-if((typeof data55 == "number") && (isFinite(data55))){
-if(data55 > 1 || isNaN(data55)){
-const err166 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/failureRate",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/failureRate/anyOf/0/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1},message:"must be <= 1",schema:1,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.failureRate.anyOf[0],data:data55};
+}
+}
+if(data53.minRequests !== undefined){
+let data55 = data53.minRequests;
+if(!(((typeof data55 == "number") && (!(data55 % 1) && !isNaN(data55))) && (isFinite(data55)))){
+const err166 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/minRequests",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/minRequests/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.minRequests.type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.minRequests,data:data55};
 if(vErrors === null){
 vErrors = [err166];
 }
@@ -2365,8 +2359,9 @@ vErrors.push(err166);
 }
 errors++;
 }
-if(data55 < 0 || isNaN(data55)){
-const err167 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/failureRate",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/failureRate/anyOf/0/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.failureRate.anyOf[0],data:data55};
+if((typeof data55 == "number") && (isFinite(data55))){
+if(data55 < 1 || isNaN(data55)){
+const err167 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/minRequests",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/minRequests/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.minRequests,data:data55};
 if(vErrors === null){
 vErrors = [err167];
 }
@@ -2376,8 +2371,15 @@ vErrors.push(err167);
 errors++;
 }
 }
-else {
-const err168 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/failureRate",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/failureRate/anyOf/0/type",keyword:"type",params:{type: "number"},message:"must be number",schema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.failureRate.anyOf[0].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.failureRate.anyOf[0],data:data55};
+}
+if(data53.failureRate !== undefined){
+let data56 = data53.failureRate;
+const _errs191 = errors;
+let valid37 = false;
+const _errs192 = errors;
+if((typeof data56 == "number") && (isFinite(data56))){
+if(data56 > 1 || isNaN(data56)){
+const err168 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/failureRate",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/failureRate/anyOf/0/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1},message:"must be <= 1",schema:1,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.failureRate.anyOf[0],data:data56};
 if(vErrors === null){
 vErrors = [err168];
 }
@@ -2386,13 +2388,8 @@ vErrors.push(err168);
 }
 errors++;
 }
-var _valid15 = _errs190 === errors;
-valid37 = valid37 || _valid15;
-if(!valid37){
-const _errs192 = errors;
-if(typeof data55 === "string"){
-if(!pattern24.test(data55)){
-const err169 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/failureRate",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/failureRate/anyOf/1/pattern",keyword:"pattern",params:{pattern: "^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$"},message:"must match pattern \""+"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$"+"\"",schema:"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$",parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.failureRate.anyOf[1],data:data55};
+if(data56 < 0 || isNaN(data56)){
+const err169 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/failureRate",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/failureRate/anyOf/0/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.failureRate.anyOf[0],data:data56};
 if(vErrors === null){
 vErrors = [err169];
 }
@@ -2403,7 +2400,7 @@ errors++;
 }
 }
 else {
-const err170 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/failureRate",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/failureRate/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.failureRate.anyOf[1].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.failureRate.anyOf[1],data:data55};
+const err170 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/failureRate",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/failureRate/anyOf/0/type",keyword:"type",params:{type: "number"},message:"must be number",schema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.failureRate.anyOf[0].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.failureRate.anyOf[0],data:data56};
 if(vErrors === null){
 vErrors = [err170];
 }
@@ -2414,9 +2411,11 @@ errors++;
 }
 var _valid15 = _errs192 === errors;
 valid37 = valid37 || _valid15;
-}
 if(!valid37){
-const err171 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/failureRate",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/failureRate/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.failureRate.anyOf,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.failureRate,data:data55};
+const _errs194 = errors;
+if(typeof data56 === "string"){
+if(!pattern24.test(data56)){
+const err171 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/failureRate",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/failureRate/anyOf/1/pattern",keyword:"pattern",params:{pattern: "^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$"},message:"must match pattern \""+"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$"+"\"",schema:"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$",parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.failureRate.anyOf[1],data:data56};
 if(vErrors === null){
 vErrors = [err171];
 }
@@ -2425,26 +2424,9 @@ vErrors.push(err171);
 }
 errors++;
 }
-else {
-errors = _errs189;
-if(vErrors !== null){
-if(_errs189){
-vErrors.length = _errs189;
 }
 else {
-vErrors = null;
-}
-}
-}
-}
-if(data52.slowCallDuration !== undefined){
-let data56 = data52.slowCallDuration;
-const _errs195 = errors;
-let valid38 = false;
-const _errs196 = errors;
-if(typeof data56 === "string"){
-if(!pattern2.test(data56)){
-const err172 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/slowCallDuration",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/slowCallDuration/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.slowCallDuration.anyOf[0],data:data56};
+const err172 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/failureRate",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/failureRate/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.failureRate.anyOf[1].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.failureRate.anyOf[1],data:data56};
 if(vErrors === null){
 vErrors = [err172];
 }
@@ -2453,9 +2435,11 @@ vErrors.push(err172);
 }
 errors++;
 }
+var _valid15 = _errs194 === errors;
+valid37 = valid37 || _valid15;
 }
-else {
-const err173 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/slowCallDuration",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/slowCallDuration/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.slowCallDuration.anyOf[0].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.slowCallDuration.anyOf[0],data:data56};
+if(!valid37){
+const err173 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/failureRate",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/failureRate/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.failureRate.anyOf,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.failureRate,data:data56};
 if(vErrors === null){
 vErrors = [err173];
 }
@@ -2464,12 +2448,26 @@ vErrors.push(err173);
 }
 errors++;
 }
-var _valid16 = _errs196 === errors;
-valid38 = valid38 || _valid16;
-if(!valid38){
+else {
+errors = _errs191;
+if(vErrors !== null){
+if(_errs191){
+vErrors.length = _errs191;
+}
+else {
+vErrors = null;
+}
+}
+}
+}
+if(data53.slowCallDuration !== undefined){
+let data57 = data53.slowCallDuration;
+const _errs197 = errors;
+let valid38 = false;
 const _errs198 = errors;
-if(!(((typeof data56 == "number") && (!(data56 % 1) && !isNaN(data56))) && (isFinite(data56)))){
-const err174 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/slowCallDuration",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/slowCallDuration/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.slowCallDuration.anyOf[1].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.slowCallDuration.anyOf[1],data:data56};
+if(typeof data57 === "string"){
+if(!pattern2.test(data57)){
+const err174 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/slowCallDuration",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/slowCallDuration/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.slowCallDuration.anyOf[0],data:data57};
 if(vErrors === null){
 vErrors = [err174];
 }
@@ -2478,9 +2476,9 @@ vErrors.push(err174);
 }
 errors++;
 }
-if((typeof data56 == "number") && (isFinite(data56))){
-if(data56 < 0 || isNaN(data56)){
-const err175 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/slowCallDuration",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/slowCallDuration/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.slowCallDuration.anyOf[1],data:data56};
+}
+else {
+const err175 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/slowCallDuration",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/slowCallDuration/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.slowCallDuration.anyOf[0].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.slowCallDuration.anyOf[0],data:data57};
 if(vErrors === null){
 vErrors = [err175];
 }
@@ -2489,12 +2487,12 @@ vErrors.push(err175);
 }
 errors++;
 }
-}
 var _valid16 = _errs198 === errors;
 valid38 = valid38 || _valid16;
-}
 if(!valid38){
-const err176 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/slowCallDuration",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/slowCallDuration/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.slowCallDuration.anyOf,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.slowCallDuration,data:data56};
+const _errs200 = errors;
+if(!(((typeof data57 == "number") && (!(data57 % 1) && !isNaN(data57))) && (isFinite(data57)))){
+const err176 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/slowCallDuration",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/slowCallDuration/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.slowCallDuration.anyOf[1].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.slowCallDuration.anyOf[1],data:data57};
 if(vErrors === null){
 vErrors = [err176];
 }
@@ -2503,26 +2501,9 @@ vErrors.push(err176);
 }
 errors++;
 }
-else {
-errors = _errs195;
-if(vErrors !== null){
-if(_errs195){
-vErrors.length = _errs195;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-if(data52.slowCallRate !== undefined){
-let data57 = data52.slowCallRate;
-const _errs201 = errors;
-let valid39 = false;
-const _errs202 = errors;
 if((typeof data57 == "number") && (isFinite(data57))){
-if(data57 > 1 || isNaN(data57)){
-const err177 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/slowCallRate",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/slowCallRate/anyOf/0/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1},message:"must be <= 1",schema:1,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.slowCallRate.anyOf[0],data:data57};
+if(data57 < 0 || isNaN(data57)){
+const err177 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/slowCallDuration",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/slowCallDuration/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.slowCallDuration.anyOf[1],data:data57};
 if(vErrors === null){
 vErrors = [err177];
 }
@@ -2531,8 +2512,12 @@ vErrors.push(err177);
 }
 errors++;
 }
-if(data57 < 0 || isNaN(data57)){
-const err178 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/slowCallRate",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/slowCallRate/anyOf/0/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.slowCallRate.anyOf[0],data:data57};
+}
+var _valid16 = _errs200 === errors;
+valid38 = valid38 || _valid16;
+}
+if(!valid38){
+const err178 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/slowCallDuration",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/slowCallDuration/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.slowCallDuration.anyOf,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.slowCallDuration,data:data57};
 if(vErrors === null){
 vErrors = [err178];
 }
@@ -2541,9 +2526,26 @@ vErrors.push(err178);
 }
 errors++;
 }
+else {
+errors = _errs197;
+if(vErrors !== null){
+if(_errs197){
+vErrors.length = _errs197;
 }
 else {
-const err179 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/slowCallRate",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/slowCallRate/anyOf/0/type",keyword:"type",params:{type: "number"},message:"must be number",schema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.slowCallRate.anyOf[0].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.slowCallRate.anyOf[0],data:data57};
+vErrors = null;
+}
+}
+}
+}
+if(data53.slowCallRate !== undefined){
+let data58 = data53.slowCallRate;
+const _errs203 = errors;
+let valid39 = false;
+const _errs204 = errors;
+if((typeof data58 == "number") && (isFinite(data58))){
+if(data58 > 1 || isNaN(data58)){
+const err179 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/slowCallRate",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/slowCallRate/anyOf/0/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1},message:"must be <= 1",schema:1,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.slowCallRate.anyOf[0],data:data58};
 if(vErrors === null){
 vErrors = [err179];
 }
@@ -2552,13 +2554,8 @@ vErrors.push(err179);
 }
 errors++;
 }
-var _valid17 = _errs202 === errors;
-valid39 = valid39 || _valid17;
-if(!valid39){
-const _errs204 = errors;
-if(typeof data57 === "string"){
-if(!pattern24.test(data57)){
-const err180 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/slowCallRate",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/slowCallRate/anyOf/1/pattern",keyword:"pattern",params:{pattern: "^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$"},message:"must match pattern \""+"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$"+"\"",schema:"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$",parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.slowCallRate.anyOf[1],data:data57};
+if(data58 < 0 || isNaN(data58)){
+const err180 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/slowCallRate",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/slowCallRate/anyOf/0/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.slowCallRate.anyOf[0],data:data58};
 if(vErrors === null){
 vErrors = [err180];
 }
@@ -2569,7 +2566,7 @@ errors++;
 }
 }
 else {
-const err181 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/slowCallRate",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/slowCallRate/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.slowCallRate.anyOf[1].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.slowCallRate.anyOf[1],data:data57};
+const err181 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/slowCallRate",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/slowCallRate/anyOf/0/type",keyword:"type",params:{type: "number"},message:"must be number",schema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.slowCallRate.anyOf[0].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.slowCallRate.anyOf[0],data:data58};
 if(vErrors === null){
 vErrors = [err181];
 }
@@ -2580,9 +2577,11 @@ errors++;
 }
 var _valid17 = _errs204 === errors;
 valid39 = valid39 || _valid17;
-}
 if(!valid39){
-const err182 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/slowCallRate",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/slowCallRate/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.slowCallRate.anyOf,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.slowCallRate,data:data57};
+const _errs206 = errors;
+if(typeof data58 === "string"){
+if(!pattern24.test(data58)){
+const err182 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/slowCallRate",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/slowCallRate/anyOf/1/pattern",keyword:"pattern",params:{pattern: "^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$"},message:"must match pattern \""+"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$"+"\"",schema:"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$",parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.slowCallRate.anyOf[1],data:data58};
 if(vErrors === null){
 vErrors = [err182];
 }
@@ -2591,26 +2590,9 @@ vErrors.push(err182);
 }
 errors++;
 }
-else {
-errors = _errs201;
-if(vErrors !== null){
-if(_errs201){
-vErrors.length = _errs201;
 }
 else {
-vErrors = null;
-}
-}
-}
-}
-if(data52.openFor !== undefined){
-let data58 = data52.openFor;
-const _errs207 = errors;
-let valid40 = false;
-const _errs208 = errors;
-if(typeof data58 === "string"){
-if(!pattern2.test(data58)){
-const err183 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/openFor",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/openFor/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.openFor.anyOf[0],data:data58};
+const err183 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/slowCallRate",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/slowCallRate/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.slowCallRate.anyOf[1].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.slowCallRate.anyOf[1],data:data58};
 if(vErrors === null){
 vErrors = [err183];
 }
@@ -2619,9 +2601,11 @@ vErrors.push(err183);
 }
 errors++;
 }
+var _valid17 = _errs206 === errors;
+valid39 = valid39 || _valid17;
 }
-else {
-const err184 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/openFor",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/openFor/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.openFor.anyOf[0].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.openFor.anyOf[0],data:data58};
+if(!valid39){
+const err184 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/slowCallRate",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/slowCallRate/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.slowCallRate.anyOf,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.slowCallRate,data:data58};
 if(vErrors === null){
 vErrors = [err184];
 }
@@ -2630,12 +2614,26 @@ vErrors.push(err184);
 }
 errors++;
 }
-var _valid18 = _errs208 === errors;
-valid40 = valid40 || _valid18;
-if(!valid40){
+else {
+errors = _errs203;
+if(vErrors !== null){
+if(_errs203){
+vErrors.length = _errs203;
+}
+else {
+vErrors = null;
+}
+}
+}
+}
+if(data53.openFor !== undefined){
+let data59 = data53.openFor;
+const _errs209 = errors;
+let valid40 = false;
 const _errs210 = errors;
-if(!(((typeof data58 == "number") && (!(data58 % 1) && !isNaN(data58))) && (isFinite(data58)))){
-const err185 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/openFor",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/openFor/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.openFor.anyOf[1].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.openFor.anyOf[1],data:data58};
+if(typeof data59 === "string"){
+if(!pattern2.test(data59)){
+const err185 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/openFor",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/openFor/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.openFor.anyOf[0],data:data59};
 if(vErrors === null){
 vErrors = [err185];
 }
@@ -2644,9 +2642,9 @@ vErrors.push(err185);
 }
 errors++;
 }
-if((typeof data58 == "number") && (isFinite(data58))){
-if(data58 < 0 || isNaN(data58)){
-const err186 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/openFor",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/openFor/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.openFor.anyOf[1],data:data58};
+}
+else {
+const err186 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/openFor",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/openFor/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.openFor.anyOf[0].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.openFor.anyOf[0],data:data59};
 if(vErrors === null){
 vErrors = [err186];
 }
@@ -2655,12 +2653,12 @@ vErrors.push(err186);
 }
 errors++;
 }
-}
 var _valid18 = _errs210 === errors;
 valid40 = valid40 || _valid18;
-}
 if(!valid40){
-const err187 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/openFor",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/openFor/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.openFor.anyOf,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.openFor,data:data58};
+const _errs212 = errors;
+if(!(((typeof data59 == "number") && (!(data59 % 1) && !isNaN(data59))) && (isFinite(data59)))){
+const err187 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/openFor",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/openFor/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.openFor.anyOf[1].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.openFor.anyOf[1],data:data59};
 if(vErrors === null){
 vErrors = [err187];
 }
@@ -2669,26 +2667,9 @@ vErrors.push(err187);
 }
 errors++;
 }
-else {
-errors = _errs207;
-if(vErrors !== null){
-if(_errs207){
-vErrors.length = _errs207;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-if(data52.openForMax !== undefined){
-let data59 = data52.openForMax;
-const _errs213 = errors;
-let valid41 = false;
-const _errs214 = errors;
-if(typeof data59 === "string"){
-if(!pattern2.test(data59)){
-const err188 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/openForMax",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/openForMax/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.openForMax.anyOf[0],data:data59};
+if((typeof data59 == "number") && (isFinite(data59))){
+if(data59 < 0 || isNaN(data59)){
+const err188 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/openFor",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/openFor/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.openFor.anyOf[1],data:data59};
 if(vErrors === null){
 vErrors = [err188];
 }
@@ -2698,8 +2679,11 @@ vErrors.push(err188);
 errors++;
 }
 }
-else {
-const err189 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/openForMax",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/openForMax/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.openForMax.anyOf[0].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.openForMax.anyOf[0],data:data59};
+var _valid18 = _errs212 === errors;
+valid40 = valid40 || _valid18;
+}
+if(!valid40){
+const err189 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/openFor",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/openFor/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.openFor.anyOf,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.openFor,data:data59};
 if(vErrors === null){
 vErrors = [err189];
 }
@@ -2708,12 +2692,26 @@ vErrors.push(err189);
 }
 errors++;
 }
-var _valid19 = _errs214 === errors;
-valid41 = valid41 || _valid19;
-if(!valid41){
+else {
+errors = _errs209;
+if(vErrors !== null){
+if(_errs209){
+vErrors.length = _errs209;
+}
+else {
+vErrors = null;
+}
+}
+}
+}
+if(data53.openForMax !== undefined){
+let data60 = data53.openForMax;
+const _errs215 = errors;
+let valid41 = false;
 const _errs216 = errors;
-if(!(((typeof data59 == "number") && (!(data59 % 1) && !isNaN(data59))) && (isFinite(data59)))){
-const err190 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/openForMax",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/openForMax/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.openForMax.anyOf[1].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.openForMax.anyOf[1],data:data59};
+if(typeof data60 === "string"){
+if(!pattern2.test(data60)){
+const err190 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/openForMax",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/openForMax/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.openForMax.anyOf[0],data:data60};
 if(vErrors === null){
 vErrors = [err190];
 }
@@ -2722,9 +2720,9 @@ vErrors.push(err190);
 }
 errors++;
 }
-if((typeof data59 == "number") && (isFinite(data59))){
-if(data59 < 0 || isNaN(data59)){
-const err191 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/openForMax",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/openForMax/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.openForMax.anyOf[1],data:data59};
+}
+else {
+const err191 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/openForMax",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/openForMax/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.openForMax.anyOf[0].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.openForMax.anyOf[0],data:data60};
 if(vErrors === null){
 vErrors = [err191];
 }
@@ -2733,12 +2731,12 @@ vErrors.push(err191);
 }
 errors++;
 }
-}
 var _valid19 = _errs216 === errors;
 valid41 = valid41 || _valid19;
-}
 if(!valid41){
-const err192 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/openForMax",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/openForMax/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.openForMax.anyOf,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.openForMax,data:data59};
+const _errs218 = errors;
+if(!(((typeof data60 == "number") && (!(data60 % 1) && !isNaN(data60))) && (isFinite(data60)))){
+const err192 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/openForMax",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/openForMax/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.openForMax.anyOf[1].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.openForMax.anyOf[1],data:data60};
 if(vErrors === null){
 vErrors = [err192];
 }
@@ -2747,22 +2745,9 @@ vErrors.push(err192);
 }
 errors++;
 }
-else {
-errors = _errs213;
-if(vErrors !== null){
-if(_errs213){
-vErrors.length = _errs213;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-if(data52.halfOpenRequests !== undefined){
-let data60 = data52.halfOpenRequests;
-if(!(((typeof data60 == "number") && (!(data60 % 1) && !isNaN(data60))) && (isFinite(data60)))){
-const err193 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/halfOpenRequests",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/halfOpenRequests/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.halfOpenRequests.type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.halfOpenRequests,data:data60};
+if((typeof data60 == "number") && (isFinite(data60))){
+if(data60 < 0 || isNaN(data60)){
+const err193 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/openForMax",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/openForMax/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.openForMax.anyOf[1],data:data60};
 if(vErrors === null){
 vErrors = [err193];
 }
@@ -2771,9 +2756,12 @@ vErrors.push(err193);
 }
 errors++;
 }
-if((typeof data60 == "number") && (isFinite(data60))){
-if(data60 < 1 || isNaN(data60)){
-const err194 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/halfOpenRequests",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/halfOpenRequests/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.halfOpenRequests,data:data60};
+}
+var _valid19 = _errs218 === errors;
+valid41 = valid41 || _valid19;
+}
+if(!valid41){
+const err194 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/openForMax",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/openForMax/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.openForMax.anyOf,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.openForMax,data:data60};
 if(vErrors === null){
 vErrors = [err194];
 }
@@ -2782,13 +2770,22 @@ vErrors.push(err194);
 }
 errors++;
 }
+else {
+errors = _errs215;
+if(vErrors !== null){
+if(_errs215){
+vErrors.length = _errs215;
+}
+else {
+vErrors = null;
 }
 }
-if(data52.failOn !== undefined){
-let data61 = data52.failOn;
-if(Array.isArray(data61)){
-if(data61.length < 1){
-const err195 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/failOn",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/failOn/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.failOn,data:data61};
+}
+}
+if(data53.halfOpenRequests !== undefined){
+let data61 = data53.halfOpenRequests;
+if(!(((typeof data61 == "number") && (!(data61 % 1) && !isNaN(data61))) && (isFinite(data61)))){
+const err195 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/halfOpenRequests",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/halfOpenRequests/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.halfOpenRequests.type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.halfOpenRequests,data:data61};
 if(vErrors === null){
 vErrors = [err195];
 }
@@ -2797,11 +2794,9 @@ vErrors.push(err195);
 }
 errors++;
 }
-const len2 = data61.length;
-for(let i3=0; i3<len2; i3++){
-let data62 = data61[i3];
-if(typeof data62 !== "string"){
-const err196 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/failOn/" + i3,schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/failOn/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.failOn.items.type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.failOn.items,data:data62};
+if((typeof data61 == "number") && (isFinite(data61))){
+if(data61 < 1 || isNaN(data61)){
+const err196 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/halfOpenRequests",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/halfOpenRequests/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.halfOpenRequests,data:data61};
 if(vErrors === null){
 vErrors = [err196];
 }
@@ -2810,8 +2805,13 @@ vErrors.push(err196);
 }
 errors++;
 }
-if(!((((data62 === "5xx") || (data62 === "connect-failure")) || (data62 === "reset")) || (data62 === "timeout"))){
-const err197 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/failOn/" + i3,schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/failOn/items/enum",keyword:"enum",params:{allowedValues: schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.failOn.items.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.failOn.items.enum,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.failOn.items,data:data62};
+}
+}
+if(data53.failOn !== undefined){
+let data62 = data53.failOn;
+if(Array.isArray(data62)){
+if(data62.length < 1){
+const err197 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/failOn",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/failOn/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.failOn,data:data62};
 if(vErrors === null){
 vErrors = [err197];
 }
@@ -2820,19 +2820,11 @@ vErrors.push(err197);
 }
 errors++;
 }
-}
-let i4 = data61.length;
-let j1;
-if(i4 > 1){
-const indices1 = {};
-for(;i4--;){
-let item1 = data61[i4];
-if(typeof item1 !== "string"){
-continue;
-}
-if(typeof indices1[item1] == "number"){
-j1 = indices1[item1];
-const err198 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/failOn",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/failOn/uniqueItems",keyword:"uniqueItems",params:{i: i4, j: j1},message:"must NOT have duplicate items (items ## "+j1+" and "+i4+" are identical)",schema:true,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.failOn,data:data61};
+const len2 = data62.length;
+for(let i3=0; i3<len2; i3++){
+let data63 = data62[i3];
+if(typeof data63 !== "string"){
+const err198 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/failOn/" + i3,schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/failOn/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.failOn.items.type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.failOn.items,data:data63};
 if(vErrors === null){
 vErrors = [err198];
 }
@@ -2840,14 +2832,9 @@ else {
 vErrors.push(err198);
 }
 errors++;
-break;
 }
-indices1[item1] = i4;
-}
-}
-}
-else {
-const err199 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/failOn",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/failOn/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.failOn.type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.failOn,data:data61};
+if(!(((((((((data63 === "5xx") || (data63 === "connect-failure")) || (data63 === "reset")) || (data63 === "timeout")) || (data63 === "cancelled")) || (data63 === "deadline-exceeded")) || (data63 === "resource-exhausted")) || (data63 === "internal")) || (data63 === "unavailable"))){
+const err199 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/failOn/" + i3,schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/failOn/items/enum",keyword:"enum",params:{allowedValues: schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.failOn.items.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.failOn.items.enum,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.failOn.items,data:data63};
 if(vErrors === null){
 vErrors = [err199];
 }
@@ -2857,9 +2844,18 @@ vErrors.push(err199);
 errors++;
 }
 }
+let i4 = data62.length;
+let j1;
+if(i4 > 1){
+const indices1 = {};
+for(;i4--;){
+let item1 = data62[i4];
+if(typeof item1 !== "string"){
+continue;
 }
-else {
-const err200 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker,data:data52};
+if(typeof indices1[item1] == "number"){
+j1 = indices1[item1];
+const err200 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/failOn",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/failOn/uniqueItems",keyword:"uniqueItems",params:{i: i4, j: j1},message:"must NOT have duplicate items (items ## "+j1+" and "+i4+" are identical)",schema:true,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.failOn,data:data62};
 if(vErrors === null){
 vErrors = [err200];
 }
@@ -2867,16 +2863,14 @@ else {
 vErrors.push(err200);
 }
 errors++;
+break;
+}
+indices1[item1] = i4;
 }
 }
-if(data41.dnsRefresh !== undefined){
-let data63 = data41.dnsRefresh;
-const _errs225 = errors;
-let valid45 = false;
-const _errs226 = errors;
-if(typeof data63 === "string"){
-if(!pattern2.test(data63)){
-const err201 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/dnsRefresh",schemaPath:"#/properties/upstreams/additionalProperties/properties/dnsRefresh/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.upstreams.additionalProperties.properties.dnsRefresh.anyOf[0],data:data63};
+}
+else {
+const err201 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker/failOn",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/properties/failOn/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.failOn.type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.properties.failOn,data:data62};
 if(vErrors === null){
 vErrors = [err201];
 }
@@ -2886,8 +2880,9 @@ vErrors.push(err201);
 errors++;
 }
 }
+}
 else {
-const err202 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/dnsRefresh",schemaPath:"#/properties/upstreams/additionalProperties/properties/dnsRefresh/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.upstreams.additionalProperties.properties.dnsRefresh.anyOf[0].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.dnsRefresh.anyOf[0],data:data63};
+const err202 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/circuitBreaker",schemaPath:"#/properties/upstreams/additionalProperties/properties/circuitBreaker/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker.type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.circuitBreaker,data:data53};
 if(vErrors === null){
 vErrors = [err202];
 }
@@ -2896,12 +2891,15 @@ vErrors.push(err202);
 }
 errors++;
 }
-var _valid20 = _errs226 === errors;
-valid45 = valid45 || _valid20;
-if(!valid45){
+}
+if(data41.dnsRefresh !== undefined){
+let data64 = data41.dnsRefresh;
+const _errs227 = errors;
+let valid45 = false;
 const _errs228 = errors;
-if(!(((typeof data63 == "number") && (!(data63 % 1) && !isNaN(data63))) && (isFinite(data63)))){
-const err203 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/dnsRefresh",schemaPath:"#/properties/upstreams/additionalProperties/properties/dnsRefresh/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.upstreams.additionalProperties.properties.dnsRefresh.anyOf[1].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.dnsRefresh.anyOf[1],data:data63};
+if(typeof data64 === "string"){
+if(!pattern2.test(data64)){
+const err203 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/dnsRefresh",schemaPath:"#/properties/upstreams/additionalProperties/properties/dnsRefresh/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.upstreams.additionalProperties.properties.dnsRefresh.anyOf[0],data:data64};
 if(vErrors === null){
 vErrors = [err203];
 }
@@ -2910,9 +2908,9 @@ vErrors.push(err203);
 }
 errors++;
 }
-if((typeof data63 == "number") && (isFinite(data63))){
-if(data63 < 0 || isNaN(data63)){
-const err204 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/dnsRefresh",schemaPath:"#/properties/upstreams/additionalProperties/properties/dnsRefresh/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.upstreams.additionalProperties.properties.dnsRefresh.anyOf[1],data:data63};
+}
+else {
+const err204 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/dnsRefresh",schemaPath:"#/properties/upstreams/additionalProperties/properties/dnsRefresh/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.upstreams.additionalProperties.properties.dnsRefresh.anyOf[0].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.dnsRefresh.anyOf[0],data:data64};
 if(vErrors === null){
 vErrors = [err204];
 }
@@ -2921,12 +2919,12 @@ vErrors.push(err204);
 }
 errors++;
 }
-}
 var _valid20 = _errs228 === errors;
 valid45 = valid45 || _valid20;
-}
 if(!valid45){
-const err205 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/dnsRefresh",schemaPath:"#/properties/upstreams/additionalProperties/properties/dnsRefresh/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.upstreams.additionalProperties.properties.dnsRefresh.anyOf,parentSchema:schema11.properties.upstreams.additionalProperties.properties.dnsRefresh,data:data63};
+const _errs230 = errors;
+if(!(((typeof data64 == "number") && (!(data64 % 1) && !isNaN(data64))) && (isFinite(data64)))){
+const err205 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/dnsRefresh",schemaPath:"#/properties/upstreams/additionalProperties/properties/dnsRefresh/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.upstreams.additionalProperties.properties.dnsRefresh.anyOf[1].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.dnsRefresh.anyOf[1],data:data64};
 if(vErrors === null){
 vErrors = [err205];
 }
@@ -2935,24 +2933,9 @@ vErrors.push(err205);
 }
 errors++;
 }
-else {
-errors = _errs225;
-if(vErrors !== null){
-if(_errs225){
-vErrors.length = _errs225;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-if(data41.outlierDetection !== undefined){
-let data64 = data41.outlierDetection;
-if(data64 && typeof data64 == "object" && !Array.isArray(data64)){
-for(const key17 in data64){
-if(!((((((key17 === "consecutiveFailures") || (key17 === "failureRate")) || (key17 === "latency")) || (key17 === "baseEjectionTime")) || (key17 === "maxEjectionTime")) || (key17 === "maxEjectionPercent"))){
-const err206 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key17},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection,data:data64};
+if((typeof data64 == "number") && (isFinite(data64))){
+if(data64 < 0 || isNaN(data64)){
+const err206 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/dnsRefresh",schemaPath:"#/properties/upstreams/additionalProperties/properties/dnsRefresh/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.upstreams.additionalProperties.properties.dnsRefresh.anyOf[1],data:data64};
 if(vErrors === null){
 vErrors = [err206];
 }
@@ -2962,10 +2945,11 @@ vErrors.push(err206);
 errors++;
 }
 }
-if(data64.consecutiveFailures !== undefined){
-let data65 = data64.consecutiveFailures;
-if(!(((typeof data65 == "number") && (!(data65 % 1) && !isNaN(data65))) && (isFinite(data65)))){
-const err207 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/consecutiveFailures",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/consecutiveFailures/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.consecutiveFailures.type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.consecutiveFailures,data:data65};
+var _valid20 = _errs230 === errors;
+valid45 = valid45 || _valid20;
+}
+if(!valid45){
+const err207 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/dnsRefresh",schemaPath:"#/properties/upstreams/additionalProperties/properties/dnsRefresh/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.upstreams.additionalProperties.properties.dnsRefresh.anyOf,parentSchema:schema11.properties.upstreams.additionalProperties.properties.dnsRefresh,data:data64};
 if(vErrors === null){
 vErrors = [err207];
 }
@@ -2974,9 +2958,24 @@ vErrors.push(err207);
 }
 errors++;
 }
-if((typeof data65 == "number") && (isFinite(data65))){
-if(data65 < 0 || isNaN(data65)){
-const err208 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/consecutiveFailures",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/consecutiveFailures/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.consecutiveFailures,data:data65};
+else {
+errors = _errs227;
+if(vErrors !== null){
+if(_errs227){
+vErrors.length = _errs227;
+}
+else {
+vErrors = null;
+}
+}
+}
+}
+if(data41.outlierDetection !== undefined){
+let data65 = data41.outlierDetection;
+if(data65 && typeof data65 == "object" && !Array.isArray(data65)){
+for(const key17 in data65){
+if(!((((((key17 === "consecutiveFailures") || (key17 === "failureRate")) || (key17 === "latency")) || (key17 === "baseEjectionTime")) || (key17 === "maxEjectionTime")) || (key17 === "maxEjectionPercent"))){
+const err208 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key17},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection,data:data65};
 if(vErrors === null){
 vErrors = [err208];
 }
@@ -2986,13 +2985,10 @@ vErrors.push(err208);
 errors++;
 }
 }
-}
-if(data64.failureRate !== undefined){
-let data66 = data64.failureRate;
-if(data66 && typeof data66 == "object" && !Array.isArray(data66)){
-for(const key18 in data66){
-if(!(((key18 === "threshold") || (key18 === "minRequests")) || (key18 === "window"))){
-const err209 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/failureRate",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/failureRate/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key18},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.failureRate,data:data66};
+if(data65.consecutiveFailures !== undefined){
+let data66 = data65.consecutiveFailures;
+if(!(((typeof data66 == "number") && (!(data66 % 1) && !isNaN(data66))) && (isFinite(data66)))){
+const err209 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/consecutiveFailures",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/consecutiveFailures/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.consecutiveFailures.type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.consecutiveFailures,data:data66};
 if(vErrors === null){
 vErrors = [err209];
 }
@@ -3001,15 +2997,9 @@ vErrors.push(err209);
 }
 errors++;
 }
-}
-if(data66.threshold !== undefined){
-let data67 = data66.threshold;
-const _errs239 = errors;
-let valid48 = false;
-const _errs240 = errors;
-if((typeof data67 == "number") && (isFinite(data67))){
-if(data67 > 1 || isNaN(data67)){
-const err210 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/failureRate/threshold",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/failureRate/properties/threshold/anyOf/0/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1},message:"must be <= 1",schema:1,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.failureRate.properties.threshold.anyOf[0],data:data67};
+if((typeof data66 == "number") && (isFinite(data66))){
+if(data66 < 0 || isNaN(data66)){
+const err210 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/consecutiveFailures",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/consecutiveFailures/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.consecutiveFailures,data:data66};
 if(vErrors === null){
 vErrors = [err210];
 }
@@ -3018,8 +3008,14 @@ vErrors.push(err210);
 }
 errors++;
 }
-if(data67 < 0 || isNaN(data67)){
-const err211 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/failureRate/threshold",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/failureRate/properties/threshold/anyOf/0/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.failureRate.properties.threshold.anyOf[0],data:data67};
+}
+}
+if(data65.failureRate !== undefined){
+let data67 = data65.failureRate;
+if(data67 && typeof data67 == "object" && !Array.isArray(data67)){
+for(const key18 in data67){
+if(!(((key18 === "threshold") || (key18 === "minRequests")) || (key18 === "window"))){
+const err211 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/failureRate",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/failureRate/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key18},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.failureRate,data:data67};
 if(vErrors === null){
 vErrors = [err211];
 }
@@ -3029,8 +3025,14 @@ vErrors.push(err211);
 errors++;
 }
 }
-else {
-const err212 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/failureRate/threshold",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/failureRate/properties/threshold/anyOf/0/type",keyword:"type",params:{type: "number"},message:"must be number",schema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.failureRate.properties.threshold.anyOf[0].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.failureRate.properties.threshold.anyOf[0],data:data67};
+if(data67.threshold !== undefined){
+let data68 = data67.threshold;
+const _errs241 = errors;
+let valid48 = false;
+const _errs242 = errors;
+if((typeof data68 == "number") && (isFinite(data68))){
+if(data68 > 1 || isNaN(data68)){
+const err212 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/failureRate/threshold",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/failureRate/properties/threshold/anyOf/0/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1},message:"must be <= 1",schema:1,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.failureRate.properties.threshold.anyOf[0],data:data68};
 if(vErrors === null){
 vErrors = [err212];
 }
@@ -3039,13 +3041,8 @@ vErrors.push(err212);
 }
 errors++;
 }
-var _valid21 = _errs240 === errors;
-valid48 = valid48 || _valid21;
-if(!valid48){
-const _errs242 = errors;
-if(typeof data67 === "string"){
-if(!pattern24.test(data67)){
-const err213 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/failureRate/threshold",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/failureRate/properties/threshold/anyOf/1/pattern",keyword:"pattern",params:{pattern: "^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$"},message:"must match pattern \""+"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$"+"\"",schema:"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$",parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.failureRate.properties.threshold.anyOf[1],data:data67};
+if(data68 < 0 || isNaN(data68)){
+const err213 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/failureRate/threshold",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/failureRate/properties/threshold/anyOf/0/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.failureRate.properties.threshold.anyOf[0],data:data68};
 if(vErrors === null){
 vErrors = [err213];
 }
@@ -3056,7 +3053,7 @@ errors++;
 }
 }
 else {
-const err214 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/failureRate/threshold",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/failureRate/properties/threshold/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.failureRate.properties.threshold.anyOf[1].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.failureRate.properties.threshold.anyOf[1],data:data67};
+const err214 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/failureRate/threshold",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/failureRate/properties/threshold/anyOf/0/type",keyword:"type",params:{type: "number"},message:"must be number",schema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.failureRate.properties.threshold.anyOf[0].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.failureRate.properties.threshold.anyOf[0],data:data68};
 if(vErrors === null){
 vErrors = [err214];
 }
@@ -3067,9 +3064,11 @@ errors++;
 }
 var _valid21 = _errs242 === errors;
 valid48 = valid48 || _valid21;
-}
 if(!valid48){
-const err215 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/failureRate/threshold",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/failureRate/properties/threshold/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.failureRate.properties.threshold.anyOf,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.failureRate.properties.threshold,data:data67};
+const _errs244 = errors;
+if(typeof data68 === "string"){
+if(!pattern24.test(data68)){
+const err215 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/failureRate/threshold",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/failureRate/properties/threshold/anyOf/1/pattern",keyword:"pattern",params:{pattern: "^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$"},message:"must match pattern \""+"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$"+"\"",schema:"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$",parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.failureRate.properties.threshold.anyOf[1],data:data68};
 if(vErrors === null){
 vErrors = [err215];
 }
@@ -3078,22 +3077,9 @@ vErrors.push(err215);
 }
 errors++;
 }
-else {
-errors = _errs239;
-if(vErrors !== null){
-if(_errs239){
-vErrors.length = _errs239;
 }
 else {
-vErrors = null;
-}
-}
-}
-}
-if(data66.minRequests !== undefined){
-let data68 = data66.minRequests;
-if(!(((typeof data68 == "number") && (!(data68 % 1) && !isNaN(data68))) && (isFinite(data68)))){
-const err216 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/failureRate/minRequests",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/failureRate/properties/minRequests/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.failureRate.properties.minRequests.type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.failureRate.properties.minRequests,data:data68};
+const err216 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/failureRate/threshold",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/failureRate/properties/threshold/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.failureRate.properties.threshold.anyOf[1].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.failureRate.properties.threshold.anyOf[1],data:data68};
 if(vErrors === null){
 vErrors = [err216];
 }
@@ -3102,9 +3088,11 @@ vErrors.push(err216);
 }
 errors++;
 }
-if((typeof data68 == "number") && (isFinite(data68))){
-if(data68 < 1 || isNaN(data68)){
-const err217 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/failureRate/minRequests",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/failureRate/properties/minRequests/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.failureRate.properties.minRequests,data:data68};
+var _valid21 = _errs244 === errors;
+valid48 = valid48 || _valid21;
+}
+if(!valid48){
+const err217 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/failureRate/threshold",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/failureRate/properties/threshold/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.failureRate.properties.threshold.anyOf,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.failureRate.properties.threshold,data:data68};
 if(vErrors === null){
 vErrors = [err217];
 }
@@ -3113,16 +3101,22 @@ vErrors.push(err217);
 }
 errors++;
 }
+else {
+errors = _errs241;
+if(vErrors !== null){
+if(_errs241){
+vErrors.length = _errs241;
+}
+else {
+vErrors = null;
 }
 }
-if(data66.window !== undefined){
-let data69 = data66.window;
-const _errs247 = errors;
-let valid49 = false;
-const _errs248 = errors;
-if(typeof data69 === "string"){
-if(!pattern2.test(data69)){
-const err218 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/failureRate/window",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/failureRate/properties/window/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.failureRate.properties.window.anyOf[0],data:data69};
+}
+}
+if(data67.minRequests !== undefined){
+let data69 = data67.minRequests;
+if(!(((typeof data69 == "number") && (!(data69 % 1) && !isNaN(data69))) && (isFinite(data69)))){
+const err218 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/failureRate/minRequests",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/failureRate/properties/minRequests/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.failureRate.properties.minRequests.type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.failureRate.properties.minRequests,data:data69};
 if(vErrors === null){
 vErrors = [err218];
 }
@@ -3131,9 +3125,9 @@ vErrors.push(err218);
 }
 errors++;
 }
-}
-else {
-const err219 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/failureRate/window",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/failureRate/properties/window/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.failureRate.properties.window.anyOf[0].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.failureRate.properties.window.anyOf[0],data:data69};
+if((typeof data69 == "number") && (isFinite(data69))){
+if(data69 < 1 || isNaN(data69)){
+const err219 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/failureRate/minRequests",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/failureRate/properties/minRequests/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.failureRate.properties.minRequests,data:data69};
 if(vErrors === null){
 vErrors = [err219];
 }
@@ -3142,12 +3136,16 @@ vErrors.push(err219);
 }
 errors++;
 }
-var _valid22 = _errs248 === errors;
-valid49 = valid49 || _valid22;
-if(!valid49){
+}
+}
+if(data67.window !== undefined){
+let data70 = data67.window;
+const _errs249 = errors;
+let valid49 = false;
 const _errs250 = errors;
-if(!(((typeof data69 == "number") && (!(data69 % 1) && !isNaN(data69))) && (isFinite(data69)))){
-const err220 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/failureRate/window",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/failureRate/properties/window/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.failureRate.properties.window.anyOf[1].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.failureRate.properties.window.anyOf[1],data:data69};
+if(typeof data70 === "string"){
+if(!pattern2.test(data70)){
+const err220 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/failureRate/window",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/failureRate/properties/window/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.failureRate.properties.window.anyOf[0],data:data70};
 if(vErrors === null){
 vErrors = [err220];
 }
@@ -3156,9 +3154,9 @@ vErrors.push(err220);
 }
 errors++;
 }
-if((typeof data69 == "number") && (isFinite(data69))){
-if(data69 < 0 || isNaN(data69)){
-const err221 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/failureRate/window",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/failureRate/properties/window/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.failureRate.properties.window.anyOf[1],data:data69};
+}
+else {
+const err221 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/failureRate/window",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/failureRate/properties/window/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.failureRate.properties.window.anyOf[0].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.failureRate.properties.window.anyOf[0],data:data70};
 if(vErrors === null){
 vErrors = [err221];
 }
@@ -3167,12 +3165,12 @@ vErrors.push(err221);
 }
 errors++;
 }
-}
 var _valid22 = _errs250 === errors;
 valid49 = valid49 || _valid22;
-}
 if(!valid49){
-const err222 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/failureRate/window",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/failureRate/properties/window/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.failureRate.properties.window.anyOf,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.failureRate.properties.window,data:data69};
+const _errs252 = errors;
+if(!(((typeof data70 == "number") && (!(data70 % 1) && !isNaN(data70))) && (isFinite(data70)))){
+const err222 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/failureRate/window",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/failureRate/properties/window/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.failureRate.properties.window.anyOf[1].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.failureRate.properties.window.anyOf[1],data:data70};
 if(vErrors === null){
 vErrors = [err222];
 }
@@ -3181,21 +3179,9 @@ vErrors.push(err222);
 }
 errors++;
 }
-else {
-errors = _errs247;
-if(vErrors !== null){
-if(_errs247){
-vErrors.length = _errs247;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-}
-else {
-const err223 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/failureRate",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/failureRate/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.failureRate.type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.failureRate,data:data66};
+if((typeof data70 == "number") && (isFinite(data70))){
+if(data70 < 0 || isNaN(data70)){
+const err223 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/failureRate/window",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/failureRate/properties/window/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.failureRate.properties.window.anyOf[1],data:data70};
 if(vErrors === null){
 vErrors = [err223];
 }
@@ -3205,12 +3191,11 @@ vErrors.push(err223);
 errors++;
 }
 }
-if(data64.latency !== undefined){
-let data70 = data64.latency;
-if(data70 && typeof data70 == "object" && !Array.isArray(data70)){
-for(const key19 in data70){
-if(!(((key19 === "factor") || (key19 === "minRequests")) || (key19 === "window"))){
-const err224 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/latency",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/latency/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key19},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.latency,data:data70};
+var _valid22 = _errs252 === errors;
+valid49 = valid49 || _valid22;
+}
+if(!valid49){
+const err224 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/failureRate/window",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/failureRate/properties/window/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.failureRate.properties.window.anyOf,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.failureRate.properties.window,data:data70};
 if(vErrors === null){
 vErrors = [err224];
 }
@@ -3219,12 +3204,21 @@ vErrors.push(err224);
 }
 errors++;
 }
+else {
+errors = _errs249;
+if(vErrors !== null){
+if(_errs249){
+vErrors.length = _errs249;
 }
-if(data70.factor !== undefined){
-let data71 = data70.factor;
-if((typeof data71 == "number") && (isFinite(data71))){
-if(data71 <= 1 || isNaN(data71)){
-const err225 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/latency/factor",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/latency/properties/factor/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 1},message:"must be > 1",schema:1,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.latency.properties.factor,data:data71};
+else {
+vErrors = null;
+}
+}
+}
+}
+}
+else {
+const err225 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/failureRate",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/failureRate/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.failureRate.type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.failureRate,data:data67};
 if(vErrors === null){
 vErrors = [err225];
 }
@@ -3234,8 +3228,12 @@ vErrors.push(err225);
 errors++;
 }
 }
-else {
-const err226 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/latency/factor",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/latency/properties/factor/type",keyword:"type",params:{type: "number"},message:"must be number",schema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.latency.properties.factor.type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.latency.properties.factor,data:data71};
+if(data65.latency !== undefined){
+let data71 = data65.latency;
+if(data71 && typeof data71 == "object" && !Array.isArray(data71)){
+for(const key19 in data71){
+if(!(((key19 === "factor") || (key19 === "minRequests")) || (key19 === "window"))){
+const err226 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/latency",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/latency/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key19},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.latency,data:data71};
 if(vErrors === null){
 vErrors = [err226];
 }
@@ -3245,10 +3243,11 @@ vErrors.push(err226);
 errors++;
 }
 }
-if(data70.minRequests !== undefined){
-let data72 = data70.minRequests;
-if(!(((typeof data72 == "number") && (!(data72 % 1) && !isNaN(data72))) && (isFinite(data72)))){
-const err227 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/latency/minRequests",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/latency/properties/minRequests/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.latency.properties.minRequests.type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.latency.properties.minRequests,data:data72};
+if(data71.factor !== undefined){
+let data72 = data71.factor;
+if((typeof data72 == "number") && (isFinite(data72))){
+if(data72 <= 1 || isNaN(data72)){
+const err227 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/latency/factor",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/latency/properties/factor/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 1},message:"must be > 1",schema:1,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.latency.properties.factor,data:data72};
 if(vErrors === null){
 vErrors = [err227];
 }
@@ -3257,9 +3256,9 @@ vErrors.push(err227);
 }
 errors++;
 }
-if((typeof data72 == "number") && (isFinite(data72))){
-if(data72 < 1 || isNaN(data72)){
-const err228 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/latency/minRequests",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/latency/properties/minRequests/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.latency.properties.minRequests,data:data72};
+}
+else {
+const err228 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/latency/factor",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/latency/properties/factor/type",keyword:"type",params:{type: "number"},message:"must be number",schema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.latency.properties.factor.type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.latency.properties.factor,data:data72};
 if(vErrors === null){
 vErrors = [err228];
 }
@@ -3269,15 +3268,10 @@ vErrors.push(err228);
 errors++;
 }
 }
-}
-if(data70.window !== undefined){
-let data73 = data70.window;
-const _errs260 = errors;
-let valid51 = false;
-const _errs261 = errors;
-if(typeof data73 === "string"){
-if(!pattern2.test(data73)){
-const err229 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/latency/window",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/latency/properties/window/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.latency.properties.window.anyOf[0],data:data73};
+if(data71.minRequests !== undefined){
+let data73 = data71.minRequests;
+if(!(((typeof data73 == "number") && (!(data73 % 1) && !isNaN(data73))) && (isFinite(data73)))){
+const err229 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/latency/minRequests",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/latency/properties/minRequests/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.latency.properties.minRequests.type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.latency.properties.minRequests,data:data73};
 if(vErrors === null){
 vErrors = [err229];
 }
@@ -3286,9 +3280,9 @@ vErrors.push(err229);
 }
 errors++;
 }
-}
-else {
-const err230 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/latency/window",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/latency/properties/window/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.latency.properties.window.anyOf[0].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.latency.properties.window.anyOf[0],data:data73};
+if((typeof data73 == "number") && (isFinite(data73))){
+if(data73 < 1 || isNaN(data73)){
+const err230 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/latency/minRequests",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/latency/properties/minRequests/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.latency.properties.minRequests,data:data73};
 if(vErrors === null){
 vErrors = [err230];
 }
@@ -3297,12 +3291,16 @@ vErrors.push(err230);
 }
 errors++;
 }
-var _valid23 = _errs261 === errors;
-valid51 = valid51 || _valid23;
-if(!valid51){
+}
+}
+if(data71.window !== undefined){
+let data74 = data71.window;
+const _errs262 = errors;
+let valid51 = false;
 const _errs263 = errors;
-if(!(((typeof data73 == "number") && (!(data73 % 1) && !isNaN(data73))) && (isFinite(data73)))){
-const err231 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/latency/window",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/latency/properties/window/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.latency.properties.window.anyOf[1].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.latency.properties.window.anyOf[1],data:data73};
+if(typeof data74 === "string"){
+if(!pattern2.test(data74)){
+const err231 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/latency/window",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/latency/properties/window/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.latency.properties.window.anyOf[0],data:data74};
 if(vErrors === null){
 vErrors = [err231];
 }
@@ -3311,9 +3309,9 @@ vErrors.push(err231);
 }
 errors++;
 }
-if((typeof data73 == "number") && (isFinite(data73))){
-if(data73 < 0 || isNaN(data73)){
-const err232 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/latency/window",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/latency/properties/window/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.latency.properties.window.anyOf[1],data:data73};
+}
+else {
+const err232 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/latency/window",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/latency/properties/window/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.latency.properties.window.anyOf[0].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.latency.properties.window.anyOf[0],data:data74};
 if(vErrors === null){
 vErrors = [err232];
 }
@@ -3322,12 +3320,12 @@ vErrors.push(err232);
 }
 errors++;
 }
-}
 var _valid23 = _errs263 === errors;
 valid51 = valid51 || _valid23;
-}
 if(!valid51){
-const err233 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/latency/window",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/latency/properties/window/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.latency.properties.window.anyOf,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.latency.properties.window,data:data73};
+const _errs265 = errors;
+if(!(((typeof data74 == "number") && (!(data74 % 1) && !isNaN(data74))) && (isFinite(data74)))){
+const err233 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/latency/window",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/latency/properties/window/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.latency.properties.window.anyOf[1].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.latency.properties.window.anyOf[1],data:data74};
 if(vErrors === null){
 vErrors = [err233];
 }
@@ -3336,21 +3334,9 @@ vErrors.push(err233);
 }
 errors++;
 }
-else {
-errors = _errs260;
-if(vErrors !== null){
-if(_errs260){
-vErrors.length = _errs260;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-}
-else {
-const err234 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/latency",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/latency/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.latency.type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.latency,data:data70};
+if((typeof data74 == "number") && (isFinite(data74))){
+if(data74 < 0 || isNaN(data74)){
+const err234 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/latency/window",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/latency/properties/window/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.latency.properties.window.anyOf[1],data:data74};
 if(vErrors === null){
 vErrors = [err234];
 }
@@ -3360,14 +3346,11 @@ vErrors.push(err234);
 errors++;
 }
 }
-if(data64.baseEjectionTime !== undefined){
-let data74 = data64.baseEjectionTime;
-const _errs266 = errors;
-let valid52 = false;
-const _errs267 = errors;
-if(typeof data74 === "string"){
-if(!pattern2.test(data74)){
-const err235 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/baseEjectionTime",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/baseEjectionTime/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.baseEjectionTime.anyOf[0],data:data74};
+var _valid23 = _errs265 === errors;
+valid51 = valid51 || _valid23;
+}
+if(!valid51){
+const err235 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/latency/window",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/latency/properties/window/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.latency.properties.window.anyOf,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.latency.properties.window,data:data74};
 if(vErrors === null){
 vErrors = [err235];
 }
@@ -3376,9 +3359,21 @@ vErrors.push(err235);
 }
 errors++;
 }
+else {
+errors = _errs262;
+if(vErrors !== null){
+if(_errs262){
+vErrors.length = _errs262;
 }
 else {
-const err236 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/baseEjectionTime",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/baseEjectionTime/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.baseEjectionTime.anyOf[0].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.baseEjectionTime.anyOf[0],data:data74};
+vErrors = null;
+}
+}
+}
+}
+}
+else {
+const err236 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/latency",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/latency/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.latency.type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.latency,data:data71};
 if(vErrors === null){
 vErrors = [err236];
 }
@@ -3387,12 +3382,15 @@ vErrors.push(err236);
 }
 errors++;
 }
-var _valid24 = _errs267 === errors;
-valid52 = valid52 || _valid24;
-if(!valid52){
+}
+if(data65.baseEjectionTime !== undefined){
+let data75 = data65.baseEjectionTime;
+const _errs268 = errors;
+let valid52 = false;
 const _errs269 = errors;
-if(!(((typeof data74 == "number") && (!(data74 % 1) && !isNaN(data74))) && (isFinite(data74)))){
-const err237 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/baseEjectionTime",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/baseEjectionTime/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.baseEjectionTime.anyOf[1].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.baseEjectionTime.anyOf[1],data:data74};
+if(typeof data75 === "string"){
+if(!pattern2.test(data75)){
+const err237 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/baseEjectionTime",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/baseEjectionTime/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.baseEjectionTime.anyOf[0],data:data75};
 if(vErrors === null){
 vErrors = [err237];
 }
@@ -3401,9 +3399,9 @@ vErrors.push(err237);
 }
 errors++;
 }
-if((typeof data74 == "number") && (isFinite(data74))){
-if(data74 < 0 || isNaN(data74)){
-const err238 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/baseEjectionTime",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/baseEjectionTime/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.baseEjectionTime.anyOf[1],data:data74};
+}
+else {
+const err238 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/baseEjectionTime",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/baseEjectionTime/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.baseEjectionTime.anyOf[0].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.baseEjectionTime.anyOf[0],data:data75};
 if(vErrors === null){
 vErrors = [err238];
 }
@@ -3412,12 +3410,12 @@ vErrors.push(err238);
 }
 errors++;
 }
-}
 var _valid24 = _errs269 === errors;
 valid52 = valid52 || _valid24;
-}
 if(!valid52){
-const err239 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/baseEjectionTime",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/baseEjectionTime/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.baseEjectionTime.anyOf,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.baseEjectionTime,data:data74};
+const _errs271 = errors;
+if(!(((typeof data75 == "number") && (!(data75 % 1) && !isNaN(data75))) && (isFinite(data75)))){
+const err239 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/baseEjectionTime",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/baseEjectionTime/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.baseEjectionTime.anyOf[1].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.baseEjectionTime.anyOf[1],data:data75};
 if(vErrors === null){
 vErrors = [err239];
 }
@@ -3426,26 +3424,9 @@ vErrors.push(err239);
 }
 errors++;
 }
-else {
-errors = _errs266;
-if(vErrors !== null){
-if(_errs266){
-vErrors.length = _errs266;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-if(data64.maxEjectionTime !== undefined){
-let data75 = data64.maxEjectionTime;
-const _errs272 = errors;
-let valid53 = false;
-const _errs273 = errors;
-if(typeof data75 === "string"){
-if(!pattern2.test(data75)){
-const err240 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/maxEjectionTime",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/maxEjectionTime/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.maxEjectionTime.anyOf[0],data:data75};
+if((typeof data75 == "number") && (isFinite(data75))){
+if(data75 < 0 || isNaN(data75)){
+const err240 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/baseEjectionTime",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/baseEjectionTime/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.baseEjectionTime.anyOf[1],data:data75};
 if(vErrors === null){
 vErrors = [err240];
 }
@@ -3455,8 +3436,11 @@ vErrors.push(err240);
 errors++;
 }
 }
-else {
-const err241 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/maxEjectionTime",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/maxEjectionTime/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.maxEjectionTime.anyOf[0].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.maxEjectionTime.anyOf[0],data:data75};
+var _valid24 = _errs271 === errors;
+valid52 = valid52 || _valid24;
+}
+if(!valid52){
+const err241 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/baseEjectionTime",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/baseEjectionTime/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.baseEjectionTime.anyOf,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.baseEjectionTime,data:data75};
 if(vErrors === null){
 vErrors = [err241];
 }
@@ -3465,12 +3449,26 @@ vErrors.push(err241);
 }
 errors++;
 }
-var _valid25 = _errs273 === errors;
-valid53 = valid53 || _valid25;
-if(!valid53){
+else {
+errors = _errs268;
+if(vErrors !== null){
+if(_errs268){
+vErrors.length = _errs268;
+}
+else {
+vErrors = null;
+}
+}
+}
+}
+if(data65.maxEjectionTime !== undefined){
+let data76 = data65.maxEjectionTime;
+const _errs274 = errors;
+let valid53 = false;
 const _errs275 = errors;
-if(!(((typeof data75 == "number") && (!(data75 % 1) && !isNaN(data75))) && (isFinite(data75)))){
-const err242 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/maxEjectionTime",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/maxEjectionTime/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.maxEjectionTime.anyOf[1].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.maxEjectionTime.anyOf[1],data:data75};
+if(typeof data76 === "string"){
+if(!pattern2.test(data76)){
+const err242 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/maxEjectionTime",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/maxEjectionTime/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.maxEjectionTime.anyOf[0],data:data76};
 if(vErrors === null){
 vErrors = [err242];
 }
@@ -3479,9 +3477,9 @@ vErrors.push(err242);
 }
 errors++;
 }
-if((typeof data75 == "number") && (isFinite(data75))){
-if(data75 < 0 || isNaN(data75)){
-const err243 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/maxEjectionTime",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/maxEjectionTime/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.maxEjectionTime.anyOf[1],data:data75};
+}
+else {
+const err243 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/maxEjectionTime",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/maxEjectionTime/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.maxEjectionTime.anyOf[0].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.maxEjectionTime.anyOf[0],data:data76};
 if(vErrors === null){
 vErrors = [err243];
 }
@@ -3490,12 +3488,12 @@ vErrors.push(err243);
 }
 errors++;
 }
-}
 var _valid25 = _errs275 === errors;
 valid53 = valid53 || _valid25;
-}
 if(!valid53){
-const err244 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/maxEjectionTime",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/maxEjectionTime/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.maxEjectionTime.anyOf,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.maxEjectionTime,data:data75};
+const _errs277 = errors;
+if(!(((typeof data76 == "number") && (!(data76 % 1) && !isNaN(data76))) && (isFinite(data76)))){
+const err244 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/maxEjectionTime",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/maxEjectionTime/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.maxEjectionTime.anyOf[1].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.maxEjectionTime.anyOf[1],data:data76};
 if(vErrors === null){
 vErrors = [err244];
 }
@@ -3504,26 +3502,9 @@ vErrors.push(err244);
 }
 errors++;
 }
-else {
-errors = _errs272;
-if(vErrors !== null){
-if(_errs272){
-vErrors.length = _errs272;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-if(data64.maxEjectionPercent !== undefined){
-let data76 = data64.maxEjectionPercent;
-const _errs278 = errors;
-let valid54 = false;
-const _errs279 = errors;
 if((typeof data76 == "number") && (isFinite(data76))){
-if(data76 > 100 || isNaN(data76)){
-const err245 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/maxEjectionPercent",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/maxEjectionPercent/anyOf/0/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100",schema:100,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.maxEjectionPercent.anyOf[0],data:data76};
+if(data76 < 0 || isNaN(data76)){
+const err245 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/maxEjectionTime",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/maxEjectionTime/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.maxEjectionTime.anyOf[1],data:data76};
 if(vErrors === null){
 vErrors = [err245];
 }
@@ -3532,8 +3513,12 @@ vErrors.push(err245);
 }
 errors++;
 }
-if(data76 < 0 || isNaN(data76)){
-const err246 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/maxEjectionPercent",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/maxEjectionPercent/anyOf/0/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.maxEjectionPercent.anyOf[0],data:data76};
+}
+var _valid25 = _errs277 === errors;
+valid53 = valid53 || _valid25;
+}
+if(!valid53){
+const err246 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/maxEjectionTime",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/maxEjectionTime/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.maxEjectionTime.anyOf,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.maxEjectionTime,data:data76};
 if(vErrors === null){
 vErrors = [err246];
 }
@@ -3542,9 +3527,26 @@ vErrors.push(err246);
 }
 errors++;
 }
+else {
+errors = _errs274;
+if(vErrors !== null){
+if(_errs274){
+vErrors.length = _errs274;
 }
 else {
-const err247 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/maxEjectionPercent",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/maxEjectionPercent/anyOf/0/type",keyword:"type",params:{type: "number"},message:"must be number",schema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.maxEjectionPercent.anyOf[0].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.maxEjectionPercent.anyOf[0],data:data76};
+vErrors = null;
+}
+}
+}
+}
+if(data65.maxEjectionPercent !== undefined){
+let data77 = data65.maxEjectionPercent;
+const _errs280 = errors;
+let valid54 = false;
+const _errs281 = errors;
+if((typeof data77 == "number") && (isFinite(data77))){
+if(data77 > 100 || isNaN(data77)){
+const err247 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/maxEjectionPercent",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/maxEjectionPercent/anyOf/0/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100",schema:100,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.maxEjectionPercent.anyOf[0],data:data77};
 if(vErrors === null){
 vErrors = [err247];
 }
@@ -3553,13 +3555,8 @@ vErrors.push(err247);
 }
 errors++;
 }
-var _valid26 = _errs279 === errors;
-valid54 = valid54 || _valid26;
-if(!valid54){
-const _errs281 = errors;
-if(typeof data76 === "string"){
-if(!pattern24.test(data76)){
-const err248 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/maxEjectionPercent",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/maxEjectionPercent/anyOf/1/pattern",keyword:"pattern",params:{pattern: "^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$"},message:"must match pattern \""+"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$"+"\"",schema:"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$",parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.maxEjectionPercent.anyOf[1],data:data76};
+if(data77 < 0 || isNaN(data77)){
+const err248 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/maxEjectionPercent",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/maxEjectionPercent/anyOf/0/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.maxEjectionPercent.anyOf[0],data:data77};
 if(vErrors === null){
 vErrors = [err248];
 }
@@ -3570,7 +3567,7 @@ errors++;
 }
 }
 else {
-const err249 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/maxEjectionPercent",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/maxEjectionPercent/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.maxEjectionPercent.anyOf[1].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.maxEjectionPercent.anyOf[1],data:data76};
+const err249 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/maxEjectionPercent",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/maxEjectionPercent/anyOf/0/type",keyword:"type",params:{type: "number"},message:"must be number",schema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.maxEjectionPercent.anyOf[0].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.maxEjectionPercent.anyOf[0],data:data77};
 if(vErrors === null){
 vErrors = [err249];
 }
@@ -3581,9 +3578,11 @@ errors++;
 }
 var _valid26 = _errs281 === errors;
 valid54 = valid54 || _valid26;
-}
 if(!valid54){
-const err250 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/maxEjectionPercent",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/maxEjectionPercent/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.maxEjectionPercent.anyOf,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.maxEjectionPercent,data:data76};
+const _errs283 = errors;
+if(typeof data77 === "string"){
+if(!pattern24.test(data77)){
+const err250 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/maxEjectionPercent",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/maxEjectionPercent/anyOf/1/pattern",keyword:"pattern",params:{pattern: "^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$"},message:"must match pattern \""+"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$"+"\"",schema:"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$",parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.maxEjectionPercent.anyOf[1],data:data77};
 if(vErrors === null){
 vErrors = [err250];
 }
@@ -3592,11 +3591,35 @@ vErrors.push(err250);
 }
 errors++;
 }
+}
 else {
-errors = _errs278;
+const err251 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/maxEjectionPercent",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/maxEjectionPercent/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.maxEjectionPercent.anyOf[1].type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.maxEjectionPercent.anyOf[1],data:data77};
+if(vErrors === null){
+vErrors = [err251];
+}
+else {
+vErrors.push(err251);
+}
+errors++;
+}
+var _valid26 = _errs283 === errors;
+valid54 = valid54 || _valid26;
+}
+if(!valid54){
+const err252 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection/maxEjectionPercent",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/properties/maxEjectionPercent/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.maxEjectionPercent.anyOf,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.properties.maxEjectionPercent,data:data77};
+if(vErrors === null){
+vErrors = [err252];
+}
+else {
+vErrors.push(err252);
+}
+errors++;
+}
+else {
+errors = _errs280;
 if(vErrors !== null){
-if(_errs278){
-vErrors.length = _errs278;
+if(_errs280){
+vErrors.length = _errs280;
 }
 else {
 vErrors = null;
@@ -3606,31 +3629,7 @@ vErrors = null;
 }
 }
 else {
-const err251 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection,data:data64};
-if(vErrors === null){
-vErrors = [err251];
-}
-else {
-vErrors.push(err251);
-}
-errors++;
-}
-}
-}
-else {
-const err252 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/upstreams/additionalProperties/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.upstreams.additionalProperties.type,parentSchema:schema11.properties.upstreams.additionalProperties,data:data41};
-if(vErrors === null){
-vErrors = [err252];
-}
-else {
-vErrors.push(err252);
-}
-errors++;
-}
-}
-}
-else {
-const err253 = {instancePath:instancePath+"/upstreams",schemaPath:"#/properties/upstreams/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.upstreams.type,parentSchema:schema11.properties.upstreams,data:data40};
+const err253 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1")+"/outlierDetection",schemaPath:"#/properties/upstreams/additionalProperties/properties/outlierDetection/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection.type,parentSchema:schema11.properties.upstreams.additionalProperties.properties.outlierDetection,data:data65};
 if(vErrors === null){
 vErrors = [err253];
 }
@@ -3640,12 +3639,9 @@ vErrors.push(err253);
 errors++;
 }
 }
-if(data.deadline !== undefined){
-let data77 = data.deadline;
-if(data77 && typeof data77 == "object" && !Array.isArray(data77)){
-for(const key20 in data77){
-if(!(((key20 === "header") || (key20 === "accept")) || (key20 === "maxInbound"))){
-const err254 = {instancePath:instancePath+"/deadline",schemaPath:"#/properties/deadline/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key20},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.deadline,data:data77};
+}
+else {
+const err254 = {instancePath:instancePath+"/upstreams/" + key13.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/upstreams/additionalProperties/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.upstreams.additionalProperties.type,parentSchema:schema11.properties.upstreams.additionalProperties,data:data41};
 if(vErrors === null){
 vErrors = [err254];
 }
@@ -3655,11 +3651,9 @@ vErrors.push(err254);
 errors++;
 }
 }
-if(data77.header !== undefined){
-let data78 = data77.header;
-if(typeof data78 === "string"){
-if(!pattern36.test(data78)){
-const err255 = {instancePath:instancePath+"/deadline/header",schemaPath:"#/properties/deadline/properties/header/pattern",keyword:"pattern",params:{pattern: "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"},message:"must match pattern \""+"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"+"\"",schema:"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$",parentSchema:schema11.properties.deadline.properties.header,data:data78};
+}
+else {
+const err255 = {instancePath:instancePath+"/upstreams",schemaPath:"#/properties/upstreams/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.upstreams.type,parentSchema:schema11.properties.upstreams,data:data40};
 if(vErrors === null){
 vErrors = [err255];
 }
@@ -3669,8 +3663,12 @@ vErrors.push(err255);
 errors++;
 }
 }
-else {
-const err256 = {instancePath:instancePath+"/deadline/header",schemaPath:"#/properties/deadline/properties/header/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.deadline.properties.header.type,parentSchema:schema11.properties.deadline.properties.header,data:data78};
+if(data.deadline !== undefined){
+let data78 = data.deadline;
+if(data78 && typeof data78 == "object" && !Array.isArray(data78)){
+for(const key20 in data78){
+if(!(((key20 === "header") || (key20 === "accept")) || (key20 === "maxInbound"))){
+const err256 = {instancePath:instancePath+"/deadline",schemaPath:"#/properties/deadline/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key20},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.deadline,data:data78};
 if(vErrors === null){
 vErrors = [err256];
 }
@@ -3680,15 +3678,11 @@ vErrors.push(err256);
 errors++;
 }
 }
-if(data77.accept !== undefined){
-let data79 = data77.accept;
-if(Array.isArray(data79)){
-const len3 = data79.length;
-for(let i5=0; i5<len3; i5++){
-let data80 = data79[i5];
-if(typeof data80 === "string"){
-if(!pattern36.test(data80)){
-const err257 = {instancePath:instancePath+"/deadline/accept/" + i5,schemaPath:"#/properties/deadline/properties/accept/items/pattern",keyword:"pattern",params:{pattern: "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"},message:"must match pattern \""+"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"+"\"",schema:"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$",parentSchema:schema11.properties.deadline.properties.accept.items,data:data80};
+if(data78.header !== undefined){
+let data79 = data78.header;
+if(typeof data79 === "string"){
+if(!pattern36.test(data79)){
+const err257 = {instancePath:instancePath+"/deadline/header",schemaPath:"#/properties/deadline/properties/header/pattern",keyword:"pattern",params:{pattern: "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"},message:"must match pattern \""+"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"+"\"",schema:"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$",parentSchema:schema11.properties.deadline.properties.header,data:data79};
 if(vErrors === null){
 vErrors = [err257];
 }
@@ -3699,7 +3693,7 @@ errors++;
 }
 }
 else {
-const err258 = {instancePath:instancePath+"/deadline/accept/" + i5,schemaPath:"#/properties/deadline/properties/accept/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.deadline.properties.accept.items.type,parentSchema:schema11.properties.deadline.properties.accept.items,data:data80};
+const err258 = {instancePath:instancePath+"/deadline/header",schemaPath:"#/properties/deadline/properties/header/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.deadline.properties.header.type,parentSchema:schema11.properties.deadline.properties.header,data:data79};
 if(vErrors === null){
 vErrors = [err258];
 }
@@ -3709,18 +3703,15 @@ vErrors.push(err258);
 errors++;
 }
 }
-let i6 = data79.length;
-let j2;
-if(i6 > 1){
-const indices2 = {};
-for(;i6--;){
-let item2 = data79[i6];
-if(typeof item2 !== "string"){
-continue;
-}
-if(typeof indices2[item2] == "number"){
-j2 = indices2[item2];
-const err259 = {instancePath:instancePath+"/deadline/accept",schemaPath:"#/properties/deadline/properties/accept/uniqueItems",keyword:"uniqueItems",params:{i: i6, j: j2},message:"must NOT have duplicate items (items ## "+j2+" and "+i6+" are identical)",schema:true,parentSchema:schema11.properties.deadline.properties.accept,data:data79};
+if(data78.accept !== undefined){
+let data80 = data78.accept;
+if(Array.isArray(data80)){
+const len3 = data80.length;
+for(let i5=0; i5<len3; i5++){
+let data81 = data80[i5];
+if(typeof data81 === "string"){
+if(!pattern36.test(data81)){
+const err259 = {instancePath:instancePath+"/deadline/accept/" + i5,schemaPath:"#/properties/deadline/properties/accept/items/pattern",keyword:"pattern",params:{pattern: "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"},message:"must match pattern \""+"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"+"\"",schema:"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$",parentSchema:schema11.properties.deadline.properties.accept.items,data:data81};
 if(vErrors === null){
 vErrors = [err259];
 }
@@ -3728,14 +3719,10 @@ else {
 vErrors.push(err259);
 }
 errors++;
-break;
-}
-indices2[item2] = i6;
-}
 }
 }
 else {
-const err260 = {instancePath:instancePath+"/deadline/accept",schemaPath:"#/properties/deadline/properties/accept/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.deadline.properties.accept.type,parentSchema:schema11.properties.deadline.properties.accept,data:data79};
+const err260 = {instancePath:instancePath+"/deadline/accept/" + i5,schemaPath:"#/properties/deadline/properties/accept/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.deadline.properties.accept.items.type,parentSchema:schema11.properties.deadline.properties.accept.items,data:data81};
 if(vErrors === null){
 vErrors = [err260];
 }
@@ -3745,14 +3732,18 @@ vErrors.push(err260);
 errors++;
 }
 }
-if(data77.maxInbound !== undefined){
-let data81 = data77.maxInbound;
-const _errs293 = errors;
-let valid59 = false;
-const _errs294 = errors;
-if(typeof data81 === "string"){
-if(!pattern2.test(data81)){
-const err261 = {instancePath:instancePath+"/deadline/maxInbound",schemaPath:"#/properties/deadline/properties/maxInbound/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.deadline.properties.maxInbound.anyOf[0],data:data81};
+let i6 = data80.length;
+let j2;
+if(i6 > 1){
+const indices2 = {};
+for(;i6--;){
+let item2 = data80[i6];
+if(typeof item2 !== "string"){
+continue;
+}
+if(typeof indices2[item2] == "number"){
+j2 = indices2[item2];
+const err261 = {instancePath:instancePath+"/deadline/accept",schemaPath:"#/properties/deadline/properties/accept/uniqueItems",keyword:"uniqueItems",params:{i: i6, j: j2},message:"must NOT have duplicate items (items ## "+j2+" and "+i6+" are identical)",schema:true,parentSchema:schema11.properties.deadline.properties.accept,data:data80};
 if(vErrors === null){
 vErrors = [err261];
 }
@@ -3760,10 +3751,14 @@ else {
 vErrors.push(err261);
 }
 errors++;
+break;
+}
+indices2[item2] = i6;
+}
 }
 }
 else {
-const err262 = {instancePath:instancePath+"/deadline/maxInbound",schemaPath:"#/properties/deadline/properties/maxInbound/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.deadline.properties.maxInbound.anyOf[0].type,parentSchema:schema11.properties.deadline.properties.maxInbound.anyOf[0],data:data81};
+const err262 = {instancePath:instancePath+"/deadline/accept",schemaPath:"#/properties/deadline/properties/accept/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.deadline.properties.accept.type,parentSchema:schema11.properties.deadline.properties.accept,data:data80};
 if(vErrors === null){
 vErrors = [err262];
 }
@@ -3772,12 +3767,15 @@ vErrors.push(err262);
 }
 errors++;
 }
-var _valid27 = _errs294 === errors;
-valid59 = valid59 || _valid27;
-if(!valid59){
+}
+if(data78.maxInbound !== undefined){
+let data82 = data78.maxInbound;
+const _errs295 = errors;
+let valid59 = false;
 const _errs296 = errors;
-if(!(((typeof data81 == "number") && (!(data81 % 1) && !isNaN(data81))) && (isFinite(data81)))){
-const err263 = {instancePath:instancePath+"/deadline/maxInbound",schemaPath:"#/properties/deadline/properties/maxInbound/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.deadline.properties.maxInbound.anyOf[1].type,parentSchema:schema11.properties.deadline.properties.maxInbound.anyOf[1],data:data81};
+if(typeof data82 === "string"){
+if(!pattern2.test(data82)){
+const err263 = {instancePath:instancePath+"/deadline/maxInbound",schemaPath:"#/properties/deadline/properties/maxInbound/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.deadline.properties.maxInbound.anyOf[0],data:data82};
 if(vErrors === null){
 vErrors = [err263];
 }
@@ -3786,9 +3784,9 @@ vErrors.push(err263);
 }
 errors++;
 }
-if((typeof data81 == "number") && (isFinite(data81))){
-if(data81 < 0 || isNaN(data81)){
-const err264 = {instancePath:instancePath+"/deadline/maxInbound",schemaPath:"#/properties/deadline/properties/maxInbound/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.deadline.properties.maxInbound.anyOf[1],data:data81};
+}
+else {
+const err264 = {instancePath:instancePath+"/deadline/maxInbound",schemaPath:"#/properties/deadline/properties/maxInbound/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.deadline.properties.maxInbound.anyOf[0].type,parentSchema:schema11.properties.deadline.properties.maxInbound.anyOf[0],data:data82};
 if(vErrors === null){
 vErrors = [err264];
 }
@@ -3797,12 +3795,12 @@ vErrors.push(err264);
 }
 errors++;
 }
-}
 var _valid27 = _errs296 === errors;
 valid59 = valid59 || _valid27;
-}
 if(!valid59){
-const err265 = {instancePath:instancePath+"/deadline/maxInbound",schemaPath:"#/properties/deadline/properties/maxInbound/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.deadline.properties.maxInbound.anyOf,parentSchema:schema11.properties.deadline.properties.maxInbound,data:data81};
+const _errs298 = errors;
+if(!(((typeof data82 == "number") && (!(data82 % 1) && !isNaN(data82))) && (isFinite(data82)))){
+const err265 = {instancePath:instancePath+"/deadline/maxInbound",schemaPath:"#/properties/deadline/properties/maxInbound/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.deadline.properties.maxInbound.anyOf[1].type,parentSchema:schema11.properties.deadline.properties.maxInbound.anyOf[1],data:data82};
 if(vErrors === null){
 vErrors = [err265];
 }
@@ -3811,21 +3809,9 @@ vErrors.push(err265);
 }
 errors++;
 }
-else {
-errors = _errs293;
-if(vErrors !== null){
-if(_errs293){
-vErrors.length = _errs293;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-}
-else {
-const err266 = {instancePath:instancePath+"/deadline",schemaPath:"#/properties/deadline/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.deadline.type,parentSchema:schema11.properties.deadline,data:data77};
+if((typeof data82 == "number") && (isFinite(data82))){
+if(data82 < 0 || isNaN(data82)){
+const err266 = {instancePath:instancePath+"/deadline/maxInbound",schemaPath:"#/properties/deadline/properties/maxInbound/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.deadline.properties.maxInbound.anyOf[1],data:data82};
 if(vErrors === null){
 vErrors = [err266];
 }
@@ -3835,12 +3821,11 @@ vErrors.push(err266);
 errors++;
 }
 }
-if(data.dns !== undefined){
-let data82 = data.dns;
-if(data82 && typeof data82 == "object" && !Array.isArray(data82)){
-for(const key21 in data82){
-if(!(key21 === "servers")){
-const err267 = {instancePath:instancePath+"/dns",schemaPath:"#/properties/dns/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key21},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.dns,data:data82};
+var _valid27 = _errs298 === errors;
+valid59 = valid59 || _valid27;
+}
+if(!valid59){
+const err267 = {instancePath:instancePath+"/deadline/maxInbound",schemaPath:"#/properties/deadline/properties/maxInbound/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.deadline.properties.maxInbound.anyOf,parentSchema:schema11.properties.deadline.properties.maxInbound,data:data82};
 if(vErrors === null){
 vErrors = [err267];
 }
@@ -3849,12 +3834,21 @@ vErrors.push(err267);
 }
 errors++;
 }
+else {
+errors = _errs295;
+if(vErrors !== null){
+if(_errs295){
+vErrors.length = _errs295;
 }
-if(data82.servers !== undefined){
-let data83 = data82.servers;
-if(Array.isArray(data83)){
-if(data83.length < 1){
-const err268 = {instancePath:instancePath+"/dns/servers",schemaPath:"#/properties/dns/properties/servers/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema11.properties.dns.properties.servers,data:data83};
+else {
+vErrors = null;
+}
+}
+}
+}
+}
+else {
+const err268 = {instancePath:instancePath+"/deadline",schemaPath:"#/properties/deadline/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.deadline.type,parentSchema:schema11.properties.deadline,data:data78};
 if(vErrors === null){
 vErrors = [err268];
 }
@@ -3863,12 +3857,13 @@ vErrors.push(err268);
 }
 errors++;
 }
-const len4 = data83.length;
-for(let i7=0; i7<len4; i7++){
-let data84 = data83[i7];
-if(typeof data84 === "string"){
-if(func4(data84) < 1){
-const err269 = {instancePath:instancePath+"/dns/servers/" + i7,schemaPath:"#/properties/dns/properties/servers/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.dns.properties.servers.items,data:data84};
+}
+if(data.dns !== undefined){
+let data83 = data.dns;
+if(data83 && typeof data83 == "object" && !Array.isArray(data83)){
+for(const key21 in data83){
+if(!(key21 === "servers")){
+const err269 = {instancePath:instancePath+"/dns",schemaPath:"#/properties/dns/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key21},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.dns,data:data83};
 if(vErrors === null){
 vErrors = [err269];
 }
@@ -3878,8 +3873,11 @@ vErrors.push(err269);
 errors++;
 }
 }
-else {
-const err270 = {instancePath:instancePath+"/dns/servers/" + i7,schemaPath:"#/properties/dns/properties/servers/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.dns.properties.servers.items.type,parentSchema:schema11.properties.dns.properties.servers.items,data:data84};
+if(data83.servers !== undefined){
+let data84 = data83.servers;
+if(Array.isArray(data84)){
+if(data84.length < 1){
+const err270 = {instancePath:instancePath+"/dns/servers",schemaPath:"#/properties/dns/properties/servers/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema11.properties.dns.properties.servers,data:data84};
 if(vErrors === null){
 vErrors = [err270];
 }
@@ -3888,19 +3886,12 @@ vErrors.push(err270);
 }
 errors++;
 }
-}
-let i8 = data83.length;
-let j3;
-if(i8 > 1){
-const indices3 = {};
-for(;i8--;){
-let item3 = data83[i8];
-if(typeof item3 !== "string"){
-continue;
-}
-if(typeof indices3[item3] == "number"){
-j3 = indices3[item3];
-const err271 = {instancePath:instancePath+"/dns/servers",schemaPath:"#/properties/dns/properties/servers/uniqueItems",keyword:"uniqueItems",params:{i: i8, j: j3},message:"must NOT have duplicate items (items ## "+j3+" and "+i8+" are identical)",schema:true,parentSchema:schema11.properties.dns.properties.servers,data:data83};
+const len4 = data84.length;
+for(let i7=0; i7<len4; i7++){
+let data85 = data84[i7];
+if(typeof data85 === "string"){
+if(func4(data85) < 1){
+const err271 = {instancePath:instancePath+"/dns/servers/" + i7,schemaPath:"#/properties/dns/properties/servers/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.dns.properties.servers.items,data:data85};
 if(vErrors === null){
 vErrors = [err271];
 }
@@ -3908,14 +3899,10 @@ else {
 vErrors.push(err271);
 }
 errors++;
-break;
-}
-indices3[item3] = i8;
-}
 }
 }
 else {
-const err272 = {instancePath:instancePath+"/dns/servers",schemaPath:"#/properties/dns/properties/servers/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.dns.properties.servers.type,parentSchema:schema11.properties.dns.properties.servers,data:data83};
+const err272 = {instancePath:instancePath+"/dns/servers/" + i7,schemaPath:"#/properties/dns/properties/servers/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.dns.properties.servers.items.type,parentSchema:schema11.properties.dns.properties.servers.items,data:data85};
 if(vErrors === null){
 vErrors = [err272];
 }
@@ -3925,9 +3912,18 @@ vErrors.push(err272);
 errors++;
 }
 }
+let i8 = data84.length;
+let j3;
+if(i8 > 1){
+const indices3 = {};
+for(;i8--;){
+let item3 = data84[i8];
+if(typeof item3 !== "string"){
+continue;
 }
-else {
-const err273 = {instancePath:instancePath+"/dns",schemaPath:"#/properties/dns/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.dns.type,parentSchema:schema11.properties.dns,data:data82};
+if(typeof indices3[item3] == "number"){
+j3 = indices3[item3];
+const err273 = {instancePath:instancePath+"/dns/servers",schemaPath:"#/properties/dns/properties/servers/uniqueItems",keyword:"uniqueItems",params:{i: i8, j: j3},message:"must NOT have duplicate items (items ## "+j3+" and "+i8+" are identical)",schema:true,parentSchema:schema11.properties.dns.properties.servers,data:data84};
 if(vErrors === null){
 vErrors = [err273];
 }
@@ -3935,16 +3931,14 @@ else {
 vErrors.push(err273);
 }
 errors++;
+break;
+}
+indices3[item3] = i8;
 }
 }
-if(data.stores !== undefined){
-let data85 = data.stores;
-if(data85 && typeof data85 == "object" && !Array.isArray(data85)){
-for(const key22 in data85){
-const _errs307 = errors;
-if(typeof key22 === "string"){
-if(!pattern0.test(key22)){
-const err274 = {instancePath:instancePath+"/stores",schemaPath:"#/properties/stores/propertyNames/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9._-]*$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9._-]*$"+"\"",schema:"^[A-Za-z0-9][A-Za-z0-9._-]*$",parentSchema:schema11.properties.stores.propertyNames,data:key22,propertyName:key22};
+}
+else {
+const err274 = {instancePath:instancePath+"/dns/servers",schemaPath:"#/properties/dns/properties/servers/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.dns.properties.servers.type,parentSchema:schema11.properties.dns.properties.servers,data:data84};
 if(vErrors === null){
 vErrors = [err274];
 }
@@ -3954,9 +3948,9 @@ vErrors.push(err274);
 errors++;
 }
 }
-var valid64 = _errs307 === errors;
-if(!valid64){
-const err275 = {instancePath:instancePath+"/stores",schemaPath:"#/properties/stores/propertyNames",keyword:"propertyNames",params:{propertyName: key22},message:"property name must be valid",schema:schema11.properties.stores.propertyNames,parentSchema:schema11.properties.stores,data:data85};
+}
+else {
+const err275 = {instancePath:instancePath+"/dns",schemaPath:"#/properties/dns/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.dns.type,parentSchema:schema11.properties.dns,data:data83};
 if(vErrors === null){
 vErrors = [err275];
 }
@@ -3966,11 +3960,14 @@ vErrors.push(err275);
 errors++;
 }
 }
-for(const key23 in data85){
-let data86 = data85[key23];
+if(data.stores !== undefined){
+let data86 = data.stores;
 if(data86 && typeof data86 == "object" && !Array.isArray(data86)){
-if(data86.type === undefined){
-const err276 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/stores/additionalProperties/required",keyword:"required",params:{missingProperty: "type"},message:"must have required property '"+"type"+"'",schema:schema11.properties.stores.additionalProperties.required,parentSchema:schema11.properties.stores.additionalProperties,data:data86};
+for(const key22 in data86){
+const _errs309 = errors;
+if(typeof key22 === "string"){
+if(!pattern0.test(key22)){
+const err276 = {instancePath:instancePath+"/stores",schemaPath:"#/properties/stores/propertyNames/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9._-]*$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9._-]*$"+"\"",schema:"^[A-Za-z0-9][A-Za-z0-9._-]*$",parentSchema:schema11.properties.stores.propertyNames,data:key22,propertyName:key22};
 if(vErrors === null){
 vErrors = [err276];
 }
@@ -3979,9 +3976,10 @@ vErrors.push(err276);
 }
 errors++;
 }
-for(const key24 in data86){
-if(!(func2.call(schema11.properties.stores.additionalProperties.properties, key24))){
-const err277 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/stores/additionalProperties/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key24},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.stores.additionalProperties,data:data86};
+}
+var valid64 = _errs309 === errors;
+if(!valid64){
+const err277 = {instancePath:instancePath+"/stores",schemaPath:"#/properties/stores/propertyNames",keyword:"propertyNames",params:{propertyName: key22},message:"property name must be valid",schema:schema11.properties.stores.propertyNames,parentSchema:schema11.properties.stores,data:data86};
 if(vErrors === null){
 vErrors = [err277];
 }
@@ -3991,10 +3989,11 @@ vErrors.push(err277);
 errors++;
 }
 }
-if(data86.type !== undefined){
-let data87 = data86.type;
-if(typeof data87 !== "string"){
-const err278 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/type",schemaPath:"#/properties/stores/additionalProperties/properties/type/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.stores.additionalProperties.properties.type.type,parentSchema:schema11.properties.stores.additionalProperties.properties.type,data:data87};
+for(const key23 in data86){
+let data87 = data86[key23];
+if(data87 && typeof data87 == "object" && !Array.isArray(data87)){
+if(data87.type === undefined){
+const err278 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/stores/additionalProperties/required",keyword:"required",params:{missingProperty: "type"},message:"must have required property '"+"type"+"'",schema:schema11.properties.stores.additionalProperties.required,parentSchema:schema11.properties.stores.additionalProperties,data:data87};
 if(vErrors === null){
 vErrors = [err278];
 }
@@ -4003,8 +4002,9 @@ vErrors.push(err278);
 }
 errors++;
 }
-if(!(((data87 === "memory") || (data87 === "sqlite")) || (data87 === "redis"))){
-const err279 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/type",schemaPath:"#/properties/stores/additionalProperties/properties/type/enum",keyword:"enum",params:{allowedValues: schema11.properties.stores.additionalProperties.properties.type.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.stores.additionalProperties.properties.type.enum,parentSchema:schema11.properties.stores.additionalProperties.properties.type,data:data87};
+for(const key24 in data87){
+if(!(func2.call(schema11.properties.stores.additionalProperties.properties, key24))){
+const err279 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/stores/additionalProperties/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key24},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.stores.additionalProperties,data:data87};
 if(vErrors === null){
 vErrors = [err279];
 }
@@ -4014,14 +4014,10 @@ vErrors.push(err279);
 errors++;
 }
 }
-if(data86.timeout !== undefined){
-let data88 = data86.timeout;
-const _errs315 = errors;
-let valid67 = false;
-const _errs316 = errors;
-if(typeof data88 === "string"){
-if(!pattern2.test(data88)){
-const err280 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/timeout",schemaPath:"#/properties/stores/additionalProperties/properties/timeout/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.stores.additionalProperties.properties.timeout.anyOf[0],data:data88};
+if(data87.type !== undefined){
+let data88 = data87.type;
+if(typeof data88 !== "string"){
+const err280 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/type",schemaPath:"#/properties/stores/additionalProperties/properties/type/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.stores.additionalProperties.properties.type.type,parentSchema:schema11.properties.stores.additionalProperties.properties.type,data:data88};
 if(vErrors === null){
 vErrors = [err280];
 }
@@ -4030,9 +4026,8 @@ vErrors.push(err280);
 }
 errors++;
 }
-}
-else {
-const err281 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/timeout",schemaPath:"#/properties/stores/additionalProperties/properties/timeout/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.stores.additionalProperties.properties.timeout.anyOf[0].type,parentSchema:schema11.properties.stores.additionalProperties.properties.timeout.anyOf[0],data:data88};
+if(!(((data88 === "memory") || (data88 === "sqlite")) || (data88 === "redis"))){
+const err281 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/type",schemaPath:"#/properties/stores/additionalProperties/properties/type/enum",keyword:"enum",params:{allowedValues: schema11.properties.stores.additionalProperties.properties.type.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.stores.additionalProperties.properties.type.enum,parentSchema:schema11.properties.stores.additionalProperties.properties.type,data:data88};
 if(vErrors === null){
 vErrors = [err281];
 }
@@ -4041,12 +4036,15 @@ vErrors.push(err281);
 }
 errors++;
 }
-var _valid28 = _errs316 === errors;
-valid67 = valid67 || _valid28;
-if(!valid67){
+}
+if(data87.timeout !== undefined){
+let data89 = data87.timeout;
+const _errs317 = errors;
+let valid67 = false;
 const _errs318 = errors;
-if(!(((typeof data88 == "number") && (!(data88 % 1) && !isNaN(data88))) && (isFinite(data88)))){
-const err282 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/timeout",schemaPath:"#/properties/stores/additionalProperties/properties/timeout/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.stores.additionalProperties.properties.timeout.anyOf[1].type,parentSchema:schema11.properties.stores.additionalProperties.properties.timeout.anyOf[1],data:data88};
+if(typeof data89 === "string"){
+if(!pattern2.test(data89)){
+const err282 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/timeout",schemaPath:"#/properties/stores/additionalProperties/properties/timeout/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.stores.additionalProperties.properties.timeout.anyOf[0],data:data89};
 if(vErrors === null){
 vErrors = [err282];
 }
@@ -4055,9 +4053,9 @@ vErrors.push(err282);
 }
 errors++;
 }
-if((typeof data88 == "number") && (isFinite(data88))){
-if(data88 < 0 || isNaN(data88)){
-const err283 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/timeout",schemaPath:"#/properties/stores/additionalProperties/properties/timeout/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.stores.additionalProperties.properties.timeout.anyOf[1],data:data88};
+}
+else {
+const err283 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/timeout",schemaPath:"#/properties/stores/additionalProperties/properties/timeout/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.stores.additionalProperties.properties.timeout.anyOf[0].type,parentSchema:schema11.properties.stores.additionalProperties.properties.timeout.anyOf[0],data:data89};
 if(vErrors === null){
 vErrors = [err283];
 }
@@ -4066,12 +4064,12 @@ vErrors.push(err283);
 }
 errors++;
 }
-}
 var _valid28 = _errs318 === errors;
 valid67 = valid67 || _valid28;
-}
 if(!valid67){
-const err284 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/timeout",schemaPath:"#/properties/stores/additionalProperties/properties/timeout/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.stores.additionalProperties.properties.timeout.anyOf,parentSchema:schema11.properties.stores.additionalProperties.properties.timeout,data:data88};
+const _errs320 = errors;
+if(!(((typeof data89 == "number") && (!(data89 % 1) && !isNaN(data89))) && (isFinite(data89)))){
+const err284 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/timeout",schemaPath:"#/properties/stores/additionalProperties/properties/timeout/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.stores.additionalProperties.properties.timeout.anyOf[1].type,parentSchema:schema11.properties.stores.additionalProperties.properties.timeout.anyOf[1],data:data89};
 if(vErrors === null){
 vErrors = [err284];
 }
@@ -4080,22 +4078,9 @@ vErrors.push(err284);
 }
 errors++;
 }
-else {
-errors = _errs315;
-if(vErrors !== null){
-if(_errs315){
-vErrors.length = _errs315;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-if(data86.maxEntries !== undefined){
-let data89 = data86.maxEntries;
-if(!(((typeof data89 == "number") && (!(data89 % 1) && !isNaN(data89))) && (isFinite(data89)))){
-const err285 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/maxEntries",schemaPath:"#/properties/stores/additionalProperties/properties/maxEntries/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.stores.additionalProperties.properties.maxEntries.type,parentSchema:schema11.properties.stores.additionalProperties.properties.maxEntries,data:data89};
+if((typeof data89 == "number") && (isFinite(data89))){
+if(data89 < 0 || isNaN(data89)){
+const err285 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/timeout",schemaPath:"#/properties/stores/additionalProperties/properties/timeout/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.stores.additionalProperties.properties.timeout.anyOf[1],data:data89};
 if(vErrors === null){
 vErrors = [err285];
 }
@@ -4104,9 +4089,12 @@ vErrors.push(err285);
 }
 errors++;
 }
-if((typeof data89 == "number") && (isFinite(data89))){
-if(data89 < 1 || isNaN(data89)){
-const err286 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/maxEntries",schemaPath:"#/properties/stores/additionalProperties/properties/maxEntries/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.stores.additionalProperties.properties.maxEntries,data:data89};
+}
+var _valid28 = _errs320 === errors;
+valid67 = valid67 || _valid28;
+}
+if(!valid67){
+const err286 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/timeout",schemaPath:"#/properties/stores/additionalProperties/properties/timeout/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.stores.additionalProperties.properties.timeout.anyOf,parentSchema:schema11.properties.stores.additionalProperties.properties.timeout,data:data89};
 if(vErrors === null){
 vErrors = [err286];
 }
@@ -4115,16 +4103,22 @@ vErrors.push(err286);
 }
 errors++;
 }
+else {
+errors = _errs317;
+if(vErrors !== null){
+if(_errs317){
+vErrors.length = _errs317;
+}
+else {
+vErrors = null;
 }
 }
-if(data86.maxBytes !== undefined){
-let data90 = data86.maxBytes;
-const _errs323 = errors;
-let valid68 = false;
-const _errs324 = errors;
-if(typeof data90 === "string"){
-if(!pattern14.test(data90)){
-const err287 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/maxBytes",schemaPath:"#/properties/stores/additionalProperties/properties/maxBytes/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(B|KB|KiB|MB|MiB|GB|GiB)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(B|KB|KiB|MB|MiB|GB|GiB)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(B|KB|KiB|MB|MiB|GB|GiB)$",parentSchema:schema11.properties.stores.additionalProperties.properties.maxBytes.anyOf[0],data:data90};
+}
+}
+if(data87.maxEntries !== undefined){
+let data90 = data87.maxEntries;
+if(!(((typeof data90 == "number") && (!(data90 % 1) && !isNaN(data90))) && (isFinite(data90)))){
+const err287 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/maxEntries",schemaPath:"#/properties/stores/additionalProperties/properties/maxEntries/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.stores.additionalProperties.properties.maxEntries.type,parentSchema:schema11.properties.stores.additionalProperties.properties.maxEntries,data:data90};
 if(vErrors === null){
 vErrors = [err287];
 }
@@ -4133,9 +4127,9 @@ vErrors.push(err287);
 }
 errors++;
 }
-}
-else {
-const err288 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/maxBytes",schemaPath:"#/properties/stores/additionalProperties/properties/maxBytes/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.stores.additionalProperties.properties.maxBytes.anyOf[0].type,parentSchema:schema11.properties.stores.additionalProperties.properties.maxBytes.anyOf[0],data:data90};
+if((typeof data90 == "number") && (isFinite(data90))){
+if(data90 < 1 || isNaN(data90)){
+const err288 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/maxEntries",schemaPath:"#/properties/stores/additionalProperties/properties/maxEntries/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.stores.additionalProperties.properties.maxEntries,data:data90};
 if(vErrors === null){
 vErrors = [err288];
 }
@@ -4144,12 +4138,16 @@ vErrors.push(err288);
 }
 errors++;
 }
-var _valid29 = _errs324 === errors;
-valid68 = valid68 || _valid29;
-if(!valid68){
+}
+}
+if(data87.maxBytes !== undefined){
+let data91 = data87.maxBytes;
+const _errs325 = errors;
+let valid68 = false;
 const _errs326 = errors;
-if(!(((typeof data90 == "number") && (!(data90 % 1) && !isNaN(data90))) && (isFinite(data90)))){
-const err289 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/maxBytes",schemaPath:"#/properties/stores/additionalProperties/properties/maxBytes/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.stores.additionalProperties.properties.maxBytes.anyOf[1].type,parentSchema:schema11.properties.stores.additionalProperties.properties.maxBytes.anyOf[1],data:data90};
+if(typeof data91 === "string"){
+if(!pattern14.test(data91)){
+const err289 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/maxBytes",schemaPath:"#/properties/stores/additionalProperties/properties/maxBytes/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(B|KB|KiB|MB|MiB|GB|GiB)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(B|KB|KiB|MB|MiB|GB|GiB)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(B|KB|KiB|MB|MiB|GB|GiB)$",parentSchema:schema11.properties.stores.additionalProperties.properties.maxBytes.anyOf[0],data:data91};
 if(vErrors === null){
 vErrors = [err289];
 }
@@ -4158,9 +4156,9 @@ vErrors.push(err289);
 }
 errors++;
 }
-if((typeof data90 == "number") && (isFinite(data90))){
-if(data90 < 0 || isNaN(data90)){
-const err290 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/maxBytes",schemaPath:"#/properties/stores/additionalProperties/properties/maxBytes/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.stores.additionalProperties.properties.maxBytes.anyOf[1],data:data90};
+}
+else {
+const err290 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/maxBytes",schemaPath:"#/properties/stores/additionalProperties/properties/maxBytes/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.stores.additionalProperties.properties.maxBytes.anyOf[0].type,parentSchema:schema11.properties.stores.additionalProperties.properties.maxBytes.anyOf[0],data:data91};
 if(vErrors === null){
 vErrors = [err290];
 }
@@ -4169,12 +4167,12 @@ vErrors.push(err290);
 }
 errors++;
 }
-}
 var _valid29 = _errs326 === errors;
 valid68 = valid68 || _valid29;
-}
 if(!valid68){
-const err291 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/maxBytes",schemaPath:"#/properties/stores/additionalProperties/properties/maxBytes/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.stores.additionalProperties.properties.maxBytes.anyOf,parentSchema:schema11.properties.stores.additionalProperties.properties.maxBytes,data:data90};
+const _errs328 = errors;
+if(!(((typeof data91 == "number") && (!(data91 % 1) && !isNaN(data91))) && (isFinite(data91)))){
+const err291 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/maxBytes",schemaPath:"#/properties/stores/additionalProperties/properties/maxBytes/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.stores.additionalProperties.properties.maxBytes.anyOf[1].type,parentSchema:schema11.properties.stores.additionalProperties.properties.maxBytes.anyOf[1],data:data91};
 if(vErrors === null){
 vErrors = [err291];
 }
@@ -4183,23 +4181,9 @@ vErrors.push(err291);
 }
 errors++;
 }
-else {
-errors = _errs323;
-if(vErrors !== null){
-if(_errs323){
-vErrors.length = _errs323;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-if(data86.path !== undefined){
-let data91 = data86.path;
-if(typeof data91 === "string"){
-if(func4(data91) < 1){
-const err292 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/path",schemaPath:"#/properties/stores/additionalProperties/properties/path/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.stores.additionalProperties.properties.path,data:data91};
+if((typeof data91 == "number") && (isFinite(data91))){
+if(data91 < 0 || isNaN(data91)){
+const err292 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/maxBytes",schemaPath:"#/properties/stores/additionalProperties/properties/maxBytes/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.stores.additionalProperties.properties.maxBytes.anyOf[1],data:data91};
 if(vErrors === null){
 vErrors = [err292];
 }
@@ -4209,8 +4193,11 @@ vErrors.push(err292);
 errors++;
 }
 }
-else {
-const err293 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/path",schemaPath:"#/properties/stores/additionalProperties/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.stores.additionalProperties.properties.path.type,parentSchema:schema11.properties.stores.additionalProperties.properties.path,data:data91};
+var _valid29 = _errs328 === errors;
+valid68 = valid68 || _valid29;
+}
+if(!valid68){
+const err293 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/maxBytes",schemaPath:"#/properties/stores/additionalProperties/properties/maxBytes/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.stores.additionalProperties.properties.maxBytes.anyOf,parentSchema:schema11.properties.stores.additionalProperties.properties.maxBytes,data:data91};
 if(vErrors === null){
 vErrors = [err293];
 }
@@ -4219,12 +4206,23 @@ vErrors.push(err293);
 }
 errors++;
 }
+else {
+errors = _errs325;
+if(vErrors !== null){
+if(_errs325){
+vErrors.length = _errs325;
 }
-if(data86.url !== undefined){
-let data92 = data86.url;
+else {
+vErrors = null;
+}
+}
+}
+}
+if(data87.path !== undefined){
+let data92 = data87.path;
 if(typeof data92 === "string"){
 if(func4(data92) < 1){
-const err294 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/url",schemaPath:"#/properties/stores/additionalProperties/properties/url/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.stores.additionalProperties.properties.url,data:data92};
+const err294 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/path",schemaPath:"#/properties/stores/additionalProperties/properties/path/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.stores.additionalProperties.properties.path,data:data92};
 if(vErrors === null){
 vErrors = [err294];
 }
@@ -4235,7 +4233,7 @@ errors++;
 }
 }
 else {
-const err295 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/url",schemaPath:"#/properties/stores/additionalProperties/properties/url/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.stores.additionalProperties.properties.url.type,parentSchema:schema11.properties.stores.additionalProperties.properties.url,data:data92};
+const err295 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/path",schemaPath:"#/properties/stores/additionalProperties/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.stores.additionalProperties.properties.path.type,parentSchema:schema11.properties.stores.additionalProperties.properties.path,data:data92};
 if(vErrors === null){
 vErrors = [err295];
 }
@@ -4245,11 +4243,11 @@ vErrors.push(err295);
 errors++;
 }
 }
-if(data86.cluster !== undefined){
-let data93 = data86.cluster;
-if(Array.isArray(data93)){
-if(data93.length < 1){
-const err296 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/cluster",schemaPath:"#/properties/stores/additionalProperties/properties/cluster/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema11.properties.stores.additionalProperties.properties.cluster,data:data93};
+if(data87.url !== undefined){
+let data93 = data87.url;
+if(typeof data93 === "string"){
+if(func4(data93) < 1){
+const err296 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/url",schemaPath:"#/properties/stores/additionalProperties/properties/url/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.stores.additionalProperties.properties.url,data:data93};
 if(vErrors === null){
 vErrors = [err296];
 }
@@ -4258,12 +4256,9 @@ vErrors.push(err296);
 }
 errors++;
 }
-const len5 = data93.length;
-for(let i9=0; i9<len5; i9++){
-let data94 = data93[i9];
-if(typeof data94 === "string"){
-if(func4(data94) < 1){
-const err297 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/cluster/" + i9,schemaPath:"#/properties/stores/additionalProperties/properties/cluster/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.stores.additionalProperties.properties.cluster.items,data:data94};
+}
+else {
+const err297 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/url",schemaPath:"#/properties/stores/additionalProperties/properties/url/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.stores.additionalProperties.properties.url.type,parentSchema:schema11.properties.stores.additionalProperties.properties.url,data:data93};
 if(vErrors === null){
 vErrors = [err297];
 }
@@ -4273,8 +4268,11 @@ vErrors.push(err297);
 errors++;
 }
 }
-else {
-const err298 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/cluster/" + i9,schemaPath:"#/properties/stores/additionalProperties/properties/cluster/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.stores.additionalProperties.properties.cluster.items.type,parentSchema:schema11.properties.stores.additionalProperties.properties.cluster.items,data:data94};
+if(data87.cluster !== undefined){
+let data94 = data87.cluster;
+if(Array.isArray(data94)){
+if(data94.length < 1){
+const err298 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/cluster",schemaPath:"#/properties/stores/additionalProperties/properties/cluster/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema11.properties.stores.additionalProperties.properties.cluster,data:data94};
 if(vErrors === null){
 vErrors = [err298];
 }
@@ -4283,19 +4281,12 @@ vErrors.push(err298);
 }
 errors++;
 }
-}
-let i10 = data93.length;
-let j4;
-if(i10 > 1){
-const indices4 = {};
-for(;i10--;){
-let item4 = data93[i10];
-if(typeof item4 !== "string"){
-continue;
-}
-if(typeof indices4[item4] == "number"){
-j4 = indices4[item4];
-const err299 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/cluster",schemaPath:"#/properties/stores/additionalProperties/properties/cluster/uniqueItems",keyword:"uniqueItems",params:{i: i10, j: j4},message:"must NOT have duplicate items (items ## "+j4+" and "+i10+" are identical)",schema:true,parentSchema:schema11.properties.stores.additionalProperties.properties.cluster,data:data93};
+const len5 = data94.length;
+for(let i9=0; i9<len5; i9++){
+let data95 = data94[i9];
+if(typeof data95 === "string"){
+if(func4(data95) < 1){
+const err299 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/cluster/" + i9,schemaPath:"#/properties/stores/additionalProperties/properties/cluster/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.stores.additionalProperties.properties.cluster.items,data:data95};
 if(vErrors === null){
 vErrors = [err299];
 }
@@ -4303,14 +4294,10 @@ else {
 vErrors.push(err299);
 }
 errors++;
-break;
-}
-indices4[item4] = i10;
-}
 }
 }
 else {
-const err300 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/cluster",schemaPath:"#/properties/stores/additionalProperties/properties/cluster/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.stores.additionalProperties.properties.cluster.type,parentSchema:schema11.properties.stores.additionalProperties.properties.cluster,data:data93};
+const err300 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/cluster/" + i9,schemaPath:"#/properties/stores/additionalProperties/properties/cluster/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.stores.additionalProperties.properties.cluster.items.type,parentSchema:schema11.properties.stores.additionalProperties.properties.cluster.items,data:data95};
 if(vErrors === null){
 vErrors = [err300];
 }
@@ -4320,11 +4307,18 @@ vErrors.push(err300);
 errors++;
 }
 }
-if(data86.sentinel !== undefined){
-let data95 = data86.sentinel;
-if(data95 && typeof data95 == "object" && !Array.isArray(data95)){
-if(data95.name === undefined){
-const err301 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/sentinel",schemaPath:"#/properties/stores/additionalProperties/properties/sentinel/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'",schema:schema11.properties.stores.additionalProperties.properties.sentinel.required,parentSchema:schema11.properties.stores.additionalProperties.properties.sentinel,data:data95};
+let i10 = data94.length;
+let j4;
+if(i10 > 1){
+const indices4 = {};
+for(;i10--;){
+let item4 = data94[i10];
+if(typeof item4 !== "string"){
+continue;
+}
+if(typeof indices4[item4] == "number"){
+j4 = indices4[item4];
+const err301 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/cluster",schemaPath:"#/properties/stores/additionalProperties/properties/cluster/uniqueItems",keyword:"uniqueItems",params:{i: i10, j: j4},message:"must NOT have duplicate items (items ## "+j4+" and "+i10+" are identical)",schema:true,parentSchema:schema11.properties.stores.additionalProperties.properties.cluster,data:data94};
 if(vErrors === null){
 vErrors = [err301];
 }
@@ -4332,9 +4326,14 @@ else {
 vErrors.push(err301);
 }
 errors++;
+break;
 }
-if(data95.nodes === undefined){
-const err302 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/sentinel",schemaPath:"#/properties/stores/additionalProperties/properties/sentinel/required",keyword:"required",params:{missingProperty: "nodes"},message:"must have required property '"+"nodes"+"'",schema:schema11.properties.stores.additionalProperties.properties.sentinel.required,parentSchema:schema11.properties.stores.additionalProperties.properties.sentinel,data:data95};
+indices4[item4] = i10;
+}
+}
+}
+else {
+const err302 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/cluster",schemaPath:"#/properties/stores/additionalProperties/properties/cluster/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.stores.additionalProperties.properties.cluster.type,parentSchema:schema11.properties.stores.additionalProperties.properties.cluster,data:data94};
 if(vErrors === null){
 vErrors = [err302];
 }
@@ -4343,9 +4342,12 @@ vErrors.push(err302);
 }
 errors++;
 }
-for(const key25 in data95){
-if(!((key25 === "name") || (key25 === "nodes"))){
-const err303 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/sentinel",schemaPath:"#/properties/stores/additionalProperties/properties/sentinel/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key25},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.stores.additionalProperties.properties.sentinel,data:data95};
+}
+if(data87.sentinel !== undefined){
+let data96 = data87.sentinel;
+if(data96 && typeof data96 == "object" && !Array.isArray(data96)){
+if(data96.name === undefined){
+const err303 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/sentinel",schemaPath:"#/properties/stores/additionalProperties/properties/sentinel/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'",schema:schema11.properties.stores.additionalProperties.properties.sentinel.required,parentSchema:schema11.properties.stores.additionalProperties.properties.sentinel,data:data96};
 if(vErrors === null){
 vErrors = [err303];
 }
@@ -4354,12 +4356,8 @@ vErrors.push(err303);
 }
 errors++;
 }
-}
-if(data95.name !== undefined){
-let data96 = data95.name;
-if(typeof data96 === "string"){
-if(func4(data96) < 1){
-const err304 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/sentinel/name",schemaPath:"#/properties/stores/additionalProperties/properties/sentinel/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.stores.additionalProperties.properties.sentinel.properties.name,data:data96};
+if(data96.nodes === undefined){
+const err304 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/sentinel",schemaPath:"#/properties/stores/additionalProperties/properties/sentinel/required",keyword:"required",params:{missingProperty: "nodes"},message:"must have required property '"+"nodes"+"'",schema:schema11.properties.stores.additionalProperties.properties.sentinel.required,parentSchema:schema11.properties.stores.additionalProperties.properties.sentinel,data:data96};
 if(vErrors === null){
 vErrors = [err304];
 }
@@ -4368,9 +4366,9 @@ vErrors.push(err304);
 }
 errors++;
 }
-}
-else {
-const err305 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/sentinel/name",schemaPath:"#/properties/stores/additionalProperties/properties/sentinel/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.stores.additionalProperties.properties.sentinel.properties.name.type,parentSchema:schema11.properties.stores.additionalProperties.properties.sentinel.properties.name,data:data96};
+for(const key25 in data96){
+if(!((key25 === "name") || (key25 === "nodes"))){
+const err305 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/sentinel",schemaPath:"#/properties/stores/additionalProperties/properties/sentinel/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key25},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.stores.additionalProperties.properties.sentinel,data:data96};
 if(vErrors === null){
 vErrors = [err305];
 }
@@ -4380,11 +4378,11 @@ vErrors.push(err305);
 errors++;
 }
 }
-if(data95.nodes !== undefined){
-let data97 = data95.nodes;
-if(Array.isArray(data97)){
-if(data97.length < 1){
-const err306 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/sentinel/nodes",schemaPath:"#/properties/stores/additionalProperties/properties/sentinel/properties/nodes/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema11.properties.stores.additionalProperties.properties.sentinel.properties.nodes,data:data97};
+if(data96.name !== undefined){
+let data97 = data96.name;
+if(typeof data97 === "string"){
+if(func4(data97) < 1){
+const err306 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/sentinel/name",schemaPath:"#/properties/stores/additionalProperties/properties/sentinel/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.stores.additionalProperties.properties.sentinel.properties.name,data:data97};
 if(vErrors === null){
 vErrors = [err306];
 }
@@ -4393,12 +4391,9 @@ vErrors.push(err306);
 }
 errors++;
 }
-const len6 = data97.length;
-for(let i11=0; i11<len6; i11++){
-let data98 = data97[i11];
-if(typeof data98 === "string"){
-if(func4(data98) < 1){
-const err307 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/sentinel/nodes/" + i11,schemaPath:"#/properties/stores/additionalProperties/properties/sentinel/properties/nodes/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.stores.additionalProperties.properties.sentinel.properties.nodes.items,data:data98};
+}
+else {
+const err307 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/sentinel/name",schemaPath:"#/properties/stores/additionalProperties/properties/sentinel/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.stores.additionalProperties.properties.sentinel.properties.name.type,parentSchema:schema11.properties.stores.additionalProperties.properties.sentinel.properties.name,data:data97};
 if(vErrors === null){
 vErrors = [err307];
 }
@@ -4408,8 +4403,11 @@ vErrors.push(err307);
 errors++;
 }
 }
-else {
-const err308 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/sentinel/nodes/" + i11,schemaPath:"#/properties/stores/additionalProperties/properties/sentinel/properties/nodes/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.stores.additionalProperties.properties.sentinel.properties.nodes.items.type,parentSchema:schema11.properties.stores.additionalProperties.properties.sentinel.properties.nodes.items,data:data98};
+if(data96.nodes !== undefined){
+let data98 = data96.nodes;
+if(Array.isArray(data98)){
+if(data98.length < 1){
+const err308 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/sentinel/nodes",schemaPath:"#/properties/stores/additionalProperties/properties/sentinel/properties/nodes/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema11.properties.stores.additionalProperties.properties.sentinel.properties.nodes,data:data98};
 if(vErrors === null){
 vErrors = [err308];
 }
@@ -4418,19 +4416,12 @@ vErrors.push(err308);
 }
 errors++;
 }
-}
-let i12 = data97.length;
-let j5;
-if(i12 > 1){
-const indices5 = {};
-for(;i12--;){
-let item5 = data97[i12];
-if(typeof item5 !== "string"){
-continue;
-}
-if(typeof indices5[item5] == "number"){
-j5 = indices5[item5];
-const err309 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/sentinel/nodes",schemaPath:"#/properties/stores/additionalProperties/properties/sentinel/properties/nodes/uniqueItems",keyword:"uniqueItems",params:{i: i12, j: j5},message:"must NOT have duplicate items (items ## "+j5+" and "+i12+" are identical)",schema:true,parentSchema:schema11.properties.stores.additionalProperties.properties.sentinel.properties.nodes,data:data97};
+const len6 = data98.length;
+for(let i11=0; i11<len6; i11++){
+let data99 = data98[i11];
+if(typeof data99 === "string"){
+if(func4(data99) < 1){
+const err309 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/sentinel/nodes/" + i11,schemaPath:"#/properties/stores/additionalProperties/properties/sentinel/properties/nodes/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.stores.additionalProperties.properties.sentinel.properties.nodes.items,data:data99};
 if(vErrors === null){
 vErrors = [err309];
 }
@@ -4438,14 +4429,10 @@ else {
 vErrors.push(err309);
 }
 errors++;
-break;
-}
-indices5[item5] = i12;
-}
 }
 }
 else {
-const err310 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/sentinel/nodes",schemaPath:"#/properties/stores/additionalProperties/properties/sentinel/properties/nodes/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.stores.additionalProperties.properties.sentinel.properties.nodes.type,parentSchema:schema11.properties.stores.additionalProperties.properties.sentinel.properties.nodes,data:data97};
+const err310 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/sentinel/nodes/" + i11,schemaPath:"#/properties/stores/additionalProperties/properties/sentinel/properties/nodes/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.stores.additionalProperties.properties.sentinel.properties.nodes.items.type,parentSchema:schema11.properties.stores.additionalProperties.properties.sentinel.properties.nodes.items,data:data99};
 if(vErrors === null){
 vErrors = [err310];
 }
@@ -4455,9 +4442,18 @@ vErrors.push(err310);
 errors++;
 }
 }
+let i12 = data98.length;
+let j5;
+if(i12 > 1){
+const indices5 = {};
+for(;i12--;){
+let item5 = data98[i12];
+if(typeof item5 !== "string"){
+continue;
 }
-else {
-const err311 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/sentinel",schemaPath:"#/properties/stores/additionalProperties/properties/sentinel/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.stores.additionalProperties.properties.sentinel.type,parentSchema:schema11.properties.stores.additionalProperties.properties.sentinel,data:data95};
+if(typeof indices5[item5] == "number"){
+j5 = indices5[item5];
+const err311 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/sentinel/nodes",schemaPath:"#/properties/stores/additionalProperties/properties/sentinel/properties/nodes/uniqueItems",keyword:"uniqueItems",params:{i: i12, j: j5},message:"must NOT have duplicate items (items ## "+j5+" and "+i12+" are identical)",schema:true,parentSchema:schema11.properties.stores.additionalProperties.properties.sentinel.properties.nodes,data:data98};
 if(vErrors === null){
 vErrors = [err311];
 }
@@ -4465,13 +4461,14 @@ else {
 vErrors.push(err311);
 }
 errors++;
+break;
+}
+indices5[item5] = i12;
 }
 }
-if(data86.username !== undefined){
-let data99 = data86.username;
-if(typeof data99 === "string"){
-if(func4(data99) < 1){
-const err312 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/username",schemaPath:"#/properties/stores/additionalProperties/properties/username/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.stores.additionalProperties.properties.username,data:data99};
+}
+else {
+const err312 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/sentinel/nodes",schemaPath:"#/properties/stores/additionalProperties/properties/sentinel/properties/nodes/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.stores.additionalProperties.properties.sentinel.properties.nodes.type,parentSchema:schema11.properties.stores.additionalProperties.properties.sentinel.properties.nodes,data:data98};
 if(vErrors === null){
 vErrors = [err312];
 }
@@ -4481,8 +4478,9 @@ vErrors.push(err312);
 errors++;
 }
 }
+}
 else {
-const err313 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/username",schemaPath:"#/properties/stores/additionalProperties/properties/username/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.stores.additionalProperties.properties.username.type,parentSchema:schema11.properties.stores.additionalProperties.properties.username,data:data99};
+const err313 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/sentinel",schemaPath:"#/properties/stores/additionalProperties/properties/sentinel/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.stores.additionalProperties.properties.sentinel.type,parentSchema:schema11.properties.stores.additionalProperties.properties.sentinel,data:data96};
 if(vErrors === null){
 vErrors = [err313];
 }
@@ -4492,11 +4490,11 @@ vErrors.push(err313);
 errors++;
 }
 }
-if(data86.password !== undefined){
-let data100 = data86.password;
+if(data87.username !== undefined){
+let data100 = data87.username;
 if(typeof data100 === "string"){
 if(func4(data100) < 1){
-const err314 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/password",schemaPath:"#/properties/stores/additionalProperties/properties/password/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.stores.additionalProperties.properties.password,data:data100};
+const err314 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/username",schemaPath:"#/properties/stores/additionalProperties/properties/username/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.stores.additionalProperties.properties.username,data:data100};
 if(vErrors === null){
 vErrors = [err314];
 }
@@ -4507,7 +4505,7 @@ errors++;
 }
 }
 else {
-const err315 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/password",schemaPath:"#/properties/stores/additionalProperties/properties/password/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.stores.additionalProperties.properties.password.type,parentSchema:schema11.properties.stores.additionalProperties.properties.password,data:data100};
+const err315 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/username",schemaPath:"#/properties/stores/additionalProperties/properties/username/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.stores.additionalProperties.properties.username.type,parentSchema:schema11.properties.stores.additionalProperties.properties.username,data:data100};
 if(vErrors === null){
 vErrors = [err315];
 }
@@ -4517,10 +4515,11 @@ vErrors.push(err315);
 errors++;
 }
 }
-if(data86.keyPrefix !== undefined){
-let data101 = data86.keyPrefix;
-if(typeof data101 !== "string"){
-const err316 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/keyPrefix",schemaPath:"#/properties/stores/additionalProperties/properties/keyPrefix/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.stores.additionalProperties.properties.keyPrefix.type,parentSchema:schema11.properties.stores.additionalProperties.properties.keyPrefix,data:data101};
+if(data87.password !== undefined){
+let data101 = data87.password;
+if(typeof data101 === "string"){
+if(func4(data101) < 1){
+const err316 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/password",schemaPath:"#/properties/stores/additionalProperties/properties/password/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.stores.additionalProperties.properties.password,data:data101};
 if(vErrors === null){
 vErrors = [err316];
 }
@@ -4530,9 +4529,8 @@ vErrors.push(err316);
 errors++;
 }
 }
-}
 else {
-const err317 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/stores/additionalProperties/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.stores.additionalProperties.type,parentSchema:schema11.properties.stores.additionalProperties,data:data86};
+const err317 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/password",schemaPath:"#/properties/stores/additionalProperties/properties/password/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.stores.additionalProperties.properties.password.type,parentSchema:schema11.properties.stores.additionalProperties.properties.password,data:data101};
 if(vErrors === null){
 vErrors = [err317];
 }
@@ -4542,9 +4540,10 @@ vErrors.push(err317);
 errors++;
 }
 }
-}
-else {
-const err318 = {instancePath:instancePath+"/stores",schemaPath:"#/properties/stores/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.stores.type,parentSchema:schema11.properties.stores,data:data85};
+if(data87.keyPrefix !== undefined){
+let data102 = data87.keyPrefix;
+if(typeof data102 !== "string"){
+const err318 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1")+"/keyPrefix",schemaPath:"#/properties/stores/additionalProperties/properties/keyPrefix/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.stores.additionalProperties.properties.keyPrefix.type,parentSchema:schema11.properties.stores.additionalProperties.properties.keyPrefix,data:data102};
 if(vErrors === null){
 vErrors = [err318];
 }
@@ -4554,15 +4553,9 @@ vErrors.push(err318);
 errors++;
 }
 }
-if(data.routes !== undefined){
-let data102 = data.routes;
-if(Array.isArray(data102)){
-const len7 = data102.length;
-for(let i13=0; i13<len7; i13++){
-let data103 = data102[i13];
-if(data103 && typeof data103 == "object" && !Array.isArray(data103)){
-if(data103.name === undefined){
-const err319 = {instancePath:instancePath+"/routes/" + i13,schemaPath:"#/properties/routes/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'",schema:schema11.properties.routes.items.required,parentSchema:schema11.properties.routes.items,data:data103};
+}
+else {
+const err319 = {instancePath:instancePath+"/stores/" + key23.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/stores/additionalProperties/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.stores.additionalProperties.type,parentSchema:schema11.properties.stores.additionalProperties,data:data87};
 if(vErrors === null){
 vErrors = [err319];
 }
@@ -4571,8 +4564,10 @@ vErrors.push(err319);
 }
 errors++;
 }
-if(data103.upstream === undefined){
-const err320 = {instancePath:instancePath+"/routes/" + i13,schemaPath:"#/properties/routes/items/required",keyword:"required",params:{missingProperty: "upstream"},message:"must have required property '"+"upstream"+"'",schema:schema11.properties.routes.items.required,parentSchema:schema11.properties.routes.items,data:data103};
+}
+}
+else {
+const err320 = {instancePath:instancePath+"/stores",schemaPath:"#/properties/stores/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.stores.type,parentSchema:schema11.properties.stores,data:data86};
 if(vErrors === null){
 vErrors = [err320];
 }
@@ -4581,9 +4576,16 @@ vErrors.push(err320);
 }
 errors++;
 }
-for(const key26 in data103){
-if(!(func2.call(schema11.properties.routes.items.properties, key26))){
-const err321 = {instancePath:instancePath+"/routes/" + i13,schemaPath:"#/properties/routes/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key26},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.routes.items,data:data103};
+}
+if(data.routes !== undefined){
+let data103 = data.routes;
+if(Array.isArray(data103)){
+const len7 = data103.length;
+for(let i13=0; i13<len7; i13++){
+let data104 = data103[i13];
+if(data104 && typeof data104 == "object" && !Array.isArray(data104)){
+if(data104.name === undefined){
+const err321 = {instancePath:instancePath+"/routes/" + i13,schemaPath:"#/properties/routes/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'",schema:schema11.properties.routes.items.required,parentSchema:schema11.properties.routes.items,data:data104};
 if(vErrors === null){
 vErrors = [err321];
 }
@@ -4592,12 +4594,8 @@ vErrors.push(err321);
 }
 errors++;
 }
-}
-if(data103.name !== undefined){
-let data104 = data103.name;
-if(typeof data104 === "string"){
-if(!pattern0.test(data104)){
-const err322 = {instancePath:instancePath+"/routes/" + i13+"/name",schemaPath:"#/properties/routes/items/properties/name/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9._-]*$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9._-]*$"+"\"",schema:"^[A-Za-z0-9][A-Za-z0-9._-]*$",parentSchema:schema11.properties.routes.items.properties.name,data:data104};
+if(data104.upstream === undefined){
+const err322 = {instancePath:instancePath+"/routes/" + i13,schemaPath:"#/properties/routes/items/required",keyword:"required",params:{missingProperty: "upstream"},message:"must have required property '"+"upstream"+"'",schema:schema11.properties.routes.items.required,parentSchema:schema11.properties.routes.items,data:data104};
 if(vErrors === null){
 vErrors = [err322];
 }
@@ -4606,9 +4604,9 @@ vErrors.push(err322);
 }
 errors++;
 }
-}
-else {
-const err323 = {instancePath:instancePath+"/routes/" + i13+"/name",schemaPath:"#/properties/routes/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.name.type,parentSchema:schema11.properties.routes.items.properties.name,data:data104};
+for(const key26 in data104){
+if(!(func2.call(schema11.properties.routes.items.properties, key26))){
+const err323 = {instancePath:instancePath+"/routes/" + i13,schemaPath:"#/properties/routes/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key26},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.routes.items,data:data104};
 if(vErrors === null){
 vErrors = [err323];
 }
@@ -4618,11 +4616,11 @@ vErrors.push(err323);
 errors++;
 }
 }
-if(data103.listener !== undefined){
-let data105 = data103.listener;
+if(data104.name !== undefined){
+let data105 = data104.name;
 if(typeof data105 === "string"){
-if(func4(data105) < 1){
-const err324 = {instancePath:instancePath+"/routes/" + i13+"/listener",schemaPath:"#/properties/routes/items/properties/listener/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.routes.items.properties.listener,data:data105};
+if(!pattern0.test(data105)){
+const err324 = {instancePath:instancePath+"/routes/" + i13+"/name",schemaPath:"#/properties/routes/items/properties/name/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9._-]*$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9._-]*$"+"\"",schema:"^[A-Za-z0-9][A-Za-z0-9._-]*$",parentSchema:schema11.properties.routes.items.properties.name,data:data105};
 if(vErrors === null){
 vErrors = [err324];
 }
@@ -4633,7 +4631,7 @@ errors++;
 }
 }
 else {
-const err325 = {instancePath:instancePath+"/routes/" + i13+"/listener",schemaPath:"#/properties/routes/items/properties/listener/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.listener.type,parentSchema:schema11.properties.routes.items.properties.listener,data:data105};
+const err325 = {instancePath:instancePath+"/routes/" + i13+"/name",schemaPath:"#/properties/routes/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.name.type,parentSchema:schema11.properties.routes.items.properties.name,data:data105};
 if(vErrors === null){
 vErrors = [err325];
 }
@@ -4643,12 +4641,11 @@ vErrors.push(err325);
 errors++;
 }
 }
-if(data103.match !== undefined){
-let data106 = data103.match;
-if(data106 && typeof data106 == "object" && !Array.isArray(data106)){
-for(const key27 in data106){
-if(!(((((key27 === "host") || (key27 === "path")) || (key27 === "pathPrefix")) || (key27 === "methods")) || (key27 === "headers"))){
-const err326 = {instancePath:instancePath+"/routes/" + i13+"/match",schemaPath:"#/properties/routes/items/properties/match/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key27},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.routes.items.properties.match,data:data106};
+if(data104.listener !== undefined){
+let data106 = data104.listener;
+if(typeof data106 === "string"){
+if(func4(data106) < 1){
+const err326 = {instancePath:instancePath+"/routes/" + i13+"/listener",schemaPath:"#/properties/routes/items/properties/listener/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.routes.items.properties.listener,data:data106};
 if(vErrors === null){
 vErrors = [err326];
 }
@@ -4658,11 +4655,8 @@ vErrors.push(err326);
 errors++;
 }
 }
-if(data106.host !== undefined){
-let data107 = data106.host;
-if(typeof data107 === "string"){
-if(!pattern43.test(data107)){
-const err327 = {instancePath:instancePath+"/routes/" + i13+"/match/host",schemaPath:"#/properties/routes/items/properties/match/properties/host/pattern",keyword:"pattern",params:{pattern: "^(\\*\\.)?[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?$|^\\[[0-9A-Fa-f:.]+\\]$"},message:"must match pattern \""+"^(\\*\\.)?[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?$|^\\[[0-9A-Fa-f:.]+\\]$"+"\"",schema:"^(\\*\\.)?[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?$|^\\[[0-9A-Fa-f:.]+\\]$",parentSchema:schema11.properties.routes.items.properties.match.properties.host,data:data107};
+else {
+const err327 = {instancePath:instancePath+"/routes/" + i13+"/listener",schemaPath:"#/properties/routes/items/properties/listener/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.listener.type,parentSchema:schema11.properties.routes.items.properties.listener,data:data106};
 if(vErrors === null){
 vErrors = [err327];
 }
@@ -4672,8 +4666,12 @@ vErrors.push(err327);
 errors++;
 }
 }
-else {
-const err328 = {instancePath:instancePath+"/routes/" + i13+"/match/host",schemaPath:"#/properties/routes/items/properties/match/properties/host/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.match.properties.host.type,parentSchema:schema11.properties.routes.items.properties.match.properties.host,data:data107};
+if(data104.match !== undefined){
+let data107 = data104.match;
+if(data107 && typeof data107 == "object" && !Array.isArray(data107)){
+for(const key27 in data107){
+if(!(((((key27 === "host") || (key27 === "path")) || (key27 === "pathPrefix")) || (key27 === "methods")) || (key27 === "headers"))){
+const err328 = {instancePath:instancePath+"/routes/" + i13+"/match",schemaPath:"#/properties/routes/items/properties/match/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key27},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.routes.items.properties.match,data:data107};
 if(vErrors === null){
 vErrors = [err328];
 }
@@ -4683,11 +4681,11 @@ vErrors.push(err328);
 errors++;
 }
 }
-if(data106.path !== undefined){
-let data108 = data106.path;
+if(data107.host !== undefined){
+let data108 = data107.host;
 if(typeof data108 === "string"){
-if(func4(data108) < 1){
-const err329 = {instancePath:instancePath+"/routes/" + i13+"/match/path",schemaPath:"#/properties/routes/items/properties/match/properties/path/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.routes.items.properties.match.properties.path,data:data108};
+if(!pattern43.test(data108)){
+const err329 = {instancePath:instancePath+"/routes/" + i13+"/match/host",schemaPath:"#/properties/routes/items/properties/match/properties/host/pattern",keyword:"pattern",params:{pattern: "^(\\*\\.)?[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?$|^\\[[0-9A-Fa-f:.]+\\]$"},message:"must match pattern \""+"^(\\*\\.)?[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?$|^\\[[0-9A-Fa-f:.]+\\]$"+"\"",schema:"^(\\*\\.)?[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?$|^\\[[0-9A-Fa-f:.]+\\]$",parentSchema:schema11.properties.routes.items.properties.match.properties.host,data:data108};
 if(vErrors === null){
 vErrors = [err329];
 }
@@ -4698,7 +4696,7 @@ errors++;
 }
 }
 else {
-const err330 = {instancePath:instancePath+"/routes/" + i13+"/match/path",schemaPath:"#/properties/routes/items/properties/match/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.match.properties.path.type,parentSchema:schema11.properties.routes.items.properties.match.properties.path,data:data108};
+const err330 = {instancePath:instancePath+"/routes/" + i13+"/match/host",schemaPath:"#/properties/routes/items/properties/match/properties/host/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.match.properties.host.type,parentSchema:schema11.properties.routes.items.properties.match.properties.host,data:data108};
 if(vErrors === null){
 vErrors = [err330];
 }
@@ -4708,11 +4706,11 @@ vErrors.push(err330);
 errors++;
 }
 }
-if(data106.pathPrefix !== undefined){
-let data109 = data106.pathPrefix;
+if(data107.path !== undefined){
+let data109 = data107.path;
 if(typeof data109 === "string"){
 if(func4(data109) < 1){
-const err331 = {instancePath:instancePath+"/routes/" + i13+"/match/pathPrefix",schemaPath:"#/properties/routes/items/properties/match/properties/pathPrefix/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.routes.items.properties.match.properties.pathPrefix,data:data109};
+const err331 = {instancePath:instancePath+"/routes/" + i13+"/match/path",schemaPath:"#/properties/routes/items/properties/match/properties/path/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.routes.items.properties.match.properties.path,data:data109};
 if(vErrors === null){
 vErrors = [err331];
 }
@@ -4723,7 +4721,7 @@ errors++;
 }
 }
 else {
-const err332 = {instancePath:instancePath+"/routes/" + i13+"/match/pathPrefix",schemaPath:"#/properties/routes/items/properties/match/properties/pathPrefix/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.match.properties.pathPrefix.type,parentSchema:schema11.properties.routes.items.properties.match.properties.pathPrefix,data:data109};
+const err332 = {instancePath:instancePath+"/routes/" + i13+"/match/path",schemaPath:"#/properties/routes/items/properties/match/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.match.properties.path.type,parentSchema:schema11.properties.routes.items.properties.match.properties.path,data:data109};
 if(vErrors === null){
 vErrors = [err332];
 }
@@ -4733,11 +4731,11 @@ vErrors.push(err332);
 errors++;
 }
 }
-if(data106.methods !== undefined){
-let data110 = data106.methods;
-if(Array.isArray(data110)){
-if(data110.length < 1){
-const err333 = {instancePath:instancePath+"/routes/" + i13+"/match/methods",schemaPath:"#/properties/routes/items/properties/match/properties/methods/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema11.properties.routes.items.properties.match.properties.methods,data:data110};
+if(data107.pathPrefix !== undefined){
+let data110 = data107.pathPrefix;
+if(typeof data110 === "string"){
+if(func4(data110) < 1){
+const err333 = {instancePath:instancePath+"/routes/" + i13+"/match/pathPrefix",schemaPath:"#/properties/routes/items/properties/match/properties/pathPrefix/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.routes.items.properties.match.properties.pathPrefix,data:data110};
 if(vErrors === null){
 vErrors = [err333];
 }
@@ -4746,12 +4744,9 @@ vErrors.push(err333);
 }
 errors++;
 }
-const len8 = data110.length;
-for(let i14=0; i14<len8; i14++){
-let data111 = data110[i14];
-if(typeof data111 === "string"){
-if(!pattern36.test(data111)){
-const err334 = {instancePath:instancePath+"/routes/" + i13+"/match/methods/" + i14,schemaPath:"#/properties/routes/items/properties/match/properties/methods/items/pattern",keyword:"pattern",params:{pattern: "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"},message:"must match pattern \""+"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"+"\"",schema:"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$",parentSchema:schema11.properties.routes.items.properties.match.properties.methods.items,data:data111};
+}
+else {
+const err334 = {instancePath:instancePath+"/routes/" + i13+"/match/pathPrefix",schemaPath:"#/properties/routes/items/properties/match/properties/pathPrefix/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.match.properties.pathPrefix.type,parentSchema:schema11.properties.routes.items.properties.match.properties.pathPrefix,data:data110};
 if(vErrors === null){
 vErrors = [err334];
 }
@@ -4761,8 +4756,11 @@ vErrors.push(err334);
 errors++;
 }
 }
-else {
-const err335 = {instancePath:instancePath+"/routes/" + i13+"/match/methods/" + i14,schemaPath:"#/properties/routes/items/properties/match/properties/methods/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.match.properties.methods.items.type,parentSchema:schema11.properties.routes.items.properties.match.properties.methods.items,data:data111};
+if(data107.methods !== undefined){
+let data111 = data107.methods;
+if(Array.isArray(data111)){
+if(data111.length < 1){
+const err335 = {instancePath:instancePath+"/routes/" + i13+"/match/methods",schemaPath:"#/properties/routes/items/properties/match/properties/methods/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema11.properties.routes.items.properties.match.properties.methods,data:data111};
 if(vErrors === null){
 vErrors = [err335];
 }
@@ -4771,19 +4769,12 @@ vErrors.push(err335);
 }
 errors++;
 }
-}
-let i15 = data110.length;
-let j6;
-if(i15 > 1){
-const indices6 = {};
-for(;i15--;){
-let item6 = data110[i15];
-if(typeof item6 !== "string"){
-continue;
-}
-if(typeof indices6[item6] == "number"){
-j6 = indices6[item6];
-const err336 = {instancePath:instancePath+"/routes/" + i13+"/match/methods",schemaPath:"#/properties/routes/items/properties/match/properties/methods/uniqueItems",keyword:"uniqueItems",params:{i: i15, j: j6},message:"must NOT have duplicate items (items ## "+j6+" and "+i15+" are identical)",schema:true,parentSchema:schema11.properties.routes.items.properties.match.properties.methods,data:data110};
+const len8 = data111.length;
+for(let i14=0; i14<len8; i14++){
+let data112 = data111[i14];
+if(typeof data112 === "string"){
+if(!pattern36.test(data112)){
+const err336 = {instancePath:instancePath+"/routes/" + i13+"/match/methods/" + i14,schemaPath:"#/properties/routes/items/properties/match/properties/methods/items/pattern",keyword:"pattern",params:{pattern: "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"},message:"must match pattern \""+"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"+"\"",schema:"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$",parentSchema:schema11.properties.routes.items.properties.match.properties.methods.items,data:data112};
 if(vErrors === null){
 vErrors = [err336];
 }
@@ -4791,14 +4782,10 @@ else {
 vErrors.push(err336);
 }
 errors++;
-break;
-}
-indices6[item6] = i15;
-}
 }
 }
 else {
-const err337 = {instancePath:instancePath+"/routes/" + i13+"/match/methods",schemaPath:"#/properties/routes/items/properties/match/properties/methods/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.routes.items.properties.match.properties.methods.type,parentSchema:schema11.properties.routes.items.properties.match.properties.methods,data:data110};
+const err337 = {instancePath:instancePath+"/routes/" + i13+"/match/methods/" + i14,schemaPath:"#/properties/routes/items/properties/match/properties/methods/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.match.properties.methods.items.type,parentSchema:schema11.properties.routes.items.properties.match.properties.methods.items,data:data112};
 if(vErrors === null){
 vErrors = [err337];
 }
@@ -4808,14 +4795,18 @@ vErrors.push(err337);
 errors++;
 }
 }
-if(data106.headers !== undefined){
-let data112 = data106.headers;
-if(data112 && typeof data112 == "object" && !Array.isArray(data112)){
-for(const key28 in data112){
-const _errs375 = errors;
-if(typeof key28 === "string"){
-if(!pattern36.test(key28)){
-const err338 = {instancePath:instancePath+"/routes/" + i13+"/match/headers",schemaPath:"#/properties/routes/items/properties/match/properties/headers/propertyNames/pattern",keyword:"pattern",params:{pattern: "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"},message:"must match pattern \""+"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"+"\"",schema:"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$",parentSchema:schema11.properties.routes.items.properties.match.properties.headers.propertyNames,data:key28,propertyName:key28};
+let i15 = data111.length;
+let j6;
+if(i15 > 1){
+const indices6 = {};
+for(;i15--;){
+let item6 = data111[i15];
+if(typeof item6 !== "string"){
+continue;
+}
+if(typeof indices6[item6] == "number"){
+j6 = indices6[item6];
+const err338 = {instancePath:instancePath+"/routes/" + i13+"/match/methods",schemaPath:"#/properties/routes/items/properties/match/properties/methods/uniqueItems",keyword:"uniqueItems",params:{i: i15, j: j6},message:"must NOT have duplicate items (items ## "+j6+" and "+i15+" are identical)",schema:true,parentSchema:schema11.properties.routes.items.properties.match.properties.methods,data:data111};
 if(vErrors === null){
 vErrors = [err338];
 }
@@ -4823,11 +4814,14 @@ else {
 vErrors.push(err338);
 }
 errors++;
+break;
+}
+indices6[item6] = i15;
 }
 }
-var valid83 = _errs375 === errors;
-if(!valid83){
-const err339 = {instancePath:instancePath+"/routes/" + i13+"/match/headers",schemaPath:"#/properties/routes/items/properties/match/properties/headers/propertyNames",keyword:"propertyNames",params:{propertyName: key28},message:"property name must be valid",schema:schema11.properties.routes.items.properties.match.properties.headers.propertyNames,parentSchema:schema11.properties.routes.items.properties.match.properties.headers,data:data112};
+}
+else {
+const err339 = {instancePath:instancePath+"/routes/" + i13+"/match/methods",schemaPath:"#/properties/routes/items/properties/match/properties/methods/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.routes.items.properties.match.properties.methods.type,parentSchema:schema11.properties.routes.items.properties.match.properties.methods,data:data111};
 if(vErrors === null){
 vErrors = [err339];
 }
@@ -4837,10 +4831,14 @@ vErrors.push(err339);
 errors++;
 }
 }
-for(const key29 in data112){
-let data113 = data112[key29];
-if(typeof data113 !== "string"){
-const err340 = {instancePath:instancePath+"/routes/" + i13+"/match/headers/" + key29.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/routes/items/properties/match/properties/headers/additionalProperties/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.match.properties.headers.additionalProperties.type,parentSchema:schema11.properties.routes.items.properties.match.properties.headers.additionalProperties,data:data113};
+if(data107.headers !== undefined){
+let data113 = data107.headers;
+if(data113 && typeof data113 == "object" && !Array.isArray(data113)){
+for(const key28 in data113){
+const _errs377 = errors;
+if(typeof key28 === "string"){
+if(!pattern36.test(key28)){
+const err340 = {instancePath:instancePath+"/routes/" + i13+"/match/headers",schemaPath:"#/properties/routes/items/properties/match/properties/headers/propertyNames/pattern",keyword:"pattern",params:{pattern: "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"},message:"must match pattern \""+"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"+"\"",schema:"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$",parentSchema:schema11.properties.routes.items.properties.match.properties.headers.propertyNames,data:key28,propertyName:key28};
 if(vErrors === null){
 vErrors = [err340];
 }
@@ -4850,9 +4848,9 @@ vErrors.push(err340);
 errors++;
 }
 }
-}
-else {
-const err341 = {instancePath:instancePath+"/routes/" + i13+"/match/headers",schemaPath:"#/properties/routes/items/properties/match/properties/headers/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.routes.items.properties.match.properties.headers.type,parentSchema:schema11.properties.routes.items.properties.match.properties.headers,data:data112};
+var valid83 = _errs377 === errors;
+if(!valid83){
+const err341 = {instancePath:instancePath+"/routes/" + i13+"/match/headers",schemaPath:"#/properties/routes/items/properties/match/properties/headers/propertyNames",keyword:"propertyNames",params:{propertyName: key28},message:"property name must be valid",schema:schema11.properties.routes.items.properties.match.properties.headers.propertyNames,parentSchema:schema11.properties.routes.items.properties.match.properties.headers,data:data113};
 if(vErrors === null){
 vErrors = [err341];
 }
@@ -4862,9 +4860,10 @@ vErrors.push(err341);
 errors++;
 }
 }
-}
-else {
-const err342 = {instancePath:instancePath+"/routes/" + i13+"/match",schemaPath:"#/properties/routes/items/properties/match/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.routes.items.properties.match.type,parentSchema:schema11.properties.routes.items.properties.match,data:data106};
+for(const key29 in data113){
+let data114 = data113[key29];
+if(typeof data114 !== "string"){
+const err342 = {instancePath:instancePath+"/routes/" + i13+"/match/headers/" + key29.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/routes/items/properties/match/properties/headers/additionalProperties/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.match.properties.headers.additionalProperties.type,parentSchema:schema11.properties.routes.items.properties.match.properties.headers.additionalProperties,data:data114};
 if(vErrors === null){
 vErrors = [err342];
 }
@@ -4874,11 +4873,9 @@ vErrors.push(err342);
 errors++;
 }
 }
-if(data103.upstream !== undefined){
-let data114 = data103.upstream;
-if(typeof data114 === "string"){
-if(func4(data114) < 1){
-const err343 = {instancePath:instancePath+"/routes/" + i13+"/upstream",schemaPath:"#/properties/routes/items/properties/upstream/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.routes.items.properties.upstream,data:data114};
+}
+else {
+const err343 = {instancePath:instancePath+"/routes/" + i13+"/match/headers",schemaPath:"#/properties/routes/items/properties/match/properties/headers/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.routes.items.properties.match.properties.headers.type,parentSchema:schema11.properties.routes.items.properties.match.properties.headers,data:data113};
 if(vErrors === null){
 vErrors = [err343];
 }
@@ -4888,8 +4885,9 @@ vErrors.push(err343);
 errors++;
 }
 }
+}
 else {
-const err344 = {instancePath:instancePath+"/routes/" + i13+"/upstream",schemaPath:"#/properties/routes/items/properties/upstream/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.upstream.type,parentSchema:schema11.properties.routes.items.properties.upstream,data:data114};
+const err344 = {instancePath:instancePath+"/routes/" + i13+"/match",schemaPath:"#/properties/routes/items/properties/match/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.routes.items.properties.match.type,parentSchema:schema11.properties.routes.items.properties.match,data:data107};
 if(vErrors === null){
 vErrors = [err344];
 }
@@ -4899,14 +4897,11 @@ vErrors.push(err344);
 errors++;
 }
 }
-if(data103.timeout !== undefined){
-let data115 = data103.timeout;
-const _errs382 = errors;
-let valid85 = false;
-const _errs383 = errors;
+if(data104.upstream !== undefined){
+let data115 = data104.upstream;
 if(typeof data115 === "string"){
-if(!pattern2.test(data115)){
-const err345 = {instancePath:instancePath+"/routes/" + i13+"/timeout",schemaPath:"#/properties/routes/items/properties/timeout/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.routes.items.properties.timeout.anyOf[0],data:data115};
+if(func4(data115) < 1){
+const err345 = {instancePath:instancePath+"/routes/" + i13+"/upstream",schemaPath:"#/properties/routes/items/properties/upstream/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.routes.items.properties.upstream,data:data115};
 if(vErrors === null){
 vErrors = [err345];
 }
@@ -4917,7 +4912,7 @@ errors++;
 }
 }
 else {
-const err346 = {instancePath:instancePath+"/routes/" + i13+"/timeout",schemaPath:"#/properties/routes/items/properties/timeout/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.timeout.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.timeout.anyOf[0],data:data115};
+const err346 = {instancePath:instancePath+"/routes/" + i13+"/upstream",schemaPath:"#/properties/routes/items/properties/upstream/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.upstream.type,parentSchema:schema11.properties.routes.items.properties.upstream,data:data115};
 if(vErrors === null){
 vErrors = [err346];
 }
@@ -4926,12 +4921,15 @@ vErrors.push(err346);
 }
 errors++;
 }
-var _valid30 = _errs383 === errors;
-valid85 = valid85 || _valid30;
-if(!valid85){
+}
+if(data104.timeout !== undefined){
+let data116 = data104.timeout;
+const _errs384 = errors;
+let valid85 = false;
 const _errs385 = errors;
-if(!(((typeof data115 == "number") && (!(data115 % 1) && !isNaN(data115))) && (isFinite(data115)))){
-const err347 = {instancePath:instancePath+"/routes/" + i13+"/timeout",schemaPath:"#/properties/routes/items/properties/timeout/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.timeout.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.timeout.anyOf[1],data:data115};
+if(typeof data116 === "string"){
+if(!pattern2.test(data116)){
+const err347 = {instancePath:instancePath+"/routes/" + i13+"/timeout",schemaPath:"#/properties/routes/items/properties/timeout/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.routes.items.properties.timeout.anyOf[0],data:data116};
 if(vErrors === null){
 vErrors = [err347];
 }
@@ -4940,9 +4938,9 @@ vErrors.push(err347);
 }
 errors++;
 }
-if((typeof data115 == "number") && (isFinite(data115))){
-if(data115 < 0 || isNaN(data115)){
-const err348 = {instancePath:instancePath+"/routes/" + i13+"/timeout",schemaPath:"#/properties/routes/items/properties/timeout/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.timeout.anyOf[1],data:data115};
+}
+else {
+const err348 = {instancePath:instancePath+"/routes/" + i13+"/timeout",schemaPath:"#/properties/routes/items/properties/timeout/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.timeout.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.timeout.anyOf[0],data:data116};
 if(vErrors === null){
 vErrors = [err348];
 }
@@ -4951,12 +4949,12 @@ vErrors.push(err348);
 }
 errors++;
 }
-}
 var _valid30 = _errs385 === errors;
 valid85 = valid85 || _valid30;
-}
 if(!valid85){
-const err349 = {instancePath:instancePath+"/routes/" + i13+"/timeout",schemaPath:"#/properties/routes/items/properties/timeout/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.timeout.anyOf,parentSchema:schema11.properties.routes.items.properties.timeout,data:data115};
+const _errs387 = errors;
+if(!(((typeof data116 == "number") && (!(data116 % 1) && !isNaN(data116))) && (isFinite(data116)))){
+const err349 = {instancePath:instancePath+"/routes/" + i13+"/timeout",schemaPath:"#/properties/routes/items/properties/timeout/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.timeout.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.timeout.anyOf[1],data:data116};
 if(vErrors === null){
 vErrors = [err349];
 }
@@ -4965,24 +4963,9 @@ vErrors.push(err349);
 }
 errors++;
 }
-else {
-errors = _errs382;
-if(vErrors !== null){
-if(_errs382){
-vErrors.length = _errs382;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-if(data103.circuitBreaker !== undefined){
-let data116 = data103.circuitBreaker;
-if(data116 && typeof data116 == "object" && !Array.isArray(data116)){
-for(const key30 in data116){
-if(!(func2.call(schema11.properties.routes.items.properties.circuitBreaker.properties, key30))){
-const err350 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker",schemaPath:"#/properties/routes/items/properties/circuitBreaker/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key30},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.routes.items.properties.circuitBreaker,data:data116};
+if((typeof data116 == "number") && (isFinite(data116))){
+if(data116 < 0 || isNaN(data116)){
+const err350 = {instancePath:instancePath+"/routes/" + i13+"/timeout",schemaPath:"#/properties/routes/items/properties/timeout/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.timeout.anyOf[1],data:data116};
 if(vErrors === null){
 vErrors = [err350];
 }
@@ -4992,14 +4975,11 @@ vErrors.push(err350);
 errors++;
 }
 }
-if(data116.window !== undefined){
-let data117 = data116.window;
-const _errs391 = errors;
-let valid87 = false;
-const _errs392 = errors;
-if(typeof data117 === "string"){
-if(!pattern2.test(data117)){
-const err351 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/window",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/window/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.window.anyOf[0],data:data117};
+var _valid30 = _errs387 === errors;
+valid85 = valid85 || _valid30;
+}
+if(!valid85){
+const err351 = {instancePath:instancePath+"/routes/" + i13+"/timeout",schemaPath:"#/properties/routes/items/properties/timeout/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.timeout.anyOf,parentSchema:schema11.properties.routes.items.properties.timeout,data:data116};
 if(vErrors === null){
 vErrors = [err351];
 }
@@ -5008,9 +4988,24 @@ vErrors.push(err351);
 }
 errors++;
 }
+else {
+errors = _errs384;
+if(vErrors !== null){
+if(_errs384){
+vErrors.length = _errs384;
 }
 else {
-const err352 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/window",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/window/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.circuitBreaker.properties.window.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.window.anyOf[0],data:data117};
+vErrors = null;
+}
+}
+}
+}
+if(data104.circuitBreaker !== undefined){
+let data117 = data104.circuitBreaker;
+if(data117 && typeof data117 == "object" && !Array.isArray(data117)){
+for(const key30 in data117){
+if(!(func2.call(schema11.properties.routes.items.properties.circuitBreaker.properties, key30))){
+const err352 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker",schemaPath:"#/properties/routes/items/properties/circuitBreaker/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key30},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.routes.items.properties.circuitBreaker,data:data117};
 if(vErrors === null){
 vErrors = [err352];
 }
@@ -5019,12 +5014,15 @@ vErrors.push(err352);
 }
 errors++;
 }
-var _valid31 = _errs392 === errors;
-valid87 = valid87 || _valid31;
-if(!valid87){
+}
+if(data117.window !== undefined){
+let data118 = data117.window;
+const _errs393 = errors;
+let valid87 = false;
 const _errs394 = errors;
-if(!(((typeof data117 == "number") && (!(data117 % 1) && !isNaN(data117))) && (isFinite(data117)))){
-const err353 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/window",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/window/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.circuitBreaker.properties.window.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.window.anyOf[1],data:data117};
+if(typeof data118 === "string"){
+if(!pattern2.test(data118)){
+const err353 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/window",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/window/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.window.anyOf[0],data:data118};
 if(vErrors === null){
 vErrors = [err353];
 }
@@ -5033,9 +5031,9 @@ vErrors.push(err353);
 }
 errors++;
 }
-if((typeof data117 == "number") && (isFinite(data117))){
-if(data117 < 0 || isNaN(data117)){
-const err354 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/window",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/window/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.window.anyOf[1],data:data117};
+}
+else {
+const err354 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/window",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/window/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.circuitBreaker.properties.window.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.window.anyOf[0],data:data118};
 if(vErrors === null){
 vErrors = [err354];
 }
@@ -5044,12 +5042,12 @@ vErrors.push(err354);
 }
 errors++;
 }
-}
 var _valid31 = _errs394 === errors;
 valid87 = valid87 || _valid31;
-}
 if(!valid87){
-const err355 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/window",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/window/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.circuitBreaker.properties.window.anyOf,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.window,data:data117};
+const _errs396 = errors;
+if(!(((typeof data118 == "number") && (!(data118 % 1) && !isNaN(data118))) && (isFinite(data118)))){
+const err355 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/window",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/window/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.circuitBreaker.properties.window.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.window.anyOf[1],data:data118};
 if(vErrors === null){
 vErrors = [err355];
 }
@@ -5058,22 +5056,9 @@ vErrors.push(err355);
 }
 errors++;
 }
-else {
-errors = _errs391;
-if(vErrors !== null){
-if(_errs391){
-vErrors.length = _errs391;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-if(data116.minRequests !== undefined){
-let data118 = data116.minRequests;
-if(!(((typeof data118 == "number") && (!(data118 % 1) && !isNaN(data118))) && (isFinite(data118)))){
-const err356 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/minRequests",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/minRequests/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.circuitBreaker.properties.minRequests.type,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.minRequests,data:data118};
+if((typeof data118 == "number") && (isFinite(data118))){
+if(data118 < 0 || isNaN(data118)){
+const err356 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/window",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/window/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.window.anyOf[1],data:data118};
 if(vErrors === null){
 vErrors = [err356];
 }
@@ -5082,9 +5067,12 @@ vErrors.push(err356);
 }
 errors++;
 }
-if((typeof data118 == "number") && (isFinite(data118))){
-if(data118 < 1 || isNaN(data118)){
-const err357 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/minRequests",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/minRequests/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.minRequests,data:data118};
+}
+var _valid31 = _errs396 === errors;
+valid87 = valid87 || _valid31;
+}
+if(!valid87){
+const err357 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/window",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/window/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.circuitBreaker.properties.window.anyOf,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.window,data:data118};
 if(vErrors === null){
 vErrors = [err357];
 }
@@ -5093,16 +5081,22 @@ vErrors.push(err357);
 }
 errors++;
 }
+else {
+errors = _errs393;
+if(vErrors !== null){
+if(_errs393){
+vErrors.length = _errs393;
+}
+else {
+vErrors = null;
 }
 }
-if(data116.failureRate !== undefined){
-let data119 = data116.failureRate;
-const _errs399 = errors;
-let valid88 = false;
-const _errs400 = errors;
-if((typeof data119 == "number") && (isFinite(data119))){
-if(data119 > 1 || isNaN(data119)){
-const err358 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/failureRate",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/failureRate/anyOf/0/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1},message:"must be <= 1",schema:1,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.failureRate.anyOf[0],data:data119};
+}
+}
+if(data117.minRequests !== undefined){
+let data119 = data117.minRequests;
+if(!(((typeof data119 == "number") && (!(data119 % 1) && !isNaN(data119))) && (isFinite(data119)))){
+const err358 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/minRequests",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/minRequests/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.circuitBreaker.properties.minRequests.type,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.minRequests,data:data119};
 if(vErrors === null){
 vErrors = [err358];
 }
@@ -5111,8 +5105,9 @@ vErrors.push(err358);
 }
 errors++;
 }
-if(data119 < 0 || isNaN(data119)){
-const err359 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/failureRate",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/failureRate/anyOf/0/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.failureRate.anyOf[0],data:data119};
+if((typeof data119 == "number") && (isFinite(data119))){
+if(data119 < 1 || isNaN(data119)){
+const err359 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/minRequests",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/minRequests/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.minRequests,data:data119};
 if(vErrors === null){
 vErrors = [err359];
 }
@@ -5122,8 +5117,15 @@ vErrors.push(err359);
 errors++;
 }
 }
-else {
-const err360 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/failureRate",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/failureRate/anyOf/0/type",keyword:"type",params:{type: "number"},message:"must be number",schema:schema11.properties.routes.items.properties.circuitBreaker.properties.failureRate.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.failureRate.anyOf[0],data:data119};
+}
+if(data117.failureRate !== undefined){
+let data120 = data117.failureRate;
+const _errs401 = errors;
+let valid88 = false;
+const _errs402 = errors;
+if((typeof data120 == "number") && (isFinite(data120))){
+if(data120 > 1 || isNaN(data120)){
+const err360 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/failureRate",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/failureRate/anyOf/0/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1},message:"must be <= 1",schema:1,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.failureRate.anyOf[0],data:data120};
 if(vErrors === null){
 vErrors = [err360];
 }
@@ -5132,13 +5134,8 @@ vErrors.push(err360);
 }
 errors++;
 }
-var _valid32 = _errs400 === errors;
-valid88 = valid88 || _valid32;
-if(!valid88){
-const _errs402 = errors;
-if(typeof data119 === "string"){
-if(!pattern24.test(data119)){
-const err361 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/failureRate",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/failureRate/anyOf/1/pattern",keyword:"pattern",params:{pattern: "^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$"},message:"must match pattern \""+"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$"+"\"",schema:"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$",parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.failureRate.anyOf[1],data:data119};
+if(data120 < 0 || isNaN(data120)){
+const err361 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/failureRate",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/failureRate/anyOf/0/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.failureRate.anyOf[0],data:data120};
 if(vErrors === null){
 vErrors = [err361];
 }
@@ -5149,7 +5146,7 @@ errors++;
 }
 }
 else {
-const err362 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/failureRate",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/failureRate/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.circuitBreaker.properties.failureRate.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.failureRate.anyOf[1],data:data119};
+const err362 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/failureRate",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/failureRate/anyOf/0/type",keyword:"type",params:{type: "number"},message:"must be number",schema:schema11.properties.routes.items.properties.circuitBreaker.properties.failureRate.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.failureRate.anyOf[0],data:data120};
 if(vErrors === null){
 vErrors = [err362];
 }
@@ -5160,9 +5157,11 @@ errors++;
 }
 var _valid32 = _errs402 === errors;
 valid88 = valid88 || _valid32;
-}
 if(!valid88){
-const err363 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/failureRate",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/failureRate/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.circuitBreaker.properties.failureRate.anyOf,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.failureRate,data:data119};
+const _errs404 = errors;
+if(typeof data120 === "string"){
+if(!pattern24.test(data120)){
+const err363 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/failureRate",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/failureRate/anyOf/1/pattern",keyword:"pattern",params:{pattern: "^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$"},message:"must match pattern \""+"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$"+"\"",schema:"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$",parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.failureRate.anyOf[1],data:data120};
 if(vErrors === null){
 vErrors = [err363];
 }
@@ -5171,26 +5170,9 @@ vErrors.push(err363);
 }
 errors++;
 }
-else {
-errors = _errs399;
-if(vErrors !== null){
-if(_errs399){
-vErrors.length = _errs399;
 }
 else {
-vErrors = null;
-}
-}
-}
-}
-if(data116.slowCallDuration !== undefined){
-let data120 = data116.slowCallDuration;
-const _errs405 = errors;
-let valid89 = false;
-const _errs406 = errors;
-if(typeof data120 === "string"){
-if(!pattern2.test(data120)){
-const err364 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/slowCallDuration",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/slowCallDuration/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.slowCallDuration.anyOf[0],data:data120};
+const err364 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/failureRate",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/failureRate/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.circuitBreaker.properties.failureRate.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.failureRate.anyOf[1],data:data120};
 if(vErrors === null){
 vErrors = [err364];
 }
@@ -5199,9 +5181,11 @@ vErrors.push(err364);
 }
 errors++;
 }
+var _valid32 = _errs404 === errors;
+valid88 = valid88 || _valid32;
 }
-else {
-const err365 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/slowCallDuration",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/slowCallDuration/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.circuitBreaker.properties.slowCallDuration.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.slowCallDuration.anyOf[0],data:data120};
+if(!valid88){
+const err365 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/failureRate",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/failureRate/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.circuitBreaker.properties.failureRate.anyOf,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.failureRate,data:data120};
 if(vErrors === null){
 vErrors = [err365];
 }
@@ -5210,12 +5194,26 @@ vErrors.push(err365);
 }
 errors++;
 }
-var _valid33 = _errs406 === errors;
-valid89 = valid89 || _valid33;
-if(!valid89){
+else {
+errors = _errs401;
+if(vErrors !== null){
+if(_errs401){
+vErrors.length = _errs401;
+}
+else {
+vErrors = null;
+}
+}
+}
+}
+if(data117.slowCallDuration !== undefined){
+let data121 = data117.slowCallDuration;
+const _errs407 = errors;
+let valid89 = false;
 const _errs408 = errors;
-if(!(((typeof data120 == "number") && (!(data120 % 1) && !isNaN(data120))) && (isFinite(data120)))){
-const err366 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/slowCallDuration",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/slowCallDuration/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.circuitBreaker.properties.slowCallDuration.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.slowCallDuration.anyOf[1],data:data120};
+if(typeof data121 === "string"){
+if(!pattern2.test(data121)){
+const err366 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/slowCallDuration",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/slowCallDuration/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.slowCallDuration.anyOf[0],data:data121};
 if(vErrors === null){
 vErrors = [err366];
 }
@@ -5224,9 +5222,9 @@ vErrors.push(err366);
 }
 errors++;
 }
-if((typeof data120 == "number") && (isFinite(data120))){
-if(data120 < 0 || isNaN(data120)){
-const err367 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/slowCallDuration",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/slowCallDuration/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.slowCallDuration.anyOf[1],data:data120};
+}
+else {
+const err367 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/slowCallDuration",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/slowCallDuration/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.circuitBreaker.properties.slowCallDuration.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.slowCallDuration.anyOf[0],data:data121};
 if(vErrors === null){
 vErrors = [err367];
 }
@@ -5235,12 +5233,12 @@ vErrors.push(err367);
 }
 errors++;
 }
-}
 var _valid33 = _errs408 === errors;
 valid89 = valid89 || _valid33;
-}
 if(!valid89){
-const err368 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/slowCallDuration",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/slowCallDuration/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.circuitBreaker.properties.slowCallDuration.anyOf,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.slowCallDuration,data:data120};
+const _errs410 = errors;
+if(!(((typeof data121 == "number") && (!(data121 % 1) && !isNaN(data121))) && (isFinite(data121)))){
+const err368 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/slowCallDuration",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/slowCallDuration/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.circuitBreaker.properties.slowCallDuration.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.slowCallDuration.anyOf[1],data:data121};
 if(vErrors === null){
 vErrors = [err368];
 }
@@ -5249,26 +5247,9 @@ vErrors.push(err368);
 }
 errors++;
 }
-else {
-errors = _errs405;
-if(vErrors !== null){
-if(_errs405){
-vErrors.length = _errs405;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-if(data116.slowCallRate !== undefined){
-let data121 = data116.slowCallRate;
-const _errs411 = errors;
-let valid90 = false;
-const _errs412 = errors;
 if((typeof data121 == "number") && (isFinite(data121))){
-if(data121 > 1 || isNaN(data121)){
-const err369 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/slowCallRate",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/slowCallRate/anyOf/0/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1},message:"must be <= 1",schema:1,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.slowCallRate.anyOf[0],data:data121};
+if(data121 < 0 || isNaN(data121)){
+const err369 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/slowCallDuration",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/slowCallDuration/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.slowCallDuration.anyOf[1],data:data121};
 if(vErrors === null){
 vErrors = [err369];
 }
@@ -5277,8 +5258,12 @@ vErrors.push(err369);
 }
 errors++;
 }
-if(data121 < 0 || isNaN(data121)){
-const err370 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/slowCallRate",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/slowCallRate/anyOf/0/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.slowCallRate.anyOf[0],data:data121};
+}
+var _valid33 = _errs410 === errors;
+valid89 = valid89 || _valid33;
+}
+if(!valid89){
+const err370 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/slowCallDuration",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/slowCallDuration/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.circuitBreaker.properties.slowCallDuration.anyOf,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.slowCallDuration,data:data121};
 if(vErrors === null){
 vErrors = [err370];
 }
@@ -5287,9 +5272,26 @@ vErrors.push(err370);
 }
 errors++;
 }
+else {
+errors = _errs407;
+if(vErrors !== null){
+if(_errs407){
+vErrors.length = _errs407;
 }
 else {
-const err371 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/slowCallRate",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/slowCallRate/anyOf/0/type",keyword:"type",params:{type: "number"},message:"must be number",schema:schema11.properties.routes.items.properties.circuitBreaker.properties.slowCallRate.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.slowCallRate.anyOf[0],data:data121};
+vErrors = null;
+}
+}
+}
+}
+if(data117.slowCallRate !== undefined){
+let data122 = data117.slowCallRate;
+const _errs413 = errors;
+let valid90 = false;
+const _errs414 = errors;
+if((typeof data122 == "number") && (isFinite(data122))){
+if(data122 > 1 || isNaN(data122)){
+const err371 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/slowCallRate",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/slowCallRate/anyOf/0/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1},message:"must be <= 1",schema:1,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.slowCallRate.anyOf[0],data:data122};
 if(vErrors === null){
 vErrors = [err371];
 }
@@ -5298,13 +5300,8 @@ vErrors.push(err371);
 }
 errors++;
 }
-var _valid34 = _errs412 === errors;
-valid90 = valid90 || _valid34;
-if(!valid90){
-const _errs414 = errors;
-if(typeof data121 === "string"){
-if(!pattern24.test(data121)){
-const err372 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/slowCallRate",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/slowCallRate/anyOf/1/pattern",keyword:"pattern",params:{pattern: "^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$"},message:"must match pattern \""+"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$"+"\"",schema:"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$",parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.slowCallRate.anyOf[1],data:data121};
+if(data122 < 0 || isNaN(data122)){
+const err372 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/slowCallRate",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/slowCallRate/anyOf/0/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.slowCallRate.anyOf[0],data:data122};
 if(vErrors === null){
 vErrors = [err372];
 }
@@ -5315,7 +5312,7 @@ errors++;
 }
 }
 else {
-const err373 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/slowCallRate",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/slowCallRate/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.circuitBreaker.properties.slowCallRate.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.slowCallRate.anyOf[1],data:data121};
+const err373 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/slowCallRate",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/slowCallRate/anyOf/0/type",keyword:"type",params:{type: "number"},message:"must be number",schema:schema11.properties.routes.items.properties.circuitBreaker.properties.slowCallRate.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.slowCallRate.anyOf[0],data:data122};
 if(vErrors === null){
 vErrors = [err373];
 }
@@ -5326,9 +5323,11 @@ errors++;
 }
 var _valid34 = _errs414 === errors;
 valid90 = valid90 || _valid34;
-}
 if(!valid90){
-const err374 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/slowCallRate",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/slowCallRate/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.circuitBreaker.properties.slowCallRate.anyOf,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.slowCallRate,data:data121};
+const _errs416 = errors;
+if(typeof data122 === "string"){
+if(!pattern24.test(data122)){
+const err374 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/slowCallRate",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/slowCallRate/anyOf/1/pattern",keyword:"pattern",params:{pattern: "^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$"},message:"must match pattern \""+"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$"+"\"",schema:"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$",parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.slowCallRate.anyOf[1],data:data122};
 if(vErrors === null){
 vErrors = [err374];
 }
@@ -5337,26 +5336,9 @@ vErrors.push(err374);
 }
 errors++;
 }
-else {
-errors = _errs411;
-if(vErrors !== null){
-if(_errs411){
-vErrors.length = _errs411;
 }
 else {
-vErrors = null;
-}
-}
-}
-}
-if(data116.openFor !== undefined){
-let data122 = data116.openFor;
-const _errs417 = errors;
-let valid91 = false;
-const _errs418 = errors;
-if(typeof data122 === "string"){
-if(!pattern2.test(data122)){
-const err375 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/openFor",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/openFor/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.openFor.anyOf[0],data:data122};
+const err375 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/slowCallRate",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/slowCallRate/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.circuitBreaker.properties.slowCallRate.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.slowCallRate.anyOf[1],data:data122};
 if(vErrors === null){
 vErrors = [err375];
 }
@@ -5365,9 +5347,11 @@ vErrors.push(err375);
 }
 errors++;
 }
+var _valid34 = _errs416 === errors;
+valid90 = valid90 || _valid34;
 }
-else {
-const err376 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/openFor",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/openFor/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.circuitBreaker.properties.openFor.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.openFor.anyOf[0],data:data122};
+if(!valid90){
+const err376 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/slowCallRate",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/slowCallRate/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.circuitBreaker.properties.slowCallRate.anyOf,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.slowCallRate,data:data122};
 if(vErrors === null){
 vErrors = [err376];
 }
@@ -5376,12 +5360,26 @@ vErrors.push(err376);
 }
 errors++;
 }
-var _valid35 = _errs418 === errors;
-valid91 = valid91 || _valid35;
-if(!valid91){
+else {
+errors = _errs413;
+if(vErrors !== null){
+if(_errs413){
+vErrors.length = _errs413;
+}
+else {
+vErrors = null;
+}
+}
+}
+}
+if(data117.openFor !== undefined){
+let data123 = data117.openFor;
+const _errs419 = errors;
+let valid91 = false;
 const _errs420 = errors;
-if(!(((typeof data122 == "number") && (!(data122 % 1) && !isNaN(data122))) && (isFinite(data122)))){
-const err377 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/openFor",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/openFor/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.circuitBreaker.properties.openFor.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.openFor.anyOf[1],data:data122};
+if(typeof data123 === "string"){
+if(!pattern2.test(data123)){
+const err377 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/openFor",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/openFor/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.openFor.anyOf[0],data:data123};
 if(vErrors === null){
 vErrors = [err377];
 }
@@ -5390,9 +5388,9 @@ vErrors.push(err377);
 }
 errors++;
 }
-if((typeof data122 == "number") && (isFinite(data122))){
-if(data122 < 0 || isNaN(data122)){
-const err378 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/openFor",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/openFor/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.openFor.anyOf[1],data:data122};
+}
+else {
+const err378 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/openFor",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/openFor/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.circuitBreaker.properties.openFor.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.openFor.anyOf[0],data:data123};
 if(vErrors === null){
 vErrors = [err378];
 }
@@ -5401,12 +5399,12 @@ vErrors.push(err378);
 }
 errors++;
 }
-}
 var _valid35 = _errs420 === errors;
 valid91 = valid91 || _valid35;
-}
 if(!valid91){
-const err379 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/openFor",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/openFor/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.circuitBreaker.properties.openFor.anyOf,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.openFor,data:data122};
+const _errs422 = errors;
+if(!(((typeof data123 == "number") && (!(data123 % 1) && !isNaN(data123))) && (isFinite(data123)))){
+const err379 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/openFor",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/openFor/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.circuitBreaker.properties.openFor.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.openFor.anyOf[1],data:data123};
 if(vErrors === null){
 vErrors = [err379];
 }
@@ -5415,26 +5413,9 @@ vErrors.push(err379);
 }
 errors++;
 }
-else {
-errors = _errs417;
-if(vErrors !== null){
-if(_errs417){
-vErrors.length = _errs417;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-if(data116.openForMax !== undefined){
-let data123 = data116.openForMax;
-const _errs423 = errors;
-let valid92 = false;
-const _errs424 = errors;
-if(typeof data123 === "string"){
-if(!pattern2.test(data123)){
-const err380 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/openForMax",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/openForMax/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.openForMax.anyOf[0],data:data123};
+if((typeof data123 == "number") && (isFinite(data123))){
+if(data123 < 0 || isNaN(data123)){
+const err380 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/openFor",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/openFor/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.openFor.anyOf[1],data:data123};
 if(vErrors === null){
 vErrors = [err380];
 }
@@ -5444,8 +5425,11 @@ vErrors.push(err380);
 errors++;
 }
 }
-else {
-const err381 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/openForMax",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/openForMax/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.circuitBreaker.properties.openForMax.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.openForMax.anyOf[0],data:data123};
+var _valid35 = _errs422 === errors;
+valid91 = valid91 || _valid35;
+}
+if(!valid91){
+const err381 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/openFor",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/openFor/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.circuitBreaker.properties.openFor.anyOf,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.openFor,data:data123};
 if(vErrors === null){
 vErrors = [err381];
 }
@@ -5454,12 +5438,26 @@ vErrors.push(err381);
 }
 errors++;
 }
-var _valid36 = _errs424 === errors;
-valid92 = valid92 || _valid36;
-if(!valid92){
+else {
+errors = _errs419;
+if(vErrors !== null){
+if(_errs419){
+vErrors.length = _errs419;
+}
+else {
+vErrors = null;
+}
+}
+}
+}
+if(data117.openForMax !== undefined){
+let data124 = data117.openForMax;
+const _errs425 = errors;
+let valid92 = false;
 const _errs426 = errors;
-if(!(((typeof data123 == "number") && (!(data123 % 1) && !isNaN(data123))) && (isFinite(data123)))){
-const err382 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/openForMax",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/openForMax/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.circuitBreaker.properties.openForMax.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.openForMax.anyOf[1],data:data123};
+if(typeof data124 === "string"){
+if(!pattern2.test(data124)){
+const err382 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/openForMax",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/openForMax/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.openForMax.anyOf[0],data:data124};
 if(vErrors === null){
 vErrors = [err382];
 }
@@ -5468,9 +5466,9 @@ vErrors.push(err382);
 }
 errors++;
 }
-if((typeof data123 == "number") && (isFinite(data123))){
-if(data123 < 0 || isNaN(data123)){
-const err383 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/openForMax",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/openForMax/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.openForMax.anyOf[1],data:data123};
+}
+else {
+const err383 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/openForMax",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/openForMax/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.circuitBreaker.properties.openForMax.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.openForMax.anyOf[0],data:data124};
 if(vErrors === null){
 vErrors = [err383];
 }
@@ -5479,12 +5477,12 @@ vErrors.push(err383);
 }
 errors++;
 }
-}
 var _valid36 = _errs426 === errors;
 valid92 = valid92 || _valid36;
-}
 if(!valid92){
-const err384 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/openForMax",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/openForMax/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.circuitBreaker.properties.openForMax.anyOf,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.openForMax,data:data123};
+const _errs428 = errors;
+if(!(((typeof data124 == "number") && (!(data124 % 1) && !isNaN(data124))) && (isFinite(data124)))){
+const err384 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/openForMax",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/openForMax/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.circuitBreaker.properties.openForMax.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.openForMax.anyOf[1],data:data124};
 if(vErrors === null){
 vErrors = [err384];
 }
@@ -5493,22 +5491,9 @@ vErrors.push(err384);
 }
 errors++;
 }
-else {
-errors = _errs423;
-if(vErrors !== null){
-if(_errs423){
-vErrors.length = _errs423;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-if(data116.halfOpenRequests !== undefined){
-let data124 = data116.halfOpenRequests;
-if(!(((typeof data124 == "number") && (!(data124 % 1) && !isNaN(data124))) && (isFinite(data124)))){
-const err385 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/halfOpenRequests",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/halfOpenRequests/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.circuitBreaker.properties.halfOpenRequests.type,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.halfOpenRequests,data:data124};
+if((typeof data124 == "number") && (isFinite(data124))){
+if(data124 < 0 || isNaN(data124)){
+const err385 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/openForMax",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/openForMax/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.openForMax.anyOf[1],data:data124};
 if(vErrors === null){
 vErrors = [err385];
 }
@@ -5517,9 +5502,12 @@ vErrors.push(err385);
 }
 errors++;
 }
-if((typeof data124 == "number") && (isFinite(data124))){
-if(data124 < 1 || isNaN(data124)){
-const err386 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/halfOpenRequests",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/halfOpenRequests/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.halfOpenRequests,data:data124};
+}
+var _valid36 = _errs428 === errors;
+valid92 = valid92 || _valid36;
+}
+if(!valid92){
+const err386 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/openForMax",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/openForMax/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.circuitBreaker.properties.openForMax.anyOf,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.openForMax,data:data124};
 if(vErrors === null){
 vErrors = [err386];
 }
@@ -5528,13 +5516,22 @@ vErrors.push(err386);
 }
 errors++;
 }
+else {
+errors = _errs425;
+if(vErrors !== null){
+if(_errs425){
+vErrors.length = _errs425;
+}
+else {
+vErrors = null;
 }
 }
-if(data116.failOn !== undefined){
-let data125 = data116.failOn;
-if(Array.isArray(data125)){
-if(data125.length < 1){
-const err387 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/failOn",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/failOn/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.failOn,data:data125};
+}
+}
+if(data117.halfOpenRequests !== undefined){
+let data125 = data117.halfOpenRequests;
+if(!(((typeof data125 == "number") && (!(data125 % 1) && !isNaN(data125))) && (isFinite(data125)))){
+const err387 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/halfOpenRequests",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/halfOpenRequests/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.circuitBreaker.properties.halfOpenRequests.type,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.halfOpenRequests,data:data125};
 if(vErrors === null){
 vErrors = [err387];
 }
@@ -5543,11 +5540,9 @@ vErrors.push(err387);
 }
 errors++;
 }
-const len9 = data125.length;
-for(let i16=0; i16<len9; i16++){
-let data126 = data125[i16];
-if(typeof data126 !== "string"){
-const err388 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/failOn/" + i16,schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/failOn/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.circuitBreaker.properties.failOn.items.type,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.failOn.items,data:data126};
+if((typeof data125 == "number") && (isFinite(data125))){
+if(data125 < 1 || isNaN(data125)){
+const err388 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/halfOpenRequests",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/halfOpenRequests/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.halfOpenRequests,data:data125};
 if(vErrors === null){
 vErrors = [err388];
 }
@@ -5556,8 +5551,13 @@ vErrors.push(err388);
 }
 errors++;
 }
-if(!((((data126 === "5xx") || (data126 === "connect-failure")) || (data126 === "reset")) || (data126 === "timeout"))){
-const err389 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/failOn/" + i16,schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/failOn/items/enum",keyword:"enum",params:{allowedValues: schema11.properties.routes.items.properties.circuitBreaker.properties.failOn.items.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.routes.items.properties.circuitBreaker.properties.failOn.items.enum,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.failOn.items,data:data126};
+}
+}
+if(data117.failOn !== undefined){
+let data126 = data117.failOn;
+if(Array.isArray(data126)){
+if(data126.length < 1){
+const err389 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/failOn",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/failOn/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.failOn,data:data126};
 if(vErrors === null){
 vErrors = [err389];
 }
@@ -5566,19 +5566,11 @@ vErrors.push(err389);
 }
 errors++;
 }
-}
-let i17 = data125.length;
-let j7;
-if(i17 > 1){
-const indices7 = {};
-for(;i17--;){
-let item7 = data125[i17];
-if(typeof item7 !== "string"){
-continue;
-}
-if(typeof indices7[item7] == "number"){
-j7 = indices7[item7];
-const err390 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/failOn",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/failOn/uniqueItems",keyword:"uniqueItems",params:{i: i17, j: j7},message:"must NOT have duplicate items (items ## "+j7+" and "+i17+" are identical)",schema:true,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.failOn,data:data125};
+const len9 = data126.length;
+for(let i16=0; i16<len9; i16++){
+let data127 = data126[i16];
+if(typeof data127 !== "string"){
+const err390 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/failOn/" + i16,schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/failOn/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.circuitBreaker.properties.failOn.items.type,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.failOn.items,data:data127};
 if(vErrors === null){
 vErrors = [err390];
 }
@@ -5586,14 +5578,9 @@ else {
 vErrors.push(err390);
 }
 errors++;
-break;
 }
-indices7[item7] = i17;
-}
-}
-}
-else {
-const err391 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/failOn",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/failOn/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.routes.items.properties.circuitBreaker.properties.failOn.type,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.failOn,data:data125};
+if(!(((((((((data127 === "5xx") || (data127 === "connect-failure")) || (data127 === "reset")) || (data127 === "timeout")) || (data127 === "cancelled")) || (data127 === "deadline-exceeded")) || (data127 === "resource-exhausted")) || (data127 === "internal")) || (data127 === "unavailable"))){
+const err391 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/failOn/" + i16,schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/failOn/items/enum",keyword:"enum",params:{allowedValues: schema11.properties.routes.items.properties.circuitBreaker.properties.failOn.items.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.routes.items.properties.circuitBreaker.properties.failOn.items.enum,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.failOn.items,data:data127};
 if(vErrors === null){
 vErrors = [err391];
 }
@@ -5603,9 +5590,18 @@ vErrors.push(err391);
 errors++;
 }
 }
+let i17 = data126.length;
+let j7;
+if(i17 > 1){
+const indices7 = {};
+for(;i17--;){
+let item7 = data126[i17];
+if(typeof item7 !== "string"){
+continue;
 }
-else {
-const err392 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker",schemaPath:"#/properties/routes/items/properties/circuitBreaker/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.routes.items.properties.circuitBreaker.type,parentSchema:schema11.properties.routes.items.properties.circuitBreaker,data:data116};
+if(typeof indices7[item7] == "number"){
+j7 = indices7[item7];
+const err392 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/failOn",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/failOn/uniqueItems",keyword:"uniqueItems",params:{i: i17, j: j7},message:"must NOT have duplicate items (items ## "+j7+" and "+i17+" are identical)",schema:true,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.failOn,data:data126};
 if(vErrors === null){
 vErrors = [err392];
 }
@@ -5613,14 +5609,14 @@ else {
 vErrors.push(err392);
 }
 errors++;
+break;
+}
+indices7[item7] = i17;
 }
 }
-if(data103.idempotency !== undefined){
-let data127 = data103.idempotency;
-if(data127 && typeof data127 == "object" && !Array.isArray(data127)){
-for(const key31 in data127){
-if(!(func2.call(schema11.properties.routes.items.properties.idempotency.properties, key31))){
-const err393 = {instancePath:instancePath+"/routes/" + i13+"/idempotency",schemaPath:"#/properties/routes/items/properties/idempotency/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key31},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.routes.items.properties.idempotency,data:data127};
+}
+else {
+const err393 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker/failOn",schemaPath:"#/properties/routes/items/properties/circuitBreaker/properties/failOn/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.routes.items.properties.circuitBreaker.properties.failOn.type,parentSchema:schema11.properties.routes.items.properties.circuitBreaker.properties.failOn,data:data126};
 if(vErrors === null){
 vErrors = [err393];
 }
@@ -5630,11 +5626,9 @@ vErrors.push(err393);
 errors++;
 }
 }
-if(data127.store !== undefined){
-let data128 = data127.store;
-if(typeof data128 === "string"){
-if(func4(data128) < 1){
-const err394 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/store",schemaPath:"#/properties/routes/items/properties/idempotency/properties/store/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.routes.items.properties.idempotency.properties.store,data:data128};
+}
+else {
+const err394 = {instancePath:instancePath+"/routes/" + i13+"/circuitBreaker",schemaPath:"#/properties/routes/items/properties/circuitBreaker/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.routes.items.properties.circuitBreaker.type,parentSchema:schema11.properties.routes.items.properties.circuitBreaker,data:data117};
 if(vErrors === null){
 vErrors = [err394];
 }
@@ -5644,8 +5638,12 @@ vErrors.push(err394);
 errors++;
 }
 }
-else {
-const err395 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/store",schemaPath:"#/properties/routes/items/properties/idempotency/properties/store/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.idempotency.properties.store.type,parentSchema:schema11.properties.routes.items.properties.idempotency.properties.store,data:data128};
+if(data104.idempotency !== undefined){
+let data128 = data104.idempotency;
+if(data128 && typeof data128 == "object" && !Array.isArray(data128)){
+for(const key31 in data128){
+if(!(func2.call(schema11.properties.routes.items.properties.idempotency.properties, key31))){
+const err395 = {instancePath:instancePath+"/routes/" + i13+"/idempotency",schemaPath:"#/properties/routes/items/properties/idempotency/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key31},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.routes.items.properties.idempotency,data:data128};
 if(vErrors === null){
 vErrors = [err395];
 }
@@ -5655,11 +5653,11 @@ vErrors.push(err395);
 errors++;
 }
 }
-if(data127.header !== undefined){
-let data129 = data127.header;
+if(data128.store !== undefined){
+let data129 = data128.store;
 if(typeof data129 === "string"){
 if(func4(data129) < 1){
-const err396 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/header",schemaPath:"#/properties/routes/items/properties/idempotency/properties/header/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.routes.items.properties.idempotency.properties.header,data:data129};
+const err396 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/store",schemaPath:"#/properties/routes/items/properties/idempotency/properties/store/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.routes.items.properties.idempotency.properties.store,data:data129};
 if(vErrors === null){
 vErrors = [err396];
 }
@@ -5668,8 +5666,9 @@ vErrors.push(err396);
 }
 errors++;
 }
-if(!pattern36.test(data129)){
-const err397 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/header",schemaPath:"#/properties/routes/items/properties/idempotency/properties/header/pattern",keyword:"pattern",params:{pattern: "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"},message:"must match pattern \""+"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"+"\"",schema:"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$",parentSchema:schema11.properties.routes.items.properties.idempotency.properties.header,data:data129};
+}
+else {
+const err397 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/store",schemaPath:"#/properties/routes/items/properties/idempotency/properties/store/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.idempotency.properties.store.type,parentSchema:schema11.properties.routes.items.properties.idempotency.properties.store,data:data129};
 if(vErrors === null){
 vErrors = [err397];
 }
@@ -5679,8 +5678,11 @@ vErrors.push(err397);
 errors++;
 }
 }
-else {
-const err398 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/header",schemaPath:"#/properties/routes/items/properties/idempotency/properties/header/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.idempotency.properties.header.type,parentSchema:schema11.properties.routes.items.properties.idempotency.properties.header,data:data129};
+if(data128.header !== undefined){
+let data130 = data128.header;
+if(typeof data130 === "string"){
+if(func4(data130) < 1){
+const err398 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/header",schemaPath:"#/properties/routes/items/properties/idempotency/properties/header/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.routes.items.properties.idempotency.properties.header,data:data130};
 if(vErrors === null){
 vErrors = [err398];
 }
@@ -5689,12 +5691,8 @@ vErrors.push(err398);
 }
 errors++;
 }
-}
-if(data127.methods !== undefined){
-let data130 = data127.methods;
-if(Array.isArray(data130)){
-if(data130.length < 1){
-const err399 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/methods",schemaPath:"#/properties/routes/items/properties/idempotency/properties/methods/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema11.properties.routes.items.properties.idempotency.properties.methods,data:data130};
+if(!pattern36.test(data130)){
+const err399 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/header",schemaPath:"#/properties/routes/items/properties/idempotency/properties/header/pattern",keyword:"pattern",params:{pattern: "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"},message:"must match pattern \""+"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"+"\"",schema:"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$",parentSchema:schema11.properties.routes.items.properties.idempotency.properties.header,data:data130};
 if(vErrors === null){
 vErrors = [err399];
 }
@@ -5703,12 +5701,9 @@ vErrors.push(err399);
 }
 errors++;
 }
-const len10 = data130.length;
-for(let i18=0; i18<len10; i18++){
-let data131 = data130[i18];
-if(typeof data131 === "string"){
-if(!pattern54.test(data131)){
-const err400 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/methods/" + i18,schemaPath:"#/properties/routes/items/properties/idempotency/properties/methods/items/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z]+$"},message:"must match pattern \""+"^[A-Za-z]+$"+"\"",schema:"^[A-Za-z]+$",parentSchema:schema11.properties.routes.items.properties.idempotency.properties.methods.items,data:data131};
+}
+else {
+const err400 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/header",schemaPath:"#/properties/routes/items/properties/idempotency/properties/header/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.idempotency.properties.header.type,parentSchema:schema11.properties.routes.items.properties.idempotency.properties.header,data:data130};
 if(vErrors === null){
 vErrors = [err400];
 }
@@ -5718,8 +5713,11 @@ vErrors.push(err400);
 errors++;
 }
 }
-else {
-const err401 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/methods/" + i18,schemaPath:"#/properties/routes/items/properties/idempotency/properties/methods/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.idempotency.properties.methods.items.type,parentSchema:schema11.properties.routes.items.properties.idempotency.properties.methods.items,data:data131};
+if(data128.methods !== undefined){
+let data131 = data128.methods;
+if(Array.isArray(data131)){
+if(data131.length < 1){
+const err401 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/methods",schemaPath:"#/properties/routes/items/properties/idempotency/properties/methods/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema11.properties.routes.items.properties.idempotency.properties.methods,data:data131};
 if(vErrors === null){
 vErrors = [err401];
 }
@@ -5728,19 +5726,12 @@ vErrors.push(err401);
 }
 errors++;
 }
-}
-let i19 = data130.length;
-let j8;
-if(i19 > 1){
-const indices8 = {};
-for(;i19--;){
-let item8 = data130[i19];
-if(typeof item8 !== "string"){
-continue;
-}
-if(typeof indices8[item8] == "number"){
-j8 = indices8[item8];
-const err402 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/methods",schemaPath:"#/properties/routes/items/properties/idempotency/properties/methods/uniqueItems",keyword:"uniqueItems",params:{i: i19, j: j8},message:"must NOT have duplicate items (items ## "+j8+" and "+i19+" are identical)",schema:true,parentSchema:schema11.properties.routes.items.properties.idempotency.properties.methods,data:data130};
+const len10 = data131.length;
+for(let i18=0; i18<len10; i18++){
+let data132 = data131[i18];
+if(typeof data132 === "string"){
+if(!pattern54.test(data132)){
+const err402 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/methods/" + i18,schemaPath:"#/properties/routes/items/properties/idempotency/properties/methods/items/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z]+$"},message:"must match pattern \""+"^[A-Za-z]+$"+"\"",schema:"^[A-Za-z]+$",parentSchema:schema11.properties.routes.items.properties.idempotency.properties.methods.items,data:data132};
 if(vErrors === null){
 vErrors = [err402];
 }
@@ -5748,14 +5739,10 @@ else {
 vErrors.push(err402);
 }
 errors++;
-break;
-}
-indices8[item8] = i19;
-}
 }
 }
 else {
-const err403 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/methods",schemaPath:"#/properties/routes/items/properties/idempotency/properties/methods/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.routes.items.properties.idempotency.properties.methods.type,parentSchema:schema11.properties.routes.items.properties.idempotency.properties.methods,data:data130};
+const err403 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/methods/" + i18,schemaPath:"#/properties/routes/items/properties/idempotency/properties/methods/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.idempotency.properties.methods.items.type,parentSchema:schema11.properties.routes.items.properties.idempotency.properties.methods.items,data:data132};
 if(vErrors === null){
 vErrors = [err403];
 }
@@ -5765,10 +5752,18 @@ vErrors.push(err403);
 errors++;
 }
 }
-if(data127.required !== undefined){
-let data132 = data127.required;
-if(typeof data132 !== "boolean"){
-const err404 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/required",schemaPath:"#/properties/routes/items/properties/idempotency/properties/required/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema11.properties.routes.items.properties.idempotency.properties.required.type,parentSchema:schema11.properties.routes.items.properties.idempotency.properties.required,data:data132};
+let i19 = data131.length;
+let j8;
+if(i19 > 1){
+const indices8 = {};
+for(;i19--;){
+let item8 = data131[i19];
+if(typeof item8 !== "string"){
+continue;
+}
+if(typeof indices8[item8] == "number"){
+j8 = indices8[item8];
+const err404 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/methods",schemaPath:"#/properties/routes/items/properties/idempotency/properties/methods/uniqueItems",keyword:"uniqueItems",params:{i: i19, j: j8},message:"must NOT have duplicate items (items ## "+j8+" and "+i19+" are identical)",schema:true,parentSchema:schema11.properties.routes.items.properties.idempotency.properties.methods,data:data131};
 if(vErrors === null){
 vErrors = [err404];
 }
@@ -5776,16 +5771,14 @@ else {
 vErrors.push(err404);
 }
 errors++;
+break;
+}
+indices8[item8] = i19;
 }
 }
-if(data127.ttl !== undefined){
-let data133 = data127.ttl;
-const _errs448 = errors;
-let valid100 = false;
-const _errs449 = errors;
-if(typeof data133 === "string"){
-if(!pattern2.test(data133)){
-const err405 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/ttl",schemaPath:"#/properties/routes/items/properties/idempotency/properties/ttl/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.routes.items.properties.idempotency.properties.ttl.anyOf[0],data:data133};
+}
+else {
+const err405 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/methods",schemaPath:"#/properties/routes/items/properties/idempotency/properties/methods/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.routes.items.properties.idempotency.properties.methods.type,parentSchema:schema11.properties.routes.items.properties.idempotency.properties.methods,data:data131};
 if(vErrors === null){
 vErrors = [err405];
 }
@@ -5795,8 +5788,10 @@ vErrors.push(err405);
 errors++;
 }
 }
-else {
-const err406 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/ttl",schemaPath:"#/properties/routes/items/properties/idempotency/properties/ttl/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.idempotency.properties.ttl.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.idempotency.properties.ttl.anyOf[0],data:data133};
+if(data128.required !== undefined){
+let data133 = data128.required;
+if(typeof data133 !== "boolean"){
+const err406 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/required",schemaPath:"#/properties/routes/items/properties/idempotency/properties/required/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema11.properties.routes.items.properties.idempotency.properties.required.type,parentSchema:schema11.properties.routes.items.properties.idempotency.properties.required,data:data133};
 if(vErrors === null){
 vErrors = [err406];
 }
@@ -5805,12 +5800,15 @@ vErrors.push(err406);
 }
 errors++;
 }
-var _valid37 = _errs449 === errors;
-valid100 = valid100 || _valid37;
-if(!valid100){
+}
+if(data128.ttl !== undefined){
+let data134 = data128.ttl;
+const _errs450 = errors;
+let valid100 = false;
 const _errs451 = errors;
-if(!(((typeof data133 == "number") && (!(data133 % 1) && !isNaN(data133))) && (isFinite(data133)))){
-const err407 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/ttl",schemaPath:"#/properties/routes/items/properties/idempotency/properties/ttl/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.idempotency.properties.ttl.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.idempotency.properties.ttl.anyOf[1],data:data133};
+if(typeof data134 === "string"){
+if(!pattern2.test(data134)){
+const err407 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/ttl",schemaPath:"#/properties/routes/items/properties/idempotency/properties/ttl/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.routes.items.properties.idempotency.properties.ttl.anyOf[0],data:data134};
 if(vErrors === null){
 vErrors = [err407];
 }
@@ -5819,9 +5817,9 @@ vErrors.push(err407);
 }
 errors++;
 }
-if((typeof data133 == "number") && (isFinite(data133))){
-if(data133 < 0 || isNaN(data133)){
-const err408 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/ttl",schemaPath:"#/properties/routes/items/properties/idempotency/properties/ttl/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.idempotency.properties.ttl.anyOf[1],data:data133};
+}
+else {
+const err408 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/ttl",schemaPath:"#/properties/routes/items/properties/idempotency/properties/ttl/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.idempotency.properties.ttl.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.idempotency.properties.ttl.anyOf[0],data:data134};
 if(vErrors === null){
 vErrors = [err408];
 }
@@ -5830,12 +5828,12 @@ vErrors.push(err408);
 }
 errors++;
 }
-}
 var _valid37 = _errs451 === errors;
 valid100 = valid100 || _valid37;
-}
 if(!valid100){
-const err409 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/ttl",schemaPath:"#/properties/routes/items/properties/idempotency/properties/ttl/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.idempotency.properties.ttl.anyOf,parentSchema:schema11.properties.routes.items.properties.idempotency.properties.ttl,data:data133};
+const _errs453 = errors;
+if(!(((typeof data134 == "number") && (!(data134 % 1) && !isNaN(data134))) && (isFinite(data134)))){
+const err409 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/ttl",schemaPath:"#/properties/routes/items/properties/idempotency/properties/ttl/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.idempotency.properties.ttl.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.idempotency.properties.ttl.anyOf[1],data:data134};
 if(vErrors === null){
 vErrors = [err409];
 }
@@ -5844,26 +5842,9 @@ vErrors.push(err409);
 }
 errors++;
 }
-else {
-errors = _errs448;
-if(vErrors !== null){
-if(_errs448){
-vErrors.length = _errs448;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-if(data127.maxResponseBytes !== undefined){
-let data134 = data127.maxResponseBytes;
-const _errs454 = errors;
-let valid101 = false;
-const _errs455 = errors;
-if(typeof data134 === "string"){
-if(!pattern14.test(data134)){
-const err410 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/maxResponseBytes",schemaPath:"#/properties/routes/items/properties/idempotency/properties/maxResponseBytes/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(B|KB|KiB|MB|MiB|GB|GiB)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(B|KB|KiB|MB|MiB|GB|GiB)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(B|KB|KiB|MB|MiB|GB|GiB)$",parentSchema:schema11.properties.routes.items.properties.idempotency.properties.maxResponseBytes.anyOf[0],data:data134};
+if((typeof data134 == "number") && (isFinite(data134))){
+if(data134 < 0 || isNaN(data134)){
+const err410 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/ttl",schemaPath:"#/properties/routes/items/properties/idempotency/properties/ttl/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.idempotency.properties.ttl.anyOf[1],data:data134};
 if(vErrors === null){
 vErrors = [err410];
 }
@@ -5873,8 +5854,11 @@ vErrors.push(err410);
 errors++;
 }
 }
-else {
-const err411 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/maxResponseBytes",schemaPath:"#/properties/routes/items/properties/idempotency/properties/maxResponseBytes/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.idempotency.properties.maxResponseBytes.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.idempotency.properties.maxResponseBytes.anyOf[0],data:data134};
+var _valid37 = _errs453 === errors;
+valid100 = valid100 || _valid37;
+}
+if(!valid100){
+const err411 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/ttl",schemaPath:"#/properties/routes/items/properties/idempotency/properties/ttl/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.idempotency.properties.ttl.anyOf,parentSchema:schema11.properties.routes.items.properties.idempotency.properties.ttl,data:data134};
 if(vErrors === null){
 vErrors = [err411];
 }
@@ -5883,12 +5867,26 @@ vErrors.push(err411);
 }
 errors++;
 }
-var _valid38 = _errs455 === errors;
-valid101 = valid101 || _valid38;
-if(!valid101){
+else {
+errors = _errs450;
+if(vErrors !== null){
+if(_errs450){
+vErrors.length = _errs450;
+}
+else {
+vErrors = null;
+}
+}
+}
+}
+if(data128.maxResponseBytes !== undefined){
+let data135 = data128.maxResponseBytes;
+const _errs456 = errors;
+let valid101 = false;
 const _errs457 = errors;
-if(!(((typeof data134 == "number") && (!(data134 % 1) && !isNaN(data134))) && (isFinite(data134)))){
-const err412 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/maxResponseBytes",schemaPath:"#/properties/routes/items/properties/idempotency/properties/maxResponseBytes/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.idempotency.properties.maxResponseBytes.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.idempotency.properties.maxResponseBytes.anyOf[1],data:data134};
+if(typeof data135 === "string"){
+if(!pattern14.test(data135)){
+const err412 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/maxResponseBytes",schemaPath:"#/properties/routes/items/properties/idempotency/properties/maxResponseBytes/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(B|KB|KiB|MB|MiB|GB|GiB)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(B|KB|KiB|MB|MiB|GB|GiB)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(B|KB|KiB|MB|MiB|GB|GiB)$",parentSchema:schema11.properties.routes.items.properties.idempotency.properties.maxResponseBytes.anyOf[0],data:data135};
 if(vErrors === null){
 vErrors = [err412];
 }
@@ -5897,9 +5895,9 @@ vErrors.push(err412);
 }
 errors++;
 }
-if((typeof data134 == "number") && (isFinite(data134))){
-if(data134 < 0 || isNaN(data134)){
-const err413 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/maxResponseBytes",schemaPath:"#/properties/routes/items/properties/idempotency/properties/maxResponseBytes/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.idempotency.properties.maxResponseBytes.anyOf[1],data:data134};
+}
+else {
+const err413 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/maxResponseBytes",schemaPath:"#/properties/routes/items/properties/idempotency/properties/maxResponseBytes/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.idempotency.properties.maxResponseBytes.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.idempotency.properties.maxResponseBytes.anyOf[0],data:data135};
 if(vErrors === null){
 vErrors = [err413];
 }
@@ -5908,12 +5906,12 @@ vErrors.push(err413);
 }
 errors++;
 }
-}
 var _valid38 = _errs457 === errors;
 valid101 = valid101 || _valid38;
-}
 if(!valid101){
-const err414 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/maxResponseBytes",schemaPath:"#/properties/routes/items/properties/idempotency/properties/maxResponseBytes/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.idempotency.properties.maxResponseBytes.anyOf,parentSchema:schema11.properties.routes.items.properties.idempotency.properties.maxResponseBytes,data:data134};
+const _errs459 = errors;
+if(!(((typeof data135 == "number") && (!(data135 % 1) && !isNaN(data135))) && (isFinite(data135)))){
+const err414 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/maxResponseBytes",schemaPath:"#/properties/routes/items/properties/idempotency/properties/maxResponseBytes/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.idempotency.properties.maxResponseBytes.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.idempotency.properties.maxResponseBytes.anyOf[1],data:data135};
 if(vErrors === null){
 vErrors = [err414];
 }
@@ -5922,26 +5920,9 @@ vErrors.push(err414);
 }
 errors++;
 }
-else {
-errors = _errs454;
-if(vErrors !== null){
-if(_errs454){
-vErrors.length = _errs454;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-if(data127.maxRequestBytes !== undefined){
-let data135 = data127.maxRequestBytes;
-const _errs460 = errors;
-let valid102 = false;
-const _errs461 = errors;
-if(typeof data135 === "string"){
-if(!pattern14.test(data135)){
-const err415 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/maxRequestBytes",schemaPath:"#/properties/routes/items/properties/idempotency/properties/maxRequestBytes/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(B|KB|KiB|MB|MiB|GB|GiB)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(B|KB|KiB|MB|MiB|GB|GiB)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(B|KB|KiB|MB|MiB|GB|GiB)$",parentSchema:schema11.properties.routes.items.properties.idempotency.properties.maxRequestBytes.anyOf[0],data:data135};
+if((typeof data135 == "number") && (isFinite(data135))){
+if(data135 < 0 || isNaN(data135)){
+const err415 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/maxResponseBytes",schemaPath:"#/properties/routes/items/properties/idempotency/properties/maxResponseBytes/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.idempotency.properties.maxResponseBytes.anyOf[1],data:data135};
 if(vErrors === null){
 vErrors = [err415];
 }
@@ -5951,8 +5932,11 @@ vErrors.push(err415);
 errors++;
 }
 }
-else {
-const err416 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/maxRequestBytes",schemaPath:"#/properties/routes/items/properties/idempotency/properties/maxRequestBytes/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.idempotency.properties.maxRequestBytes.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.idempotency.properties.maxRequestBytes.anyOf[0],data:data135};
+var _valid38 = _errs459 === errors;
+valid101 = valid101 || _valid38;
+}
+if(!valid101){
+const err416 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/maxResponseBytes",schemaPath:"#/properties/routes/items/properties/idempotency/properties/maxResponseBytes/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.idempotency.properties.maxResponseBytes.anyOf,parentSchema:schema11.properties.routes.items.properties.idempotency.properties.maxResponseBytes,data:data135};
 if(vErrors === null){
 vErrors = [err416];
 }
@@ -5961,12 +5945,26 @@ vErrors.push(err416);
 }
 errors++;
 }
-var _valid39 = _errs461 === errors;
-valid102 = valid102 || _valid39;
-if(!valid102){
+else {
+errors = _errs456;
+if(vErrors !== null){
+if(_errs456){
+vErrors.length = _errs456;
+}
+else {
+vErrors = null;
+}
+}
+}
+}
+if(data128.maxRequestBytes !== undefined){
+let data136 = data128.maxRequestBytes;
+const _errs462 = errors;
+let valid102 = false;
 const _errs463 = errors;
-if(!(((typeof data135 == "number") && (!(data135 % 1) && !isNaN(data135))) && (isFinite(data135)))){
-const err417 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/maxRequestBytes",schemaPath:"#/properties/routes/items/properties/idempotency/properties/maxRequestBytes/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.idempotency.properties.maxRequestBytes.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.idempotency.properties.maxRequestBytes.anyOf[1],data:data135};
+if(typeof data136 === "string"){
+if(!pattern14.test(data136)){
+const err417 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/maxRequestBytes",schemaPath:"#/properties/routes/items/properties/idempotency/properties/maxRequestBytes/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(B|KB|KiB|MB|MiB|GB|GiB)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(B|KB|KiB|MB|MiB|GB|GiB)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(B|KB|KiB|MB|MiB|GB|GiB)$",parentSchema:schema11.properties.routes.items.properties.idempotency.properties.maxRequestBytes.anyOf[0],data:data136};
 if(vErrors === null){
 vErrors = [err417];
 }
@@ -5975,9 +5973,9 @@ vErrors.push(err417);
 }
 errors++;
 }
-if((typeof data135 == "number") && (isFinite(data135))){
-if(data135 < 0 || isNaN(data135)){
-const err418 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/maxRequestBytes",schemaPath:"#/properties/routes/items/properties/idempotency/properties/maxRequestBytes/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.idempotency.properties.maxRequestBytes.anyOf[1],data:data135};
+}
+else {
+const err418 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/maxRequestBytes",schemaPath:"#/properties/routes/items/properties/idempotency/properties/maxRequestBytes/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.idempotency.properties.maxRequestBytes.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.idempotency.properties.maxRequestBytes.anyOf[0],data:data136};
 if(vErrors === null){
 vErrors = [err418];
 }
@@ -5986,12 +5984,12 @@ vErrors.push(err418);
 }
 errors++;
 }
-}
 var _valid39 = _errs463 === errors;
 valid102 = valid102 || _valid39;
-}
 if(!valid102){
-const err419 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/maxRequestBytes",schemaPath:"#/properties/routes/items/properties/idempotency/properties/maxRequestBytes/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.idempotency.properties.maxRequestBytes.anyOf,parentSchema:schema11.properties.routes.items.properties.idempotency.properties.maxRequestBytes,data:data135};
+const _errs465 = errors;
+if(!(((typeof data136 == "number") && (!(data136 % 1) && !isNaN(data136))) && (isFinite(data136)))){
+const err419 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/maxRequestBytes",schemaPath:"#/properties/routes/items/properties/idempotency/properties/maxRequestBytes/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.idempotency.properties.maxRequestBytes.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.idempotency.properties.maxRequestBytes.anyOf[1],data:data136};
 if(vErrors === null){
 vErrors = [err419];
 }
@@ -6000,22 +5998,9 @@ vErrors.push(err419);
 }
 errors++;
 }
-else {
-errors = _errs460;
-if(vErrors !== null){
-if(_errs460){
-vErrors.length = _errs460;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-if(data127.onStoreError !== undefined){
-let data136 = data127.onStoreError;
-if(typeof data136 !== "string"){
-const err420 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/onStoreError",schemaPath:"#/properties/routes/items/properties/idempotency/properties/onStoreError/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.idempotency.properties.onStoreError.type,parentSchema:schema11.properties.routes.items.properties.idempotency.properties.onStoreError,data:data136};
+if((typeof data136 == "number") && (isFinite(data136))){
+if(data136 < 0 || isNaN(data136)){
+const err420 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/maxRequestBytes",schemaPath:"#/properties/routes/items/properties/idempotency/properties/maxRequestBytes/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.idempotency.properties.maxRequestBytes.anyOf[1],data:data136};
 if(vErrors === null){
 vErrors = [err420];
 }
@@ -6024,8 +6009,12 @@ vErrors.push(err420);
 }
 errors++;
 }
-if(!((data136 === "reject") || (data136 === "forward"))){
-const err421 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/onStoreError",schemaPath:"#/properties/routes/items/properties/idempotency/properties/onStoreError/enum",keyword:"enum",params:{allowedValues: schema11.properties.routes.items.properties.idempotency.properties.onStoreError.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.routes.items.properties.idempotency.properties.onStoreError.enum,parentSchema:schema11.properties.routes.items.properties.idempotency.properties.onStoreError,data:data136};
+}
+var _valid39 = _errs465 === errors;
+valid102 = valid102 || _valid39;
+}
+if(!valid102){
+const err421 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/maxRequestBytes",schemaPath:"#/properties/routes/items/properties/idempotency/properties/maxRequestBytes/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.idempotency.properties.maxRequestBytes.anyOf,parentSchema:schema11.properties.routes.items.properties.idempotency.properties.maxRequestBytes,data:data136};
 if(vErrors === null){
 vErrors = [err421];
 }
@@ -6034,11 +6023,22 @@ vErrors.push(err421);
 }
 errors++;
 }
+else {
+errors = _errs462;
+if(vErrors !== null){
+if(_errs462){
+vErrors.length = _errs462;
 }
-if(data127.whileInProgress !== undefined){
-let data137 = data127.whileInProgress;
+else {
+vErrors = null;
+}
+}
+}
+}
+if(data128.onStoreError !== undefined){
+let data137 = data128.onStoreError;
 if(typeof data137 !== "string"){
-const err422 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/whileInProgress",schemaPath:"#/properties/routes/items/properties/idempotency/properties/whileInProgress/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.idempotency.properties.whileInProgress.type,parentSchema:schema11.properties.routes.items.properties.idempotency.properties.whileInProgress,data:data137};
+const err422 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/onStoreError",schemaPath:"#/properties/routes/items/properties/idempotency/properties/onStoreError/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.idempotency.properties.onStoreError.type,parentSchema:schema11.properties.routes.items.properties.idempotency.properties.onStoreError,data:data137};
 if(vErrors === null){
 vErrors = [err422];
 }
@@ -6047,8 +6047,8 @@ vErrors.push(err422);
 }
 errors++;
 }
-if(!((data137 === "reject") || (data137 === "wait"))){
-const err423 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/whileInProgress",schemaPath:"#/properties/routes/items/properties/idempotency/properties/whileInProgress/enum",keyword:"enum",params:{allowedValues: schema11.properties.routes.items.properties.idempotency.properties.whileInProgress.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.routes.items.properties.idempotency.properties.whileInProgress.enum,parentSchema:schema11.properties.routes.items.properties.idempotency.properties.whileInProgress,data:data137};
+if(!((data137 === "reject") || (data137 === "forward"))){
+const err423 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/onStoreError",schemaPath:"#/properties/routes/items/properties/idempotency/properties/onStoreError/enum",keyword:"enum",params:{allowedValues: schema11.properties.routes.items.properties.idempotency.properties.onStoreError.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.routes.items.properties.idempotency.properties.onStoreError.enum,parentSchema:schema11.properties.routes.items.properties.idempotency.properties.onStoreError,data:data137};
 if(vErrors === null){
 vErrors = [err423];
 }
@@ -6058,9 +6058,10 @@ vErrors.push(err423);
 errors++;
 }
 }
-}
-else {
-const err424 = {instancePath:instancePath+"/routes/" + i13+"/idempotency",schemaPath:"#/properties/routes/items/properties/idempotency/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.routes.items.properties.idempotency.type,parentSchema:schema11.properties.routes.items.properties.idempotency,data:data127};
+if(data128.whileInProgress !== undefined){
+let data138 = data128.whileInProgress;
+if(typeof data138 !== "string"){
+const err424 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/whileInProgress",schemaPath:"#/properties/routes/items/properties/idempotency/properties/whileInProgress/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.idempotency.properties.whileInProgress.type,parentSchema:schema11.properties.routes.items.properties.idempotency.properties.whileInProgress,data:data138};
 if(vErrors === null){
 vErrors = [err424];
 }
@@ -6069,13 +6070,8 @@ vErrors.push(err424);
 }
 errors++;
 }
-}
-if(data103.retry !== undefined){
-let data138 = data103.retry;
-if(data138 && typeof data138 == "object" && !Array.isArray(data138)){
-for(const key32 in data138){
-if(!(((((((key32 === "maxAttempts") || (key32 === "perTryTimeout")) || (key32 === "retryOn")) || (key32 === "backoff")) || (key32 === "respectRetryAfter")) || (key32 === "budget")) || (key32 === "bufferLimit"))){
-const err425 = {instancePath:instancePath+"/routes/" + i13+"/retry",schemaPath:"#/properties/routes/items/properties/retry/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key32},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.routes.items.properties.retry,data:data138};
+if(!((data138 === "reject") || (data138 === "wait"))){
+const err425 = {instancePath:instancePath+"/routes/" + i13+"/idempotency/whileInProgress",schemaPath:"#/properties/routes/items/properties/idempotency/properties/whileInProgress/enum",keyword:"enum",params:{allowedValues: schema11.properties.routes.items.properties.idempotency.properties.whileInProgress.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.routes.items.properties.idempotency.properties.whileInProgress.enum,parentSchema:schema11.properties.routes.items.properties.idempotency.properties.whileInProgress,data:data138};
 if(vErrors === null){
 vErrors = [err425];
 }
@@ -6085,10 +6081,9 @@ vErrors.push(err425);
 errors++;
 }
 }
-if(data138.maxAttempts !== undefined){
-let data139 = data138.maxAttempts;
-if(!(((typeof data139 == "number") && (!(data139 % 1) && !isNaN(data139))) && (isFinite(data139)))){
-const err426 = {instancePath:instancePath+"/routes/" + i13+"/retry/maxAttempts",schemaPath:"#/properties/routes/items/properties/retry/properties/maxAttempts/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.retry.properties.maxAttempts.type,parentSchema:schema11.properties.routes.items.properties.retry.properties.maxAttempts,data:data139};
+}
+else {
+const err426 = {instancePath:instancePath+"/routes/" + i13+"/idempotency",schemaPath:"#/properties/routes/items/properties/idempotency/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.routes.items.properties.idempotency.type,parentSchema:schema11.properties.routes.items.properties.idempotency,data:data128};
 if(vErrors === null){
 vErrors = [err426];
 }
@@ -6097,9 +6092,13 @@ vErrors.push(err426);
 }
 errors++;
 }
-if((typeof data139 == "number") && (isFinite(data139))){
-if(data139 < 1 || isNaN(data139)){
-const err427 = {instancePath:instancePath+"/routes/" + i13+"/retry/maxAttempts",schemaPath:"#/properties/routes/items/properties/retry/properties/maxAttempts/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.routes.items.properties.retry.properties.maxAttempts,data:data139};
+}
+if(data104.retry !== undefined){
+let data139 = data104.retry;
+if(data139 && typeof data139 == "object" && !Array.isArray(data139)){
+for(const key32 in data139){
+if(!(((((((key32 === "maxAttempts") || (key32 === "perTryTimeout")) || (key32 === "retryOn")) || (key32 === "backoff")) || (key32 === "respectRetryAfter")) || (key32 === "budget")) || (key32 === "bufferLimit"))){
+const err427 = {instancePath:instancePath+"/routes/" + i13+"/retry",schemaPath:"#/properties/routes/items/properties/retry/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key32},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.routes.items.properties.retry,data:data139};
 if(vErrors === null){
 vErrors = [err427];
 }
@@ -6109,18 +6108,10 @@ vErrors.push(err427);
 errors++;
 }
 }
-}
-if(data138.perTryTimeout !== undefined){
-let data140 = data138.perTryTimeout;
-const _errs475 = errors;
-let valid104 = false;
-const _errs476 = errors;
-const _errs477 = errors;
-let valid105 = false;
-const _errs478 = errors;
-if(typeof data140 === "string"){
-if(!pattern2.test(data140)){
-const err428 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/0/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[0].anyOf[0],data:data140};
+if(data139.maxAttempts !== undefined){
+let data140 = data139.maxAttempts;
+if(!(((typeof data140 == "number") && (!(data140 % 1) && !isNaN(data140))) && (isFinite(data140)))){
+const err428 = {instancePath:instancePath+"/routes/" + i13+"/retry/maxAttempts",schemaPath:"#/properties/routes/items/properties/retry/properties/maxAttempts/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.retry.properties.maxAttempts.type,parentSchema:schema11.properties.routes.items.properties.retry.properties.maxAttempts,data:data140};
 if(vErrors === null){
 vErrors = [err428];
 }
@@ -6129,9 +6120,9 @@ vErrors.push(err428);
 }
 errors++;
 }
-}
-else {
-const err429 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/0/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[0].anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[0].anyOf[0],data:data140};
+if((typeof data140 == "number") && (isFinite(data140))){
+if(data140 < 1 || isNaN(data140)){
+const err429 = {instancePath:instancePath+"/routes/" + i13+"/retry/maxAttempts",schemaPath:"#/properties/routes/items/properties/retry/properties/maxAttempts/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.routes.items.properties.retry.properties.maxAttempts,data:data140};
 if(vErrors === null){
 vErrors = [err429];
 }
@@ -6140,12 +6131,19 @@ vErrors.push(err429);
 }
 errors++;
 }
-var _valid41 = _errs478 === errors;
-valid105 = valid105 || _valid41;
-if(!valid105){
+}
+}
+if(data139.perTryTimeout !== undefined){
+let data141 = data139.perTryTimeout;
+const _errs477 = errors;
+let valid104 = false;
+const _errs478 = errors;
+const _errs479 = errors;
+let valid105 = false;
 const _errs480 = errors;
-if(!(((typeof data140 == "number") && (!(data140 % 1) && !isNaN(data140))) && (isFinite(data140)))){
-const err430 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/0/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[0].anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[0].anyOf[1],data:data140};
+if(typeof data141 === "string"){
+if(!pattern2.test(data141)){
+const err430 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/0/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[0].anyOf[0],data:data141};
 if(vErrors === null){
 vErrors = [err430];
 }
@@ -6154,9 +6152,9 @@ vErrors.push(err430);
 }
 errors++;
 }
-if((typeof data140 == "number") && (isFinite(data140))){
-if(data140 < 0 || isNaN(data140)){
-const err431 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/0/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[0].anyOf[1],data:data140};
+}
+else {
+const err431 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/0/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[0].anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[0].anyOf[0],data:data141};
 if(vErrors === null){
 vErrors = [err431];
 }
@@ -6165,17 +6163,433 @@ vErrors.push(err431);
 }
 errors++;
 }
-}
 var _valid41 = _errs480 === errors;
 valid105 = valid105 || _valid41;
-}
 if(!valid105){
-const err432 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/0/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[0].anyOf,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[0],data:data140};
+const _errs482 = errors;
+if(!(((typeof data141 == "number") && (!(data141 % 1) && !isNaN(data141))) && (isFinite(data141)))){
+const err432 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/0/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[0].anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[0].anyOf[1],data:data141};
 if(vErrors === null){
 vErrors = [err432];
 }
 else {
 vErrors.push(err432);
+}
+errors++;
+}
+if((typeof data141 == "number") && (isFinite(data141))){
+if(data141 < 0 || isNaN(data141)){
+const err433 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/0/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[0].anyOf[1],data:data141};
+if(vErrors === null){
+vErrors = [err433];
+}
+else {
+vErrors.push(err433);
+}
+errors++;
+}
+}
+var _valid41 = _errs482 === errors;
+valid105 = valid105 || _valid41;
+}
+if(!valid105){
+const err434 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/0/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[0].anyOf,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[0],data:data141};
+if(vErrors === null){
+vErrors = [err434];
+}
+else {
+vErrors.push(err434);
+}
+errors++;
+}
+else {
+errors = _errs479;
+if(vErrors !== null){
+if(_errs479){
+vErrors.length = _errs479;
+}
+else {
+vErrors = null;
+}
+}
+}
+var _valid40 = _errs478 === errors;
+valid104 = valid104 || _valid40;
+if(!valid104){
+const _errs484 = errors;
+if(data141 && typeof data141 == "object" && !Array.isArray(data141)){
+if(data141.percentile === undefined){
+const err435 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/1/required",keyword:"required",params:{missingProperty: "percentile"},message:"must have required property '"+"percentile"+"'",schema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].required,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1],data:data141};
+if(vErrors === null){
+vErrors = [err435];
+}
+else {
+vErrors.push(err435);
+}
+errors++;
+}
+if(data141.max === undefined){
+const err436 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/1/required",keyword:"required",params:{missingProperty: "max"},message:"must have required property '"+"max"+"'",schema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].required,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1],data:data141};
+if(vErrors === null){
+vErrors = [err436];
+}
+else {
+vErrors.push(err436);
+}
+errors++;
+}
+for(const key33 in data141){
+if(!((((((key33 === "percentile") || (key33 === "multiplier")) || (key33 === "min")) || (key33 === "max")) || (key33 === "minSamples")) || (key33 === "window"))){
+const err437 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/1/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key33},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1],data:data141};
+if(vErrors === null){
+vErrors = [err437];
+}
+else {
+vErrors.push(err437);
+}
+errors++;
+}
+}
+if(data141.percentile !== undefined){
+let data142 = data141.percentile;
+if((typeof data142 == "number") && (isFinite(data142))){
+if(data142 > 100 || isNaN(data142)){
+const err438 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout/percentile",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/1/properties/percentile/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100",schema:100,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.percentile,data:data142};
+if(vErrors === null){
+vErrors = [err438];
+}
+else {
+vErrors.push(err438);
+}
+errors++;
+}
+if(data142 <= 0 || isNaN(data142)){
+const err439 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout/percentile",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/1/properties/percentile/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0",schema:0,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.percentile,data:data142};
+if(vErrors === null){
+vErrors = [err439];
+}
+else {
+vErrors.push(err439);
+}
+errors++;
+}
+}
+else {
+const err440 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout/percentile",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/1/properties/percentile/type",keyword:"type",params:{type: "number"},message:"must be number",schema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.percentile.type,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.percentile,data:data142};
+if(vErrors === null){
+vErrors = [err440];
+}
+else {
+vErrors.push(err440);
+}
+errors++;
+}
+}
+if(data141.multiplier !== undefined){
+let data143 = data141.multiplier;
+if((typeof data143 == "number") && (isFinite(data143))){
+if(data143 <= 0 || isNaN(data143)){
+const err441 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout/multiplier",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/1/properties/multiplier/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0",schema:0,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.multiplier,data:data143};
+if(vErrors === null){
+vErrors = [err441];
+}
+else {
+vErrors.push(err441);
+}
+errors++;
+}
+}
+else {
+const err442 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout/multiplier",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/1/properties/multiplier/type",keyword:"type",params:{type: "number"},message:"must be number",schema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.multiplier.type,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.multiplier,data:data143};
+if(vErrors === null){
+vErrors = [err442];
+}
+else {
+vErrors.push(err442);
+}
+errors++;
+}
+}
+if(data141.min !== undefined){
+let data144 = data141.min;
+const _errs492 = errors;
+let valid107 = false;
+const _errs493 = errors;
+if(typeof data144 === "string"){
+if(!pattern2.test(data144)){
+const err443 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout/min",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/1/properties/min/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.min.anyOf[0],data:data144};
+if(vErrors === null){
+vErrors = [err443];
+}
+else {
+vErrors.push(err443);
+}
+errors++;
+}
+}
+else {
+const err444 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout/min",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/1/properties/min/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.min.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.min.anyOf[0],data:data144};
+if(vErrors === null){
+vErrors = [err444];
+}
+else {
+vErrors.push(err444);
+}
+errors++;
+}
+var _valid42 = _errs493 === errors;
+valid107 = valid107 || _valid42;
+if(!valid107){
+const _errs495 = errors;
+if(!(((typeof data144 == "number") && (!(data144 % 1) && !isNaN(data144))) && (isFinite(data144)))){
+const err445 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout/min",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/1/properties/min/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.min.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.min.anyOf[1],data:data144};
+if(vErrors === null){
+vErrors = [err445];
+}
+else {
+vErrors.push(err445);
+}
+errors++;
+}
+if((typeof data144 == "number") && (isFinite(data144))){
+if(data144 < 0 || isNaN(data144)){
+const err446 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout/min",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/1/properties/min/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.min.anyOf[1],data:data144};
+if(vErrors === null){
+vErrors = [err446];
+}
+else {
+vErrors.push(err446);
+}
+errors++;
+}
+}
+var _valid42 = _errs495 === errors;
+valid107 = valid107 || _valid42;
+}
+if(!valid107){
+const err447 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout/min",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/1/properties/min/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.min.anyOf,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.min,data:data144};
+if(vErrors === null){
+vErrors = [err447];
+}
+else {
+vErrors.push(err447);
+}
+errors++;
+}
+else {
+errors = _errs492;
+if(vErrors !== null){
+if(_errs492){
+vErrors.length = _errs492;
+}
+else {
+vErrors = null;
+}
+}
+}
+}
+if(data141.max !== undefined){
+let data145 = data141.max;
+const _errs498 = errors;
+let valid108 = false;
+const _errs499 = errors;
+if(typeof data145 === "string"){
+if(!pattern2.test(data145)){
+const err448 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout/max",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/1/properties/max/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.max.anyOf[0],data:data145};
+if(vErrors === null){
+vErrors = [err448];
+}
+else {
+vErrors.push(err448);
+}
+errors++;
+}
+}
+else {
+const err449 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout/max",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/1/properties/max/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.max.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.max.anyOf[0],data:data145};
+if(vErrors === null){
+vErrors = [err449];
+}
+else {
+vErrors.push(err449);
+}
+errors++;
+}
+var _valid43 = _errs499 === errors;
+valid108 = valid108 || _valid43;
+if(!valid108){
+const _errs501 = errors;
+if(!(((typeof data145 == "number") && (!(data145 % 1) && !isNaN(data145))) && (isFinite(data145)))){
+const err450 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout/max",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/1/properties/max/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.max.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.max.anyOf[1],data:data145};
+if(vErrors === null){
+vErrors = [err450];
+}
+else {
+vErrors.push(err450);
+}
+errors++;
+}
+if((typeof data145 == "number") && (isFinite(data145))){
+if(data145 < 0 || isNaN(data145)){
+const err451 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout/max",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/1/properties/max/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.max.anyOf[1],data:data145};
+if(vErrors === null){
+vErrors = [err451];
+}
+else {
+vErrors.push(err451);
+}
+errors++;
+}
+}
+var _valid43 = _errs501 === errors;
+valid108 = valid108 || _valid43;
+}
+if(!valid108){
+const err452 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout/max",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/1/properties/max/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.max.anyOf,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.max,data:data145};
+if(vErrors === null){
+vErrors = [err452];
+}
+else {
+vErrors.push(err452);
+}
+errors++;
+}
+else {
+errors = _errs498;
+if(vErrors !== null){
+if(_errs498){
+vErrors.length = _errs498;
+}
+else {
+vErrors = null;
+}
+}
+}
+}
+if(data141.minSamples !== undefined){
+let data146 = data141.minSamples;
+if(!(((typeof data146 == "number") && (!(data146 % 1) && !isNaN(data146))) && (isFinite(data146)))){
+const err453 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout/minSamples",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/1/properties/minSamples/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.minSamples.type,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.minSamples,data:data146};
+if(vErrors === null){
+vErrors = [err453];
+}
+else {
+vErrors.push(err453);
+}
+errors++;
+}
+if((typeof data146 == "number") && (isFinite(data146))){
+if(data146 < 1 || isNaN(data146)){
+const err454 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout/minSamples",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/1/properties/minSamples/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.minSamples,data:data146};
+if(vErrors === null){
+vErrors = [err454];
+}
+else {
+vErrors.push(err454);
+}
+errors++;
+}
+}
+}
+if(data141.window !== undefined){
+let data147 = data141.window;
+const _errs506 = errors;
+let valid109 = false;
+const _errs507 = errors;
+if(typeof data147 === "string"){
+if(!pattern2.test(data147)){
+const err455 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout/window",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/1/properties/window/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.window.anyOf[0],data:data147};
+if(vErrors === null){
+vErrors = [err455];
+}
+else {
+vErrors.push(err455);
+}
+errors++;
+}
+}
+else {
+const err456 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout/window",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/1/properties/window/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.window.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.window.anyOf[0],data:data147};
+if(vErrors === null){
+vErrors = [err456];
+}
+else {
+vErrors.push(err456);
+}
+errors++;
+}
+var _valid44 = _errs507 === errors;
+valid109 = valid109 || _valid44;
+if(!valid109){
+const _errs509 = errors;
+if(!(((typeof data147 == "number") && (!(data147 % 1) && !isNaN(data147))) && (isFinite(data147)))){
+const err457 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout/window",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/1/properties/window/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.window.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.window.anyOf[1],data:data147};
+if(vErrors === null){
+vErrors = [err457];
+}
+else {
+vErrors.push(err457);
+}
+errors++;
+}
+if((typeof data147 == "number") && (isFinite(data147))){
+if(data147 < 0 || isNaN(data147)){
+const err458 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout/window",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/1/properties/window/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.window.anyOf[1],data:data147};
+if(vErrors === null){
+vErrors = [err458];
+}
+else {
+vErrors.push(err458);
+}
+errors++;
+}
+}
+var _valid44 = _errs509 === errors;
+valid109 = valid109 || _valid44;
+}
+if(!valid109){
+const err459 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout/window",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/1/properties/window/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.window.anyOf,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.window,data:data147};
+if(vErrors === null){
+vErrors = [err459];
+}
+else {
+vErrors.push(err459);
+}
+errors++;
+}
+else {
+errors = _errs506;
+if(vErrors !== null){
+if(_errs506){
+vErrors.length = _errs506;
+}
+else {
+vErrors = null;
+}
+}
+}
+}
+}
+else {
+const err460 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/1/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1],data:data141};
+if(vErrors === null){
+vErrors = [err460];
+}
+else {
+vErrors.push(err460);
+}
+errors++;
+}
+var _valid40 = _errs484 === errors;
+valid104 = valid104 || _valid40;
+}
+if(!valid104){
+const err461 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout,data:data141};
+if(vErrors === null){
+vErrors = [err461];
+}
+else {
+vErrors.push(err461);
 }
 errors++;
 }
@@ -6190,429 +6604,12 @@ vErrors = null;
 }
 }
 }
-var _valid40 = _errs476 === errors;
-valid104 = valid104 || _valid40;
-if(!valid104){
-const _errs482 = errors;
-if(data140 && typeof data140 == "object" && !Array.isArray(data140)){
-if(data140.percentile === undefined){
-const err433 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/1/required",keyword:"required",params:{missingProperty: "percentile"},message:"must have required property '"+"percentile"+"'",schema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].required,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1],data:data140};
-if(vErrors === null){
-vErrors = [err433];
 }
-else {
-vErrors.push(err433);
-}
-errors++;
-}
-if(data140.max === undefined){
-const err434 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/1/required",keyword:"required",params:{missingProperty: "max"},message:"must have required property '"+"max"+"'",schema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].required,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1],data:data140};
-if(vErrors === null){
-vErrors = [err434];
-}
-else {
-vErrors.push(err434);
-}
-errors++;
-}
-for(const key33 in data140){
-if(!((((((key33 === "percentile") || (key33 === "multiplier")) || (key33 === "min")) || (key33 === "max")) || (key33 === "minSamples")) || (key33 === "window"))){
-const err435 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/1/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key33},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1],data:data140};
-if(vErrors === null){
-vErrors = [err435];
-}
-else {
-vErrors.push(err435);
-}
-errors++;
-}
-}
-if(data140.percentile !== undefined){
-let data141 = data140.percentile;
-if((typeof data141 == "number") && (isFinite(data141))){
-if(data141 > 100 || isNaN(data141)){
-const err436 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout/percentile",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/1/properties/percentile/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100",schema:100,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.percentile,data:data141};
-if(vErrors === null){
-vErrors = [err436];
-}
-else {
-vErrors.push(err436);
-}
-errors++;
-}
-if(data141 <= 0 || isNaN(data141)){
-const err437 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout/percentile",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/1/properties/percentile/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0",schema:0,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.percentile,data:data141};
-if(vErrors === null){
-vErrors = [err437];
-}
-else {
-vErrors.push(err437);
-}
-errors++;
-}
-}
-else {
-const err438 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout/percentile",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/1/properties/percentile/type",keyword:"type",params:{type: "number"},message:"must be number",schema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.percentile.type,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.percentile,data:data141};
-if(vErrors === null){
-vErrors = [err438];
-}
-else {
-vErrors.push(err438);
-}
-errors++;
-}
-}
-if(data140.multiplier !== undefined){
-let data142 = data140.multiplier;
-if((typeof data142 == "number") && (isFinite(data142))){
-if(data142 <= 0 || isNaN(data142)){
-const err439 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout/multiplier",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/1/properties/multiplier/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0",schema:0,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.multiplier,data:data142};
-if(vErrors === null){
-vErrors = [err439];
-}
-else {
-vErrors.push(err439);
-}
-errors++;
-}
-}
-else {
-const err440 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout/multiplier",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/1/properties/multiplier/type",keyword:"type",params:{type: "number"},message:"must be number",schema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.multiplier.type,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.multiplier,data:data142};
-if(vErrors === null){
-vErrors = [err440];
-}
-else {
-vErrors.push(err440);
-}
-errors++;
-}
-}
-if(data140.min !== undefined){
-let data143 = data140.min;
-const _errs490 = errors;
-let valid107 = false;
-const _errs491 = errors;
-if(typeof data143 === "string"){
-if(!pattern2.test(data143)){
-const err441 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout/min",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/1/properties/min/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.min.anyOf[0],data:data143};
-if(vErrors === null){
-vErrors = [err441];
-}
-else {
-vErrors.push(err441);
-}
-errors++;
-}
-}
-else {
-const err442 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout/min",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/1/properties/min/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.min.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.min.anyOf[0],data:data143};
-if(vErrors === null){
-vErrors = [err442];
-}
-else {
-vErrors.push(err442);
-}
-errors++;
-}
-var _valid42 = _errs491 === errors;
-valid107 = valid107 || _valid42;
-if(!valid107){
-const _errs493 = errors;
-if(!(((typeof data143 == "number") && (!(data143 % 1) && !isNaN(data143))) && (isFinite(data143)))){
-const err443 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout/min",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/1/properties/min/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.min.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.min.anyOf[1],data:data143};
-if(vErrors === null){
-vErrors = [err443];
-}
-else {
-vErrors.push(err443);
-}
-errors++;
-}
-if((typeof data143 == "number") && (isFinite(data143))){
-if(data143 < 0 || isNaN(data143)){
-const err444 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout/min",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/1/properties/min/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.min.anyOf[1],data:data143};
-if(vErrors === null){
-vErrors = [err444];
-}
-else {
-vErrors.push(err444);
-}
-errors++;
-}
-}
-var _valid42 = _errs493 === errors;
-valid107 = valid107 || _valid42;
-}
-if(!valid107){
-const err445 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout/min",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/1/properties/min/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.min.anyOf,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.min,data:data143};
-if(vErrors === null){
-vErrors = [err445];
-}
-else {
-vErrors.push(err445);
-}
-errors++;
-}
-else {
-errors = _errs490;
-if(vErrors !== null){
-if(_errs490){
-vErrors.length = _errs490;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-if(data140.max !== undefined){
-let data144 = data140.max;
-const _errs496 = errors;
-let valid108 = false;
-const _errs497 = errors;
-if(typeof data144 === "string"){
-if(!pattern2.test(data144)){
-const err446 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout/max",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/1/properties/max/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.max.anyOf[0],data:data144};
-if(vErrors === null){
-vErrors = [err446];
-}
-else {
-vErrors.push(err446);
-}
-errors++;
-}
-}
-else {
-const err447 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout/max",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/1/properties/max/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.max.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.max.anyOf[0],data:data144};
-if(vErrors === null){
-vErrors = [err447];
-}
-else {
-vErrors.push(err447);
-}
-errors++;
-}
-var _valid43 = _errs497 === errors;
-valid108 = valid108 || _valid43;
-if(!valid108){
-const _errs499 = errors;
-if(!(((typeof data144 == "number") && (!(data144 % 1) && !isNaN(data144))) && (isFinite(data144)))){
-const err448 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout/max",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/1/properties/max/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.max.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.max.anyOf[1],data:data144};
-if(vErrors === null){
-vErrors = [err448];
-}
-else {
-vErrors.push(err448);
-}
-errors++;
-}
-if((typeof data144 == "number") && (isFinite(data144))){
-if(data144 < 0 || isNaN(data144)){
-const err449 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout/max",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/1/properties/max/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.max.anyOf[1],data:data144};
-if(vErrors === null){
-vErrors = [err449];
-}
-else {
-vErrors.push(err449);
-}
-errors++;
-}
-}
-var _valid43 = _errs499 === errors;
-valid108 = valid108 || _valid43;
-}
-if(!valid108){
-const err450 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout/max",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/1/properties/max/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.max.anyOf,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.max,data:data144};
-if(vErrors === null){
-vErrors = [err450];
-}
-else {
-vErrors.push(err450);
-}
-errors++;
-}
-else {
-errors = _errs496;
-if(vErrors !== null){
-if(_errs496){
-vErrors.length = _errs496;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-if(data140.minSamples !== undefined){
-let data145 = data140.minSamples;
-if(!(((typeof data145 == "number") && (!(data145 % 1) && !isNaN(data145))) && (isFinite(data145)))){
-const err451 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout/minSamples",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/1/properties/minSamples/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.minSamples.type,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.minSamples,data:data145};
-if(vErrors === null){
-vErrors = [err451];
-}
-else {
-vErrors.push(err451);
-}
-errors++;
-}
-if((typeof data145 == "number") && (isFinite(data145))){
-if(data145 < 1 || isNaN(data145)){
-const err452 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout/minSamples",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/1/properties/minSamples/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.minSamples,data:data145};
-if(vErrors === null){
-vErrors = [err452];
-}
-else {
-vErrors.push(err452);
-}
-errors++;
-}
-}
-}
-if(data140.window !== undefined){
-let data146 = data140.window;
-const _errs504 = errors;
-let valid109 = false;
-const _errs505 = errors;
-if(typeof data146 === "string"){
-if(!pattern2.test(data146)){
-const err453 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout/window",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/1/properties/window/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.window.anyOf[0],data:data146};
-if(vErrors === null){
-vErrors = [err453];
-}
-else {
-vErrors.push(err453);
-}
-errors++;
-}
-}
-else {
-const err454 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout/window",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/1/properties/window/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.window.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.window.anyOf[0],data:data146};
-if(vErrors === null){
-vErrors = [err454];
-}
-else {
-vErrors.push(err454);
-}
-errors++;
-}
-var _valid44 = _errs505 === errors;
-valid109 = valid109 || _valid44;
-if(!valid109){
-const _errs507 = errors;
-if(!(((typeof data146 == "number") && (!(data146 % 1) && !isNaN(data146))) && (isFinite(data146)))){
-const err455 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout/window",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/1/properties/window/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.window.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.window.anyOf[1],data:data146};
-if(vErrors === null){
-vErrors = [err455];
-}
-else {
-vErrors.push(err455);
-}
-errors++;
-}
-if((typeof data146 == "number") && (isFinite(data146))){
-if(data146 < 0 || isNaN(data146)){
-const err456 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout/window",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/1/properties/window/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.window.anyOf[1],data:data146};
-if(vErrors === null){
-vErrors = [err456];
-}
-else {
-vErrors.push(err456);
-}
-errors++;
-}
-}
-var _valid44 = _errs507 === errors;
-valid109 = valid109 || _valid44;
-}
-if(!valid109){
-const err457 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout/window",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/1/properties/window/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.window.anyOf,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].properties.window,data:data146};
-if(vErrors === null){
-vErrors = [err457];
-}
-else {
-vErrors.push(err457);
-}
-errors++;
-}
-else {
-errors = _errs504;
-if(vErrors !== null){
-if(_errs504){
-vErrors.length = _errs504;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-}
-else {
-const err458 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf/1/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf[1],data:data140};
-if(vErrors === null){
-vErrors = [err458];
-}
-else {
-vErrors.push(err458);
-}
-errors++;
-}
-var _valid40 = _errs482 === errors;
-valid104 = valid104 || _valid40;
-}
-if(!valid104){
-const err459 = {instancePath:instancePath+"/routes/" + i13+"/retry/perTryTimeout",schemaPath:"#/properties/routes/items/properties/retry/properties/perTryTimeout/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout.anyOf,parentSchema:schema11.properties.routes.items.properties.retry.properties.perTryTimeout,data:data140};
-if(vErrors === null){
-vErrors = [err459];
-}
-else {
-vErrors.push(err459);
-}
-errors++;
-}
-else {
-errors = _errs475;
-if(vErrors !== null){
-if(_errs475){
-vErrors.length = _errs475;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-if(data138.retryOn !== undefined){
-let data147 = data138.retryOn;
-if(Array.isArray(data147)){
-if(data147.length < 1){
-const err460 = {instancePath:instancePath+"/routes/" + i13+"/retry/retryOn",schemaPath:"#/properties/routes/items/properties/retry/properties/retryOn/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema11.properties.routes.items.properties.retry.properties.retryOn,data:data147};
-if(vErrors === null){
-vErrors = [err460];
-}
-else {
-vErrors.push(err460);
-}
-errors++;
-}
-const len11 = data147.length;
-for(let i20=0; i20<len11; i20++){
-let data148 = data147[i20];
-const _errs512 = errors;
-let valid112 = false;
-const _errs513 = errors;
-if(typeof data148 !== "string"){
-const err461 = {instancePath:instancePath+"/routes/" + i13+"/retry/retryOn/" + i20,schemaPath:"#/properties/routes/items/properties/retry/properties/retryOn/items/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.retry.properties.retryOn.items.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.retry.properties.retryOn.items.anyOf[0],data:data148};
-if(vErrors === null){
-vErrors = [err461];
-}
-else {
-vErrors.push(err461);
-}
-errors++;
-}
-if(!(((((data148 === "connect-failure") || (data148 === "reset")) || (data148 === "timeout")) || (data148 === "5xx")) || (data148 === "gateway-error"))){
-const err462 = {instancePath:instancePath+"/routes/" + i13+"/retry/retryOn/" + i20,schemaPath:"#/properties/routes/items/properties/retry/properties/retryOn/items/anyOf/0/enum",keyword:"enum",params:{allowedValues: schema11.properties.routes.items.properties.retry.properties.retryOn.items.anyOf[0].enum},message:"must be equal to one of the allowed values",schema:schema11.properties.routes.items.properties.retry.properties.retryOn.items.anyOf[0].enum,parentSchema:schema11.properties.routes.items.properties.retry.properties.retryOn.items.anyOf[0],data:data148};
+if(data139.retryOn !== undefined){
+let data148 = data139.retryOn;
+if(Array.isArray(data148)){
+if(data148.length < 1){
+const err462 = {instancePath:instancePath+"/routes/" + i13+"/retry/retryOn",schemaPath:"#/properties/routes/items/properties/retry/properties/retryOn/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema11.properties.routes.items.properties.retry.properties.retryOn,data:data148};
 if(vErrors === null){
 vErrors = [err462];
 }
@@ -6621,12 +6618,14 @@ vErrors.push(err462);
 }
 errors++;
 }
-var _valid45 = _errs513 === errors;
-valid112 = valid112 || _valid45;
-if(!valid112){
+const len11 = data148.length;
+for(let i20=0; i20<len11; i20++){
+let data149 = data148[i20];
+const _errs514 = errors;
+let valid112 = false;
 const _errs515 = errors;
-if(!(((typeof data148 == "number") && (!(data148 % 1) && !isNaN(data148))) && (isFinite(data148)))){
-const err463 = {instancePath:instancePath+"/routes/" + i13+"/retry/retryOn/" + i20,schemaPath:"#/properties/routes/items/properties/retry/properties/retryOn/items/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.retry.properties.retryOn.items.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.retry.properties.retryOn.items.anyOf[1],data:data148};
+if(typeof data149 !== "string"){
+const err463 = {instancePath:instancePath+"/routes/" + i13+"/retry/retryOn/" + i20,schemaPath:"#/properties/routes/items/properties/retry/properties/retryOn/items/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.retry.properties.retryOn.items.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.retry.properties.retryOn.items.anyOf[0],data:data149};
 if(vErrors === null){
 vErrors = [err463];
 }
@@ -6635,9 +6634,8 @@ vErrors.push(err463);
 }
 errors++;
 }
-if((typeof data148 == "number") && (isFinite(data148))){
-if(data148 > 599 || isNaN(data148)){
-const err464 = {instancePath:instancePath+"/routes/" + i13+"/retry/retryOn/" + i20,schemaPath:"#/properties/routes/items/properties/retry/properties/retryOn/items/anyOf/1/maximum",keyword:"maximum",params:{comparison: "<=", limit: 599},message:"must be <= 599",schema:599,parentSchema:schema11.properties.routes.items.properties.retry.properties.retryOn.items.anyOf[1],data:data148};
+if(!((((((((((data149 === "connect-failure") || (data149 === "reset")) || (data149 === "timeout")) || (data149 === "5xx")) || (data149 === "gateway-error")) || (data149 === "cancelled")) || (data149 === "deadline-exceeded")) || (data149 === "resource-exhausted")) || (data149 === "internal")) || (data149 === "unavailable"))){
+const err464 = {instancePath:instancePath+"/routes/" + i13+"/retry/retryOn/" + i20,schemaPath:"#/properties/routes/items/properties/retry/properties/retryOn/items/anyOf/0/enum",keyword:"enum",params:{allowedValues: schema11.properties.routes.items.properties.retry.properties.retryOn.items.anyOf[0].enum},message:"must be equal to one of the allowed values",schema:schema11.properties.routes.items.properties.retry.properties.retryOn.items.anyOf[0].enum,parentSchema:schema11.properties.routes.items.properties.retry.properties.retryOn.items.anyOf[0],data:data149};
 if(vErrors === null){
 vErrors = [err464];
 }
@@ -6646,8 +6644,12 @@ vErrors.push(err464);
 }
 errors++;
 }
-if(data148 < 100 || isNaN(data148)){
-const err465 = {instancePath:instancePath+"/routes/" + i13+"/retry/retryOn/" + i20,schemaPath:"#/properties/routes/items/properties/retry/properties/retryOn/items/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 100},message:"must be >= 100",schema:100,parentSchema:schema11.properties.routes.items.properties.retry.properties.retryOn.items.anyOf[1],data:data148};
+var _valid45 = _errs515 === errors;
+valid112 = valid112 || _valid45;
+if(!valid112){
+const _errs517 = errors;
+if(!(((typeof data149 == "number") && (!(data149 % 1) && !isNaN(data149))) && (isFinite(data149)))){
+const err465 = {instancePath:instancePath+"/routes/" + i13+"/retry/retryOn/" + i20,schemaPath:"#/properties/routes/items/properties/retry/properties/retryOn/items/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.retry.properties.retryOn.items.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.retry.properties.retryOn.items.anyOf[1],data:data149};
 if(vErrors === null){
 vErrors = [err465];
 }
@@ -6656,12 +6658,9 @@ vErrors.push(err465);
 }
 errors++;
 }
-}
-var _valid45 = _errs515 === errors;
-valid112 = valid112 || _valid45;
-}
-if(!valid112){
-const err466 = {instancePath:instancePath+"/routes/" + i13+"/retry/retryOn/" + i20,schemaPath:"#/properties/routes/items/properties/retry/properties/retryOn/items/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.retry.properties.retryOn.items.anyOf,parentSchema:schema11.properties.routes.items.properties.retry.properties.retryOn.items,data:data148};
+if((typeof data149 == "number") && (isFinite(data149))){
+if(data149 > 599 || isNaN(data149)){
+const err466 = {instancePath:instancePath+"/routes/" + i13+"/retry/retryOn/" + i20,schemaPath:"#/properties/routes/items/properties/retry/properties/retryOn/items/anyOf/1/maximum",keyword:"maximum",params:{comparison: "<=", limit: 599},message:"must be <= 599",schema:599,parentSchema:schema11.properties.routes.items.properties.retry.properties.retryOn.items.anyOf[1],data:data149};
 if(vErrors === null){
 vErrors = [err466];
 }
@@ -6670,11 +6669,35 @@ vErrors.push(err466);
 }
 errors++;
 }
+if(data149 < 100 || isNaN(data149)){
+const err467 = {instancePath:instancePath+"/routes/" + i13+"/retry/retryOn/" + i20,schemaPath:"#/properties/routes/items/properties/retry/properties/retryOn/items/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 100},message:"must be >= 100",schema:100,parentSchema:schema11.properties.routes.items.properties.retry.properties.retryOn.items.anyOf[1],data:data149};
+if(vErrors === null){
+vErrors = [err467];
+}
 else {
-errors = _errs512;
+vErrors.push(err467);
+}
+errors++;
+}
+}
+var _valid45 = _errs517 === errors;
+valid112 = valid112 || _valid45;
+}
+if(!valid112){
+const err468 = {instancePath:instancePath+"/routes/" + i13+"/retry/retryOn/" + i20,schemaPath:"#/properties/routes/items/properties/retry/properties/retryOn/items/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.retry.properties.retryOn.items.anyOf,parentSchema:schema11.properties.routes.items.properties.retry.properties.retryOn.items,data:data149};
+if(vErrors === null){
+vErrors = [err468];
+}
+else {
+vErrors.push(err468);
+}
+errors++;
+}
+else {
+errors = _errs514;
 if(vErrors !== null){
-if(_errs512){
-vErrors.length = _errs512;
+if(_errs514){
+vErrors.length = _errs514;
 }
 else {
 vErrors = null;
@@ -6682,19 +6705,19 @@ vErrors = null;
 }
 }
 }
-let i21 = data147.length;
+let i21 = data148.length;
 let j9;
 if(i21 > 1){
 outer0:
 for(;i21--;){
 for(j9 = i21; j9--;){
-if(func0(data147[i21], data147[j9])){
-const err467 = {instancePath:instancePath+"/routes/" + i13+"/retry/retryOn",schemaPath:"#/properties/routes/items/properties/retry/properties/retryOn/uniqueItems",keyword:"uniqueItems",params:{i: i21, j: j9},message:"must NOT have duplicate items (items ## "+j9+" and "+i21+" are identical)",schema:true,parentSchema:schema11.properties.routes.items.properties.retry.properties.retryOn,data:data147};
+if(func0(data148[i21], data148[j9])){
+const err469 = {instancePath:instancePath+"/routes/" + i13+"/retry/retryOn",schemaPath:"#/properties/routes/items/properties/retry/properties/retryOn/uniqueItems",keyword:"uniqueItems",params:{i: i21, j: j9},message:"must NOT have duplicate items (items ## "+j9+" and "+i21+" are identical)",schema:true,parentSchema:schema11.properties.routes.items.properties.retry.properties.retryOn,data:data148};
 if(vErrors === null){
-vErrors = [err467];
+vErrors = [err469];
 }
 else {
-vErrors.push(err467);
+vErrors.push(err469);
 }
 errors++;
 break outer0;
@@ -6704,35 +6727,7 @@ break outer0;
 }
 }
 else {
-const err468 = {instancePath:instancePath+"/routes/" + i13+"/retry/retryOn",schemaPath:"#/properties/routes/items/properties/retry/properties/retryOn/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.routes.items.properties.retry.properties.retryOn.type,parentSchema:schema11.properties.routes.items.properties.retry.properties.retryOn,data:data147};
-if(vErrors === null){
-vErrors = [err468];
-}
-else {
-vErrors.push(err468);
-}
-errors++;
-}
-}
-if(data138.backoff !== undefined){
-let data149 = data138.backoff;
-if(data149 && typeof data149 == "object" && !Array.isArray(data149)){
-for(const key34 in data149){
-if(!((((key34 === "type") || (key34 === "base")) || (key34 === "max")) || (key34 === "jitter"))){
-const err469 = {instancePath:instancePath+"/routes/" + i13+"/retry/backoff",schemaPath:"#/properties/routes/items/properties/retry/properties/backoff/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key34},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.routes.items.properties.retry.properties.backoff,data:data149};
-if(vErrors === null){
-vErrors = [err469];
-}
-else {
-vErrors.push(err469);
-}
-errors++;
-}
-}
-if(data149.type !== undefined){
-let data150 = data149.type;
-if(typeof data150 !== "string"){
-const err470 = {instancePath:instancePath+"/routes/" + i13+"/retry/backoff/type",schemaPath:"#/properties/routes/items/properties/retry/properties/backoff/properties/type/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.retry.properties.backoff.properties.type.type,parentSchema:schema11.properties.routes.items.properties.retry.properties.backoff.properties.type,data:data150};
+const err470 = {instancePath:instancePath+"/routes/" + i13+"/retry/retryOn",schemaPath:"#/properties/routes/items/properties/retry/properties/retryOn/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.routes.items.properties.retry.properties.retryOn.type,parentSchema:schema11.properties.routes.items.properties.retry.properties.retryOn,data:data148};
 if(vErrors === null){
 vErrors = [err470];
 }
@@ -6741,8 +6736,13 @@ vErrors.push(err470);
 }
 errors++;
 }
-if(!((((data150 === "none") || (data150 === "fixed")) || (data150 === "linear")) || (data150 === "exponential"))){
-const err471 = {instancePath:instancePath+"/routes/" + i13+"/retry/backoff/type",schemaPath:"#/properties/routes/items/properties/retry/properties/backoff/properties/type/enum",keyword:"enum",params:{allowedValues: schema11.properties.routes.items.properties.retry.properties.backoff.properties.type.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.routes.items.properties.retry.properties.backoff.properties.type.enum,parentSchema:schema11.properties.routes.items.properties.retry.properties.backoff.properties.type,data:data150};
+}
+if(data139.backoff !== undefined){
+let data150 = data139.backoff;
+if(data150 && typeof data150 == "object" && !Array.isArray(data150)){
+for(const key34 in data150){
+if(!((((key34 === "type") || (key34 === "base")) || (key34 === "max")) || (key34 === "jitter"))){
+const err471 = {instancePath:instancePath+"/routes/" + i13+"/retry/backoff",schemaPath:"#/properties/routes/items/properties/retry/properties/backoff/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key34},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.routes.items.properties.retry.properties.backoff,data:data150};
 if(vErrors === null){
 vErrors = [err471];
 }
@@ -6752,14 +6752,10 @@ vErrors.push(err471);
 errors++;
 }
 }
-if(data149.base !== undefined){
-let data151 = data149.base;
-const _errs523 = errors;
-let valid115 = false;
-const _errs524 = errors;
-if(typeof data151 === "string"){
-if(!pattern2.test(data151)){
-const err472 = {instancePath:instancePath+"/routes/" + i13+"/retry/backoff/base",schemaPath:"#/properties/routes/items/properties/retry/properties/backoff/properties/base/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.routes.items.properties.retry.properties.backoff.properties.base.anyOf[0],data:data151};
+if(data150.type !== undefined){
+let data151 = data150.type;
+if(typeof data151 !== "string"){
+const err472 = {instancePath:instancePath+"/routes/" + i13+"/retry/backoff/type",schemaPath:"#/properties/routes/items/properties/retry/properties/backoff/properties/type/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.retry.properties.backoff.properties.type.type,parentSchema:schema11.properties.routes.items.properties.retry.properties.backoff.properties.type,data:data151};
 if(vErrors === null){
 vErrors = [err472];
 }
@@ -6768,9 +6764,8 @@ vErrors.push(err472);
 }
 errors++;
 }
-}
-else {
-const err473 = {instancePath:instancePath+"/routes/" + i13+"/retry/backoff/base",schemaPath:"#/properties/routes/items/properties/retry/properties/backoff/properties/base/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.retry.properties.backoff.properties.base.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.retry.properties.backoff.properties.base.anyOf[0],data:data151};
+if(!((((data151 === "none") || (data151 === "fixed")) || (data151 === "linear")) || (data151 === "exponential"))){
+const err473 = {instancePath:instancePath+"/routes/" + i13+"/retry/backoff/type",schemaPath:"#/properties/routes/items/properties/retry/properties/backoff/properties/type/enum",keyword:"enum",params:{allowedValues: schema11.properties.routes.items.properties.retry.properties.backoff.properties.type.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.routes.items.properties.retry.properties.backoff.properties.type.enum,parentSchema:schema11.properties.routes.items.properties.retry.properties.backoff.properties.type,data:data151};
 if(vErrors === null){
 vErrors = [err473];
 }
@@ -6779,12 +6774,15 @@ vErrors.push(err473);
 }
 errors++;
 }
-var _valid46 = _errs524 === errors;
-valid115 = valid115 || _valid46;
-if(!valid115){
+}
+if(data150.base !== undefined){
+let data152 = data150.base;
+const _errs525 = errors;
+let valid115 = false;
 const _errs526 = errors;
-if(!(((typeof data151 == "number") && (!(data151 % 1) && !isNaN(data151))) && (isFinite(data151)))){
-const err474 = {instancePath:instancePath+"/routes/" + i13+"/retry/backoff/base",schemaPath:"#/properties/routes/items/properties/retry/properties/backoff/properties/base/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.retry.properties.backoff.properties.base.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.retry.properties.backoff.properties.base.anyOf[1],data:data151};
+if(typeof data152 === "string"){
+if(!pattern2.test(data152)){
+const err474 = {instancePath:instancePath+"/routes/" + i13+"/retry/backoff/base",schemaPath:"#/properties/routes/items/properties/retry/properties/backoff/properties/base/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.routes.items.properties.retry.properties.backoff.properties.base.anyOf[0],data:data152};
 if(vErrors === null){
 vErrors = [err474];
 }
@@ -6793,9 +6791,9 @@ vErrors.push(err474);
 }
 errors++;
 }
-if((typeof data151 == "number") && (isFinite(data151))){
-if(data151 < 0 || isNaN(data151)){
-const err475 = {instancePath:instancePath+"/routes/" + i13+"/retry/backoff/base",schemaPath:"#/properties/routes/items/properties/retry/properties/backoff/properties/base/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.retry.properties.backoff.properties.base.anyOf[1],data:data151};
+}
+else {
+const err475 = {instancePath:instancePath+"/routes/" + i13+"/retry/backoff/base",schemaPath:"#/properties/routes/items/properties/retry/properties/backoff/properties/base/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.retry.properties.backoff.properties.base.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.retry.properties.backoff.properties.base.anyOf[0],data:data152};
 if(vErrors === null){
 vErrors = [err475];
 }
@@ -6804,12 +6802,12 @@ vErrors.push(err475);
 }
 errors++;
 }
-}
 var _valid46 = _errs526 === errors;
 valid115 = valid115 || _valid46;
-}
 if(!valid115){
-const err476 = {instancePath:instancePath+"/routes/" + i13+"/retry/backoff/base",schemaPath:"#/properties/routes/items/properties/retry/properties/backoff/properties/base/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.retry.properties.backoff.properties.base.anyOf,parentSchema:schema11.properties.routes.items.properties.retry.properties.backoff.properties.base,data:data151};
+const _errs528 = errors;
+if(!(((typeof data152 == "number") && (!(data152 % 1) && !isNaN(data152))) && (isFinite(data152)))){
+const err476 = {instancePath:instancePath+"/routes/" + i13+"/retry/backoff/base",schemaPath:"#/properties/routes/items/properties/retry/properties/backoff/properties/base/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.retry.properties.backoff.properties.base.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.retry.properties.backoff.properties.base.anyOf[1],data:data152};
 if(vErrors === null){
 vErrors = [err476];
 }
@@ -6818,26 +6816,9 @@ vErrors.push(err476);
 }
 errors++;
 }
-else {
-errors = _errs523;
-if(vErrors !== null){
-if(_errs523){
-vErrors.length = _errs523;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-if(data149.max !== undefined){
-let data152 = data149.max;
-const _errs529 = errors;
-let valid116 = false;
-const _errs530 = errors;
-if(typeof data152 === "string"){
-if(!pattern2.test(data152)){
-const err477 = {instancePath:instancePath+"/routes/" + i13+"/retry/backoff/max",schemaPath:"#/properties/routes/items/properties/retry/properties/backoff/properties/max/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.routes.items.properties.retry.properties.backoff.properties.max.anyOf[0],data:data152};
+if((typeof data152 == "number") && (isFinite(data152))){
+if(data152 < 0 || isNaN(data152)){
+const err477 = {instancePath:instancePath+"/routes/" + i13+"/retry/backoff/base",schemaPath:"#/properties/routes/items/properties/retry/properties/backoff/properties/base/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.retry.properties.backoff.properties.base.anyOf[1],data:data152};
 if(vErrors === null){
 vErrors = [err477];
 }
@@ -6847,8 +6828,11 @@ vErrors.push(err477);
 errors++;
 }
 }
-else {
-const err478 = {instancePath:instancePath+"/routes/" + i13+"/retry/backoff/max",schemaPath:"#/properties/routes/items/properties/retry/properties/backoff/properties/max/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.retry.properties.backoff.properties.max.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.retry.properties.backoff.properties.max.anyOf[0],data:data152};
+var _valid46 = _errs528 === errors;
+valid115 = valid115 || _valid46;
+}
+if(!valid115){
+const err478 = {instancePath:instancePath+"/routes/" + i13+"/retry/backoff/base",schemaPath:"#/properties/routes/items/properties/retry/properties/backoff/properties/base/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.retry.properties.backoff.properties.base.anyOf,parentSchema:schema11.properties.routes.items.properties.retry.properties.backoff.properties.base,data:data152};
 if(vErrors === null){
 vErrors = [err478];
 }
@@ -6857,12 +6841,26 @@ vErrors.push(err478);
 }
 errors++;
 }
-var _valid47 = _errs530 === errors;
-valid116 = valid116 || _valid47;
-if(!valid116){
+else {
+errors = _errs525;
+if(vErrors !== null){
+if(_errs525){
+vErrors.length = _errs525;
+}
+else {
+vErrors = null;
+}
+}
+}
+}
+if(data150.max !== undefined){
+let data153 = data150.max;
+const _errs531 = errors;
+let valid116 = false;
 const _errs532 = errors;
-if(!(((typeof data152 == "number") && (!(data152 % 1) && !isNaN(data152))) && (isFinite(data152)))){
-const err479 = {instancePath:instancePath+"/routes/" + i13+"/retry/backoff/max",schemaPath:"#/properties/routes/items/properties/retry/properties/backoff/properties/max/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.retry.properties.backoff.properties.max.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.retry.properties.backoff.properties.max.anyOf[1],data:data152};
+if(typeof data153 === "string"){
+if(!pattern2.test(data153)){
+const err479 = {instancePath:instancePath+"/routes/" + i13+"/retry/backoff/max",schemaPath:"#/properties/routes/items/properties/retry/properties/backoff/properties/max/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.routes.items.properties.retry.properties.backoff.properties.max.anyOf[0],data:data153};
 if(vErrors === null){
 vErrors = [err479];
 }
@@ -6871,9 +6869,9 @@ vErrors.push(err479);
 }
 errors++;
 }
-if((typeof data152 == "number") && (isFinite(data152))){
-if(data152 < 0 || isNaN(data152)){
-const err480 = {instancePath:instancePath+"/routes/" + i13+"/retry/backoff/max",schemaPath:"#/properties/routes/items/properties/retry/properties/backoff/properties/max/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.retry.properties.backoff.properties.max.anyOf[1],data:data152};
+}
+else {
+const err480 = {instancePath:instancePath+"/routes/" + i13+"/retry/backoff/max",schemaPath:"#/properties/routes/items/properties/retry/properties/backoff/properties/max/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.retry.properties.backoff.properties.max.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.retry.properties.backoff.properties.max.anyOf[0],data:data153};
 if(vErrors === null){
 vErrors = [err480];
 }
@@ -6882,12 +6880,12 @@ vErrors.push(err480);
 }
 errors++;
 }
-}
 var _valid47 = _errs532 === errors;
 valid116 = valid116 || _valid47;
-}
 if(!valid116){
-const err481 = {instancePath:instancePath+"/routes/" + i13+"/retry/backoff/max",schemaPath:"#/properties/routes/items/properties/retry/properties/backoff/properties/max/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.retry.properties.backoff.properties.max.anyOf,parentSchema:schema11.properties.routes.items.properties.retry.properties.backoff.properties.max,data:data152};
+const _errs534 = errors;
+if(!(((typeof data153 == "number") && (!(data153 % 1) && !isNaN(data153))) && (isFinite(data153)))){
+const err481 = {instancePath:instancePath+"/routes/" + i13+"/retry/backoff/max",schemaPath:"#/properties/routes/items/properties/retry/properties/backoff/properties/max/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.retry.properties.backoff.properties.max.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.retry.properties.backoff.properties.max.anyOf[1],data:data153};
 if(vErrors === null){
 vErrors = [err481];
 }
@@ -6896,22 +6894,9 @@ vErrors.push(err481);
 }
 errors++;
 }
-else {
-errors = _errs529;
-if(vErrors !== null){
-if(_errs529){
-vErrors.length = _errs529;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-if(data149.jitter !== undefined){
-let data153 = data149.jitter;
-if(typeof data153 !== "string"){
-const err482 = {instancePath:instancePath+"/routes/" + i13+"/retry/backoff/jitter",schemaPath:"#/properties/routes/items/properties/retry/properties/backoff/properties/jitter/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.retry.properties.backoff.properties.jitter.type,parentSchema:schema11.properties.routes.items.properties.retry.properties.backoff.properties.jitter,data:data153};
+if((typeof data153 == "number") && (isFinite(data153))){
+if(data153 < 0 || isNaN(data153)){
+const err482 = {instancePath:instancePath+"/routes/" + i13+"/retry/backoff/max",schemaPath:"#/properties/routes/items/properties/retry/properties/backoff/properties/max/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.retry.properties.backoff.properties.max.anyOf[1],data:data153};
 if(vErrors === null){
 vErrors = [err482];
 }
@@ -6920,8 +6905,12 @@ vErrors.push(err482);
 }
 errors++;
 }
-if(!((((data153 === "none") || (data153 === "full")) || (data153 === "equal")) || (data153 === "decorrelated"))){
-const err483 = {instancePath:instancePath+"/routes/" + i13+"/retry/backoff/jitter",schemaPath:"#/properties/routes/items/properties/retry/properties/backoff/properties/jitter/enum",keyword:"enum",params:{allowedValues: schema11.properties.routes.items.properties.retry.properties.backoff.properties.jitter.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.routes.items.properties.retry.properties.backoff.properties.jitter.enum,parentSchema:schema11.properties.routes.items.properties.retry.properties.backoff.properties.jitter,data:data153};
+}
+var _valid47 = _errs534 === errors;
+valid116 = valid116 || _valid47;
+}
+if(!valid116){
+const err483 = {instancePath:instancePath+"/routes/" + i13+"/retry/backoff/max",schemaPath:"#/properties/routes/items/properties/retry/properties/backoff/properties/max/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.retry.properties.backoff.properties.max.anyOf,parentSchema:schema11.properties.routes.items.properties.retry.properties.backoff.properties.max,data:data153};
 if(vErrors === null){
 vErrors = [err483];
 }
@@ -6930,10 +6919,22 @@ vErrors.push(err483);
 }
 errors++;
 }
-}
+else {
+errors = _errs531;
+if(vErrors !== null){
+if(_errs531){
+vErrors.length = _errs531;
 }
 else {
-const err484 = {instancePath:instancePath+"/routes/" + i13+"/retry/backoff",schemaPath:"#/properties/routes/items/properties/retry/properties/backoff/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.routes.items.properties.retry.properties.backoff.type,parentSchema:schema11.properties.routes.items.properties.retry.properties.backoff,data:data149};
+vErrors = null;
+}
+}
+}
+}
+if(data150.jitter !== undefined){
+let data154 = data150.jitter;
+if(typeof data154 !== "string"){
+const err484 = {instancePath:instancePath+"/routes/" + i13+"/retry/backoff/jitter",schemaPath:"#/properties/routes/items/properties/retry/properties/backoff/properties/jitter/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.retry.properties.backoff.properties.jitter.type,parentSchema:schema11.properties.routes.items.properties.retry.properties.backoff.properties.jitter,data:data154};
 if(vErrors === null){
 vErrors = [err484];
 }
@@ -6942,11 +6943,8 @@ vErrors.push(err484);
 }
 errors++;
 }
-}
-if(data138.respectRetryAfter !== undefined){
-let data154 = data138.respectRetryAfter;
-if(typeof data154 !== "boolean"){
-const err485 = {instancePath:instancePath+"/routes/" + i13+"/retry/respectRetryAfter",schemaPath:"#/properties/routes/items/properties/retry/properties/respectRetryAfter/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema11.properties.routes.items.properties.retry.properties.respectRetryAfter.type,parentSchema:schema11.properties.routes.items.properties.retry.properties.respectRetryAfter,data:data154};
+if(!((((data154 === "none") || (data154 === "full")) || (data154 === "equal")) || (data154 === "decorrelated"))){
+const err485 = {instancePath:instancePath+"/routes/" + i13+"/retry/backoff/jitter",schemaPath:"#/properties/routes/items/properties/retry/properties/backoff/properties/jitter/enum",keyword:"enum",params:{allowedValues: schema11.properties.routes.items.properties.retry.properties.backoff.properties.jitter.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.routes.items.properties.retry.properties.backoff.properties.jitter.enum,parentSchema:schema11.properties.routes.items.properties.retry.properties.backoff.properties.jitter,data:data154};
 if(vErrors === null){
 vErrors = [err485];
 }
@@ -6956,12 +6954,9 @@ vErrors.push(err485);
 errors++;
 }
 }
-if(data138.budget !== undefined){
-let data155 = data138.budget;
-if(data155 && typeof data155 == "object" && !Array.isArray(data155)){
-for(const key35 in data155){
-if(!(((key35 === "ratio") || (key35 === "minPerSecond")) || (key35 === "window"))){
-const err486 = {instancePath:instancePath+"/routes/" + i13+"/retry/budget",schemaPath:"#/properties/routes/items/properties/retry/properties/budget/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key35},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.routes.items.properties.retry.properties.budget,data:data155};
+}
+else {
+const err486 = {instancePath:instancePath+"/routes/" + i13+"/retry/backoff",schemaPath:"#/properties/routes/items/properties/retry/properties/backoff/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.routes.items.properties.retry.properties.backoff.type,parentSchema:schema11.properties.routes.items.properties.retry.properties.backoff,data:data150};
 if(vErrors === null){
 vErrors = [err486];
 }
@@ -6971,14 +6966,10 @@ vErrors.push(err486);
 errors++;
 }
 }
-if(data155.ratio !== undefined){
-let data156 = data155.ratio;
-const _errs542 = errors;
-let valid118 = false;
-const _errs543 = errors;
-if((typeof data156 == "number") && (isFinite(data156))){
-if(data156 > 1 || isNaN(data156)){
-const err487 = {instancePath:instancePath+"/routes/" + i13+"/retry/budget/ratio",schemaPath:"#/properties/routes/items/properties/retry/properties/budget/properties/ratio/anyOf/0/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1},message:"must be <= 1",schema:1,parentSchema:schema11.properties.routes.items.properties.retry.properties.budget.properties.ratio.anyOf[0],data:data156};
+if(data139.respectRetryAfter !== undefined){
+let data155 = data139.respectRetryAfter;
+if(typeof data155 !== "boolean"){
+const err487 = {instancePath:instancePath+"/routes/" + i13+"/retry/respectRetryAfter",schemaPath:"#/properties/routes/items/properties/retry/properties/respectRetryAfter/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema11.properties.routes.items.properties.retry.properties.respectRetryAfter.type,parentSchema:schema11.properties.routes.items.properties.retry.properties.respectRetryAfter,data:data155};
 if(vErrors === null){
 vErrors = [err487];
 }
@@ -6987,8 +6978,13 @@ vErrors.push(err487);
 }
 errors++;
 }
-if(data156 < 0 || isNaN(data156)){
-const err488 = {instancePath:instancePath+"/routes/" + i13+"/retry/budget/ratio",schemaPath:"#/properties/routes/items/properties/retry/properties/budget/properties/ratio/anyOf/0/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.retry.properties.budget.properties.ratio.anyOf[0],data:data156};
+}
+if(data139.budget !== undefined){
+let data156 = data139.budget;
+if(data156 && typeof data156 == "object" && !Array.isArray(data156)){
+for(const key35 in data156){
+if(!(((key35 === "ratio") || (key35 === "minPerSecond")) || (key35 === "window"))){
+const err488 = {instancePath:instancePath+"/routes/" + i13+"/retry/budget",schemaPath:"#/properties/routes/items/properties/retry/properties/budget/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key35},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.routes.items.properties.retry.properties.budget,data:data156};
 if(vErrors === null){
 vErrors = [err488];
 }
@@ -6998,8 +6994,14 @@ vErrors.push(err488);
 errors++;
 }
 }
-else {
-const err489 = {instancePath:instancePath+"/routes/" + i13+"/retry/budget/ratio",schemaPath:"#/properties/routes/items/properties/retry/properties/budget/properties/ratio/anyOf/0/type",keyword:"type",params:{type: "number"},message:"must be number",schema:schema11.properties.routes.items.properties.retry.properties.budget.properties.ratio.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.retry.properties.budget.properties.ratio.anyOf[0],data:data156};
+if(data156.ratio !== undefined){
+let data157 = data156.ratio;
+const _errs544 = errors;
+let valid118 = false;
+const _errs545 = errors;
+if((typeof data157 == "number") && (isFinite(data157))){
+if(data157 > 1 || isNaN(data157)){
+const err489 = {instancePath:instancePath+"/routes/" + i13+"/retry/budget/ratio",schemaPath:"#/properties/routes/items/properties/retry/properties/budget/properties/ratio/anyOf/0/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1},message:"must be <= 1",schema:1,parentSchema:schema11.properties.routes.items.properties.retry.properties.budget.properties.ratio.anyOf[0],data:data157};
 if(vErrors === null){
 vErrors = [err489];
 }
@@ -7008,13 +7010,8 @@ vErrors.push(err489);
 }
 errors++;
 }
-var _valid48 = _errs543 === errors;
-valid118 = valid118 || _valid48;
-if(!valid118){
-const _errs545 = errors;
-if(typeof data156 === "string"){
-if(!pattern24.test(data156)){
-const err490 = {instancePath:instancePath+"/routes/" + i13+"/retry/budget/ratio",schemaPath:"#/properties/routes/items/properties/retry/properties/budget/properties/ratio/anyOf/1/pattern",keyword:"pattern",params:{pattern: "^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$"},message:"must match pattern \""+"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$"+"\"",schema:"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$",parentSchema:schema11.properties.routes.items.properties.retry.properties.budget.properties.ratio.anyOf[1],data:data156};
+if(data157 < 0 || isNaN(data157)){
+const err490 = {instancePath:instancePath+"/routes/" + i13+"/retry/budget/ratio",schemaPath:"#/properties/routes/items/properties/retry/properties/budget/properties/ratio/anyOf/0/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.retry.properties.budget.properties.ratio.anyOf[0],data:data157};
 if(vErrors === null){
 vErrors = [err490];
 }
@@ -7025,7 +7022,7 @@ errors++;
 }
 }
 else {
-const err491 = {instancePath:instancePath+"/routes/" + i13+"/retry/budget/ratio",schemaPath:"#/properties/routes/items/properties/retry/properties/budget/properties/ratio/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.retry.properties.budget.properties.ratio.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.retry.properties.budget.properties.ratio.anyOf[1],data:data156};
+const err491 = {instancePath:instancePath+"/routes/" + i13+"/retry/budget/ratio",schemaPath:"#/properties/routes/items/properties/retry/properties/budget/properties/ratio/anyOf/0/type",keyword:"type",params:{type: "number"},message:"must be number",schema:schema11.properties.routes.items.properties.retry.properties.budget.properties.ratio.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.retry.properties.budget.properties.ratio.anyOf[0],data:data157};
 if(vErrors === null){
 vErrors = [err491];
 }
@@ -7036,9 +7033,11 @@ errors++;
 }
 var _valid48 = _errs545 === errors;
 valid118 = valid118 || _valid48;
-}
 if(!valid118){
-const err492 = {instancePath:instancePath+"/routes/" + i13+"/retry/budget/ratio",schemaPath:"#/properties/routes/items/properties/retry/properties/budget/properties/ratio/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.retry.properties.budget.properties.ratio.anyOf,parentSchema:schema11.properties.routes.items.properties.retry.properties.budget.properties.ratio,data:data156};
+const _errs547 = errors;
+if(typeof data157 === "string"){
+if(!pattern24.test(data157)){
+const err492 = {instancePath:instancePath+"/routes/" + i13+"/retry/budget/ratio",schemaPath:"#/properties/routes/items/properties/retry/properties/budget/properties/ratio/anyOf/1/pattern",keyword:"pattern",params:{pattern: "^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$"},message:"must match pattern \""+"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$"+"\"",schema:"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$",parentSchema:schema11.properties.routes.items.properties.retry.properties.budget.properties.ratio.anyOf[1],data:data157};
 if(vErrors === null){
 vErrors = [err492];
 }
@@ -7047,23 +7046,9 @@ vErrors.push(err492);
 }
 errors++;
 }
-else {
-errors = _errs542;
-if(vErrors !== null){
-if(_errs542){
-vErrors.length = _errs542;
 }
 else {
-vErrors = null;
-}
-}
-}
-}
-if(data155.minPerSecond !== undefined){
-let data157 = data155.minPerSecond;
-if((typeof data157 == "number") && (isFinite(data157))){
-if(data157 < 0 || isNaN(data157)){
-const err493 = {instancePath:instancePath+"/routes/" + i13+"/retry/budget/minPerSecond",schemaPath:"#/properties/routes/items/properties/retry/properties/budget/properties/minPerSecond/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.retry.properties.budget.properties.minPerSecond,data:data157};
+const err493 = {instancePath:instancePath+"/routes/" + i13+"/retry/budget/ratio",schemaPath:"#/properties/routes/items/properties/retry/properties/budget/properties/ratio/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.retry.properties.budget.properties.ratio.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.retry.properties.budget.properties.ratio.anyOf[1],data:data157};
 if(vErrors === null){
 vErrors = [err493];
 }
@@ -7072,9 +7057,11 @@ vErrors.push(err493);
 }
 errors++;
 }
+var _valid48 = _errs547 === errors;
+valid118 = valid118 || _valid48;
 }
-else {
-const err494 = {instancePath:instancePath+"/routes/" + i13+"/retry/budget/minPerSecond",schemaPath:"#/properties/routes/items/properties/retry/properties/budget/properties/minPerSecond/type",keyword:"type",params:{type: "number"},message:"must be number",schema:schema11.properties.routes.items.properties.retry.properties.budget.properties.minPerSecond.type,parentSchema:schema11.properties.routes.items.properties.retry.properties.budget.properties.minPerSecond,data:data157};
+if(!valid118){
+const err494 = {instancePath:instancePath+"/routes/" + i13+"/retry/budget/ratio",schemaPath:"#/properties/routes/items/properties/retry/properties/budget/properties/ratio/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.retry.properties.budget.properties.ratio.anyOf,parentSchema:schema11.properties.routes.items.properties.retry.properties.budget.properties.ratio,data:data157};
 if(vErrors === null){
 vErrors = [err494];
 }
@@ -7083,15 +7070,23 @@ vErrors.push(err494);
 }
 errors++;
 }
+else {
+errors = _errs544;
+if(vErrors !== null){
+if(_errs544){
+vErrors.length = _errs544;
 }
-if(data155.window !== undefined){
-let data158 = data155.window;
-const _errs550 = errors;
-let valid119 = false;
-const _errs551 = errors;
-if(typeof data158 === "string"){
-if(!pattern2.test(data158)){
-const err495 = {instancePath:instancePath+"/routes/" + i13+"/retry/budget/window",schemaPath:"#/properties/routes/items/properties/retry/properties/budget/properties/window/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.routes.items.properties.retry.properties.budget.properties.window.anyOf[0],data:data158};
+else {
+vErrors = null;
+}
+}
+}
+}
+if(data156.minPerSecond !== undefined){
+let data158 = data156.minPerSecond;
+if((typeof data158 == "number") && (isFinite(data158))){
+if(data158 < 0 || isNaN(data158)){
+const err495 = {instancePath:instancePath+"/routes/" + i13+"/retry/budget/minPerSecond",schemaPath:"#/properties/routes/items/properties/retry/properties/budget/properties/minPerSecond/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.retry.properties.budget.properties.minPerSecond,data:data158};
 if(vErrors === null){
 vErrors = [err495];
 }
@@ -7102,7 +7097,7 @@ errors++;
 }
 }
 else {
-const err496 = {instancePath:instancePath+"/routes/" + i13+"/retry/budget/window",schemaPath:"#/properties/routes/items/properties/retry/properties/budget/properties/window/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.retry.properties.budget.properties.window.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.retry.properties.budget.properties.window.anyOf[0],data:data158};
+const err496 = {instancePath:instancePath+"/routes/" + i13+"/retry/budget/minPerSecond",schemaPath:"#/properties/routes/items/properties/retry/properties/budget/properties/minPerSecond/type",keyword:"type",params:{type: "number"},message:"must be number",schema:schema11.properties.routes.items.properties.retry.properties.budget.properties.minPerSecond.type,parentSchema:schema11.properties.routes.items.properties.retry.properties.budget.properties.minPerSecond,data:data158};
 if(vErrors === null){
 vErrors = [err496];
 }
@@ -7111,12 +7106,15 @@ vErrors.push(err496);
 }
 errors++;
 }
-var _valid49 = _errs551 === errors;
-valid119 = valid119 || _valid49;
-if(!valid119){
+}
+if(data156.window !== undefined){
+let data159 = data156.window;
+const _errs552 = errors;
+let valid119 = false;
 const _errs553 = errors;
-if(!(((typeof data158 == "number") && (!(data158 % 1) && !isNaN(data158))) && (isFinite(data158)))){
-const err497 = {instancePath:instancePath+"/routes/" + i13+"/retry/budget/window",schemaPath:"#/properties/routes/items/properties/retry/properties/budget/properties/window/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.retry.properties.budget.properties.window.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.retry.properties.budget.properties.window.anyOf[1],data:data158};
+if(typeof data159 === "string"){
+if(!pattern2.test(data159)){
+const err497 = {instancePath:instancePath+"/routes/" + i13+"/retry/budget/window",schemaPath:"#/properties/routes/items/properties/retry/properties/budget/properties/window/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.routes.items.properties.retry.properties.budget.properties.window.anyOf[0],data:data159};
 if(vErrors === null){
 vErrors = [err497];
 }
@@ -7125,9 +7123,9 @@ vErrors.push(err497);
 }
 errors++;
 }
-if((typeof data158 == "number") && (isFinite(data158))){
-if(data158 < 0 || isNaN(data158)){
-const err498 = {instancePath:instancePath+"/routes/" + i13+"/retry/budget/window",schemaPath:"#/properties/routes/items/properties/retry/properties/budget/properties/window/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.retry.properties.budget.properties.window.anyOf[1],data:data158};
+}
+else {
+const err498 = {instancePath:instancePath+"/routes/" + i13+"/retry/budget/window",schemaPath:"#/properties/routes/items/properties/retry/properties/budget/properties/window/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.retry.properties.budget.properties.window.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.retry.properties.budget.properties.window.anyOf[0],data:data159};
 if(vErrors === null){
 vErrors = [err498];
 }
@@ -7136,12 +7134,12 @@ vErrors.push(err498);
 }
 errors++;
 }
-}
 var _valid49 = _errs553 === errors;
 valid119 = valid119 || _valid49;
-}
 if(!valid119){
-const err499 = {instancePath:instancePath+"/routes/" + i13+"/retry/budget/window",schemaPath:"#/properties/routes/items/properties/retry/properties/budget/properties/window/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.retry.properties.budget.properties.window.anyOf,parentSchema:schema11.properties.routes.items.properties.retry.properties.budget.properties.window,data:data158};
+const _errs555 = errors;
+if(!(((typeof data159 == "number") && (!(data159 % 1) && !isNaN(data159))) && (isFinite(data159)))){
+const err499 = {instancePath:instancePath+"/routes/" + i13+"/retry/budget/window",schemaPath:"#/properties/routes/items/properties/retry/properties/budget/properties/window/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.retry.properties.budget.properties.window.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.retry.properties.budget.properties.window.anyOf[1],data:data159};
 if(vErrors === null){
 vErrors = [err499];
 }
@@ -7150,21 +7148,9 @@ vErrors.push(err499);
 }
 errors++;
 }
-else {
-errors = _errs550;
-if(vErrors !== null){
-if(_errs550){
-vErrors.length = _errs550;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-}
-else {
-const err500 = {instancePath:instancePath+"/routes/" + i13+"/retry/budget",schemaPath:"#/properties/routes/items/properties/retry/properties/budget/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.routes.items.properties.retry.properties.budget.type,parentSchema:schema11.properties.routes.items.properties.retry.properties.budget,data:data155};
+if((typeof data159 == "number") && (isFinite(data159))){
+if(data159 < 0 || isNaN(data159)){
+const err500 = {instancePath:instancePath+"/routes/" + i13+"/retry/budget/window",schemaPath:"#/properties/routes/items/properties/retry/properties/budget/properties/window/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.retry.properties.budget.properties.window.anyOf[1],data:data159};
 if(vErrors === null){
 vErrors = [err500];
 }
@@ -7174,14 +7160,11 @@ vErrors.push(err500);
 errors++;
 }
 }
-if(data138.bufferLimit !== undefined){
-let data159 = data138.bufferLimit;
-const _errs556 = errors;
-let valid120 = false;
-const _errs557 = errors;
-if(typeof data159 === "string"){
-if(!pattern14.test(data159)){
-const err501 = {instancePath:instancePath+"/routes/" + i13+"/retry/bufferLimit",schemaPath:"#/properties/routes/items/properties/retry/properties/bufferLimit/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(B|KB|KiB|MB|MiB|GB|GiB)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(B|KB|KiB|MB|MiB|GB|GiB)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(B|KB|KiB|MB|MiB|GB|GiB)$",parentSchema:schema11.properties.routes.items.properties.retry.properties.bufferLimit.anyOf[0],data:data159};
+var _valid49 = _errs555 === errors;
+valid119 = valid119 || _valid49;
+}
+if(!valid119){
+const err501 = {instancePath:instancePath+"/routes/" + i13+"/retry/budget/window",schemaPath:"#/properties/routes/items/properties/retry/properties/budget/properties/window/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.retry.properties.budget.properties.window.anyOf,parentSchema:schema11.properties.routes.items.properties.retry.properties.budget.properties.window,data:data159};
 if(vErrors === null){
 vErrors = [err501];
 }
@@ -7190,61 +7173,11 @@ vErrors.push(err501);
 }
 errors++;
 }
-}
 else {
-const err502 = {instancePath:instancePath+"/routes/" + i13+"/retry/bufferLimit",schemaPath:"#/properties/routes/items/properties/retry/properties/bufferLimit/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.retry.properties.bufferLimit.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.retry.properties.bufferLimit.anyOf[0],data:data159};
-if(vErrors === null){
-vErrors = [err502];
-}
-else {
-vErrors.push(err502);
-}
-errors++;
-}
-var _valid50 = _errs557 === errors;
-valid120 = valid120 || _valid50;
-if(!valid120){
-const _errs559 = errors;
-if(!(((typeof data159 == "number") && (!(data159 % 1) && !isNaN(data159))) && (isFinite(data159)))){
-const err503 = {instancePath:instancePath+"/routes/" + i13+"/retry/bufferLimit",schemaPath:"#/properties/routes/items/properties/retry/properties/bufferLimit/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.retry.properties.bufferLimit.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.retry.properties.bufferLimit.anyOf[1],data:data159};
-if(vErrors === null){
-vErrors = [err503];
-}
-else {
-vErrors.push(err503);
-}
-errors++;
-}
-if((typeof data159 == "number") && (isFinite(data159))){
-if(data159 < 0 || isNaN(data159)){
-const err504 = {instancePath:instancePath+"/routes/" + i13+"/retry/bufferLimit",schemaPath:"#/properties/routes/items/properties/retry/properties/bufferLimit/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.retry.properties.bufferLimit.anyOf[1],data:data159};
-if(vErrors === null){
-vErrors = [err504];
-}
-else {
-vErrors.push(err504);
-}
-errors++;
-}
-}
-var _valid50 = _errs559 === errors;
-valid120 = valid120 || _valid50;
-}
-if(!valid120){
-const err505 = {instancePath:instancePath+"/routes/" + i13+"/retry/bufferLimit",schemaPath:"#/properties/routes/items/properties/retry/properties/bufferLimit/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.retry.properties.bufferLimit.anyOf,parentSchema:schema11.properties.routes.items.properties.retry.properties.bufferLimit,data:data159};
-if(vErrors === null){
-vErrors = [err505];
-}
-else {
-vErrors.push(err505);
-}
-errors++;
-}
-else {
-errors = _errs556;
+errors = _errs552;
 if(vErrors !== null){
-if(_errs556){
-vErrors.length = _errs556;
+if(_errs552){
+vErrors.length = _errs552;
 }
 else {
 vErrors = null;
@@ -7254,7 +7187,60 @@ vErrors = null;
 }
 }
 else {
-const err506 = {instancePath:instancePath+"/routes/" + i13+"/retry",schemaPath:"#/properties/routes/items/properties/retry/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.routes.items.properties.retry.type,parentSchema:schema11.properties.routes.items.properties.retry,data:data138};
+const err502 = {instancePath:instancePath+"/routes/" + i13+"/retry/budget",schemaPath:"#/properties/routes/items/properties/retry/properties/budget/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.routes.items.properties.retry.properties.budget.type,parentSchema:schema11.properties.routes.items.properties.retry.properties.budget,data:data156};
+if(vErrors === null){
+vErrors = [err502];
+}
+else {
+vErrors.push(err502);
+}
+errors++;
+}
+}
+if(data139.bufferLimit !== undefined){
+let data160 = data139.bufferLimit;
+const _errs558 = errors;
+let valid120 = false;
+const _errs559 = errors;
+if(typeof data160 === "string"){
+if(!pattern14.test(data160)){
+const err503 = {instancePath:instancePath+"/routes/" + i13+"/retry/bufferLimit",schemaPath:"#/properties/routes/items/properties/retry/properties/bufferLimit/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(B|KB|KiB|MB|MiB|GB|GiB)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(B|KB|KiB|MB|MiB|GB|GiB)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(B|KB|KiB|MB|MiB|GB|GiB)$",parentSchema:schema11.properties.routes.items.properties.retry.properties.bufferLimit.anyOf[0],data:data160};
+if(vErrors === null){
+vErrors = [err503];
+}
+else {
+vErrors.push(err503);
+}
+errors++;
+}
+}
+else {
+const err504 = {instancePath:instancePath+"/routes/" + i13+"/retry/bufferLimit",schemaPath:"#/properties/routes/items/properties/retry/properties/bufferLimit/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.retry.properties.bufferLimit.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.retry.properties.bufferLimit.anyOf[0],data:data160};
+if(vErrors === null){
+vErrors = [err504];
+}
+else {
+vErrors.push(err504);
+}
+errors++;
+}
+var _valid50 = _errs559 === errors;
+valid120 = valid120 || _valid50;
+if(!valid120){
+const _errs561 = errors;
+if(!(((typeof data160 == "number") && (!(data160 % 1) && !isNaN(data160))) && (isFinite(data160)))){
+const err505 = {instancePath:instancePath+"/routes/" + i13+"/retry/bufferLimit",schemaPath:"#/properties/routes/items/properties/retry/properties/bufferLimit/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.retry.properties.bufferLimit.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.retry.properties.bufferLimit.anyOf[1],data:data160};
+if(vErrors === null){
+vErrors = [err505];
+}
+else {
+vErrors.push(err505);
+}
+errors++;
+}
+if((typeof data160 == "number") && (isFinite(data160))){
+if(data160 < 0 || isNaN(data160)){
+const err506 = {instancePath:instancePath+"/routes/" + i13+"/retry/bufferLimit",schemaPath:"#/properties/routes/items/properties/retry/properties/bufferLimit/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.retry.properties.bufferLimit.anyOf[1],data:data160};
 if(vErrors === null){
 vErrors = [err506];
 }
@@ -7264,11 +7250,11 @@ vErrors.push(err506);
 errors++;
 }
 }
-if(data103.hedge !== undefined){
-let data160 = data103.hedge;
-if(data160 && typeof data160 == "object" && !Array.isArray(data160)){
-if(data160.delay === undefined){
-const err507 = {instancePath:instancePath+"/routes/" + i13+"/hedge",schemaPath:"#/properties/routes/items/properties/hedge/required",keyword:"required",params:{missingProperty: "delay"},message:"must have required property '"+"delay"+"'",schema:schema11.properties.routes.items.properties.hedge.required,parentSchema:schema11.properties.routes.items.properties.hedge,data:data160};
+var _valid50 = _errs561 === errors;
+valid120 = valid120 || _valid50;
+}
+if(!valid120){
+const err507 = {instancePath:instancePath+"/routes/" + i13+"/retry/bufferLimit",schemaPath:"#/properties/routes/items/properties/retry/properties/bufferLimit/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.retry.properties.bufferLimit.anyOf,parentSchema:schema11.properties.routes.items.properties.retry.properties.bufferLimit,data:data160};
 if(vErrors === null){
 vErrors = [err507];
 }
@@ -7277,9 +7263,21 @@ vErrors.push(err507);
 }
 errors++;
 }
-for(const key36 in data160){
-if(!(((key36 === "delay") || (key36 === "maxAttempts")) || (key36 === "budget"))){
-const err508 = {instancePath:instancePath+"/routes/" + i13+"/hedge",schemaPath:"#/properties/routes/items/properties/hedge/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key36},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.routes.items.properties.hedge,data:data160};
+else {
+errors = _errs558;
+if(vErrors !== null){
+if(_errs558){
+vErrors.length = _errs558;
+}
+else {
+vErrors = null;
+}
+}
+}
+}
+}
+else {
+const err508 = {instancePath:instancePath+"/routes/" + i13+"/retry",schemaPath:"#/properties/routes/items/properties/retry/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.routes.items.properties.retry.type,parentSchema:schema11.properties.routes.items.properties.retry,data:data139};
 if(vErrors === null){
 vErrors = [err508];
 }
@@ -7289,17 +7287,11 @@ vErrors.push(err508);
 errors++;
 }
 }
-if(data160.delay !== undefined){
-let data161 = data160.delay;
-const _errs565 = errors;
-let valid122 = false;
-const _errs566 = errors;
-const _errs567 = errors;
-let valid123 = false;
-const _errs568 = errors;
-if(typeof data161 === "string"){
-if(!pattern2.test(data161)){
-const err509 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/0/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[0].anyOf[0],data:data161};
+if(data104.hedge !== undefined){
+let data161 = data104.hedge;
+if(data161 && typeof data161 == "object" && !Array.isArray(data161)){
+if(data161.delay === undefined){
+const err509 = {instancePath:instancePath+"/routes/" + i13+"/hedge",schemaPath:"#/properties/routes/items/properties/hedge/required",keyword:"required",params:{missingProperty: "delay"},message:"must have required property '"+"delay"+"'",schema:schema11.properties.routes.items.properties.hedge.required,parentSchema:schema11.properties.routes.items.properties.hedge,data:data161};
 if(vErrors === null){
 vErrors = [err509];
 }
@@ -7308,9 +7300,9 @@ vErrors.push(err509);
 }
 errors++;
 }
-}
-else {
-const err510 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/0/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[0].anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[0].anyOf[0],data:data161};
+for(const key36 in data161){
+if(!(((key36 === "delay") || (key36 === "maxAttempts")) || (key36 === "budget"))){
+const err510 = {instancePath:instancePath+"/routes/" + i13+"/hedge",schemaPath:"#/properties/routes/items/properties/hedge/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key36},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.routes.items.properties.hedge,data:data161};
 if(vErrors === null){
 vErrors = [err510];
 }
@@ -7319,12 +7311,18 @@ vErrors.push(err510);
 }
 errors++;
 }
-var _valid52 = _errs568 === errors;
-valid123 = valid123 || _valid52;
-if(!valid123){
+}
+if(data161.delay !== undefined){
+let data162 = data161.delay;
+const _errs567 = errors;
+let valid122 = false;
+const _errs568 = errors;
+const _errs569 = errors;
+let valid123 = false;
 const _errs570 = errors;
-if(!(((typeof data161 == "number") && (!(data161 % 1) && !isNaN(data161))) && (isFinite(data161)))){
-const err511 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/0/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[0].anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[0].anyOf[1],data:data161};
+if(typeof data162 === "string"){
+if(!pattern2.test(data162)){
+const err511 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/0/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[0].anyOf[0],data:data162};
 if(vErrors === null){
 vErrors = [err511];
 }
@@ -7333,9 +7331,9 @@ vErrors.push(err511);
 }
 errors++;
 }
-if((typeof data161 == "number") && (isFinite(data161))){
-if(data161 < 0 || isNaN(data161)){
-const err512 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/0/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[0].anyOf[1],data:data161};
+}
+else {
+const err512 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/0/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[0].anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[0].anyOf[0],data:data162};
 if(vErrors === null){
 vErrors = [err512];
 }
@@ -7344,17 +7342,433 @@ vErrors.push(err512);
 }
 errors++;
 }
-}
 var _valid52 = _errs570 === errors;
 valid123 = valid123 || _valid52;
-}
 if(!valid123){
-const err513 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/0/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[0].anyOf,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[0],data:data161};
+const _errs572 = errors;
+if(!(((typeof data162 == "number") && (!(data162 % 1) && !isNaN(data162))) && (isFinite(data162)))){
+const err513 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/0/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[0].anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[0].anyOf[1],data:data162};
 if(vErrors === null){
 vErrors = [err513];
 }
 else {
 vErrors.push(err513);
+}
+errors++;
+}
+if((typeof data162 == "number") && (isFinite(data162))){
+if(data162 < 0 || isNaN(data162)){
+const err514 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/0/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[0].anyOf[1],data:data162};
+if(vErrors === null){
+vErrors = [err514];
+}
+else {
+vErrors.push(err514);
+}
+errors++;
+}
+}
+var _valid52 = _errs572 === errors;
+valid123 = valid123 || _valid52;
+}
+if(!valid123){
+const err515 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/0/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[0].anyOf,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[0],data:data162};
+if(vErrors === null){
+vErrors = [err515];
+}
+else {
+vErrors.push(err515);
+}
+errors++;
+}
+else {
+errors = _errs569;
+if(vErrors !== null){
+if(_errs569){
+vErrors.length = _errs569;
+}
+else {
+vErrors = null;
+}
+}
+}
+var _valid51 = _errs568 === errors;
+valid122 = valid122 || _valid51;
+if(!valid122){
+const _errs574 = errors;
+if(data162 && typeof data162 == "object" && !Array.isArray(data162)){
+if(data162.percentile === undefined){
+const err516 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/1/required",keyword:"required",params:{missingProperty: "percentile"},message:"must have required property '"+"percentile"+"'",schema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].required,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1],data:data162};
+if(vErrors === null){
+vErrors = [err516];
+}
+else {
+vErrors.push(err516);
+}
+errors++;
+}
+if(data162.max === undefined){
+const err517 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/1/required",keyword:"required",params:{missingProperty: "max"},message:"must have required property '"+"max"+"'",schema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].required,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1],data:data162};
+if(vErrors === null){
+vErrors = [err517];
+}
+else {
+vErrors.push(err517);
+}
+errors++;
+}
+for(const key37 in data162){
+if(!((((((key37 === "percentile") || (key37 === "multiplier")) || (key37 === "min")) || (key37 === "max")) || (key37 === "minSamples")) || (key37 === "window"))){
+const err518 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/1/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key37},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1],data:data162};
+if(vErrors === null){
+vErrors = [err518];
+}
+else {
+vErrors.push(err518);
+}
+errors++;
+}
+}
+if(data162.percentile !== undefined){
+let data163 = data162.percentile;
+if((typeof data163 == "number") && (isFinite(data163))){
+if(data163 > 100 || isNaN(data163)){
+const err519 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay/percentile",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/1/properties/percentile/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100",schema:100,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.percentile,data:data163};
+if(vErrors === null){
+vErrors = [err519];
+}
+else {
+vErrors.push(err519);
+}
+errors++;
+}
+if(data163 <= 0 || isNaN(data163)){
+const err520 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay/percentile",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/1/properties/percentile/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0",schema:0,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.percentile,data:data163};
+if(vErrors === null){
+vErrors = [err520];
+}
+else {
+vErrors.push(err520);
+}
+errors++;
+}
+}
+else {
+const err521 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay/percentile",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/1/properties/percentile/type",keyword:"type",params:{type: "number"},message:"must be number",schema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.percentile.type,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.percentile,data:data163};
+if(vErrors === null){
+vErrors = [err521];
+}
+else {
+vErrors.push(err521);
+}
+errors++;
+}
+}
+if(data162.multiplier !== undefined){
+let data164 = data162.multiplier;
+if((typeof data164 == "number") && (isFinite(data164))){
+if(data164 <= 0 || isNaN(data164)){
+const err522 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay/multiplier",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/1/properties/multiplier/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0",schema:0,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.multiplier,data:data164};
+if(vErrors === null){
+vErrors = [err522];
+}
+else {
+vErrors.push(err522);
+}
+errors++;
+}
+}
+else {
+const err523 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay/multiplier",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/1/properties/multiplier/type",keyword:"type",params:{type: "number"},message:"must be number",schema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.multiplier.type,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.multiplier,data:data164};
+if(vErrors === null){
+vErrors = [err523];
+}
+else {
+vErrors.push(err523);
+}
+errors++;
+}
+}
+if(data162.min !== undefined){
+let data165 = data162.min;
+const _errs582 = errors;
+let valid125 = false;
+const _errs583 = errors;
+if(typeof data165 === "string"){
+if(!pattern2.test(data165)){
+const err524 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay/min",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/1/properties/min/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.min.anyOf[0],data:data165};
+if(vErrors === null){
+vErrors = [err524];
+}
+else {
+vErrors.push(err524);
+}
+errors++;
+}
+}
+else {
+const err525 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay/min",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/1/properties/min/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.min.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.min.anyOf[0],data:data165};
+if(vErrors === null){
+vErrors = [err525];
+}
+else {
+vErrors.push(err525);
+}
+errors++;
+}
+var _valid53 = _errs583 === errors;
+valid125 = valid125 || _valid53;
+if(!valid125){
+const _errs585 = errors;
+if(!(((typeof data165 == "number") && (!(data165 % 1) && !isNaN(data165))) && (isFinite(data165)))){
+const err526 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay/min",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/1/properties/min/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.min.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.min.anyOf[1],data:data165};
+if(vErrors === null){
+vErrors = [err526];
+}
+else {
+vErrors.push(err526);
+}
+errors++;
+}
+if((typeof data165 == "number") && (isFinite(data165))){
+if(data165 < 0 || isNaN(data165)){
+const err527 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay/min",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/1/properties/min/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.min.anyOf[1],data:data165};
+if(vErrors === null){
+vErrors = [err527];
+}
+else {
+vErrors.push(err527);
+}
+errors++;
+}
+}
+var _valid53 = _errs585 === errors;
+valid125 = valid125 || _valid53;
+}
+if(!valid125){
+const err528 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay/min",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/1/properties/min/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.min.anyOf,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.min,data:data165};
+if(vErrors === null){
+vErrors = [err528];
+}
+else {
+vErrors.push(err528);
+}
+errors++;
+}
+else {
+errors = _errs582;
+if(vErrors !== null){
+if(_errs582){
+vErrors.length = _errs582;
+}
+else {
+vErrors = null;
+}
+}
+}
+}
+if(data162.max !== undefined){
+let data166 = data162.max;
+const _errs588 = errors;
+let valid126 = false;
+const _errs589 = errors;
+if(typeof data166 === "string"){
+if(!pattern2.test(data166)){
+const err529 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay/max",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/1/properties/max/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.max.anyOf[0],data:data166};
+if(vErrors === null){
+vErrors = [err529];
+}
+else {
+vErrors.push(err529);
+}
+errors++;
+}
+}
+else {
+const err530 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay/max",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/1/properties/max/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.max.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.max.anyOf[0],data:data166};
+if(vErrors === null){
+vErrors = [err530];
+}
+else {
+vErrors.push(err530);
+}
+errors++;
+}
+var _valid54 = _errs589 === errors;
+valid126 = valid126 || _valid54;
+if(!valid126){
+const _errs591 = errors;
+if(!(((typeof data166 == "number") && (!(data166 % 1) && !isNaN(data166))) && (isFinite(data166)))){
+const err531 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay/max",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/1/properties/max/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.max.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.max.anyOf[1],data:data166};
+if(vErrors === null){
+vErrors = [err531];
+}
+else {
+vErrors.push(err531);
+}
+errors++;
+}
+if((typeof data166 == "number") && (isFinite(data166))){
+if(data166 < 0 || isNaN(data166)){
+const err532 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay/max",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/1/properties/max/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.max.anyOf[1],data:data166};
+if(vErrors === null){
+vErrors = [err532];
+}
+else {
+vErrors.push(err532);
+}
+errors++;
+}
+}
+var _valid54 = _errs591 === errors;
+valid126 = valid126 || _valid54;
+}
+if(!valid126){
+const err533 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay/max",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/1/properties/max/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.max.anyOf,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.max,data:data166};
+if(vErrors === null){
+vErrors = [err533];
+}
+else {
+vErrors.push(err533);
+}
+errors++;
+}
+else {
+errors = _errs588;
+if(vErrors !== null){
+if(_errs588){
+vErrors.length = _errs588;
+}
+else {
+vErrors = null;
+}
+}
+}
+}
+if(data162.minSamples !== undefined){
+let data167 = data162.minSamples;
+if(!(((typeof data167 == "number") && (!(data167 % 1) && !isNaN(data167))) && (isFinite(data167)))){
+const err534 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay/minSamples",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/1/properties/minSamples/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.minSamples.type,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.minSamples,data:data167};
+if(vErrors === null){
+vErrors = [err534];
+}
+else {
+vErrors.push(err534);
+}
+errors++;
+}
+if((typeof data167 == "number") && (isFinite(data167))){
+if(data167 < 1 || isNaN(data167)){
+const err535 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay/minSamples",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/1/properties/minSamples/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.minSamples,data:data167};
+if(vErrors === null){
+vErrors = [err535];
+}
+else {
+vErrors.push(err535);
+}
+errors++;
+}
+}
+}
+if(data162.window !== undefined){
+let data168 = data162.window;
+const _errs596 = errors;
+let valid127 = false;
+const _errs597 = errors;
+if(typeof data168 === "string"){
+if(!pattern2.test(data168)){
+const err536 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay/window",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/1/properties/window/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.window.anyOf[0],data:data168};
+if(vErrors === null){
+vErrors = [err536];
+}
+else {
+vErrors.push(err536);
+}
+errors++;
+}
+}
+else {
+const err537 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay/window",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/1/properties/window/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.window.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.window.anyOf[0],data:data168};
+if(vErrors === null){
+vErrors = [err537];
+}
+else {
+vErrors.push(err537);
+}
+errors++;
+}
+var _valid55 = _errs597 === errors;
+valid127 = valid127 || _valid55;
+if(!valid127){
+const _errs599 = errors;
+if(!(((typeof data168 == "number") && (!(data168 % 1) && !isNaN(data168))) && (isFinite(data168)))){
+const err538 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay/window",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/1/properties/window/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.window.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.window.anyOf[1],data:data168};
+if(vErrors === null){
+vErrors = [err538];
+}
+else {
+vErrors.push(err538);
+}
+errors++;
+}
+if((typeof data168 == "number") && (isFinite(data168))){
+if(data168 < 0 || isNaN(data168)){
+const err539 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay/window",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/1/properties/window/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.window.anyOf[1],data:data168};
+if(vErrors === null){
+vErrors = [err539];
+}
+else {
+vErrors.push(err539);
+}
+errors++;
+}
+}
+var _valid55 = _errs599 === errors;
+valid127 = valid127 || _valid55;
+}
+if(!valid127){
+const err540 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay/window",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/1/properties/window/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.window.anyOf,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.window,data:data168};
+if(vErrors === null){
+vErrors = [err540];
+}
+else {
+vErrors.push(err540);
+}
+errors++;
+}
+else {
+errors = _errs596;
+if(vErrors !== null){
+if(_errs596){
+vErrors.length = _errs596;
+}
+else {
+vErrors = null;
+}
+}
+}
+}
+}
+else {
+const err541 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/1/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1],data:data162};
+if(vErrors === null){
+vErrors = [err541];
+}
+else {
+vErrors.push(err541);
+}
+errors++;
+}
+var _valid51 = _errs574 === errors;
+valid122 = valid122 || _valid51;
+}
+if(!valid122){
+const err542 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay,data:data162};
+if(vErrors === null){
+vErrors = [err542];
+}
+else {
+vErrors.push(err542);
 }
 errors++;
 }
@@ -7369,423 +7783,11 @@ vErrors = null;
 }
 }
 }
-var _valid51 = _errs566 === errors;
-valid122 = valid122 || _valid51;
-if(!valid122){
-const _errs572 = errors;
-if(data161 && typeof data161 == "object" && !Array.isArray(data161)){
-if(data161.percentile === undefined){
-const err514 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/1/required",keyword:"required",params:{missingProperty: "percentile"},message:"must have required property '"+"percentile"+"'",schema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].required,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1],data:data161};
-if(vErrors === null){
-vErrors = [err514];
 }
-else {
-vErrors.push(err514);
-}
-errors++;
-}
-if(data161.max === undefined){
-const err515 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/1/required",keyword:"required",params:{missingProperty: "max"},message:"must have required property '"+"max"+"'",schema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].required,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1],data:data161};
-if(vErrors === null){
-vErrors = [err515];
-}
-else {
-vErrors.push(err515);
-}
-errors++;
-}
-for(const key37 in data161){
-if(!((((((key37 === "percentile") || (key37 === "multiplier")) || (key37 === "min")) || (key37 === "max")) || (key37 === "minSamples")) || (key37 === "window"))){
-const err516 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/1/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key37},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1],data:data161};
-if(vErrors === null){
-vErrors = [err516];
-}
-else {
-vErrors.push(err516);
-}
-errors++;
-}
-}
-if(data161.percentile !== undefined){
-let data162 = data161.percentile;
-if((typeof data162 == "number") && (isFinite(data162))){
-if(data162 > 100 || isNaN(data162)){
-const err517 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay/percentile",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/1/properties/percentile/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100",schema:100,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.percentile,data:data162};
-if(vErrors === null){
-vErrors = [err517];
-}
-else {
-vErrors.push(err517);
-}
-errors++;
-}
-if(data162 <= 0 || isNaN(data162)){
-const err518 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay/percentile",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/1/properties/percentile/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0",schema:0,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.percentile,data:data162};
-if(vErrors === null){
-vErrors = [err518];
-}
-else {
-vErrors.push(err518);
-}
-errors++;
-}
-}
-else {
-const err519 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay/percentile",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/1/properties/percentile/type",keyword:"type",params:{type: "number"},message:"must be number",schema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.percentile.type,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.percentile,data:data162};
-if(vErrors === null){
-vErrors = [err519];
-}
-else {
-vErrors.push(err519);
-}
-errors++;
-}
-}
-if(data161.multiplier !== undefined){
-let data163 = data161.multiplier;
-if((typeof data163 == "number") && (isFinite(data163))){
-if(data163 <= 0 || isNaN(data163)){
-const err520 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay/multiplier",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/1/properties/multiplier/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0",schema:0,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.multiplier,data:data163};
-if(vErrors === null){
-vErrors = [err520];
-}
-else {
-vErrors.push(err520);
-}
-errors++;
-}
-}
-else {
-const err521 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay/multiplier",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/1/properties/multiplier/type",keyword:"type",params:{type: "number"},message:"must be number",schema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.multiplier.type,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.multiplier,data:data163};
-if(vErrors === null){
-vErrors = [err521];
-}
-else {
-vErrors.push(err521);
-}
-errors++;
-}
-}
-if(data161.min !== undefined){
-let data164 = data161.min;
-const _errs580 = errors;
-let valid125 = false;
-const _errs581 = errors;
-if(typeof data164 === "string"){
-if(!pattern2.test(data164)){
-const err522 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay/min",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/1/properties/min/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.min.anyOf[0],data:data164};
-if(vErrors === null){
-vErrors = [err522];
-}
-else {
-vErrors.push(err522);
-}
-errors++;
-}
-}
-else {
-const err523 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay/min",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/1/properties/min/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.min.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.min.anyOf[0],data:data164};
-if(vErrors === null){
-vErrors = [err523];
-}
-else {
-vErrors.push(err523);
-}
-errors++;
-}
-var _valid53 = _errs581 === errors;
-valid125 = valid125 || _valid53;
-if(!valid125){
-const _errs583 = errors;
-if(!(((typeof data164 == "number") && (!(data164 % 1) && !isNaN(data164))) && (isFinite(data164)))){
-const err524 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay/min",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/1/properties/min/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.min.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.min.anyOf[1],data:data164};
-if(vErrors === null){
-vErrors = [err524];
-}
-else {
-vErrors.push(err524);
-}
-errors++;
-}
-if((typeof data164 == "number") && (isFinite(data164))){
-if(data164 < 0 || isNaN(data164)){
-const err525 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay/min",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/1/properties/min/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.min.anyOf[1],data:data164};
-if(vErrors === null){
-vErrors = [err525];
-}
-else {
-vErrors.push(err525);
-}
-errors++;
-}
-}
-var _valid53 = _errs583 === errors;
-valid125 = valid125 || _valid53;
-}
-if(!valid125){
-const err526 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay/min",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/1/properties/min/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.min.anyOf,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.min,data:data164};
-if(vErrors === null){
-vErrors = [err526];
-}
-else {
-vErrors.push(err526);
-}
-errors++;
-}
-else {
-errors = _errs580;
-if(vErrors !== null){
-if(_errs580){
-vErrors.length = _errs580;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-if(data161.max !== undefined){
-let data165 = data161.max;
-const _errs586 = errors;
-let valid126 = false;
-const _errs587 = errors;
-if(typeof data165 === "string"){
-if(!pattern2.test(data165)){
-const err527 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay/max",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/1/properties/max/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.max.anyOf[0],data:data165};
-if(vErrors === null){
-vErrors = [err527];
-}
-else {
-vErrors.push(err527);
-}
-errors++;
-}
-}
-else {
-const err528 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay/max",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/1/properties/max/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.max.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.max.anyOf[0],data:data165};
-if(vErrors === null){
-vErrors = [err528];
-}
-else {
-vErrors.push(err528);
-}
-errors++;
-}
-var _valid54 = _errs587 === errors;
-valid126 = valid126 || _valid54;
-if(!valid126){
-const _errs589 = errors;
-if(!(((typeof data165 == "number") && (!(data165 % 1) && !isNaN(data165))) && (isFinite(data165)))){
-const err529 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay/max",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/1/properties/max/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.max.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.max.anyOf[1],data:data165};
-if(vErrors === null){
-vErrors = [err529];
-}
-else {
-vErrors.push(err529);
-}
-errors++;
-}
-if((typeof data165 == "number") && (isFinite(data165))){
-if(data165 < 0 || isNaN(data165)){
-const err530 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay/max",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/1/properties/max/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.max.anyOf[1],data:data165};
-if(vErrors === null){
-vErrors = [err530];
-}
-else {
-vErrors.push(err530);
-}
-errors++;
-}
-}
-var _valid54 = _errs589 === errors;
-valid126 = valid126 || _valid54;
-}
-if(!valid126){
-const err531 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay/max",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/1/properties/max/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.max.anyOf,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.max,data:data165};
-if(vErrors === null){
-vErrors = [err531];
-}
-else {
-vErrors.push(err531);
-}
-errors++;
-}
-else {
-errors = _errs586;
-if(vErrors !== null){
-if(_errs586){
-vErrors.length = _errs586;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-if(data161.minSamples !== undefined){
-let data166 = data161.minSamples;
-if(!(((typeof data166 == "number") && (!(data166 % 1) && !isNaN(data166))) && (isFinite(data166)))){
-const err532 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay/minSamples",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/1/properties/minSamples/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.minSamples.type,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.minSamples,data:data166};
-if(vErrors === null){
-vErrors = [err532];
-}
-else {
-vErrors.push(err532);
-}
-errors++;
-}
-if((typeof data166 == "number") && (isFinite(data166))){
-if(data166 < 1 || isNaN(data166)){
-const err533 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay/minSamples",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/1/properties/minSamples/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.minSamples,data:data166};
-if(vErrors === null){
-vErrors = [err533];
-}
-else {
-vErrors.push(err533);
-}
-errors++;
-}
-}
-}
-if(data161.window !== undefined){
-let data167 = data161.window;
-const _errs594 = errors;
-let valid127 = false;
-const _errs595 = errors;
-if(typeof data167 === "string"){
-if(!pattern2.test(data167)){
-const err534 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay/window",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/1/properties/window/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.window.anyOf[0],data:data167};
-if(vErrors === null){
-vErrors = [err534];
-}
-else {
-vErrors.push(err534);
-}
-errors++;
-}
-}
-else {
-const err535 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay/window",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/1/properties/window/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.window.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.window.anyOf[0],data:data167};
-if(vErrors === null){
-vErrors = [err535];
-}
-else {
-vErrors.push(err535);
-}
-errors++;
-}
-var _valid55 = _errs595 === errors;
-valid127 = valid127 || _valid55;
-if(!valid127){
-const _errs597 = errors;
-if(!(((typeof data167 == "number") && (!(data167 % 1) && !isNaN(data167))) && (isFinite(data167)))){
-const err536 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay/window",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/1/properties/window/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.window.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.window.anyOf[1],data:data167};
-if(vErrors === null){
-vErrors = [err536];
-}
-else {
-vErrors.push(err536);
-}
-errors++;
-}
-if((typeof data167 == "number") && (isFinite(data167))){
-if(data167 < 0 || isNaN(data167)){
-const err537 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay/window",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/1/properties/window/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.window.anyOf[1],data:data167};
-if(vErrors === null){
-vErrors = [err537];
-}
-else {
-vErrors.push(err537);
-}
-errors++;
-}
-}
-var _valid55 = _errs597 === errors;
-valid127 = valid127 || _valid55;
-}
-if(!valid127){
-const err538 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay/window",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/1/properties/window/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.window.anyOf,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].properties.window,data:data167};
-if(vErrors === null){
-vErrors = [err538];
-}
-else {
-vErrors.push(err538);
-}
-errors++;
-}
-else {
-errors = _errs594;
-if(vErrors !== null){
-if(_errs594){
-vErrors.length = _errs594;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-}
-else {
-const err539 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf/1/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf[1],data:data161};
-if(vErrors === null){
-vErrors = [err539];
-}
-else {
-vErrors.push(err539);
-}
-errors++;
-}
-var _valid51 = _errs572 === errors;
-valid122 = valid122 || _valid51;
-}
-if(!valid122){
-const err540 = {instancePath:instancePath+"/routes/" + i13+"/hedge/delay",schemaPath:"#/properties/routes/items/properties/hedge/properties/delay/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.hedge.properties.delay.anyOf,parentSchema:schema11.properties.routes.items.properties.hedge.properties.delay,data:data161};
-if(vErrors === null){
-vErrors = [err540];
-}
-else {
-vErrors.push(err540);
-}
-errors++;
-}
-else {
-errors = _errs565;
-if(vErrors !== null){
-if(_errs565){
-vErrors.length = _errs565;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-if(data160.maxAttempts !== undefined){
-let data168 = data160.maxAttempts;
-if(!(((typeof data168 == "number") && (!(data168 % 1) && !isNaN(data168))) && (isFinite(data168)))){
-const err541 = {instancePath:instancePath+"/routes/" + i13+"/hedge/maxAttempts",schemaPath:"#/properties/routes/items/properties/hedge/properties/maxAttempts/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.hedge.properties.maxAttempts.type,parentSchema:schema11.properties.routes.items.properties.hedge.properties.maxAttempts,data:data168};
-if(vErrors === null){
-vErrors = [err541];
-}
-else {
-vErrors.push(err541);
-}
-errors++;
-}
-if((typeof data168 == "number") && (isFinite(data168))){
-if(data168 > 5 || isNaN(data168)){
-const err542 = {instancePath:instancePath+"/routes/" + i13+"/hedge/maxAttempts",schemaPath:"#/properties/routes/items/properties/hedge/properties/maxAttempts/maximum",keyword:"maximum",params:{comparison: "<=", limit: 5},message:"must be <= 5",schema:5,parentSchema:schema11.properties.routes.items.properties.hedge.properties.maxAttempts,data:data168};
-if(vErrors === null){
-vErrors = [err542];
-}
-else {
-vErrors.push(err542);
-}
-errors++;
-}
-if(data168 < 2 || isNaN(data168)){
-const err543 = {instancePath:instancePath+"/routes/" + i13+"/hedge/maxAttempts",schemaPath:"#/properties/routes/items/properties/hedge/properties/maxAttempts/minimum",keyword:"minimum",params:{comparison: ">=", limit: 2},message:"must be >= 2",schema:2,parentSchema:schema11.properties.routes.items.properties.hedge.properties.maxAttempts,data:data168};
+if(data161.maxAttempts !== undefined){
+let data169 = data161.maxAttempts;
+if(!(((typeof data169 == "number") && (!(data169 % 1) && !isNaN(data169))) && (isFinite(data169)))){
+const err543 = {instancePath:instancePath+"/routes/" + i13+"/hedge/maxAttempts",schemaPath:"#/properties/routes/items/properties/hedge/properties/maxAttempts/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.hedge.properties.maxAttempts.type,parentSchema:schema11.properties.routes.items.properties.hedge.properties.maxAttempts,data:data169};
 if(vErrors === null){
 vErrors = [err543];
 }
@@ -7794,14 +7796,9 @@ vErrors.push(err543);
 }
 errors++;
 }
-}
-}
-if(data160.budget !== undefined){
-let data169 = data160.budget;
-if(data169 && typeof data169 == "object" && !Array.isArray(data169)){
-for(const key38 in data169){
-if(!(((key38 === "ratio") || (key38 === "minPerSecond")) || (key38 === "window"))){
-const err544 = {instancePath:instancePath+"/routes/" + i13+"/hedge/budget",schemaPath:"#/properties/routes/items/properties/hedge/properties/budget/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key38},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.routes.items.properties.hedge.properties.budget,data:data169};
+if((typeof data169 == "number") && (isFinite(data169))){
+if(data169 > 5 || isNaN(data169)){
+const err544 = {instancePath:instancePath+"/routes/" + i13+"/hedge/maxAttempts",schemaPath:"#/properties/routes/items/properties/hedge/properties/maxAttempts/maximum",keyword:"maximum",params:{comparison: "<=", limit: 5},message:"must be <= 5",schema:5,parentSchema:schema11.properties.routes.items.properties.hedge.properties.maxAttempts,data:data169};
 if(vErrors === null){
 vErrors = [err544];
 }
@@ -7810,15 +7807,8 @@ vErrors.push(err544);
 }
 errors++;
 }
-}
-if(data169.ratio !== undefined){
-let data170 = data169.ratio;
-const _errs605 = errors;
-let valid129 = false;
-const _errs606 = errors;
-if((typeof data170 == "number") && (isFinite(data170))){
-if(data170 > 1 || isNaN(data170)){
-const err545 = {instancePath:instancePath+"/routes/" + i13+"/hedge/budget/ratio",schemaPath:"#/properties/routes/items/properties/hedge/properties/budget/properties/ratio/anyOf/0/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1},message:"must be <= 1",schema:1,parentSchema:schema11.properties.routes.items.properties.hedge.properties.budget.properties.ratio.anyOf[0],data:data170};
+if(data169 < 2 || isNaN(data169)){
+const err545 = {instancePath:instancePath+"/routes/" + i13+"/hedge/maxAttempts",schemaPath:"#/properties/routes/items/properties/hedge/properties/maxAttempts/minimum",keyword:"minimum",params:{comparison: ">=", limit: 2},message:"must be >= 2",schema:2,parentSchema:schema11.properties.routes.items.properties.hedge.properties.maxAttempts,data:data169};
 if(vErrors === null){
 vErrors = [err545];
 }
@@ -7827,8 +7817,14 @@ vErrors.push(err545);
 }
 errors++;
 }
-if(data170 < 0 || isNaN(data170)){
-const err546 = {instancePath:instancePath+"/routes/" + i13+"/hedge/budget/ratio",schemaPath:"#/properties/routes/items/properties/hedge/properties/budget/properties/ratio/anyOf/0/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.hedge.properties.budget.properties.ratio.anyOf[0],data:data170};
+}
+}
+if(data161.budget !== undefined){
+let data170 = data161.budget;
+if(data170 && typeof data170 == "object" && !Array.isArray(data170)){
+for(const key38 in data170){
+if(!(((key38 === "ratio") || (key38 === "minPerSecond")) || (key38 === "window"))){
+const err546 = {instancePath:instancePath+"/routes/" + i13+"/hedge/budget",schemaPath:"#/properties/routes/items/properties/hedge/properties/budget/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key38},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.routes.items.properties.hedge.properties.budget,data:data170};
 if(vErrors === null){
 vErrors = [err546];
 }
@@ -7838,8 +7834,14 @@ vErrors.push(err546);
 errors++;
 }
 }
-else {
-const err547 = {instancePath:instancePath+"/routes/" + i13+"/hedge/budget/ratio",schemaPath:"#/properties/routes/items/properties/hedge/properties/budget/properties/ratio/anyOf/0/type",keyword:"type",params:{type: "number"},message:"must be number",schema:schema11.properties.routes.items.properties.hedge.properties.budget.properties.ratio.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.hedge.properties.budget.properties.ratio.anyOf[0],data:data170};
+if(data170.ratio !== undefined){
+let data171 = data170.ratio;
+const _errs607 = errors;
+let valid129 = false;
+const _errs608 = errors;
+if((typeof data171 == "number") && (isFinite(data171))){
+if(data171 > 1 || isNaN(data171)){
+const err547 = {instancePath:instancePath+"/routes/" + i13+"/hedge/budget/ratio",schemaPath:"#/properties/routes/items/properties/hedge/properties/budget/properties/ratio/anyOf/0/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1},message:"must be <= 1",schema:1,parentSchema:schema11.properties.routes.items.properties.hedge.properties.budget.properties.ratio.anyOf[0],data:data171};
 if(vErrors === null){
 vErrors = [err547];
 }
@@ -7848,13 +7850,8 @@ vErrors.push(err547);
 }
 errors++;
 }
-var _valid56 = _errs606 === errors;
-valid129 = valid129 || _valid56;
-if(!valid129){
-const _errs608 = errors;
-if(typeof data170 === "string"){
-if(!pattern24.test(data170)){
-const err548 = {instancePath:instancePath+"/routes/" + i13+"/hedge/budget/ratio",schemaPath:"#/properties/routes/items/properties/hedge/properties/budget/properties/ratio/anyOf/1/pattern",keyword:"pattern",params:{pattern: "^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$"},message:"must match pattern \""+"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$"+"\"",schema:"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$",parentSchema:schema11.properties.routes.items.properties.hedge.properties.budget.properties.ratio.anyOf[1],data:data170};
+if(data171 < 0 || isNaN(data171)){
+const err548 = {instancePath:instancePath+"/routes/" + i13+"/hedge/budget/ratio",schemaPath:"#/properties/routes/items/properties/hedge/properties/budget/properties/ratio/anyOf/0/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.hedge.properties.budget.properties.ratio.anyOf[0],data:data171};
 if(vErrors === null){
 vErrors = [err548];
 }
@@ -7865,7 +7862,7 @@ errors++;
 }
 }
 else {
-const err549 = {instancePath:instancePath+"/routes/" + i13+"/hedge/budget/ratio",schemaPath:"#/properties/routes/items/properties/hedge/properties/budget/properties/ratio/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.hedge.properties.budget.properties.ratio.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.hedge.properties.budget.properties.ratio.anyOf[1],data:data170};
+const err549 = {instancePath:instancePath+"/routes/" + i13+"/hedge/budget/ratio",schemaPath:"#/properties/routes/items/properties/hedge/properties/budget/properties/ratio/anyOf/0/type",keyword:"type",params:{type: "number"},message:"must be number",schema:schema11.properties.routes.items.properties.hedge.properties.budget.properties.ratio.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.hedge.properties.budget.properties.ratio.anyOf[0],data:data171};
 if(vErrors === null){
 vErrors = [err549];
 }
@@ -7876,9 +7873,11 @@ errors++;
 }
 var _valid56 = _errs608 === errors;
 valid129 = valid129 || _valid56;
-}
 if(!valid129){
-const err550 = {instancePath:instancePath+"/routes/" + i13+"/hedge/budget/ratio",schemaPath:"#/properties/routes/items/properties/hedge/properties/budget/properties/ratio/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.hedge.properties.budget.properties.ratio.anyOf,parentSchema:schema11.properties.routes.items.properties.hedge.properties.budget.properties.ratio,data:data170};
+const _errs610 = errors;
+if(typeof data171 === "string"){
+if(!pattern24.test(data171)){
+const err550 = {instancePath:instancePath+"/routes/" + i13+"/hedge/budget/ratio",schemaPath:"#/properties/routes/items/properties/hedge/properties/budget/properties/ratio/anyOf/1/pattern",keyword:"pattern",params:{pattern: "^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$"},message:"must match pattern \""+"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$"+"\"",schema:"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$",parentSchema:schema11.properties.routes.items.properties.hedge.properties.budget.properties.ratio.anyOf[1],data:data171};
 if(vErrors === null){
 vErrors = [err550];
 }
@@ -7887,23 +7886,9 @@ vErrors.push(err550);
 }
 errors++;
 }
-else {
-errors = _errs605;
-if(vErrors !== null){
-if(_errs605){
-vErrors.length = _errs605;
 }
 else {
-vErrors = null;
-}
-}
-}
-}
-if(data169.minPerSecond !== undefined){
-let data171 = data169.minPerSecond;
-if((typeof data171 == "number") && (isFinite(data171))){
-if(data171 < 0 || isNaN(data171)){
-const err551 = {instancePath:instancePath+"/routes/" + i13+"/hedge/budget/minPerSecond",schemaPath:"#/properties/routes/items/properties/hedge/properties/budget/properties/minPerSecond/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.hedge.properties.budget.properties.minPerSecond,data:data171};
+const err551 = {instancePath:instancePath+"/routes/" + i13+"/hedge/budget/ratio",schemaPath:"#/properties/routes/items/properties/hedge/properties/budget/properties/ratio/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.hedge.properties.budget.properties.ratio.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.hedge.properties.budget.properties.ratio.anyOf[1],data:data171};
 if(vErrors === null){
 vErrors = [err551];
 }
@@ -7912,9 +7897,11 @@ vErrors.push(err551);
 }
 errors++;
 }
+var _valid56 = _errs610 === errors;
+valid129 = valid129 || _valid56;
 }
-else {
-const err552 = {instancePath:instancePath+"/routes/" + i13+"/hedge/budget/minPerSecond",schemaPath:"#/properties/routes/items/properties/hedge/properties/budget/properties/minPerSecond/type",keyword:"type",params:{type: "number"},message:"must be number",schema:schema11.properties.routes.items.properties.hedge.properties.budget.properties.minPerSecond.type,parentSchema:schema11.properties.routes.items.properties.hedge.properties.budget.properties.minPerSecond,data:data171};
+if(!valid129){
+const err552 = {instancePath:instancePath+"/routes/" + i13+"/hedge/budget/ratio",schemaPath:"#/properties/routes/items/properties/hedge/properties/budget/properties/ratio/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.hedge.properties.budget.properties.ratio.anyOf,parentSchema:schema11.properties.routes.items.properties.hedge.properties.budget.properties.ratio,data:data171};
 if(vErrors === null){
 vErrors = [err552];
 }
@@ -7923,15 +7910,23 @@ vErrors.push(err552);
 }
 errors++;
 }
+else {
+errors = _errs607;
+if(vErrors !== null){
+if(_errs607){
+vErrors.length = _errs607;
 }
-if(data169.window !== undefined){
-let data172 = data169.window;
-const _errs613 = errors;
-let valid130 = false;
-const _errs614 = errors;
-if(typeof data172 === "string"){
-if(!pattern2.test(data172)){
-const err553 = {instancePath:instancePath+"/routes/" + i13+"/hedge/budget/window",schemaPath:"#/properties/routes/items/properties/hedge/properties/budget/properties/window/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.routes.items.properties.hedge.properties.budget.properties.window.anyOf[0],data:data172};
+else {
+vErrors = null;
+}
+}
+}
+}
+if(data170.minPerSecond !== undefined){
+let data172 = data170.minPerSecond;
+if((typeof data172 == "number") && (isFinite(data172))){
+if(data172 < 0 || isNaN(data172)){
+const err553 = {instancePath:instancePath+"/routes/" + i13+"/hedge/budget/minPerSecond",schemaPath:"#/properties/routes/items/properties/hedge/properties/budget/properties/minPerSecond/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.hedge.properties.budget.properties.minPerSecond,data:data172};
 if(vErrors === null){
 vErrors = [err553];
 }
@@ -7942,7 +7937,7 @@ errors++;
 }
 }
 else {
-const err554 = {instancePath:instancePath+"/routes/" + i13+"/hedge/budget/window",schemaPath:"#/properties/routes/items/properties/hedge/properties/budget/properties/window/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.hedge.properties.budget.properties.window.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.hedge.properties.budget.properties.window.anyOf[0],data:data172};
+const err554 = {instancePath:instancePath+"/routes/" + i13+"/hedge/budget/minPerSecond",schemaPath:"#/properties/routes/items/properties/hedge/properties/budget/properties/minPerSecond/type",keyword:"type",params:{type: "number"},message:"must be number",schema:schema11.properties.routes.items.properties.hedge.properties.budget.properties.minPerSecond.type,parentSchema:schema11.properties.routes.items.properties.hedge.properties.budget.properties.minPerSecond,data:data172};
 if(vErrors === null){
 vErrors = [err554];
 }
@@ -7951,12 +7946,15 @@ vErrors.push(err554);
 }
 errors++;
 }
-var _valid57 = _errs614 === errors;
-valid130 = valid130 || _valid57;
-if(!valid130){
+}
+if(data170.window !== undefined){
+let data173 = data170.window;
+const _errs615 = errors;
+let valid130 = false;
 const _errs616 = errors;
-if(!(((typeof data172 == "number") && (!(data172 % 1) && !isNaN(data172))) && (isFinite(data172)))){
-const err555 = {instancePath:instancePath+"/routes/" + i13+"/hedge/budget/window",schemaPath:"#/properties/routes/items/properties/hedge/properties/budget/properties/window/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.hedge.properties.budget.properties.window.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.hedge.properties.budget.properties.window.anyOf[1],data:data172};
+if(typeof data173 === "string"){
+if(!pattern2.test(data173)){
+const err555 = {instancePath:instancePath+"/routes/" + i13+"/hedge/budget/window",schemaPath:"#/properties/routes/items/properties/hedge/properties/budget/properties/window/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.routes.items.properties.hedge.properties.budget.properties.window.anyOf[0],data:data173};
 if(vErrors === null){
 vErrors = [err555];
 }
@@ -7965,9 +7963,9 @@ vErrors.push(err555);
 }
 errors++;
 }
-if((typeof data172 == "number") && (isFinite(data172))){
-if(data172 < 0 || isNaN(data172)){
-const err556 = {instancePath:instancePath+"/routes/" + i13+"/hedge/budget/window",schemaPath:"#/properties/routes/items/properties/hedge/properties/budget/properties/window/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.hedge.properties.budget.properties.window.anyOf[1],data:data172};
+}
+else {
+const err556 = {instancePath:instancePath+"/routes/" + i13+"/hedge/budget/window",schemaPath:"#/properties/routes/items/properties/hedge/properties/budget/properties/window/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.hedge.properties.budget.properties.window.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.hedge.properties.budget.properties.window.anyOf[0],data:data173};
 if(vErrors === null){
 vErrors = [err556];
 }
@@ -7976,12 +7974,12 @@ vErrors.push(err556);
 }
 errors++;
 }
-}
 var _valid57 = _errs616 === errors;
 valid130 = valid130 || _valid57;
-}
 if(!valid130){
-const err557 = {instancePath:instancePath+"/routes/" + i13+"/hedge/budget/window",schemaPath:"#/properties/routes/items/properties/hedge/properties/budget/properties/window/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.hedge.properties.budget.properties.window.anyOf,parentSchema:schema11.properties.routes.items.properties.hedge.properties.budget.properties.window,data:data172};
+const _errs618 = errors;
+if(!(((typeof data173 == "number") && (!(data173 % 1) && !isNaN(data173))) && (isFinite(data173)))){
+const err557 = {instancePath:instancePath+"/routes/" + i13+"/hedge/budget/window",schemaPath:"#/properties/routes/items/properties/hedge/properties/budget/properties/window/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.hedge.properties.budget.properties.window.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.hedge.properties.budget.properties.window.anyOf[1],data:data173};
 if(vErrors === null){
 vErrors = [err557];
 }
@@ -7990,21 +7988,9 @@ vErrors.push(err557);
 }
 errors++;
 }
-else {
-errors = _errs613;
-if(vErrors !== null){
-if(_errs613){
-vErrors.length = _errs613;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-}
-else {
-const err558 = {instancePath:instancePath+"/routes/" + i13+"/hedge/budget",schemaPath:"#/properties/routes/items/properties/hedge/properties/budget/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.routes.items.properties.hedge.properties.budget.type,parentSchema:schema11.properties.routes.items.properties.hedge.properties.budget,data:data169};
+if((typeof data173 == "number") && (isFinite(data173))){
+if(data173 < 0 || isNaN(data173)){
+const err558 = {instancePath:instancePath+"/routes/" + i13+"/hedge/budget/window",schemaPath:"#/properties/routes/items/properties/hedge/properties/budget/properties/window/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.hedge.properties.budget.properties.window.anyOf[1],data:data173};
 if(vErrors === null){
 vErrors = [err558];
 }
@@ -8014,9 +8000,11 @@ vErrors.push(err558);
 errors++;
 }
 }
+var _valid57 = _errs618 === errors;
+valid130 = valid130 || _valid57;
 }
-else {
-const err559 = {instancePath:instancePath+"/routes/" + i13+"/hedge",schemaPath:"#/properties/routes/items/properties/hedge/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.routes.items.properties.hedge.type,parentSchema:schema11.properties.routes.items.properties.hedge,data:data160};
+if(!valid130){
+const err559 = {instancePath:instancePath+"/routes/" + i13+"/hedge/budget/window",schemaPath:"#/properties/routes/items/properties/hedge/properties/budget/properties/window/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.hedge.properties.budget.properties.window.anyOf,parentSchema:schema11.properties.routes.items.properties.hedge.properties.budget.properties.window,data:data173};
 if(vErrors === null){
 vErrors = [err559];
 }
@@ -8025,250 +8013,11 @@ vErrors.push(err559);
 }
 errors++;
 }
-}
-if(data103.fallback !== undefined){
-let data173 = data103.fallback;
-if(data173 && typeof data173 == "object" && !Array.isArray(data173)){
-if(data173.chain === undefined){
-const err560 = {instancePath:instancePath+"/routes/" + i13+"/fallback",schemaPath:"#/properties/routes/items/properties/fallback/required",keyword:"required",params:{missingProperty: "chain"},message:"must have required property '"+"chain"+"'",schema:schema11.properties.routes.items.properties.fallback.required,parentSchema:schema11.properties.routes.items.properties.fallback,data:data173};
-if(vErrors === null){
-vErrors = [err560];
-}
 else {
-vErrors.push(err560);
-}
-errors++;
-}
-for(const key39 in data173){
-if(!((key39 === "on") || (key39 === "chain"))){
-const err561 = {instancePath:instancePath+"/routes/" + i13+"/fallback",schemaPath:"#/properties/routes/items/properties/fallback/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key39},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.routes.items.properties.fallback,data:data173};
-if(vErrors === null){
-vErrors = [err561];
-}
-else {
-vErrors.push(err561);
-}
-errors++;
-}
-}
-if(data173.on !== undefined){
-let data174 = data173.on;
-if(Array.isArray(data174)){
-if(data174.length < 1){
-const err562 = {instancePath:instancePath+"/routes/" + i13+"/fallback/on",schemaPath:"#/properties/routes/items/properties/fallback/properties/on/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema11.properties.routes.items.properties.fallback.properties.on,data:data174};
-if(vErrors === null){
-vErrors = [err562];
-}
-else {
-vErrors.push(err562);
-}
-errors++;
-}
-const len12 = data174.length;
-for(let i22=0; i22<len12; i22++){
-let data175 = data174[i22];
-if(typeof data175 !== "string"){
-const err563 = {instancePath:instancePath+"/routes/" + i13+"/fallback/on/" + i22,schemaPath:"#/properties/routes/items/properties/fallback/properties/on/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.fallback.properties.on.items.type,parentSchema:schema11.properties.routes.items.properties.fallback.properties.on.items,data:data175};
-if(vErrors === null){
-vErrors = [err563];
-}
-else {
-vErrors.push(err563);
-}
-errors++;
-}
-if(!(((((data175 === "circuit-open") || (data175 === "bulkhead-full")) || (data175 === "timeout")) || (data175 === "upstream-unavailable")) || (data175 === "5xx"))){
-const err564 = {instancePath:instancePath+"/routes/" + i13+"/fallback/on/" + i22,schemaPath:"#/properties/routes/items/properties/fallback/properties/on/items/enum",keyword:"enum",params:{allowedValues: schema11.properties.routes.items.properties.fallback.properties.on.items.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.routes.items.properties.fallback.properties.on.items.enum,parentSchema:schema11.properties.routes.items.properties.fallback.properties.on.items,data:data175};
-if(vErrors === null){
-vErrors = [err564];
-}
-else {
-vErrors.push(err564);
-}
-errors++;
-}
-}
-let i23 = data174.length;
-let j10;
-if(i23 > 1){
-const indices9 = {};
-for(;i23--;){
-let item9 = data174[i23];
-if(typeof item9 !== "string"){
-continue;
-}
-if(typeof indices9[item9] == "number"){
-j10 = indices9[item9];
-const err565 = {instancePath:instancePath+"/routes/" + i13+"/fallback/on",schemaPath:"#/properties/routes/items/properties/fallback/properties/on/uniqueItems",keyword:"uniqueItems",params:{i: i23, j: j10},message:"must NOT have duplicate items (items ## "+j10+" and "+i23+" are identical)",schema:true,parentSchema:schema11.properties.routes.items.properties.fallback.properties.on,data:data174};
-if(vErrors === null){
-vErrors = [err565];
-}
-else {
-vErrors.push(err565);
-}
-errors++;
-break;
-}
-indices9[item9] = i23;
-}
-}
-}
-else {
-const err566 = {instancePath:instancePath+"/routes/" + i13+"/fallback/on",schemaPath:"#/properties/routes/items/properties/fallback/properties/on/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.routes.items.properties.fallback.properties.on.type,parentSchema:schema11.properties.routes.items.properties.fallback.properties.on,data:data174};
-if(vErrors === null){
-vErrors = [err566];
-}
-else {
-vErrors.push(err566);
-}
-errors++;
-}
-}
-if(data173.chain !== undefined){
-let data176 = data173.chain;
-if(Array.isArray(data176)){
-if(data176.length < 1){
-const err567 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain",schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain,data:data176};
-if(vErrors === null){
-vErrors = [err567];
-}
-else {
-vErrors.push(err567);
-}
-errors++;
-}
-const len13 = data176.length;
-for(let i24=0; i24<len13; i24++){
-let data177 = data176[i24];
-if(data177 && typeof data177 == "object" && !Array.isArray(data177)){
-if(Object.keys(data177).length > 1){
-const err568 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain/" + i24,schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/items/maxProperties",keyword:"maxProperties",params:{limit: 1},message:"must NOT have more than 1 properties",schema:1,parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain.items,data:data177};
-if(vErrors === null){
-vErrors = [err568];
-}
-else {
-vErrors.push(err568);
-}
-errors++;
-}
-if(Object.keys(data177).length < 1){
-const err569 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain/" + i24,schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/items/minProperties",keyword:"minProperties",params:{limit: 1},message:"must NOT have fewer than 1 properties",schema:1,parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain.items,data:data177};
-if(vErrors === null){
-vErrors = [err569];
-}
-else {
-vErrors.push(err569);
-}
-errors++;
-}
-for(const key40 in data177){
-if(!(((key40 === "staleCache") || (key40 === "upstream")) || (key40 === "response"))){
-const err570 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain/" + i24,schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key40},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain.items,data:data177};
-if(vErrors === null){
-vErrors = [err570];
-}
-else {
-vErrors.push(err570);
-}
-errors++;
-}
-}
-if(data177.staleCache !== undefined){
-let data178 = data177.staleCache;
-if(data178 && typeof data178 == "object" && !Array.isArray(data178)){
-if(data178.maxAge === undefined){
-const err571 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain/" + i24+"/staleCache",schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/items/properties/staleCache/required",keyword:"required",params:{missingProperty: "maxAge"},message:"must have required property '"+"maxAge"+"'",schema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.staleCache.required,parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.staleCache,data:data178};
-if(vErrors === null){
-vErrors = [err571];
-}
-else {
-vErrors.push(err571);
-}
-errors++;
-}
-for(const key41 in data178){
-if(!(key41 === "maxAge")){
-const err572 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain/" + i24+"/staleCache",schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/items/properties/staleCache/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key41},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.staleCache,data:data178};
-if(vErrors === null){
-vErrors = [err572];
-}
-else {
-vErrors.push(err572);
-}
-errors++;
-}
-}
-if(data178.maxAge !== undefined){
-let data179 = data178.maxAge;
-const _errs634 = errors;
-let valid139 = false;
-const _errs635 = errors;
-if(typeof data179 === "string"){
-if(!pattern2.test(data179)){
-const err573 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain/" + i24+"/staleCache/maxAge",schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/items/properties/staleCache/properties/maxAge/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.staleCache.properties.maxAge.anyOf[0],data:data179};
-if(vErrors === null){
-vErrors = [err573];
-}
-else {
-vErrors.push(err573);
-}
-errors++;
-}
-}
-else {
-const err574 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain/" + i24+"/staleCache/maxAge",schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/items/properties/staleCache/properties/maxAge/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.staleCache.properties.maxAge.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.staleCache.properties.maxAge.anyOf[0],data:data179};
-if(vErrors === null){
-vErrors = [err574];
-}
-else {
-vErrors.push(err574);
-}
-errors++;
-}
-var _valid58 = _errs635 === errors;
-valid139 = valid139 || _valid58;
-if(!valid139){
-const _errs637 = errors;
-if(!(((typeof data179 == "number") && (!(data179 % 1) && !isNaN(data179))) && (isFinite(data179)))){
-const err575 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain/" + i24+"/staleCache/maxAge",schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/items/properties/staleCache/properties/maxAge/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.staleCache.properties.maxAge.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.staleCache.properties.maxAge.anyOf[1],data:data179};
-if(vErrors === null){
-vErrors = [err575];
-}
-else {
-vErrors.push(err575);
-}
-errors++;
-}
-if((typeof data179 == "number") && (isFinite(data179))){
-if(data179 < 0 || isNaN(data179)){
-const err576 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain/" + i24+"/staleCache/maxAge",schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/items/properties/staleCache/properties/maxAge/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.staleCache.properties.maxAge.anyOf[1],data:data179};
-if(vErrors === null){
-vErrors = [err576];
-}
-else {
-vErrors.push(err576);
-}
-errors++;
-}
-}
-var _valid58 = _errs637 === errors;
-valid139 = valid139 || _valid58;
-}
-if(!valid139){
-const err577 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain/" + i24+"/staleCache/maxAge",schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/items/properties/staleCache/properties/maxAge/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.staleCache.properties.maxAge.anyOf,parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.staleCache.properties.maxAge,data:data179};
-if(vErrors === null){
-vErrors = [err577];
-}
-else {
-vErrors.push(err577);
-}
-errors++;
-}
-else {
-errors = _errs634;
+errors = _errs615;
 if(vErrors !== null){
-if(_errs634){
-vErrors.length = _errs634;
+if(_errs615){
+vErrors.length = _errs615;
 }
 else {
 vErrors = null;
@@ -8278,7 +8027,244 @@ vErrors = null;
 }
 }
 else {
-const err578 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain/" + i24+"/staleCache",schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/items/properties/staleCache/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.staleCache.type,parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.staleCache,data:data178};
+const err560 = {instancePath:instancePath+"/routes/" + i13+"/hedge/budget",schemaPath:"#/properties/routes/items/properties/hedge/properties/budget/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.routes.items.properties.hedge.properties.budget.type,parentSchema:schema11.properties.routes.items.properties.hedge.properties.budget,data:data170};
+if(vErrors === null){
+vErrors = [err560];
+}
+else {
+vErrors.push(err560);
+}
+errors++;
+}
+}
+}
+else {
+const err561 = {instancePath:instancePath+"/routes/" + i13+"/hedge",schemaPath:"#/properties/routes/items/properties/hedge/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.routes.items.properties.hedge.type,parentSchema:schema11.properties.routes.items.properties.hedge,data:data161};
+if(vErrors === null){
+vErrors = [err561];
+}
+else {
+vErrors.push(err561);
+}
+errors++;
+}
+}
+if(data104.fallback !== undefined){
+let data174 = data104.fallback;
+if(data174 && typeof data174 == "object" && !Array.isArray(data174)){
+if(data174.chain === undefined){
+const err562 = {instancePath:instancePath+"/routes/" + i13+"/fallback",schemaPath:"#/properties/routes/items/properties/fallback/required",keyword:"required",params:{missingProperty: "chain"},message:"must have required property '"+"chain"+"'",schema:schema11.properties.routes.items.properties.fallback.required,parentSchema:schema11.properties.routes.items.properties.fallback,data:data174};
+if(vErrors === null){
+vErrors = [err562];
+}
+else {
+vErrors.push(err562);
+}
+errors++;
+}
+for(const key39 in data174){
+if(!((key39 === "on") || (key39 === "chain"))){
+const err563 = {instancePath:instancePath+"/routes/" + i13+"/fallback",schemaPath:"#/properties/routes/items/properties/fallback/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key39},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.routes.items.properties.fallback,data:data174};
+if(vErrors === null){
+vErrors = [err563];
+}
+else {
+vErrors.push(err563);
+}
+errors++;
+}
+}
+if(data174.on !== undefined){
+let data175 = data174.on;
+if(Array.isArray(data175)){
+if(data175.length < 1){
+const err564 = {instancePath:instancePath+"/routes/" + i13+"/fallback/on",schemaPath:"#/properties/routes/items/properties/fallback/properties/on/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema11.properties.routes.items.properties.fallback.properties.on,data:data175};
+if(vErrors === null){
+vErrors = [err564];
+}
+else {
+vErrors.push(err564);
+}
+errors++;
+}
+const len12 = data175.length;
+for(let i22=0; i22<len12; i22++){
+let data176 = data175[i22];
+if(typeof data176 !== "string"){
+const err565 = {instancePath:instancePath+"/routes/" + i13+"/fallback/on/" + i22,schemaPath:"#/properties/routes/items/properties/fallback/properties/on/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.fallback.properties.on.items.type,parentSchema:schema11.properties.routes.items.properties.fallback.properties.on.items,data:data176};
+if(vErrors === null){
+vErrors = [err565];
+}
+else {
+vErrors.push(err565);
+}
+errors++;
+}
+if(!(((((data176 === "circuit-open") || (data176 === "bulkhead-full")) || (data176 === "timeout")) || (data176 === "upstream-unavailable")) || (data176 === "5xx"))){
+const err566 = {instancePath:instancePath+"/routes/" + i13+"/fallback/on/" + i22,schemaPath:"#/properties/routes/items/properties/fallback/properties/on/items/enum",keyword:"enum",params:{allowedValues: schema11.properties.routes.items.properties.fallback.properties.on.items.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.routes.items.properties.fallback.properties.on.items.enum,parentSchema:schema11.properties.routes.items.properties.fallback.properties.on.items,data:data176};
+if(vErrors === null){
+vErrors = [err566];
+}
+else {
+vErrors.push(err566);
+}
+errors++;
+}
+}
+let i23 = data175.length;
+let j10;
+if(i23 > 1){
+const indices9 = {};
+for(;i23--;){
+let item9 = data175[i23];
+if(typeof item9 !== "string"){
+continue;
+}
+if(typeof indices9[item9] == "number"){
+j10 = indices9[item9];
+const err567 = {instancePath:instancePath+"/routes/" + i13+"/fallback/on",schemaPath:"#/properties/routes/items/properties/fallback/properties/on/uniqueItems",keyword:"uniqueItems",params:{i: i23, j: j10},message:"must NOT have duplicate items (items ## "+j10+" and "+i23+" are identical)",schema:true,parentSchema:schema11.properties.routes.items.properties.fallback.properties.on,data:data175};
+if(vErrors === null){
+vErrors = [err567];
+}
+else {
+vErrors.push(err567);
+}
+errors++;
+break;
+}
+indices9[item9] = i23;
+}
+}
+}
+else {
+const err568 = {instancePath:instancePath+"/routes/" + i13+"/fallback/on",schemaPath:"#/properties/routes/items/properties/fallback/properties/on/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.routes.items.properties.fallback.properties.on.type,parentSchema:schema11.properties.routes.items.properties.fallback.properties.on,data:data175};
+if(vErrors === null){
+vErrors = [err568];
+}
+else {
+vErrors.push(err568);
+}
+errors++;
+}
+}
+if(data174.chain !== undefined){
+let data177 = data174.chain;
+if(Array.isArray(data177)){
+if(data177.length < 1){
+const err569 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain",schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain,data:data177};
+if(vErrors === null){
+vErrors = [err569];
+}
+else {
+vErrors.push(err569);
+}
+errors++;
+}
+const len13 = data177.length;
+for(let i24=0; i24<len13; i24++){
+let data178 = data177[i24];
+if(data178 && typeof data178 == "object" && !Array.isArray(data178)){
+if(Object.keys(data178).length > 1){
+const err570 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain/" + i24,schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/items/maxProperties",keyword:"maxProperties",params:{limit: 1},message:"must NOT have more than 1 properties",schema:1,parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain.items,data:data178};
+if(vErrors === null){
+vErrors = [err570];
+}
+else {
+vErrors.push(err570);
+}
+errors++;
+}
+if(Object.keys(data178).length < 1){
+const err571 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain/" + i24,schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/items/minProperties",keyword:"minProperties",params:{limit: 1},message:"must NOT have fewer than 1 properties",schema:1,parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain.items,data:data178};
+if(vErrors === null){
+vErrors = [err571];
+}
+else {
+vErrors.push(err571);
+}
+errors++;
+}
+for(const key40 in data178){
+if(!(((key40 === "staleCache") || (key40 === "upstream")) || (key40 === "response"))){
+const err572 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain/" + i24,schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key40},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain.items,data:data178};
+if(vErrors === null){
+vErrors = [err572];
+}
+else {
+vErrors.push(err572);
+}
+errors++;
+}
+}
+if(data178.staleCache !== undefined){
+let data179 = data178.staleCache;
+if(data179 && typeof data179 == "object" && !Array.isArray(data179)){
+if(data179.maxAge === undefined){
+const err573 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain/" + i24+"/staleCache",schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/items/properties/staleCache/required",keyword:"required",params:{missingProperty: "maxAge"},message:"must have required property '"+"maxAge"+"'",schema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.staleCache.required,parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.staleCache,data:data179};
+if(vErrors === null){
+vErrors = [err573];
+}
+else {
+vErrors.push(err573);
+}
+errors++;
+}
+for(const key41 in data179){
+if(!(key41 === "maxAge")){
+const err574 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain/" + i24+"/staleCache",schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/items/properties/staleCache/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key41},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.staleCache,data:data179};
+if(vErrors === null){
+vErrors = [err574];
+}
+else {
+vErrors.push(err574);
+}
+errors++;
+}
+}
+if(data179.maxAge !== undefined){
+let data180 = data179.maxAge;
+const _errs636 = errors;
+let valid139 = false;
+const _errs637 = errors;
+if(typeof data180 === "string"){
+if(!pattern2.test(data180)){
+const err575 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain/" + i24+"/staleCache/maxAge",schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/items/properties/staleCache/properties/maxAge/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.staleCache.properties.maxAge.anyOf[0],data:data180};
+if(vErrors === null){
+vErrors = [err575];
+}
+else {
+vErrors.push(err575);
+}
+errors++;
+}
+}
+else {
+const err576 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain/" + i24+"/staleCache/maxAge",schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/items/properties/staleCache/properties/maxAge/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.staleCache.properties.maxAge.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.staleCache.properties.maxAge.anyOf[0],data:data180};
+if(vErrors === null){
+vErrors = [err576];
+}
+else {
+vErrors.push(err576);
+}
+errors++;
+}
+var _valid58 = _errs637 === errors;
+valid139 = valid139 || _valid58;
+if(!valid139){
+const _errs639 = errors;
+if(!(((typeof data180 == "number") && (!(data180 % 1) && !isNaN(data180))) && (isFinite(data180)))){
+const err577 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain/" + i24+"/staleCache/maxAge",schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/items/properties/staleCache/properties/maxAge/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.staleCache.properties.maxAge.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.staleCache.properties.maxAge.anyOf[1],data:data180};
+if(vErrors === null){
+vErrors = [err577];
+}
+else {
+vErrors.push(err577);
+}
+errors++;
+}
+if((typeof data180 == "number") && (isFinite(data180))){
+if(data180 < 0 || isNaN(data180)){
+const err578 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain/" + i24+"/staleCache/maxAge",schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/items/properties/staleCache/properties/maxAge/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.staleCache.properties.maxAge.anyOf[1],data:data180};
 if(vErrors === null){
 vErrors = [err578];
 }
@@ -8288,11 +8274,11 @@ vErrors.push(err578);
 errors++;
 }
 }
-if(data177.upstream !== undefined){
-let data180 = data177.upstream;
-if(typeof data180 === "string"){
-if(func4(data180) < 1){
-const err579 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain/" + i24+"/upstream",schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/items/properties/upstream/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.upstream,data:data180};
+var _valid58 = _errs639 === errors;
+valid139 = valid139 || _valid58;
+}
+if(!valid139){
+const err579 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain/" + i24+"/staleCache/maxAge",schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/items/properties/staleCache/properties/maxAge/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.staleCache.properties.maxAge.anyOf,parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.staleCache.properties.maxAge,data:data180};
 if(vErrors === null){
 vErrors = [err579];
 }
@@ -8301,9 +8287,21 @@ vErrors.push(err579);
 }
 errors++;
 }
+else {
+errors = _errs636;
+if(vErrors !== null){
+if(_errs636){
+vErrors.length = _errs636;
 }
 else {
-const err580 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain/" + i24+"/upstream",schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/items/properties/upstream/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.upstream.type,parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.upstream,data:data180};
+vErrors = null;
+}
+}
+}
+}
+}
+else {
+const err580 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain/" + i24+"/staleCache",schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/items/properties/staleCache/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.staleCache.type,parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.staleCache,data:data179};
 if(vErrors === null){
 vErrors = [err580];
 }
@@ -8313,11 +8311,11 @@ vErrors.push(err580);
 errors++;
 }
 }
-if(data177.response !== undefined){
-let data181 = data177.response;
-if(data181 && typeof data181 == "object" && !Array.isArray(data181)){
-if(data181.status === undefined){
-const err581 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain/" + i24+"/response",schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/items/properties/response/required",keyword:"required",params:{missingProperty: "status"},message:"must have required property '"+"status"+"'",schema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.response.required,parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.response,data:data181};
+if(data178.upstream !== undefined){
+let data181 = data178.upstream;
+if(typeof data181 === "string"){
+if(func4(data181) < 1){
+const err581 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain/" + i24+"/upstream",schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/items/properties/upstream/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.upstream,data:data181};
 if(vErrors === null){
 vErrors = [err581];
 }
@@ -8326,9 +8324,9 @@ vErrors.push(err581);
 }
 errors++;
 }
-for(const key42 in data181){
-if(!(((key42 === "status") || (key42 === "headers")) || (key42 === "body"))){
-const err582 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain/" + i24+"/response",schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/items/properties/response/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key42},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.response,data:data181};
+}
+else {
+const err582 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain/" + i24+"/upstream",schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/items/properties/upstream/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.upstream.type,parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.upstream,data:data181};
 if(vErrors === null){
 vErrors = [err582];
 }
@@ -8338,10 +8336,11 @@ vErrors.push(err582);
 errors++;
 }
 }
-if(data181.status !== undefined){
-let data182 = data181.status;
-if(!(((typeof data182 == "number") && (!(data182 % 1) && !isNaN(data182))) && (isFinite(data182)))){
-const err583 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain/" + i24+"/response/status",schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/items/properties/response/properties/status/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.response.properties.status.type,parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.response.properties.status,data:data182};
+if(data178.response !== undefined){
+let data182 = data178.response;
+if(data182 && typeof data182 == "object" && !Array.isArray(data182)){
+if(data182.status === undefined){
+const err583 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain/" + i24+"/response",schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/items/properties/response/required",keyword:"required",params:{missingProperty: "status"},message:"must have required property '"+"status"+"'",schema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.response.required,parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.response,data:data182};
 if(vErrors === null){
 vErrors = [err583];
 }
@@ -8350,9 +8349,9 @@ vErrors.push(err583);
 }
 errors++;
 }
-if((typeof data182 == "number") && (isFinite(data182))){
-if(data182 > 599 || isNaN(data182)){
-const err584 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain/" + i24+"/response/status",schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/items/properties/response/properties/status/maximum",keyword:"maximum",params:{comparison: "<=", limit: 599},message:"must be <= 599",schema:599,parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.response.properties.status,data:data182};
+for(const key42 in data182){
+if(!((((key42 === "status") || (key42 === "headers")) || (key42 === "body")) || (key42 === "grpcStatus"))){
+const err584 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain/" + i24+"/response",schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/items/properties/response/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key42},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.response,data:data182};
 if(vErrors === null){
 vErrors = [err584];
 }
@@ -8361,8 +8360,11 @@ vErrors.push(err584);
 }
 errors++;
 }
-if(data182 < 200 || isNaN(data182)){
-const err585 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain/" + i24+"/response/status",schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/items/properties/response/properties/status/minimum",keyword:"minimum",params:{comparison: ">=", limit: 200},message:"must be >= 200",schema:200,parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.response.properties.status,data:data182};
+}
+if(data182.status !== undefined){
+let data183 = data182.status;
+if(!(((typeof data183 == "number") && (!(data183 % 1) && !isNaN(data183))) && (isFinite(data183)))){
+const err585 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain/" + i24+"/response/status",schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/items/properties/response/properties/status/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.response.properties.status.type,parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.response.properties.status,data:data183};
 if(vErrors === null){
 vErrors = [err585];
 }
@@ -8371,16 +8373,9 @@ vErrors.push(err585);
 }
 errors++;
 }
-}
-}
-if(data181.headers !== undefined){
-let data183 = data181.headers;
-if(data183 && typeof data183 == "object" && !Array.isArray(data183)){
-for(const key43 in data183){
-const _errs648 = errors;
-if(typeof key43 === "string"){
-if(!pattern36.test(key43)){
-const err586 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain/" + i24+"/response/headers",schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/items/properties/response/properties/headers/propertyNames/pattern",keyword:"pattern",params:{pattern: "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"},message:"must match pattern \""+"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"+"\"",schema:"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$",parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.response.properties.headers.propertyNames,data:key43,propertyName:key43};
+if((typeof data183 == "number") && (isFinite(data183))){
+if(data183 > 599 || isNaN(data183)){
+const err586 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain/" + i24+"/response/status",schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/items/properties/response/properties/status/maximum",keyword:"maximum",params:{comparison: "<=", limit: 599},message:"must be <= 599",schema:599,parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.response.properties.status,data:data183};
 if(vErrors === null){
 vErrors = [err586];
 }
@@ -8389,10 +8384,8 @@ vErrors.push(err586);
 }
 errors++;
 }
-}
-var valid141 = _errs648 === errors;
-if(!valid141){
-const err587 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain/" + i24+"/response/headers",schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/items/properties/response/properties/headers/propertyNames",keyword:"propertyNames",params:{propertyName: key43},message:"property name must be valid",schema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.response.properties.headers.propertyNames,parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.response.properties.headers,data:data183};
+if(data183 < 200 || isNaN(data183)){
+const err587 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain/" + i24+"/response/status",schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/items/properties/response/properties/status/minimum",keyword:"minimum",params:{comparison: ">=", limit: 200},message:"must be >= 200",schema:200,parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.response.properties.status,data:data183};
 if(vErrors === null){
 vErrors = [err587];
 }
@@ -8402,10 +8395,15 @@ vErrors.push(err587);
 errors++;
 }
 }
-for(const key44 in data183){
-let data184 = data183[key44];
-if(typeof data184 !== "string"){
-const err588 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain/" + i24+"/response/headers/" + key44.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/items/properties/response/properties/headers/additionalProperties/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.response.properties.headers.additionalProperties.type,parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.response.properties.headers.additionalProperties,data:data184};
+}
+if(data182.headers !== undefined){
+let data184 = data182.headers;
+if(data184 && typeof data184 == "object" && !Array.isArray(data184)){
+for(const key43 in data184){
+const _errs650 = errors;
+if(typeof key43 === "string"){
+if(!pattern36.test(key43)){
+const err588 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain/" + i24+"/response/headers",schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/items/properties/response/properties/headers/propertyNames/pattern",keyword:"pattern",params:{pattern: "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"},message:"must match pattern \""+"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"+"\"",schema:"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$",parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.response.properties.headers.propertyNames,data:key43,propertyName:key43};
 if(vErrors === null){
 vErrors = [err588];
 }
@@ -8415,9 +8413,9 @@ vErrors.push(err588);
 errors++;
 }
 }
-}
-else {
-const err589 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain/" + i24+"/response/headers",schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/items/properties/response/properties/headers/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.response.properties.headers.type,parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.response.properties.headers,data:data183};
+var valid141 = _errs650 === errors;
+if(!valid141){
+const err589 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain/" + i24+"/response/headers",schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/items/properties/response/properties/headers/propertyNames",keyword:"propertyNames",params:{propertyName: key43},message:"property name must be valid",schema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.response.properties.headers.propertyNames,parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.response.properties.headers,data:data184};
 if(vErrors === null){
 vErrors = [err589];
 }
@@ -8427,10 +8425,10 @@ vErrors.push(err589);
 errors++;
 }
 }
-if(data181.body !== undefined){
-let data185 = data181.body;
+for(const key44 in data184){
+let data185 = data184[key44];
 if(typeof data185 !== "string"){
-const err590 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain/" + i24+"/response/body",schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/items/properties/response/properties/body/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.response.properties.body.type,parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.response.properties.body,data:data185};
+const err590 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain/" + i24+"/response/headers/" + key44.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/items/properties/response/properties/headers/additionalProperties/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.response.properties.headers.additionalProperties.type,parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.response.properties.headers.additionalProperties,data:data185};
 if(vErrors === null){
 vErrors = [err590];
 }
@@ -8442,7 +8440,7 @@ errors++;
 }
 }
 else {
-const err591 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain/" + i24+"/response",schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/items/properties/response/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.response.type,parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.response,data:data181};
+const err591 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain/" + i24+"/response/headers",schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/items/properties/response/properties/headers/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.response.properties.headers.type,parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.response.properties.headers,data:data184};
 if(vErrors === null){
 vErrors = [err591];
 }
@@ -8452,9 +8450,10 @@ vErrors.push(err591);
 errors++;
 }
 }
-}
-else {
-const err592 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain/" + i24,schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/items/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.routes.items.properties.fallback.properties.chain.items.type,parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain.items,data:data177};
+if(data182.body !== undefined){
+let data186 = data182.body;
+if(typeof data186 !== "string"){
+const err592 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain/" + i24+"/response/body",schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/items/properties/response/properties/body/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.response.properties.body.type,parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.response.properties.body,data:data186};
 if(vErrors === null){
 vErrors = [err592];
 }
@@ -8464,9 +8463,10 @@ vErrors.push(err592);
 errors++;
 }
 }
-}
-else {
-const err593 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain",schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.routes.items.properties.fallback.properties.chain.type,parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain,data:data176};
+if(data182.grpcStatus !== undefined){
+let data187 = data182.grpcStatus;
+if(!(((typeof data187 == "number") && (!(data187 % 1) && !isNaN(data187))) && (isFinite(data187)))){
+const err593 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain/" + i24+"/response/grpcStatus",schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/items/properties/response/properties/grpcStatus/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.response.properties.grpcStatus.type,parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.response.properties.grpcStatus,data:data187};
 if(vErrors === null){
 vErrors = [err593];
 }
@@ -8475,10 +8475,9 @@ vErrors.push(err593);
 }
 errors++;
 }
-}
-}
-else {
-const err594 = {instancePath:instancePath+"/routes/" + i13+"/fallback",schemaPath:"#/properties/routes/items/properties/fallback/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.routes.items.properties.fallback.type,parentSchema:schema11.properties.routes.items.properties.fallback,data:data173};
+if((typeof data187 == "number") && (isFinite(data187))){
+if(data187 > 16 || isNaN(data187)){
+const err594 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain/" + i24+"/response/grpcStatus",schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/items/properties/response/properties/grpcStatus/maximum",keyword:"maximum",params:{comparison: "<=", limit: 16},message:"must be <= 16",schema:16,parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.response.properties.grpcStatus,data:data187};
 if(vErrors === null){
 vErrors = [err594];
 }
@@ -8487,13 +8486,8 @@ vErrors.push(err594);
 }
 errors++;
 }
-}
-if(data103.fault !== undefined){
-let data186 = data103.fault;
-if(data186 && typeof data186 == "object" && !Array.isArray(data186)){
-for(const key45 in data186){
-if(!((key45 === "delay") || (key45 === "abort"))){
-const err595 = {instancePath:instancePath+"/routes/" + i13+"/fault",schemaPath:"#/properties/routes/items/properties/fault/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key45},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.routes.items.properties.fault,data:data186};
+if(data187 < 0 || isNaN(data187)){
+const err595 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain/" + i24+"/response/grpcStatus",schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/items/properties/response/properties/grpcStatus/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.response.properties.grpcStatus,data:data187};
 if(vErrors === null){
 vErrors = [err595];
 }
@@ -8503,11 +8497,10 @@ vErrors.push(err595);
 errors++;
 }
 }
-if(data186.delay !== undefined){
-let data187 = data186.delay;
-if(data187 && typeof data187 == "object" && !Array.isArray(data187)){
-if(data187.percent === undefined){
-const err596 = {instancePath:instancePath+"/routes/" + i13+"/fault/delay",schemaPath:"#/properties/routes/items/properties/fault/properties/delay/required",keyword:"required",params:{missingProperty: "percent"},message:"must have required property '"+"percent"+"'",schema:schema11.properties.routes.items.properties.fault.properties.delay.required,parentSchema:schema11.properties.routes.items.properties.fault.properties.delay,data:data187};
+}
+}
+else {
+const err596 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain/" + i24+"/response",schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/items/properties/response/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.response.type,parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain.items.properties.response,data:data182};
 if(vErrors === null){
 vErrors = [err596];
 }
@@ -8516,8 +8509,10 @@ vErrors.push(err596);
 }
 errors++;
 }
-if(data187.duration === undefined){
-const err597 = {instancePath:instancePath+"/routes/" + i13+"/fault/delay",schemaPath:"#/properties/routes/items/properties/fault/properties/delay/required",keyword:"required",params:{missingProperty: "duration"},message:"must have required property '"+"duration"+"'",schema:schema11.properties.routes.items.properties.fault.properties.delay.required,parentSchema:schema11.properties.routes.items.properties.fault.properties.delay,data:data187};
+}
+}
+else {
+const err597 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain/" + i24,schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/items/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.routes.items.properties.fallback.properties.chain.items.type,parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain.items,data:data178};
 if(vErrors === null){
 vErrors = [err597];
 }
@@ -8526,9 +8521,10 @@ vErrors.push(err597);
 }
 errors++;
 }
-for(const key46 in data187){
-if(!((key46 === "percent") || (key46 === "duration"))){
-const err598 = {instancePath:instancePath+"/routes/" + i13+"/fault/delay",schemaPath:"#/properties/routes/items/properties/fault/properties/delay/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key46},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.routes.items.properties.fault.properties.delay,data:data187};
+}
+}
+else {
+const err598 = {instancePath:instancePath+"/routes/" + i13+"/fallback/chain",schemaPath:"#/properties/routes/items/properties/fallback/properties/chain/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.routes.items.properties.fallback.properties.chain.type,parentSchema:schema11.properties.routes.items.properties.fallback.properties.chain,data:data177};
 if(vErrors === null){
 vErrors = [err598];
 }
@@ -8538,14 +8534,9 @@ vErrors.push(err598);
 errors++;
 }
 }
-if(data187.percent !== undefined){
-let data188 = data187.percent;
-const _errs661 = errors;
-let valid145 = false;
-const _errs662 = errors;
-if((typeof data188 == "number") && (isFinite(data188))){
-if(data188 > 100 || isNaN(data188)){
-const err599 = {instancePath:instancePath+"/routes/" + i13+"/fault/delay/percent",schemaPath:"#/properties/routes/items/properties/fault/properties/delay/properties/percent/anyOf/0/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100",schema:100,parentSchema:schema11.properties.routes.items.properties.fault.properties.delay.properties.percent.anyOf[0],data:data188};
+}
+else {
+const err599 = {instancePath:instancePath+"/routes/" + i13+"/fallback",schemaPath:"#/properties/routes/items/properties/fallback/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.routes.items.properties.fallback.type,parentSchema:schema11.properties.routes.items.properties.fallback,data:data174};
 if(vErrors === null){
 vErrors = [err599];
 }
@@ -8554,8 +8545,13 @@ vErrors.push(err599);
 }
 errors++;
 }
-if(data188 < 0 || isNaN(data188)){
-const err600 = {instancePath:instancePath+"/routes/" + i13+"/fault/delay/percent",schemaPath:"#/properties/routes/items/properties/fault/properties/delay/properties/percent/anyOf/0/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.fault.properties.delay.properties.percent.anyOf[0],data:data188};
+}
+if(data104.fault !== undefined){
+let data188 = data104.fault;
+if(data188 && typeof data188 == "object" && !Array.isArray(data188)){
+for(const key45 in data188){
+if(!((key45 === "delay") || (key45 === "abort"))){
+const err600 = {instancePath:instancePath+"/routes/" + i13+"/fault",schemaPath:"#/properties/routes/items/properties/fault/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key45},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.routes.items.properties.fault,data:data188};
 if(vErrors === null){
 vErrors = [err600];
 }
@@ -8565,8 +8561,11 @@ vErrors.push(err600);
 errors++;
 }
 }
-else {
-const err601 = {instancePath:instancePath+"/routes/" + i13+"/fault/delay/percent",schemaPath:"#/properties/routes/items/properties/fault/properties/delay/properties/percent/anyOf/0/type",keyword:"type",params:{type: "number"},message:"must be number",schema:schema11.properties.routes.items.properties.fault.properties.delay.properties.percent.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.fault.properties.delay.properties.percent.anyOf[0],data:data188};
+if(data188.delay !== undefined){
+let data189 = data188.delay;
+if(data189 && typeof data189 == "object" && !Array.isArray(data189)){
+if(data189.percent === undefined){
+const err601 = {instancePath:instancePath+"/routes/" + i13+"/fault/delay",schemaPath:"#/properties/routes/items/properties/fault/properties/delay/required",keyword:"required",params:{missingProperty: "percent"},message:"must have required property '"+"percent"+"'",schema:schema11.properties.routes.items.properties.fault.properties.delay.required,parentSchema:schema11.properties.routes.items.properties.fault.properties.delay,data:data189};
 if(vErrors === null){
 vErrors = [err601];
 }
@@ -8575,13 +8574,8 @@ vErrors.push(err601);
 }
 errors++;
 }
-var _valid59 = _errs662 === errors;
-valid145 = valid145 || _valid59;
-if(!valid145){
-const _errs664 = errors;
-if(typeof data188 === "string"){
-if(!pattern24.test(data188)){
-const err602 = {instancePath:instancePath+"/routes/" + i13+"/fault/delay/percent",schemaPath:"#/properties/routes/items/properties/fault/properties/delay/properties/percent/anyOf/1/pattern",keyword:"pattern",params:{pattern: "^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$"},message:"must match pattern \""+"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$"+"\"",schema:"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$",parentSchema:schema11.properties.routes.items.properties.fault.properties.delay.properties.percent.anyOf[1],data:data188};
+if(data189.duration === undefined){
+const err602 = {instancePath:instancePath+"/routes/" + i13+"/fault/delay",schemaPath:"#/properties/routes/items/properties/fault/properties/delay/required",keyword:"required",params:{missingProperty: "duration"},message:"must have required property '"+"duration"+"'",schema:schema11.properties.routes.items.properties.fault.properties.delay.required,parentSchema:schema11.properties.routes.items.properties.fault.properties.delay,data:data189};
 if(vErrors === null){
 vErrors = [err602];
 }
@@ -8590,9 +8584,9 @@ vErrors.push(err602);
 }
 errors++;
 }
-}
-else {
-const err603 = {instancePath:instancePath+"/routes/" + i13+"/fault/delay/percent",schemaPath:"#/properties/routes/items/properties/fault/properties/delay/properties/percent/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.fault.properties.delay.properties.percent.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.fault.properties.delay.properties.percent.anyOf[1],data:data188};
+for(const key46 in data189){
+if(!((key46 === "percent") || (key46 === "duration"))){
+const err603 = {instancePath:instancePath+"/routes/" + i13+"/fault/delay",schemaPath:"#/properties/routes/items/properties/fault/properties/delay/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key46},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.routes.items.properties.fault.properties.delay,data:data189};
 if(vErrors === null){
 vErrors = [err603];
 }
@@ -8601,11 +8595,15 @@ vErrors.push(err603);
 }
 errors++;
 }
-var _valid59 = _errs664 === errors;
-valid145 = valid145 || _valid59;
 }
-if(!valid145){
-const err604 = {instancePath:instancePath+"/routes/" + i13+"/fault/delay/percent",schemaPath:"#/properties/routes/items/properties/fault/properties/delay/properties/percent/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.fault.properties.delay.properties.percent.anyOf,parentSchema:schema11.properties.routes.items.properties.fault.properties.delay.properties.percent,data:data188};
+if(data189.percent !== undefined){
+let data190 = data189.percent;
+const _errs665 = errors;
+let valid145 = false;
+const _errs666 = errors;
+if((typeof data190 == "number") && (isFinite(data190))){
+if(data190 > 100 || isNaN(data190)){
+const err604 = {instancePath:instancePath+"/routes/" + i13+"/fault/delay/percent",schemaPath:"#/properties/routes/items/properties/fault/properties/delay/properties/percent/anyOf/0/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100",schema:100,parentSchema:schema11.properties.routes.items.properties.fault.properties.delay.properties.percent.anyOf[0],data:data190};
 if(vErrors === null){
 vErrors = [err604];
 }
@@ -8614,26 +8612,8 @@ vErrors.push(err604);
 }
 errors++;
 }
-else {
-errors = _errs661;
-if(vErrors !== null){
-if(_errs661){
-vErrors.length = _errs661;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-if(data187.duration !== undefined){
-let data189 = data187.duration;
-const _errs667 = errors;
-let valid146 = false;
-const _errs668 = errors;
-if(typeof data189 === "string"){
-if(!pattern2.test(data189)){
-const err605 = {instancePath:instancePath+"/routes/" + i13+"/fault/delay/duration",schemaPath:"#/properties/routes/items/properties/fault/properties/delay/properties/duration/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.routes.items.properties.fault.properties.delay.properties.duration.anyOf[0],data:data189};
+if(data190 < 0 || isNaN(data190)){
+const err605 = {instancePath:instancePath+"/routes/" + i13+"/fault/delay/percent",schemaPath:"#/properties/routes/items/properties/fault/properties/delay/properties/percent/anyOf/0/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.fault.properties.delay.properties.percent.anyOf[0],data:data190};
 if(vErrors === null){
 vErrors = [err605];
 }
@@ -8644,7 +8624,7 @@ errors++;
 }
 }
 else {
-const err606 = {instancePath:instancePath+"/routes/" + i13+"/fault/delay/duration",schemaPath:"#/properties/routes/items/properties/fault/properties/delay/properties/duration/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.fault.properties.delay.properties.duration.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.fault.properties.delay.properties.duration.anyOf[0],data:data189};
+const err606 = {instancePath:instancePath+"/routes/" + i13+"/fault/delay/percent",schemaPath:"#/properties/routes/items/properties/fault/properties/delay/properties/percent/anyOf/0/type",keyword:"type",params:{type: "number"},message:"must be number",schema:schema11.properties.routes.items.properties.fault.properties.delay.properties.percent.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.fault.properties.delay.properties.percent.anyOf[0],data:data190};
 if(vErrors === null){
 vErrors = [err606];
 }
@@ -8653,12 +8633,13 @@ vErrors.push(err606);
 }
 errors++;
 }
-var _valid60 = _errs668 === errors;
-valid146 = valid146 || _valid60;
-if(!valid146){
-const _errs670 = errors;
-if(!(((typeof data189 == "number") && (!(data189 % 1) && !isNaN(data189))) && (isFinite(data189)))){
-const err607 = {instancePath:instancePath+"/routes/" + i13+"/fault/delay/duration",schemaPath:"#/properties/routes/items/properties/fault/properties/delay/properties/duration/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.fault.properties.delay.properties.duration.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.fault.properties.delay.properties.duration.anyOf[1],data:data189};
+var _valid59 = _errs666 === errors;
+valid145 = valid145 || _valid59;
+if(!valid145){
+const _errs668 = errors;
+if(typeof data190 === "string"){
+if(!pattern24.test(data190)){
+const err607 = {instancePath:instancePath+"/routes/" + i13+"/fault/delay/percent",schemaPath:"#/properties/routes/items/properties/fault/properties/delay/properties/percent/anyOf/1/pattern",keyword:"pattern",params:{pattern: "^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$"},message:"must match pattern \""+"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$"+"\"",schema:"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$",parentSchema:schema11.properties.routes.items.properties.fault.properties.delay.properties.percent.anyOf[1],data:data190};
 if(vErrors === null){
 vErrors = [err607];
 }
@@ -8667,9 +8648,9 @@ vErrors.push(err607);
 }
 errors++;
 }
-if((typeof data189 == "number") && (isFinite(data189))){
-if(data189 < 0 || isNaN(data189)){
-const err608 = {instancePath:instancePath+"/routes/" + i13+"/fault/delay/duration",schemaPath:"#/properties/routes/items/properties/fault/properties/delay/properties/duration/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.fault.properties.delay.properties.duration.anyOf[1],data:data189};
+}
+else {
+const err608 = {instancePath:instancePath+"/routes/" + i13+"/fault/delay/percent",schemaPath:"#/properties/routes/items/properties/fault/properties/delay/properties/percent/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.fault.properties.delay.properties.percent.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.fault.properties.delay.properties.percent.anyOf[1],data:data190};
 if(vErrors === null){
 vErrors = [err608];
 }
@@ -8678,12 +8659,11 @@ vErrors.push(err608);
 }
 errors++;
 }
+var _valid59 = _errs668 === errors;
+valid145 = valid145 || _valid59;
 }
-var _valid60 = _errs670 === errors;
-valid146 = valid146 || _valid60;
-}
-if(!valid146){
-const err609 = {instancePath:instancePath+"/routes/" + i13+"/fault/delay/duration",schemaPath:"#/properties/routes/items/properties/fault/properties/delay/properties/duration/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.fault.properties.delay.properties.duration.anyOf,parentSchema:schema11.properties.routes.items.properties.fault.properties.delay.properties.duration,data:data189};
+if(!valid145){
+const err609 = {instancePath:instancePath+"/routes/" + i13+"/fault/delay/percent",schemaPath:"#/properties/routes/items/properties/fault/properties/delay/properties/percent/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.fault.properties.delay.properties.percent.anyOf,parentSchema:schema11.properties.routes.items.properties.fault.properties.delay.properties.percent,data:data190};
 if(vErrors === null){
 vErrors = [err609];
 }
@@ -8693,10 +8673,10 @@ vErrors.push(err609);
 errors++;
 }
 else {
-errors = _errs667;
+errors = _errs665;
 if(vErrors !== null){
-if(_errs667){
-vErrors.length = _errs667;
+if(_errs665){
+vErrors.length = _errs665;
 }
 else {
 vErrors = null;
@@ -8704,9 +8684,14 @@ vErrors = null;
 }
 }
 }
-}
-else {
-const err610 = {instancePath:instancePath+"/routes/" + i13+"/fault/delay",schemaPath:"#/properties/routes/items/properties/fault/properties/delay/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.routes.items.properties.fault.properties.delay.type,parentSchema:schema11.properties.routes.items.properties.fault.properties.delay,data:data187};
+if(data189.duration !== undefined){
+let data191 = data189.duration;
+const _errs671 = errors;
+let valid146 = false;
+const _errs672 = errors;
+if(typeof data191 === "string"){
+if(!pattern2.test(data191)){
+const err610 = {instancePath:instancePath+"/routes/" + i13+"/fault/delay/duration",schemaPath:"#/properties/routes/items/properties/fault/properties/delay/properties/duration/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.routes.items.properties.fault.properties.delay.properties.duration.anyOf[0],data:data191};
 if(vErrors === null){
 vErrors = [err610];
 }
@@ -8716,11 +8701,8 @@ vErrors.push(err610);
 errors++;
 }
 }
-if(data186.abort !== undefined){
-let data190 = data186.abort;
-if(data190 && typeof data190 == "object" && !Array.isArray(data190)){
-if(data190.percent === undefined){
-const err611 = {instancePath:instancePath+"/routes/" + i13+"/fault/abort",schemaPath:"#/properties/routes/items/properties/fault/properties/abort/required",keyword:"required",params:{missingProperty: "percent"},message:"must have required property '"+"percent"+"'",schema:schema11.properties.routes.items.properties.fault.properties.abort.required,parentSchema:schema11.properties.routes.items.properties.fault.properties.abort,data:data190};
+else {
+const err611 = {instancePath:instancePath+"/routes/" + i13+"/fault/delay/duration",schemaPath:"#/properties/routes/items/properties/fault/properties/delay/properties/duration/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.fault.properties.delay.properties.duration.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.fault.properties.delay.properties.duration.anyOf[0],data:data191};
 if(vErrors === null){
 vErrors = [err611];
 }
@@ -8729,8 +8711,12 @@ vErrors.push(err611);
 }
 errors++;
 }
-if(data190.status === undefined){
-const err612 = {instancePath:instancePath+"/routes/" + i13+"/fault/abort",schemaPath:"#/properties/routes/items/properties/fault/properties/abort/required",keyword:"required",params:{missingProperty: "status"},message:"must have required property '"+"status"+"'",schema:schema11.properties.routes.items.properties.fault.properties.abort.required,parentSchema:schema11.properties.routes.items.properties.fault.properties.abort,data:data190};
+var _valid60 = _errs672 === errors;
+valid146 = valid146 || _valid60;
+if(!valid146){
+const _errs674 = errors;
+if(!(((typeof data191 == "number") && (!(data191 % 1) && !isNaN(data191))) && (isFinite(data191)))){
+const err612 = {instancePath:instancePath+"/routes/" + i13+"/fault/delay/duration",schemaPath:"#/properties/routes/items/properties/fault/properties/delay/properties/duration/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.fault.properties.delay.properties.duration.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.fault.properties.delay.properties.duration.anyOf[1],data:data191};
 if(vErrors === null){
 vErrors = [err612];
 }
@@ -8739,9 +8725,9 @@ vErrors.push(err612);
 }
 errors++;
 }
-for(const key47 in data190){
-if(!((key47 === "percent") || (key47 === "status"))){
-const err613 = {instancePath:instancePath+"/routes/" + i13+"/fault/abort",schemaPath:"#/properties/routes/items/properties/fault/properties/abort/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key47},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.routes.items.properties.fault.properties.abort,data:data190};
+if((typeof data191 == "number") && (isFinite(data191))){
+if(data191 < 0 || isNaN(data191)){
+const err613 = {instancePath:instancePath+"/routes/" + i13+"/fault/delay/duration",schemaPath:"#/properties/routes/items/properties/fault/properties/delay/properties/duration/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.fault.properties.delay.properties.duration.anyOf[1],data:data191};
 if(vErrors === null){
 vErrors = [err613];
 }
@@ -8751,14 +8737,11 @@ vErrors.push(err613);
 errors++;
 }
 }
-if(data190.percent !== undefined){
-let data191 = data190.percent;
-const _errs676 = errors;
-let valid148 = false;
-const _errs677 = errors;
-if((typeof data191 == "number") && (isFinite(data191))){
-if(data191 > 100 || isNaN(data191)){
-const err614 = {instancePath:instancePath+"/routes/" + i13+"/fault/abort/percent",schemaPath:"#/properties/routes/items/properties/fault/properties/abort/properties/percent/anyOf/0/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100",schema:100,parentSchema:schema11.properties.routes.items.properties.fault.properties.abort.properties.percent.anyOf[0],data:data191};
+var _valid60 = _errs674 === errors;
+valid146 = valid146 || _valid60;
+}
+if(!valid146){
+const err614 = {instancePath:instancePath+"/routes/" + i13+"/fault/delay/duration",schemaPath:"#/properties/routes/items/properties/fault/properties/delay/properties/duration/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.fault.properties.delay.properties.duration.anyOf,parentSchema:schema11.properties.routes.items.properties.fault.properties.delay.properties.duration,data:data191};
 if(vErrors === null){
 vErrors = [err614];
 }
@@ -8767,8 +8750,21 @@ vErrors.push(err614);
 }
 errors++;
 }
-if(data191 < 0 || isNaN(data191)){
-const err615 = {instancePath:instancePath+"/routes/" + i13+"/fault/abort/percent",schemaPath:"#/properties/routes/items/properties/fault/properties/abort/properties/percent/anyOf/0/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.fault.properties.abort.properties.percent.anyOf[0],data:data191};
+else {
+errors = _errs671;
+if(vErrors !== null){
+if(_errs671){
+vErrors.length = _errs671;
+}
+else {
+vErrors = null;
+}
+}
+}
+}
+}
+else {
+const err615 = {instancePath:instancePath+"/routes/" + i13+"/fault/delay",schemaPath:"#/properties/routes/items/properties/fault/properties/delay/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.routes.items.properties.fault.properties.delay.type,parentSchema:schema11.properties.routes.items.properties.fault.properties.delay,data:data189};
 if(vErrors === null){
 vErrors = [err615];
 }
@@ -8778,8 +8774,11 @@ vErrors.push(err615);
 errors++;
 }
 }
-else {
-const err616 = {instancePath:instancePath+"/routes/" + i13+"/fault/abort/percent",schemaPath:"#/properties/routes/items/properties/fault/properties/abort/properties/percent/anyOf/0/type",keyword:"type",params:{type: "number"},message:"must be number",schema:schema11.properties.routes.items.properties.fault.properties.abort.properties.percent.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.fault.properties.abort.properties.percent.anyOf[0],data:data191};
+if(data188.abort !== undefined){
+let data192 = data188.abort;
+if(data192 && typeof data192 == "object" && !Array.isArray(data192)){
+if(data192.percent === undefined){
+const err616 = {instancePath:instancePath+"/routes/" + i13+"/fault/abort",schemaPath:"#/properties/routes/items/properties/fault/properties/abort/required",keyword:"required",params:{missingProperty: "percent"},message:"must have required property '"+"percent"+"'",schema:schema11.properties.routes.items.properties.fault.properties.abort.required,parentSchema:schema11.properties.routes.items.properties.fault.properties.abort,data:data192};
 if(vErrors === null){
 vErrors = [err616];
 }
@@ -8788,13 +8787,8 @@ vErrors.push(err616);
 }
 errors++;
 }
-var _valid61 = _errs677 === errors;
-valid148 = valid148 || _valid61;
-if(!valid148){
-const _errs679 = errors;
-if(typeof data191 === "string"){
-if(!pattern24.test(data191)){
-const err617 = {instancePath:instancePath+"/routes/" + i13+"/fault/abort/percent",schemaPath:"#/properties/routes/items/properties/fault/properties/abort/properties/percent/anyOf/1/pattern",keyword:"pattern",params:{pattern: "^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$"},message:"must match pattern \""+"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$"+"\"",schema:"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$",parentSchema:schema11.properties.routes.items.properties.fault.properties.abort.properties.percent.anyOf[1],data:data191};
+if(data192.status === undefined){
+const err617 = {instancePath:instancePath+"/routes/" + i13+"/fault/abort",schemaPath:"#/properties/routes/items/properties/fault/properties/abort/required",keyword:"required",params:{missingProperty: "status"},message:"must have required property '"+"status"+"'",schema:schema11.properties.routes.items.properties.fault.properties.abort.required,parentSchema:schema11.properties.routes.items.properties.fault.properties.abort,data:data192};
 if(vErrors === null){
 vErrors = [err617];
 }
@@ -8803,9 +8797,9 @@ vErrors.push(err617);
 }
 errors++;
 }
-}
-else {
-const err618 = {instancePath:instancePath+"/routes/" + i13+"/fault/abort/percent",schemaPath:"#/properties/routes/items/properties/fault/properties/abort/properties/percent/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.fault.properties.abort.properties.percent.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.fault.properties.abort.properties.percent.anyOf[1],data:data191};
+for(const key47 in data192){
+if(!(((key47 === "percent") || (key47 === "status")) || (key47 === "grpcStatus"))){
+const err618 = {instancePath:instancePath+"/routes/" + i13+"/fault/abort",schemaPath:"#/properties/routes/items/properties/fault/properties/abort/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key47},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.routes.items.properties.fault.properties.abort,data:data192};
 if(vErrors === null){
 vErrors = [err618];
 }
@@ -8814,11 +8808,15 @@ vErrors.push(err618);
 }
 errors++;
 }
-var _valid61 = _errs679 === errors;
-valid148 = valid148 || _valid61;
 }
-if(!valid148){
-const err619 = {instancePath:instancePath+"/routes/" + i13+"/fault/abort/percent",schemaPath:"#/properties/routes/items/properties/fault/properties/abort/properties/percent/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.fault.properties.abort.properties.percent.anyOf,parentSchema:schema11.properties.routes.items.properties.fault.properties.abort.properties.percent,data:data191};
+if(data192.percent !== undefined){
+let data193 = data192.percent;
+const _errs680 = errors;
+let valid148 = false;
+const _errs681 = errors;
+if((typeof data193 == "number") && (isFinite(data193))){
+if(data193 > 100 || isNaN(data193)){
+const err619 = {instancePath:instancePath+"/routes/" + i13+"/fault/abort/percent",schemaPath:"#/properties/routes/items/properties/fault/properties/abort/properties/percent/anyOf/0/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100",schema:100,parentSchema:schema11.properties.routes.items.properties.fault.properties.abort.properties.percent.anyOf[0],data:data193};
 if(vErrors === null){
 vErrors = [err619];
 }
@@ -8827,22 +8825,8 @@ vErrors.push(err619);
 }
 errors++;
 }
-else {
-errors = _errs676;
-if(vErrors !== null){
-if(_errs676){
-vErrors.length = _errs676;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-if(data190.status !== undefined){
-let data192 = data190.status;
-if(!(((typeof data192 == "number") && (!(data192 % 1) && !isNaN(data192))) && (isFinite(data192)))){
-const err620 = {instancePath:instancePath+"/routes/" + i13+"/fault/abort/status",schemaPath:"#/properties/routes/items/properties/fault/properties/abort/properties/status/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.fault.properties.abort.properties.status.type,parentSchema:schema11.properties.routes.items.properties.fault.properties.abort.properties.status,data:data192};
+if(data193 < 0 || isNaN(data193)){
+const err620 = {instancePath:instancePath+"/routes/" + i13+"/fault/abort/percent",schemaPath:"#/properties/routes/items/properties/fault/properties/abort/properties/percent/anyOf/0/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.fault.properties.abort.properties.percent.anyOf[0],data:data193};
 if(vErrors === null){
 vErrors = [err620];
 }
@@ -8851,9 +8835,9 @@ vErrors.push(err620);
 }
 errors++;
 }
-if((typeof data192 == "number") && (isFinite(data192))){
-if(data192 > 599 || isNaN(data192)){
-const err621 = {instancePath:instancePath+"/routes/" + i13+"/fault/abort/status",schemaPath:"#/properties/routes/items/properties/fault/properties/abort/properties/status/maximum",keyword:"maximum",params:{comparison: "<=", limit: 599},message:"must be <= 599",schema:599,parentSchema:schema11.properties.routes.items.properties.fault.properties.abort.properties.status,data:data192};
+}
+else {
+const err621 = {instancePath:instancePath+"/routes/" + i13+"/fault/abort/percent",schemaPath:"#/properties/routes/items/properties/fault/properties/abort/properties/percent/anyOf/0/type",keyword:"type",params:{type: "number"},message:"must be number",schema:schema11.properties.routes.items.properties.fault.properties.abort.properties.percent.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.fault.properties.abort.properties.percent.anyOf[0],data:data193};
 if(vErrors === null){
 vErrors = [err621];
 }
@@ -8862,8 +8846,13 @@ vErrors.push(err621);
 }
 errors++;
 }
-if(data192 < 200 || isNaN(data192)){
-const err622 = {instancePath:instancePath+"/routes/" + i13+"/fault/abort/status",schemaPath:"#/properties/routes/items/properties/fault/properties/abort/properties/status/minimum",keyword:"minimum",params:{comparison: ">=", limit: 200},message:"must be >= 200",schema:200,parentSchema:schema11.properties.routes.items.properties.fault.properties.abort.properties.status,data:data192};
+var _valid61 = _errs681 === errors;
+valid148 = valid148 || _valid61;
+if(!valid148){
+const _errs683 = errors;
+if(typeof data193 === "string"){
+if(!pattern24.test(data193)){
+const err622 = {instancePath:instancePath+"/routes/" + i13+"/fault/abort/percent",schemaPath:"#/properties/routes/items/properties/fault/properties/abort/properties/percent/anyOf/1/pattern",keyword:"pattern",params:{pattern: "^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$"},message:"must match pattern \""+"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$"+"\"",schema:"^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$",parentSchema:schema11.properties.routes.items.properties.fault.properties.abort.properties.percent.anyOf[1],data:data193};
 if(vErrors === null){
 vErrors = [err622];
 }
@@ -8873,10 +8862,8 @@ vErrors.push(err622);
 errors++;
 }
 }
-}
-}
 else {
-const err623 = {instancePath:instancePath+"/routes/" + i13+"/fault/abort",schemaPath:"#/properties/routes/items/properties/fault/properties/abort/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.routes.items.properties.fault.properties.abort.type,parentSchema:schema11.properties.routes.items.properties.fault.properties.abort,data:data190};
+const err623 = {instancePath:instancePath+"/routes/" + i13+"/fault/abort/percent",schemaPath:"#/properties/routes/items/properties/fault/properties/abort/properties/percent/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.fault.properties.abort.properties.percent.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.fault.properties.abort.properties.percent.anyOf[1],data:data193};
 if(vErrors === null){
 vErrors = [err623];
 }
@@ -8885,10 +8872,11 @@ vErrors.push(err623);
 }
 errors++;
 }
+var _valid61 = _errs683 === errors;
+valid148 = valid148 || _valid61;
 }
-}
-else {
-const err624 = {instancePath:instancePath+"/routes/" + i13+"/fault",schemaPath:"#/properties/routes/items/properties/fault/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.routes.items.properties.fault.type,parentSchema:schema11.properties.routes.items.properties.fault,data:data186};
+if(!valid148){
+const err624 = {instancePath:instancePath+"/routes/" + i13+"/fault/abort/percent",schemaPath:"#/properties/routes/items/properties/fault/properties/abort/properties/percent/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.fault.properties.abort.properties.percent.anyOf,parentSchema:schema11.properties.routes.items.properties.fault.properties.abort.properties.percent,data:data193};
 if(vErrors === null){
 vErrors = [err624];
 }
@@ -8897,13 +8885,22 @@ vErrors.push(err624);
 }
 errors++;
 }
+else {
+errors = _errs680;
+if(vErrors !== null){
+if(_errs680){
+vErrors.length = _errs680;
 }
-if(data103.deadLetter !== undefined){
-let data193 = data103.deadLetter;
-if(data193 && typeof data193 == "object" && !Array.isArray(data193)){
-for(const key48 in data193){
-if(!((((((key48 === "store") || (key48 === "on")) || (key48 === "maxBodyBytes")) || (key48 === "retention")) || (key48 === "maxEntries")) || (key48 === "keepHeaders"))){
-const err625 = {instancePath:instancePath+"/routes/" + i13+"/deadLetter",schemaPath:"#/properties/routes/items/properties/deadLetter/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key48},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.routes.items.properties.deadLetter,data:data193};
+else {
+vErrors = null;
+}
+}
+}
+}
+if(data192.status !== undefined){
+let data194 = data192.status;
+if(!(((typeof data194 == "number") && (!(data194 % 1) && !isNaN(data194))) && (isFinite(data194)))){
+const err625 = {instancePath:instancePath+"/routes/" + i13+"/fault/abort/status",schemaPath:"#/properties/routes/items/properties/fault/properties/abort/properties/status/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.fault.properties.abort.properties.status.type,parentSchema:schema11.properties.routes.items.properties.fault.properties.abort.properties.status,data:data194};
 if(vErrors === null){
 vErrors = [err625];
 }
@@ -8912,12 +8909,9 @@ vErrors.push(err625);
 }
 errors++;
 }
-}
-if(data193.store !== undefined){
-let data194 = data193.store;
-if(typeof data194 === "string"){
-if(func4(data194) < 1){
-const err626 = {instancePath:instancePath+"/routes/" + i13+"/deadLetter/store",schemaPath:"#/properties/routes/items/properties/deadLetter/properties/store/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.routes.items.properties.deadLetter.properties.store,data:data194};
+if((typeof data194 == "number") && (isFinite(data194))){
+if(data194 > 599 || isNaN(data194)){
+const err626 = {instancePath:instancePath+"/routes/" + i13+"/fault/abort/status",schemaPath:"#/properties/routes/items/properties/fault/properties/abort/properties/status/maximum",keyword:"maximum",params:{comparison: "<=", limit: 599},message:"must be <= 599",schema:599,parentSchema:schema11.properties.routes.items.properties.fault.properties.abort.properties.status,data:data194};
 if(vErrors === null){
 vErrors = [err626];
 }
@@ -8926,9 +8920,8 @@ vErrors.push(err626);
 }
 errors++;
 }
-}
-else {
-const err627 = {instancePath:instancePath+"/routes/" + i13+"/deadLetter/store",schemaPath:"#/properties/routes/items/properties/deadLetter/properties/store/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.deadLetter.properties.store.type,parentSchema:schema11.properties.routes.items.properties.deadLetter.properties.store,data:data194};
+if(data194 < 200 || isNaN(data194)){
+const err627 = {instancePath:instancePath+"/routes/" + i13+"/fault/abort/status",schemaPath:"#/properties/routes/items/properties/fault/properties/abort/properties/status/minimum",keyword:"minimum",params:{comparison: ">=", limit: 200},message:"must be >= 200",schema:200,parentSchema:schema11.properties.routes.items.properties.fault.properties.abort.properties.status,data:data194};
 if(vErrors === null){
 vErrors = [err627];
 }
@@ -8938,11 +8931,11 @@ vErrors.push(err627);
 errors++;
 }
 }
-if(data193.on !== undefined){
-let data195 = data193.on;
-if(Array.isArray(data195)){
-if(data195.length < 1){
-const err628 = {instancePath:instancePath+"/routes/" + i13+"/deadLetter/on",schemaPath:"#/properties/routes/items/properties/deadLetter/properties/on/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema11.properties.routes.items.properties.deadLetter.properties.on,data:data195};
+}
+if(data192.grpcStatus !== undefined){
+let data195 = data192.grpcStatus;
+if(!(((typeof data195 == "number") && (!(data195 % 1) && !isNaN(data195))) && (isFinite(data195)))){
+const err628 = {instancePath:instancePath+"/routes/" + i13+"/fault/abort/grpcStatus",schemaPath:"#/properties/routes/items/properties/fault/properties/abort/properties/grpcStatus/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.fault.properties.abort.properties.grpcStatus.type,parentSchema:schema11.properties.routes.items.properties.fault.properties.abort.properties.grpcStatus,data:data195};
 if(vErrors === null){
 vErrors = [err628];
 }
@@ -8951,11 +8944,9 @@ vErrors.push(err628);
 }
 errors++;
 }
-const len14 = data195.length;
-for(let i25=0; i25<len14; i25++){
-let data196 = data195[i25];
-if(typeof data196 !== "string"){
-const err629 = {instancePath:instancePath+"/routes/" + i13+"/deadLetter/on/" + i25,schemaPath:"#/properties/routes/items/properties/deadLetter/properties/on/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.deadLetter.properties.on.items.type,parentSchema:schema11.properties.routes.items.properties.deadLetter.properties.on.items,data:data196};
+if((typeof data195 == "number") && (isFinite(data195))){
+if(data195 > 16 || isNaN(data195)){
+const err629 = {instancePath:instancePath+"/routes/" + i13+"/fault/abort/grpcStatus",schemaPath:"#/properties/routes/items/properties/fault/properties/abort/properties/grpcStatus/maximum",keyword:"maximum",params:{comparison: "<=", limit: 16},message:"must be <= 16",schema:16,parentSchema:schema11.properties.routes.items.properties.fault.properties.abort.properties.grpcStatus,data:data195};
 if(vErrors === null){
 vErrors = [err629];
 }
@@ -8964,8 +8955,8 @@ vErrors.push(err629);
 }
 errors++;
 }
-if(!(((((data196 === "circuit-open") || (data196 === "bulkhead-full")) || (data196 === "timeout")) || (data196 === "upstream-unavailable")) || (data196 === "5xx"))){
-const err630 = {instancePath:instancePath+"/routes/" + i13+"/deadLetter/on/" + i25,schemaPath:"#/properties/routes/items/properties/deadLetter/properties/on/items/enum",keyword:"enum",params:{allowedValues: schema11.properties.routes.items.properties.deadLetter.properties.on.items.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.routes.items.properties.deadLetter.properties.on.items.enum,parentSchema:schema11.properties.routes.items.properties.deadLetter.properties.on.items,data:data196};
+if(data195 < 1 || isNaN(data195)){
+const err630 = {instancePath:instancePath+"/routes/" + i13+"/fault/abort/grpcStatus",schemaPath:"#/properties/routes/items/properties/fault/properties/abort/properties/grpcStatus/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.routes.items.properties.fault.properties.abort.properties.grpcStatus,data:data195};
 if(vErrors === null){
 vErrors = [err630];
 }
@@ -8975,18 +8966,10 @@ vErrors.push(err630);
 errors++;
 }
 }
-let i26 = data195.length;
-let j11;
-if(i26 > 1){
-const indices10 = {};
-for(;i26--;){
-let item10 = data195[i26];
-if(typeof item10 !== "string"){
-continue;
 }
-if(typeof indices10[item10] == "number"){
-j11 = indices10[item10];
-const err631 = {instancePath:instancePath+"/routes/" + i13+"/deadLetter/on",schemaPath:"#/properties/routes/items/properties/deadLetter/properties/on/uniqueItems",keyword:"uniqueItems",params:{i: i26, j: j11},message:"must NOT have duplicate items (items ## "+j11+" and "+i26+" are identical)",schema:true,parentSchema:schema11.properties.routes.items.properties.deadLetter.properties.on,data:data195};
+}
+else {
+const err631 = {instancePath:instancePath+"/routes/" + i13+"/fault/abort",schemaPath:"#/properties/routes/items/properties/fault/properties/abort/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.routes.items.properties.fault.properties.abort.type,parentSchema:schema11.properties.routes.items.properties.fault.properties.abort,data:data192};
 if(vErrors === null){
 vErrors = [err631];
 }
@@ -8994,14 +8977,11 @@ else {
 vErrors.push(err631);
 }
 errors++;
-break;
-}
-indices10[item10] = i26;
 }
 }
 }
 else {
-const err632 = {instancePath:instancePath+"/routes/" + i13+"/deadLetter/on",schemaPath:"#/properties/routes/items/properties/deadLetter/properties/on/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.routes.items.properties.deadLetter.properties.on.type,parentSchema:schema11.properties.routes.items.properties.deadLetter.properties.on,data:data195};
+const err632 = {instancePath:instancePath+"/routes/" + i13+"/fault",schemaPath:"#/properties/routes/items/properties/fault/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.routes.items.properties.fault.type,parentSchema:schema11.properties.routes.items.properties.fault,data:data188};
 if(vErrors === null){
 vErrors = [err632];
 }
@@ -9011,14 +8991,12 @@ vErrors.push(err632);
 errors++;
 }
 }
-if(data193.maxBodyBytes !== undefined){
-let data197 = data193.maxBodyBytes;
-const _errs693 = errors;
-let valid153 = false;
-const _errs694 = errors;
-if(typeof data197 === "string"){
-if(!pattern14.test(data197)){
-const err633 = {instancePath:instancePath+"/routes/" + i13+"/deadLetter/maxBodyBytes",schemaPath:"#/properties/routes/items/properties/deadLetter/properties/maxBodyBytes/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(B|KB|KiB|MB|MiB|GB|GiB)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(B|KB|KiB|MB|MiB|GB|GiB)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(B|KB|KiB|MB|MiB|GB|GiB)$",parentSchema:schema11.properties.routes.items.properties.deadLetter.properties.maxBodyBytes.anyOf[0],data:data197};
+if(data104.deadLetter !== undefined){
+let data196 = data104.deadLetter;
+if(data196 && typeof data196 == "object" && !Array.isArray(data196)){
+for(const key48 in data196){
+if(!((((((key48 === "store") || (key48 === "on")) || (key48 === "maxBodyBytes")) || (key48 === "retention")) || (key48 === "maxEntries")) || (key48 === "keepHeaders"))){
+const err633 = {instancePath:instancePath+"/routes/" + i13+"/deadLetter",schemaPath:"#/properties/routes/items/properties/deadLetter/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key48},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.routes.items.properties.deadLetter,data:data196};
 if(vErrors === null){
 vErrors = [err633];
 }
@@ -9028,8 +9006,11 @@ vErrors.push(err633);
 errors++;
 }
 }
-else {
-const err634 = {instancePath:instancePath+"/routes/" + i13+"/deadLetter/maxBodyBytes",schemaPath:"#/properties/routes/items/properties/deadLetter/properties/maxBodyBytes/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.deadLetter.properties.maxBodyBytes.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.deadLetter.properties.maxBodyBytes.anyOf[0],data:data197};
+if(data196.store !== undefined){
+let data197 = data196.store;
+if(typeof data197 === "string"){
+if(func4(data197) < 1){
+const err634 = {instancePath:instancePath+"/routes/" + i13+"/deadLetter/store",schemaPath:"#/properties/routes/items/properties/deadLetter/properties/store/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.routes.items.properties.deadLetter.properties.store,data:data197};
 if(vErrors === null){
 vErrors = [err634];
 }
@@ -9038,12 +9019,9 @@ vErrors.push(err634);
 }
 errors++;
 }
-var _valid62 = _errs694 === errors;
-valid153 = valid153 || _valid62;
-if(!valid153){
-const _errs696 = errors;
-if(!(((typeof data197 == "number") && (!(data197 % 1) && !isNaN(data197))) && (isFinite(data197)))){
-const err635 = {instancePath:instancePath+"/routes/" + i13+"/deadLetter/maxBodyBytes",schemaPath:"#/properties/routes/items/properties/deadLetter/properties/maxBodyBytes/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.deadLetter.properties.maxBodyBytes.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.deadLetter.properties.maxBodyBytes.anyOf[1],data:data197};
+}
+else {
+const err635 = {instancePath:instancePath+"/routes/" + i13+"/deadLetter/store",schemaPath:"#/properties/routes/items/properties/deadLetter/properties/store/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.deadLetter.properties.store.type,parentSchema:schema11.properties.routes.items.properties.deadLetter.properties.store,data:data197};
 if(vErrors === null){
 vErrors = [err635];
 }
@@ -9052,9 +9030,12 @@ vErrors.push(err635);
 }
 errors++;
 }
-if((typeof data197 == "number") && (isFinite(data197))){
-if(data197 < 0 || isNaN(data197)){
-const err636 = {instancePath:instancePath+"/routes/" + i13+"/deadLetter/maxBodyBytes",schemaPath:"#/properties/routes/items/properties/deadLetter/properties/maxBodyBytes/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.deadLetter.properties.maxBodyBytes.anyOf[1],data:data197};
+}
+if(data196.on !== undefined){
+let data198 = data196.on;
+if(Array.isArray(data198)){
+if(data198.length < 1){
+const err636 = {instancePath:instancePath+"/routes/" + i13+"/deadLetter/on",schemaPath:"#/properties/routes/items/properties/deadLetter/properties/on/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema11.properties.routes.items.properties.deadLetter.properties.on,data:data198};
 if(vErrors === null){
 vErrors = [err636];
 }
@@ -9063,12 +9044,11 @@ vErrors.push(err636);
 }
 errors++;
 }
-}
-var _valid62 = _errs696 === errors;
-valid153 = valid153 || _valid62;
-}
-if(!valid153){
-const err637 = {instancePath:instancePath+"/routes/" + i13+"/deadLetter/maxBodyBytes",schemaPath:"#/properties/routes/items/properties/deadLetter/properties/maxBodyBytes/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.deadLetter.properties.maxBodyBytes.anyOf,parentSchema:schema11.properties.routes.items.properties.deadLetter.properties.maxBodyBytes,data:data197};
+const len14 = data198.length;
+for(let i25=0; i25<len14; i25++){
+let data199 = data198[i25];
+if(typeof data199 !== "string"){
+const err637 = {instancePath:instancePath+"/routes/" + i13+"/deadLetter/on/" + i25,schemaPath:"#/properties/routes/items/properties/deadLetter/properties/on/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.deadLetter.properties.on.items.type,parentSchema:schema11.properties.routes.items.properties.deadLetter.properties.on.items,data:data199};
 if(vErrors === null){
 vErrors = [err637];
 }
@@ -9077,26 +9057,8 @@ vErrors.push(err637);
 }
 errors++;
 }
-else {
-errors = _errs693;
-if(vErrors !== null){
-if(_errs693){
-vErrors.length = _errs693;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-if(data193.retention !== undefined){
-let data198 = data193.retention;
-const _errs699 = errors;
-let valid154 = false;
-const _errs700 = errors;
-if(typeof data198 === "string"){
-if(!pattern2.test(data198)){
-const err638 = {instancePath:instancePath+"/routes/" + i13+"/deadLetter/retention",schemaPath:"#/properties/routes/items/properties/deadLetter/properties/retention/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.routes.items.properties.deadLetter.properties.retention.anyOf[0],data:data198};
+if(!(((((data199 === "circuit-open") || (data199 === "bulkhead-full")) || (data199 === "timeout")) || (data199 === "upstream-unavailable")) || (data199 === "5xx"))){
+const err638 = {instancePath:instancePath+"/routes/" + i13+"/deadLetter/on/" + i25,schemaPath:"#/properties/routes/items/properties/deadLetter/properties/on/items/enum",keyword:"enum",params:{allowedValues: schema11.properties.routes.items.properties.deadLetter.properties.on.items.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.routes.items.properties.deadLetter.properties.on.items.enum,parentSchema:schema11.properties.routes.items.properties.deadLetter.properties.on.items,data:data199};
 if(vErrors === null){
 vErrors = [err638];
 }
@@ -9106,8 +9068,18 @@ vErrors.push(err638);
 errors++;
 }
 }
-else {
-const err639 = {instancePath:instancePath+"/routes/" + i13+"/deadLetter/retention",schemaPath:"#/properties/routes/items/properties/deadLetter/properties/retention/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.deadLetter.properties.retention.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.deadLetter.properties.retention.anyOf[0],data:data198};
+let i26 = data198.length;
+let j11;
+if(i26 > 1){
+const indices10 = {};
+for(;i26--;){
+let item10 = data198[i26];
+if(typeof item10 !== "string"){
+continue;
+}
+if(typeof indices10[item10] == "number"){
+j11 = indices10[item10];
+const err639 = {instancePath:instancePath+"/routes/" + i13+"/deadLetter/on",schemaPath:"#/properties/routes/items/properties/deadLetter/properties/on/uniqueItems",keyword:"uniqueItems",params:{i: i26, j: j11},message:"must NOT have duplicate items (items ## "+j11+" and "+i26+" are identical)",schema:true,parentSchema:schema11.properties.routes.items.properties.deadLetter.properties.on,data:data198};
 if(vErrors === null){
 vErrors = [err639];
 }
@@ -9115,13 +9087,14 @@ else {
 vErrors.push(err639);
 }
 errors++;
+break;
 }
-var _valid63 = _errs700 === errors;
-valid154 = valid154 || _valid63;
-if(!valid154){
-const _errs702 = errors;
-if(!(((typeof data198 == "number") && (!(data198 % 1) && !isNaN(data198))) && (isFinite(data198)))){
-const err640 = {instancePath:instancePath+"/routes/" + i13+"/deadLetter/retention",schemaPath:"#/properties/routes/items/properties/deadLetter/properties/retention/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.deadLetter.properties.retention.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.deadLetter.properties.retention.anyOf[1],data:data198};
+indices10[item10] = i26;
+}
+}
+}
+else {
+const err640 = {instancePath:instancePath+"/routes/" + i13+"/deadLetter/on",schemaPath:"#/properties/routes/items/properties/deadLetter/properties/on/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.routes.items.properties.deadLetter.properties.on.type,parentSchema:schema11.properties.routes.items.properties.deadLetter.properties.on,data:data198};
 if(vErrors === null){
 vErrors = [err640];
 }
@@ -9130,9 +9103,15 @@ vErrors.push(err640);
 }
 errors++;
 }
-if((typeof data198 == "number") && (isFinite(data198))){
-if(data198 < 0 || isNaN(data198)){
-const err641 = {instancePath:instancePath+"/routes/" + i13+"/deadLetter/retention",schemaPath:"#/properties/routes/items/properties/deadLetter/properties/retention/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.deadLetter.properties.retention.anyOf[1],data:data198};
+}
+if(data196.maxBodyBytes !== undefined){
+let data200 = data196.maxBodyBytes;
+const _errs699 = errors;
+let valid153 = false;
+const _errs700 = errors;
+if(typeof data200 === "string"){
+if(!pattern14.test(data200)){
+const err641 = {instancePath:instancePath+"/routes/" + i13+"/deadLetter/maxBodyBytes",schemaPath:"#/properties/routes/items/properties/deadLetter/properties/maxBodyBytes/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(B|KB|KiB|MB|MiB|GB|GiB)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(B|KB|KiB|MB|MiB|GB|GiB)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(B|KB|KiB|MB|MiB|GB|GiB)$",parentSchema:schema11.properties.routes.items.properties.deadLetter.properties.maxBodyBytes.anyOf[0],data:data200};
 if(vErrors === null){
 vErrors = [err641];
 }
@@ -9142,16 +9121,52 @@ vErrors.push(err641);
 errors++;
 }
 }
-var _valid63 = _errs702 === errors;
-valid154 = valid154 || _valid63;
-}
-if(!valid154){
-const err642 = {instancePath:instancePath+"/routes/" + i13+"/deadLetter/retention",schemaPath:"#/properties/routes/items/properties/deadLetter/properties/retention/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.deadLetter.properties.retention.anyOf,parentSchema:schema11.properties.routes.items.properties.deadLetter.properties.retention,data:data198};
+else {
+const err642 = {instancePath:instancePath+"/routes/" + i13+"/deadLetter/maxBodyBytes",schemaPath:"#/properties/routes/items/properties/deadLetter/properties/maxBodyBytes/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.deadLetter.properties.maxBodyBytes.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.deadLetter.properties.maxBodyBytes.anyOf[0],data:data200};
 if(vErrors === null){
 vErrors = [err642];
 }
 else {
 vErrors.push(err642);
+}
+errors++;
+}
+var _valid62 = _errs700 === errors;
+valid153 = valid153 || _valid62;
+if(!valid153){
+const _errs702 = errors;
+if(!(((typeof data200 == "number") && (!(data200 % 1) && !isNaN(data200))) && (isFinite(data200)))){
+const err643 = {instancePath:instancePath+"/routes/" + i13+"/deadLetter/maxBodyBytes",schemaPath:"#/properties/routes/items/properties/deadLetter/properties/maxBodyBytes/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.deadLetter.properties.maxBodyBytes.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.deadLetter.properties.maxBodyBytes.anyOf[1],data:data200};
+if(vErrors === null){
+vErrors = [err643];
+}
+else {
+vErrors.push(err643);
+}
+errors++;
+}
+if((typeof data200 == "number") && (isFinite(data200))){
+if(data200 < 0 || isNaN(data200)){
+const err644 = {instancePath:instancePath+"/routes/" + i13+"/deadLetter/maxBodyBytes",schemaPath:"#/properties/routes/items/properties/deadLetter/properties/maxBodyBytes/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.deadLetter.properties.maxBodyBytes.anyOf[1],data:data200};
+if(vErrors === null){
+vErrors = [err644];
+}
+else {
+vErrors.push(err644);
+}
+errors++;
+}
+}
+var _valid62 = _errs702 === errors;
+valid153 = valid153 || _valid62;
+}
+if(!valid153){
+const err645 = {instancePath:instancePath+"/routes/" + i13+"/deadLetter/maxBodyBytes",schemaPath:"#/properties/routes/items/properties/deadLetter/properties/maxBodyBytes/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.deadLetter.properties.maxBodyBytes.anyOf,parentSchema:schema11.properties.routes.items.properties.deadLetter.properties.maxBodyBytes,data:data200};
+if(vErrors === null){
+vErrors = [err645];
+}
+else {
+vErrors.push(err645);
 }
 errors++;
 }
@@ -9167,51 +9182,14 @@ vErrors = null;
 }
 }
 }
-if(data193.maxEntries !== undefined){
-let data199 = data193.maxEntries;
-if(!(((typeof data199 == "number") && (!(data199 % 1) && !isNaN(data199))) && (isFinite(data199)))){
-const err643 = {instancePath:instancePath+"/routes/" + i13+"/deadLetter/maxEntries",schemaPath:"#/properties/routes/items/properties/deadLetter/properties/maxEntries/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.deadLetter.properties.maxEntries.type,parentSchema:schema11.properties.routes.items.properties.deadLetter.properties.maxEntries,data:data199};
-if(vErrors === null){
-vErrors = [err643];
-}
-else {
-vErrors.push(err643);
-}
-errors++;
-}
-if((typeof data199 == "number") && (isFinite(data199))){
-if(data199 < 1 || isNaN(data199)){
-const err644 = {instancePath:instancePath+"/routes/" + i13+"/deadLetter/maxEntries",schemaPath:"#/properties/routes/items/properties/deadLetter/properties/maxEntries/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.routes.items.properties.deadLetter.properties.maxEntries,data:data199};
-if(vErrors === null){
-vErrors = [err644];
-}
-else {
-vErrors.push(err644);
-}
-errors++;
-}
-}
-}
-if(data193.keepHeaders !== undefined){
-let data200 = data193.keepHeaders;
-if(Array.isArray(data200)){
-const len15 = data200.length;
-for(let i27=0; i27<len15; i27++){
-let data201 = data200[i27];
+if(data196.retention !== undefined){
+let data201 = data196.retention;
+const _errs705 = errors;
+let valid154 = false;
+const _errs706 = errors;
 if(typeof data201 === "string"){
-if(!pattern36.test(data201)){
-const err645 = {instancePath:instancePath+"/routes/" + i13+"/deadLetter/keepHeaders/" + i27,schemaPath:"#/properties/routes/items/properties/deadLetter/properties/keepHeaders/items/pattern",keyword:"pattern",params:{pattern: "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"},message:"must match pattern \""+"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"+"\"",schema:"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$",parentSchema:schema11.properties.routes.items.properties.deadLetter.properties.keepHeaders.items,data:data201};
-if(vErrors === null){
-vErrors = [err645];
-}
-else {
-vErrors.push(err645);
-}
-errors++;
-}
-}
-else {
-const err646 = {instancePath:instancePath+"/routes/" + i13+"/deadLetter/keepHeaders/" + i27,schemaPath:"#/properties/routes/items/properties/deadLetter/properties/keepHeaders/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.deadLetter.properties.keepHeaders.items.type,parentSchema:schema11.properties.routes.items.properties.deadLetter.properties.keepHeaders.items,data:data201};
+if(!pattern2.test(data201)){
+const err646 = {instancePath:instancePath+"/routes/" + i13+"/deadLetter/retention",schemaPath:"#/properties/routes/items/properties/deadLetter/properties/retention/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.routes.items.properties.deadLetter.properties.retention.anyOf[0],data:data201};
 if(vErrors === null){
 vErrors = [err646];
 }
@@ -9221,18 +9199,8 @@ vErrors.push(err646);
 errors++;
 }
 }
-let i28 = data200.length;
-let j12;
-if(i28 > 1){
-const indices11 = {};
-for(;i28--;){
-let item11 = data200[i28];
-if(typeof item11 !== "string"){
-continue;
-}
-if(typeof indices11[item11] == "number"){
-j12 = indices11[item11];
-const err647 = {instancePath:instancePath+"/routes/" + i13+"/deadLetter/keepHeaders",schemaPath:"#/properties/routes/items/properties/deadLetter/properties/keepHeaders/uniqueItems",keyword:"uniqueItems",params:{i: i28, j: j12},message:"must NOT have duplicate items (items ## "+j12+" and "+i28+" are identical)",schema:true,parentSchema:schema11.properties.routes.items.properties.deadLetter.properties.keepHeaders,data:data200};
+else {
+const err647 = {instancePath:instancePath+"/routes/" + i13+"/deadLetter/retention",schemaPath:"#/properties/routes/items/properties/deadLetter/properties/retention/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.deadLetter.properties.retention.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.deadLetter.properties.retention.anyOf[0],data:data201};
 if(vErrors === null){
 vErrors = [err647];
 }
@@ -9240,14 +9208,13 @@ else {
 vErrors.push(err647);
 }
 errors++;
-break;
 }
-indices11[item11] = i28;
-}
-}
-}
-else {
-const err648 = {instancePath:instancePath+"/routes/" + i13+"/deadLetter/keepHeaders",schemaPath:"#/properties/routes/items/properties/deadLetter/properties/keepHeaders/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.routes.items.properties.deadLetter.properties.keepHeaders.type,parentSchema:schema11.properties.routes.items.properties.deadLetter.properties.keepHeaders,data:data200};
+var _valid63 = _errs706 === errors;
+valid154 = valid154 || _valid63;
+if(!valid154){
+const _errs708 = errors;
+if(!(((typeof data201 == "number") && (!(data201 % 1) && !isNaN(data201))) && (isFinite(data201)))){
+const err648 = {instancePath:instancePath+"/routes/" + i13+"/deadLetter/retention",schemaPath:"#/properties/routes/items/properties/deadLetter/properties/retention/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.deadLetter.properties.retention.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.deadLetter.properties.retention.anyOf[1],data:data201};
 if(vErrors === null){
 vErrors = [err648];
 }
@@ -9256,10 +9223,9 @@ vErrors.push(err648);
 }
 errors++;
 }
-}
-}
-else {
-const err649 = {instancePath:instancePath+"/routes/" + i13+"/deadLetter",schemaPath:"#/properties/routes/items/properties/deadLetter/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.routes.items.properties.deadLetter.type,parentSchema:schema11.properties.routes.items.properties.deadLetter,data:data193};
+if((typeof data201 == "number") && (isFinite(data201))){
+if(data201 < 0 || isNaN(data201)){
+const err649 = {instancePath:instancePath+"/routes/" + i13+"/deadLetter/retention",schemaPath:"#/properties/routes/items/properties/deadLetter/properties/retention/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.deadLetter.properties.retention.anyOf[1],data:data201};
 if(vErrors === null){
 vErrors = [err649];
 }
@@ -9269,12 +9235,11 @@ vErrors.push(err649);
 errors++;
 }
 }
-if(data103.websocket !== undefined){
-let data202 = data103.websocket;
-if(data202 && typeof data202 == "object" && !Array.isArray(data202)){
-for(const key49 in data202){
-if(!((key49 === "idleTimeout") || (key49 === "maxDuration"))){
-const err650 = {instancePath:instancePath+"/routes/" + i13+"/websocket",schemaPath:"#/properties/routes/items/properties/websocket/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key49},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.routes.items.properties.websocket,data:data202};
+var _valid63 = _errs708 === errors;
+valid154 = valid154 || _valid63;
+}
+if(!valid154){
+const err650 = {instancePath:instancePath+"/routes/" + i13+"/deadLetter/retention",schemaPath:"#/properties/routes/items/properties/deadLetter/properties/retention/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.deadLetter.properties.retention.anyOf,parentSchema:schema11.properties.routes.items.properties.deadLetter.properties.retention,data:data201};
 if(vErrors === null){
 vErrors = [err650];
 }
@@ -9283,15 +9248,22 @@ vErrors.push(err650);
 }
 errors++;
 }
+else {
+errors = _errs705;
+if(vErrors !== null){
+if(_errs705){
+vErrors.length = _errs705;
 }
-if(data202.idleTimeout !== undefined){
-let data203 = data202.idleTimeout;
-const _errs714 = errors;
-let valid159 = false;
-const _errs715 = errors;
-if(typeof data203 === "string"){
-if(!pattern2.test(data203)){
-const err651 = {instancePath:instancePath+"/routes/" + i13+"/websocket/idleTimeout",schemaPath:"#/properties/routes/items/properties/websocket/properties/idleTimeout/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.routes.items.properties.websocket.properties.idleTimeout.anyOf[0],data:data203};
+else {
+vErrors = null;
+}
+}
+}
+}
+if(data196.maxEntries !== undefined){
+let data202 = data196.maxEntries;
+if(!(((typeof data202 == "number") && (!(data202 % 1) && !isNaN(data202))) && (isFinite(data202)))){
+const err651 = {instancePath:instancePath+"/routes/" + i13+"/deadLetter/maxEntries",schemaPath:"#/properties/routes/items/properties/deadLetter/properties/maxEntries/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.deadLetter.properties.maxEntries.type,parentSchema:schema11.properties.routes.items.properties.deadLetter.properties.maxEntries,data:data202};
 if(vErrors === null){
 vErrors = [err651];
 }
@@ -9300,9 +9272,9 @@ vErrors.push(err651);
 }
 errors++;
 }
-}
-else {
-const err652 = {instancePath:instancePath+"/routes/" + i13+"/websocket/idleTimeout",schemaPath:"#/properties/routes/items/properties/websocket/properties/idleTimeout/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.websocket.properties.idleTimeout.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.websocket.properties.idleTimeout.anyOf[0],data:data203};
+if((typeof data202 == "number") && (isFinite(data202))){
+if(data202 < 1 || isNaN(data202)){
+const err652 = {instancePath:instancePath+"/routes/" + i13+"/deadLetter/maxEntries",schemaPath:"#/properties/routes/items/properties/deadLetter/properties/maxEntries/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.routes.items.properties.deadLetter.properties.maxEntries,data:data202};
 if(vErrors === null){
 vErrors = [err652];
 }
@@ -9311,12 +9283,17 @@ vErrors.push(err652);
 }
 errors++;
 }
-var _valid64 = _errs715 === errors;
-valid159 = valid159 || _valid64;
-if(!valid159){
-const _errs717 = errors;
-if(!(((typeof data203 == "number") && (!(data203 % 1) && !isNaN(data203))) && (isFinite(data203)))){
-const err653 = {instancePath:instancePath+"/routes/" + i13+"/websocket/idleTimeout",schemaPath:"#/properties/routes/items/properties/websocket/properties/idleTimeout/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.websocket.properties.idleTimeout.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.websocket.properties.idleTimeout.anyOf[1],data:data203};
+}
+}
+if(data196.keepHeaders !== undefined){
+let data203 = data196.keepHeaders;
+if(Array.isArray(data203)){
+const len15 = data203.length;
+for(let i27=0; i27<len15; i27++){
+let data204 = data203[i27];
+if(typeof data204 === "string"){
+if(!pattern36.test(data204)){
+const err653 = {instancePath:instancePath+"/routes/" + i13+"/deadLetter/keepHeaders/" + i27,schemaPath:"#/properties/routes/items/properties/deadLetter/properties/keepHeaders/items/pattern",keyword:"pattern",params:{pattern: "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"},message:"must match pattern \""+"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"+"\"",schema:"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$",parentSchema:schema11.properties.routes.items.properties.deadLetter.properties.keepHeaders.items,data:data204};
 if(vErrors === null){
 vErrors = [err653];
 }
@@ -9325,9 +9302,9 @@ vErrors.push(err653);
 }
 errors++;
 }
-if((typeof data203 == "number") && (isFinite(data203))){
-if(data203 < 0 || isNaN(data203)){
-const err654 = {instancePath:instancePath+"/routes/" + i13+"/websocket/idleTimeout",schemaPath:"#/properties/routes/items/properties/websocket/properties/idleTimeout/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.websocket.properties.idleTimeout.anyOf[1],data:data203};
+}
+else {
+const err654 = {instancePath:instancePath+"/routes/" + i13+"/deadLetter/keepHeaders/" + i27,schemaPath:"#/properties/routes/items/properties/deadLetter/properties/keepHeaders/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.deadLetter.properties.keepHeaders.items.type,parentSchema:schema11.properties.routes.items.properties.deadLetter.properties.keepHeaders.items,data:data204};
 if(vErrors === null){
 vErrors = [err654];
 }
@@ -9337,11 +9314,18 @@ vErrors.push(err654);
 errors++;
 }
 }
-var _valid64 = _errs717 === errors;
-valid159 = valid159 || _valid64;
+let i28 = data203.length;
+let j12;
+if(i28 > 1){
+const indices11 = {};
+for(;i28--;){
+let item11 = data203[i28];
+if(typeof item11 !== "string"){
+continue;
 }
-if(!valid159){
-const err655 = {instancePath:instancePath+"/routes/" + i13+"/websocket/idleTimeout",schemaPath:"#/properties/routes/items/properties/websocket/properties/idleTimeout/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.websocket.properties.idleTimeout.anyOf,parentSchema:schema11.properties.routes.items.properties.websocket.properties.idleTimeout,data:data203};
+if(typeof indices11[item11] == "number"){
+j12 = indices11[item11];
+const err655 = {instancePath:instancePath+"/routes/" + i13+"/deadLetter/keepHeaders",schemaPath:"#/properties/routes/items/properties/deadLetter/properties/keepHeaders/uniqueItems",keyword:"uniqueItems",params:{i: i28, j: j12},message:"must NOT have duplicate items (items ## "+j12+" and "+i28+" are identical)",schema:true,parentSchema:schema11.properties.routes.items.properties.deadLetter.properties.keepHeaders,data:data203};
 if(vErrors === null){
 vErrors = [err655];
 }
@@ -9349,27 +9333,14 @@ else {
 vErrors.push(err655);
 }
 errors++;
+break;
+}
+indices11[item11] = i28;
+}
+}
 }
 else {
-errors = _errs714;
-if(vErrors !== null){
-if(_errs714){
-vErrors.length = _errs714;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-if(data202.maxDuration !== undefined){
-let data204 = data202.maxDuration;
-const _errs720 = errors;
-let valid160 = false;
-const _errs721 = errors;
-if(typeof data204 === "string"){
-if(!pattern2.test(data204)){
-const err656 = {instancePath:instancePath+"/routes/" + i13+"/websocket/maxDuration",schemaPath:"#/properties/routes/items/properties/websocket/properties/maxDuration/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.routes.items.properties.websocket.properties.maxDuration.anyOf[0],data:data204};
+const err656 = {instancePath:instancePath+"/routes/" + i13+"/deadLetter/keepHeaders",schemaPath:"#/properties/routes/items/properties/deadLetter/properties/keepHeaders/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.routes.items.properties.deadLetter.properties.keepHeaders.type,parentSchema:schema11.properties.routes.items.properties.deadLetter.properties.keepHeaders,data:data203};
 if(vErrors === null){
 vErrors = [err656];
 }
@@ -9379,8 +9350,9 @@ vErrors.push(err656);
 errors++;
 }
 }
+}
 else {
-const err657 = {instancePath:instancePath+"/routes/" + i13+"/websocket/maxDuration",schemaPath:"#/properties/routes/items/properties/websocket/properties/maxDuration/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.websocket.properties.maxDuration.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.websocket.properties.maxDuration.anyOf[0],data:data204};
+const err657 = {instancePath:instancePath+"/routes/" + i13+"/deadLetter",schemaPath:"#/properties/routes/items/properties/deadLetter/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.routes.items.properties.deadLetter.type,parentSchema:schema11.properties.routes.items.properties.deadLetter,data:data196};
 if(vErrors === null){
 vErrors = [err657];
 }
@@ -9389,12 +9361,13 @@ vErrors.push(err657);
 }
 errors++;
 }
-var _valid65 = _errs721 === errors;
-valid160 = valid160 || _valid65;
-if(!valid160){
-const _errs723 = errors;
-if(!(((typeof data204 == "number") && (!(data204 % 1) && !isNaN(data204))) && (isFinite(data204)))){
-const err658 = {instancePath:instancePath+"/routes/" + i13+"/websocket/maxDuration",schemaPath:"#/properties/routes/items/properties/websocket/properties/maxDuration/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.websocket.properties.maxDuration.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.websocket.properties.maxDuration.anyOf[1],data:data204};
+}
+if(data104.telemetry !== undefined){
+let data205 = data104.telemetry;
+if(data205 && typeof data205 == "object" && !Array.isArray(data205)){
+for(const key49 in data205){
+if(!(key49 === "grpcMethods")){
+const err658 = {instancePath:instancePath+"/routes/" + i13+"/telemetry",schemaPath:"#/properties/routes/items/properties/telemetry/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key49},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.routes.items.properties.telemetry,data:data205};
 if(vErrors === null){
 vErrors = [err658];
 }
@@ -9403,9 +9376,11 @@ vErrors.push(err658);
 }
 errors++;
 }
-if((typeof data204 == "number") && (isFinite(data204))){
-if(data204 < 0 || isNaN(data204)){
-const err659 = {instancePath:instancePath+"/routes/" + i13+"/websocket/maxDuration",schemaPath:"#/properties/routes/items/properties/websocket/properties/maxDuration/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.websocket.properties.maxDuration.anyOf[1],data:data204};
+}
+if(data205.grpcMethods !== undefined){
+let data206 = data205.grpcMethods;
+if(typeof data206 !== "boolean"){
+const err659 = {instancePath:instancePath+"/routes/" + i13+"/telemetry/grpcMethods",schemaPath:"#/properties/routes/items/properties/telemetry/properties/grpcMethods/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema11.properties.routes.items.properties.telemetry.properties.grpcMethods.type,parentSchema:schema11.properties.routes.items.properties.telemetry.properties.grpcMethods,data:data206};
 if(vErrors === null){
 vErrors = [err659];
 }
@@ -9415,11 +9390,9 @@ vErrors.push(err659);
 errors++;
 }
 }
-var _valid65 = _errs723 === errors;
-valid160 = valid160 || _valid65;
 }
-if(!valid160){
-const err660 = {instancePath:instancePath+"/routes/" + i13+"/websocket/maxDuration",schemaPath:"#/properties/routes/items/properties/websocket/properties/maxDuration/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.websocket.properties.maxDuration.anyOf,parentSchema:schema11.properties.routes.items.properties.websocket.properties.maxDuration,data:data204};
+else {
+const err660 = {instancePath:instancePath+"/routes/" + i13+"/telemetry",schemaPath:"#/properties/routes/items/properties/telemetry/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.routes.items.properties.telemetry.type,parentSchema:schema11.properties.routes.items.properties.telemetry,data:data205};
 if(vErrors === null){
 vErrors = [err660];
 }
@@ -9428,21 +9401,13 @@ vErrors.push(err660);
 }
 errors++;
 }
-else {
-errors = _errs720;
-if(vErrors !== null){
-if(_errs720){
-vErrors.length = _errs720;
 }
-else {
-vErrors = null;
-}
-}
-}
-}
-}
-else {
-const err661 = {instancePath:instancePath+"/routes/" + i13+"/websocket",schemaPath:"#/properties/routes/items/properties/websocket/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.routes.items.properties.websocket.type,parentSchema:schema11.properties.routes.items.properties.websocket,data:data202};
+if(data104.websocket !== undefined){
+let data207 = data104.websocket;
+if(data207 && typeof data207 == "object" && !Array.isArray(data207)){
+for(const key50 in data207){
+if(!((key50 === "idleTimeout") || (key50 === "maxDuration"))){
+const err661 = {instancePath:instancePath+"/routes/" + i13+"/websocket",schemaPath:"#/properties/routes/items/properties/websocket/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key50},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.routes.items.properties.websocket,data:data207};
 if(vErrors === null){
 vErrors = [err661];
 }
@@ -9452,9 +9417,14 @@ vErrors.push(err661);
 errors++;
 }
 }
-}
-else {
-const err662 = {instancePath:instancePath+"/routes/" + i13,schemaPath:"#/properties/routes/items/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.routes.items.type,parentSchema:schema11.properties.routes.items,data:data103};
+if(data207.idleTimeout !== undefined){
+let data208 = data207.idleTimeout;
+const _errs725 = errors;
+let valid160 = false;
+const _errs726 = errors;
+if(typeof data208 === "string"){
+if(!pattern2.test(data208)){
+const err662 = {instancePath:instancePath+"/routes/" + i13+"/websocket/idleTimeout",schemaPath:"#/properties/routes/items/properties/websocket/properties/idleTimeout/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.routes.items.properties.websocket.properties.idleTimeout.anyOf[0],data:data208};
 if(vErrors === null){
 vErrors = [err662];
 }
@@ -9464,9 +9434,8 @@ vErrors.push(err662);
 errors++;
 }
 }
-}
 else {
-const err663 = {instancePath:instancePath+"/routes",schemaPath:"#/properties/routes/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.routes.type,parentSchema:schema11.properties.routes,data:data102};
+const err663 = {instancePath:instancePath+"/routes/" + i13+"/websocket/idleTimeout",schemaPath:"#/properties/routes/items/properties/websocket/properties/idleTimeout/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.websocket.properties.idleTimeout.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.websocket.properties.idleTimeout.anyOf[0],data:data208};
 if(vErrors === null){
 vErrors = [err663];
 }
@@ -9475,15 +9444,179 @@ vErrors.push(err663);
 }
 errors++;
 }
-}
-}
-else {
-const err664 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.type,parentSchema:schema11,data};
+var _valid64 = _errs726 === errors;
+valid160 = valid160 || _valid64;
+if(!valid160){
+const _errs728 = errors;
+if(!(((typeof data208 == "number") && (!(data208 % 1) && !isNaN(data208))) && (isFinite(data208)))){
+const err664 = {instancePath:instancePath+"/routes/" + i13+"/websocket/idleTimeout",schemaPath:"#/properties/routes/items/properties/websocket/properties/idleTimeout/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.websocket.properties.idleTimeout.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.websocket.properties.idleTimeout.anyOf[1],data:data208};
 if(vErrors === null){
 vErrors = [err664];
 }
 else {
 vErrors.push(err664);
+}
+errors++;
+}
+if((typeof data208 == "number") && (isFinite(data208))){
+if(data208 < 0 || isNaN(data208)){
+const err665 = {instancePath:instancePath+"/routes/" + i13+"/websocket/idleTimeout",schemaPath:"#/properties/routes/items/properties/websocket/properties/idleTimeout/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.websocket.properties.idleTimeout.anyOf[1],data:data208};
+if(vErrors === null){
+vErrors = [err665];
+}
+else {
+vErrors.push(err665);
+}
+errors++;
+}
+}
+var _valid64 = _errs728 === errors;
+valid160 = valid160 || _valid64;
+}
+if(!valid160){
+const err666 = {instancePath:instancePath+"/routes/" + i13+"/websocket/idleTimeout",schemaPath:"#/properties/routes/items/properties/websocket/properties/idleTimeout/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.websocket.properties.idleTimeout.anyOf,parentSchema:schema11.properties.routes.items.properties.websocket.properties.idleTimeout,data:data208};
+if(vErrors === null){
+vErrors = [err666];
+}
+else {
+vErrors.push(err666);
+}
+errors++;
+}
+else {
+errors = _errs725;
+if(vErrors !== null){
+if(_errs725){
+vErrors.length = _errs725;
+}
+else {
+vErrors = null;
+}
+}
+}
+}
+if(data207.maxDuration !== undefined){
+let data209 = data207.maxDuration;
+const _errs731 = errors;
+let valid161 = false;
+const _errs732 = errors;
+if(typeof data209 === "string"){
+if(!pattern2.test(data209)){
+const err667 = {instancePath:instancePath+"/routes/" + i13+"/websocket/maxDuration",schemaPath:"#/properties/routes/items/properties/websocket/properties/maxDuration/anyOf/0/pattern",keyword:"pattern",params:{pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"},message:"must match pattern \""+"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"+"\"",schema:"^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",parentSchema:schema11.properties.routes.items.properties.websocket.properties.maxDuration.anyOf[0],data:data209};
+if(vErrors === null){
+vErrors = [err667];
+}
+else {
+vErrors.push(err667);
+}
+errors++;
+}
+}
+else {
+const err668 = {instancePath:instancePath+"/routes/" + i13+"/websocket/maxDuration",schemaPath:"#/properties/routes/items/properties/websocket/properties/maxDuration/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.routes.items.properties.websocket.properties.maxDuration.anyOf[0].type,parentSchema:schema11.properties.routes.items.properties.websocket.properties.maxDuration.anyOf[0],data:data209};
+if(vErrors === null){
+vErrors = [err668];
+}
+else {
+vErrors.push(err668);
+}
+errors++;
+}
+var _valid65 = _errs732 === errors;
+valid161 = valid161 || _valid65;
+if(!valid161){
+const _errs734 = errors;
+if(!(((typeof data209 == "number") && (!(data209 % 1) && !isNaN(data209))) && (isFinite(data209)))){
+const err669 = {instancePath:instancePath+"/routes/" + i13+"/websocket/maxDuration",schemaPath:"#/properties/routes/items/properties/websocket/properties/maxDuration/anyOf/1/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.routes.items.properties.websocket.properties.maxDuration.anyOf[1].type,parentSchema:schema11.properties.routes.items.properties.websocket.properties.maxDuration.anyOf[1],data:data209};
+if(vErrors === null){
+vErrors = [err669];
+}
+else {
+vErrors.push(err669);
+}
+errors++;
+}
+if((typeof data209 == "number") && (isFinite(data209))){
+if(data209 < 0 || isNaN(data209)){
+const err670 = {instancePath:instancePath+"/routes/" + i13+"/websocket/maxDuration",schemaPath:"#/properties/routes/items/properties/websocket/properties/maxDuration/anyOf/1/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.routes.items.properties.websocket.properties.maxDuration.anyOf[1],data:data209};
+if(vErrors === null){
+vErrors = [err670];
+}
+else {
+vErrors.push(err670);
+}
+errors++;
+}
+}
+var _valid65 = _errs734 === errors;
+valid161 = valid161 || _valid65;
+}
+if(!valid161){
+const err671 = {instancePath:instancePath+"/routes/" + i13+"/websocket/maxDuration",schemaPath:"#/properties/routes/items/properties/websocket/properties/maxDuration/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.routes.items.properties.websocket.properties.maxDuration.anyOf,parentSchema:schema11.properties.routes.items.properties.websocket.properties.maxDuration,data:data209};
+if(vErrors === null){
+vErrors = [err671];
+}
+else {
+vErrors.push(err671);
+}
+errors++;
+}
+else {
+errors = _errs731;
+if(vErrors !== null){
+if(_errs731){
+vErrors.length = _errs731;
+}
+else {
+vErrors = null;
+}
+}
+}
+}
+}
+else {
+const err672 = {instancePath:instancePath+"/routes/" + i13+"/websocket",schemaPath:"#/properties/routes/items/properties/websocket/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.routes.items.properties.websocket.type,parentSchema:schema11.properties.routes.items.properties.websocket,data:data207};
+if(vErrors === null){
+vErrors = [err672];
+}
+else {
+vErrors.push(err672);
+}
+errors++;
+}
+}
+}
+else {
+const err673 = {instancePath:instancePath+"/routes/" + i13,schemaPath:"#/properties/routes/items/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.routes.items.type,parentSchema:schema11.properties.routes.items,data:data104};
+if(vErrors === null){
+vErrors = [err673];
+}
+else {
+vErrors.push(err673);
+}
+errors++;
+}
+}
+}
+else {
+const err674 = {instancePath:instancePath+"/routes",schemaPath:"#/properties/routes/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.routes.type,parentSchema:schema11.properties.routes,data:data103};
+if(vErrors === null){
+vErrors = [err674];
+}
+else {
+vErrors.push(err674);
+}
+errors++;
+}
+}
+}
+else {
+const err675 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.type,parentSchema:schema11,data};
+if(vErrors === null){
+vErrors = [err675];
+}
+else {
+vErrors.push(err675);
 }
 errors++;
 }

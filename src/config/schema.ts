@@ -81,12 +81,14 @@ const Name = (options: Described) => Type.String({ ...options, pattern: NAME_PAT
 
 const Strict = { additionalProperties: false } as const;
 
-const FAILURE_KINDS = ['5xx', 'connect-failure', 'reset', 'timeout'] as const;
-const RETRY_CONDITIONS = ['connect-failure', 'reset', 'timeout', '5xx', 'gateway-error'] as const;
+const GRPC_CONDITIONS = ['cancelled', 'deadline-exceeded', 'resource-exhausted', 'internal', 'unavailable'] as const;
+const FAILURE_KINDS = ['5xx', 'connect-failure', 'reset', 'timeout', ...GRPC_CONDITIONS] as const;
+const RETRY_CONDITIONS = ['connect-failure', 'reset', 'timeout', '5xx', 'gateway-error', ...GRPC_CONDITIONS] as const;
 const FALLBACK_TRIGGERS = ['circuit-open', 'bulkhead-full', 'timeout', 'upstream-unavailable', '5xx'] as const;
 const BACKOFF_TYPES = ['none', 'fixed', 'linear', 'exponential'] as const;
 const JITTERS = ['none', 'full', 'equal', 'decorrelated'] as const;
 const LOAD_BALANCING = ['round-robin', 'least-request', 'peak-ewma'] as const;
+const UPSTREAM_PROTOCOLS = ['http1', 'h2c'] as const;
 
 // The connection limits of a listener: set under `limits` for every listener, and under a
 // listener to override them there. Defaults are given once, under `limits`.
@@ -226,7 +228,8 @@ const CircuitBreakerSchema = Type.Object(
       Type.Array(
         StringEnum(FAILURE_KINDS, {
           title: 'Failure kind',
-          description: '5xx: a 5xx response; connect-failure: no connection; reset: connection lost before a response; timeout: the attempt timed out.',
+          description:
+            "5xx: a 5xx response, or a gRPC call's server error (UNKNOWN, DEADLINE_EXCEEDED, INTERNAL, UNAVAILABLE, DATA_LOSS); connect-failure: no connection; reset: connection lost before a response; timeout: the attempt timed out; cancelled, deadline-exceeded, resource-exhausted, internal, unavailable: a gRPC call ended with that status.",
         }),
         {
           title: 'Outcomes counted as failures',
@@ -401,6 +404,14 @@ const UpstreamSchema = Type.Object(
         uniqueItems: true,
       },
     ),
+    protocol: Type.Optional(
+      StringEnum(UPSTREAM_PROTOCOLS, {
+        title: 'Protocol',
+        description:
+          'How Breakwater talks to the endpoints: http1 (HTTP/1.1, a request per connection at a time) or h2c (cleartext HTTP/2 with prior knowledge, requests multiplexed over maxConnections connections per endpoint). gRPC upstreams need h2c.',
+        default: DEFAULTS.upstream.protocol,
+      }),
+    ),
     loadBalancing: Type.Optional(
       StringEnum(LOAD_BALANCING, {
         title: 'Load balancing',
@@ -419,7 +430,7 @@ const UpstreamSchema = Type.Object(
     maxConnections: Type.Optional(
       Type.Integer({
         title: 'Maximum connections',
-        description: 'Connections per endpoint. Absent: no limit.',
+        description: 'Connections per endpoint. Absent: no limit (h2c: a new connection opens when every open one carries 100 streams).',
         minimum: 1,
       }),
     ),
@@ -581,14 +592,15 @@ const RetryConditionSchema = Type.Union(
     StringEnum(RETRY_CONDITIONS, {
       title: 'Named condition',
       description:
-        'connect-failure, reset, timeout (per-try timeout), 5xx (any 5xx response), gateway-error (502, 503, 504).',
+        'connect-failure, reset, timeout (per-try timeout), 5xx (any 5xx response), gateway-error (502, 503, 504); for gRPC calls, cancelled, deadline-exceeded, resource-exhausted, internal and unavailable (the grpc-status of a response that carries nothing else), whose presence marks the route\'s gRPC calls as safe to retry.',
     }),
     Type.Integer({ title: 'Status code', description: '429 or a code from 500 to 599.', minimum: 100, maximum: 599 }),
   ],
   {
     title: 'Retry condition',
     description: 'A named condition or a response status code (429 or 5xx).',
-    errorMessage: 'must be connect-failure, reset, timeout, 5xx, gateway-error, 429 or a status code from 500 to 599',
+    errorMessage:
+      'must be connect-failure, reset, timeout, 5xx, gateway-error, cancelled, deadline-exceeded, resource-exhausted, internal, unavailable, 429 or a status code from 500 to 599',
   },
 );
 
@@ -708,6 +720,15 @@ const FallbackStepSchema = Type.Object(
           status: Type.Integer({ title: 'Status', description: 'HTTP status code of the reply.', minimum: 200, maximum: 599 }),
           headers: Type.Optional(HeaderMap({ title: 'Headers', description: 'Response headers of the reply.' })),
           body: Type.Optional(Type.String({ title: 'Body', description: 'Response body of the reply.', default: '' })),
+          grpcStatus: Type.Optional(
+            Type.Integer({
+              title: 'gRPC status',
+              description:
+                'What a gRPC caller gets instead: 0 (OK) answers one message with every field at its default value; another code answers with that status alone. Absent: OK when status is 2xx, else the gRPC status of that HTTP status (503: 14 UNAVAILABLE).',
+              minimum: 0,
+              maximum: 16,
+            }),
+          ),
         },
         { ...Strict, title: 'Static response', description: 'Reply with this fixed response.' },
       ),
@@ -769,6 +790,15 @@ const FaultSchema = Type.Object(
             minimum: 200,
             maximum: 599,
           }),
+          grpcStatus: Type.Optional(
+            Type.Integer({
+              title: 'Abort gRPC status',
+              description: 'The grpc-status a gRPC caller gets instead (HTTP 200, Trailers-Only).',
+              minimum: 1,
+              maximum: 16,
+              default: DEFAULTS.fault.abortGrpcStatus,
+            }),
+          ),
         },
         { ...Strict, title: 'Injected abort', description: 'Answer some requests with an error instead of proxying them.' },
       ),
@@ -1003,6 +1033,21 @@ const RouteSchema = Type.Object(
     fallback: Type.Optional(FallbackSchema),
     fault: Type.Optional(FaultSchema),
     deadLetter: Type.Optional(DeadLetterSchema),
+    telemetry: Type.Optional(
+      Type.Object(
+        {
+          grpcMethods: Type.Optional(
+            Type.Boolean({
+              title: 'gRPC method labels',
+              description:
+                "Label this route's breakwater_grpc_requests_total with each call's service and method (grpc_service, grpc_method). Each method called is a series of its own: set it for routes whose services have a known, small set of methods.",
+              default: false,
+            }),
+          ),
+        },
+        { ...Strict, title: 'Route telemetry', description: 'What the metrics tell of this route beyond the defaults.' },
+      ),
+    ),
     websocket: Type.Optional(WebSocketSchema),
   },
   {

@@ -74,6 +74,9 @@ export interface ListenerConfig {
 
 export type LoadBalancing = 'round-robin' | 'least-request' | 'peak-ewma';
 
+/** How Breakwater talks to an upstream's endpoints: HTTP/1.1, or cleartext HTTP/2 with prior knowledge. */
+export type UpstreamProtocol = 'http1' | 'h2c';
+
 export interface UpstreamConfig {
   readonly name: string;
   /**
@@ -81,6 +84,8 @@ export interface UpstreamConfig {
    * `dns://NAME:PORT`, resolved to an origin per A and AAAA record (src/upstream/discovery.ts).
    */
   readonly endpoints: readonly string[];
+  /** Absent (a config built by hand): http1. */
+  readonly protocol?: UpstreamProtocol;
   readonly loadBalancing: LoadBalancing;
   readonly connectTimeoutMs: number;
   /** Once a response head arrived, the longest wait for the next piece of its body. */
@@ -114,7 +119,11 @@ export interface BulkheadConfig {
   readonly queueTimeoutMs: number;
 }
 
-export type FailureKind = '5xx' | 'connect-failure' | 'reset' | 'timeout';
+/** The gRPC statuses `retryOn` and `failOn` may name (contract section 14). */
+export type GrpcCondition = 'cancelled' | 'deadline-exceeded' | 'resource-exhausted' | 'internal' | 'unavailable';
+
+/** `5xx` counts a gRPC call's server errors too (src/exchange/grpc.ts); a gRPC name counts that status. */
+export type FailureKind = '5xx' | 'connect-failure' | 'reset' | 'timeout' | GrpcCondition;
 
 export interface CircuitBreakerConfig {
   readonly windowMs: number;
@@ -161,6 +170,8 @@ export interface RouteConfig {
   readonly deadLetter?: DeadLetterConfig;
   /** The bounds of the WebSocket tunnels this route opens; always present (defaults filled in). */
   readonly websocket: WebSocketConfig;
+  /** Absent: the default metrics (no gRPC method labels). */
+  readonly telemetry?: RouteTelemetryConfig;
 }
 
 /** The bounds of a WebSocket tunnel after the upstream's 101; 0 means none. */
@@ -169,6 +180,11 @@ export interface WebSocketConfig {
   readonly idleTimeoutMs: number;
   /** The tunnel is closed once it has been open this long. */
   readonly maxDurationMs: number;
+}
+
+export interface RouteTelemetryConfig {
+  /** Label breakwater_grpc_requests_total with each call's service and method. */
+  readonly grpcMethods: boolean;
 }
 
 export interface DeadLetterConfig {
@@ -224,8 +240,8 @@ export interface IdempotencyConfig {
   readonly whileInProgress: 'reject' | 'wait';
 }
 
-/** `connect-failure`, `reset`, `timeout`, `5xx`, `gateway-error`, or a status code (429 or 5xx). */
-export type RetryCondition = 'connect-failure' | 'reset' | 'timeout' | '5xx' | 'gateway-error' | number;
+/** `connect-failure`, `reset`, `timeout`, `5xx`, `gateway-error`, a gRPC status name, or a status code (429 or 5xx). */
+export type RetryCondition = 'connect-failure' | 'reset' | 'timeout' | '5xx' | 'gateway-error' | GrpcCondition | number;
 
 export interface BackoffConfig {
   readonly type: 'none' | 'fixed' | 'linear' | 'exponential';
@@ -257,6 +273,8 @@ export type FallbackStep =
       readonly status: number;
       readonly headers: Readonly<Record<string, string>>;
       readonly body: string;
+      /** What a gRPC caller is answered: absent, OK for a 2xx status, else the status's gRPC equivalent. */
+      readonly grpcStatus?: number;
     };
 
 export interface FallbackConfig {
@@ -266,7 +284,8 @@ export interface FallbackConfig {
 
 export interface FaultConfig {
   readonly delay?: { readonly percent: number; readonly durationMs: number };
-  readonly abort?: { readonly percent: number; readonly status: number };
+  /** `grpcStatus`: what a gRPC caller is answered instead of `status` (absent in a config built by hand: 14). */
+  readonly abort?: { readonly percent: number; readonly status: number; readonly grpcStatus?: number };
 }
 
 export type StoreType = 'memory' | 'sqlite' | 'redis';

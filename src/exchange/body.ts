@@ -20,6 +20,26 @@ export function bufferedBody(bytes: Buffer | null): ResponseBody {
   };
 }
 
+/**
+ * A gRPC response body held in memory: `message` as one length-prefixed gRPC message, then
+ * `trailers`. Made once and streamed as often as asked.
+ */
+export function grpcMessageBody(message: Buffer, trailers: Record<string, string>): ResponseBody {
+  const framed = Buffer.alloc(5 + message.length);
+  // Byte 0: not compressed; bytes 1-4: the message's length, big-endian.
+  framed.writeUInt32BE(message.length, 1);
+  message.copy(framed, 5);
+  return {
+    pipeTo(sink) {
+      sink.write(framed);
+      sink.addTrailers?.(trailers);
+      sink.end();
+      return Promise.resolve();
+    },
+    discard: () => undefined,
+  };
+}
+
 /** `sink` as a body sees it, with every chunk written to it also handed to `keep`. */
 function teeSink(sink: BodySink, keep: (chunk: Buffer) => void): BodySink {
   return {
@@ -30,6 +50,9 @@ function teeSink(sink: BodySink, keep: (chunk: Buffer) => void): BodySink {
     end(chunk) {
       if (chunk !== undefined) keep(chunk);
       return chunk === undefined ? sink.end() : sink.end(chunk);
+    },
+    addTrailers(trailers) {
+      sink.addTrailers?.(trailers);
     },
     on(event, listener) {
       return sink.on(event, listener);

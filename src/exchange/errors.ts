@@ -34,13 +34,19 @@ export class ProxyError extends Error {
   readonly status: number;
   /** Set when the failure came from an upstream attempt. */
   readonly attemptFailure: AttemptFailure | undefined;
+  /** What a gRPC caller is told, when not the reason's own status (an injected abort's grpcStatus). */
+  readonly grpcStatus: number | undefined;
 
-  constructor(reason: LocalReason, options: { message?: string; status?: number; attemptFailure?: AttemptFailure; cause?: unknown } = {}) {
+  constructor(
+    reason: LocalReason,
+    options: { message?: string; status?: number; grpcStatus?: number; attemptFailure?: AttemptFailure; cause?: unknown } = {},
+  ) {
     super(options.message ?? localReasons[reason].message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'ProxyError';
     this.reason = reason;
     this.status = options.status ?? localReasons[reason].status;
     this.attemptFailure = options.attemptFailure;
+    this.grpcStatus = options.grpcStatus;
   }
 }
 

@@ -2,7 +2,8 @@
 
 // RFC 9110 section 7.6.1 connection-specific fields, plus the proxy credentials meant for
 // Breakwater itself (it is the proxy an HTTP_PROXY client talks to) and `expect`, which the
-// listener has already answered.
+// listener has already answered. `Trailer` is end to end (RFC 9110 6.6.2): it announces the
+// trailers that pass through with the body.
 export const hopByHop: ReadonlySet<string> = new Set([
   'connection',
   'proxy-connection',
@@ -10,7 +11,6 @@ export const hopByHop: ReadonlySet<string> = new Set([
   'te',
   'transfer-encoding',
   'upgrade',
-  'trailer',
   'proxy-authorization',
   'proxy-authenticate',
   'expect',

@@ -7,11 +7,18 @@ import type { AttemptOutcome } from './outcome.ts';
 export type RecordedOutcome = AttemptOutcome | { readonly kind: 'cancelled' };
 
 /**
+ * How a request came: HTTP/1.1 (or 1.0), HTTP/2 with prior knowledge, a gRPC call (over
+ * HTTP/2, its outcome a grpc-status), or a WebSocket handshake (over HTTP/1.1).
+ */
+export type RequestProtocol = 'http1' | 'h2c' | 'grpc' | 'websocket';
+
+/**
  * One finished client request. The access log, the request metrics and the server span all
  * read this one record, so the three always agree on what happened.
  */
 export interface RequestRecord {
   readonly listener: string;
+  readonly protocol: RequestProtocol;
   /** undefined when no route matched. */
   readonly route: string | undefined;
   /** undefined when the request never had an upstream. */
@@ -21,6 +28,14 @@ export interface RequestRecord {
   readonly path: string;
   /** The status the client was answered, or 499 when it went away first (as nginx logs it). */
   readonly status: number;
+  /**
+   * A gRPC call's grpc-status, as its client reads it: the one Breakwater or the upstream sent
+   * (in the trailers or a Trailers-Only head), CANCELLED when the client went away first,
+   * UNKNOWN when the call ended without one. Undefined for other requests.
+   */
+  readonly grpcStatus: number | undefined;
+  /** A gRPC call's service and method, when its route labels its metrics with them; undefined otherwise. */
+  readonly grpcMethod?: { readonly service: string; readonly method: string } | undefined;
   /** The x-breakwater-reason of a response Breakwater made itself, or client_closed; undefined when the upstream answered. */
   readonly reason: string | undefined;
   /** What went wrong, in words (the reply's message: the endpoint and cause of upstream_unavailable, say); undefined when the upstream answered. */
@@ -34,8 +49,6 @@ export interface RequestRecord {
   readonly traceId: string | undefined;
   /** The server span's id, when the request is sampled. */
   readonly spanId: string | undefined;
-  /** `websocket` for a WebSocket handshake; absent for a plain HTTP request. */
-  readonly protocol?: 'websocket' | undefined;
 }
 
 /** Who or what ended a tunnel: one side closing or resetting its connection, or Breakwater. */

@@ -217,3 +217,123 @@ export class BodyCapture {
     waiting?.(outcome);
   }
 }
+
+/**
+ * A request body that streams to its first attempt at once and can be sent again: what has
+ * passed is kept, up to `limit` bytes, and each new reader gets it first, then what still
+ * comes from the client. A gRPC call needs this rather than bufferBody: a bidirectional or
+ * client-streaming call may not end its body until it has answers, so it cannot be read whole
+ * before the first attempt. Readers in flight together (hedges) each get every byte; the client
+ * is read no faster than the slowest of them. Once more than `limit` bytes have passed, no new
+ * reader can be opened: the call is committed to the attempts it has (gRPC's own rule, A6).
+ * While no reader is open (a retry's backoff), the client is not read.
+ */
+export class ReplayableBody {
+  readonly #source: Readable;
+  readonly #limit: number;
+  readonly #kept: Buffer[] = [];
+  #size = 0;
+  #ended = false;
+  #failed: Error | null = null;
+  readonly #readers = new Set<PassThrough>();
+  /** Readers whose buffer is full: the source waits for them. */
+  readonly #full = new Set<PassThrough>();
+
+  constructor(source: Readable, limit: number) {
+    this.#source = source;
+    this.#limit = limit;
+    source.on('data', (chunk: Buffer) => this.#pass(chunk));
+    source.on('end', () => {
+      this.#ended = true;
+      for (const reader of this.#readers) reader.end();
+    });
+    source.on('error', (error: Error) => {
+      this.#failed = error;
+      for (const reader of this.#readers) reader.destroy(error);
+    });
+  }
+
+  /** True while every byte that has passed is kept: another reader may still be opened. */
+  get replayable(): boolean {
+    return this.#size <= this.#limit && this.#failed === null;
+  }
+
+  /** A new reader: everything kept so far, then the rest as it comes. Only while replayable. */
+  open(): Readable {
+    if (!this.replayable) throw new Error('the request body is no longer replayable');
+    const reader = new PassThrough();
+    for (const chunk of this.#kept) reader.write(chunk);
+    if (this.#ended) {
+      reader.end();
+      return reader;
+    }
+    this.#readers.add(reader);
+    reader.on('drain', () => {
+      this.#full.delete(reader);
+      if (this.#full.size === 0) this.#source.resume();
+    });
+    reader.on('close', () => {
+      this.#readers.delete(reader);
+      this.#full.delete(reader);
+      if (this.#readers.size === 0) this.#source.pause();
+      else if (this.#full.size === 0) this.#source.resume();
+    });
+    if (reader.writableNeedDrain) this.#waitFor(reader);
+    else if (this.#full.size === 0) this.#source.resume();
+    return reader;
+  }
+
+  #pass(chunk: Buffer): void {
+    this.#size += chunk.length;
+    if (this.#size <= this.#limit) this.#kept.push(chunk);
+    else this.#kept.length = 0;
+    for (const reader of this.#readers) if (!reader.write(chunk)) this.#waitFor(reader);
+  }
+
+  #waitFor(reader: PassThrough): void {
+    this.#full.add(reader);
+    this.#source.pause();
+  }
+}
+
+/**
+ * Reads what a streaming body sends until the next turn of the event loop, then calls `settled`
+ * once: with the whole body as a Buffer when it ended by then within `limit` bytes, else with a
+ * stream of what was read followed by the rest, as it comes. Whatever the body is, it is never
+ * held back longer than that turn, so a call that streams both ways is not delayed. Past
+ * `limit`, or when the body fails or `signal` aborts first, it is handed on as a stream at
+ * once, failures and all.
+ */
+export function readAhead(source: Readable, limit: number, signal: AbortSignal, settled: (body: Readable | Buffer) => void): void {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let done = false;
+  const finish = (body: Readable | Buffer): void => {
+    if (done) return;
+    done = true;
+    clearImmediate(turn);
+    source.off('data', onData);
+    source.off('end', onEnd);
+    source.off('error', onError);
+    signal.removeEventListener('abort', onAbort);
+    settled(body);
+  };
+  const asStream = (): void => {
+    source.pause();
+    finish(chunks.length === 0 ? source : resume(chunks, source));
+  };
+  const onData = (chunk: Buffer): void => {
+    chunks.push(chunk);
+    size += chunk.length;
+    if (size > limit) asStream();
+  };
+  const onEnd = (): void => finish(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
+  // The reader sees the failure on the stream it is given, which ends with it.
+  const onError = (): void => finish(resume(chunks, source));
+  const onAbort = (): void => asStream();
+  source.on('data', onData);
+  source.on('end', onEnd);
+  source.on('error', onError);
+  signal.addEventListener('abort', onAbort, { once: true });
+  const turn = setImmediate(asStream);
+}

@@ -1,6 +1,8 @@
 import type { IncomingMessage } from 'node:http';
+import type { Http2ServerRequest } from 'node:http2';
 import type { Duplex, Readable } from 'node:stream';
 import type { BreakerStateName, PolicyEvent } from './events.ts';
+import type { AttemptOutcome } from './outcome.ts';
 import type { RecordedOutcome, RequestRecord } from './record.ts';
 
 /** Everything the layers and the upstream client need to know about one client request. */
@@ -29,6 +31,8 @@ export interface ProxyRequest {
   readonly tried: string[];
   /** The request's trace; undefined while tracing is off. */
   readonly trace?: RequestTrace | undefined;
+  /** True for a gRPC call (content-type application/grpc*); its outcome is its grpc-status. */
+  readonly grpc?: boolean;
   /** Set when the request is the replay of a dead letter: that dead letter's id. */
   readonly replayOf?: string | undefined;
   /** Set on a WebSocket handshake: the protocol the client asks to switch to. */
@@ -42,6 +46,11 @@ export interface ProxyRequest {
 export interface BodySink {
   /** False when the sink's buffer is full: wait for 'drain' before writing more. */
   write(chunk: Buffer): boolean;
+  /**
+   * Trailer fields to send after the body, before `end`: an HTTP/2 response's trailers, or
+   * the last chunk's of an HTTP/1.1 chunked one. Absent on a sink that keeps bytes only.
+   */
+  addTrailers?(trailers: Record<string, string | string[]>): void;
   end(chunk?: Buffer): unknown;
   on(event: 'drain', listener: () => void): unknown;
 }
@@ -61,9 +70,27 @@ export interface UpstreamResponse {
   readonly body: ResponseBody;
   /** Set when a fallback made this response: stale | upstream | static. */
   readonly fallback?: 'stale' | 'upstream' | 'static';
+  /**
+   * A gRPC call's status when its head tells it: the grpc-status of a Trailers-Only response,
+   * or the gRPC equivalent of an HTTP error status. Undefined otherwise.
+   */
+  readonly grpcStatus?: number | undefined;
+  /** Set when the head could not tell the attempt's outcome: a gRPC call's status comes with its trailers. */
+  readonly lateOutcome?: LateOutcome | undefined;
   /** Set when the upstream switched protocols (a 101 to a handshake); its body is empty. */
   readonly tunnel?: UpstreamTunnel;
 }
+
+/** The outcome of an attempt whose response head could not tell it. */
+export interface LateOutcome {
+  /**
+   * Calls `listener` once the response is over, with its outcome: the status its trailers
+   * carried, or the failure that cut it short (reset, timeout); undefined when Breakwater
+   * cancelled or discarded it, which says nothing of the upstream.
+   */
+  onOutcome(listener: (outcome: AttemptOutcome | undefined) => void): void;
+}
+
 
 /** The upstream's connection after its 101: the WebSocket's bytes flow on it from here on. */
 export interface UpstreamTunnel {
@@ -124,7 +151,7 @@ export function onBodyEnd(response: UpstreamResponse, done: () => void): Upstrea
 
 /** Starts the trace of each request (src/telemetry/tracing/). */
 export interface RequestTracer {
-  startRequest(req: IncomingMessage, listener: string): RequestTrace;
+  startRequest(req: IncomingMessage | Http2ServerRequest, listener: string): RequestTrace;
 }
 
 /**

@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http';
+import type { Http2ServerRequest } from 'node:http2';
 import { connectionTokens, endToEndHeaders, hopByHop } from '../exchange/headers.ts';
 
 export interface UpstreamHeaderOptions {
@@ -14,7 +15,7 @@ export interface UpstreamHeaderOptions {
  * Host set to the target authority, x-forwarded-for with the peer appended,
  * x-forwarded-proto set, and x-request-id kept or added.
  */
-export function upstreamHeaders(req: IncomingMessage, options: UpstreamHeaderOptions): string[] {
+export function upstreamHeaders(req: IncomingMessage | Http2ServerRequest, options: UpstreamHeaderOptions): string[] {
   const raw = req.rawHeaders;
   const dropped = connectionTokens(req.headers.connection);
   const consumed = options.consumed;
@@ -36,6 +37,42 @@ export function upstreamHeaders(req: IncomingMessage, options: UpstreamHeaderOpt
       continue;
     }
     if (lower === 'x-request-id') hasRequestId = true;
+    out.push(name, raw[i + 1]!);
+  }
+  const peer = req.socket.remoteAddress;
+  if (peer !== undefined) forwardedFor = forwardedFor === undefined ? peer : `${forwardedFor}, ${peer}`;
+  if (forwardedFor !== undefined) out.push('x-forwarded-for', forwardedFor);
+  out.push('x-forwarded-proto', 'http');
+  if (!hasRequestId) out.push('x-request-id', options.requestId);
+  return out;
+}
+
+/**
+ * The header list to send upstream for a request that came by HTTP/2: as upstreamHeaders
+ * does for HTTP/1.1, with the pseudo-headers left out (:authority becomes Host). HTTP/2 has no
+ * Connection header and no hop-by-hop fields but `te: trailers` (RFC 9113 8.2.2).
+ */
+export function upstreamHeadersH2(req: IncomingMessage | Http2ServerRequest, options: UpstreamHeaderOptions): string[] {
+  const raw = req.rawHeaders;
+  const consumed = options.consumed;
+  const out: string[] = ['host', options.host];
+  let forwardedFor: string | undefined;
+  let hasRequestId = false;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    // Pseudo-headers (:method, :path, :authority, :scheme) are the request line.
+    if (name.charCodeAt(0) === 58 /* ':' */) continue;
+    if (name === 'host' || name === 'x-forwarded-proto') continue;
+    if (hopByHop.has(name)) {
+      if (name === 'te' && raw[i + 1]!.trim().toLowerCase() === 'trailers') out.push(name, 'trailers');
+      continue;
+    }
+    if (consumed?.has(name)) continue;
+    if (name === 'x-forwarded-for') {
+      forwardedFor = forwardedFor === undefined ? raw[i + 1]! : `${forwardedFor}, ${raw[i + 1]!}`;
+      continue;
+    }
+    if (name === 'x-request-id') hasRequestId = true;
     out.push(name, raw[i + 1]!);
   }
   const peer = req.socket.remoteAddress;

@@ -1,22 +1,32 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { Http2ServerRequest, Http2ServerResponse, OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import { createServer } from '../runtime/node-http.ts';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Transform, type Readable } from 'node:stream';
 import type { Config, ConnectionLimits, WebSocketConfig } from '../config/types.ts';
 import { ProxyError, type LocalReason } from '../exchange/errors.ts';
+import { grpcCodes, grpcMethodOf, grpcStatusIn, isGrpcContentType } from '../exchange/grpc.ts';
 import type { PolicyEvents } from '../exchange/events.ts';
 import { callHandler, type CallScope, type Handler } from '../exchange/handler.ts';
-import type { ConnectionRejection, RequestRecord } from '../exchange/record.ts';
+import type { ConnectionRejection, RequestProtocol, RequestRecord } from '../exchange/record.ts';
 import type { ProxyRequest, RequestTrace, RequestTracer } from '../exchange/request.ts';
 import { deadlineExceeded, deadlineReached, requestDeadline } from '../policies/deadline/deadline.ts';
 import { absoluteForm, type Router } from '../routing/match.ts';
 import type { Clock } from '../runtime/clock.ts';
 import { clientKey, ConnectionTable } from './connections.ts';
-import { callerTraceId, clientResponseHeaders, upstreamHeaders } from './headers.ts';
+import { H2cServer } from './h2c.ts';
+import { callerTraceId, clientResponseHeaders, upstreamHeaders, upstreamHeadersH2 } from './headers.ts';
+import { readAhead } from '../exchange/request-body.ts';
 import { sendLocalReply, sendRawLocalReply } from './local-reply.ts';
+import { sortConnection } from './preface.ts';
 import { isWebSocketUpgrade, WebSocketUpgrades, type WebSocketObserver } from './websocket/upgrade.ts';
+
+/** A client's request, by HTTP/1.1 or HTTP/2. */
+export type ClientRequest = IncomingMessage | Http2ServerRequest;
+/** The response to a client's request, by HTTP/1.1 or HTTP/2. */
+export type ClientResponse = ServerResponse | Http2ServerResponse;
 
 /** A route of the running config, with its composed handler. */
 export interface ActiveRoute {
@@ -26,6 +36,8 @@ export interface ActiveRoute {
   readonly timeoutMs: number;
   readonly match: Config['routes'][number]['match'];
   readonly handler: Handler;
+  /** The route's gRPC calls are counted by service and method (`telemetry.grpcMethods`). */
+  readonly grpcMethodLabels?: boolean;
   /** The route's WebSocket handshakes go through this one (src/stack/build.ts). */
   readonly handshake: Handler;
   readonly websocket: WebSocketConfig;
@@ -64,6 +76,12 @@ export interface ListenerOptions {
   readonly tracer: RequestTracer | undefined;
 }
 
+/**
+ * The most of an HTTP/2 request body held to see whether it is all there (readAhead): the
+ * retry layer's default bufferLimit, so that a body this size is replayable anyway.
+ */
+const readAheadLimitBytes = 64 * 1024;
+
 /** Status logged when the client went away before a response was sent (as nginx does). */
 const clientClosedStatus = 499;
 
@@ -99,8 +117,31 @@ function idleGraceMs(idleTimeoutMs: number): number {
   return Math.min(1000, Math.floor(idleTimeoutMs / 10));
 }
 
+/**
+ * The grpc-status a gRPC caller read: in the trailers or the Trailers-Only head Breakwater
+ * sent, CANCELLED when the client left before an answer, UNKNOWN when none was sent (the
+ * stream was cut short).
+ */
+function grpcStatusSent(res: ClientResponse, answered: boolean): number {
+  if (!answered) return grpcCodes.CANCELLED;
+  if ('stream' in res) {
+    const stream = res.stream as ServerHttp2Stream & { readonly sentTrailers?: OutgoingHttpHeaders; readonly sentHeaders?: OutgoingHttpHeaders };
+    const status = grpcStatusIn(stream.sentTrailers as Record<string, string> | undefined) ?? grpcStatusIn(stream.sentHeaders as Record<string, string> | undefined);
+    if (status !== undefined) return status;
+  }
+  const local = res.getHeader('grpc-status');
+  return typeof local === 'string' ? Number(local) : grpcCodes.UNKNOWN;
+}
+
+/** The size of a header list as HTTP/2 counts it against SETTINGS_MAX_HEADER_LIST_SIZE (RFC 9113 6.5.2). */
+function headerListSize(raw: readonly string[]): number {
+  let size = 0;
+  for (let i = 0; i < raw.length; i += 2) size += raw[i]!.length + raw[i + 1]!.length + 32;
+  return size;
+}
+
 /** Counts body bytes on their way upstream and fails the request past `limit`. */
-function limitBody(body: IncomingMessage, limit: number): Readable {
+function limitBody(body: Readable, limit: number): Readable {
   let seen = 0;
   const counter = new Transform({
     transform(chunk: Buffer, _encoding, done) {
@@ -131,6 +172,8 @@ export class Listener {
   readonly #lastExchange = new WeakMap<Duplex, { readonly req: IncomingMessage; readonly res: ServerResponse }>();
   /** Connections whose head came too late, waiting for their 408 (see lateHeadsPerTurn). */
   readonly #lateHeads: Socket[] = [];
+  /** The HTTP/2 side: connections that open with the h2c preface. */
+  readonly #h2c: H2cServer;
   readonly #websockets: WebSocketUpgrades;
   /** Waiting for the moment when the only connections left are WebSocket tunnels. */
   #tunnelsOnlyWaiters: (() => void)[] = [];
@@ -151,18 +194,29 @@ export class Listener {
         // Node's own 400 for a missing Host would carry no x-breakwater-reason: #handle answers it.
         requireHostHeader: false,
       },
-      (req, res) => this.#handle(req, res),
+      (req, res) => this.#handleHttp1(req, res),
     );
     // Node's own answer to an Expect other than 100-continue is a bare 417.
     this.server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) =>
-      this.#handle(req, res, new ProxyError('expectation_failed')),
+      this.#handleHttp1(req, res, new ProxyError('expectation_failed')),
     );
     // Node would say 100 Continue at once; #handle says it only to a request it will forward,
     // so a body that is refused anyway (413, 404, 503) is never sent.
-    this.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => this.#handle(req, res, undefined, true));
+    this.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => this.#handleHttp1(req, res, undefined, true));
     this.#applyTimeouts(options.limits);
-    // After node:http's own listener has set the socket up, and before it has read a byte.
-    this.server.on('connection', (socket: Socket) => this.#admit(socket));
+    this.#h2c = new H2cServer(
+      { maxHeaderBytes: options.maxHeaderBytes, limits: options.limits },
+      {
+        request: (req, res, expectsContinue) => this.#handle(req, res, true, undefined, expectsContinue),
+        connect: (req, res) => this.#handle(req, res, true, new ProxyError('method_not_allowed')),
+      },
+    );
+    // node:http serves a connection from its own 'connection' listener. It is taken out and
+    // called only for connections that turn out to speak HTTP/1.1: each new connection is
+    // first counted in (or refused) before a byte is read, then sorted by its first bytes.
+    const serveHttp1 = this.server.listeners('connection')[0] as (this: Server, socket: Socket) => void;
+    this.server.removeListener('connection', serveHttp1);
+    this.server.on('connection', (socket: Socket) => this.#accept(socket, serveHttp1));
     this.server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => this.#rejectMalformed(error, socket));
     // Without these listeners Node drops a CONNECT's socket without a byte, and passes an
     // upgrade on as a plain request with its Upgrade header stripped.
@@ -258,6 +312,27 @@ export class Listener {
   setLimits(limits: ConnectionLimits): void {
     this.#limits = limits;
     this.#applyTimeouts(limits);
+    this.#h2c.setLimits(limits);
+  }
+
+  /** Stops accepting connections; resolves once every connection, HTTP/1.1 and HTTP/2, has closed. */
+  close(): Promise<void> {
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+
+  /**
+   * Closes the idle keep-alive connections, and tells HTTP/2 clients to open no new streams
+   * (GOAWAY): every connection closes once its requests in flight have ended.
+   */
+  closeIdleConnections(): void {
+    this.server.closeIdleConnections();
+    this.#h2c.closeIdle();
+  }
+
+  /** Closes every connection now, requests in flight included. */
+  closeAllConnections(): void {
+    this.server.closeAllConnections();
+    this.#h2c.closeAll();
   }
 
   #applyTimeouts(limits: ConnectionLimits): void {
@@ -267,8 +342,12 @@ export class Listener {
     this.server.keepAliveTimeoutBuffer = grace;
   }
 
-  /** Counts a new connection in, or closes it at once when a connection limit refuses it. */
-  #admit(socket: Socket): void {
+  /**
+   * Counts a new connection in, or closes it at once when a connection limit refuses it; then
+   * hands it to HTTP/1.1 or HTTP/2 by its first bytes. A connection that sends nothing for
+   * headersTimeout is closed, as one whose head is too slow.
+   */
+  #accept(socket: Socket, serveHttp1: (this: Server, socket: Socket) => void): void {
     const observer = this.#options.observer;
     const client = clientKey(socket.remoteAddress);
     const refusal = this.#connections.admit(client, this.#limits);
@@ -285,6 +364,23 @@ export class Listener {
       observer.connectionClosed(this.name);
       this.#checkTunnelsOnly();
     });
+    sortConnection(
+      socket,
+      this.#limits.headersTimeoutMs,
+      (protocol) => {
+        if (protocol === 'h2c') {
+          this.#h2c.accept(socket);
+          return;
+        }
+        serveHttp1.call(this.server, socket);
+        socket.resume();
+      },
+      () => {
+        // A connection that never sent a byte has no request to answer.
+        observer.connectionRejected(this.name, 'headers_timeout');
+        socket.destroy();
+      },
+    );
   }
 
   #rejectMalformed(error: NodeJS.ErrnoException, socket: Socket): void {
@@ -340,11 +436,13 @@ export class Listener {
     socket.once('close', cancelLinger);
     this.#options.observer.requestFinished({
       listener: this.name,
+      protocol: 'http1',
       route: undefined,
       upstream: undefined,
       method,
       path,
       status: error.status,
+      grpcStatus: undefined,
       reason: error.reason,
       detail: error.message,
       fallback: undefined,
@@ -360,7 +458,7 @@ export class Listener {
    * Routes and proxies a request. `refusal`: answer it with this instead, as any request answered
    * early; `expectsContinue`: the client waits for 100 Continue before it sends the body.
    */
-  #handle(req: IncomingMessage, res: ServerResponse, refusal?: ProxyError, expectsContinue = false): void {
+  #handleHttp1(req: IncomingMessage, res: ServerResponse, refusal?: ProxyError, expectsContinue = false): void {
     const socket = req.socket;
     // Node parses on after an answer on the raw socket (a 408 for a slow head, say): a head
     // that completes then was already refused.
@@ -378,6 +476,15 @@ export class Listener {
       if (count === maxRequests) res.shouldKeepAlive = false;
     }
     this.#lastExchange.set(socket, { req, res });
+    this.#handle(req, res, false, refusal, expectsContinue);
+  }
+
+  /**
+   * Routes and proxies a request that came by HTTP/1.1 or, with `h2`, by HTTP/2. `refusal`:
+   * answer it with this instead, as any request answered early; `expectsContinue`: the client
+   * waits for 100 Continue before it sends the body.
+   */
+  #handle(req: ClientRequest, res: ClientResponse, h2: boolean, refusal?: ProxyError, expectsContinue = false): void {
     const options = this.#options;
     const clock = options.clock;
     const startedAt = clock.now();
@@ -391,13 +498,20 @@ export class Listener {
     options.observer.requestStarted(this.name);
 
     let url = req.url ?? '/';
-    let host = req.headers.host ?? '';
+    // RFC 9113 8.3.1: an HTTP/2 request names its target's authority in :authority.
+    let host = (h2 ? (req.headers[':authority'] as string | undefined) : undefined) ?? req.headers.host ?? '';
     if (refusal !== undefined) {
       this.#answerEarly(req, res, startedAt, requestId, trace, url, refusal);
       return;
     }
+    // A client that ignores the header list size Breakwater announces (SETTINGS_MAX_HEADER_LIST_SIZE)
+    // is answered as an HTTP/1.1 one with too large a head.
+    if (h2 && headerListSize(req.rawHeaders) > options.maxHeaderBytes) {
+      this.#answerEarly(req, res, startedAt, requestId, trace, url, new ProxyError('headers_too_large'));
+      return;
+    }
     // RFC 9112 3.2: an HTTP/1.1 request without Host is refused, whatever its target's form.
-    if (req.headers.host === undefined && req.httpVersionMajor === 1 && req.httpVersionMinor >= 1) {
+    if (!h2 && req.headers.host === undefined && req.httpVersionMajor === 1 && req.httpVersionMinor >= 1) {
       this.#answerEarly(req, res, startedAt, requestId, trace, url, new ProxyError('bad_request', { message: 'an HTTP/1.1 request needs a Host header' }));
       return;
     }
@@ -444,14 +558,17 @@ export class Listener {
     }
 
     if (expectsContinue) res.writeContinue();
-    const hasBody = contentLength !== undefined ? contentLength !== '0' : req.headers['transfer-encoding'] !== undefined;
+    // An HTTP/2 request without a body ends its stream with its headers.
+    const hasBody =
+      contentLength !== undefined ? contentLength !== '0' : h2 ? !(req as Http2ServerRequest).stream.endAfterHeaders : req.headers['transfer-encoding'] !== undefined;
+    const grpc = isGrpcContentType(req.headers['content-type']);
     const request: ProxyRequest = {
       listener: this.name,
       route: route.name,
       upstream: route.upstream,
       method,
       path: url,
-      headers: upstreamHeaders(req, { host, requestId, consumed: state.consumedHeaders }),
+      headers: (h2 ? upstreamHeadersH2 : upstreamHeaders)(req, { host, requestId, consumed: state.consumedHeaders }),
       body: !hasBody ? null : limits.maxBodyBytes > 0 && contentLength === undefined ? limitBody(req, limits.maxBodyBytes) : req,
       requestId,
       startedAt,
@@ -459,6 +576,7 @@ export class Listener {
       attempts: 0,
       tried: [],
       trace,
+      grpc,
     };
     // The request's one timer: its deadline, which ends whatever still runs for it.
     const controller = new AbortController();
@@ -474,6 +592,7 @@ export class Listener {
       cancelTimer();
       if (!res.writableFinished) controller.abort(new ProxyError('upstream_unavailable', { message: 'the client closed the connection' }));
       this.#finished(req, res, {
+        protocol: grpc ? 'grpc' : h2 ? 'h2c' : 'http1',
         route,
         startedAt,
         requestId,
@@ -485,35 +604,60 @@ export class Listener {
       });
     });
 
-    callHandler(route.handler, request, scope).then(
-      (response) => {
-        if (res.destroyed) {
-          response.body.discard();
-          return;
-        }
-        fallback = response.fallback;
-        if (options.draining()) res.shouldKeepAlive = false;
-        res.writeHead(response.status, clientResponseHeaders(response.headers, request.attempts, requestId));
-        response.body.pipeTo(res).catch((error: unknown) => {
-          // The head is already out: all that is left is to cut the response short.
-          if (error instanceof ProxyError) failure = error;
-          res.destroy();
-        });
-      },
-      (error: unknown) => {
-        const reply = error instanceof ProxyError ? error : new ProxyError('upstream_unavailable', { cause: error });
-        if (res.destroyed) return;
-        failure = reply;
-        if (options.draining()) res.shouldKeepAlive = false;
-        sendLocalReply(res, reply, { route: route.name, upstream: route.upstream, requestId, attempts: request.attempts }, reply.reason === 'payload_too_large');
-      },
-    );
+    const dispatch = (): void => {
+      callHandler(route.handler, request, scope).then(
+        (response) => {
+          if (res.destroyed) {
+            response.body.discard();
+            return;
+          }
+          fallback = response.fallback;
+          if (!h2 && options.draining()) (res as ServerResponse).shouldKeepAlive = false;
+          // The two response kinds take the same calls; node:http's types stand for both.
+          const sink = res as ServerResponse;
+          const headers = clientResponseHeaders(response.headers, request.attempts, requestId);
+          if (h2 && response.headers['grpc-status'] !== undefined) {
+            // A Trailers-Only gRPC response: its head must end the stream, as it came, or a gRPC
+            // client reads its status as metadata. Left unsent, the head goes out with the end.
+            sink.statusCode = response.status;
+            for (const name in headers) sink.setHeader(name, headers[name]!);
+          } else {
+            sink.writeHead(response.status, headers);
+          }
+          response.body.pipeTo(sink).catch((error: unknown) => {
+            // The head is already out: all that is left is to cut the response short.
+            if (error instanceof ProxyError) failure = error;
+            res.destroy();
+          });
+        },
+        (error: unknown) => {
+          const reply = error instanceof ProxyError ? error : new ProxyError('upstream_unavailable', { cause: error });
+          if (res.destroyed) return;
+          failure = reply;
+          if (!h2 && options.draining()) (res as ServerResponse).shouldKeepAlive = false;
+          sendLocalReply(res, reply, { route: route.name, upstream: route.upstream, requestId, attempts: request.attempts, grpc }, !h2 && reply.reason === 'payload_too_large');
+        },
+      );
+    };
+
+    const body = request.body;
+    if (!h2 || body === null || Buffer.isBuffer(body)) {
+      dispatch();
+      return;
+    }
+    // An HTTP/2 body that has all come by the next turn of the event loop (a unary gRPC call's
+    // one message, most often) goes upstream as the bytes it is: a stream costs undici's HTTP/2
+    // client a pipeline per request, several times the cost of the rest of the call.
+    readAhead(body, readAheadLimitBytes, scope.signal, (settled) => {
+      request.body = settled;
+      dispatch();
+    });
   }
 
   /** Answers before any upstream is involved. */
   #answerEarly(
-    req: IncomingMessage,
-    res: ServerResponse,
+    req: ClientRequest,
+    res: ClientResponse,
     startedAt: number,
     requestId: string,
     trace: RequestTrace | undefined,
@@ -521,24 +665,29 @@ export class Listener {
     error: ProxyError,
     route?: ActiveRoute,
   ): void {
-    // An unread body would otherwise be drained to keep the connection: close it instead.
+    // An unread body would otherwise be drained to keep the connection: close it instead. An
+    // HTTP/2 stream ends alone, its connection untouched.
     const closeConnection =
-      this.#options.draining() || req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
+      req.httpVersionMajor !== 2 &&
+      (this.#options.draining() || req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined);
+    const grpc = isGrpcContentType(req.headers['content-type']);
+    const protocol = grpc ? 'grpc' : req.httpVersionMajor === 2 ? 'h2c' : 'http1';
     res.once('close', () =>
-      this.#finished(req, res, { route, startedAt, requestId, path, failure: error, fallback: undefined, attempts: 0, trace }),
+      this.#finished(req, res, { protocol, route, startedAt, requestId, path, failure: error, fallback: undefined, attempts: 0, trace }),
     );
     sendLocalReply(
       res,
       error,
-      { route: route?.name, upstream: route?.upstream, requestId, attempts: route === undefined ? undefined : 0 },
+      { route: route?.name, upstream: route?.upstream, requestId, attempts: route === undefined ? undefined : 0, grpc },
       closeConnection,
     );
   }
 
   #finished(
-    req: IncomingMessage,
-    res: ServerResponse,
+    req: ClientRequest,
+    res: ClientResponse,
     outcome: {
+      protocol: RequestProtocol;
       route: ActiveRoute | undefined;
       startedAt: number;
       requestId: string;
@@ -554,11 +703,14 @@ export class Listener {
     const trace = outcome.trace;
     const record: RequestRecord = {
       listener: this.name,
+      protocol: outcome.protocol,
       route: outcome.route?.name,
       upstream: outcome.route?.upstream,
       method: req.method ?? '',
       path: outcome.path,
       status: answered ? res.statusCode : clientClosedStatus,
+      grpcStatus: outcome.protocol === 'grpc' ? grpcStatusSent(res, answered) : undefined,
+      grpcMethod: outcome.protocol === 'grpc' && outcome.route?.grpcMethodLabels === true ? grpcMethodOf(outcome.path) : undefined,
       reason: answered ? outcome.failure?.reason : 'client_closed',
       detail: answered ? outcome.failure?.message : undefined,
       fallback: outcome.fallback,

@@ -26,8 +26,8 @@ function listenerKey(config: Config, name: string): string {
 
 /** Stops accepting and resolves once every connection has closed, WebSocket tunnels included. */
 function closeListener(listener: Listener): Promise<void> {
-  const closed = new Promise<void>((resolve) => listener.server.close(() => resolve()));
-  listener.server.closeIdleConnections();
+  const closed = listener.close();
+  listener.closeIdleConnections();
   return closed;
 }
 
@@ -106,7 +106,7 @@ export class ListenerSet {
     // Tunnels get their close frames and a short grace to answer them (tunnel.ts); the
     // connections Node still counts as HTTP ones are closed at once.
     const tunnels = listeners.reduce((sum, listener) => sum + listener.closeTunnels(), 0);
-    for (const listener of listeners) listener.server.closeAllConnections();
+    for (const listener of listeners) listener.closeAllConnections();
     await closed;
     return { requests, tunnels };
   }

@@ -1,7 +1,9 @@
 import type { ServerResponse } from 'node:http';
+import type { Http2ServerResponse } from 'node:http2';
 import { STATUS_CODES } from '../runtime/node-http.ts';
 import type { Duplex } from 'node:stream';
 import type { LocalReason, ProxyError } from '../exchange/errors.ts';
+import { encodeGrpcMessage, grpcStatusOfReason } from '../exchange/grpc.ts';
 
 export interface LocalReplyContext {
   readonly route: string | undefined;
@@ -9,6 +11,8 @@ export interface LocalReplyContext {
   readonly requestId: string;
   /** Upstream attempts made before giving up; absent when no route matched. */
   readonly attempts: number | undefined;
+  /** The caller made a gRPC call: it is answered in gRPC's terms. */
+  readonly grpc?: boolean;
 }
 
 function body(reason: LocalReason, message: string, context: LocalReplyContext): string {
@@ -17,8 +21,37 @@ function body(reason: LocalReason, message: string, context: LocalReplyContext):
   });
 }
 
-/** Writes the JSON error response for a request Breakwater answers itself. */
-export function sendLocalReply(res: ServerResponse, error: ProxyError, context: LocalReplyContext, closeConnection = false): void {
+/** The grpc-status a gRPC caller gets for `error` (contract section 14). */
+export function grpcStatusOfError(error: ProxyError): number {
+  return error.grpcStatus ?? grpcStatusOfReason(error.reason, error.status);
+}
+
+/**
+ * Answers a gRPC caller: HTTP 200 with grpc-status and grpc-message in the head and nothing
+ * after it (Trailers-Only), which over HTTP/2 is one HEADERS frame that ends the stream: a
+ * gRPC client reads the status from it, not an HTTP error it could only call UNKNOWN or
+ * UNAVAILABLE.
+ */
+function sendGrpcLocalReply(res: ServerResponse | Http2ServerResponse, error: ProxyError, context: LocalReplyContext): void {
+  // The two response kinds take the same calls; node:http's types stand for both.
+  const out = res as ServerResponse;
+  out.statusCode = 200;
+  out.setHeader('content-type', 'application/grpc');
+  out.setHeader('grpc-status', String(grpcStatusOfError(error)));
+  out.setHeader('grpc-message', encodeGrpcMessage(error.message));
+  out.setHeader('x-breakwater-reason', error.reason);
+  out.setHeader('x-request-id', context.requestId);
+  if (context.attempts !== undefined) out.setHeader('x-breakwater-attempts', String(context.attempts));
+  // No writeHead: ended before its head is sent, the response goes out as one head that ends it.
+  out.end();
+}
+
+/** Writes the JSON error response for a request Breakwater answers itself (a gRPC caller gets a gRPC one). */
+export function sendLocalReply(res: ServerResponse | Http2ServerResponse, error: ProxyError, context: LocalReplyContext, closeConnection = false): void {
+  if (context.grpc === true) {
+    sendGrpcLocalReply(res, error, context);
+    return;
+  }
   const payload = body(error.reason, error.message, context);
   const headers: Record<string, string> = {
     'content-type': 'application/json',
@@ -28,8 +61,8 @@ export function sendLocalReply(res: ServerResponse, error: ProxyError, context: 
   };
   if (context.attempts !== undefined) headers['x-breakwater-attempts'] = String(context.attempts);
   if (closeConnection) headers.connection = 'close';
-  res.writeHead(error.status, headers);
-  res.end(payload);
+  // The two response kinds take the same calls; node:http's types stand for both.
+  (res as ServerResponse).writeHead(error.status, headers).end(payload);
 }
 
 /**

@@ -2,6 +2,7 @@ import type { Config, RetryConfig, RouteConfig } from '../config/types.ts';
 import type { PolicyEvents } from '../exchange/events.ts';
 import type { ProxyRequest } from '../exchange/request.ts';
 import { compose, type Handler, type Layer } from '../exchange/handler.ts';
+import { ProxyError } from '../exchange/errors.ts';
 import type { AttemptObserver } from '../exchange/record.ts';
 import { breakerLayer } from '../policies/breaker/layer.ts';
 import { BreakerRegistry, routeBreakerName } from '../policies/breaker/registry.ts';
@@ -231,6 +232,12 @@ export function handshakeRetry(retry: RetryConfig | undefined): RetryConfig | un
 export function buildHandshakeHandler(route: RouteConfig, deps: RouteDependencies): Handler {
   const { clock, random, events, registries } = deps;
   const { upstream, breaker, attemptTimeout, forward } = routeParts(route, deps);
+  if (upstream.config.protocol === 'h2c') {
+    // A WebSocket over HTTP/2 needs extended CONNECT (RFC 8441), which neither undici's client
+    // nor most servers speak: refused clearly here rather than failing as an unreachable upstream.
+    const refusal = `upstream ${upstream.name} speaks h2c; WebSocket handshakes need an upstream with protocol: http1`;
+    return () => Promise.reject(new ProxyError('upgrade_not_supported', { message: refusal }));
+  }
   const layers: Layer[] = [];
   // Chaos as for any request: an injected abort answers the handshake, a delay holds it.
   if (route.fault !== undefined) layers.push(faultLayer(route.fault, { clock, random, events }));

@@ -62,6 +62,7 @@ export function buildRunningState(config: Config, hash: string, previous: Runnin
     upstream: route.upstream,
     timeoutMs: route.timeoutMs,
     match: route.match,
+    grpcMethodLabels: route.telemetry?.grpcMethods === true,
     handler: buildRouteHandler(route, { ...deps, upstreams, deadlineHeader: config.deadline.header }),
     handshake: buildHandshakeHandler(route, { ...deps, upstreams, deadlineHeader: config.deadline.header }),
     websocket: route.websocket,
@@ -77,8 +78,9 @@ export function buildRunningState(config: Config, hash: string, previous: Runnin
     upstreams,
     hash,
     resolve,
-    // The caller's budget headers are replaced by the budget of each attempt.
-    consumedHeaders: new Set([...config.deadline.accept, config.deadline.header]),
+    // The caller's budget headers are replaced by the budget of each attempt; a gRPC call's
+    // attempts carry their own grpc-timeout, whether or not the caller's is read as a budget.
+    consumedHeaders: new Set([...config.deadline.accept, config.deadline.header, 'grpc-timeout']),
   };
 }
 

@@ -5,6 +5,7 @@
 // or ids, so the number of series stays bounded.
 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { grpcCodeName } from '../exchange/grpc.ts';
 import type { AttemptRecord, ConnectionRejection, RequestRecord } from '../exchange/record.ts';
 import { breakwaterVersion } from '../runtime/version.ts';
 
@@ -18,8 +19,14 @@ const families = {
   requests: {
     type: 'counter',
     name: 'breakwater_requests_total',
-    help: 'Client requests answered, by final status code. reason is the x-breakwater-reason of a response Breakwater made itself, empty when the upstream answered.',
-    labelNames: ['listener', 'route', 'upstream', 'code', 'reason'],
+    help: 'Client requests answered, by final status code. reason is the x-breakwater-reason of a response Breakwater made itself, empty when the upstream answered. protocol is http1, h2c, grpc for a gRPC call (whose outcome breakwater_grpc_requests_total counts), or websocket for a WebSocket handshake.',
+    labelNames: ['listener', 'route', 'upstream', 'code', 'reason', 'protocol'],
+  },
+  grpcRequests: {
+    type: 'counter',
+    name: 'breakwater_grpc_requests_total',
+    help: 'gRPC calls answered, by the grpc-status their client read (grpc_code: OK, UNAVAILABLE, DEADLINE_EXCEEDED...; CANCELLED when the client left first). grpc_service and grpc_method are set only for routes with telemetry.grpcMethods, else empty.',
+    labelNames: ['listener', 'route', 'upstream', 'grpc_code', 'grpc_service', 'grpc_method'],
   },
   requestDuration: {
     type: 'histogram',
@@ -55,8 +62,8 @@ const families = {
   attempts: {
     type: 'counter',
     name: 'breakwater_upstream_attempts_total',
-    help: 'Attempts sent to upstreams, retries and hedges included. outcome is response, connect-failure, reset, timeout, or cancelled (ended by Breakwater: a hedge that lost, a client gone); code is the status when outcome is response, else empty.',
-    labelNames: ['route', 'upstream', 'outcome', 'code'],
+    help: "Attempts sent to upstreams, retries and hedges included. outcome is response, connect-failure, reset, timeout, or cancelled (ended by Breakwater: a hedge that lost, a client gone); code is the status when outcome is response, else empty; grpc_code is a gRPC call's grpc-status (OK, UNAVAILABLE...), else empty.",
+    labelNames: ['route', 'upstream', 'outcome', 'code', 'grpc_code'],
   },
   attemptDuration: {
     type: 'histogram',
@@ -219,6 +226,7 @@ export function createMetrics(): Metrics {
   const tunnels: SeriesIndex<{ open: number; readonly labels: readonly string[] }> = new SeriesIndex((labels) => ({ open: 0, labels }));
 
   const requests = new Counter({ ...families.requests, registers: [registry], collect: (): void => flushPending(requestSeries.all) });
+  const grpcRequests = new Counter({ ...families.grpcRequests, registers: [registry], collect: (): void => flushPending(grpcRequestSeries.all) });
   const requestDuration = new Histogram({ ...families.requestDuration, registers: [registry] });
   // Registered through `registers`; its only writer is its own collect hook.
   new Gauge({
@@ -255,21 +263,26 @@ export function createMetrics(): Metrics {
   const configInfo = new Gauge({ ...families.configInfo, registers: [registry] });
   const buildInfo = new Gauge({ ...families.buildInfo, registers: [registry] });
 
-  // listener, route, upstream, code, reason
-  const requestSeries: SeriesIndex<TimedSeries> = new SeriesIndex(([listener = '', route = '', upstream = '', code = '', reason = '']) => ({
+  // listener, route, upstream, code, reason, protocol
+  const requestSeries: SeriesIndex<TimedSeries> = new SeriesIndex(([listener = '', route = '', upstream = '', code = '', reason = '', protocol = '']) => ({
     pending: 0,
-    count: requests.labels(listener, route, upstream, code, reason),
+    count: requests.labels(listener, route, upstream, code, reason, protocol),
     duration: requestDuration.labels(listener, route, upstream),
+  }));
+  // listener, route, upstream, grpc_code, grpc_service, grpc_method
+  const grpcRequestSeries: SeriesIndex<CountedSeries> = new SeriesIndex(([listener = '', route = '', upstream = '', code = '', service = '', method = '']) => ({
+    pending: 0,
+    count: grpcRequests.labels(listener, route, upstream, code, service, method),
   }));
   // listener, reason: a flood refuses connections by the thousand, so they are batched too.
   const rejectionSeries: SeriesIndex<CountedSeries> = new SeriesIndex(([listener = '', reason = '']) => ({
     pending: 0,
     count: connectionsRejected.labels(listener, reason),
   }));
-  // route, upstream, outcome, code
-  const attemptSeries: SeriesIndex<AttemptSeries> = new SeriesIndex(([route = '', upstream = '', outcome = '', code = '']) => ({
+  // route, upstream, outcome, code, grpc_code
+  const attemptSeries: SeriesIndex<AttemptSeries> = new SeriesIndex(([route = '', upstream = '', outcome = '', code = '', grpcCode = '']) => ({
     pending: 0,
-    count: attempts.labels(route, upstream, outcome, code),
+    count: attempts.labels(route, upstream, outcome, code, grpcCode),
     duration: attemptDuration.labels(route, upstream),
     deadlineRemaining: attemptDeadlineRemaining.labels(route, upstream),
   }));
@@ -285,17 +298,21 @@ export function createMetrics(): Metrics {
 
     recordRequest(s) {
       // No route or upstream is the empty label value: it cannot clash with a configured name.
-      const series = requestSeries.get([s.listener, s.route ?? '', s.upstream ?? '', s.status, s.reason ?? '']);
+      const series = requestSeries.get([s.listener, s.route ?? '', s.upstream ?? '', s.status, s.reason ?? '', s.protocol]);
       series.pending++;
       series.duration.observe(s.durationMs / 1000);
+      if (s.grpcStatus !== undefined) {
+        const method = s.grpcMethod;
+        grpcRequestSeries.get([s.listener, s.route ?? '', s.upstream ?? '', grpcCodeName(s.grpcStatus), method?.service ?? '', method?.method ?? '']).pending++;
+      }
     },
 
     recordAttempt(s) {
       const outcome = s.outcome;
       const series =
         outcome.kind === 'response'
-          ? attemptSeries.get([s.route, s.upstream, 'response', outcome.status])
-          : attemptSeries.get([s.route, s.upstream, outcome.kind === 'failure' ? outcome.failure : 'cancelled', '']);
+          ? attemptSeries.get([s.route, s.upstream, 'response', outcome.status, outcome.grpcStatus === undefined ? '' : grpcCodeName(outcome.grpcStatus)])
+          : attemptSeries.get([s.route, s.upstream, outcome.kind === 'failure' ? outcome.failure : 'cancelled', '', '']);
       series.pending++;
       series.duration.observe(s.durationMs / 1000);
       // An attempt starts only with budget left; the clamp keeps a clock step from making the sum negative.

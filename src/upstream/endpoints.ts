@@ -13,6 +13,9 @@ import { dnsSource, lookupFailure, originOf, type DnsSource, type Resolve } from
 import { PeakEwma } from './ewma.ts';
 import { OutlierDetector, type EndpointHealth } from './outlier.ts';
 
+/** Streams an h2c connection to an endpoint carries at once (undici's h2Options.maxConcurrentStreams default). */
+const h2StreamsPerConnection = 100;
+
 /** The default of `dnsRefresh`, for configs built without the normaliser. */
 const defaultDnsRefreshMs = 5_000;
 
@@ -131,6 +134,7 @@ export class EndpointSet {
   serves(config: UpstreamConfig, maxResponseHeaderBytes: number): boolean {
     const current = this.#config;
     return (
+      (current.protocol ?? 'http1') === (config.protocol ?? 'http1') &&
       current.connectTimeoutMs === config.connectTimeoutMs &&
       current.idleTimeoutMs === config.idleTimeoutMs &&
       this.#deps.maxResponseHeaderBytes === maxResponseHeaderBytes &&
@@ -187,9 +191,10 @@ export class EndpointSet {
    * time to an answer (a status below 500, 429 aside), or the time waited before a timeout;
    * outlier detection judges the outcome by the upstream's failOn. A cancelled attempt is no
    * failure and no answer to time, but it did go unanswered for as long as it ran: the latency
-   * estimate takes that as a floor.
+   * estimate takes that as a floor. A gRPC call's time is to its response head (`respondedAt`),
+   * its outcome having come later with the trailers.
    */
-  attemptEnded(endpoint: Endpoint, outcome: AttemptOutcome | undefined, startedAt: number, now: number): void {
+  attemptEnded(endpoint: Endpoint, outcome: AttemptOutcome | undefined, startedAt: number, now: number, respondedAt?: number): void {
     if (outcome === undefined) {
       // Without it, an endpoint whose slow attempts are all beaten by hedges would have no slow
       // sample at all, its estimate would fade, and it would draw ever more of the traffic.
@@ -200,8 +205,10 @@ export class EndpointSet {
     // quickly without the work being done: counted as latency, it would make the endpoint that
     // refuses look the fastest, draw traffic to it, and get the ones doing the work ejected
     // for being slower.
-    const waited = outcome.kind === 'response' ? outcome.status < 500 && outcome.status !== 429 : outcome.failure === 'timeout';
-    const latencyMs = waited ? now - startedAt : undefined;
+    const answered = outcome.kind === 'response' ? outcome.status < 500 && outcome.status !== 429 : outcome.failure === 'timeout';
+    // A gRPC call's outcome comes with its trailers: its latency is the time to its head.
+    const waited = respondedAt !== undefined || answered;
+    const latencyMs = waited ? (respondedAt ?? now) - startedAt : undefined;
     if (latencyMs !== undefined) endpoint.latency.observe(latencyMs, now);
     const detector = this.#detector;
     if (detector !== undefined) {
@@ -371,6 +378,9 @@ export class EndpointSet {
         // allows: the connection is given up after idleTimeout.
         bodyTimeout: config.idleTimeoutMs,
         maxHeaderSize: this.#deps.maxResponseHeaderBytes,
+        // h2c: HTTP/2 with prior knowledge, each connection carrying up to 100 streams at once
+        // (undici's default, and a Node server's); the pool opens another when all are busy.
+        ...(config.protocol === 'h2c' ? { allowH2: true, useH2c: true, pipelining: h2StreamsPerConnection } : {}),
       }),
     };
   }

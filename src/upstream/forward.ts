@@ -1,11 +1,13 @@
-import type { Duplex } from 'node:stream';
+import { PassThrough, type Duplex, type Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { abortReason, onAbort } from '../exchange/cancel.ts';
 import { fromUpstreamError, ProxyError } from '../exchange/errors.ts';
 import type { BreakerStateName } from '../exchange/events.ts';
 import type { CallScope, Handler } from '../exchange/handler.ts';
 import type { AttemptObserver, RecordedOutcome } from '../exchange/record.ts';
-import type { AttemptTrace, BodySink, ProxyRequest, ResponseBody, UpstreamResponse } from '../exchange/request.ts';
+import { formatGrpcTimeout, grpcCodes, grpcStatusIn, grpcStatusOfHttp } from '../exchange/grpc.ts';
+import type { AttemptOutcome } from '../exchange/outcome.ts';
+import type { AttemptTrace, BodySink, LateOutcome, ProxyRequest, ResponseBody, UpstreamResponse } from '../exchange/request.ts';
 import { writeDeadline } from '../policies/deadline/deadline.ts';
 import type { Clock } from '../runtime/clock.ts';
 import type { Endpoint, Upstream } from './upstream.ts';
@@ -31,6 +33,38 @@ export interface ForwardDeps {
 }
 
 /**
+ * The outcome of a gRPC call whose head carried no status: told once, when its trailers come
+ * (or the response fails or is given up), to whoever asked.
+ */
+class LateGrpcOutcome implements LateOutcome {
+  /** Monotonic ms of the response head: the attempt's latency ends there. */
+  readonly respondedAt: number;
+  #listeners: ((outcome: AttemptOutcome | undefined) => void)[] | null = [];
+  #outcome: AttemptOutcome | undefined;
+
+  constructor(respondedAt: number) {
+    this.respondedAt = respondedAt;
+  }
+
+  get settled(): boolean {
+    return this.#listeners === null;
+  }
+
+  onOutcome(listener: (outcome: AttemptOutcome | undefined) => void): void {
+    if (this.#listeners === null) listener(this.#outcome);
+    else this.#listeners.push(listener);
+  }
+
+  settle(outcome: AttemptOutcome | undefined): void {
+    const listeners = this.#listeners;
+    if (listeners === null) return;
+    this.#listeners = null;
+    this.#outcome = outcome;
+    for (const listener of listeners) listener(outcome);
+  }
+}
+
+/**
  * One attempt on one endpoint, as an undici dispatch handler. It resolves at the response
  * head, then holds the body (the connection paused) until it is piped into the client
  * response or discarded, so layers can look at the status before anything reaches the client.
@@ -52,9 +86,14 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
   #sink: BodySink | null = null;
   #pending: Buffer[] = [];
   #ended = false;
+  /** The response's trailers, once it ended with some. */
+  #trailers: Record<string, string | string[]> | null = null;
   #finished = false;
   #failed: ProxyError | null = null;
   #settlePipe: ((error: ProxyError | null) => void) | null = null;
+  /** A gRPC call's outcome still to come with its trailers; null otherwise. */
+  #late: LateGrpcOutcome | null = null;
+  #status = 0;
 
   constructor(
     request: ProxyRequest,
@@ -107,11 +146,25 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
     }
     // Hold the body until someone decides where it goes.
     controller.pause();
-    this.#observe({ kind: 'response', status: statusCode });
     const resolve = this.#resolve;
     this.#resolve = null;
     this.#reject = null;
-    resolve?.({ status: statusCode, headers, body: this });
+    if (this.#request.grpc !== true) {
+      this.#observe({ kind: 'response', status: statusCode });
+      resolve?.({ status: statusCode, headers, body: this });
+      return;
+    }
+    // A gRPC call: a Trailers-Only response (or a plain HTTP error) tells its status now;
+    // otherwise the trailers will, at the end of the body.
+    const grpcStatus = grpcStatusIn(headers) ?? (statusCode === 200 ? undefined : grpcStatusOfHttp(statusCode));
+    if (grpcStatus === undefined) {
+      this.#status = statusCode;
+      this.#late = new LateGrpcOutcome(this.#deps.clock.now());
+      resolve?.({ status: statusCode, headers, body: this, lateOutcome: this.#late });
+      return;
+    }
+    this.#observe({ kind: 'response', status: statusCode, grpcStatus });
+    resolve?.({ status: statusCode, headers, body: this, grpcStatus });
   }
 
   /** The upstream switched protocols (a 101 to a WebSocket handshake): the connection is the tunnel's now. */
@@ -147,37 +200,56 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
     }
   }
 
-  onResponseEnd(): void {
+  onResponseEnd(_controller: Controller, trailers: Record<string, string | string[] | undefined>): void {
     this.#ended = true;
+    if (hasAny(trailers)) this.#trailers = trailers as Record<string, string | string[]>;
+    // A gRPC response that ends without a status is one its client reports as UNKNOWN. Told
+    // before #finish ends the attempt's span, which records it.
+    if (this.#late !== null) this.#settleLate({ kind: 'response', status: this.#status, grpcStatus: grpcStatusIn(trailers) ?? grpcCodes.UNKNOWN });
     this.#finish();
     if (this.#sink !== null) {
+      if (this.#trailers !== null) this.#sink.addTrailers?.(this.#trailers);
       this.#sink.end();
       this.#settlePipe?.(null);
     }
   }
 
   onResponseError(_controller: Controller, error: Error): void {
+    const failure = fromUpstreamError(error, this.#endpoint.origin, this.#upstream.maxResponseHeaderBytes);
+    // A gRPC call cut after its head: its outcome is told before #finish ends its span.
+    if (this.#late !== null) this.#settleLate(failure.attemptFailure === undefined ? undefined : { kind: 'failure', failure: failure.attemptFailure });
     this.#finish();
-    this.#fail(fromUpstreamError(error, this.#endpoint.origin, this.#upstream.maxResponseHeaderBytes));
+    this.#fail(failure);
   }
 
-  #observe(outcome: RecordedOutcome): void {
+  /** `respondedAt`: when the response head came, for an outcome its trailers told later. */
+  #observe(outcome: RecordedOutcome, respondedAt?: number): void {
     if (this.#observed) return;
     this.#observed = true;
+    const now = this.#deps.clock.now();
     // A cancelled attempt judges no endpoint: it says nothing of how the endpoint does.
-    this.#upstream.attemptEnded(this.#endpoint, outcome.kind === 'cancelled' ? undefined : outcome, this.#startedAt, this.#deps.clock.now());
+    this.#upstream.attemptEnded(this.#endpoint, outcome.kind === 'cancelled' ? undefined : outcome, this.#startedAt, now, respondedAt);
     this.#deps.observe({
       route: this.#request.route,
       upstream: this.#endpoint.upstream,
       endpoint: this.#endpoint.origin,
       outcome,
-      durationMs: this.#deps.clock.now() - this.#startedAt,
+      durationMs: (respondedAt ?? now) - this.#startedAt,
       remainingMs: this.#request.deadlineAt - this.#startedAt,
     });
     this.#trace?.outcome(outcome);
   }
 
+  /** The late outcome of a gRPC call is known: undefined when Breakwater gave up on it. */
+  #settleLate(outcome: AttemptOutcome | undefined): void {
+    const late = this.#late!;
+    if (late.settled) return;
+    this.#observe(outcome ?? cancelled, late.respondedAt);
+    late.settle(outcome);
+  }
+
   #fail(error: ProxyError): void {
+    if (this.#late !== null) this.#settleLate(error.attemptFailure === undefined ? undefined : { kind: 'failure', failure: error.attemptFailure });
     // No attempt failure: Breakwater itself cancelled the attempt (a hedge that lost, a client gone).
     this.#observe(error.attemptFailure === undefined ? cancelled : { kind: 'failure', failure: error.attemptFailure });
     this.#failed = error;
@@ -210,6 +282,7 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
       for (const chunk of this.#pending) sink.write(chunk);
       this.#pending = [];
       if (this.#ended) {
+        if (this.#trailers !== null) sink.addTrailers?.(this.#trailers);
         sink.end();
         resolve();
         return;
@@ -223,15 +296,46 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
     });
   }
 
+  /**
+   * The body to hand undici's HTTP/2 client: `source`, except that when it fails (a body over
+   * maxBodyBytes, a client gone mid-upload) the attempt is cancelled on the next turn of the
+   * event loop, and the body undici reads neither errors nor is destroyed by anyone but undici,
+   * which ends it as it aborts. Given a body that errors, or a request aborted from within the
+   * read of another HTTP/2 stream (the client's, whose body failed), undici 8.13's HTTP/2 client
+   * leaves its session writing without end, its memory growing until the process is killed
+   * (docs/decisions/0011-h2c-and-grpc.md).
+   */
+  guardBody(source: Readable): Readable {
+    const guarded = new PassThrough();
+    // undici ends it with the attempt's error as it aborts; the attempt reports that error.
+    guarded.on('error', () => undefined);
+    source.on('error', (error: unknown) => {
+      const reason = error instanceof ProxyError ? error : new ProxyError('upstream_unavailable', { message: 'the request body could not be read', cause: error });
+      setImmediate(() => this.#cancel(reason));
+    });
+    source.pipe(guarded);
+    return guarded;
+  }
+
   discard(): void {
     this.#pending = [];
-    if (!this.#ended && this.#failed === null) this.#controller?.abort(new Error('response discarded'));
+    if (this.#ended || this.#failed !== null) return;
+    // Given up by Breakwater (a retry or fallback replaces it): no judgement of the upstream.
+    if (this.#late !== null) this.#settleLate(undefined);
+    this.#controller?.abort(new Error('response discarded'));
   }
+}
+
+/** True when `fields` has at least one field (undici gives an empty object for a response without trailers). */
+function hasAny(fields: Record<string, unknown> | undefined): boolean {
+  for (const name in fields) if (fields[name] !== undefined) return true;
+  return false;
 }
 
 /** The terminal handler: one attempt on an endpoint the upstream's balancer picks. */
 export function forwardTo(upstream: Upstream, deps: ForwardDeps): Handler {
   const { clock, deadlineHeader, breakerState } = deps;
+  const h2c = upstream.config.protocol === 'h2c';
   return (request, scope) =>
     new Promise<UpstreamResponse>((resolve, reject) => {
       if (scope.signal.aborted) {
@@ -246,6 +350,8 @@ export function forwardTo(upstream: Upstream, deps: ForwardDeps): Handler {
       const now = clock.now();
       const headers = request.headers.concat('x-breakwater-attempt', String(number));
       writeDeadline(headers, deadlineHeader, scope.dueAt, now);
+      // A gRPC server reads its deadline from grpc-timeout: this attempt's bound, as the deadline header says.
+      if (request.grpc === true) headers.push('grpc-timeout', formatGrpcTimeout(scope.dueAt - now));
       const trace =
         request.trace === undefined
           ? undefined
@@ -258,7 +364,9 @@ export function forwardTo(upstream: Upstream, deps: ForwardDeps): Handler {
               headers,
             });
       const exchange = new Exchange(request, upstream, endpoint, deps, scope, resolve, reject, trace);
-      const options: Dispatcher.DispatchOptions = { method: request.method, path: request.path, headers, body: request.body };
+      const body = request.body;
+      const sent = h2c && body !== null && !Buffer.isBuffer(body) ? exchange.guardBody(body) : body;
+      const options: Dispatcher.DispatchOptions = { method: request.method, path: request.path, headers, body: sent };
       // undici writes the Connection and Upgrade headers of a handshake itself.
       if (request.upgrade !== undefined) options.upgrade = request.upgrade;
       endpoint.pool.dispatch(options, exchange);

@@ -108,8 +108,8 @@ export class Upstream {
   }
 
   /** Told of each attempt's end; `outcome` undefined when the attempt was cancelled. */
-  attemptEnded(endpoint: Endpoint, outcome: AttemptOutcome | undefined, startedAt: number, now: number): void {
-    this.endpointSet.attemptEnded(endpoint, outcome, startedAt, now);
+  attemptEnded(endpoint: Endpoint, outcome: AttemptOutcome | undefined, startedAt: number, now: number, respondedAt?: number): void {
+    this.endpointSet.attemptEnded(endpoint, outcome, startedAt, now, respondedAt);
   }
 
   /** True when `config` can be served by this upstream's pools as they are. */

@@ -216,10 +216,10 @@ routes:
       const line = text.split('\n').find((candidate) => candidate.startsWith(`${series} `));
       return line === undefined ? 0 : Number(line.split(' ')[1]);
     };
-    expect(sample('breakwater_upstream_attempts_total{route="payments-read",upstream="payments",outcome="response",code="200"}')).toBeGreaterThan(0);
-    expect(sample('breakwater_upstream_attempts_total{route="dead",upstream="nowhere",outcome="connect-failure",code=""}')).toBeGreaterThan(0);
-    expect(sample('breakwater_requests_total{listener="outbound",route="dead",upstream="nowhere",code="503",reason="upstream_unavailable"}')).toBeGreaterThan(0);
-    expect(sample('breakwater_requests_total{listener="outbound",route="",upstream="",code="404",reason="no_route"}')).toBeGreaterThan(0);
+    expect(sample('breakwater_upstream_attempts_total{route="payments-read",upstream="payments",outcome="response",code="200",grpc_code=""}')).toBeGreaterThan(0);
+    expect(sample('breakwater_upstream_attempts_total{route="dead",upstream="nowhere",outcome="connect-failure",code="",grpc_code=""}')).toBeGreaterThan(0);
+    expect(sample('breakwater_requests_total{listener="outbound",route="dead",upstream="nowhere",code="503",reason="upstream_unavailable",protocol="http1"}')).toBeGreaterThan(0);
+    expect(sample('breakwater_requests_total{listener="outbound",route="",upstream="",code="404",reason="no_route",protocol="http1"}')).toBeGreaterThan(0);
   });
 
   it('writes one access-log line per request', async () => {

@@ -45,8 +45,8 @@ describe('telemetry server', () => {
     expect(response.status).toBe(200);
     expect(response.headers.get('content-type')).toBe('text/plain; version=0.0.4; charset=utf-8');
     const body = await response.text();
-    expect(body).toContain('breakwater_requests_total{listener="outbound",route="charge",upstream="payments",code="200",reason=""} 1');
-    expect(body).toContain('breakwater_upstream_attempts_total{route="charge",upstream="payments",outcome="connect-failure",code=""} 1');
+    expect(body).toContain('breakwater_requests_total{listener="outbound",route="charge",upstream="payments",code="200",reason="",protocol="http1"} 1');
+    expect(body).toContain('breakwater_upstream_attempts_total{route="charge",upstream="payments",outcome="connect-failure",code="",grpc_code=""} 1');
     expect(body).toContain('breakwater_config_info{hash="9f86d081884c7d65"} 1');
   });
 

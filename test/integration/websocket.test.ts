@@ -60,7 +60,9 @@ upstreams:
     endpoints: ["http://127.0.0.1:1"]
     circuitBreaker: {minRequests: 2, failureRate: 0.5, window: 1m, openFor: 1m}
   mixed: {endpoints: ["http://127.0.0.1:1", "${upstream.origin}"], loadBalancing: round-robin}
+  multiplexed: {endpoints: ["${upstream.origin}"], protocol: h2c}
 routes:
+  - {name: multiplexed, match: {pathPrefix: /multiplexed}, upstream: multiplexed}
   - {name: idle, match: {pathPrefix: /idle}, upstream: chat, timeout: 100ms, websocket: {idleTimeout: 400ms}}
   - {name: short, match: {pathPrefix: /short}, upstream: chat, websocket: {idleTimeout: 0, maxDuration: 300ms}}
   - {name: held, match: {pathPrefix: /held}, upstream: chat, timeout: 300ms}
@@ -268,6 +270,13 @@ routes:
     const refused = await refusedWebSocket(wsUrl(proxy, '/garbage'));
     expect(refused.status).toBe(502);
     expect(refused.headers['x-breakwater-reason']).toBe('upstream_invalid_response');
+  });
+
+  it('refuses a handshake whose upstream speaks h2c with 501, saying why', async () => {
+    const refused = await refusedWebSocket(wsUrl(proxy, '/multiplexed'));
+    expect(refused.status).toBe(501);
+    expect(refused.headers['x-breakwater-reason']).toBe('upgrade_not_supported');
+    expect(JSON.parse(refused.body)).toMatchObject({ error: { reason: 'upgrade_not_supported', route: 'multiplexed', upstream: 'multiplexed', message: expect.stringContaining('protocol: http1') } });
   });
 
   it("answers with the route's injected fault", async () => {

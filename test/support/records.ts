@@ -6,11 +6,13 @@ import type { AttemptRecord, RequestRecord } from '../../src/exchange/record.ts'
 export function requestRecord(overrides: Partial<RequestRecord> = {}): RequestRecord {
   return {
     listener: 'outbound',
+    protocol: 'http1',
     route: 'charge',
     upstream: 'payments',
     method: 'POST',
     path: '/charge',
     status: 200,
+    grpcStatus: undefined,
     reason: undefined,
     detail: undefined,
     fallback: undefined,

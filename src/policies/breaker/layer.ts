@@ -4,7 +4,7 @@
 import { ProxyError } from '../../exchange/errors.ts';
 import type { PolicyEvents } from '../../exchange/events.ts';
 import { callHandler, type Layer } from '../../exchange/handler.ts';
-import { matchesFailOn, type AttemptOutcome } from '../../exchange/outcome.ts';
+import { matchesFailOn, responseOutcome, type AttemptOutcome } from '../../exchange/outcome.ts';
 import type { Clock } from '../../runtime/clock.ts';
 import type { CircuitBreaker } from './state.ts';
 import type { JudgedCall } from './window.ts';
@@ -28,9 +28,10 @@ export interface BreakerLayerDependencies {
 export function breakerLayer(breaker: CircuitBreaker, deps: BreakerLayerDependencies): Layer {
   const { clock, events } = deps;
   const { failOn, slowCallDurationMs } = breaker.config;
-  const judge = (outcome: AttemptOutcome, startedAt: number): JudgedCall => {
+  /** `tookMs`: from the attempt's start to its response head, or to its failure. */
+  const judge = (outcome: AttemptOutcome, tookMs: number): JudgedCall => {
     const failed = matchesFailOn(outcome, failOn);
-    return clock.now() - startedAt > slowCallDurationMs ? (failed ? failedSlow : slow) : failed ? failedFast : fast;
+    return tookMs > slowCallDurationMs ? (failed ? failedSlow : slow) : failed ? failedFast : fast;
   };
 
   return (next) => (request, scope) => {
@@ -42,7 +43,18 @@ export function breakerLayer(breaker: CircuitBreaker, deps: BreakerLayerDependen
     }
     return callHandler(next, request, scope).then(
       (response) => {
-        breaker.record(clock.now(), judge({ kind: 'response', status: response.status }, startedAt), admission);
+        const now = clock.now();
+        const late = response.lateOutcome;
+        if (late === undefined) {
+          breaker.record(now, judge(responseOutcome(response), now - startedAt), admission);
+          return response;
+        }
+        // A gRPC call is judged by the status its trailers bring; it is slow or not by its head.
+        const tookMs = now - startedAt;
+        late.onOutcome((outcome) => {
+          if (outcome === undefined) breaker.release(admission);
+          else breaker.record(clock.now(), judge(outcome, tookMs), admission);
+        });
         return response;
       },
       (error: unknown) => {
@@ -50,7 +62,10 @@ export function breakerLayer(breaker: CircuitBreaker, deps: BreakerLayerDependen
         // No attempt failure means the upstream was never judged: the call was cancelled (the
         // client left) or never sent (no deadline left). Its probe slot goes to the next call.
         if (failure === undefined) breaker.release(admission);
-        else breaker.record(clock.now(), judge({ kind: 'failure', failure }, startedAt), admission);
+        else {
+          const now = clock.now();
+          breaker.record(now, judge({ kind: 'failure', failure }, now - startedAt), admission);
+        }
         throw error;
       },
     );

@@ -4,7 +4,9 @@ import type { FallbackKind, PolicyEvents } from '../../exchange/events.ts';
 import { callHandler, type CallScope, type Handler, type Layer } from '../../exchange/handler.ts';
 import type { ProxyRequest, UpstreamResponse } from '../../exchange/request.ts';
 import type { Clock } from '../../runtime/clock.ts';
-import { bufferedBody, statusHasBody } from '../../exchange/body.ts';
+import { bufferedBody, grpcMessageBody, statusHasBody } from '../../exchange/body.ts';
+import { encodeGrpcMessage, grpcCodes, grpcStatusOfHttp } from '../../exchange/grpc.ts';
+import { responseOutcome } from '../../exchange/outcome.ts';
 import { triggersFallback } from './select.ts';
 import type { StaleCache } from './stale-cache.ts';
 
@@ -28,6 +30,26 @@ function staticResponse(step: Extract<FallbackStep, { kind: 'response' }>): Upst
 }
 
 /**
+ * The static step as a gRPC caller gets it: a gRPC response, not the HTTP one its client could
+ * not read. OK answers one message with every field at its default value (an empty message
+ * decodes as that whatever its type); another status answers with that status alone.
+ */
+function staticGrpcResponse(step: Extract<FallbackStep, { kind: 'response' }>): UpstreamResponse {
+  const grpcStatus = step.grpcStatus ?? (step.status >= 200 && step.status <= 299 ? grpcCodes.OK : grpcStatusOfHttp(step.status));
+  const headers = { 'content-type': 'application/grpc', 'x-breakwater-fallback': 'static' };
+  if (grpcStatus !== grpcCodes.OK) {
+    return {
+      status: 200,
+      headers: { ...headers, 'grpc-status': String(grpcStatus), 'grpc-message': encodeGrpcMessage('served by a static fallback') },
+      grpcStatus,
+      body: bufferedBody(null),
+      fallback: 'static',
+    };
+  }
+  return { status: 200, headers, grpcStatus, body: grpcMessageBody(Buffer.alloc(0), { 'grpc-status': '0' }), fallback: 'static' };
+}
+
+/**
  * Answers for a failed call from the route's fallback chain. It sits outside the bulkhead and
  * retries, so it sees the final outcome. When the outcome is one of `on`, the steps are tried
  * in order and the first that yields a response wins; past the last, the original failure
@@ -40,6 +62,7 @@ export function fallbackLayer(config: FallbackConfig, deps: FallbackDeps): Layer
     if (step.kind === 'upstream' && failover === undefined) throw new Error(`route ${route}: an upstream fallback needs a failover handler`);
   }
   const statics = new Map(config.chain.flatMap((step) => (step.kind === 'response' ? [[step, staticResponse(step)] as const] : [])));
+  const grpcStatics = new Map(config.chain.flatMap((step) => (step.kind === 'response' ? [[step, staticGrpcResponse(step)] as const] : [])));
 
   async function failOver(upstream: string, request: ProxyRequest, scope: CallScope): Promise<UpstreamResponse | undefined> {
     // A streamed body has been consumed and cannot be sent again; a request cut short (route
@@ -52,7 +75,7 @@ export function fallbackLayer(config: FallbackConfig, deps: FallbackDeps): Layer
       return undefined;
     }
     // The other upstream failing the same way is no better an answer: go on down the chain.
-    if (triggersFallback({ kind: 'response', status: response.status }, config.on)) {
+    if (triggersFallback(responseOutcome(response), config.on)) {
       response.body.discard();
       return undefined;
     }
@@ -66,7 +89,7 @@ export function fallbackLayer(config: FallbackConfig, deps: FallbackDeps): Layer
       case 'upstream':
         return failOver(step.upstream, request, scope);
       case 'response':
-        return statics.get(step);
+        return (request.grpc === true ? grpcStatics : statics).get(step);
     }
   }
 
@@ -97,7 +120,7 @@ export function fallbackLayer(config: FallbackConfig, deps: FallbackDeps): Layer
   return (next) => (request, scope) => {
     return callHandler(next, request, scope).then(
       (response) => {
-        if (triggersFallback({ kind: 'response', status: response.status }, config.on)) return afterFailingResponse(request, scope, response);
+        if (triggersFallback(responseOutcome(response), config.on)) return afterFailingResponse(request, scope, response);
         return cache === undefined ? response : cache.capture(request, response, clock.now());
       },
       (error: unknown) => afterError(request, scope, error),

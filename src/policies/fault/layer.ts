@@ -1,3 +1,4 @@
+import { DEFAULTS } from '../../config/defaults.ts';
 import type { FaultConfig } from '../../config/types.ts';
 import { waitOrAbort } from '../../exchange/cancel.ts';
 import { ProxyError } from '../../exchange/errors.ts';
@@ -23,6 +24,7 @@ export interface FaultDeps {
  */
 export function faultLayer(config: FaultConfig, deps: FaultDeps): Layer {
   const { clock, random, events } = deps;
+  const abortGrpcStatus = config.abort?.grpcStatus ?? DEFAULTS.fault.abortGrpcStatus;
 
   /** Waits `delayMs`; gives up when the request is cut short or its deadline comes first. */
   async function delay(request: ProxyRequest, scope: CallScope, delayMs: number): Promise<void> {
@@ -39,7 +41,7 @@ export function faultLayer(config: FaultConfig, deps: FaultDeps): Layer {
     }
     if (decision.abortStatus !== null) {
       events.emit({ type: 'fault-injected', route: request.route, kind: 'abort' }, request);
-      throw new ProxyError('fault_injected', { status: decision.abortStatus });
+      throw new ProxyError('fault_injected', { status: decision.abortStatus, grpcStatus: abortGrpcStatus });
     }
     return next(request, scope);
   };

@@ -4,15 +4,15 @@ import { ChildScope, waitOrAbort } from '../../exchange/cancel.ts';
 import { ProxyError } from '../../exchange/errors.ts';
 import type { GiveUpReason, PolicyEvents } from '../../exchange/events.ts';
 import { callHandler, type CallScope, type Handler, type Layer } from '../../exchange/handler.ts';
-import { matchesRetryOn, type AttemptOutcome } from '../../exchange/outcome.ts';
-import { bufferBody } from '../../exchange/request-body.ts';
+import { matchesRetryOn, responseOutcome, type AttemptOutcome } from '../../exchange/outcome.ts';
+import { bufferBody, ReplayableBody } from '../../exchange/request-body.ts';
 import { onBodyEnd, type ProxyRequest, type UpstreamResponse } from '../../exchange/request.ts';
 import type { Clock } from '../../runtime/clock.ts';
 import type { Random } from '../../runtime/random.ts';
 import { percentileBound, type LatencyWindow } from '../deadline/latency.ts';
 import { backoffDelay } from '../retry/backoff.ts';
 import type { RetryBudget } from '../retry/budget.ts';
-import { decideRetry, mayRepeat } from '../retry/decide.ts';
+import { decideRetry, grpcMayRepeat, mayRepeat } from '../retry/decide.ts';
 
 export interface HedgeDeps {
   readonly clock: Clock;
@@ -55,7 +55,7 @@ function lostTo(order: number): ProxyError {
 async function attempt(next: Handler, request: ProxyRequest, scope: CallScope): Promise<Result> {
   try {
     const response = await callHandler(next, request, scope);
-    return { kind: 'response', outcome: { kind: 'response', status: response.status }, response };
+    return { kind: 'response', outcome: responseOutcome(response), response };
   } catch (error) {
     if (error instanceof ProxyError && error.attemptFailure !== undefined) return { kind: 'failure', outcome: { kind: 'failure', failure: error.attemptFailure }, error };
     return { kind: 'refused', error };
@@ -105,10 +105,16 @@ export function hedgeLayer(hedge: HedgeConfig, retry: RetryConfig | undefined, d
     const arrivedAt = clock.now();
     retryBudget?.recordRequest(arrivedAt);
     hedgeBudget.recordRequest(arrivedAt);
-    let replayable = true;
+    let buffered = true;
+    // A gRPC call's body streams to its attempts as it comes (it may not end before answers do).
+    let replay: ReplayableBody | undefined;
     const body = request.body;
-    if (body !== null && !Buffer.isBuffer(body)) replayable = await bufferBody(request, body, bufferLimit, scope.signal);
-    let mayHedge = replayable && mayRepeat(request.method, request.headers, deps.keyHeader);
+    if (body !== null && !Buffer.isBuffer(body)) {
+      if (request.grpc === true) replay = new ReplayableBody(body, bufferLimit);
+      else buffered = await bufferBody(request, body, bufferLimit, scope.signal);
+    }
+    const replayable = (): boolean => (replay === undefined ? buffered : replay.replayable);
+    let mayHedge = replayable() && ((request.grpc === true && grpcMayRepeat(retryOn)) || mayRepeat(request.method, request.headers, deps.keyHeader));
 
     const flying = new Set<Flight>();
     const landed: { flight: Flight; result: Result }[] = [];
@@ -121,6 +127,7 @@ export function hedgeLayer(hedge: HedgeConfig, retry: RetryConfig | undefined, d
     let previousDelayMs = retry?.backoff.baseMs ?? 0;
 
     const launch = (): void => {
+      if (replay !== undefined) request.body = replay.open();
       started += 1;
       lastLaunchAt = clock.now();
       const flight: Flight = { scope: new ChildScope(scope), order: started };
@@ -156,7 +163,7 @@ export function hedgeLayer(hedge: HedgeConfig, retry: RetryConfig | undefined, d
     launch();
     for (;;) {
       // Wait for an attempt to end, or for the hedge delay to pass with no answer.
-      const canHedge = mayHedge && flying.size > 0 && flying.size < hedge.maxAttempts && started < maxTotal && !scope.signal.aborted;
+      const canHedge = mayHedge && replayable() && flying.size > 0 && flying.size < hedge.maxAttempts && started < maxTotal && !scope.signal.aborted;
       let hedgeDue = false;
       if (landed.length === 0) {
         const waitMs = canHedge ? Math.max(0, lastLaunchAt + delayMs(clock.now()) - clock.now()) : undefined;
@@ -189,6 +196,11 @@ export function hedgeLayer(hedge: HedgeConfig, retry: RetryConfig | undefined, d
       }
 
       if (hedgeDue && flying.size > 0) {
+        if (!replayable()) {
+          // More of a streaming body passed than bufferLimit while the hedge delay ran.
+          mayHedge = false;
+          continue;
+        }
         if (hedgeBudget.tryWithdraw(clock.now())) {
           events.emit({ type: 'hedge', route, upstream, result: 'sent' }, request);
           launch();
@@ -210,6 +222,7 @@ export function hedgeLayer(hedge: HedgeConfig, retry: RetryConfig | undefined, d
         responseHeaders: failed.kind === 'response' ? failed.response.headers : noHeaders,
         method: request.method,
         requestHeaders: request.headers,
+        grpc: request.grpc === true,
         remainingMs,
         wallNow: clock.wallNow(),
         ...(deps.keyHeader === undefined ? {} : { keyHeader: deps.keyHeader }),
@@ -217,7 +230,7 @@ export function hedgeLayer(hedge: HedgeConfig, retry: RetryConfig | undefined, d
       if (decision.kind === 'final') return finish(undefined, failed);
       if (decision.kind === 'give-up') return giveUp(decision.reason, failed);
       if (started >= maxTotal) return giveUp('attempts', failed);
-      if (!replayable) return giveUp('body', failed);
+      if (!replayable()) return giveUp('body', failed);
       if (breakerOpen?.(now) === true) return giveUp('breaker', failed);
       const backsOff = decision.retryAfterMs === undefined && deps.untried?.(request) !== true;
       const waitMs = decision.retryAfterMs ?? (backsOff ? backoffDelay(retry.backoff, backoffs + 1, previousDelayMs, random) : 0);

@@ -1,5 +1,6 @@
-import type { RetryConfig } from '../../config/types.ts';
+import type { RetryCondition, RetryConfig } from '../../config/types.ts';
 import type { GiveUpReason, RetryTrigger } from '../../exchange/events.ts';
+import { namesGrpcCondition } from '../../exchange/grpc.ts';
 import { matchesRetryOn, type AttemptOutcome } from '../../exchange/outcome.ts';
 
 // "Would I retry this outcome?": the rules that depend on the outcome and the request only.
@@ -21,6 +22,8 @@ export interface RetryQuestion {
   readonly method: string;
   /** The request's headers as a flat [name, value, ...] list. */
   readonly requestHeaders: readonly string[];
+  /** True for a gRPC call: a POST on the wire, which the route's retryOn may declare safe to repeat. */
+  readonly grpc?: boolean;
   /** What is left of the request's deadline, in ms. */
   readonly remainingMs: number;
   /** Wall-clock ms since the epoch, for a Retry-After given as an HTTP-date. */
@@ -50,6 +53,27 @@ export function hasIdempotencyKey(headers: readonly string[], keyHeader = defaul
  */
 export function mayRepeat(method: string, headers: readonly string[], keyHeader = defaultKeyHeader): boolean {
   return idempotentMethods.has(method.toUpperCase()) || hasIdempotencyKey(headers, keyHeader);
+}
+
+/**
+ * True when a gRPC call may be sent more than once on a route with `retryOn`: every gRPC call
+ * is a POST on the wire, so the method rule cannot tell; a retryOn that names a gRPC status is
+ * the route owner's statement that its calls may be repeated, as a retryPolicy is in gRPC's
+ * own service config (contract section 14).
+ */
+export function grpcMayRepeat(retryOn: readonly RetryCondition[]): boolean {
+  return namesGrpcCondition(retryOn);
+}
+
+/**
+ * The wait a gRPC server's `grpc-retry-pushback-ms` asks for: a number of ms, or `stop` for a
+ * negative or unparseable value, which means "do not retry" (gRPC A6); undefined when absent.
+ */
+export function parseGrpcPushback(value: string | string[] | undefined): number | 'stop' | undefined {
+  const first = Array.isArray(value) ? value[0] : value;
+  if (first === undefined) return undefined;
+  const text = first.trim();
+  return /^\d+$/.test(text) ? Number(text) : 'stop';
 }
 
 // RFC 9110 section 5.6.7: recipients accept the preferred IMF-fixdate and the two obsolete forms.
@@ -92,8 +116,17 @@ export function decideRetry(config: Pick<RetryConfig, 'retryOn' | 'respectRetryA
   if (!matchesRetryOn(outcome, config.retryOn)) return { kind: 'final' };
 
   const neverLeft = outcome.kind === 'failure' && outcome.failure === 'connect-failure';
-  if (!neverLeft && !mayRepeat(question.method, question.requestHeaders, question.keyHeader)) {
+  const repeatable = question.grpc === true ? grpcMayRepeat(config.retryOn) : false;
+  if (!neverLeft && !repeatable && !mayRepeat(question.method, question.requestHeaders, question.keyHeader)) {
     return { kind: 'give-up', reason: 'method' };
+  }
+
+  if (config.respectRetryAfter && outcome.kind === 'response' && outcome.grpcStatus !== undefined) {
+    // A gRPC server's pushback: wait exactly that long, or not retry at all (gRPC A6).
+    const pushback = parseGrpcPushback(question.responseHeaders['grpc-retry-pushback-ms']);
+    if (pushback === 'stop') return { kind: 'give-up', reason: 'retry-after' };
+    if (pushback !== undefined && pushback >= question.remainingMs) return { kind: 'give-up', reason: 'retry-after' };
+    if (pushback !== undefined) return { kind: 'retry', trigger: triggerOf(outcome), retryAfterMs: pushback };
   }
 
   let retryAfterMs: number | undefined;

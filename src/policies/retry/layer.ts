@@ -4,12 +4,12 @@ import { waitOrAbort } from '../../exchange/cancel.ts';
 import { ProxyError } from '../../exchange/errors.ts';
 import type { GiveUpReason, PolicyEvents } from '../../exchange/events.ts';
 import { callHandler, type CallScope, type Handler, type Layer } from '../../exchange/handler.ts';
-import type { AttemptOutcome } from '../../exchange/outcome.ts';
+import { responseOutcome, type AttemptOutcome } from '../../exchange/outcome.ts';
 import type { ProxyRequest, UpstreamResponse } from '../../exchange/request.ts';
 import type { Clock } from '../../runtime/clock.ts';
 import type { Random } from '../../runtime/random.ts';
 import { backoffDelay } from './backoff.ts';
-import { bufferBody } from '../../exchange/request-body.ts';
+import { bufferBody, ReplayableBody } from '../../exchange/request-body.ts';
 import type { RetryBudget } from './budget.ts';
 import { decideRetry } from './decide.ts';
 
@@ -47,15 +47,18 @@ function attemptFailure(error: unknown): Attempt {
 async function attempt(next: Handler, request: ProxyRequest, scope: CallScope): Promise<Attempt> {
   try {
     const response = await next(request, scope);
-    return { outcome: { kind: 'response', status: response.status }, response };
+    return { outcome: responseOutcome(response), response };
   } catch (error) {
     return attemptFailure(error);
   }
 }
 
-/** retryOn can only list 429 and 5xx statuses, so any other response is final. */
+/**
+ * retryOn can only list 429 and 5xx statuses, and gRPC statuses other than OK, so any other
+ * response is final.
+ */
 function isFinal(response: UpstreamResponse): boolean {
-  return response.status < 500 && response.status !== 429;
+  return response.status < 500 && response.status !== 429 && (response.grpcStatus === undefined || response.grpcStatus === 0);
 }
 
 function settle(result: Attempt): UpstreamResponse {
@@ -80,7 +83,8 @@ export function retryLayer(config: RetryConfig, deps: RetryDeps): Layer {
   const { clock, random, events, budget, breakerOpen } = deps;
 
   /** Decides on the outcome of attempt number `attempts`, then makes the retries it allows. */
-  async function retryAfter(next: Handler, request: ProxyRequest, scope: CallScope, replayable: boolean, first: Attempt): Promise<UpstreamResponse> {
+  /** `replay`: whether the body can be sent again, or the body that says so and gives each attempt its own copy. */
+  async function retryAfter(next: Handler, request: ProxyRequest, scope: CallScope, replay: boolean | ReplayableBody, first: Attempt): Promise<UpstreamResponse> {
     const { route, upstream } = request;
     const giveUp = (reason: GiveUpReason, result: Attempt): UpstreamResponse => {
       events.emit({ type: 'retry-give-up', route, upstream, reason }, request);
@@ -101,6 +105,7 @@ export function retryLayer(config: RetryConfig, deps: RetryDeps): Layer {
         responseHeaders: 'response' in result ? result.response.headers : noHeaders,
         method: request.method,
         requestHeaders: request.headers,
+        grpc: request.grpc === true,
         remainingMs,
         wallNow: clock.wallNow(),
         ...(deps.keyHeader === undefined ? {} : { keyHeader: deps.keyHeader }),
@@ -108,7 +113,7 @@ export function retryLayer(config: RetryConfig, deps: RetryDeps): Layer {
       if (decision.kind === 'final') return settle(result);
       if (decision.kind === 'give-up') return giveUp(decision.reason, result);
       if (attempts >= config.maxAttempts) return giveUp('attempts', result);
-      if (!replayable) return giveUp('body', result);
+      if (replay === false || (replay !== true && !replay.replayable)) return giveUp('body', result);
       if (breakerOpen?.(now) === true) return giveUp('breaker', result);
       const backsOff = decision.retryAfterMs === undefined && deps.untried?.(request) !== true;
       const delayMs = decision.retryAfterMs ?? (backsOff ? backoffDelay(config.backoff, backoffs + 1, previousDelayMs, random) : 0);
@@ -123,6 +128,8 @@ export function retryLayer(config: RetryConfig, deps: RetryDeps): Layer {
       events.emit({ type: 'retry', route, upstream, attempt: attempts + 1, delayMs, trigger: decision.trigger }, request);
       // The request's end (route timeout, client gone) cuts the wait short.
       if (delayMs > 0) await waitOrAbort(clock, delayMs, scope.signal);
+      // Nothing of a streaming body passed during the wait: no attempt was reading it.
+      if (typeof replay !== 'boolean') request.body = replay.open();
       result = await attempt(next, request, scope);
     }
   }
@@ -132,15 +139,26 @@ export function retryLayer(config: RetryConfig, deps: RetryDeps): Layer {
     return retryAfter(next, request, scope, replayable, await attempt(next, request, scope));
   }
 
+  /** A gRPC call's body streams to the first attempt at once, and is kept to be sent again (ReplayableBody). */
+  async function streamThenRetry(next: Handler, request: ProxyRequest, scope: CallScope, body: Readable): Promise<UpstreamResponse> {
+    const replay = new ReplayableBody(body, config.bufferLimitBytes);
+    request.body = replay.open();
+    return retryAfter(next, request, scope, replay, await attempt(next, request, scope));
+  }
+
   return (next) => (request, scope) => {
     budget.recordRequest(clock.now());
     const body = request.body;
-    // A body still streaming from the client is read into memory first, when it fits.
-    if (body !== null && !Buffer.isBuffer(body)) return bufferThenRetry(next, request, scope, body);
+    if (body !== null && !Buffer.isBuffer(body)) {
+      // A gRPC call may stream both ways: its first attempt cannot wait for the end of its body.
+      if (request.grpc === true) return streamThenRetry(next, request, scope, body);
+      // A body still streaming from the client is read into memory first, when it fits.
+      return bufferThenRetry(next, request, scope, body);
+    }
     // Without a body to buffer the first attempt goes straight out, and a final response
     // comes back without the retry loop.
     return callHandler(next, request, scope).then(
-      (response) => (isFinal(response) ? response : retryAfter(next, request, scope, true, { outcome: { kind: 'response', status: response.status }, response })),
+      (response) => (isFinal(response) ? response : retryAfter(next, request, scope, true, { outcome: responseOutcome(response), response })),
       (error: unknown) => retryAfter(next, request, scope, true, attemptFailure(error)),
     );
   };

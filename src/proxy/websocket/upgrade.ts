@@ -326,6 +326,7 @@ class Handshake {
       method: this.#req.method ?? '',
       path: this.#path,
       status,
+      grpcStatus: undefined,
       reason: gone ? 'client_closed' : failure?.reason,
       detail: gone ? undefined : failure?.message,
       fallback: undefined,

@@ -2,6 +2,7 @@
 // client span per upstream attempt, with W3C context carried upstream on each attempt.
 
 import type { IncomingMessage } from 'node:http';
+import type { Http2ServerRequest } from 'node:http2';
 import {
   defaultTextMapGetter,
   ROOT_CONTEXT,
@@ -33,6 +34,7 @@ import {
 import type { Sampler } from '@opentelemetry/sdk-trace';
 import type { RecordedOutcome, RequestRecord } from '../../exchange/record.ts';
 import type { AttemptStart, AttemptTrace, ProxyRequest, RequestTrace, RequestTracer } from '../../exchange/request.ts';
+import { grpcCodeName, grpcMethodOf, isGrpcServerError } from '../../exchange/grpc.ts';
 import { pathOnly } from '../logger.ts';
 import type { TraceIds } from './ids.ts';
 import { spanEvent } from './span-events.ts';
@@ -80,7 +82,7 @@ export class Tracing implements RequestTracer {
     this.#stop = stop;
   }
 
-  startRequest(req: IncomingMessage, listener: string): RequestTrace {
+  startRequest(req: IncomingMessage | Http2ServerRequest, listener: string): RequestTrace {
     const spans = this.#spans;
     const method = req.method ?? 'GET';
     // Without a traceparent the request starts a trace: nothing to parse.
@@ -108,7 +110,8 @@ export class Tracing implements RequestTracer {
     span.setAttribute(ATTR_SERVER_ADDRESS, address === '' ? undefined : address);
     span.setAttribute(ATTR_SERVER_PORT, port);
     span.setAttribute(ATTR_CLIENT_ADDRESS, req.socket.remoteAddress);
-    span.setAttribute(ATTR_NETWORK_PROTOCOL_VERSION, req.httpVersion);
+    // The semantic conventions spell HTTP/2 as "2".
+    span.setAttribute(ATTR_NETWORK_PROTOCOL_VERSION, req.httpVersionMajor === 2 ? '2' : req.httpVersion);
     span.setAttribute('breakwater.listener', listener);
     spans.ids.choose(undefined);
     return new ServerSpan(spans, span, trace.setSpan(parent, span), method, known, parentIds?.traceId);
@@ -221,7 +224,10 @@ class ServerSpan implements RequestTrace {
     const method = this.#method;
     const known = this.#knownMethod;
     const { address, port } = endpoint(this.#spans, attempt.origin);
-    const span = this.#spans.tracer.startSpan(`${method} ${attempt.upstream}`, { kind: SpanKind.CLIENT }, this.#context);
+    // A gRPC call's span is named as the RPC conventions name it: service/method.
+    const rpc = request.grpc === true ? grpcMethodOf(request.path) : undefined;
+    const span = this.#spans.tracer.startSpan(rpc === undefined ? `${method} ${attempt.upstream}` : `${rpc.service}/${rpc.method}`, { kind: SpanKind.CLIENT }, this.#context);
+    if (request.grpc === true) setRpcAttributes(span, rpc);
     span.setAttribute(ATTR_HTTP_REQUEST_METHOD, known ? method : '_OTHER');
     span.setAttribute(ATTR_HTTP_REQUEST_METHOD_ORIGINAL, known ? undefined : method);
     span.setAttribute(ATTR_SERVER_ADDRESS, address);
@@ -258,7 +264,18 @@ class ServerSpan implements RequestTrace {
       span.setAttribute('breakwater.attempts', record.attempts);
       // A WebSocket handshake's span ends at its answer; the tunnel's life is in the access log.
       span.setAttribute('breakwater.protocol', record.protocol);
-      if (record.route !== undefined) span.updateName(`${this.#method} ${record.route}`);
+      if (record.protocol === 'grpc') {
+        // OpenTelemetry's RPC conventions: named service/method, the status as a number; in
+        // error for the codes that say the server failed.
+        const rpc = grpcMethodOf(record.path);
+        setRpcAttributes(span, rpc);
+        if (rpc !== undefined) span.updateName(`${rpc.service}/${rpc.method}`);
+        span.setAttribute(ATTR_RPC_GRPC_STATUS_CODE, record.grpcStatus);
+        if (record.grpcStatus !== undefined && isGrpcServerError(record.grpcStatus)) {
+          span.setAttribute(ATTR_ERROR_TYPE, record.reason ?? grpcCodeName(record.grpcStatus));
+          span.setStatus({ code: SpanStatusCode.ERROR });
+        }
+      } else if (record.route !== undefined) span.updateName(`${this.#method} ${record.route}`);
       // A server span is in error for a 5xx only: a 4xx is the client's mistake.
       if (answered && record.status >= 500) {
         span.setAttribute(ATTR_ERROR_TYPE, record.reason ?? String(record.status));
@@ -287,6 +304,16 @@ class ClientSpan implements AttemptTrace {
     }
     span.setAttribute('breakwater.outcome', outcome.kind === 'response' ? 'response' : outcome.failure);
     span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
+    const grpcStatus = outcome.kind === 'response' ? outcome.grpcStatus : undefined;
+    if (grpcStatus !== undefined) {
+      span.setAttribute(ATTR_RPC_GRPC_STATUS_CODE, grpcStatus);
+      // A client span is in error for any status but OK.
+      if (grpcStatus !== 0) {
+        span.setAttribute(ATTR_ERROR_TYPE, grpcCodeName(grpcStatus));
+        span.setStatus({ code: SpanStatusCode.ERROR });
+        return;
+      }
+    }
     // A client span is in error for a 4xx or 5xx, or for no response at all.
     const errorType = outcome.kind === 'failure' ? outcome.failure : status !== undefined && status >= 400 ? String(status) : undefined;
     if (errorType !== undefined) {
@@ -301,6 +328,19 @@ class ClientSpan implements AttemptTrace {
 }
 
 const unrecordedAttempt: AttemptTrace = { outcome: () => undefined, end: () => undefined };
+
+// OpenTelemetry's RPC semantic conventions (rpc.*), still in the incubating set.
+const ATTR_RPC_SYSTEM = 'rpc.system';
+const ATTR_RPC_SERVICE = 'rpc.service';
+const ATTR_RPC_METHOD = 'rpc.method';
+const ATTR_RPC_GRPC_STATUS_CODE = 'rpc.grpc.status_code';
+
+/** rpc.system, rpc.service and rpc.method of a gRPC call. */
+function setRpcAttributes(span: Span, rpc: { readonly service: string; readonly method: string } | undefined): void {
+  span.setAttribute(ATTR_RPC_SYSTEM, 'grpc');
+  span.setAttribute(ATTR_RPC_SERVICE, rpc?.service);
+  span.setAttribute(ATTR_RPC_METHOD, rpc?.method);
+}
 
 /** Host and port of a Host header (`name`, `name:port`, `[v6]:port`). */
 function splitAuthority(authority: string): [string, number | undefined] {

@@ -56,7 +56,7 @@ describe('hedged requests', () => {
     await expect.poll(() => held[0]?.closed).toBe(true);
     expect(await metric('breakwater_hedges_total{route="search",result="sent"}')).toBe(1);
     expect(await metric('breakwater_hedges_total{route="search",result="won"}')).toBe(1);
-    expect(await metric('breakwater_upstream_attempts_total{route="search",upstream="search",outcome="cancelled",code=""}')).toBe(1);
+    expect(await metric('breakwater_upstream_attempts_total{route="search",upstream="search",outcome="cancelled",code="",grpc_code=""}')).toBe(1);
     // The request's one bulkhead slot is back.
     await expect.poll(() => metric('breakwater_bulkhead_in_flight{upstream="search"}')).toBe(0);
   });

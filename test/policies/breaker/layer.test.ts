@@ -217,3 +217,66 @@ describe('breaker layer', () => {
     expect(events.filter((event) => event.type === 'breaker-rejected')).toHaveLength(2);
   });
 });
+
+describe('breaker layer on gRPC calls', () => {
+  /** A gRPC response whose status comes later, with its trailers: the test settles it. */
+  function lateResponse(): { response: UpstreamResponse; settle: (grpcStatus: number | undefined) => void } {
+    type Outcome = { kind: 'response'; status: number; grpcStatus: number } | undefined;
+    const listeners: ((outcome: Outcome) => void)[] = [];
+    let settled: { outcome: Outcome } | undefined;
+    return {
+      response: {
+        ...response(200),
+        // As the forwarding handler's: a listener that comes after the end is told at once.
+        lateOutcome: { onOutcome: (listener) => (settled === undefined ? listeners.push(listener) : listener(settled.outcome)) },
+      },
+      settle: (grpcStatus) => {
+        settled = { outcome: grpcStatus === undefined ? undefined : { kind: 'response', status: 200, grpcStatus } };
+        for (const listener of listeners) listener(settled.outcome);
+      },
+    };
+  }
+
+  it('judges a call whose head had no status by the status its trailers bring', async () => {
+    const { events, layer } = setup({ failOn: ['unavailable'] });
+    const calls = Array.from({ length: 4 }, () => lateResponse());
+    let next = 0;
+    const handler = layer(() => Promise.resolve(calls[next++]!.response));
+    for (let i = 0; i < 4; i++) await send(handler);
+    // Four heads, nothing judged yet: the breaker is still closed.
+    expect(transitions(events)).toEqual([]);
+    for (const late of calls) late.settle(14);
+    expect(transitions(events)).toEqual(['closed -> open']);
+  });
+
+  it('counts a trailers status failOn does not name as a success', async () => {
+    const { events, layer } = setup({ failOn: ['unavailable'] });
+    const handler = layer(() => {
+      const late = lateResponse();
+      late.settle(13);
+      return Promise.resolve(late.response);
+    });
+    for (let i = 0; i < 6; i++) await send(handler);
+    expect(transitions(events)).toEqual([]);
+  });
+
+  it('gives back the probe slot of a call Breakwater gave up on, judging nothing', async () => {
+    const { clock, events, layer, breaker } = setup({ halfOpenRequests: 1 });
+    const failing = layer(scripted(503));
+    for (let i = 0; i < 4; i++) await send(failing);
+    clock.advance(30_000);
+    const late = lateResponse();
+    const probing = layer(() => Promise.resolve(late.response));
+    await send(probing);
+    expect(breaker.stateNameAt(clock.now())).toBe('half-open');
+    // Its one probe slot is taken until the call ends...
+    expect(await send(probing)).toMatchObject({ reason: 'circuit_open' });
+    // ...and given back when the call is cancelled, with no verdict.
+    late.settle(undefined);
+    expect(transitions(events)).toEqual(['closed -> open', 'open -> half-open']);
+    const next = lateResponse();
+    next.settle(0);
+    expect(await send(layer(() => Promise.resolve(next.response)))).not.toBeInstanceOf(ProxyError);
+    expect(transitions(events)).toEqual(['closed -> open', 'open -> half-open', 'half-open -> closed']);
+  });
+});

@@ -182,3 +182,32 @@ describe('a route with its own idempotency key header', () => {
     expect(decideRetry(config, { ...question, keyHeader: 'x-request-key' })).toMatchObject({ kind: 'retry' });
   });
 });
+
+describe('gRPC calls', () => {
+  const grpcStatus = (code: number): AttemptOutcome => ({ kind: 'response', status: 200, grpcStatus: code });
+  const grpcCall: Partial<RetryQuestion> = { method: 'POST', grpc: true };
+
+  it('retries a gRPC call when retryOn names a gRPC status: the route owner says its calls may be repeated', () => {
+    expect(ask(grpcStatus(14), grpcCall, only('unavailable'))).toEqual({ kind: 'retry', trigger: 'status', retryAfterMs: undefined });
+    // The same statement covers the other failures retryOn lists.
+    expect(ask(failed('reset'), grpcCall, only('unavailable', 'reset'))).toEqual({ kind: 'retry', trigger: 'reset', retryAfterMs: undefined });
+  });
+
+  it('treats a gRPC call as the POST it is when retryOn names no gRPC status', () => {
+    expect(ask(failed('reset'), grpcCall, only('reset'))).toEqual({ kind: 'give-up', reason: 'method' });
+    expect(ask(failed('connect-failure'), grpcCall, only('connect-failure'))).toEqual({ kind: 'retry', trigger: 'connect-failure', retryAfterMs: undefined });
+  });
+
+  it('gives a plain POST no such licence, whatever retryOn names', () => {
+    expect(ask(failed('reset'), { method: 'POST' }, only('unavailable', 'reset'))).toEqual({ kind: 'give-up', reason: 'method' });
+  });
+
+  it('waits what grpc-retry-pushback-ms asks, and does not retry on a negative or unreadable one (gRPC A6)', () => {
+    const retry = (value: string, remainingMs = 10_000) =>
+      ask(grpcStatus(14), { ...grpcCall, responseHeaders: { 'grpc-retry-pushback-ms': value }, remainingMs }, only('unavailable'));
+    expect(retry('250')).toEqual({ kind: 'retry', trigger: 'status', retryAfterMs: 250 });
+    expect(retry('-1')).toEqual({ kind: 'give-up', reason: 'retry-after' });
+    expect(retry('soon')).toEqual({ kind: 'give-up', reason: 'retry-after' });
+    expect(retry('5000', 4000)).toEqual({ kind: 'give-up', reason: 'retry-after' });
+  });
+});

@@ -69,6 +69,7 @@ describe('defaults', () => {
     expect(valid(minimal).upstreams.get('api')).toEqual({
       name: 'api',
       endpoints: ['http://api:8080'],
+      protocol: 'http1',
       loadBalancing: 'round-robin',
       connectTimeoutMs: 1000,
       dnsRefreshMs: 5000,
@@ -185,6 +186,7 @@ describe('the effective config of a file that sets every key', () => {
     expect(config.upstreams.get('payments')).toEqual({
       name: 'payments',
       endpoints: ['http://payments-0:8080', 'http://user:secret@payments-1:8080'],
+      protocol: 'h2c',
       loadBalancing: 'least-request',
       connectTimeoutMs: 250,
       idleTimeoutMs: 30_000,
@@ -248,10 +250,10 @@ describe('the effective config of a file that sets every key', () => {
         chain: [
           { kind: 'staleCache', maxAgeMs: 600_000 },
           { kind: 'upstream', upstream: 'payments-dr' },
-          { kind: 'response', status: 503, headers: { 'content-type': 'application/json', 'retry-after': '5' }, body: '{"error":"later"}' },
+          { kind: 'response', status: 503, headers: { 'content-type': 'application/json', 'retry-after': '5' }, body: '{"error":"later"}', grpcStatus: 8 },
         ],
       },
-      fault: { delay: { percent: 2.5, durationMs: 1000 }, abort: { percent: 1, status: 500 } },
+      fault: { delay: { percent: 2.5, durationMs: 1000 }, abort: { percent: 1, status: 500, grpcStatus: 13 } },
       deadLetter: {
         store: 'local',
         on: ['timeout', 'upstream-unavailable', 'circuit-open', 'bulkhead-full', '5xx'],
@@ -260,6 +262,7 @@ describe('the effective config of a file that sets every key', () => {
         maxEntries: 5000,
         keepHeaders: ['authorization'],
       },
+      telemetry: { grpcMethods: true },
       websocket: { idleTimeoutMs: 90_000, maxDurationMs: 3_600_000 },
     });
     expect(config.routes[1]).toEqual({

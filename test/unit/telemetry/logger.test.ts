@@ -44,12 +44,13 @@ describe('access log', () => {
     expect(log.raw().split('\n').filter(Boolean)).toHaveLength(1);
     const [line] = log.lines();
     expect(Object.keys(line ?? {}).sort()).toEqual(
-      ['attempts', 'durationMs', 'level', 'listener', 'method', 'msg', 'path', 'requestId', 'route', 'status', 'time', 'upstream'].sort(),
+      ['attempts', 'durationMs', 'level', 'listener', 'method', 'msg', 'path', 'protocol', 'requestId', 'route', 'status', 'time', 'upstream'].sort(),
     );
     expect(line).toMatchObject({
       msg: 'request',
       requestId: answeredByUpstream.requestId,
       listener: 'outbound',
+      protocol: 'http1',
       route: 'charge',
       upstream: 'payments',
       method: 'POST',
@@ -78,6 +79,14 @@ describe('access log', () => {
       reason: 'circuit_open',
       fallback: 'static',
     });
+  });
+
+  it("names a gRPC call's protocol and the grpc-status its client read", () => {
+    const log = capture();
+
+    writeAccessLog(log.logger, { ...answeredByUpstream, protocol: 'grpc', status: 200, grpcStatus: 14 });
+
+    expect(log.lines()[0]).toMatchObject({ protocol: 'grpc', status: 200, grpcStatus: 14 });
   });
 
   it('logs route and upstream as null when no route matched', () => {
