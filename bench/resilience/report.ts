@@ -63,7 +63,7 @@ export function breakwaterPolicy(): BreakwaterPolicy {
         ? 'none'
         : `${retry.perTryTimeoutMs} ms`;
   // the longest wait before the first retry that returns to a replica: the backoff's base, capped at its max
-  const firstBackoffMs = Math.min(retry.backoff.baseMs, retry.backoff.maxMs);
+  const firstBackoffMs = retry.backoff.type === 'none' ? 0 : Math.min(retry.backoff.baseMs, retry.backoff.maxMs);
   return { perTryTimeout, firstBackoffMs, openForMs: breaker.openForMs, hedgePercentile: route?.hedge?.adaptiveDelay?.percentile };
 }
 
@@ -643,7 +643,7 @@ export function renderReport(input: ReportInput): string {
       '',
       `This run took ${((input.finishedAt.getTime() - input.startedAt.getTime()) / 60_000).toFixed(1)} minutes on ` +
         `${input.machine.match(/(\d+) cores/)?.[1] ?? 'its'} cores. Breakwater's settings behind the targets are read from its ` +
-        `policy file: perTryTimeout ${policy.perTryTimeout}, first backoff up to ${policy.firstBackoffMs} ms, openFor ${policy.openForMs / 1000} s.`,
+        `policy file: perTryTimeout ${policy.perTryTimeout}, ${policy.firstBackoffMs === 0 ? 'no backoff' : `first backoff up to ${policy.firstBackoffMs} ms`}, openFor ${policy.openForMs / 1000} s.`,
     ].join('\n'),
   );
   return `${parts.filter((p) => p !== '').join('\n\n')}\n`;
