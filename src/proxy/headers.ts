@@ -39,11 +39,18 @@ export function upstreamHeaders(req: IncomingMessage | Http2ServerRequest, optio
     if (lower === 'x-request-id') hasRequestId = true;
     out.push(name, raw[i + 1]!);
   }
-  const peer = req.socket.remoteAddress;
+  return withForwarding(out, forwardedFor, req.socket.remoteAddress, hasRequestId ? undefined : options.requestId);
+}
+
+/**
+ * Ends an upstream header list with what Breakwater adds: the peer appended to the caller's
+ * x-forwarded-for, x-forwarded-proto, and `requestId` when the caller sent no x-request-id.
+ */
+function withForwarding(out: string[], forwardedFor: string | undefined, peer: string | undefined, requestId: string | undefined): string[] {
   if (peer !== undefined) forwardedFor = forwardedFor === undefined ? peer : `${forwardedFor}, ${peer}`;
   if (forwardedFor !== undefined) out.push('x-forwarded-for', forwardedFor);
   out.push('x-forwarded-proto', 'http');
-  if (!hasRequestId) out.push('x-request-id', options.requestId);
+  if (requestId !== undefined) out.push('x-request-id', requestId);
   return out;
 }
 
@@ -75,12 +82,7 @@ export function upstreamHeadersH2(req: IncomingMessage | Http2ServerRequest, opt
     if (name === 'x-request-id') hasRequestId = true;
     out.push(name, raw[i + 1]!);
   }
-  const peer = req.socket.remoteAddress;
-  if (peer !== undefined) forwardedFor = forwardedFor === undefined ? peer : `${forwardedFor}, ${peer}`;
-  if (forwardedFor !== undefined) out.push('x-forwarded-for', forwardedFor);
-  out.push('x-forwarded-proto', 'http');
-  if (!hasRequestId) out.push('x-request-id', options.requestId);
-  return out;
+  return withForwarding(out, forwardedFor, req.socket.remoteAddress, hasRequestId ? undefined : options.requestId);
 }
 
 /**

@@ -49,6 +49,11 @@ export interface RecordBackend {
   readonly log: LogBackend;
   /** The StoreError code for a failure this kind threw. */
   classify(error: unknown): StoreErrorCode;
+  /**
+   * Set when every step settles in the turn of the event loop that called it (an in-process
+   * store): no timer could fire first, so no per-operation timeout is armed.
+   */
+  readonly settlesAtOnce?: true;
   /** Work the store does by itself every `intervalMs` (a sweep of expired records), until closed. */
   readonly periodic?: { readonly operation: StoreOperation; readonly intervalMs: number; run(): void };
   close(): Promise<void>;
@@ -359,7 +364,8 @@ export class GuardedStore implements Store {
     } catch (error) {
       return Promise.reject(error as Error);
     }
-    const { clock } = this.#options;
+    const { clock, backend } = this.#options;
+    if (backend.settlesAtOnce === true) return pending;
     return new Promise<T>((resolve, reject) => {
       let timedOut = false;
       const cancel = clock.setTimer(timeoutMs, () => {

@@ -240,6 +240,7 @@ export function memoryBackend(config: Pick<MemoryStoreConfig, 'maxEntries' | 'ma
       return current === undefined ? undefined : raw(current);
     },
     log,
+    settlesAtOnce: true,
     classify(error): StoreErrorCode {
       return error instanceof RecordTooLarge ? 'too_large' : 'failed';
     },
