@@ -35,8 +35,12 @@ server.on('stream', (stream, headers) => {
   stream.on('error', () => undefined);
   const out = session().request({ ...withoutPseudo(headers), ':method': headers[':method'], ':path': headers[':path'], ':authority': headers[':authority'] });
   out.on('error', () => stream.destroyed || stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR));
+  // A client that goes away mid-call (h2load at the end of its run) cancels the upstream call,
+  // and nothing more is written to its stream.
+  stream.on('close', () => out.destroyed || out.close(http2.constants.NGHTTP2_CANCEL));
   stream.pipe(out);
   out.on('response', (response, flags) => {
+    if (stream.destroyed) return;
     const head = { ...withoutPseudo(response), ':status': response[':status'] };
     // A head that ends the stream (Trailers-Only) is passed on as one.
     if ((flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0) {
@@ -46,7 +50,7 @@ server.on('stream', (stream, headers) => {
     stream.respond(head, { waitForTrailers: true });
     let trailers: OutgoingHttpHeaders = {};
     out.on('trailers', (received) => (trailers = withoutPseudo(received)));
-    stream.on('wantTrailers', () => stream.sendTrailers(trailers));
+    stream.on('wantTrailers', () => stream.destroyed || stream.sendTrailers(trailers));
     out.pipe(stream);
   });
 });
