@@ -1,7 +1,7 @@
 // The one way to cancel: every wait and every attempt follows an AbortSignal, aborted with the
 // ProxyError that ends it. The listener aborts a request's signal (its timeout, the client
 // gone); a layer that starts attempts of its own gives each a child scope, which the parent's
-// abort reaches and which can also be cancelled alone.
+// end reaches and which can also be cancelled alone.
 
 import type { Clock } from '../runtime/clock.ts';
 import { ProxyError } from './errors.ts';
@@ -41,26 +41,41 @@ export function waitOrAbort(clock: Clock, ms: number, signal: AbortSignal): Prom
   });
 }
 
-/** A scope inside another: aborted when its parent is, or alone with `cancel`. */
-export class ChildScope implements CallScope {
+/**
+ * Calls `fire` once with the reason when `scope` ends; returns a function that stops
+ * following it. The caller has checked that the scope has not ended yet. A Scope tells those
+ * that follow it directly: an event listener on its signal costs more than the rest of it.
+ */
+export function onScopeEnd(scope: CallScope, fire: (reason: ProxyError) => void): () => void {
+  return scope instanceof Scope ? scope.follow(fire) : onAbort(scope.signal, fire);
+}
+
+/**
+ * A scope that can be ended alone with `cancel`: a request's own (`Scope.root`), or one inside
+ * another, which ends when its parent does.
+ */
+export class Scope implements CallScope {
   readonly dueAt: number;
   readonly #controller = new AbortController();
   #unlink: (() => void) | null;
-  // Scopes inside this one (an attempt's per-try scope inside a hedge's), told of its end
-  // directly: an event listener on the signal each would cost more than the rest of the scope.
-  #children: Set<ChildScope> | undefined;
+  // Those told of its end directly: scopes inside this one (an attempt's per-try scope inside
+  // a hedge's), and the exchanges running in it.
+  #followers: Set<(reason: ProxyError) => void> | undefined;
 
-  constructor(parent: CallScope, dueAt: number = parent.dueAt) {
+  /** The scope of a whole request, which nothing encloses: it ends by `cancel` alone. */
+  static root(dueAt: number): Scope {
+    return new Scope(undefined, dueAt);
+  }
+
+  constructor(parent: CallScope | undefined, dueAt: number = parent?.dueAt ?? Infinity) {
     this.dueAt = dueAt;
-    if (parent.signal.aborted) {
+    if (parent === undefined) {
+      this.#unlink = null;
+    } else if (parent.signal.aborted) {
       this.#unlink = null;
       this.#controller.abort(parent.signal.reason);
-    } else if (parent instanceof ChildScope) {
-      const siblings = (parent.#children ??= new Set());
-      siblings.add(this);
-      this.#unlink = () => siblings.delete(this);
     } else {
-      this.#unlink = onAbort(parent.signal, (reason) => this.cancel(reason));
+      this.#unlink = onScopeEnd(parent, (reason) => this.cancel(reason));
     }
   }
 
@@ -68,14 +83,24 @@ export class ChildScope implements CallScope {
     return this.#controller.signal;
   }
 
+  /** Calls `fire` once when this scope ends; returns a function that stops following it. */
+  follow(fire: (reason: ProxyError) => void): () => void {
+    const followers = (this.#followers ??= new Set());
+    // A function of its own, so that following twice with the same one is two follows.
+    const follower = (reason: ProxyError): void => fire(reason);
+    followers.add(follower);
+    return () => void followers.delete(follower);
+  }
+
   /** Ends this scope alone: what runs in it fails with `reason`; the parent goes on. */
   cancel(reason: ProxyError): void {
     this.release();
     if (this.#controller.signal.aborted) return;
     this.#controller.abort(reason);
-    const children = this.#children;
-    if (children === undefined) return;
-    for (const child of [...children]) child.cancel(reason);
+    const followers = this.#followers;
+    if (followers === undefined) return;
+    this.#followers = undefined;
+    for (const follower of followers) follower(reason);
   }
 
   /** Stops following the parent: called once whatever ran in this scope is over. */

@@ -9,7 +9,8 @@ import type { Config, ConnectionLimits, WebSocketConfig } from '../config/types.
 import { ProxyError, type LocalReason } from '../exchange/errors.ts';
 import { grpcCodes, grpcMethodOf, grpcStatusIn, isGrpcContentType } from '../exchange/grpc.ts';
 import type { PolicyEvents } from '../exchange/events.ts';
-import { callHandler, type CallScope, type Handler } from '../exchange/handler.ts';
+import { callHandler, type Handler } from '../exchange/handler.ts';
+import { Scope } from '../exchange/cancel.ts';
 import type { ConnectionRejection, RequestProtocol, RequestRecord } from '../exchange/record.ts';
 import type { ProxyRequest, RequestTrace, RequestTracer } from '../exchange/request.ts';
 import { deadlineExceeded, deadlineReached, requestDeadline } from '../policies/deadline/deadline.ts';
@@ -579,10 +580,9 @@ export class Listener {
       grpc,
     };
     // The request's one timer: its deadline, which ends whatever still runs for it.
-    const controller = new AbortController();
-    const scope: CallScope = { signal: controller.signal, dueAt: request.deadlineAt };
+    const scope = Scope.root(request.deadlineAt);
     const cancelTimer = clock.setTimer(deadline.lifetimeMs, () => {
-      controller.abort(deadlineReached(options.events, request, deadline, res.headersSent));
+      scope.cancel(deadlineReached(options.events, request, deadline, res.headersSent));
     });
 
     /** The reply Breakwater made, or what cut a streaming answer short. */
@@ -590,7 +590,7 @@ export class Listener {
     let fallback: string | undefined;
     res.once('close', () => {
       cancelTimer();
-      if (!res.writableFinished) controller.abort(new ProxyError('upstream_unavailable', { message: 'the client closed the connection' }));
+      if (!res.writableFinished) scope.cancel(new ProxyError('upstream_unavailable', { message: 'the client closed the connection' }));
       this.#finished(req, res, {
         protocol: grpc ? 'grpc' : h2 ? 'h2c' : 'http1',
         route,

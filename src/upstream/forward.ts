@@ -1,6 +1,6 @@
 import { PassThrough, type Duplex, type Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import { abortReason, onAbort } from '../exchange/cancel.ts';
+import { abortReason, onScopeEnd } from '../exchange/cancel.ts';
 import { fromUpstreamError, ProxyError } from '../exchange/errors.ts';
 import type { BreakerStateName } from '../exchange/events.ts';
 import type { CallScope, Handler } from '../exchange/handler.ts';
@@ -114,7 +114,7 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
     this.#resolve = resolve;
     this.#reject = reject;
     // Until the exchange is over, body included, the scope's end cancels it.
-    this.#stopListening = onAbort(scope.signal, (reason) => this.#cancel(reason));
+    this.#stopListening = onScopeEnd(scope, (reason) => this.#cancel(reason));
   }
 
   #cancel(reason: ProxyError): void {

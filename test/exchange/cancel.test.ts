@@ -1,6 +1,6 @@
 import { getEventListeners } from 'node:events';
 import { describe, expect, it } from 'vitest';
-import { abortReason, ChildScope, onAbort, waitOrAbort } from '../../src/exchange/cancel.ts';
+import { abortReason, Scope, onAbort, waitOrAbort } from '../../src/exchange/cancel.ts';
 import { ProxyError } from '../../src/exchange/errors.ts';
 import { FakeClock, flushMicrotasks } from '../support/fake-clock.ts';
 
@@ -81,11 +81,11 @@ describe('waitOrAbort', () => {
   });
 });
 
-describe('ChildScope', () => {
+describe('Scope', () => {
   it('is aborted, with the same reason, when its parent is', () => {
     const { controller, scope } = requestScope();
-    const first = new ChildScope(scope);
-    const second = new ChildScope(scope, 1_200);
+    const first = new Scope(scope);
+    const second = new Scope(scope, 1_200);
     expect([first.dueAt, second.dueAt]).toEqual([5_000, 1_200]);
     const timeout = new ProxyError('timeout');
     controller.abort(timeout);
@@ -95,8 +95,8 @@ describe('ChildScope', () => {
 
   it('can be cancelled alone, leaving its parent and its siblings running', () => {
     const { scope } = requestScope();
-    const loser = new ChildScope(scope);
-    const winner = new ChildScope(scope);
+    const loser = new Scope(scope);
+    const winner = new Scope(scope);
     expect(listeners(scope.signal)).toBe(2);
     loser.cancel(new ProxyError('upstream_unavailable', { message: 'another attempt won' }));
     expect(loser.signal.aborted).toBe(true);
@@ -108,7 +108,7 @@ describe('ChildScope', () => {
 
   it('stops following its parent once released', () => {
     const { controller, scope } = requestScope();
-    const child = new ChildScope(scope);
+    const child = new Scope(scope);
     child.release();
     child.release();
     expect(listeners(scope.signal)).toBe(0);
@@ -119,8 +119,8 @@ describe('ChildScope', () => {
   it('nested in another child, ends with the request, with its parent, and alone, without a listener of its own', () => {
     const { controller, scope } = requestScope();
     // A hedge's attempt, and the per-try scope inside it.
-    const attempt = new ChildScope(scope);
-    const perTry = new ChildScope(attempt, 1_500);
+    const attempt = new Scope(scope);
+    const perTry = new Scope(attempt, 1_500);
     expect(listeners(scope.signal)).toBe(1);
     expect(listeners(attempt.signal)).toBe(0);
 
@@ -131,15 +131,15 @@ describe('ChildScope', () => {
     expect(attempt.signal.aborted).toBe(false);
 
     // The parent cancelled (a hedge that lost): the next inner scope ends with it.
-    const next = new ChildScope(attempt);
+    const next = new Scope(attempt);
     const lost = new ProxyError('upstream_unavailable', { message: 'another attempt won' });
     attempt.cancel(lost);
     expect(next.signal.reason).toBe(lost);
 
     // The request's end reaches a scope two levels down.
-    const other = new ChildScope(scope);
-    const deep = new ChildScope(other);
-    const released = new ChildScope(other);
+    const other = new Scope(scope);
+    const deep = new Scope(other);
+    const released = new Scope(other);
     released.release();
     const timeout = new ProxyError('timeout');
     controller.abort(timeout);
@@ -153,7 +153,7 @@ describe('ChildScope', () => {
     const { controller, scope } = requestScope();
     const gone = new ProxyError('upstream_unavailable');
     controller.abort(gone);
-    const child = new ChildScope(scope);
+    const child = new Scope(scope);
     expect(child.signal.reason).toBe(gone);
     expect(listeners(scope.signal)).toBe(0);
   });

@@ -4,7 +4,7 @@
 import { getEventListeners } from 'node:events';
 import type { ServerResponse } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ChildScope } from '../../src/exchange/cancel.ts';
+import { Scope } from '../../src/exchange/cancel.ts';
 import { ProxyError } from '../../src/exchange/errors.ts';
 import type { PolicyEvent } from '../../src/exchange/events.ts';
 import { compose } from '../../src/exchange/handler.ts';
@@ -70,8 +70,8 @@ describe('two attempts of one request in flight', () => {
 
     const request = proxyRequest({ upstream: 'catalog', path: '/search', headers: ['host', 'catalog'], deadlineAt: 31_000 });
     const scope = scopeOf(request);
-    const loserScope = new ChildScope(scope);
-    const winnerScope = new ChildScope(scope);
+    const loserScope = new Scope(scope);
+    const winnerScope = new Scope(scope);
     const loser = handler(request, loserScope).catch((error: unknown) => error);
     const winner = handler(request, winnerScope);
     await until(() => held.size === 2);
@@ -125,8 +125,8 @@ describe('two attempts of one request in flight', () => {
     const request = proxyRequest({ upstream: 'catalog', headers: ['host', 'catalog'], deadlineAt: 31_000 });
     const controller = new AbortController();
     const scope = { signal: controller.signal, dueAt: request.deadlineAt };
-    const first = handler(request, new ChildScope(scope)).catch((error: unknown) => error);
-    const second = handler(request, new ChildScope(scope)).catch((error: unknown) => error);
+    const first = handler(request, new Scope(scope)).catch((error: unknown) => error);
+    const second = handler(request, new Scope(scope)).catch((error: unknown) => error);
     await until(() => held.length === 2);
 
     const timeout = new ProxyError('timeout', { attemptFailure: 'timeout' });

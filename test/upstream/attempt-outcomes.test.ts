@@ -6,7 +6,7 @@
 import type { ServerResponse } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { UpstreamConfig } from '../../src/config/types.ts';
-import { ChildScope } from '../../src/exchange/cancel.ts';
+import { Scope } from '../../src/exchange/cancel.ts';
 import { ProxyError } from '../../src/exchange/errors.ts';
 import type { PolicyEvent } from '../../src/exchange/events.ts';
 import { seededRandom } from '../../src/runtime/random.ts';
@@ -59,7 +59,7 @@ describe('an attempt as outlier detection sees it', () => {
     const events: PolicyEvent[] = [];
     const { held, handler, upstream } = await setUp(clock, events);
     const request = proxyRequest({ upstream: 'catalog', headers: ['host', 'catalog'], deadlineAt: 31_000 });
-    const scope = new ChildScope(scopeOf(request));
+    const scope = new Scope(scopeOf(request));
     const attempt = handler(request, scope).catch((error: unknown) => error);
     await waitFor('the attempt to reach the upstream', () => held.length === 1);
     clock.advance(400);
@@ -79,7 +79,7 @@ describe('an attempt as outlier detection sees it', () => {
     const events: PolicyEvent[] = [];
     const { held, handler, upstream } = await setUp(clock, events);
     const request = proxyRequest({ upstream: 'catalog', headers: ['host', 'catalog'], deadlineAt: 31_000 });
-    const scope = new ChildScope(scopeOf(request));
+    const scope = new Scope(scopeOf(request));
     const attempt = handler(request, scope).catch((error: unknown) => error);
     await waitFor('the attempt to reach the upstream', () => held.length === 1);
     clock.advance(5);
@@ -96,7 +96,7 @@ describe('an attempt as outlier detection sees it', () => {
     const events: PolicyEvent[] = [];
     const { held, handler, upstream } = await setUp(clock, events);
     const request = proxyRequest({ upstream: 'catalog', headers: ['host', 'catalog'], deadlineAt: 31_000 });
-    const scope = new ChildScope(scopeOf(request));
+    const scope = new Scope(scopeOf(request));
     const attempt = handler(request, scope).catch((error: unknown) => error);
     await waitFor('the attempt to reach the upstream', () => held.length === 1);
     clock.advance(400);

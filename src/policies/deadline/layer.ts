@@ -1,4 +1,4 @@
-import { ChildScope } from '../../exchange/cancel.ts';
+import { Scope } from '../../exchange/cancel.ts';
 import { ProxyError } from '../../exchange/errors.ts';
 import type { PolicyEvents } from '../../exchange/events.ts';
 import { callHandler, type Layer } from '../../exchange/handler.ts';
@@ -57,7 +57,7 @@ export function attemptTimeoutLayer(perTry: PerTryTimeout, deps: AttemptTimeoutD
       });
     }
 
-    const attempt = new ChildScope(scope, dueAt);
+    const attempt = new Scope(scope, dueAt);
     const cancelTimer = clock.setTimer(dueAt - now, () => {
       events.emit({ type: 'per-try-timeout', route: request.route, upstream: request.upstream }, request);
       attempt.cancel(new ProxyError('timeout', { message: `the per-try timeout of ${Math.round(boundMs!)} ms expired`, attemptFailure: 'timeout' }));

@@ -1,6 +1,6 @@
 import type { HedgeConfig, RetryConfig } from '../../config/types.ts';
 import { DEFAULTS } from '../../config/defaults.ts';
-import { ChildScope, waitOrAbort } from '../../exchange/cancel.ts';
+import { Scope, waitOrAbort } from '../../exchange/cancel.ts';
 import { ProxyError } from '../../exchange/errors.ts';
 import type { GiveUpReason, PolicyEvents } from '../../exchange/events.ts';
 import { callHandler, type CallScope, type Handler, type Layer } from '../../exchange/handler.ts';
@@ -39,7 +39,7 @@ type Result =
   | { readonly kind: 'refused'; readonly error: unknown };
 
 interface Flight {
-  readonly scope: ChildScope;
+  readonly scope: Scope;
   /** 1 for the request's first attempt, 2 for the next started, ... */
   readonly order: number;
 }
@@ -130,7 +130,7 @@ export function hedgeLayer(hedge: HedgeConfig, retry: RetryConfig | undefined, d
       if (replay !== undefined) request.body = replay.open();
       started += 1;
       lastLaunchAt = clock.now();
-      const flight: Flight = { scope: new ChildScope(scope), order: started };
+      const flight: Flight = { scope: new Scope(scope), order: started };
       flying.add(flight);
       void attempt(next, request, flight.scope).then((result) => {
         flying.delete(flight);
