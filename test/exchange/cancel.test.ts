@@ -1,6 +1,6 @@
 import { getEventListeners } from 'node:events';
 import { describe, expect, it } from 'vitest';
-import { abortReason, Scope, onAbort, waitOrAbort } from '../../src/exchange/cancel.ts';
+import { abortReason, onAbort, onScopeEnd, Scope, waitOrAbort } from '../../src/exchange/cancel.ts';
 import { ProxyError } from '../../src/exchange/errors.ts';
 import { FakeClock, flushMicrotasks } from '../support/fake-clock.ts';
 
@@ -82,6 +82,36 @@ describe('waitOrAbort', () => {
 });
 
 describe('Scope', () => {
+  it("as a request's own, ends what runs inside it with the reason it was cancelled with, and only once", () => {
+    const request = Scope.root(5_000);
+    const attempt = new Scope(request, 1_500);
+    const told: ProxyError[] = [];
+    onScopeEnd(attempt, (reason) => told.push(reason));
+    const stopped = onScopeEnd(request, () => told.push(new ProxyError('no_route')));
+    stopped();
+    // Scopes follow a Scope without event listeners on its signal.
+    expect(listeners(request.signal)).toBe(0);
+    const clientGone = new ProxyError('upstream_unavailable', { message: 'the client closed the connection' });
+    request.cancel(clientGone);
+    request.cancel(new ProxyError('timeout'));
+    expect(request.signal.reason).toBe(clientGone);
+    expect(attempt.signal.reason).toBe(clientGone);
+    expect(told).toEqual([clientGone]);
+  });
+
+  it('follows a scope that is not a Scope through its signal', () => {
+    const { controller, scope } = requestScope();
+    const told: ProxyError[] = [];
+    const stop = onScopeEnd(scope, (reason) => told.push(reason));
+    expect(listeners(scope.signal)).toBe(1);
+    stop();
+    expect(listeners(scope.signal)).toBe(0);
+    onScopeEnd(scope, (reason) => told.push(reason));
+    const timeout = new ProxyError('timeout');
+    controller.abort(timeout);
+    expect(told).toEqual([timeout]);
+  });
+
   it('is aborted, with the same reason, when its parent is', () => {
     const { controller, scope } = requestScope();
     const first = new Scope(scope);
