@@ -122,31 +122,34 @@ export function flushLogger(logger: Logger): Promise<void> {
   });
 }
 
+/**
+ * The access-log fields of a request record. Keys with an undefined value are left out of the
+ * line by pino, so one object shape serves every request.
+ */
+function requestFields(entry: RequestRecord) {
+  return {
+    requestId: entry.requestId,
+    traceId: entry.traceId,
+    spanId: entry.spanId,
+    listener: entry.listener,
+    protocol: entry.protocol,
+    route: entry.route ?? null,
+    upstream: entry.upstream ?? null,
+    method: entry.method,
+    path: pathOnly(entry.path),
+    status: entry.status,
+    grpcStatus: entry.grpcStatus,
+    durationMs: Math.round(entry.durationMs * 1000) / 1000,
+    attempts: entry.attempts,
+    reason: entry.reason,
+    detail: entry.detail,
+    fallback: entry.fallback,
+  };
+}
+
 /** Writes the one access-log line of a finished request (`msg: "request"`). */
 export function writeAccessLog(logger: Logger, entry: RequestRecord): void {
-  // Keys with an undefined value are left out of the line by pino, so one object shape
-  // serves every request.
-  logger.info(
-    {
-      requestId: entry.requestId,
-      traceId: entry.traceId,
-      spanId: entry.spanId,
-      listener: entry.listener,
-      protocol: entry.protocol,
-      route: entry.route ?? null,
-      upstream: entry.upstream ?? null,
-      method: entry.method,
-      path: pathOnly(entry.path),
-      status: entry.status,
-      grpcStatus: entry.grpcStatus,
-      durationMs: Math.round(entry.durationMs * 1000) / 1000,
-      attempts: entry.attempts,
-      reason: entry.reason,
-      detail: entry.detail,
-      fallback: entry.fallback,
-    },
-    'request',
-  );
+  logger.info(requestFields(entry), 'request');
 }
 
 /**
@@ -157,18 +160,7 @@ export function writeAccessLog(logger: Logger, entry: RequestRecord): void {
 export function writeTunnelLog(logger: Logger, entry: TunnelRecord): void {
   logger.info(
     {
-      requestId: entry.requestId,
-      traceId: entry.traceId,
-      spanId: entry.spanId,
-      listener: entry.listener,
-      route: entry.route ?? null,
-      upstream: entry.upstream ?? null,
-      method: entry.method,
-      path: pathOnly(entry.path),
-      status: entry.status,
-      durationMs: Math.round(entry.durationMs * 1000) / 1000,
-      attempts: entry.attempts,
-      protocol: entry.protocol,
+      ...requestFields(entry),
       handshakeMs: Math.round(entry.handshakeMs * 1000) / 1000,
       bytesToUpstream: entry.bytesToUpstream,
       bytesToClient: entry.bytesToClient,
