@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 
 /** Fingerprint of a request: SHA-256 over its method, its path with query, and its body bytes. */
 export function fingerprint(method: string, path: string, body: Buffer | null): string {
-  const hash = createHash('sha256').update(method.toUpperCase()).update('\n').update(path).update('\n');
+  const hash = createHash('sha256').update(`${method.toUpperCase()}\n${path}\n`);
   if (body !== null) hash.update(body);
   return hash.digest('hex');
 }
