@@ -50,8 +50,10 @@ export interface RecordBackend {
   /** The StoreError code for a failure this kind threw. */
   classify(error: unknown): StoreErrorCode;
   /**
-   * Set when every step settles in the turn of the event loop that called it (an in-process
-   * store): no timer could fire first, so no per-operation timeout is armed.
+   * Set when every step settles before a timer armed as it starts could fire (an in-process
+   * store: its work runs in the call, its commit at the latest in the check phase that follows,
+   * ahead of any timer of the clock's, which fires through that phase): no per-operation
+   * timeout is armed. Such a store bounds its own waits (sqlite's busy timeout).
    */
   readonly settlesAtOnce?: true;
   /** Work the store does by itself every `intervalMs` (a sweep of expired records), until closed. */
