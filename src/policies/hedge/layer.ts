@@ -1,6 +1,6 @@
 import type { HedgeConfig, RetryConfig } from '../../config/types.ts';
 import { DEFAULTS } from '../../config/defaults.ts';
-import { Scope, waitOrAbort } from '../../exchange/cancel.ts';
+import { Scope, hasEnded, waitOrAbort } from '../../exchange/cancel.ts';
 import { ProxyError } from '../../exchange/errors.ts';
 import type { GiveUpReason, PolicyEvents } from '../../exchange/events.ts';
 import { callHandler, type CallScope, type Handler, type Layer } from '../../exchange/handler.ts';
@@ -163,7 +163,7 @@ export function hedgeLayer(hedge: HedgeConfig, retry: RetryConfig | undefined, d
     launch();
     for (;;) {
       // Wait for an attempt to end, or for the hedge delay to pass with no answer.
-      const canHedge = mayHedge && replayable() && flying.size > 0 && flying.size < hedge.maxAttempts && started < maxTotal && !scope.signal.aborted;
+      const canHedge = mayHedge && replayable() && flying.size > 0 && flying.size < hedge.maxAttempts && started < maxTotal && !hasEnded(scope);
       let hedgeDue = false;
       if (landed.length === 0) {
         const waitMs = canHedge ? Math.max(0, lastLaunchAt + delayMs(clock.now()) - clock.now()) : undefined;
@@ -214,7 +214,7 @@ export function hedgeLayer(hedge: HedgeConfig, retry: RetryConfig | undefined, d
 
       // Every attempt has ended without a final answer: retry, as the retry layer would.
       const failed = last!;
-      if (failed.kind === 'refused' || scope.signal.aborted || retry === undefined) return finish(undefined, failed);
+      if (failed.kind === 'refused' || hasEnded(scope) || retry === undefined) return finish(undefined, failed);
       const now = clock.now();
       const remainingMs = scope.dueAt - now;
       const decision = decideRetry(retry, {
