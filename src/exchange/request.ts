@@ -61,6 +61,11 @@ export interface ResponseBody {
   pipeTo(sink: BodySink): Promise<void>;
   /** Drops the body and frees its connection (a retry or fallback replaces this response). */
   discard(): void;
+  /**
+   * Calls `done` once, when the body has streamed, failed or been discarded (at once when it
+   * already has): a body that knows its own end spares onBodyEnd a wrapper. Optional.
+   */
+  onEnd?(done: () => void): void;
 }
 
 export interface UpstreamResponse {
@@ -144,9 +149,17 @@ class BodyWithEnd implements ResponseBody {
   }
 }
 
-/** `response` with a body that calls `done` once the exchange is over. */
+/**
+ * `response` with a body that calls `done` once the exchange is over: the response itself when
+ * its body can tell its end (an upstream's), else a copy with its body wrapped.
+ */
 export function onBodyEnd(response: UpstreamResponse, done: () => void): UpstreamResponse {
-  return { ...response, body: new BodyWithEnd(response.body, done) };
+  const body = response.body;
+  if (body.onEnd !== undefined) {
+    body.onEnd(done);
+    return response;
+  }
+  return { ...response, body: new BodyWithEnd(body, done) };
 }
 
 /** Starts the trace of each request (src/telemetry/tracing/). */
