@@ -50,13 +50,27 @@ export function onScopeEnd(scope: CallScope, fire: (reason: ProxyError) => void)
   return scope instanceof Scope ? scope.follow(fire) : onAbort(scope.signal, fire);
 }
 
+/** True once `scope` has ended; a Scope answers without making its signal. */
+export function scopeEnded(scope: CallScope): boolean {
+  return scope instanceof Scope ? scope.endedWith !== undefined : scope.signal.aborted;
+}
+
+/** The ProxyError `scope` ended with; the caller has checked that it has ended. */
+export function scopeEndReason(scope: CallScope): ProxyError {
+  return (scope instanceof Scope ? scope.endedWith : undefined) ?? abortReason(scope.signal);
+}
+
 /**
  * A scope that can be ended alone with `cancel`: a request's own (`Scope.root`), or one inside
- * another, which ends when its parent does.
+ * another, which ends when its parent does. Its AbortSignal is made the first time it is asked
+ * for: most requests end without anything waiting on one, and an AbortController with its
+ * listeners costs more than the rest of a scope.
  */
 export class Scope implements CallScope {
   readonly dueAt: number;
-  readonly #controller = new AbortController();
+  #controller: AbortController | undefined;
+  /** The reason it ended with; undefined while it runs. */
+  #reason: ProxyError | undefined;
   #unlink: (() => void) | null;
   // Those told of its end directly: scopes inside this one (an attempt's per-try scope inside
   // a hedge's), and the exchanges running in it.
@@ -71,16 +85,26 @@ export class Scope implements CallScope {
     this.dueAt = dueAt;
     if (parent === undefined) {
       this.#unlink = null;
-    } else if (parent.signal.aborted) {
+    } else if (scopeEnded(parent)) {
       this.#unlink = null;
-      this.#controller.abort(parent.signal.reason);
+      this.#reason = scopeEndReason(parent);
     } else {
       this.#unlink = onScopeEnd(parent, (reason) => this.cancel(reason));
     }
   }
 
   get signal(): AbortSignal {
-    return this.#controller.signal;
+    let controller = this.#controller;
+    if (controller === undefined) {
+      controller = this.#controller = new AbortController();
+      if (this.#reason !== undefined) controller.abort(this.#reason);
+    }
+    return controller.signal;
+  }
+
+  /** The reason this scope ended with; undefined while it runs. */
+  get endedWith(): ProxyError | undefined {
+    return this.#reason;
   }
 
   /** Calls `fire` once when this scope ends; returns a function that stops following it. */
@@ -95,8 +119,9 @@ export class Scope implements CallScope {
   /** Ends this scope alone: what runs in it fails with `reason`; the parent goes on. */
   cancel(reason: ProxyError): void {
     this.release();
-    if (this.#controller.signal.aborted) return;
-    this.#controller.abort(reason);
+    if (this.#reason !== undefined) return;
+    this.#reason = reason;
+    this.#controller?.abort(reason);
     const followers = this.#followers;
     if (followers === undefined) return;
     this.#followers = undefined;

@@ -651,7 +651,7 @@ export class Listener {
     // An HTTP/2 body that has all come by the next turn of the event loop (a unary gRPC call's
     // one message, most often) goes upstream as the bytes it is: a stream costs undici's HTTP/2
     // client a pipeline per request, several times the cost of the rest of the call.
-    readAhead(body, readAheadLimitBytes, scope.signal, (settled) => {
+    readAhead(body, readAheadLimitBytes, scope, (settled) => {
       request.body = settled;
       dispatch();
     });

@@ -1,6 +1,6 @@
 import { PassThrough, type Duplex, type Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import { abortReason, onScopeEnd } from '../exchange/cancel.ts';
+import { onScopeEnd, scopeEndReason, scopeEnded } from '../exchange/cancel.ts';
 import { fromUpstreamError, ProxyError } from '../exchange/errors.ts';
 import type { BreakerStateName } from '../exchange/events.ts';
 import type { CallScope, Handler } from '../exchange/handler.ts';
@@ -338,8 +338,8 @@ export function forwardTo(upstream: Upstream, deps: ForwardDeps): Handler {
   const h2c = upstream.config.protocol === 'h2c';
   return (request, scope) =>
     new Promise<UpstreamResponse>((resolve, reject) => {
-      if (scope.signal.aborted) {
-        reject(abortReason(scope.signal));
+      if (scopeEnded(scope)) {
+        reject(scopeEndReason(scope));
         return;
       }
       // Before the attempt is counted: with no endpoint to pick, none is made.
