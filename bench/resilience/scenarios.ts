@@ -224,7 +224,7 @@ export function scenarios(scale: number): Scenario[] {
       endpoints: threeReplicas(...([1, 2, 3].map(() => ({ ...healthy, stall: tailStall })) as [Behaviour, Behaviour, Behaviour])),
       rates: { orders: [{ fromMs: 0, perSecond: 300 }], catalog: none },
       measured: whole(tailEnd),
-      systems: [...systemNames, 'breakwater-no-hedge'],
+      systems: [...systemNames, 'breakwater-no-hedge', 'breakwater-fixed-loose'],
       notes: [
         'Every replica stalls as often as the others: there is no bad replica for a health check or outlier detection to ' +
           'find, and a stalled call is only shortened by not waiting for it. By each system’s settings:',
@@ -233,9 +233,13 @@ export function scenarios(scale: number): Scenario[] {
           '("no live upstreams").',
         '- **HAProxy**’s 500 ms server timeout fires as nginx’s does, and it retries on another replica.',
         '- **Breakwater** sends a second attempt to another replica when a call has not answered by the p95 of the last ' +
-          '10 s of answers, within a budget of 5% of the calls (plus 2 a second), and takes the first answer. Without the ' +
-          'hedge block it waits for the stalled call: its adaptive per-try timeout (3 × the p99.9 of recent answers) ' +
-          'counts the stalls among the answers, and stays above them.',
+          '10 s of answers, within a budget of 5% of the calls (plus 2 a second), and takes the first answer. An attempt ' +
+          'a hedge outran counts in that window as at least as slow as it ran, so the p95 does not drift down.',
+        '- **Breakwater, no hedging** keeps the adaptive per-try timeout (3 × the p99.9 of recent successful attempts): ' +
+          'it gives up on a stalled attempt once it has run that long and retries it on another replica, a tail defence ' +
+          'of its own, slower than a hedge.',
+        `- **Breakwater, fixed ${fixedPerTry.looseMs / 1000} s per-try timeout** has neither hedging nor the adaptive ` +
+          'timeout: it waits for a stalled call, as a proxy with no tail defence does. The hedging target is judged against it.',
       ].join('\n'),
     },
     {

@@ -42,6 +42,7 @@ interface Flight {
   readonly scope: Scope;
   /** 1 for the request's first attempt, 2 for the next started, ... */
   readonly order: number;
+  readonly startedAt: number;
 }
 
 const noHeaders: Readonly<Record<string, string | undefined>> = {};
@@ -130,7 +131,7 @@ export function hedgeLayer(hedge: HedgeConfig, retry: RetryConfig | undefined, d
       if (replay !== undefined) request.body = replay.open();
       started += 1;
       lastLaunchAt = clock.now();
-      const flight: Flight = { scope: new Scope(scope), order: started };
+      const flight: Flight = { scope: new Scope(scope), order: started, startedAt: lastLaunchAt };
       flying.add(flight);
       void attempt(next, request, flight.scope).then((result) => {
         flying.delete(flight);
@@ -146,6 +147,7 @@ export function hedgeLayer(hedge: HedgeConfig, retry: RetryConfig | undefined, d
     /** Ends the request with `result`: every other attempt is cancelled, and its resources freed as it ends. */
     const finish = (winner: Flight | undefined, result: Result): UpstreamResponse => {
       finished = true;
+      if (winner !== undefined && latencies !== undefined && flying.size > 0) recordOutrun(winner);
       for (const flight of flying) flight.scope.cancel(lostTo(winner?.order ?? started));
       for (const { flight, result: other } of landed) letGo(flight, other);
       if (result.kind !== 'response') {
@@ -153,6 +155,16 @@ export function hedgeLayer(hedge: HedgeConfig, retry: RetryConfig | undefined, d
         return settle(result);
       }
       return winner === undefined ? result.response : onBodyEnd(result.response, () => winner.scope.release());
+    };
+
+    /**
+     * An attempt that a later one outran would have taken at least as long as it has run: that
+     * lower bound enters the delay's window. Left out, the slowest attempts (the ones hedging
+     * cuts short) would never be seen, and the percentile would drift down, hedging more.
+     */
+    const recordOutrun = (winner: Flight): void => {
+      const now = clock.now();
+      for (const flight of flying) if (flight.order < winner.order) latencies!.record(now - flight.startedAt, now);
     };
 
     const giveUp = (reason: GiveUpReason, result: Result): UpstreamResponse => {

@@ -225,6 +225,37 @@ describe('hedged requests', () => {
     await second.done;
   });
 
+  it('counts an attempt outrun by its hedge in the delay window as at least as slow as it ran', async () => {
+    const latencies = new LatencyWindow(60_000);
+    const adaptiveDelay = { percentile: 95, multiplier: 1, minMs: 5, maxMs: 400, minSamples: 10, windowMs: 60_000 };
+    const { clock, layer } = setup({ delayMs: undefined, adaptiveDelay }, undefined, { latencies });
+    for (let i = 0; i < 100; i++) latencies.record(10, clock.now());
+    const upstream = controlled();
+
+    // The hedge answers first: the first attempt had run 15 ms when it was cancelled.
+    const outrun = start(layer(upstream));
+    await clock.advanceAsync(11, 1);
+    expect(upstream.attempts).toHaveLength(2);
+    await clock.advanceAsync(4);
+    upstream.attempts[1]!.answer(200);
+    await outrun.done;
+    outrun.response!.body.discard();
+    expect(upstream.attempts[0]!.cancelled).toBe(true);
+    const afterOutrun = latencies.quantile(1, clock.now() + 1_000);
+    expect(afterOutrun.count).toBe(101);
+    expect(afterOutrun.value).toBeCloseTo(15, 0);
+
+    // The first attempt answers first: the hedge it cancels had only just begun, and says nothing.
+    const kept = start(layer(upstream));
+    await clock.advanceAsync(12, 1);
+    expect(upstream.attempts).toHaveLength(4);
+    upstream.attempts[2]!.answer(200);
+    await kept.done;
+    kept.response!.body.discard();
+    expect(upstream.attempts[3]!.cancelled).toBe(true);
+    expect(latencies.quantile(1, clock.now() + 2_000).count).toBe(101);
+  });
+
   it('ends every attempt when the request is cut short', async () => {
     const { clock, layer } = setup();
     const upstream = controlled();
