@@ -1,5 +1,4 @@
-import type { IncomingMessage } from 'node:http';
-import type { Http2ServerRequest } from 'node:http2';
+import type { IncomingHttpHeaders } from 'node:http';
 import type { Duplex, Readable } from 'node:stream';
 import type { BreakerStateName, PolicyEvent } from './events.ts';
 import type { AttemptOutcome } from './outcome.ts';
@@ -162,9 +161,24 @@ export function onBodyEnd(response: UpstreamResponse, done: () => void): Upstrea
   return { ...response, body: new BodyWithEnd(body, done) };
 }
 
+/**
+ * A client's request as it arrived, by HTTP/1.1 (node:http's IncomingMessage is one) or HTTP/2:
+ * what the trace of a request and the headers sent upstream read from it.
+ */
+export interface ArrivedRequest {
+  readonly method?: string | undefined;
+  readonly url?: string | undefined;
+  readonly headers: IncomingHttpHeaders;
+  /** The header block as a flat [name, value, ...] list, names as the client spelt them. */
+  readonly rawHeaders: string[];
+  readonly httpVersionMajor: number;
+  readonly httpVersion: string;
+  readonly socket: { readonly remoteAddress?: string | undefined };
+}
+
 /** Starts the trace of each request (src/telemetry/tracing/). */
 export interface RequestTracer {
-  startRequest(req: IncomingMessage | Http2ServerRequest, listener: string): RequestTrace;
+  startRequest(req: ArrivedRequest, listener: string): RequestTrace;
 }
 
 /**
