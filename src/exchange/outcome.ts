@@ -21,9 +21,17 @@ export type CallOutcome =
   | { readonly kind: 'response'; readonly status: number; readonly grpcStatus?: number | undefined }
   | { readonly kind: 'error'; readonly reason: LocalReason };
 
+type ResponseOutcome = Extract<AttemptOutcome, { kind: 'response' }>;
+
+// An outcome is a value, and every layer a response passes asks for its own: the outcome of a
+// plain HTTP status is made once per status and shared.
+const httpOutcomes: (ResponseOutcome | undefined)[] = [];
+
 /** The outcome of a response head: its status, and its gRPC status when it carries one. */
-export function responseOutcome(response: { readonly status: number; readonly grpcStatus?: number | undefined }): Extract<AttemptOutcome, { kind: 'response' }> {
-  return response.grpcStatus === undefined ? { kind: 'response', status: response.status } : { kind: 'response', status: response.status, grpcStatus: response.grpcStatus };
+export function responseOutcome(response: { readonly status: number; readonly grpcStatus?: number | undefined }): ResponseOutcome {
+  const status = response.status;
+  if (response.grpcStatus !== undefined) return { kind: 'response', status, grpcStatus: response.grpcStatus };
+  return (httpOutcomes[status] ??= { kind: 'response', status });
 }
 
 /** A gRPC status other than OK: the call failed, whatever its HTTP status. */

@@ -1,5 +1,5 @@
 import { PassThrough, pipeline, type Readable } from 'node:stream';
-import { abortReason, onScopeEnd } from './cancel.ts';
+import { abortReason, hasEnded, onScopeEnd } from './cancel.ts';
 import type { CallScope } from './handler.ts';
 import { ProxyError } from './errors.ts';
 import type { ProxyRequest } from './request.ts';
@@ -304,10 +304,10 @@ export class ReplayableBody {
  * once: with the whole body as a Buffer when it ended by then within `limit` bytes, else with a
  * stream of what was read followed by the rest, as it comes. Whatever the body is, it is never
  * held back longer than that turn, so a call that streams both ways is not delayed. Past
- * `limit`, or when the body fails or `signal` aborts first, it is handed on as a stream at
+ * `limit`, or when the body fails or `scope` ends first, it is handed on as a stream at
  * once, failures and all.
  */
-export function readAhead(source: Readable, limit: number, signal: AbortSignal, settled: (body: Readable | Buffer) => void): void {
+export function readAhead(source: Readable, limit: number, scope: CallScope, settled: (body: Readable | Buffer) => void): void {
   const chunks: Buffer[] = [];
   let size = 0;
   let done = false;
@@ -318,7 +318,7 @@ export function readAhead(source: Readable, limit: number, signal: AbortSignal, 
     source.off('data', onData);
     source.off('end', onEnd);
     source.off('error', onError);
-    signal.removeEventListener('abort', onAbort);
+    stopFollowing();
     settled(body);
   };
   const asStream = (): void => {
@@ -333,10 +333,11 @@ export function readAhead(source: Readable, limit: number, signal: AbortSignal, 
   const onEnd = (): void => finish(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
   // The reader sees the failure on the stream it is given, which ends with it.
   const onError = (): void => finish(resume(chunks, source));
-  const onAbort = (): void => asStream();
   source.on('data', onData);
   source.on('end', onEnd);
   source.on('error', onError);
-  signal.addEventListener('abort', onAbort, { once: true });
+  const stopFollowing = hasEnded(scope) ? noop : onScopeEnd(scope, asStream);
   const turn = setImmediate(asStream);
 }
+
+function noop(): void {}

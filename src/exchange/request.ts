@@ -1,5 +1,4 @@
-import type { IncomingMessage } from 'node:http';
-import type { Http2ServerRequest } from 'node:http2';
+import type { IncomingHttpHeaders } from 'node:http';
 import type { Duplex, Readable } from 'node:stream';
 import type { BreakerStateName, PolicyEvent } from './events.ts';
 import type { AttemptOutcome } from './outcome.ts';
@@ -61,6 +60,11 @@ export interface ResponseBody {
   pipeTo(sink: BodySink): Promise<void>;
   /** Drops the body and frees its connection (a retry or fallback replaces this response). */
   discard(): void;
+  /**
+   * Calls `done` once, when the body has streamed, failed or been discarded (at once when it
+   * already has): a body that knows its own end spares onBodyEnd a wrapper. Optional.
+   */
+  onEnd?(done: () => void): void;
 }
 
 export interface UpstreamResponse {
@@ -144,14 +148,37 @@ class BodyWithEnd implements ResponseBody {
   }
 }
 
-/** `response` with a body that calls `done` once the exchange is over. */
+/**
+ * `response` with a body that calls `done` once the exchange is over: the response itself when
+ * its body can tell its end (an upstream's), else a copy with its body wrapped.
+ */
 export function onBodyEnd(response: UpstreamResponse, done: () => void): UpstreamResponse {
-  return { ...response, body: new BodyWithEnd(response.body, done) };
+  const body = response.body;
+  if (body.onEnd !== undefined) {
+    body.onEnd(done);
+    return response;
+  }
+  return { ...response, body: new BodyWithEnd(body, done) };
+}
+
+/**
+ * A client's request as it arrived, by HTTP/1.1 (node:http's IncomingMessage is one) or HTTP/2:
+ * what the trace of a request and the headers sent upstream read from it.
+ */
+export interface ArrivedRequest {
+  readonly method?: string | undefined;
+  readonly url?: string | undefined;
+  readonly headers: IncomingHttpHeaders;
+  /** The header block as a flat [name, value, ...] list, names as the client spelt them. */
+  readonly rawHeaders: string[];
+  readonly httpVersionMajor: number;
+  readonly httpVersion: string;
+  readonly socket: { readonly remoteAddress?: string | undefined };
 }
 
 /** Starts the trace of each request (src/telemetry/tracing/). */
 export interface RequestTracer {
-  startRequest(req: IncomingMessage | Http2ServerRequest, listener: string): RequestTrace;
+  startRequest(req: ArrivedRequest, listener: string): RequestTrace;
 }
 
 /**

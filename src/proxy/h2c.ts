@@ -1,17 +1,156 @@
 // The HTTP/2 side of a listener: cleartext HTTP/2 with prior knowledge (h2c), on the sockets
-// the listener's preface check hands over. Requests arrive through node:http2's compatibility
-// API, as request and response objects close to node:http's, so the listener routes and
-// answers them with the same code as HTTP/1.1 requests.
+// the listener's preface check hands over. Requests arrive on node:http2's stream API and are
+// handed to the listener as a request and a response close to node:http's (H2Request,
+// H2Response), so the listener routes and answers them with the same code as HTTP/1.1 requests.
+// They stand in for node:http2's compatibility API, whose request and response objects (a
+// readable stream the body is copied through, a response with its own state and listeners)
+// are a large share of the CPU and garbage of a unary gRPC call (docs/performance.md).
 
-import { createServer, type Http2Server, type Http2ServerRequest, type Http2ServerResponse, type Http2Session, type ServerHttp2Stream } from 'node:http2';
+import {
+  createServer,
+  type Http2Server,
+  type Http2Session,
+  type IncomingHttpHeaders,
+  type OutgoingHttpHeaders,
+  type ServerHttp2Stream,
+} from 'node:http2';
 import type { Socket } from 'node:net';
 import type { ConnectionLimits } from '../config/types.ts';
 
+/** An HTTP/2 request as the listener reads it: the fields of node:http's IncomingMessage it uses. */
+export class H2Request {
+  readonly stream: ServerHttp2Stream;
+  /** The header block as it came, pseudo-headers (:method, :path, :authority) included. */
+  readonly headers: IncomingHttpHeaders;
+  /** The header block as a flat [name, value, ...] list. */
+  readonly rawHeaders: string[];
+  readonly method: string;
+  /** The :path, origin form. */
+  readonly url: string;
+  readonly httpVersionMajor = 2;
+  readonly httpVersionMinor = 0;
+  readonly httpVersion = '2.0';
+
+  constructor(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, rawHeaders: string[]) {
+    this.stream = stream;
+    this.headers = headers;
+    this.rawHeaders = rawHeaders;
+    this.method = headers[':method'] ?? 'GET';
+    this.url = headers[':path'] ?? '/';
+  }
+
+  /** The connection the request came on. */
+  get socket(): Socket {
+    return this.stream.session?.socket ?? detachedSocket;
+  }
+}
+
+/** What a request on a connection already gone reports as its socket. */
+const detachedSocket = { remoteAddress: undefined } as unknown as Socket;
+
+/**
+ * The response to an HTTP/2 request, with the calls of node:http's ServerResponse the listener
+ * makes. The head goes out at the first write, or with the end: a response ended before any
+ * write is one HEADERS frame that ends the stream (a gRPC Trailers-Only response). Otherwise
+ * the stream ends with the trailers added, or with an empty DATA frame when there are none.
+ */
+export class H2Response {
+  readonly stream: ServerHttp2Stream;
+  statusCode = 200;
+  #headers: OutgoingHttpHeaders | null = null;
+  #trailers: OutgoingHttpHeaders | null = null;
+
+  constructor(stream: ServerHttp2Stream) {
+    this.stream = stream;
+  }
+
+  get headersSent(): boolean {
+    return this.stream.headersSent;
+  }
+
+  get destroyed(): boolean {
+    return this.stream.destroyed;
+  }
+
+  get writableFinished(): boolean {
+    return this.stream.writableFinished;
+  }
+
+  setHeader(name: string, value: string | string[]): this {
+    (this.#headers ??= {})[name] = value;
+    return this;
+  }
+
+  getHeader(name: string): string | string[] | number | undefined {
+    return this.#headers?.[name];
+  }
+
+  /** Sends the head now; `headers` is the response's own from here on. */
+  writeHead(status: number, headers?: OutgoingHttpHeaders): this {
+    this.statusCode = status;
+    if (headers !== undefined) this.#headers = this.#headers === null ? headers : Object.assign(this.#headers, headers);
+    this.#respond(false);
+    return this;
+  }
+
+  writeContinue(): void {
+    if (!this.stream.headersSent && !this.stream.destroyed) this.stream.additionalHeaders({ ':status': 100 });
+  }
+
+  write(chunk: Buffer | string): boolean {
+    if (!this.stream.headersSent) this.#respond(false);
+    return this.stream.write(chunk);
+  }
+
+  addTrailers(trailers: OutgoingHttpHeaders): void {
+    this.#trailers = this.#trailers === null ? trailers : Object.assign(this.#trailers, trailers);
+  }
+
+  end(chunk?: Buffer | string): this {
+    const stream = this.stream;
+    if (stream.destroyed) return this;
+    if (chunk !== undefined) this.write(chunk);
+    if (!stream.headersSent) this.#respond(true);
+    else stream.end();
+    return this;
+  }
+
+  destroy(error?: Error): void {
+    this.stream.destroy(error);
+  }
+
+  /** 'drain' and 'close' are the stream's. */
+  on(event: 'drain' | 'close', listener: () => void): this {
+    this.stream.on(event, listener);
+    return this;
+  }
+
+  once(event: 'drain' | 'close', listener: () => void): this {
+    this.stream.once(event, listener);
+    return this;
+  }
+
+  #respond(endStream: boolean): void {
+    const stream = this.stream;
+    if (stream.destroyed) return;
+    const headers = this.#headers ?? {};
+    headers[':status'] = this.statusCode;
+    if (endStream) {
+      stream.respond(headers, { endStream: true });
+      return;
+    }
+    stream.respond(headers, { waitForTrailers: true });
+    stream.on('wantTrailers', () => stream.sendTrailers(this.#trailers ?? {}));
+  }
+}
+
 export interface H2cHandlers {
   /** A request: `expectsContinue` when the client waits for 100 Continue before its body. */
-  request(req: Http2ServerRequest, res: Http2ServerResponse, expectsContinue: boolean): void;
+  request(req: H2Request, res: H2Response, expectsContinue: boolean): void;
   /** A CONNECT request, which is refused. */
-  connect(req: Http2ServerRequest, res: Http2ServerResponse): void;
+  connect(req: H2Request, res: H2Response): void;
+  /** A request that expects something other than 100-continue, which is refused. */
+  unmetExpectation(req: H2Request, res: H2Response): void;
 }
 
 export interface H2cOptions {
@@ -34,11 +173,18 @@ export class H2cServer {
       // is larger anyway is reset with ENHANCE_YOUR_CALM (RESOURCE_EXHAUSTED to a gRPC client).
       settings: { maxHeaderListSize: options.maxHeaderBytes },
     });
-    this.#server.on('request', (req: Http2ServerRequest, res: Http2ServerResponse) => handlers.request(req, res, false));
-    this.#server.on('checkContinue', (req: Http2ServerRequest, res: Http2ServerResponse) => handlers.request(req, res, true));
-    this.#server.on('connect', (req: Http2ServerRequest, res: Http2ServerResponse) => handlers.connect(req, res));
+    this.#server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
+      this.#countStream(stream);
+      // A stream's errors (a reset by the client) are told to the request by its close.
+      stream.on('error', ignore);
+      const req = new H2Request(stream, headers, rawHeaders);
+      const res = new H2Response(stream);
+      if (req.method === 'CONNECT') handlers.connect(req, res);
+      else if (headers.expect === undefined) handlers.request(req, res, false);
+      else if (headers.expect === '100-continue') handlers.request(req, res, true);
+      else handlers.unmetExpectation(req, res);
+    });
     this.#server.on('session', (session: Http2Session) => this.#opened(session));
-    this.#server.on('stream', (stream: ServerHttp2Stream) => this.#countStream(stream));
   }
 
   /** Serves a connection whose first bytes were the HTTP/2 preface (still unread). */
@@ -96,6 +242,8 @@ export class H2cServer {
     if (count >= max && !session.closed) session.close();
   }
 }
+
+function ignore(): void {}
 
 /** Streams opened on each session, while maxRequestsPerConnection is set. */
 const streamsOn = new WeakMap<Http2Session, number>();

@@ -1,5 +1,4 @@
-import type { IncomingMessage } from 'node:http';
-import type { Http2ServerRequest } from 'node:http2';
+import type { ArrivedRequest } from '../exchange/request.ts';
 import { connectionTokens, endToEndHeaders, hopByHop } from '../exchange/headers.ts';
 
 export interface UpstreamHeaderOptions {
@@ -15,7 +14,7 @@ export interface UpstreamHeaderOptions {
  * Host set to the target authority, x-forwarded-for with the peer appended,
  * x-forwarded-proto set, and x-request-id kept or added.
  */
-export function upstreamHeaders(req: IncomingMessage | Http2ServerRequest, options: UpstreamHeaderOptions): string[] {
+export function upstreamHeaders(req: ArrivedRequest, options: UpstreamHeaderOptions): string[] {
   const raw = req.rawHeaders;
   const dropped = connectionTokens(req.headers.connection);
   const consumed = options.consumed;
@@ -59,7 +58,7 @@ function withForwarding(out: string[], forwardedFor: string | undefined, peer: s
  * does for HTTP/1.1, with the pseudo-headers left out (:authority becomes Host). HTTP/2 has no
  * Connection header and no hop-by-hop fields but `te: trailers` (RFC 9113 8.2.2).
  */
-export function upstreamHeadersH2(req: IncomingMessage | Http2ServerRequest, options: UpstreamHeaderOptions): string[] {
+export function upstreamHeadersH2(req: ArrivedRequest, options: UpstreamHeaderOptions): string[] {
   const raw = req.rawHeaders;
   const consumed = options.consumed;
   const out: string[] = ['host', options.host];

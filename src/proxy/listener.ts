@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import type { Http2ServerRequest, Http2ServerResponse, OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2';
+import type { OutgoingHttpHeaders } from 'node:http2';
 import { createServer } from '../runtime/node-http.ts';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -17,7 +17,7 @@ import { deadlineExceeded, deadlineReached, requestDeadline } from '../policies/
 import { absoluteForm, type Router } from '../routing/match.ts';
 import type { Clock } from '../runtime/clock.ts';
 import { clientKey, ConnectionTable } from './connections.ts';
-import { H2cServer } from './h2c.ts';
+import { H2cServer, type H2Request, type H2Response } from './h2c.ts';
 import { callerTraceId, clientResponseHeaders, upstreamHeaders, upstreamHeadersH2 } from './headers.ts';
 import { readAhead } from '../exchange/request-body.ts';
 import { sendLocalReply, sendRawLocalReply } from './local-reply.ts';
@@ -25,9 +25,9 @@ import { sortConnection } from './preface.ts';
 import { isWebSocketUpgrade, WebSocketUpgrades, type WebSocketObserver } from './websocket/upgrade.ts';
 
 /** A client's request, by HTTP/1.1 or HTTP/2. */
-export type ClientRequest = IncomingMessage | Http2ServerRequest;
+export type ClientRequest = IncomingMessage | H2Request;
 /** The response to a client's request, by HTTP/1.1 or HTTP/2. */
-export type ClientResponse = ServerResponse | Http2ServerResponse;
+export type ClientResponse = ServerResponse | H2Response;
 
 /** A route of the running config, with its composed handler. */
 export interface ActiveRoute {
@@ -126,7 +126,7 @@ function idleGraceMs(idleTimeoutMs: number): number {
 function grpcStatusSent(res: ClientResponse, answered: boolean): number {
   if (!answered) return grpcCodes.CANCELLED;
   if ('stream' in res) {
-    const stream = res.stream as ServerHttp2Stream & { readonly sentTrailers?: OutgoingHttpHeaders; readonly sentHeaders?: OutgoingHttpHeaders };
+    const stream = res.stream as { readonly sentTrailers?: OutgoingHttpHeaders; readonly sentHeaders?: OutgoingHttpHeaders };
     const status = grpcStatusIn(stream.sentTrailers as Record<string, string> | undefined) ?? grpcStatusIn(stream.sentHeaders as Record<string, string> | undefined);
     if (status !== undefined) return status;
   }
@@ -210,6 +210,7 @@ export class Listener {
       {
         request: (req, res, expectsContinue) => this.#handle(req, res, true, undefined, expectsContinue),
         connect: (req, res) => this.#handle(req, res, true, new ProxyError('method_not_allowed')),
+        unmetExpectation: (req, res) => this.#handle(req, res, true, new ProxyError('expectation_failed')),
       },
     );
     // node:http serves a connection from its own 'connection' listener. It is taken out and
@@ -561,7 +562,9 @@ export class Listener {
     if (expectsContinue) res.writeContinue();
     // An HTTP/2 request without a body ends its stream with its headers.
     const hasBody =
-      contentLength !== undefined ? contentLength !== '0' : h2 ? !(req as Http2ServerRequest).stream.endAfterHeaders : req.headers['transfer-encoding'] !== undefined;
+      contentLength !== undefined ? contentLength !== '0' : h2 ? !(req as H2Request).stream.endAfterHeaders : req.headers['transfer-encoding'] !== undefined;
+    // An HTTP/2 request's body is its stream's readable side.
+    const bodyStream: Readable = h2 ? (req as H2Request).stream : (req as IncomingMessage);
     const grpc = isGrpcContentType(req.headers['content-type']);
     const request: ProxyRequest = {
       listener: this.name,
@@ -570,7 +573,7 @@ export class Listener {
       method,
       path: url,
       headers: (h2 ? upstreamHeadersH2 : upstreamHeaders)(req, { host, requestId, consumed: state.consumedHeaders }),
-      body: !hasBody ? null : limits.maxBodyBytes > 0 && contentLength === undefined ? limitBody(req, limits.maxBodyBytes) : req,
+      body: !hasBody ? null : limits.maxBodyBytes > 0 && contentLength === undefined ? limitBody(bodyStream, limits.maxBodyBytes) : bodyStream,
       requestId,
       startedAt,
       deadlineAt: startedAt + deadline.lifetimeMs,
@@ -648,7 +651,7 @@ export class Listener {
     // An HTTP/2 body that has all come by the next turn of the event loop (a unary gRPC call's
     // one message, most often) goes upstream as the bytes it is: a stream costs undici's HTTP/2
     // client a pipeline per request, several times the cost of the rest of the call.
-    readAhead(body, readAheadLimitBytes, scope.signal, (settled) => {
+    readAhead(body, readAheadLimitBytes, scope, (settled) => {
       request.body = settled;
       dispatch();
     });

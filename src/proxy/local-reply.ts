@@ -1,5 +1,5 @@
 import type { ServerResponse } from 'node:http';
-import type { Http2ServerResponse } from 'node:http2';
+import type { H2Response } from './h2c.ts';
 import { STATUS_CODES } from '../runtime/node-http.ts';
 import type { Duplex } from 'node:stream';
 import type { LocalReason, ProxyError } from '../exchange/errors.ts';
@@ -32,7 +32,7 @@ export function grpcStatusOfError(error: ProxyError): number {
  * gRPC client reads the status from it, not an HTTP error it could only call UNKNOWN or
  * UNAVAILABLE.
  */
-function sendGrpcLocalReply(res: ServerResponse | Http2ServerResponse, error: ProxyError, context: LocalReplyContext): void {
+function sendGrpcLocalReply(res: ServerResponse | H2Response, error: ProxyError, context: LocalReplyContext): void {
   // The two response kinds take the same calls; node:http's types stand for both.
   const out = res as ServerResponse;
   out.statusCode = 200;
@@ -47,7 +47,7 @@ function sendGrpcLocalReply(res: ServerResponse | Http2ServerResponse, error: Pr
 }
 
 /** Writes the JSON error response for a request Breakwater answers itself (a gRPC caller gets a gRPC one). */
-export function sendLocalReply(res: ServerResponse | Http2ServerResponse, error: ProxyError, context: LocalReplyContext, closeConnection = false): void {
+export function sendLocalReply(res: ServerResponse | H2Response, error: ProxyError, context: LocalReplyContext, closeConnection = false): void {
   if (context.grpc === true) {
     sendGrpcLocalReply(res, error, context);
     return;

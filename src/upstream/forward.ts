@@ -1,6 +1,6 @@
 import { PassThrough, type Duplex, type Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import { abortReason, onScopeEnd } from '../exchange/cancel.ts';
+import { abortReason, onAbort, Scope, hasEnded, type ScopeFollower } from '../exchange/cancel.ts';
 import { fromUpstreamError, ProxyError } from '../exchange/errors.ts';
 import type { BreakerStateName } from '../exchange/events.ts';
 import type { CallScope, Handler } from '../exchange/handler.ts';
@@ -69,14 +69,16 @@ class LateGrpcOutcome implements LateOutcome {
  * head, then holds the body (the connection paused) until it is piped into the client
  * response or discarded, so layers can look at the status before anything reaches the client.
  */
-class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
+class Exchange implements Dispatcher.DispatchHandler, ResponseBody, ScopeFollower {
   readonly #request: ProxyRequest;
   readonly #upstream: Upstream;
   readonly #endpoint: Endpoint;
   readonly #deps: ForwardDeps;
   readonly #startedAt: number;
   readonly #trace: AttemptTrace | undefined;
-  readonly #stopListening: () => void;
+  // The scope it follows until it is over: a Scope tells it directly, any other through its signal.
+  readonly #scope: CallScope;
+  readonly #stopListening: (() => void) | null;
   #observed = false;
   #informational = 0;
   #resolve: ((response: UpstreamResponse) => void) | null;
@@ -94,6 +96,9 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
   /** A gRPC call's outcome still to come with its trailers; null otherwise. */
   #late: LateGrpcOutcome | null = null;
   #status = 0;
+  /** Told once the body is over (streamed, failed or discarded): one, or a list. */
+  #onOver: (() => void) | (() => void)[] | null = null;
+  #over = false;
 
   constructor(
     request: ProxyRequest,
@@ -114,7 +119,17 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
     this.#resolve = resolve;
     this.#reject = reject;
     // Until the exchange is over, body included, the scope's end cancels it.
-    this.#stopListening = onScopeEnd(scope, (reason) => this.#cancel(reason));
+    this.#scope = scope;
+    if (scope instanceof Scope) {
+      scope.add(this);
+      this.#stopListening = null;
+    } else {
+      this.#stopListening = onAbort(scope.signal, (reason) => this.#cancel(reason));
+    }
+  }
+
+  scopeEnded(reason: ProxyError): void {
+    this.#cancel(reason);
   }
 
   #cancel(reason: ProxyError): void {
@@ -268,32 +283,71 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
     if (this.#finished) return;
     this.#finished = true;
     if (releaseEndpoint) this.#endpoint.inFlight -= 1;
-    this.#stopListening();
+    if (this.#stopListening === null) (this.#scope as Scope).remove(this);
+    else this.#stopListening();
     this.#trace?.end();
   }
 
   pipeTo(sink: BodySink): Promise<void> {
     return new Promise((resolve, reject) => {
-      if (this.#failed !== null) {
-        reject(this.#failed);
-        return;
-      }
-      this.#sink = sink;
-      for (const chunk of this.#pending) sink.write(chunk);
-      this.#pending = [];
-      if (this.#ended) {
-        if (this.#trailers !== null) sink.addTrailers?.(this.#trailers);
-        sink.end();
-        resolve();
-        return;
-      }
-      this.#settlePipe = (error) => (error === null ? resolve() : reject(error));
-      const controller = this.#controller;
-      if (controller !== null) {
-        sink.on('drain', () => controller.resume());
-        controller.resume();
+      try {
+        if (this.#failed !== null) {
+          reject(this.#failed);
+          this.#tellOver();
+          return;
+        }
+        this.#sink = sink;
+        for (const chunk of this.#pending) sink.write(chunk);
+        this.#pending = [];
+        if (this.#ended) {
+          if (this.#trailers !== null) sink.addTrailers?.(this.#trailers);
+          sink.end();
+          resolve();
+          this.#tellOver();
+          return;
+        }
+        this.#settlePipe = (error) => {
+          if (error === null) resolve();
+          else reject(error);
+          this.#tellOver();
+        };
+        const controller = this.#controller;
+        if (controller !== null) {
+          sink.on('drain', () => controller.resume());
+          controller.resume();
+        }
+      } catch (error) {
+        // The promise rejects with it; whoever waits on the body's end is told all the same.
+        this.#tellOver();
+        throw error;
       }
     });
+  }
+
+  /**
+   * Calls `done` once the body is over, as onBodyEnd's wrapper would, without one: a layer
+   * that holds something for the whole exchange (a bulkhead slot, an attempt's scope) lets go
+   * of it there.
+   */
+  onEnd(done: () => void): void {
+    if (this.#over) {
+      done();
+      return;
+    }
+    const onOver = this.#onOver;
+    if (onOver === null) this.#onOver = done;
+    else if (typeof onOver === 'function') this.#onOver = [onOver, done];
+    else onOver.push(done);
+  }
+
+  #tellOver(): void {
+    if (this.#over) return;
+    this.#over = true;
+    const onOver = this.#onOver;
+    this.#onOver = null;
+    if (onOver === null) return;
+    if (typeof onOver === 'function') onOver();
+    else for (const done of onOver) done();
   }
 
   /**
@@ -318,11 +372,15 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody {
   }
 
   discard(): void {
-    this.#pending = [];
-    if (this.#ended || this.#failed !== null) return;
-    // Given up by Breakwater (a retry or fallback replaces it): no judgement of the upstream.
-    if (this.#late !== null) this.#settleLate(undefined);
-    this.#controller?.abort(new Error('response discarded'));
+    try {
+      this.#pending = [];
+      if (this.#ended || this.#failed !== null) return;
+      // Given up by Breakwater (a retry or fallback replaces it): no judgement of the upstream.
+      if (this.#late !== null) this.#settleLate(undefined);
+      this.#controller?.abort(new Error('response discarded'));
+    } finally {
+      this.#tellOver();
+    }
   }
 }
 
@@ -338,7 +396,7 @@ export function forwardTo(upstream: Upstream, deps: ForwardDeps): Handler {
   const h2c = upstream.config.protocol === 'h2c';
   return (request, scope) =>
     new Promise<UpstreamResponse>((resolve, reject) => {
-      if (scope.signal.aborted) {
+      if (hasEnded(scope)) {
         reject(abortReason(scope.signal));
         return;
       }

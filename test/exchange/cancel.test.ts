@@ -1,6 +1,6 @@
 import { getEventListeners } from 'node:events';
 import { describe, expect, it } from 'vitest';
-import { abortReason, onAbort, onScopeEnd, Scope, waitOrAbort } from '../../src/exchange/cancel.ts';
+import { abortReason, hasEnded, onAbort, onScopeEnd, Scope, waitOrAbort } from '../../src/exchange/cancel.ts';
 import { ProxyError } from '../../src/exchange/errors.ts';
 import { FakeClock, flushMicrotasks } from '../support/fake-clock.ts';
 
@@ -186,5 +186,31 @@ describe('Scope', () => {
     const child = new Scope(scope);
     expect(child.signal.reason).toBe(gone);
     expect(listeners(scope.signal)).toBe(0);
+  });
+
+  it('tells whether it has ended before anyone reads its signal, and its signal then reads aborted with the reason', () => {
+    const request = Scope.root(5_000);
+    const attempt = new Scope(request, 1_500);
+    const { scope: plain, controller } = requestScope();
+    expect([hasEnded(request), hasEnded(attempt), hasEnded(plain)]).toEqual([false, false, false]);
+    const timeout = new ProxyError('timeout');
+    request.cancel(timeout);
+    controller.abort(timeout);
+    expect([hasEnded(request), hasEnded(attempt), hasEnded(plain)]).toEqual([true, true, true]);
+    expect(attempt.signal.aborted).toBe(true);
+    expect(attempt.signal.reason).toBe(timeout);
+  });
+
+  it('tells a function followed twice twice, and once after one follow is stopped', () => {
+    const request = Scope.root(5_000);
+    const told: ProxyError[] = [];
+    const fire = (reason: ProxyError): number => told.push(reason);
+    onScopeEnd(request, fire);
+    const stop = onScopeEnd(request, fire);
+    onScopeEnd(request, fire);
+    stop();
+    const gone = new ProxyError('upstream_unavailable');
+    request.cancel(gone);
+    expect(told).toEqual([gone, gone]);
   });
 });

@@ -1,5 +1,6 @@
 import { PassThrough, type Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
+import { Scope } from '../../src/exchange/cancel.ts';
 import { readAhead, ReplayableBody } from '../../src/exchange/request-body.ts';
 
 /** Everything a reader yields until it ends. */
@@ -87,8 +88,8 @@ describe('a body sent again while it still streams', () => {
 });
 
 describe('reading ahead a body to see whether it is all there', () => {
-  const settle = (source: Readable, limit = 1024, signal = new AbortController().signal): Promise<Readable | Buffer> =>
-    new Promise((resolve) => readAhead(source, limit, signal, resolve));
+  const settle = (source: Readable, limit = 1024): Promise<Readable | Buffer> =>
+    new Promise((resolve) => readAhead(source, limit, Scope.root(Infinity), resolve));
 
   it('hands on a body that ended by the next turn as its bytes', async () => {
     const source = new PassThrough();

@@ -128,6 +128,31 @@ routes:
     }
   });
 
+  it('says 100 Continue to an HTTP/2 request that waits for it, and refuses any other expectation with 417', async () => {
+    const session = h2Session(proxy.url());
+    const waiting = session.request({ ':method': 'POST', ':path': '/h1/upload', expect: '100-continue' });
+    const continued = new Promise<void>((resolve) => waiting.once('continue', resolve));
+    const answered = new Promise<{ status: number; body: string }>((resolve, reject) => {
+      let status = 0;
+      let body = '';
+      waiting.on('response', (head) => (status = Number(head[':status'])));
+      waiting.setEncoding('utf8');
+      waiting.on('data', (chunk: string) => (body += chunk));
+      waiting.on('end', () => resolve({ status, body }));
+      waiting.on('error', reject);
+    });
+    await continued;
+    waiting.end('body');
+    const unmet = await h2Request(session, { ':method': 'POST', ':path': '/h1/upload', expect: 'something-else' }, 'body');
+    const waited = await answered;
+    session.close();
+
+    expect(waited.status).toBe(200);
+    expect(JSON.parse(waited.body)).toEqual({ method: 'POST', url: '/h1/upload', bodyBytes: 4 });
+    expect(unmet.status).toBe(417);
+    expect(unmet.headers['x-breakwater-reason']).toBe('expectation_failed');
+  });
+
   it('refuses an HTTP/2 head over maxHeaderBytes with 431, and keeps the connection', async () => {
     const session = h2Session(proxy.url());
     // Sent before the client has read Breakwater's SETTINGS, so the client does not refuse it itself.

@@ -1,4 +1,4 @@
-import { abortReason, onAbort } from '../../exchange/cancel.ts';
+import { abortReason, onAbort, hasEnded } from '../../exchange/cancel.ts';
 import { ProxyError } from '../../exchange/errors.ts';
 import type { PolicyEvents } from '../../exchange/events.ts';
 import { callHandler, type CallScope, type Handler, type Layer } from '../../exchange/handler.ts';
@@ -90,7 +90,7 @@ export function bulkheadLayer(limiter: Bulkhead, deps: BulkheadDeps): Layer {
   }
 
   return (next) => (request, scope) => {
-    if (scope.signal.aborted) return Promise.reject(abortReason(scope.signal));
+    if (hasEnded(scope)) return Promise.reject(abortReason(scope.signal));
     const acquisition = limiter.tryAcquire();
     if (acquisition.kind === 'rejected') {
       return Promise.reject(

@@ -15,6 +15,14 @@ const relativeAccuracy = 0.01;
 /** How long a computed percentile is reused before the slices are merged again. */
 const refreshMs = 250;
 
+/** How many latencies a window holds, and the value at a quantile among them. */
+export interface Quantile {
+  readonly count: number;
+  readonly value: number;
+}
+
+const noLatencies: Quantile = Object.freeze({ count: 0, value: 0 });
+
 export class LatencyWindow {
   readonly windowMs: number;
   readonly #sliceMs: number;
@@ -24,9 +32,13 @@ export class LatencyWindow {
   #merged: DDSketch | undefined;
   #mergedAt = Number.NEGATIVE_INFINITY;
   #mergedSlice = Number.NEGATIVE_INFINITY;
+  // The slices before the newest, merged once each time the newest slice changes: they take no
+  // more latencies, so a refresh merges this and the newest slice alone.
+  #closed: DDSketch | undefined;
+  #closedBefore = Number.NEGATIVE_INFINITY;
   // The quantiles read from the merged sketch, kept until it is merged again: every request
   // reads the same one or two (a per-try timeout, a hedge delay).
-  readonly #values = new Map<number, number>();
+  readonly #values = new Map<number, Quantile>();
 
   constructor(windowMs: number) {
     if (!(windowMs > 0)) throw new RangeError(`a latency window needs a positive length, got ${windowMs} ms`);
@@ -47,30 +59,42 @@ export class LatencyWindow {
   }
 
   /** How many latencies the window holds now, and the value at quantile `q` (0..1) among them. */
-  quantile(q: number, now: number): { readonly count: number; readonly value: number } {
+  quantile(q: number, now: number): Quantile {
     const merged = this.#current(now);
-    if (merged.count === 0) return { count: 0, value: 0 };
-    let value = this.#values.get(q);
-    if (value === undefined) {
-      value = merged.getValueAtQuantile(q);
-      this.#values.set(q, value);
+    if (merged.count === 0) return noLatencies;
+    let quantile = this.#values.get(q);
+    if (quantile === undefined) {
+      quantile = { count: merged.count, value: merged.getValueAtQuantile(q) };
+      this.#values.set(q, quantile);
     }
-    return { count: merged.count, value };
+    return quantile;
   }
 
   #current(now: number): DDSketch {
     const newest = Math.floor(now / this.#sliceMs);
     if (this.#merged !== undefined && newest === this.#mergedSlice && now - this.#mergedAt < refreshMs) return this.#merged;
     const merged = new DDSketch({ relativeAccuracy });
-    for (let slot = 0; slot < slicesPerWindow; slot++) {
-      const index = this.#indexes[slot]!;
-      if (index > newest - slicesPerWindow && index <= newest) merged.merge(this.#sketches[slot]!);
-    }
+    merged.merge(this.#closedSlices(newest));
+    const slot = ((newest % slicesPerWindow) + slicesPerWindow) % slicesPerWindow;
+    if (this.#indexes[slot] === newest) merged.merge(this.#sketches[slot]!);
     this.#merged = merged;
     this.#values.clear();
     this.#mergedAt = now;
     this.#mergedSlice = newest;
     return merged;
+  }
+
+  /** The slices of the window before slice `newest`, merged. */
+  #closedSlices(newest: number): DDSketch {
+    if (this.#closed !== undefined && this.#closedBefore === newest) return this.#closed;
+    const closed = new DDSketch({ relativeAccuracy });
+    for (let slot = 0; slot < slicesPerWindow; slot++) {
+      const index = this.#indexes[slot]!;
+      if (index > newest - slicesPerWindow && index < newest) closed.merge(this.#sketches[slot]!);
+    }
+    this.#closed = closed;
+    this.#closedBefore = newest;
+    return closed;
   }
 }
 

@@ -1,3 +1,4 @@
+import { hasEnded } from '../../exchange/cancel.ts';
 import type { FallbackConfig, FallbackStep } from '../../config/types.ts';
 import { ProxyError } from '../../exchange/errors.ts';
 import type { FallbackKind, PolicyEvents } from '../../exchange/events.ts';
@@ -67,7 +68,7 @@ export function fallbackLayer(config: FallbackConfig, deps: FallbackDeps): Layer
   async function failOver(upstream: string, request: ProxyRequest, scope: CallScope): Promise<UpstreamResponse | undefined> {
     // A streamed body has been consumed and cannot be sent again; a request cut short (route
     // timeout, client gone) would have its new attempt cancelled at once.
-    if (!(request.body === null || Buffer.isBuffer(request.body)) || scope.signal.aborted) return undefined;
+    if (!(request.body === null || Buffer.isBuffer(request.body)) || hasEnded(scope)) return undefined;
     let response: UpstreamResponse;
     try {
       response = await failover!(upstream)(request, scope);

@@ -1,6 +1,6 @@
 import type { HedgeConfig, RetryConfig } from '../../config/types.ts';
 import { DEFAULTS } from '../../config/defaults.ts';
-import { Scope, waitOrAbort } from '../../exchange/cancel.ts';
+import { Scope, hasEnded, waitOrAbort } from '../../exchange/cancel.ts';
 import { ProxyError } from '../../exchange/errors.ts';
 import type { GiveUpReason, PolicyEvents } from '../../exchange/events.ts';
 import { callHandler, type CallScope, type Handler, type Layer } from '../../exchange/handler.ts';
@@ -53,14 +53,24 @@ function lostTo(order: number): ProxyError {
   return new ProxyError('upstream_unavailable', { message: `attempt ${order} of this request answered first` });
 }
 
-async function attempt(next: Handler, request: ProxyRequest, scope: CallScope): Promise<Result> {
+/** How the attempt `pending` ended. */
+async function resultOf(pending: Promise<UpstreamResponse>): Promise<Result> {
   try {
-    const response = await callHandler(next, request, scope);
+    const response = await pending;
     return { kind: 'response', outcome: responseOutcome(response), response };
   } catch (error) {
     if (error instanceof ProxyError && error.attemptFailure !== undefined) return { kind: 'failure', outcome: { kind: 'failure', failure: error.attemptFailure }, error };
     return { kind: 'refused', error };
   }
+}
+
+/** The request's first attempt, started before the hedging loop took over. */
+interface FirstAttempt {
+  readonly scope: Scope;
+  readonly pending: Promise<UpstreamResponse>;
+  readonly startedAt: number;
+  /** The hedge delay has passed with no answer: the loop sends a hedge at once. */
+  readonly hedgeDue: boolean;
 }
 
 /** The answer a result stands for once nothing better comes: the response, or the error. */
@@ -93,19 +103,25 @@ export function hedgeLayer(hedge: HedgeConfig, retry: RetryConfig | undefined, d
   const bufferLimit = retry?.bufferLimitBytes ?? defaultBufferLimit;
   const delayMs = (now: number): number => (hedge.delayMs !== undefined ? hedge.delayMs : percentileBound(hedge.adaptiveDelay!, latencies!, now));
 
-  /** A result a client should get at once: a success, or a failure that no retry or hedge could mend. */
-  function isFinal(result: Result): result is Extract<Result, { kind: 'response' }> {
-    if (result.kind !== 'response') return false;
-    const status = result.response.status;
+  /** A response a client should get at once: a success, or a failure that no retry or hedge could mend. */
+  function isFinalResponse(response: UpstreamResponse, outcome: AttemptOutcome): boolean {
+    const status = response.status;
     if (status >= 400 && status <= 499 && status !== 429) return true;
-    return !matchesRetryOn(result.outcome, retryOn);
+    return !matchesRetryOn(outcome, retryOn);
   }
 
-  async function run(next: Handler, request: ProxyRequest, scope: CallScope): Promise<UpstreamResponse> {
+  function isFinal(result: Result): result is Extract<Result, { kind: 'response' }> {
+    return result.kind === 'response' && isFinalResponse(result.response, result.outcome);
+  }
+
+  /** Whether `request` may be sent more than once at a time. */
+  const mayRepeatRequest = (request: ProxyRequest): boolean =>
+    (request.grpc === true && grpcMayRepeat(retryOn)) || mayRepeat(request.method, request.headers, deps.keyHeader);
+
+  /** `first`: the attempt already under way when the request's body was at hand from the start. */
+  async function run(next: Handler, request: ProxyRequest, scope: CallScope, first?: FirstAttempt): Promise<UpstreamResponse> {
     const { route, upstream } = request;
-    const arrivedAt = clock.now();
-    retryBudget?.recordRequest(arrivedAt);
-    hedgeBudget.recordRequest(arrivedAt);
+    const arrivedAt = first?.startedAt ?? clock.now();
     let buffered = true;
     // A gRPC call's body streams to its attempts as it comes (it may not end before answers do).
     let replay: ReplayableBody | undefined;
@@ -115,7 +131,7 @@ export function hedgeLayer(hedge: HedgeConfig, retry: RetryConfig | undefined, d
       else buffered = await bufferBody(request, body, bufferLimit, scope);
     }
     const replayable = (): boolean => (replay === undefined ? buffered : replay.replayable);
-    let mayHedge = replayable() && ((request.grpc === true && grpcMayRepeat(retryOn)) || mayRepeat(request.method, request.headers, deps.keyHeader));
+    let mayHedge = replayable() && mayRepeatRequest(request);
 
     const flying = new Set<Flight>();
     const landed: { flight: Flight; result: Result }[] = [];
@@ -127,13 +143,9 @@ export function hedgeLayer(hedge: HedgeConfig, retry: RetryConfig | undefined, d
     let backoffs = 0;
     let previousDelayMs = retry?.backoff.baseMs ?? 0;
 
-    const launch = (): void => {
-      if (replay !== undefined) request.body = replay.open();
-      started += 1;
-      lastLaunchAt = clock.now();
-      const flight: Flight = { scope: new Scope(scope), order: started, startedAt: lastLaunchAt };
+    const track = (flight: Flight, pending: Promise<UpstreamResponse>): void => {
       flying.add(flight);
-      void attempt(next, request, flight.scope).then((result) => {
+      void resultOf(pending).then((result) => {
         flying.delete(flight);
         // Too late: an answer was already chosen.
         if (finished) letGo(flight, result);
@@ -142,6 +154,14 @@ export function hedgeLayer(hedge: HedgeConfig, retry: RetryConfig | undefined, d
           wake?.();
         }
       });
+    };
+
+    const launch = (): void => {
+      if (replay !== undefined) request.body = replay.open();
+      started += 1;
+      lastLaunchAt = clock.now();
+      const flight: Flight = { scope: new Scope(scope), order: started, startedAt: lastLaunchAt };
+      track(flight, callHandler(next, request, flight.scope));
     };
 
     /** Ends the request with `result`: every other attempt is cancelled, and its resources freed as it ends. */
@@ -172,12 +192,19 @@ export function hedgeLayer(hedge: HedgeConfig, retry: RetryConfig | undefined, d
       return finish(undefined, result);
     };
 
-    launch();
+    let hedgeDue = false;
+    if (first === undefined) launch();
+    else {
+      started = 1;
+      track({ scope: first.scope, order: 1, startedAt: first.startedAt }, first.pending);
+      hedgeDue = first.hedgeDue;
+    }
     for (;;) {
       // Wait for an attempt to end, or for the hedge delay to pass with no answer.
-      const canHedge = mayHedge && replayable() && flying.size > 0 && flying.size < hedge.maxAttempts && started < maxTotal && !scope.signal.aborted;
-      let hedgeDue = false;
-      if (landed.length === 0) {
+      const canHedge = mayHedge && replayable() && flying.size > 0 && flying.size < hedge.maxAttempts && started < maxTotal && !hasEnded(scope);
+      if (hedgeDue) {
+        // The first attempt was started, and its hedge delay waited, before the loop.
+      } else if (landed.length === 0) {
         const waitMs = canHedge ? Math.max(0, lastLaunchAt + delayMs(clock.now()) - clock.now()) : undefined;
         await new Promise<void>((resolve) => {
           let cancelTimer = (): void => undefined;
@@ -194,6 +221,8 @@ export function hedgeLayer(hedge: HedgeConfig, retry: RetryConfig | undefined, d
         });
         wake = null;
       }
+      const sendHedge = hedgeDue;
+      hedgeDue = false;
 
       for (let next = landed.shift(); next !== undefined; next = landed.shift()) {
         const { flight, result } = next;
@@ -207,7 +236,7 @@ export function hedgeLayer(hedge: HedgeConfig, retry: RetryConfig | undefined, d
         last = result;
       }
 
-      if (hedgeDue && flying.size > 0) {
+      if (sendHedge && flying.size > 0) {
         if (!replayable()) {
           // More of a streaming body passed than bufferLimit while the hedge delay ran.
           mayHedge = false;
@@ -226,7 +255,7 @@ export function hedgeLayer(hedge: HedgeConfig, retry: RetryConfig | undefined, d
 
       // Every attempt has ended without a final answer: retry, as the retry layer would.
       const failed = last!;
-      if (failed.kind === 'refused' || scope.signal.aborted || retry === undefined) return finish(undefined, failed);
+      if (failed.kind === 'refused' || hasEnded(scope) || retry === undefined) return finish(undefined, failed);
       const now = clock.now();
       const remainingMs = scope.dueAt - now;
       const decision = decideRetry(retry, {
@@ -267,5 +296,50 @@ export function hedgeLayer(hedge: HedgeConfig, retry: RetryConfig | undefined, d
     }
   }
 
-  return (next) => (request, scope) => run(next, request, scope);
+  /**
+   * The common case, without the loop's state: a request whose body is at hand from the start
+   * sends its first attempt here, and keeps it when it is final within the hedge delay. The
+   * loop takes over, with that attempt in flight, when the delay passes or the attempt ends
+   * otherwise.
+   */
+  function start(next: Handler, request: ProxyRequest, scope: CallScope): Promise<UpstreamResponse> {
+    const startedAt = clock.now();
+    const first = new Scope(scope);
+    const pending = callHandler(next, request, first);
+    const canHedge = hedge.maxAttempts > 1 && maxTotal > 1 && mayRepeatRequest(request) && !hasEnded(scope);
+    return new Promise<UpstreamResponse>((resolve) => {
+      let handedOver = false;
+      const handOver = (hedgeDue: boolean): void => {
+        handedOver = true;
+        resolve(run(next, request, scope, { scope: first, pending, startedAt, hedgeDue }));
+      };
+      const cancelTimer = canHedge ? clock.setTimer(Math.max(0, startedAt + delayMs(clock.now()) - clock.now()), () => handOver(true)) : undefined;
+      pending.then(
+        (response) => {
+          if (handedOver) return;
+          if (!isFinalResponse(response, responseOutcome(response))) {
+            cancelTimer?.();
+            handOver(false);
+            return;
+          }
+          cancelTimer?.();
+          handedOver = true;
+          resolve(onBodyEnd(response, () => first.release()));
+        },
+        () => {
+          if (handedOver) return;
+          cancelTimer?.();
+          handOver(false);
+        },
+      );
+    });
+  }
+
+  return (next) => (request, scope) => {
+    const arrivedAt = clock.now();
+    retryBudget?.recordRequest(arrivedAt);
+    hedgeBudget.recordRequest(arrivedAt);
+    const body = request.body;
+    return body === null || Buffer.isBuffer(body) ? start(next, request, scope) : run(next, request, scope);
+  };
 }

@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { RetryConfig } from '../../config/types.ts';
-import { waitOrAbort } from '../../exchange/cancel.ts';
+import { hasEnded, waitOrAbort } from '../../exchange/cancel.ts';
 import { ProxyError } from '../../exchange/errors.ts';
 import type { GiveUpReason, PolicyEvents } from '../../exchange/events.ts';
 import { callHandler, type CallScope, type Handler, type Layer } from '../../exchange/handler.ts';
@@ -96,7 +96,7 @@ export function retryLayer(config: RetryConfig, deps: RetryDeps): Layer {
     for (let attempts = 1; ; attempts++) {
       if ('response' in result && isFinal(result.response)) return result.response;
       // The route timeout fired or the client left: nothing more can be sent.
-      if (scope.signal.aborted) return settle(result);
+      if (hasEnded(scope)) return settle(result);
 
       const now = clock.now();
       const remainingMs = scope.dueAt - now;

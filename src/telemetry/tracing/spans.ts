@@ -1,8 +1,6 @@
 // The spans of a request, made by hand on the data path: one server span per request and one
 // client span per upstream attempt, with W3C context carried upstream on each attempt.
 
-import type { IncomingMessage } from 'node:http';
-import type { Http2ServerRequest } from 'node:http2';
 import {
   defaultTextMapGetter,
   ROOT_CONTEXT,
@@ -33,7 +31,7 @@ import {
 } from '@opentelemetry/semantic-conventions';
 import type { Sampler } from '@opentelemetry/sdk-trace';
 import type { RecordedOutcome, RequestRecord } from '../../exchange/record.ts';
-import type { AttemptStart, AttemptTrace, ProxyRequest, RequestTrace, RequestTracer } from '../../exchange/request.ts';
+import type { ArrivedRequest, AttemptStart, AttemptTrace, ProxyRequest, RequestTrace, RequestTracer } from '../../exchange/request.ts';
 import { grpcCodeName, grpcMethodOf, isGrpcServerError } from '../../exchange/grpc.ts';
 import { pathOnly } from '../logger.ts';
 import type { TraceIds } from './ids.ts';
@@ -82,7 +80,7 @@ export class Tracing implements RequestTracer {
     this.#stop = stop;
   }
 
-  startRequest(req: IncomingMessage | Http2ServerRequest, listener: string): RequestTrace {
+  startRequest(req: ArrivedRequest, listener: string): RequestTrace {
     const spans = this.#spans;
     const method = req.method ?? 'GET';
     // Without a traceparent the request starts a trace: nothing to parse.
