@@ -40,26 +40,6 @@ export function grpcMessageBody(message: Buffer, trailers: Record<string, string
   };
 }
 
-/** `sink` as a body sees it, with every chunk written to it also handed to `keep`. */
-function teeSink(sink: BodySink, keep: (chunk: Buffer) => void): BodySink {
-  return {
-    write(chunk) {
-      keep(chunk);
-      return sink.write(chunk);
-    },
-    end(chunk) {
-      if (chunk !== undefined) keep(chunk);
-      return chunk === undefined ? sink.end() : sink.end(chunk);
-    },
-    addTrailers(trailers) {
-      sink.addTrailers?.(trailers);
-    },
-    on(event, listener) {
-      return sink.on(event, listener);
-    },
-  };
-}
-
 /** How a teed body ended: whole (with the copy kept), or not. */
 export type TeeEnd =
   | { readonly kind: 'whole'; readonly bytes: Buffer }
@@ -77,34 +57,85 @@ const cut: TeeEnd = { kind: 'cut' };
  * untouched), or cut short.
  */
 export function teeBody(body: ResponseBody, limit: number, end: (result: TeeEnd) => void): ResponseBody {
-  let told = false;
-  const tell = (result: TeeEnd): void => {
-    if (told) return;
-    told = true;
-    end(result);
-  };
-  return {
-    async pipeTo(sink) {
-      let chunks: Buffer[] | null = [];
-      let size = 0;
-      try {
-        await body.pipeTo(
-          teeSink(sink, (chunk) => {
-            if (chunks === null) return;
-            size += chunk.length;
-            if (size > limit) chunks = null;
-            else chunks.push(chunk);
-          }),
-        );
-      } catch (error) {
-        tell(cut);
+  return new TeedBody(body, limit, end);
+}
+
+/**
+ * The teed body is also the sink its source streams into, passing each chunk on to the real
+ * sink: one object per response rather than a sink and a closure for each of its calls.
+ */
+class TeedBody implements ResponseBody, BodySink {
+  readonly #body: ResponseBody;
+  readonly #limit: number;
+  readonly #end: (result: TeeEnd) => void;
+  #sink: BodySink | null = null;
+  /** The copy so far; null once it is past the limit. */
+  #chunks: Buffer[] | null = [];
+  #size = 0;
+  #told = false;
+
+  constructor(body: ResponseBody, limit: number, end: (result: TeeEnd) => void) {
+    this.#body = body;
+    this.#limit = limit;
+    this.#end = end;
+  }
+
+  pipeTo(sink: BodySink): Promise<void> {
+    this.#sink = sink;
+    this.#chunks = [];
+    this.#size = 0;
+    let piped: Promise<void>;
+    try {
+      piped = this.#body.pipeTo(this);
+    } catch (error) {
+      piped = Promise.reject(error as Error);
+    }
+    return piped.then(
+      () => {
+        const chunks = this.#chunks;
+        this.#tell(chunks === null ? tooLarge : { kind: 'whole', bytes: Buffer.concat(chunks, this.#size) });
+      },
+      (error: unknown) => {
+        this.#tell(cut);
         throw error;
-      }
-      tell(chunks === null ? tooLarge : { kind: 'whole', bytes: Buffer.concat(chunks, size) });
-    },
-    discard: () => {
-      tell(cut);
-      body.discard();
-    },
-  };
+      },
+    );
+  }
+
+  discard(): void {
+    this.#tell(cut);
+    this.#body.discard();
+  }
+
+  write(chunk: Buffer): boolean {
+    this.#keep(chunk);
+    return this.#sink!.write(chunk);
+  }
+
+  end(chunk?: Buffer): unknown {
+    if (chunk === undefined) return this.#sink!.end();
+    this.#keep(chunk);
+    return this.#sink!.end(chunk);
+  }
+
+  addTrailers(trailers: Record<string, string | string[]>): void {
+    this.#sink!.addTrailers?.(trailers);
+  }
+
+  on(event: 'drain', listener: () => void): unknown {
+    return this.#sink!.on(event, listener);
+  }
+
+  #keep(chunk: Buffer): void {
+    if (this.#chunks === null) return;
+    this.#size += chunk.length;
+    if (this.#size > this.#limit) this.#chunks = null;
+    else this.#chunks.push(chunk);
+  }
+
+  #tell(result: TeeEnd): void {
+    if (this.#told) return;
+    this.#told = true;
+    this.#end(result);
+  }
 }

@@ -19,6 +19,8 @@ export const hopByHop: ReadonlySet<string> = new Set([
 /** Names listed in a Connection header, which are hop-by-hop for this message only. */
 export function connectionTokens(value: string | string[] | undefined): Set<string> | null {
   if (value === undefined) return null;
+  // The header as nearly every peer sends it names no other header: nothing to split.
+  if (typeof value === 'string' && (value === 'keep-alive' || value === 'close')) return null;
   const tokens = new Set<string>();
   for (const line of Array.isArray(value) ? value : [value]) {
     for (const token of line.split(',')) {

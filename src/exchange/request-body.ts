@@ -1,5 +1,5 @@
 import { PassThrough, pipeline, type Readable } from 'node:stream';
-import { abortReason, onAbort, hasEnded, onScopeEnd } from './cancel.ts';
+import { abortReason, hasEnded, onScopeEnd } from './cancel.ts';
 import type { CallScope } from './handler.ts';
 import { ProxyError } from './errors.ts';
 import type { ProxyRequest } from './request.ts';
@@ -26,13 +26,14 @@ function resume(prefix: readonly Buffer[], source: Readable): Readable {
  * Makes a streaming request body replayable when it fits in `limit` bytes: reads it into a
  * Buffer that every attempt sends as is. Resolves true when it was buffered, false when it is
  * larger and streams through once (the already-read part first). A body declared larger than
- * `limit` is not read at all. Rejects if `signal` aborts (the route timeout, the client gone) or
+ * `limit` is not read at all. Rejects if `scope` ends (the route timeout, the client gone) or
  * the body fails while it is being read.
  */
-export function bufferBody(request: ProxyRequest, source: Readable, limit: number, signal: AbortSignal): Promise<boolean> {
+export function bufferBody(request: ProxyRequest, source: Readable, limit: number, scope: CallScope): Promise<boolean> {
   const declared = contentLength(request.headers);
   if (declared !== undefined && declared > limit) return Promise.resolve(false);
 
+  const signal = scope.signal;
   if (signal.aborted) return Promise.reject(abortReason(signal));
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -54,7 +55,8 @@ export function bufferBody(request: ProxyRequest, source: Readable, limit: numbe
     };
     const onEnd = (): void => {
       settle();
-      request.body = Buffer.concat(chunks, size);
+      // One chunk (a small body, most often) is the body as it is: no copy.
+      request.body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
       resolve(true);
     };
     const onError = (error: unknown): void => {
@@ -68,7 +70,7 @@ export function bufferBody(request: ProxyRequest, source: Readable, limit: numbe
       );
     };
     // The route timeout or the client leaving ends the wait for the body too.
-    const stopListening = onAbort(signal, (reason) => {
+    const stopListening = onScopeEnd(scope, (reason) => {
       settle();
       // The body is abandoned, not destroyed (that would close the socket before the client
       // gets its answer): let it drain, and let its late errors go unheard.

@@ -1,7 +1,7 @@
 // The pure parts every store kind shares: checking what callers pass, turning a record into
 // what a backend writes (JSON text and bytes) and back, and owner tokens.
 
-import { randomUUID } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 import type { JsonObject, RecordValue, StoredRecord } from './store.ts';
 
 // Idempotency keys are at most a few hundred bytes (Stripe caps them at 255 characters); a cap
@@ -34,9 +34,24 @@ export function ttlProblem(ttlMs: number): string | undefined {
   return Number.isSafeInteger(ttlMs) && ttlMs > 0 ? undefined : `the TTL must be a positive integer of milliseconds, got ${ttlMs}`;
 }
 
-/** A new owner token: unguessable, so that no other taker can finish someone else's record. */
+const TOKEN_BYTES = 16;
+// Tokens are cut from random bytes drawn a few hundred at a time: one call into the system's
+// random source per batch, and one short string per token.
+const tokenBytes = Buffer.alloc(TOKEN_BYTES * 256);
+let tokenOffset = tokenBytes.length;
+
+/**
+ * A new owner token: 128 random bits, unguessable, so that no other taker can finish someone
+ * else's record. Only the taker compares it, so its form may change between versions.
+ */
 export function newToken(): string {
-  return randomUUID();
+  if (tokenOffset === tokenBytes.length) {
+    randomFillSync(tokenBytes);
+    tokenOffset = 0;
+  }
+  const token = tokenBytes.toString('base64url', tokenOffset, tokenOffset + TOKEN_BYTES);
+  tokenOffset += TOKEN_BYTES;
+  return token;
 }
 
 export function encodeRecord(token: string, value: RecordValue): EncodedRecord {

@@ -226,6 +226,9 @@ export function sqliteBackend(
       },
     },
     log,
+    // Statements run in the call, waiting at most the busy timeout for a lock; commits follow
+    // with setImmediate, before any timer could fire.
+    settlesAtOnce: true,
     classify: classifySqliteError,
     async close() {
       writes.commitNow();

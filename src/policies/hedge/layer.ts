@@ -128,7 +128,7 @@ export function hedgeLayer(hedge: HedgeConfig, retry: RetryConfig | undefined, d
     const body = request.body;
     if (body !== null && !Buffer.isBuffer(body)) {
       if (request.grpc === true) replay = new ReplayableBody(body, bufferLimit);
-      else buffered = await bufferBody(request, body, bufferLimit, scope.signal);
+      else buffered = await bufferBody(request, body, bufferLimit, scope);
     }
     const replayable = (): boolean => (replay === undefined ? buffered : replay.replayable);
     let mayHedge = replayable() && mayRepeatRequest(request);

@@ -135,7 +135,7 @@ export function retryLayer(config: RetryConfig, deps: RetryDeps): Layer {
   }
 
   async function bufferThenRetry(next: Handler, request: ProxyRequest, scope: CallScope, body: Readable): Promise<UpstreamResponse> {
-    const replayable = await bufferBody(request, body, config.bufferLimitBytes, scope.signal);
+    const replayable = await bufferBody(request, body, config.bufferLimitBytes, scope);
     return retryAfter(next, request, scope, replayable, await attempt(next, request, scope));
   }
 

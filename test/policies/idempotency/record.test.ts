@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { asMeta, classifyDuplicate, fingerprint, isStorable, recordKey, type IdempotencyMeta } from '../../../src/policies/idempotency/record.ts';
 
@@ -10,6 +11,17 @@ describe('the request fingerprint', () => {
     expect(fingerprint('POST', '/charge?currency=USD', Buffer.from('{"amount":42}'))).not.toBe(base);
     expect(fingerprint('POST', '/charge?currency=EUR', Buffer.from('{"amount":43}'))).not.toBe(base);
     expect(fingerprint('POST', '/charge?currency=EUR', null)).toBe(fingerprint('POST', '/charge?currency=EUR', Buffer.alloc(0)));
+  });
+
+  it('stays the one earlier versions stored, whatever the size of the body', () => {
+    // Records outlive an upgrade in sqlite and Redis: a repeat must still match them. The
+    // layout is "METHOD\npath\nbody", hashed here by coreutils rather than by Node.
+    const sha256 = (bytes: Buffer): string => execFileSync('sha256sum', { input: bytes }).toString().slice(0, 64);
+    const small = Buffer.from('{"amount":42}');
+    expect(fingerprint('post', '/charge?currency=EUR', small)).toBe(sha256(Buffer.concat([Buffer.from('POST\n/charge?currency=EUR\n'), small])));
+    expect(fingerprint('POST', '/charge', null)).toBe(sha256(Buffer.from('POST\n/charge\n')));
+    const large = Buffer.alloc(200 * 1024, 'ab');
+    expect(fingerprint('PATCH', '/é', large)).toBe(sha256(Buffer.concat([Buffer.from('PATCH\n/é\n'), large])));
   });
 
   it('cannot be made equal by moving bytes between path and body', () => {
