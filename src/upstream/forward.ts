@@ -225,7 +225,7 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody, ScopeFollowe
     if (this.#sink !== null) {
       if (this.#trailers !== null) this.#sink.addTrailers?.(this.#trailers);
       this.#sink.end();
-      this.#settlePipe?.(null);
+      this.#pipeSettled(null);
     }
   }
 
@@ -272,7 +272,15 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody, ScopeFollowe
     this.#resolve = null;
     this.#reject = null;
     if (reject !== null) reject(error);
-    else this.#settlePipe?.(error);
+    else this.#pipeSettled(error);
+  }
+
+  #pipeSettled(error: ProxyError | null): void {
+    const settle = this.#settlePipe;
+    if (settle === null) return;
+    this.#settlePipe = null;
+    settle(error);
+    this.#tellOver();
   }
 
   /**
@@ -289,39 +297,32 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody, ScopeFollowe
   }
 
   pipeTo(sink: BodySink): Promise<void> {
-    return new Promise((resolve, reject) => {
-      try {
-        if (this.#failed !== null) {
-          reject(this.#failed);
-          this.#tellOver();
-          return;
-        }
-        this.#sink = sink;
-        for (const chunk of this.#pending) sink.write(chunk);
-        this.#pending = [];
-        if (this.#ended) {
-          if (this.#trailers !== null) sink.addTrailers?.(this.#trailers);
-          sink.end();
-          resolve();
-          this.#tellOver();
-          return;
-        }
-        this.#settlePipe = (error) => {
-          if (error === null) resolve();
-          else reject(error);
-          this.#tellOver();
-        };
-        const controller = this.#controller;
-        if (controller !== null) {
-          sink.on('drain', () => controller.resume());
-          controller.resume();
-        }
-      } catch (error) {
-        // The promise rejects with it; whoever waits on the body's end is told all the same.
-        this.#tellOver();
-        throw error;
+    const piped = new Promise<void>((resolve, reject) => {
+      if (this.#failed !== null) {
+        reject(this.#failed);
+        return;
+      }
+      this.#sink = sink;
+      for (const chunk of this.#pending) sink.write(chunk);
+      this.#pending = [];
+      if (this.#ended) {
+        if (this.#trailers !== null) sink.addTrailers?.(this.#trailers);
+        sink.end();
+        resolve();
+        return;
+      }
+      // Kept free of the exchange itself: the sink (a client response, which node:http holds
+      // until the connection's next request) keeps the drain listener and, through it, this.
+      this.#settlePipe = (error) => (error === null ? resolve() : reject(error));
+      const controller = this.#controller;
+      if (controller !== null) {
+        sink.on('drain', () => controller.resume());
+        controller.resume();
       }
     });
+    // Over at once unless the body still streams; then when #settlePipe is called.
+    if (this.#settlePipe === null) this.#tellOver();
+    return piped;
   }
 
   /**
