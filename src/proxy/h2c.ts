@@ -4,7 +4,8 @@
 // H2Response), so the listener routes and answers them with the same code as HTTP/1.1 requests.
 // They stand in for node:http2's compatibility API, whose request and response objects (a
 // readable stream the body is copied through, a response with its own state and listeners)
-// are a large share of the CPU and garbage of a unary gRPC call (docs/performance.md).
+// are a large share of the CPU and garbage of a unary gRPC call
+// (docs/benchmarks/grpc-instructions.md).
 
 import {
   createServer,
