@@ -9,6 +9,7 @@ import { bufferBody, ReplayableBody } from '../../exchange/request-body.ts';
 import { onBodyEnd, type ProxyRequest, type UpstreamResponse } from '../../exchange/request.ts';
 import type { Clock } from '../../runtime/clock.ts';
 import type { Random } from '../../runtime/random.ts';
+import { TimerQueue } from '../../runtime/timer-queue.ts';
 import { percentileBound, type LatencyWindow } from '../deadline/latency.ts';
 import { backoffDelay } from '../retry/backoff.ts';
 import type { RetryBudget } from '../retry/budget.ts';
@@ -102,6 +103,8 @@ export function hedgeLayer(hedge: HedgeConfig, retry: RetryConfig | undefined, d
   const maxTotal = retry?.maxAttempts ?? hedge.maxAttempts;
   const bufferLimit = retry?.bufferLimitBytes ?? defaultBufferLimit;
   const delayMs = (now: number): number => (hedge.delayMs !== undefined ? hedge.delayMs : percentileBound(hedge.adaptiveDelay!, latencies!, now));
+  // Nearly every request waits a hedge delay and nearly every wait is cancelled: one timer serves them all.
+  const firstDelays = new TimerQueue(clock);
 
   /** A response a client should get at once: a success, or a failure that no retry or hedge could mend. */
   function isFinalResponse(response: UpstreamResponse, outcome: AttemptOutcome): boolean {
@@ -313,22 +316,21 @@ export function hedgeLayer(hedge: HedgeConfig, retry: RetryConfig | undefined, d
         handedOver = true;
         resolve(run(next, request, scope, { scope: first, pending, startedAt, hedgeDue }));
       };
-      const cancelTimer = canHedge ? clock.setTimer(Math.max(0, startedAt + delayMs(clock.now()) - clock.now()), () => handOver(true)) : undefined;
+      const wait = canHedge ? firstDelays.add(startedAt, delayMs(startedAt), () => handOver(true)) : undefined;
       pending.then(
         (response) => {
           if (handedOver) return;
+          if (wait !== undefined) firstDelays.remove(wait);
           if (!isFinalResponse(response, responseOutcome(response))) {
-            cancelTimer?.();
             handOver(false);
             return;
           }
-          cancelTimer?.();
           handedOver = true;
           resolve(onBodyEnd(response, () => first.release()));
         },
         () => {
           if (handedOver) return;
-          cancelTimer?.();
+          if (wait !== undefined) firstDelays.remove(wait);
           handOver(false);
         },
       );
