@@ -77,8 +77,8 @@ describe('two attempts of one request in flight', () => {
     await until(() => held.size === 2);
     expect(bulkhead.snapshot().inFlight).toBe(2);
     expect(target.endpoints[0]!.inFlight).toBe(2);
-    // Each attempt has its own per-try timer.
-    expect(clock.pending).toBe(2);
+    // Both attempts' per-try timeouts wait on the layer's one timer.
+    expect(clock.pending).toBe(1);
 
     // The first attempt loses: only it is cancelled.
     const lost = new ProxyError('upstream_unavailable', { message: 'another attempt answered first' });
@@ -88,6 +88,7 @@ describe('two attempts of one request in flight', () => {
     expect(held.get('2')!.closed).toBe(false);
     expect(bulkhead.snapshot().inFlight).toBe(1);
     expect(target.endpoints[0]!.inFlight).toBe(1);
+    // The winner's timeout still waits; the loser's is given back (no timer is left once the winner ends, below).
     expect(clock.pending).toBe(1);
     expect(listeners(loserScope.signal)).toBe(0);
     expect(scope.signal.aborted).toBe(false);

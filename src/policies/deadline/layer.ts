@@ -5,6 +5,7 @@ import { callHandler, type Layer } from '../../exchange/handler.ts';
 import { onBodyEnd, type UpstreamResponse } from '../../exchange/request.ts';
 import type { LatencyPercentileConfig } from '../../config/types.ts';
 import type { Clock } from '../../runtime/clock.ts';
+import { TimerQueue } from '../../runtime/timer-queue.ts';
 import { attemptDueAt, deadlineExceeded } from './deadline.ts';
 import { percentileBound, type LatencyWindow } from './latency.ts';
 
@@ -40,6 +41,8 @@ export function attemptTimeoutLayer(perTry: PerTryTimeout, deps: AttemptTimeoutD
     const now = clock.now();
     for (const window of latencies) window.record(now - startedAt, now);
   };
+  // Nearly every attempt answers before its per-try timeout: one timer serves them all.
+  const perTryTimers = new TimerQueue(clock);
 
   return (next) => (request, scope) => {
     const now = clock.now();
@@ -58,18 +61,20 @@ export function attemptTimeoutLayer(perTry: PerTryTimeout, deps: AttemptTimeoutD
     }
 
     const attempt = new Scope(scope, dueAt);
-    const cancelTimer = clock.setTimer(dueAt - now, () => {
+    const expire = (): void => {
       events.emit({ type: 'per-try-timeout', route: request.route, upstream: request.upstream }, request);
       attempt.cancel(new ProxyError('timeout', { message: `the per-try timeout of ${Math.round(boundMs!)} ms expired`, attemptFailure: 'timeout' }));
-    });
+    };
+    // Here the per-try timeout, not the deadline, bounds the attempt: it is due at now + boundMs.
+    const timer = perTryTimers.add(now, boundMs!, expire);
     return callHandler(next, request, attempt).then(
       (response) => {
-        cancelTimer();
+        perTryTimers.remove(timer);
         observe(response, now);
         return onBodyEnd(response, () => attempt.release());
       },
       (error: unknown) => {
-        cancelTimer();
+        perTryTimers.remove(timer);
         attempt.release();
         throw error;
       },
