@@ -9,7 +9,7 @@ import { execFile, spawn } from 'node:child_process';
 import { cp, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
-import { join, relative } from 'node:path';
+import { basename, join, relative } from 'node:path';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import { DockerfileParser, Env } from 'dockerfile-ast';
@@ -129,7 +129,8 @@ describe('the package, installed as the image installs it', () => {
     await mkdir(build);
     for (const { sources, destination } of contextCopies) {
       for (const source of sources) {
-        const target = destination.endsWith('/') ? join(build, destination, source) : join(build, destination);
+        // As Docker does: a source copied into a folder keeps its own name there.
+        const target = destination.endsWith('/') ? join(build, destination, basename(source)) : join(build, destination);
         await cp(join(root, source), target, { recursive: true, filter: (path) => !dockerignore.ignores(relative(root, path) || '.') });
       }
     }
@@ -157,10 +158,10 @@ describe('the package, installed as the image installs it', () => {
 
   it('packs the compiled CLI and the example configs, and no TypeScript sources or tests', () => {
     expect(packed).toEqual(
-      expect.arrayContaining(['package.json', 'bin/breakwater.js', 'dist/cli/main.js', 'dist/app.js', 'config/breakwater.yaml', 'config/schema.json']),
+      expect.arrayContaining(['package.json', 'bin/breakwater.js', 'dist/cli/main.js', 'config/breakwater.yaml', 'config/schema.json']),
     );
     // The admin page's static files, beside the compiled admin server that serves them.
-    expect(packed).toEqual(expect.arrayContaining(['dist/admin/page/index.html', 'dist/admin/page/app.js', 'dist/admin/page/style.css']));
+    expect(packed).toEqual(expect.arrayContaining(['dist/cli/page/index.html', 'dist/cli/page/app.js', 'dist/cli/page/style.css']));
     expect(packed.filter((path) => path.endsWith('.ts') || /^(src|test|scripts|helm|deploy)\//.test(path))).toEqual([]);
   });
 
