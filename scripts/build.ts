@@ -11,7 +11,28 @@
 //   them in a checkout.
 
 import { cp, rm } from 'node:fs/promises';
-import { build } from 'rolldown';
+import { constants as http2Constants } from 'node:http2';
+import { build, type Plugin } from 'rolldown';
+
+/**
+ * undici's HTTP/2 client requires node:http2 when it is loaded, which every undici client is,
+ * whatever its upstream speaks; node:http2 loads Node's TLS code with it. Breakwater needs
+ * neither until an upstream speaks h2c, so in the bundle undici's module gets node:http2's
+ * constants (fixed values, taken here from the Node that builds, the version the package pins)
+ * and loads node:http2 itself at its first connect. The build fails if undici's line changes.
+ */
+const undiciHttp2OnFirstUse: Plugin = {
+  name: 'undici-http2-on-first-use',
+  transform: {
+    filter: { id: /[\\/]node_modules[\\/]undici[\\/]lib[\\/]dispatcher[\\/]client-h2\.js$/ },
+    handler(code) {
+      const eager = "http2 = require('node:http2')";
+      if (code.split(eager).length !== 2) throw new Error(`undici's client-h2.js no longer reads ${eager}: check the bundle's HTTP/2 plugin`);
+      const lazy = `http2 = { constants: ${JSON.stringify(http2Constants)}, connect: (...args) => process.getBuiltinModule('node:http2').connect(...args) }`;
+      return code.replace(eager, lazy);
+    },
+  },
+};
 
 const root = new URL('../', import.meta.url);
 const out = new URL('dist/cli/', root);
@@ -21,6 +42,9 @@ await build({
   input: { main: new URL('src/cli/main.ts', root).pathname },
   platform: 'node',
   logLevel: 'warn',
+  plugins: [undiciHttp2OnFirstUse],
+  // The plugin's change stays within one line, so the source map's lines still hold.
+  checks: { sourcemapBroken: false },
   output: {
     dir: out.pathname,
     format: 'esm',
