@@ -93,6 +93,8 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody, ScopeFollowe
   #finished = false;
   #failed: ProxyError | null = null;
   #settlePipe: ((error: ProxyError | null) => void) | null = null;
+  /** The sink's drain listener while the body streams into it. */
+  #onDrain: (() => void) | null = null;
   /** A gRPC call's outcome still to come with its trailers; null otherwise. */
   #late: LateGrpcOutcome | null = null;
   #status = 0;
@@ -279,6 +281,13 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody, ScopeFollowe
     const settle = this.#settlePipe;
     if (settle === null) return;
     this.#settlePipe = null;
+    // The sink outlives the exchange (node:http holds a client response until its connection's
+    // next request): its drain listener reaches the attempt through undici's controller.
+    const onDrain = this.#onDrain;
+    if (onDrain !== null) {
+      this.#onDrain = null;
+      this.#sink!.off('drain', onDrain);
+    }
     settle(error);
     this.#tellOver();
   }
@@ -316,7 +325,9 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody, ScopeFollowe
       this.#settlePipe = (error) => (error === null ? resolve() : reject(error));
       const controller = this.#controller;
       if (controller !== null) {
-        sink.on('drain', () => controller.resume());
+        const onDrain = (): void => controller.resume();
+        this.#onDrain = onDrain;
+        sink.on('drain', onDrain);
         controller.resume();
       }
     });
