@@ -303,6 +303,12 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody, ScopeFollowe
     if (this.#stopListening === null) (this.#scope as Scope).remove(this);
     else this.#stopListening();
     this.#trace?.end();
+    // undici leaves an error listener on a streamed request body once it has sent it, and
+    // node:http holds a client request until its connection's next one: through that listener
+    // undici's request and this attempt would live on. A destroyed body (ended, or failed)
+    // emits no error any more, so whatever still listens for one can go.
+    const body = this.#request.body;
+    if (body !== null && !Buffer.isBuffer(body) && body.destroyed) body.removeAllListeners('error');
   }
 
   pipeTo(sink: BodySink): Promise<void> {
