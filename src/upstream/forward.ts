@@ -64,6 +64,9 @@ class LateGrpcOutcome implements LateOutcome {
   }
 }
 
+/** Takes an error a destroyed request body raises after its attempt is over. */
+function ignoreLateError(): void {}
+
 /**
  * One attempt on one endpoint, as an undici dispatch handler. It resolves at the response
  * head, then holds the body (the connection paused) until it is piped into the client
@@ -306,9 +309,10 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody, ScopeFollowe
     // undici leaves an error listener on a streamed request body once it has sent it, and
     // node:http holds a client request until its connection's next one: through that listener
     // undici's request and this attempt would live on. A destroyed body (ended, or failed)
-    // emits no error any more, so whatever still listens for one can go.
+    // has nothing left to tell, but an error its destruction raised may still be on its way
+    // (an HTTP/2 stream emits it a tick later): one listener that ignores it stays.
     const body = this.#request.body;
-    if (body !== null && !Buffer.isBuffer(body) && body.destroyed) body.removeAllListeners('error');
+    if (body !== null && !Buffer.isBuffer(body) && body.destroyed) body.removeAllListeners('error').on('error', ignoreLateError);
   }
 
   pipeTo(sink: BodySink): Promise<void> {
