@@ -15,7 +15,12 @@ export interface QueuedTimer {
 
 class Wait implements QueuedTimer {
   readonly dueAt: number;
-  readonly fire: () => void;
+  /**
+   * Dropped once the wait is over: a wait the garbage collector has moved to the old
+   * generation would otherwise hold what `fire` closes over (a request, its response) until
+   * the next full collection, even after nothing else reaches the wait.
+   */
+  fire: (() => void) | null;
   prev: Wait | null = null;
   next: Wait | null = null;
   /** The list it is in; null once it fired or was removed. */
@@ -60,6 +65,7 @@ class WaitList {
     wait.prev = null;
     wait.next = null;
     wait.list = null;
+    wait.fire = null;
   }
 }
 
@@ -132,8 +138,9 @@ export class TimerQueue {
         if (earliest.dueAt < this.#armedFor) this.#arm(earliest.dueAt);
         return;
       }
+      const fire = earliest.fire!;
       this.remove(earliest);
-      earliest.fire();
+      fire();
     }
   }
 }
