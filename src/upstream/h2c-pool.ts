@@ -178,6 +178,8 @@ class H2cCall implements Dispatcher.DispatchController {
     stream.on('data', (chunk: Buffer) => this.handler.onResponseData?.(this, chunk));
     stream.on('end', () => this.#onEnd());
     stream.on('error', (error) => this.fail(error));
+    // The session's slot is free once the stream is closed both ways, not at its end: a server
+    // counts a stream against its limit until then, and refuses one more.
     stream.on('close', () => this.#onClose());
     if (buffered !== null) stream.end(buffered);
     else if (body !== null && body !== undefined) (body as Readable).pipe(stream);
@@ -209,12 +211,17 @@ class H2cCall implements Dispatcher.DispatchController {
 
   #onEnd(): void {
     if (this.#done) return;
+    // A stream destroyed with its session ends without a response: no answer, a failure.
+    if (!this.#responded) {
+      this.fail(codedError('stream closed before a response', h2cErrorCodes.reset));
+      return;
+    }
     this.#done = true;
-    this.#release();
     this.handler.onResponseEnd?.(this, this.#trailers === null ? {} : responseHead(this.#trailers));
   }
 
   #onClose(): void {
+    this.#release();
     if (this.#done) return;
     const stream = this.#stream!;
     const code = stream.rstCode;
@@ -232,14 +239,20 @@ class H2cCall implements Dispatcher.DispatchController {
   fail(error: Error): void {
     if (this.#done) return;
     this.#done = true;
-    this.#release();
     const stream = this.#stream;
-    if (stream !== null && !stream.destroyed) stream.close(NGHTTP2_CANCEL);
+    if (stream === null) this.#release();
+    else if (!stream.destroyed) {
+      // RST_STREAM(CANCEL) is queued by close(); destroying the stream now lets go of it even
+      // when a busy session would be slow to tell of its close.
+      stream.close(NGHTTP2_CANCEL);
+      stream.destroy();
+    }
     const body = this.options.body;
     if (body !== null && body !== undefined && !Buffer.isBuffer(body)) (body as Readable).destroy();
     this.handler.onResponseError?.(this, error);
   }
 
+  /** Gives its place back: in the queue, or on its session. */
   #release(): void {
     const session = this.#session;
     if (session === null) {
@@ -270,6 +283,13 @@ export class H2cPool {
     this.#authority = new URL(origin).host;
   }
 
+  /** Sessions open or opening that take new streams. */
+  get sessions(): number {
+    let count = 0;
+    for (const session of this.#sessions) if (!session.retired) count += 1;
+    return count;
+  }
+
   dispatch(options: DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
     const call = new H2cCall(this, options, handler);
     handler.onRequestStart?.(call, null);
@@ -290,7 +310,9 @@ export class H2cPool {
 
   /** A session with room for another stream now. */
   #available(): Session | undefined {
-    for (const session of this.#sessions) if (session.connected && !session.retired && session.active < session.capacity) return session;
+    for (const session of this.#sessions) {
+      if (session.connected && !session.retired && !session.session.destroyed && session.active < session.capacity) return session;
+    }
     return undefined;
   }
 
@@ -311,11 +333,14 @@ export class H2cPool {
     const http2 = connect(this.origin, { settings: { enablePush: false } });
     const session = new Session(http2);
     this.#sessions.push(session);
+    // Until the server's SETTINGS come, a connection that was made is of no use yet: the wait
+    // for them counts in connectTimeout, and they say how many streams the session may carry.
     const cancelTimer = this.options.clock.setTimer(this.options.connectTimeoutMs, () => {
       http2.destroy(codedError(`connect timeout (${this.options.connectTimeoutMs} ms)`, h2cErrorCodes.connectTimeout));
     });
-    http2.once('connect', () => {
+    http2.once('remoteSettings', () => {
       cancelTimer();
+      if (http2.destroyed || http2.closed) return;
       session.connected = true;
       this.#serveQueue();
     });
