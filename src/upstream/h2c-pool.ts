@@ -217,7 +217,8 @@ class H2cCall implements Dispatcher.DispatchController {
       return;
     }
     this.#done = true;
-    this.handler.onResponseEnd?.(this, this.#trailers === null ? {} : responseHead(this.#trailers));
+    // Trailers carry no pseudo-header: node:http2's object goes as it is.
+    this.handler.onResponseEnd?.(this, this.#trailers ?? {});
   }
 
   #onClose(): void {
