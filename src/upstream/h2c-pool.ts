@@ -20,6 +20,13 @@ import type { Clock } from '../runtime/clock.ts';
 /** Streams one session carries at once when its server allows as many (undici's and a Node server's default). */
 const streamsPerSession = 100;
 
+/**
+ * A session with no stream and no frame for this long is closed, as undici closed an idle
+ * connection (its keep-alive default): a connection kept open to an upstream that went away
+ * without a word would otherwise take the next calls, and they would wait for their timeouts.
+ */
+const idleSessionMs = 4_000;
+
 const { NGHTTP2_CANCEL, NGHTTP2_FLAG_END_STREAM, NGHTTP2_NO_ERROR } = constants;
 
 /** Codes of the errors this pool makes itself, as errors.ts classifies them. */
@@ -346,6 +353,11 @@ export class H2cPool {
       this.#serveQueue();
     });
     http2.on('goaway', () => this.#retire(session));
+    // node:http2 refreshes the timer on every frame; it fires after idleSessionMs without one.
+    http2.setTimeout(idleSessionMs);
+    http2.on('timeout', () => {
+      if (session.connected && session.active === 0) this.#retire(session);
+    });
     http2.on('error', (error) => {
       cancelTimer();
       // Calls waiting for this session's connection fail with its error, as undici fails a

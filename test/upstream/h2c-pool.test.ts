@@ -1,7 +1,7 @@
 // The connections to an h2c endpoint, against a real node:http2 server on loopback: streams
-// multiplexed within the server's limit, a new session once the server says GOAWAY, a given-up
-// call cancelled upstream with RST_STREAM, a connection that takes too long failing the calls
-// that wait for it, and a close that lets the calls in flight finish.
+// multiplexed within the server's limit, a new session once the server says GOAWAY or the old
+// one has idled, a given-up call cancelled upstream with RST_STREAM, a connection that takes
+// too long failing the calls that wait for it, and a close that lets the calls in flight finish.
 
 import http2, { type Http2Server, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import type { AddressInfo } from 'node:net';
@@ -185,6 +185,26 @@ describe('the h2c connections to an endpoint', () => {
 
     for (const each of waiting) expect((each.error as { code?: string } | undefined)?.code).toBe('H2C_CONNECT_TIMEOUT');
     expect(server.held).toHaveLength(0);
+  });
+
+  it('closes a session that has carried nothing for a few seconds, and opens another for the next call', async () => {
+    const server = await startServer();
+    const target = pool(server.origin, 1);
+    const first = call();
+    target.dispatch(get, first.handler);
+    await waitFor('the call to reach the server', () => server.held.length === 1);
+    answer(server.held[0]!);
+    await first.over;
+
+    await waitFor('the idle session to close', () => target.sessions === 0);
+    const next = call();
+    target.dispatch(get, next.handler);
+    await waitFor('the next call to reach the server', () => server.held.length === 2);
+    answer(server.held[1]!);
+    await next.over;
+
+    expect(next.status).toBe(200);
+    expect(server.sessions).toHaveLength(2);
   });
 
   it('closes once the calls in flight have finished, and takes no new ones meanwhile', async () => {
