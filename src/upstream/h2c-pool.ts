@@ -21,9 +21,10 @@ import type { Clock } from '../runtime/clock.ts';
 const streamsPerSession = 100;
 
 /**
- * A session with no stream and no frame for this long is closed, as undici closed an idle
- * connection (its keep-alive default): a connection kept open to an upstream that went away
- * without a word would otherwise take the next calls, and they would wait for their timeouts.
+ * A session that has carried no stream for this long (up to twice as long) is closed, as undici
+ * closed an idle connection (its keep-alive default): a connection kept open to an upstream that
+ * went away without a word would otherwise take the next calls, and they would wait for their
+ * timeouts.
  */
 const idleSessionMs = 4_000;
 
@@ -93,6 +94,8 @@ function responseHead(headers: IncomingHttpHeaders & IncomingHttpStatusHeader): 
 class Session {
   readonly session: ClientHttp2Session;
   connected = false;
+  /** Streams opened on it since the last look for idle sessions. */
+  opened = 0;
   /** No new stream goes on it: it sent or received GOAWAY, or it is closing. */
   retired = false;
   active = 0;
@@ -168,6 +171,7 @@ class H2cCall implements Dispatcher.DispatchController {
   start(session: Session, authority: string): void {
     this.#session = session;
     session.active += 1;
+    session.opened += 1;
     const { body } = this.options;
     const buffered = body === null || body === undefined ? null : Buffer.isBuffer(body) ? body : null;
     const head = requestHead(this.options, authority, buffered === null ? null : buffered.length);
@@ -284,6 +288,7 @@ export class H2cPool {
   #closing: Promise<void> | null = null;
   #destroyed = false;
   #whenIdle: (() => void) | null = null;
+  #cancelIdleWatch: (() => void) | null = null;
 
   constructor(origin: string, options: H2cPoolOptions) {
     this.origin = origin;
@@ -353,11 +358,7 @@ export class H2cPool {
       this.#serveQueue();
     });
     http2.on('goaway', () => this.#retire(session));
-    // node:http2 refreshes the timer on every frame; it fires after idleSessionMs without one.
-    http2.setTimeout(idleSessionMs);
-    http2.on('timeout', () => {
-      if (session.connected && session.active === 0) this.#retire(session);
-    });
+    this.#watchIdle();
     http2.on('error', (error) => {
       cancelTimer();
       // Calls waiting for this session's connection fail with its error, as undici fails a
@@ -371,6 +372,23 @@ export class H2cPool {
       if (index >= 0) this.#sessions.splice(index, 1);
       this.#checkIdle();
       this.#grow();
+    });
+  }
+
+  /**
+   * Looks for idle sessions every idleSessionMs while there are sessions. One timer per pool and
+   * a count per stream: a timeout per session, which node:http2 refreshes on every frame, costs
+   * a busy session more.
+   */
+  #watchIdle(): void {
+    if (this.#cancelIdleWatch !== null) return;
+    this.#cancelIdleWatch = this.options.clock.setTimer(idleSessionMs, () => {
+      this.#cancelIdleWatch = null;
+      for (const session of this.#sessions) {
+        if (session.connected && session.active === 0 && session.opened === 0) this.#retire(session);
+        session.opened = 0;
+      }
+      if (this.#sessions.some((session) => !session.retired)) this.#watchIdle();
     });
   }
 
@@ -422,6 +440,8 @@ export class H2cPool {
     this.#closing ??= new Promise<void>((resolve) => {
       this.#whenIdle = () => {
         this.#whenIdle = null;
+        this.#cancelIdleWatch?.();
+        this.#cancelIdleWatch = null;
         const closing = this.#sessions.map((session) => new Promise<void>((closed) => (session.session.closed ? closed() : session.session.close(closed))));
         void Promise.all(closing).then(() => resolve());
       };
@@ -433,6 +453,8 @@ export class H2cPool {
   /** Closes every session now, failing the calls in flight and queued. */
   destroy(): Promise<void> {
     this.#destroyed = true;
+    this.#cancelIdleWatch?.();
+    this.#cancelIdleWatch = null;
     this.#failQueue(codedError('the connection pool was destroyed', h2cErrorCodes.closed));
     const closing = this.#sessions.map(
       (session) =>
