@@ -13,14 +13,15 @@
 # The same Node.js version that package.json pins for development.
 ARG NODE_VERSION=24.21.0
 
-# --- build: every dependency, TypeScript compiled to dist/, the package packed as npm would
+# --- build: every dependency, Breakwater bundled into dist/, the package packed as npm would
 # publish it, so the image holds exactly what package.json's `files` list ships.
 FROM node:${NODE_VERSION}-bookworm-slim AS build
 WORKDIR /build
 COPY package.json package-lock.json ./
 # --ignore-scripts: the `node` npm package would download a second Node.js; the image has one.
 RUN npm ci --ignore-scripts --no-audit --no-fund
-COPY tsconfig.json tsconfig.build.json README.md ./
+COPY tsconfig.json README.md ./
+COPY scripts/build.ts ./scripts/
 COPY bin ./bin
 COPY config ./config
 COPY src ./src

@@ -39,14 +39,22 @@ export default tseslint.config(
     },
   },
   {
-    // An ES import of node:http's values loads Node's bundled undici, resident for good:
-    // take them from src/runtime/node-http.ts.
+    // Code loaded is resident for good (docs/decisions/0014-memory-budget.md). An ES import of
+    // node:http's values loads Node's bundled undici; node:http2, and the entry points of
+    // prom-client and ws, load Node's TLS code, which Breakwater needs only for what asks for it.
     files: ['src/**/*.ts'],
-    ignores: ['src/runtime/node-http.ts'],
+    ignores: ['src/runtime/node-http.ts', 'src/**/*.d.ts'],
     rules: {
       '@typescript-eslint/no-restricted-imports': [
         'error',
-        { paths: [{ name: 'node:http', allowTypeImports: true, message: 'Import its values from src/runtime/node-http.ts; types may come from node:http.' }] },
+        {
+          paths: [
+            { name: 'node:http', allowTypeImports: true, message: 'Import its values from src/runtime/node-http.ts; types may come from node:http.' },
+            { name: 'node:http2', allowTypeImports: true, message: "Load it where it is first needed (process.getBuiltinModule('node:http2')); types may come from node:http2." },
+            { name: 'prom-client', allowTypeImports: true, message: 'Import its classes from src/telemetry/prom.ts; types may come from prom-client.' },
+            { name: 'ws', allowTypeImports: true, message: "Load it with import('ws') where a WebSocket needs it; types may come from ws." },
+          ],
+        },
       ],
     },
   },

@@ -33,7 +33,7 @@ export const pageHeaders: Readonly<Record<string, string>> = {
 
 /**
  * Reads the page's files once, at start. They sit beside this module: in src/admin/page/ in a
- * checkout, in dist/admin/page/ in the package (`npm run build` copies them).
+ * checkout, in dist/cli/page/ beside the bundle in the package (`npm run build` copies them).
  */
 export async function loadPage(folder: URL = new URL('./page/', import.meta.url)): Promise<Map<string, PageFile>> {
   const page = new Map<string, PageFile>();

@@ -7,14 +7,7 @@
 // are a large share of the CPU and garbage of a unary gRPC call
 // (docs/benchmarks/grpc-instructions.md).
 
-import {
-  createServer,
-  type Http2Server,
-  type Http2Session,
-  type IncomingHttpHeaders,
-  type OutgoingHttpHeaders,
-  type ServerHttp2Stream,
-} from 'node:http2';
+import type { Http2Server, Http2Session, IncomingHttpHeaders, OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { ConnectionLimits } from '../config/types.ts';
 
@@ -162,19 +155,38 @@ export interface H2cOptions {
 
 /** The HTTP/2 server of one listener, and its open sessions (one per connection). */
 export class H2cServer {
-  readonly #server: Http2Server;
+  readonly #options: H2cOptions;
+  readonly #handlers: H2cHandlers;
+  // Made at the first HTTP/2 connection: node:http2 (and the TLS code it loads) stays out of
+  // the memory of a sidecar that only ever sees HTTP/1.1.
+  #server: Http2Server | undefined;
   readonly #sessions = new Set<Http2Session>();
   #limits: ConnectionLimits;
   #closing = false;
 
   constructor(options: H2cOptions, handlers: H2cHandlers) {
+    this.#options = options;
+    this.#handlers = handlers;
     this.#limits = options.limits;
-    this.#server = createServer({
+  }
+
+  /** Serves a connection whose first bytes were the HTTP/2 preface (still unread). */
+  accept(socket: Socket): void {
+    if (this.#closing) {
+      socket.destroy();
+      return;
+    }
+    (this.#server ??= this.#serve()).emit('connection', socket);
+  }
+
+  #serve(): Http2Server {
+    const handlers = this.#handlers;
+    const server = process.getBuiltinModule('node:http2').createServer({
       // Announced to clients, so a compliant one never sends a larger head; a stream whose head
       // is larger anyway is reset with ENHANCE_YOUR_CALM (RESOURCE_EXHAUSTED to a gRPC client).
-      settings: { maxHeaderListSize: options.maxHeaderBytes },
+      settings: { maxHeaderListSize: this.#options.maxHeaderBytes },
     });
-    this.#server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
+    server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
       this.#countStream(stream);
       // A stream's errors (a reset by the client) are told to the request by its close.
       stream.on('error', ignore);
@@ -185,16 +197,8 @@ export class H2cServer {
       else if (headers.expect === '100-continue') handlers.request(req, res, true);
       else handlers.unmetExpectation(req, res);
     });
-    this.#server.on('session', (session: Http2Session) => this.#opened(session));
-  }
-
-  /** Serves a connection whose first bytes were the HTTP/2 preface (still unread). */
-  accept(socket: Socket): void {
-    if (this.#closing) {
-      socket.destroy();
-      return;
-    }
-    this.#server.emit('connection', socket);
+    server.on('session', (session: Http2Session) => this.#opened(session));
+    return server;
   }
 
   /** Open connections. */

@@ -4,7 +4,7 @@
 // upstream names) or from small closed sets (status codes, reasons, outcomes), never from paths
 // or ids, so the number of series stays bounded.
 
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from './prom.ts';
 import { grpcCodeName } from '../exchange/grpc.ts';
 import type { AttemptRecord, ConnectionRejection, RequestRecord } from '../exchange/record.ts';
 import { breakwaterVersion } from '../runtime/version.ts';

@@ -5,7 +5,8 @@
 // label values taken from the config (route, upstream and breaker names) or from the closed
 // sets of src/policies/events.ts, so the number of series depends on the config only.
 
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
+import { Counter, Gauge, Histogram } from './prom.ts';
 import type { BreakerStateName, PolicyEvent, PolicyEvents } from '../exchange/events.ts';
 import { SeriesIndex, flushPending, type CountedSeries, type HistogramChild } from './metrics.ts';
 

@@ -3,7 +3,8 @@
 // Label values are store names from the config and the closed set of operations.
 
 import type { Logger } from 'pino';
-import { Counter, Histogram, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
+import { Counter, Histogram } from './prom.ts';
 import type { StoreEvent, StoreEvents } from '../stores/store.ts';
 import { SeriesIndex, type HistogramChild } from './metrics.ts';
 

@@ -231,7 +231,7 @@ function readsState(command: string): boolean {
 /** A copy of the checkout to run the tour in, since the tour edits config/breakwater.yaml. */
 async function checkoutCopy(): Promise<string> {
   const copy = join(tempDir, 'breakwater');
-  for (const path of ['package.json', '.npmrc', 'tsconfig.json', 'tsconfig.build.json', 'bin', 'config', 'scripts', 'src']) await cp(join(root, path), join(copy, path), { recursive: true });
+  for (const path of ['package.json', '.npmrc', 'tsconfig.json', 'bin', 'config', 'scripts', 'src']) await cp(join(root, path), join(copy, path), { recursive: true });
   await symlink(join(root, 'node_modules'), join(copy, 'node_modules'), 'dir');
   return copy;
 }

@@ -6,10 +6,12 @@
 // Breakwater validates the example configs and proxies a request.
 
 import { execFile, spawn } from 'node:child_process';
+import { connect as connectH2, createServer as createH2Server } from 'node:http2';
+import type { AddressInfo } from 'node:net';
 import { cp, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
-import { join, relative } from 'node:path';
+import { basename, join, relative } from 'node:path';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import { DockerfileParser, Env } from 'dockerfile-ast';
@@ -129,7 +131,8 @@ describe('the package, installed as the image installs it', () => {
     await mkdir(build);
     for (const { sources, destination } of contextCopies) {
       for (const source of sources) {
-        const target = destination.endsWith('/') ? join(build, destination, source) : join(build, destination);
+        // As Docker does: a source copied into a folder keeps its own name there.
+        const target = destination.endsWith('/') ? join(build, destination, basename(source)) : join(build, destination);
         await cp(join(root, source), target, { recursive: true, filter: (path) => !dockerignore.ignores(relative(root, path) || '.') });
       }
     }
@@ -157,10 +160,10 @@ describe('the package, installed as the image installs it', () => {
 
   it('packs the compiled CLI and the example configs, and no TypeScript sources or tests', () => {
     expect(packed).toEqual(
-      expect.arrayContaining(['package.json', 'bin/breakwater.js', 'dist/cli/main.js', 'dist/app.js', 'config/breakwater.yaml', 'config/schema.json']),
+      expect.arrayContaining(['package.json', 'bin/breakwater.js', 'dist/cli/main.js', 'config/breakwater.yaml', 'config/schema.json']),
     );
     // The admin page's static files, beside the compiled admin server that serves them.
-    expect(packed).toEqual(expect.arrayContaining(['dist/admin/page/index.html', 'dist/admin/page/app.js', 'dist/admin/page/style.css']));
+    expect(packed).toEqual(expect.arrayContaining(['dist/cli/page/index.html', 'dist/cli/page/app.js', 'dist/cli/page/style.css']));
     expect(packed.filter((path) => path.endsWith('.ts') || /^(src|test|scripts|helm|deploy)\//.test(path))).toEqual([]);
   });
 
@@ -193,23 +196,13 @@ describe('the package, installed as the image installs it', () => {
     });
     afterAll(async () => upstream.close());
 
-    it('proxies a request, writes nothing to its folder, and drains on SIGTERM', async () => {
-      const before = await snapshot(app);
+    /** Starts the installed package as the image runs it, on `yaml`, with `nodeOptions` added. */
+    async function startInstalled(yaml: string, nodeOptions: string[] = []) {
       const configPath = join(work, 'breakwater.yaml');
-      await writeFile(
-        configPath,
-        `listeners: [{name: outbound, address: 127.0.0.1:0}]
-telemetry: {address: 127.0.0.1:0}
-admin: {address: 127.0.0.1:0}
-upstreams:
-  app: {endpoints: ["${upstream.origin}"]}
-routes:
-  - {name: app, match: {host: app}, upstream: app, timeout: 5s}
-`,
-      );
+      await writeFile(configPath, yaml);
       // As the image runs it: from its folder, with its Node flags and environment, the config
       // named by BREAKWATER_CONFIG.
-      const child = spawn(process.execPath, [...nodeFlags, join(app, 'bin/breakwater.js'), 'run'], {
+      const child = spawn(process.execPath, [...nodeFlags, ...nodeOptions, join(app, 'bin/breakwater.js'), 'run'], {
         cwd: app,
         env: { ...process.env, ...nodeEnvironment, BREAKWATER_CONFIG: configPath, NODE_ENV: 'production' },
         stdio: ['ignore', 'pipe', 'pipe'],
@@ -226,7 +219,26 @@ routes:
           });
           void exited.then((code) => reject(new Error(`breakwater exited with ${code}:\n${stderr}`)));
         });
+        return { child, started, exited };
+      } catch (error) {
+        child.kill('SIGKILL');
+        throw error;
+      }
+    }
 
+    it('proxies a request, writes nothing to its folder, and drains on SIGTERM', async () => {
+      const before = await snapshot(app);
+      const { child, started, exited } = await startInstalled(
+        `listeners: [{name: outbound, address: 127.0.0.1:0}]
+telemetry: {address: 127.0.0.1:0}
+admin: {address: 127.0.0.1:0}
+upstreams:
+  app: {endpoints: ["${upstream.origin}"]}
+routes:
+  - {name: app, match: {host: app}, upstream: app, timeout: 5s}
+`,
+      );
+      try {
         const response = await request(`http://127.0.0.1:${started.listeners.outbound}/hello`, { headers: { host: 'app' } });
         expect(response.statusCode).toBe(200);
         expect(response.headers['x-breakwater-attempts']).toBe('1');
@@ -247,6 +259,65 @@ routes:
         if (child.exitCode === null) child.kill('SIGKILL');
       }
       expect(await snapshot(app)).toEqual(before);
+    });
+
+    it('loads HTTP/2 and TLS only once an HTTP/2 connection asks for them', async () => {
+      const h2Upstream = createH2Server().on('stream', (stream) => {
+        stream.respond({ ':status': 200 });
+        stream.end('hello over h2c');
+      });
+      await new Promise<void>((resolve) => h2Upstream.listen(0, '127.0.0.1', resolve));
+      const h2Origin = `http://127.0.0.1:${(h2Upstream.address() as AddressInfo).port}`;
+      // Writes the built-in modules Node loaded for Breakwater when it exits.
+      const hookPath = join(work, 'builtins-hook.mjs');
+      const listPath = join(work, 'builtins.json');
+      await writeFile(hookPath, `import { writeFileSync } from 'node:fs';\nprocess.on('exit', () => writeFileSync(${JSON.stringify(listPath)}, JSON.stringify(process.moduleLoadList)));\n`);
+      const yaml = `listeners: [{name: outbound, address: 127.0.0.1:0}]
+telemetry: {address: 127.0.0.1:0}
+admin: {address: 127.0.0.1:0}
+upstreams:
+  app: {endpoints: ["${upstream.origin}"]}
+  grpcish: {endpoints: ["${h2Origin}"], protocol: h2c}
+routes:
+  - {name: app, match: {host: app}, upstream: app}
+  - {name: h2, match: {host: h2}, upstream: grpcish}
+`;
+      /** Runs the package, makes `calls` against its listener, and returns what Node loaded. */
+      const builtinsAfter = async (calls: (port: number) => Promise<void>): Promise<string[]> => {
+        const { child, started, exited } = await startInstalled(yaml, ['--import', hookPath]);
+        try {
+          await calls(started.listeners.outbound!);
+          child.kill('SIGTERM');
+          expect(await exited).toBe(0);
+        } finally {
+          if (child.exitCode === null) child.kill('SIGKILL');
+        }
+        return JSON.parse(await readFile(listPath, 'utf8')) as string[];
+      };
+      try {
+        const http1Only = await builtinsAfter(async (port) => {
+          const response = await request(`http://127.0.0.1:${port}/`, { headers: { host: 'app' } });
+          expect(await response.body.text()).toBe('hello from the upstream');
+        });
+        expect(http1Only).not.toContain('NativeModule http2');
+        expect(http1Only).not.toContain('NativeModule tls');
+
+        const withH2 = await builtinsAfter(async (port) => {
+          const session = connectH2(`http://127.0.0.1:${port}`);
+          try {
+            const stream = session.request({ ':path': '/', ':authority': 'h2' });
+            const status = await new Promise<number>((resolve) => stream.once('response', (headers) => resolve(Number(headers[':status']))));
+            let body = '';
+            for await (const chunk of stream) body += String(chunk);
+            expect([status, body]).toEqual([200, 'hello over h2c']);
+          } finally {
+            session.close();
+          }
+        });
+        expect(withH2).toContain('NativeModule http2');
+      } finally {
+        h2Upstream.close();
+      }
     });
   });
 });

@@ -61,6 +61,7 @@ describe('closing a tunnel at a frame boundary', () => {
     tunnel = new Tunnel(client.inner, upstream.inner, {
       clock,
       bounds: { idleTimeoutMs: 0, maxDurationMs: 0 },
+      sender: Sender,
       onClosed: (result) => (summary = result),
     });
     tunnel.start();

@@ -5,7 +5,7 @@
 // frame 1001 to both sides.
 
 import type { Duplex } from 'node:stream';
-import { Sender } from 'ws';
+import type { Sender } from 'ws';
 import type { WebSocketConfig } from '../../config/types.ts';
 import type { TunnelEnd } from '../../exchange/record.ts';
 import type { Clock } from '../../runtime/clock.ts';
@@ -40,6 +40,8 @@ export interface TunnelSummary {
 export interface TunnelOptions {
   readonly clock: Clock;
   readonly bounds: WebSocketConfig;
+  /** ws's frame writer, which writes Breakwater's close frames. */
+  readonly sender: typeof Sender;
   /** Called once, when both connections have closed. */
   readonly onClosed: (summary: TunnelSummary) => void;
 }
@@ -172,7 +174,7 @@ export class Tunnel {
     way.closed = true;
     const to = way.to;
     if (to.destroyed || to.writableEnded || way.frames.closeSeen) return;
-    new Sender(to).close(goingAway, closeReasons[this.#closing!], way.masked);
+    new this.#options.sender(to).close(goingAway, closeReasons[this.#closing!], way.masked);
   }
 
   /** While closing: ends the connection of each side that has had a close frame and sent one. */

@@ -7,6 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
+import type { Sender } from 'ws';
 import type { Config, WebSocketConfig } from '../../config/types.ts';
 import { endToEndHeaders } from '../../exchange/headers.ts';
 import { ProxyError } from '../../exchange/errors.ts';
@@ -83,6 +84,10 @@ const lingerMs = 2000;
 export class WebSocketUpgrades {
   readonly #options: WebSocketOptions;
   readonly #tunnels = new Set<Tunnel>();
+  // ws is loaded with the first handshake: its entry point loads node:https and Node's TLS code,
+  // which a sidecar that never carries a WebSocket does without.
+  #sender: typeof Sender | undefined;
+  #senderLoaded: Promise<void> | undefined;
 
   constructor(options: WebSocketOptions) {
     this.#options = options;
@@ -101,7 +106,20 @@ export class WebSocketUpgrades {
 
   /** Takes a handshake Node handed over as an `upgrade`: `head` is what the client sent after its head. */
   handle(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    new Handshake(this.#options, this.#tunnels, req, socket, head).run();
+    if (this.#sender !== undefined) {
+      new Handshake(this.#options, this.#tunnels, this.#sender, req, socket, head).run();
+      return;
+    }
+    this.#senderLoaded ??= import('ws').then(({ Sender }) => {
+      this.#sender = Sender;
+    });
+    this.#senderLoaded.then(
+      () => {
+        // A client gone while ws loaded sent no request that needs an answer.
+        if (!socket.destroyed) this.handle(req, socket, head);
+      },
+      (error: unknown) => socket.destroy(error instanceof Error ? error : undefined),
+    );
   }
 }
 
@@ -109,6 +127,7 @@ export class WebSocketUpgrades {
 class Handshake {
   readonly #options: WebSocketOptions;
   readonly #tunnels: Set<Tunnel>;
+  readonly #sender: typeof Sender;
   readonly #req: IncomingMessage;
   readonly #socket: Duplex;
   readonly #startedAt: number;
@@ -125,9 +144,10 @@ class Handshake {
   #cancelTimer: (() => void) | undefined;
   readonly #clientGone = (): void => this.#clientClosed();
 
-  constructor(options: WebSocketOptions, tunnels: Set<Tunnel>, req: IncomingMessage, socket: Duplex, head: Buffer) {
+  constructor(options: WebSocketOptions, tunnels: Set<Tunnel>, sender: typeof Sender, req: IncomingMessage, socket: Duplex, head: Buffer) {
     this.#options = options;
     this.#tunnels = tunnels;
+    this.#sender = sender;
     this.#req = req;
     this.#socket = socket;
     this.#startedAt = options.clock.now();
@@ -268,6 +288,7 @@ class Handshake {
     const tunnel = new Tunnel(client, upstream.socket, {
       clock,
       bounds: route.websocket,
+      sender: this.#sender,
       onClosed: (summary) => {
         tunnels.delete(tunnel);
         upstream.release();
