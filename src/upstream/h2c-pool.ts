@@ -2,17 +2,9 @@
 // knowledge, each session carrying many streams at once, up to `connections` sessions. It
 // takes an attempt as undici's Pool does (dispatch with a handler and its controller), so the
 // forwarder treats both kinds of upstream alike; undici's HTTP/2 client did this before, at a
-// cost per call this one avoids (docs/decisions/0016-h2c-upstream-on-node-http2.md).
+// cost per call this one avoids (docs/decisions/0017-h2c-upstream-on-node-http2.md).
 
-import {
-  connect,
-  constants,
-  type ClientHttp2Session,
-  type ClientHttp2Stream,
-  type IncomingHttpHeaders,
-  type IncomingHttpStatusHeader,
-  type OutgoingHttpHeaders,
-} from 'node:http2';
+import type { ClientHttp2Session, ClientHttp2Stream, IncomingHttpHeaders, IncomingHttpStatusHeader, OutgoingHttpHeaders } from 'node:http2';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { Clock } from '../runtime/clock.ts';
@@ -28,7 +20,13 @@ const streamsPerSession = 100;
  */
 const idleSessionMs = 4_000;
 
-const { NGHTTP2_CANCEL, NGHTTP2_FLAG_END_STREAM, NGHTTP2_NO_ERROR } = constants;
+// HTTP/2's own numbers (RFC 9113): node:http2 itself is loaded at the first connection, so that
+// a sidecar without h2c upstreams never holds it (docs/decisions/0014-memory-budget.md).
+/** The NO_ERROR and CANCEL error codes of RST_STREAM and GOAWAY. */
+const NGHTTP2_NO_ERROR = 0x0;
+const NGHTTP2_CANCEL = 0x8;
+/** The END_STREAM flag of a HEADERS frame. */
+const NGHTTP2_FLAG_END_STREAM = 0x1;
 
 /** Codes of the errors this pool makes itself, as errors.ts classifies them. */
 export const h2cErrorCodes = {
@@ -343,7 +341,7 @@ export class H2cPool {
   }
 
   #open(): void {
-    const http2 = connect(this.origin, { settings: { enablePush: false } });
+    const http2 = process.getBuiltinModule('node:http2').connect(this.origin, { settings: { enablePush: false } });
     const session = new Session(http2);
     this.#sessions.push(session);
     // Until the server's SETTINGS come, a connection that was made is of no use yet: the wait
