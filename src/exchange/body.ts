@@ -126,6 +126,10 @@ class TeedBody implements ResponseBody, BodySink {
     return this.#sink!.on(event, listener);
   }
 
+  off(event: 'drain', listener: () => void): unknown {
+    return this.#sink!.off(event, listener);
+  }
+
   #keep(chunk: Buffer): void {
     if (this.#chunks === null) return;
     this.#size += chunk.length;

@@ -52,6 +52,7 @@ export interface BodySink {
   addTrailers?(trailers: Record<string, string | string[]>): void;
   end(chunk?: Buffer): unknown;
   on(event: 'drain', listener: () => void): unknown;
+  off(event: 'drain', listener: () => void): unknown;
 }
 
 /** A response body that can be streamed once into a client response, or thrown away. */

@@ -124,6 +124,11 @@ export class H2Response {
     return this;
   }
 
+  off(event: 'drain' | 'close', listener: () => void): this {
+    this.stream.off(event, listener);
+    return this;
+  }
+
   #respond(endStream: boolean): void {
     const stream = this.stream;
     if (stream.destroyed) return;

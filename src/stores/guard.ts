@@ -56,9 +56,22 @@ export interface RecordBackend {
    * timeout is armed. Such a store bounds its own waits (sqlite's busy timeout).
    */
   readonly settlesAtOnce?: true;
+  /**
+   * The same record steps answered in the call, for a kind whose work is all done there (the
+   * memory store): each operation then settles with one promise instead of a chain of them.
+   */
+  readonly immediate?: ImmediateRecordSteps;
   /** Work the store does by itself every `intervalMs` (a sweep of expired records), until closed. */
   readonly periodic?: { readonly operation: StoreOperation; readonly intervalMs: number; run(): void };
   close(): Promise<void>;
+}
+
+/** A backend's record steps whose results are there when they return. */
+export interface ImmediateRecordSteps {
+  take(key: string, record: EncodedRecord, ttlMs: number): RawRecord | undefined;
+  replace(key: string, record: EncodedRecord, ttlMs: number): boolean;
+  release(key: string, token: string): boolean;
+  get(key: string): RawRecord | undefined;
 }
 
 /** The log steps of one store kind, on entries and queries already checked and encoded. */
@@ -156,25 +169,56 @@ export class GuardedStore implements Store {
     this.kind = options.kind;
     this.#options = options;
     const backend = options.backend;
-    this.records = {
-      take: (key, value, ttlMs) => this.#take(key, value, ttlMs),
-      replace: (key, token, value, ttlMs) =>
-        this.#run('replace', () => {
-          this.#check('replace', key, ttlMs);
-          return backend.replace(key, this.#encode('replace', token, value), ttlMs);
-        }),
-      release: (key, token) =>
-        this.#run('release', () => {
-          this.#check('release', key);
-          return backend.release(key, token);
-        }),
-      get: (key) =>
-        this.#run('get', async (): Promise<StoredRecord | undefined> => {
-          this.#check('get', key);
-          const raw = await backend.get(key);
-          return raw === undefined ? undefined : this.#decode('get', raw);
-        }),
-    };
+    const immediate = backend.immediate;
+    this.records =
+      immediate === undefined
+        ? {
+            take: (key, value, ttlMs) => this.#take(key, value, ttlMs),
+            replace: (key, token, value, ttlMs) =>
+              this.#run('replace', () => {
+                this.#check('replace', key, ttlMs);
+                return backend.replace(key, this.#encode('replace', token, value), ttlMs);
+              }),
+            release: (key, token) =>
+              this.#run('release', () => {
+                this.#check('release', key);
+                return backend.release(key, token);
+              }),
+            get: (key) =>
+              this.#run(
+                'get',
+                () => {
+                  this.#check('get', key);
+                  return backend.get(key);
+                },
+                (raw) => (raw === undefined ? undefined : this.#decode('get', raw)),
+              ),
+          }
+        : {
+            take: (key, value, ttlMs) =>
+              this.#runNow('take', () => {
+                this.#check('take', key, ttlMs);
+                const token = newToken();
+                const current = immediate.take(key, this.#encode('take', token, value), ttlMs);
+                return current === undefined ? { taken: true, token } : { taken: false, current: this.#decode('take', current) };
+              }),
+            replace: (key, token, value, ttlMs) =>
+              this.#runNow('replace', () => {
+                this.#check('replace', key, ttlMs);
+                return immediate.replace(key, this.#encode('replace', token, value), ttlMs);
+              }),
+            release: (key, token) =>
+              this.#runNow('release', () => {
+                this.#check('release', key);
+                return immediate.release(key, token);
+              }),
+            get: (key) =>
+              this.#runNow('get', () => {
+                this.#check('get', key);
+                const raw = immediate.get(key);
+                return raw === undefined ? undefined : this.#decode('get', raw);
+              }),
+          };
     this.log = this.#logStore(backend.log);
     const periodic = backend.periodic;
     if (periodic !== undefined) {
@@ -217,16 +261,15 @@ export class GuardedStore implements Store {
     const token = newToken();
     return this.#run(
       'take',
-      (): Promise<TakeResult> => {
+      () => {
         this.#check('take', key, ttlMs);
-        return this.#options.backend
-          .take(key, this.#encode('take', token, value), ttlMs)
-          .then((current): TakeResult => (current === undefined ? { taken: true, token } : { taken: false, current: this.#decode('take', current) }));
+        return this.#options.backend.take(key, this.#encode('take', token, value), ttlMs);
       },
+      (current): TakeResult => (current === undefined ? { taken: true, token } : { taken: false, current: this.#decode('take', current) }),
       // A take that wins after its caller was told "timeout" would hold the key until its TTL
       // runs out with nobody to finish it: give it back.
       (late) => {
-        if (late.taken) this.#options.backend.release(key, late.token).catch(() => undefined);
+        if (late === undefined) this.#options.backend.release(key, token).catch(() => undefined);
       },
     );
   }
@@ -241,7 +284,7 @@ export class GuardedStore implements Store {
     // Log operations run after a request's answer, or for an operator, never while a request
     // waits: they get a longer bound than the store's timeout, which is sized for requests.
     const timeoutMs = Math.max(this.#options.timeoutMs, LOG_TIMEOUT_MS);
-    const run = <T>(operation: StoreOperation, attempt: () => Promise<T>): Promise<T> => this.#run(operation, attempt, undefined, timeoutMs);
+    const run = <T>(operation: StoreOperation, attempt: () => Promise<T>): Promise<T> => this.#run(operation, attempt, undefined, undefined, timeoutMs);
     return {
       append: (stream, entry, maxEntries) =>
         run('append', async () => {
@@ -332,24 +375,58 @@ export class GuardedStore implements Store {
   }
 
   // Not an async function: every request runs two of these, and a plain chain of callbacks
-  // leaves less behind for the collector than an async frame and its awaits.
-  #run<T>(operation: StoreOperation, attempt: () => Promise<T>, onLateResult?: (result: T) => void, timeoutMs = this.#options.timeoutMs): Promise<T> {
+  // leaves less behind for the collector than an async frame and its awaits. What the backend
+  // answered is turned into the caller's result (`read`) in the same callback that observes it.
+  #run<R, T = R>(
+    operation: StoreOperation,
+    attempt: () => Promise<R>,
+    read?: (answer: R) => T,
+    onLateAnswer?: (answer: R) => void,
+    timeoutMs = this.#options.timeoutMs,
+  ): Promise<T> {
     const started = this.#options.clock.now();
     const pending =
       this.#closing === undefined
-        ? this.#withinTimeout(operation, attempt, timeoutMs, onLateResult)
+        ? this.#withinTimeout(operation, attempt, timeoutMs, onLateAnswer)
         : Promise.reject(new StoreError('closed', `store "${this.name}" is closed`, { store: this.name, operation }));
     return pending.then(
-      (result) => {
+      (answer) => {
+        let result: T;
+        try {
+          result = read === undefined ? (answer as unknown as T) : read(answer);
+        } catch (cause) {
+          throw this.#failed(operation, started, cause);
+        }
         this.#observe(operation, started);
         return result;
       },
       (cause: unknown) => {
-        const error = this.#storeError(operation, cause);
-        this.#observe(operation, started, error);
-        throw error;
+        throw this.#failed(operation, started, cause);
       },
     );
+  }
+
+  /** #run for a backend's immediate steps: `step` runs in the call, and one promise carries its result. */
+  #runNow<T>(operation: StoreOperation, step: () => T): Promise<T> {
+    const started = this.#options.clock.now();
+    if (this.#closing !== undefined) {
+      return Promise.reject(this.#failed(operation, started, new StoreError('closed', `store "${this.name}" is closed`, { store: this.name, operation })));
+    }
+    let result: T;
+    try {
+      result = step();
+    } catch (cause) {
+      return Promise.reject(this.#failed(operation, started, cause));
+    }
+    this.#observe(operation, started);
+    return Promise.resolve(result);
+  }
+
+  /** The StoreError for an operation that failed with `cause`, observed as failed. */
+  #failed(operation: StoreOperation, started: number, cause: unknown): StoreError {
+    const error = this.#storeError(operation, cause);
+    this.#observe(operation, started, error);
+    return error;
   }
 
   /** Reports an operation's outcome to the events and the health. */

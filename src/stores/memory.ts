@@ -10,7 +10,7 @@
 import { LRUCache } from 'lru-cache';
 import type { MemoryStoreConfig } from '../config/types.ts';
 import type { Clock } from '../runtime/clock.ts';
-import type { LogBackend, RecordBackend } from './guard.ts';
+import type { ImmediateRecordSteps, LogBackend, RecordBackend } from './guard.ts';
 import { inRange, tagsMatch } from './log.ts';
 import type { EncodedLogEntry, LogRange, RawLogEntry } from './log.ts';
 import type { EncodedRecord, RawRecord } from './records.ts';
@@ -219,26 +219,34 @@ export function memoryBackend(config: Pick<MemoryStoreConfig, 'maxEntries' | 'ma
   const raw = (record: EncodedRecord): RawRecord => ({ meta: record.meta, body: record.body });
   const log = memoryLog(config);
 
-  return {
-    async take(key, record, ttlMs) {
+  const immediate: ImmediateRecordSteps = {
+    take(key, record, ttlMs) {
       const current = live(key);
       if (current !== undefined) return raw(current);
       write(key, record, ttlMs);
       return undefined;
     },
-    async replace(key, record, ttlMs) {
+    replace(key, record, ttlMs) {
       if (live(key)?.token !== record.token) return false;
       write(key, record, ttlMs);
       return true;
     },
-    async release(key, token) {
+    release(key, token) {
       if (live(key)?.token !== token) return false;
       return cache.delete(key);
     },
-    async get(key) {
+    get(key) {
       const current = live(key);
       return current === undefined ? undefined : raw(current);
     },
+  };
+
+  return {
+    take: async (key, record, ttlMs) => immediate.take(key, record, ttlMs),
+    replace: async (key, record, ttlMs) => immediate.replace(key, record, ttlMs),
+    release: async (key, token) => immediate.release(key, token),
+    get: async (key) => immediate.get(key),
+    immediate,
     log,
     settlesAtOnce: true,
     classify(error): StoreErrorCode {

@@ -64,6 +64,9 @@ class LateGrpcOutcome implements LateOutcome {
   }
 }
 
+/** Takes an error a destroyed request body raises after its attempt is over. */
+function ignoreLateError(): void {}
+
 /**
  * One attempt on one endpoint, as an undici dispatch handler. It resolves at the response
  * head, then holds the body (the connection paused) until it is piped into the client
@@ -93,6 +96,8 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody, ScopeFollowe
   #finished = false;
   #failed: ProxyError | null = null;
   #settlePipe: ((error: ProxyError | null) => void) | null = null;
+  /** The sink's drain listener while the body streams into it. */
+  #onDrain: (() => void) | null = null;
   /** A gRPC call's outcome still to come with its trailers; null otherwise. */
   #late: LateGrpcOutcome | null = null;
   #status = 0;
@@ -279,6 +284,13 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody, ScopeFollowe
     const settle = this.#settlePipe;
     if (settle === null) return;
     this.#settlePipe = null;
+    // The sink outlives the exchange (node:http holds a client response until its connection's
+    // next request): its drain listener reaches the attempt through undici's controller.
+    const onDrain = this.#onDrain;
+    if (onDrain !== null) {
+      this.#onDrain = null;
+      this.#sink!.off('drain', onDrain);
+    }
     settle(error);
     this.#tellOver();
   }
@@ -294,6 +306,13 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody, ScopeFollowe
     if (this.#stopListening === null) (this.#scope as Scope).remove(this);
     else this.#stopListening();
     this.#trace?.end();
+    // undici leaves an error listener on a streamed request body once it has sent it, and
+    // node:http holds a client request until its connection's next one: through that listener
+    // undici's request and this attempt would live on. A destroyed body (ended, or failed)
+    // has nothing left to tell, but an error its destruction raised may still be on its way
+    // (an HTTP/2 stream emits it a tick later): one listener that ignores it stays.
+    const body = this.#request.body;
+    if (body !== null && !Buffer.isBuffer(body) && body.destroyed) body.removeAllListeners('error').on('error', ignoreLateError);
   }
 
   pipeTo(sink: BodySink): Promise<void> {
@@ -316,7 +335,9 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody, ScopeFollowe
       this.#settlePipe = (error) => (error === null ? resolve() : reject(error));
       const controller = this.#controller;
       if (controller !== null) {
-        sink.on('drain', () => controller.resume());
+        const onDrain = (): void => controller.resume();
+        this.#onDrain = onDrain;
+        sink.on('drain', onDrain);
         controller.resume();
       }
     });

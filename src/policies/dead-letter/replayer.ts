@@ -52,6 +52,7 @@ const discardingSink: BodySink = {
   write: () => true,
   end: () => undefined,
   on: () => undefined,
+  off: () => undefined,
 };
 
 /** Sends one dead letter again through the route's policies and records what came of it. */
