@@ -53,6 +53,7 @@ export class ProxyError extends Error {
 /** What an operator reads for each connection error code: why no connection could be made. */
 const connectFailures: Readonly<Record<string, string>> = {
   UND_ERR_CONNECT_TIMEOUT: 'connect timeout',
+  H2C_CONNECT_TIMEOUT: 'connect timeout',
   ECONNREFUSED: 'connection refused',
   EHOSTUNREACH: 'host unreachable',
   ENETUNREACH: 'network unreachable',
@@ -67,6 +68,10 @@ const resets: Readonly<Record<string, string>> = {
   EPIPE: 'connection reset',
   UND_ERR_SOCKET: 'connection closed',
   UND_ERR_CLOSED: 'connection closed',
+  H2C_CLOSED: 'connection closed',
+  ERR_HTTP2_STREAM_ERROR: 'stream reset',
+  ERR_HTTP2_SESSION_ERROR: 'connection closed',
+  ERR_HTTP2_GOAWAY_SESSION: 'connection closed',
 };
 
 /**
@@ -107,7 +112,7 @@ export function fromUpstreamError(error: unknown, endpoint: string, maxResponseH
   if (connectFailure !== undefined) {
     return new ProxyError('upstream_unavailable', { message: `could not connect to ${endpoint}: ${connectFailure}`, attemptFailure: 'connect-failure', cause: error });
   }
-  if (known === 'UND_ERR_BODY_TIMEOUT') {
+  if (known === 'UND_ERR_BODY_TIMEOUT' || known === 'H2C_BODY_TIMEOUT') {
     return new ProxyError('timeout', { message: `${endpoint} sent no part of the response body for the upstream's idleTimeout`, attemptFailure: 'timeout', cause: error });
   }
   const invalid = invalidResponse(error, maxResponseHeaderBytes);

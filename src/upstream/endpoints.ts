@@ -3,6 +3,7 @@
 // part of an upstream that outlives a reload while its connection settings hold, so that a
 // reload keeps warm connections, discovered endpoints, ejections and latency estimates.
 
+import type { Dispatcher } from 'undici';
 import Pool from 'undici/lib/dispatcher/pool.js';
 import type { OutlierDetectionConfig, UpstreamConfig } from '../config/types.ts';
 import type { PolicyEvents } from '../exchange/events.ts';
@@ -11,19 +12,29 @@ import type { Clock } from '../runtime/clock.ts';
 import type { Random } from '../runtime/random.ts';
 import { dnsSource, lookupFailure, originOf, type DnsSource, type Resolve } from './discovery.ts';
 import { PeakEwma } from './ewma.ts';
+import { H2cPool, type DispatchOptions } from './h2c-pool.ts';
 import { OutlierDetector, type EndpointHealth } from './outlier.ts';
-
-/** Streams an h2c connection to an endpoint carries at once (undici's h2Options.maxConcurrentStreams default). */
-const h2StreamsPerConnection = 100;
 
 /** The default of `dnsRefresh`, for configs built without the normaliser. */
 const defaultDnsRefreshMs = 5_000;
+
+/**
+ * The connections to one endpoint: undici's Pool for HTTP/1.1, an H2cPool on node:http2 for
+ * h2c; both take an attempt with an undici dispatch handler.
+ */
+export interface ConnectionPool {
+  dispatch(options: DispatchOptions & Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean;
+  /** Waits for requests in flight, then closes every connection. */
+  close(): Promise<void>;
+  /** Closes every connection now, failing requests in flight. */
+  destroy(): Promise<void>;
+}
 
 export interface Endpoint {
   /** The upstream's name. */
   readonly upstream: string;
   readonly origin: string;
-  readonly pool: Pool;
+  readonly pool: ConnectionPool;
   /** Attempts sent to this endpoint and not yet over. */
   inFlight: number;
   /** Its latency as peak-EWMA balancing sees it; kept whatever the balancing, for /endpoints. */
@@ -368,20 +379,25 @@ export class EndpointSet {
       source,
       inFlight: 0,
       latency: new PeakEwma(now),
-      pool: new Pool(origin, {
-        connections: config.maxConnections ?? null,
-        connect: { timeout: config.connectTimeoutMs },
-        // The wait for a response head is the route's and the per-try timeout's business: an
-        // upstream may rightly think for a long time (a long poll) before it answers.
-        headersTimeout: 0,
-        // Between two pieces of a body, silence means a stuck upstream whatever the route
-        // allows: the connection is given up after idleTimeout.
-        bodyTimeout: config.idleTimeoutMs,
-        maxHeaderSize: this.#deps.maxResponseHeaderBytes,
-        // h2c: HTTP/2 with prior knowledge, each connection carrying up to 100 streams at once
-        // (undici's default, and a Node server's); the pool opens another when all are busy.
-        ...(config.protocol === 'h2c' ? { allowH2: true, useH2c: true, pipelining: h2StreamsPerConnection } : {}),
-      }),
+      pool:
+        config.protocol === 'h2c'
+          ? new H2cPool(origin, {
+              connections: config.maxConnections ?? null,
+              connectTimeoutMs: config.connectTimeoutMs,
+              bodyTimeoutMs: config.idleTimeoutMs,
+              clock: this.#deps.clock,
+            })
+          : new Pool(origin, {
+              connections: config.maxConnections ?? null,
+              connect: { timeout: config.connectTimeoutMs },
+              // The wait for a response head is the route's and the per-try timeout's business: an
+              // upstream may rightly think for a long time (a long poll) before it answers.
+              headersTimeout: 0,
+              // Between two pieces of a body, silence means a stuck upstream whatever the route
+              // allows: the connection is given up after idleTimeout.
+              bodyTimeout: config.idleTimeoutMs,
+              maxHeaderSize: this.#deps.maxResponseHeaderBytes,
+            }),
     };
   }
 }

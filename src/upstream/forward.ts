@@ -373,17 +373,16 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody, ScopeFollowe
   }
 
   /**
-   * The body to hand undici's HTTP/2 client: `source`, except that when it fails (a body over
+   * The body to hand an h2c upstream's pool: `source`, except that when it fails (a body over
    * maxBodyBytes, a client gone mid-upload) the attempt is cancelled on the next turn of the
-   * event loop, and the body undici reads neither errors nor is destroyed by anyone but undici,
-   * which ends it as it aborts. Given a body that errors, or a request aborted from within the
-   * read of another HTTP/2 stream (the client's, whose body failed), undici 8.13's HTTP/2 client
-   * leaves its session writing without end, its memory growing until the process is killed
-   * (docs/decisions/0011-h2c-and-grpc.md).
+   * event loop, and the body the pool reads neither errors nor is destroyed by anyone but the
+   * pool, which destroys it as the attempt ends. A piped body's error does not reach the stream
+   * it is piped to: unguarded, the upstream stream would wait for the rest of a body that will
+   * never come (docs/decisions/0011-h2c-and-grpc.md).
    */
   guardBody(source: Readable): Readable {
     const guarded = new PassThrough();
-    // undici ends it with the attempt's error as it aborts; the attempt reports that error.
+    // The pool destroys it as the attempt ends; the attempt reports its own error.
     guarded.on('error', () => undefined);
     source.on('error', (error: unknown) => {
       const reason = error instanceof ProxyError ? error : new ProxyError('upstream_unavailable', { message: 'the request body could not be read', cause: error });
