@@ -3,7 +3,6 @@
 import { readFile } from 'node:fs/promises';
 import { Breakwater } from '../app.ts';
 import { configHash } from '../config/hash.ts';
-import { fitMarkingToCpus } from '../runtime/marking.ts';
 import type { Config } from '../config/types.ts';
 import { createAccessLogger, createLogger, type Logger } from '../telemetry/logger.ts';
 
@@ -24,7 +23,6 @@ async function loggersFor(format: LogFormat): Promise<{ logger: Logger; accessLo
  * and reloads on SIGHUP and on changes to the config file.
  */
 export async function serve(options: { config: Config; configPath: string; logFormat: LogFormat }): Promise<Breakwater> {
-  fitMarkingToCpus();
   const text = await readFile(options.configPath, 'utf8');
   const loggers = await loggersFor(options.logFormat);
   const breakwater = new Breakwater({ config: options.config, configPath: options.configPath, configHash: configHash(text), ...loggers });
