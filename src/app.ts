@@ -100,7 +100,7 @@ export class Breakwater {
     this.clock = options.clock ?? systemClock;
     this.random = options.random ?? systemRandom;
     this.logger = options.logger ?? createLogger();
-    this.accessLogger = options.accessLogger ?? options.logger ?? createAccessLogger();
+    this.accessLogger = options.accessLogger ?? options.logger ?? createAccessLogger({ clock: this.clock });
     this.metrics = createMetrics();
     this.events = fanOut(
       createPolicyMetrics(this.metrics.registry, {

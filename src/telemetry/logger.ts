@@ -4,7 +4,7 @@
 
 import { pino, type DestinationStream, type Logger } from 'pino';
 import type { RequestRecord, TunnelRecord } from '../exchange/record.ts';
-import type { Clock } from '../runtime/clock.ts';
+import { systemClock, type Clock } from '../runtime/clock.ts';
 
 export type { Logger } from 'pino';
 
@@ -104,7 +104,7 @@ const accessLogBatchBytes = 12 * 1024;
  * buffer=`: lines collect up to 12 KiB before one write to stdout, and `logger.flush()` (which
  * the app calls every second and at shutdown) writes what is left; so does a process exit.
  */
-export function createAccessLogger(opts: LoggerOptions = {}): Logger {
+export function createAccessLogger(opts: LoggerOptions & { clock?: Clock } = {}): Logger {
   let destination = opts.destination;
   if (destination === undefined) {
     const batch = new LineBatch(pino.destination({ dest: 1, sync: false }), accessLogBatchBytes);
@@ -112,8 +112,17 @@ export function createAccessLogger(opts: LoggerOptions = {}): Logger {
     process.prependListener('exit', () => batch.flushSync());
     destination = batch;
   }
-  return pino({ level: opts.level ?? 'info', base: undefined }, destination);
+  const logger = pino({ level: opts.level ?? 'info', base: undefined }, destination);
+  accessDestinations.set(logger, { destination, clock: opts.clock ?? systemClock });
+  return logger;
 }
+
+/**
+ * The destinations of the loggers createAccessLogger made. Their request lines are written
+ * there directly, as pino would write them: pino builds a line by concatenating each field in
+ * turn, and a request line per request made that the dearest part of a plain proxied request.
+ */
+const accessDestinations = new WeakMap<Logger, { readonly destination: DestinationStream; readonly clock: Clock }>();
 
 /** Resolves once every line logged so far has been handed to the destination. */
 export function flushLogger(logger: Logger): Promise<void> {
@@ -147,9 +156,21 @@ function requestFields(entry: RequestRecord) {
   };
 }
 
+/** pino's number for the info level, the one access-log lines are written at. */
+const infoLevel = 30;
+
 /** Writes the one access-log line of a finished request (`msg: "request"`). */
 export function writeAccessLog(logger: Logger, entry: RequestRecord): void {
-  logger.info(requestFields(entry), 'request');
+  const direct = accessDestinations.get(logger);
+  if (direct === undefined || logger.levelVal > infoLevel) {
+    logger.info(requestFields(entry), 'request');
+    return;
+  }
+  // pino's own line, key for key: level and time first, fields with an undefined value left
+  // out, a non-finite number written as null, the message last. JSON.stringify writes the
+  // fields in one native pass; requestId is always among them, so the object is never empty.
+  const fields = JSON.stringify(requestFields(entry));
+  direct.destination.write(`{"level":${infoLevel},"time":${direct.clock.wallNow()},${fields.slice(1, -1)},"msg":"request"}\n`);
 }
 
 /**

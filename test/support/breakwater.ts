@@ -43,7 +43,7 @@ export async function startBreakwater(yaml: string, options: Partial<BreakwaterO
   const configPath = join(dir, 'breakwater.yaml');
   await writeFile(configPath, yaml);
   const log = logSink();
-  const breakwater = new Breakwater({ config: configFromYaml(yaml, configPath), configPath, logger: log.logger, ...options });
+  const breakwater = new Breakwater({ config: configFromYaml(yaml, configPath), configPath, logger: log.logger, accessLogger: log.accessLogger, ...options });
   await breakwater.start();
   const ports = breakwater.ports;
   return {

@@ -1,8 +1,10 @@
 import { Writable } from 'node:stream';
-import { createLogger, type Logger } from '../../src/telemetry/logger.ts';
+import { createAccessLogger, createLogger, type Logger } from '../../src/telemetry/logger.ts';
 
 export interface LogSink {
   readonly logger: Logger;
+  /** The access logger, as `breakwater run` makes it, writing into the same lines. */
+  readonly accessLogger: Logger;
   /** Every line logged so far, parsed. */
   readonly lines: Record<string, unknown>[];
   /** The raw text logged so far. */
@@ -25,6 +27,7 @@ export function logSink(): LogSink {
   });
   return {
     logger: createLogger({ destination: stream }),
+    accessLogger: createAccessLogger({ destination: stream }),
     lines,
     text: () => raw,
     accessLines: () => lines.filter((line) => line.msg === 'request'),

@@ -3,11 +3,11 @@ import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { createLogger, flushLogger, pathOnly, writeAccessLog, type Logger } from '../../../src/telemetry/logger.ts';
+import { createAccessLogger, createLogger, flushLogger, pathOnly, writeAccessLog, type Logger } from '../../../src/telemetry/logger.ts';
 import { requestRecord } from '../../support/records.ts';
 
-/** A logger from createLogger writing into memory instead of stdout. */
-function capture(level?: string): { logger: Logger; raw: () => string; lines: () => Record<string, unknown>[] } {
+/** A logger from createLogger (or createAccessLogger) writing into memory instead of stdout. */
+function capture(level?: string, create = createLogger): { logger: Logger; raw: () => string; lines: () => Record<string, unknown>[] } {
   let raw = '';
   const destination = new Writable({
     write(chunk: Buffer, _encoding, done) {
@@ -15,7 +15,7 @@ function capture(level?: string): { logger: Logger; raw: () => string; lines: ()
       done();
     },
   });
-  const logger = createLogger(level === undefined ? { destination } : { destination, level });
+  const logger = create(level === undefined ? { destination } : { destination, level });
   return {
     logger,
     raw: () => raw,
@@ -37,7 +37,7 @@ const answeredByUpstream = requestRecord({
 
 describe('access log', () => {
   it('writes one line per request with the keys of a request the upstream answered', () => {
-    const log = capture();
+    const log = capture(undefined, createAccessLogger);
 
     writeAccessLog(log.logger, answeredByUpstream);
 
@@ -62,7 +62,7 @@ describe('access log', () => {
   });
 
   it('adds trace ids, the local reason and the fallback kind when they exist', () => {
-    const log = capture();
+    const log = capture(undefined, createAccessLogger);
 
     writeAccessLog(log.logger, {
       ...answeredByUpstream,
@@ -82,7 +82,7 @@ describe('access log', () => {
   });
 
   it("names a gRPC call's protocol and the grpc-status its client read", () => {
-    const log = capture();
+    const log = capture(undefined, createAccessLogger);
 
     writeAccessLog(log.logger, { ...answeredByUpstream, protocol: 'grpc', status: 200, grpcStatus: 14 });
 
@@ -90,7 +90,7 @@ describe('access log', () => {
   });
 
   it('logs route and upstream as null when no route matched', () => {
-    const log = capture();
+    const log = capture(undefined, createAccessLogger);
 
     writeAccessLog(log.logger, { ...answeredByUpstream, route: undefined, upstream: undefined, status: 404, reason: 'no_route', attempts: 0 });
 
@@ -98,13 +98,38 @@ describe('access log', () => {
   });
 
   it('logs the path without the query string, which may carry tokens', () => {
-    const log = capture();
+    const log = capture(undefined, createAccessLogger);
 
     writeAccessLog(log.logger, { ...answeredByUpstream, path: '/charge/42?access_token=tok-8c1e7d&amount=5' });
     writeAccessLog(log.logger, { ...answeredByUpstream, path: 'http://user:pw-93ab@payments:8080/charge/42?sig=sig-77f0' });
 
     expect(log.lines().map((line) => line.path)).toEqual(['/charge/42', '/charge/42']);
     for (const secret of ['tok-8c1e7d', 'pw-93ab', 'sig-77f0']) expect(log.raw()).not.toContain(secret);
+  });
+
+  it('writes the same line as pino would, the time apart', () => {
+    const records = [
+      answeredByUpstream,
+      { ...answeredByUpstream, route: undefined, upstream: undefined, status: 404, reason: 'no_route', attempts: 0 },
+      { ...answeredByUpstream, traceId: 'a'.repeat(32), spanId: 'b'.repeat(16), reason: 'upstream_timeout', detail: 'no answer in "1s"\n\\ \u0001', fallback: 'static' },
+      { ...answeredByUpstream, protocol: 'grpc' as const, grpcStatus: 4, durationMs: Number.NaN, path: '/pay.v1.Payments/Charge' },
+    ];
+    const access = capture(undefined, createAccessLogger);
+    const general = capture();
+    for (const record of records) {
+      writeAccessLog(access.logger, record);
+      // A logger not made by createAccessLogger has its request lines written by pino itself.
+      writeAccessLog(general.logger, record);
+    }
+    const withoutTime = (raw: string): string[] => raw.split('\n').map((line) => line.replace(/"time":\d+,/, ''));
+    expect(withoutTime(access.raw())).toEqual(withoutTime(general.raw()));
+    expect(access.lines().map((line) => typeof line.time)).toEqual(records.map(() => 'number'));
+  });
+
+  it('writes no request line when the access logger is above info', () => {
+    const log = capture('warn', createAccessLogger);
+    writeAccessLog(log.logger, answeredByUpstream);
+    expect(log.raw()).toBe('');
   });
 });
 
