@@ -81,7 +81,7 @@ const resets: Readonly<Record<string, string>> = {
 function invalidResponse(error: unknown, maxResponseHeaderBytes: number | undefined): string | undefined {
   if (!(error instanceof Error)) return undefined;
   const code = (error as { code?: unknown }).code;
-  if (code === 'UND_ERR_HEADERS_OVERFLOW') {
+  if (code === 'UND_ERR_HEADERS_OVERFLOW' || code === 'H2C_HEADERS_OVERFLOW') {
     return maxResponseHeaderBytes === undefined
       ? 'response headers over limits.maxResponseHeaderBytes'
       : `response headers over limits.maxResponseHeaderBytes (${maxResponseHeaderBytes} bytes)`;

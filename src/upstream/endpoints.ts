@@ -385,6 +385,7 @@ export class EndpointSet {
               connections: config.maxConnections ?? null,
               connectTimeoutMs: config.connectTimeoutMs,
               bodyTimeoutMs: config.idleTimeoutMs,
+              maxHeaderBytes: this.#deps.maxResponseHeaderBytes,
               clock: this.#deps.clock,
             })
           : new Pool(origin, {

@@ -34,6 +34,7 @@ export const h2cErrorCodes = {
   bodyTimeout: 'H2C_BODY_TIMEOUT',
   closed: 'H2C_CLOSED',
   reset: 'H2C_STREAM_RESET',
+  headersOverflow: 'H2C_HEADERS_OVERFLOW',
 } as const;
 
 function codedError(message: string, code: string): Error {
@@ -46,6 +47,8 @@ export interface H2cPoolOptions {
   readonly connectTimeoutMs: number;
   /** Silence between two pieces of a response body that fails the attempt. */
   readonly bodyTimeoutMs: number;
+  /** Response heads larger than this fail the attempt (limits.maxResponseHeaderBytes). */
+  readonly maxHeaderBytes: number;
   readonly clock: Clock;
 }
 
@@ -82,6 +85,23 @@ function requestHead(options: DispatchOptions, defaultAuthority: string, bodyLen
 }
 
 /** The response head without its :status, as undici's handlers receive it. */
+/**
+ * The size of a response head as limits.maxResponseHeaderBytes counts it: each field's name and
+ * value. node:http2 takes any size its peer sends (it announces a SETTINGS_MAX_HEADER_LIST_SIZE
+ * but does not hold the peer to it), so the limit an HTTP/1.1 head meets is applied here.
+ */
+function headBytes(headers: IncomingHttpHeaders & IncomingHttpStatusHeader): number {
+  let bytes = 0;
+  for (const name in headers) {
+    const value = headers[name];
+    if (value === undefined) continue;
+    if (typeof value === 'string') bytes += name.length + value.length;
+    else if (Array.isArray(value)) for (const each of value) bytes += name.length + each.length;
+    else bytes += name.length + String(value).length;
+  }
+  return bytes;
+}
+
 function responseHead(headers: IncomingHttpHeaders & IncomingHttpStatusHeader): Record<string, string | string[] | undefined> {
   const out: Record<string, string | string[] | undefined> = {};
   for (const name in headers) if (name.charCodeAt(0) !== 58 /* ':' */) out[name] = headers[name];
@@ -195,13 +215,13 @@ class H2cCall implements Dispatcher.DispatchController {
   }
 
   #onInformational(headers: IncomingHttpHeaders & IncomingHttpStatusHeader): void {
-    if (this.#done) return;
+    if (this.#done || this.#headOverLimit(headers)) return;
     const status = Number(headers[':status']);
     if (status < 200) this.handler.onResponseStart?.(this, status, responseHead(headers));
   }
 
   #onResponse(headers: IncomingHttpHeaders & IncomingHttpStatusHeader, flags: number): void {
-    if (this.#done) return;
+    if (this.#done || this.#headOverLimit(headers)) return;
     this.#responded = true;
     const stream = this.#stream!;
     // From here a silent body fails the attempt; the wait for the head is the policies' business.
@@ -216,6 +236,14 @@ class H2cCall implements Dispatcher.DispatchController {
     }
     if (this.#paused) stream.pause();
     this.handler.onResponseStart?.(this, Number(headers[':status']), responseHead(headers));
+  }
+
+  /** Fails the attempt, as an invalid response, when `headers` are over the pool's limit. */
+  #headOverLimit(headers: IncomingHttpHeaders & IncomingHttpStatusHeader): boolean {
+    const max = this.#pool.options.maxHeaderBytes;
+    if (headBytes(headers) <= max) return false;
+    this.abort(codedError(`response headers over ${max} bytes`, h2cErrorCodes.headersOverflow));
+    return true;
   }
 
   #onEnd(): void {

@@ -62,7 +62,7 @@ describe('HTTP/1.1 and h2c on one port', () => {
     h1 = await startUpstream();
     h2 = await startH2Upstream();
     proxy = await startBreakwater(`${ephemeralAddresses}
-limits: {maxBodyBytes: 1000, maxHeaderBytes: 4KiB}
+limits: {maxBodyBytes: 1000, maxHeaderBytes: 4KiB, maxResponseHeaderBytes: 16KiB}
 upstreams:
   h1: {endpoints: ["${h1.origin}"]}
   h2: {endpoints: ["${h2.origin}"], protocol: h2c, maxConnections: 1}
@@ -162,6 +162,27 @@ routes:
     expect(big.status).toBe(431);
     expect(big.headers['x-breakwater-reason']).toBe('headers_too_large');
     expect(after.status).toBe(200);
+  });
+
+  it('answers 502 when an h2c upstream sends a response head over maxResponseHeaderBytes, as for HTTP/1.1', async () => {
+    h2.answer = (req, res) => {
+      req.resume();
+      res.writeHead(200, { 'x-padding': 'p'.repeat(10_000), 'x-more-padding': 'q'.repeat(10_000) });
+      res.end('never passed on');
+    };
+    const big = await http1Get(`${proxy.url()}/h2/big`);
+    h2.answer = (req, res) => {
+      req.resume();
+      res.end(`within the limit: ${req.url}`);
+    };
+    const after = await http1Get(`${proxy.url()}/h2/after`);
+
+    expect(big.status).toBe(502);
+    expect(big.headers['x-breakwater-reason']).toBe('upstream_invalid_response');
+    expect(JSON.parse(big.body).error.message).toBe(
+      `${h2.origin} sent an invalid response: response headers over limits.maxResponseHeaderBytes (16384 bytes)`,
+    );
+    expect(after).toMatchObject({ status: 200, body: 'within the limit: /h2/after' });
   });
 
   it('answers HTTP/2 requests with the same policies and replies as HTTP/1.1 ones', async () => {

@@ -104,8 +104,8 @@ function call(): Call {
   return state;
 }
 
-function pool(origin: string, connections: number | null, clock = systemClock): H2cPool {
-  const created = new H2cPool(origin, { connections, connectTimeoutMs: 1_000, bodyTimeoutMs: 60_000, clock });
+function pool(origin: string, connections: number | null, clock = systemClock, maxHeaderBytes = 64 * 1024): H2cPool {
+  const created = new H2cPool(origin, { connections, connectTimeoutMs: 1_000, bodyTimeoutMs: 60_000, maxHeaderBytes, clock });
   pools.push(created);
   return created;
 }
@@ -113,6 +113,31 @@ function pool(origin: string, connections: number | null, clock = systemClock): 
 const get = { method: 'GET', path: '/', headers: ['host', 'catalog'], body: null };
 
 describe('the h2c connections to an endpoint', () => {
+  it('fails a call whose response head is over the limit, cancels its stream and keeps the session', async () => {
+    const server = await startServer();
+    const target = pool(server.origin, 1, systemClock, 4096);
+    const big = call();
+    target.dispatch(get, big.handler);
+    await waitFor('the call to reach the server', () => server.held.length === 1);
+    server.held[0]!.respond({ ':status': 200, 'x-padding': 'p'.repeat(2048), 'x-more-padding': 'q'.repeat(2048) });
+    server.held[0]!.write('a body still coming');
+    await big.over;
+
+    expect(big.error).toMatchObject({ code: 'H2C_HEADERS_OVERFLOW', message: 'response headers over 4096 bytes' });
+    expect(big.status).toBeUndefined();
+    await waitFor('the server to see the stream cancelled', () => server.resets.includes(http2.constants.NGHTTP2_CANCEL));
+
+    // A head within the limit, on the same session, passes.
+    const small = call();
+    target.dispatch(get, small.handler);
+    await waitFor('the second call to reach the server', () => server.held.length === 2);
+    server.held[1]!.respond({ ':status': 200, 'x-padding': 'p'.repeat(2048) });
+    server.held[1]!.end('fits');
+    await small.over;
+    expect(small).toMatchObject({ status: 200, body: 'fits', ended: true });
+    expect(server.sessions).toHaveLength(1);
+  });
+
   it('multiplexes calls over its sessions, never more at once than the server allows', async () => {
     const server = await startServer(2);
     const target = pool(server.origin, 1);
