@@ -112,6 +112,11 @@ export function fromUpstreamError(error: unknown, endpoint: string, maxResponseH
   if (connectFailure !== undefined) {
     return new ProxyError('upstream_unavailable', { message: `could not connect to ${endpoint}: ${connectFailure}`, attemptFailure: 'connect-failure', cause: error });
   }
+  // An h2c stream refused before the upstream did any work on it: as safe to send again as a
+  // connection never made.
+  if (known === 'H2C_STREAM_REFUSED') {
+    return new ProxyError('upstream_unavailable', { message: `${endpoint} refused the stream before processing it (HTTP/2 REFUSED_STREAM)`, attemptFailure: 'connect-failure', cause: error });
+  }
   if (known === 'UND_ERR_BODY_TIMEOUT' || known === 'H2C_BODY_TIMEOUT') {
     return new ProxyError('timeout', { message: `${endpoint} sent no part of the response body for the upstream's idleTimeout`, attemptFailure: 'timeout', cause: error });
   }

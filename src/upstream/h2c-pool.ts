@@ -22,8 +22,9 @@ const idleSessionMs = 4_000;
 
 // HTTP/2's own numbers (RFC 9113): node:http2 itself is loaded at the first connection, so that
 // a sidecar without h2c upstreams never holds it (docs/decisions/0014-memory-budget.md).
-/** The NO_ERROR and CANCEL error codes of RST_STREAM and GOAWAY. */
+/** The NO_ERROR, REFUSED_STREAM and CANCEL error codes of RST_STREAM and GOAWAY. */
 const NGHTTP2_NO_ERROR = 0x0;
+const NGHTTP2_REFUSED_STREAM = 0x7;
 const NGHTTP2_CANCEL = 0x8;
 /** The END_STREAM flag of a HEADERS frame. */
 const NGHTTP2_FLAG_END_STREAM = 0x1;
@@ -35,6 +36,7 @@ export const h2cErrorCodes = {
   closed: 'H2C_CLOSED',
   reset: 'H2C_STREAM_RESET',
   headersOverflow: 'H2C_HEADERS_OVERFLOW',
+  refused: 'H2C_STREAM_REFUSED',
 } as const;
 
 function codedError(message: string, code: string): Error {
@@ -206,7 +208,7 @@ class H2cCall implements Dispatcher.DispatchController {
     stream.on('trailers', (trailers) => (this.#trailers = trailers));
     stream.on('data', (chunk: Buffer) => this.handler.onResponseData?.(this, chunk));
     stream.on('end', () => this.#onEnd());
-    stream.on('error', (error) => this.fail(error));
+    stream.on('error', (error) => this.fail(this.#refused() ?? error));
     // The session's slot is free once the stream is closed both ways, not at its end: a server
     // counts a stream against its limit until then, and refuses one more.
     stream.on('close', () => this.#onClose());
@@ -258,11 +260,24 @@ class H2cCall implements Dispatcher.DispatchController {
     this.handler.onResponseEnd?.(this, this.#trailers ?? {});
   }
 
+  /**
+   * The failure of a stream the upstream refused with REFUSED_STREAM before any response: by
+   * RFC 9113 (8.7) it did no work on it, so the call may be sent again whatever its method.
+   */
+  #refused(): Error | undefined {
+    if (this.#responded || this.#stream?.rstCode !== NGHTTP2_REFUSED_STREAM) return undefined;
+    return codedError('stream refused before it was processed (HTTP/2 REFUSED_STREAM)', h2cErrorCodes.refused);
+  }
+
   #onClose(): void {
     this.#release();
     if (this.#done) return;
-    const stream = this.#stream!;
-    const code = stream.rstCode;
+    const refused = this.#refused();
+    if (refused !== undefined) {
+      this.fail(refused);
+      return;
+    }
+    const code = this.#stream!.rstCode;
     // A stream closed before its end: reset by the upstream, or its session gone.
     const message =
       code !== undefined && code !== NGHTTP2_NO_ERROR

@@ -1,4 +1,4 @@
-import { createServer as createH2Server, type Http2Server, type Http2ServerRequest, type Http2ServerResponse, type Http2Session } from 'node:http2';
+import { constants, createServer as createH2Server, type Http2Server, type Http2ServerRequest, type Http2ServerResponse, type Http2Session } from 'node:http2';
 import { get as httpGet, type IncomingHttpHeaders } from 'node:http';
 import { connect as tcpConnect, type AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -69,6 +69,7 @@ upstreams:
   flaky: {endpoints: ["${h1.origin}"]}
 routes:
   - {name: to-h2, match: {pathPrefix: /h2}, upstream: h2}
+  - {name: to-h2-retried, match: {pathPrefix: /retried}, upstream: h2, retry: {maxAttempts: 2, backoff: {type: none}}}
   - {name: flaky, match: {pathPrefix: /flaky}, upstream: flaky, retry: {maxAttempts: 2, retryOn: [503], backoff: {type: none}}}
   - {name: to-h1, match: {pathPrefix: /h1}, upstream: h1}
 `);
@@ -183,6 +184,33 @@ routes:
       `${h2.origin} sent an invalid response: response headers over limits.maxResponseHeaderBytes (16384 bytes)`,
     );
     expect(after).toMatchObject({ status: 200, body: 'within the limit: /h2/after' });
+  });
+
+  it('sends a POST again when an h2c upstream refused its stream unprocessed', async () => {
+    let streams = 0;
+    const handled: string[] = [];
+    h2.answer = (req, res) => {
+      streams += 1;
+      if (streams === 1) {
+        req.stream.close(constants.NGHTTP2_REFUSED_STREAM);
+        return;
+      }
+      let body = '';
+      req.setEncoding('utf8');
+      req.on('data', (chunk: string) => (body += chunk));
+      req.on('end', () => {
+        handled.push(body);
+        res.end('charged once');
+      });
+    };
+    const session = h2Session(proxy.url());
+    const charged = await h2Request(session, { ':method': 'POST', ':path': '/retried/charge' }, 'amount=42');
+    session.close();
+
+    expect(charged.status).toBe(200);
+    expect(charged.body.toString()).toBe('charged once');
+    expect(charged.headers['x-breakwater-attempts']).toBe('2');
+    expect(handled).toEqual(['amount=42']);
   });
 
   it('answers HTTP/2 requests with the same policies and replies as HTTP/1.1 ones', async () => {

@@ -113,6 +113,22 @@ function pool(origin: string, connections: number | null, clock = systemClock, m
 const get = { method: 'GET', path: '/', headers: ['host', 'catalog'], body: null };
 
 describe('the h2c connections to an endpoint', () => {
+  it('fails a call whose stream the server refused as refused, not as a reset', async () => {
+    const server = await startServer();
+    const target = pool(server.origin, 1);
+    const refused = call();
+    const reset = call();
+    target.dispatch(get, refused.handler);
+    target.dispatch(get, reset.handler);
+    await waitFor('both calls to reach the server', () => server.held.length === 2);
+    server.held[0]!.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+    server.held[1]!.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+    await Promise.all([refused.over, reset.over]);
+
+    expect(refused.error).toMatchObject({ code: 'H2C_STREAM_REFUSED' });
+    expect(reset.error).toMatchObject({ code: 'ERR_HTTP2_STREAM_ERROR' });
+  });
+
   it('fails a call whose response head is over the limit, cancels its stream and keeps the session', async () => {
     const server = await startServer();
     const target = pool(server.origin, 1, systemClock, 4096);
