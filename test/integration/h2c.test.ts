@@ -154,6 +154,31 @@ routes:
     expect(unmet.headers['x-breakwater-reason']).toBe('expectation_failed');
   });
 
+  it('says 100 Continue to an HTTP/2 request that waits for it on the way to an h2c upstream, and passes its body on', async () => {
+    h2.answer = (req, res) => {
+      let bytes = 0;
+      req.on('data', (chunk: Buffer) => (bytes += chunk.length));
+      req.on('end', () => res.end(`${req.method} ${req.url}: ${bytes} bytes, expect ${req.headers.expect ?? 'none'}`));
+    };
+    const session = h2Session(proxy.url());
+    const waiting = session.request({ ':method': 'POST', ':path': '/h2/upload', expect: '100-continue' });
+    const answered = new Promise<{ status: number; body: string }>((resolve, reject) => {
+      let status = 0;
+      let body = '';
+      waiting.on('response', (head) => (status = Number(head[':status'])));
+      waiting.setEncoding('utf8');
+      waiting.on('data', (chunk: string) => (body += chunk));
+      waiting.on('end', () => resolve({ status, body }));
+      waiting.on('error', reject);
+    });
+    await new Promise<void>((resolve) => waiting.once('continue', resolve));
+    waiting.end('a body of 23 bytes.....');
+    const response = await answered;
+    session.close();
+
+    expect(response).toEqual({ status: 200, body: 'POST /h2/upload: 23 bytes, expect none' });
+  });
+
   it('refuses an HTTP/2 head over maxHeaderBytes with 431, and keeps the connection', async () => {
     const session = h2Session(proxy.url());
     // Sent before the client has read Breakwater's SETTINGS, so the client does not refuse it itself.
