@@ -402,7 +402,7 @@ export class H2cPool {
     this.#watchIdle();
     http2.on('error', (error) => {
       cancelTimer();
-      // Calls waiting for this session's connection fail with its error, as undici fails a
+      // Calls waiting for the session's connection fail with its error, as undici fails a
       // client's queue when its connection cannot be made.
       if (!session.connected) this.#failQueue(error);
     });

@@ -1,4 +1,4 @@
-import { constants, createServer as createH2Server, type Http2Server, type Http2ServerRequest, type Http2ServerResponse, type Http2Session } from 'node:http2';
+import { constants, createServer as createH2Server, type ClientHttp2Stream, type Http2Server, type Http2ServerRequest, type Http2ServerResponse, type Http2Session } from 'node:http2';
 import { get as httpGet, type IncomingHttpHeaders } from 'node:http';
 import { connect as tcpConnect, type AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -50,6 +50,19 @@ function http1Get(url: string): Promise<{ status: number; headers: IncomingHttpH
       res.on('data', (chunk: string) => (body += chunk));
       res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body, trailers: res.trailers }));
     }).on('error', reject);
+  });
+}
+
+/** The status and body of an HTTP/2 request's response, once it has ended. */
+function answerOf(stream: ClientHttp2Stream): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    let status = 0;
+    let body = '';
+    stream.on('response', (head) => (status = Number(head[':status'])));
+    stream.setEncoding('utf8');
+    stream.on('data', (chunk: string) => (body += chunk));
+    stream.on('end', () => resolve({ status, body }));
+    stream.on('error', reject);
   });
 }
 
@@ -133,15 +146,7 @@ routes:
     const session = h2Session(proxy.url());
     const waiting = session.request({ ':method': 'POST', ':path': '/h1/upload', expect: '100-continue' });
     const continued = new Promise<void>((resolve) => waiting.once('continue', resolve));
-    const answered = new Promise<{ status: number; body: string }>((resolve, reject) => {
-      let status = 0;
-      let body = '';
-      waiting.on('response', (head) => (status = Number(head[':status'])));
-      waiting.setEncoding('utf8');
-      waiting.on('data', (chunk: string) => (body += chunk));
-      waiting.on('end', () => resolve({ status, body }));
-      waiting.on('error', reject);
-    });
+    const answered = answerOf(waiting);
     await continued;
     waiting.end('body');
     const unmet = await h2Request(session, { ':method': 'POST', ':path': '/h1/upload', expect: 'something-else' }, 'body');
@@ -162,15 +167,7 @@ routes:
     };
     const session = h2Session(proxy.url());
     const waiting = session.request({ ':method': 'POST', ':path': '/h2/upload', expect: '100-continue' });
-    const answered = new Promise<{ status: number; body: string }>((resolve, reject) => {
-      let status = 0;
-      let body = '';
-      waiting.on('response', (head) => (status = Number(head[':status'])));
-      waiting.setEncoding('utf8');
-      waiting.on('data', (chunk: string) => (body += chunk));
-      waiting.on('end', () => resolve({ status, body }));
-      waiting.on('error', reject);
-    });
+    const answered = answerOf(waiting);
     await new Promise<void>((resolve) => waiting.once('continue', resolve));
     waiting.end('a body of 23 bytes.....');
     const response = await answered;
