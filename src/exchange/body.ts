@@ -67,12 +67,16 @@ export function teeBody(body: ResponseBody, limit: number, end: (result: TeeEnd)
 class TeedBody implements ResponseBody, BodySink {
   readonly #body: ResponseBody;
   readonly #limit: number;
-  readonly #end: (result: TeeEnd) => void;
+  /**
+   * Null once told. The teed body may outlive its exchange in the old generation, where the
+   * scavenger treats it as live until the next full collection: held on to, this callback
+   * (the record it completes, the response and its headers) would be promoted with it.
+   */
+  #end: ((result: TeeEnd) => void) | null;
   #sink: BodySink | null = null;
-  /** The copy so far; null once it is past the limit. */
+  /** The copy so far; null once it is past the limit, or once told. */
   #chunks: Buffer[] | null = [];
   #size = 0;
-  #told = false;
 
   constructor(body: ResponseBody, limit: number, end: (result: TeeEnd) => void) {
     this.#body = body;
@@ -138,8 +142,10 @@ class TeedBody implements ResponseBody, BodySink {
   }
 
   #tell(result: TeeEnd): void {
-    if (this.#told) return;
-    this.#told = true;
-    this.#end(result);
+    const end = this.#end;
+    if (end === null) return;
+    this.#end = null;
+    this.#chunks = null;
+    end(result);
   }
 }
