@@ -154,6 +154,11 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody, ScopeFollowe
   }
 
   onResponseStart(controller: Controller, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+    // undici's controller keeps the response's raw header list (a Buffer per name and value)
+    // for as long as undici's request object lives, which by now may be in the old generation:
+    // the scavenger would then keep the list alive, and promote it, until the next full
+    // collection. The parsed headers are all Breakwater reads.
+    if (controller.rawHeaders != null) controller.rawHeaders = null;
     // An informational response (103 Early Hints, 102 Processing) is not the answer: it is
     // dropped, and the final response is still to come.
     if (statusCode < 200) {
@@ -220,7 +225,8 @@ class Exchange implements Dispatcher.DispatchHandler, ResponseBody, ScopeFollowe
     }
   }
 
-  onResponseEnd(_controller: Controller, trailers: Record<string, string | string[] | undefined>): void {
+  onResponseEnd(controller: Controller, trailers: Record<string, string | string[] | undefined>): void {
+    if (controller.rawTrailers != null) controller.rawTrailers = null;
     this.#ended = true;
     if (hasAny(trailers)) this.#trailers = trailers as Record<string, string | string[]>;
     // A gRPC response that ends without a status is one its client reports as UNKNOWN. Told
