@@ -4,7 +4,7 @@
 // forwarder treats both kinds of upstream alike; undici's HTTP/2 client did this before, at a
 // cost per call this one avoids (docs/decisions/0017-h2c-upstream-on-node-http2.md).
 
-import type { ClientHttp2Session, ClientHttp2Stream, IncomingHttpHeaders, IncomingHttpStatusHeader, OutgoingHttpHeaders } from 'node:http2';
+import type { ClientHttp2Session, ClientHttp2Stream, IncomingHttpHeaders, IncomingHttpStatusHeader } from 'node:http2';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { Clock } from '../runtime/clock.ts';
@@ -59,30 +59,39 @@ export type DispatchOptions = Pick<Dispatcher.DispatchOptions, 'method' | 'path'
 /** The request-header names HTTP/2 forbids (RFC 9113 8.2.2); `te` passes only as "trailers". */
 const connectionSpecific = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'http2-settings']);
 
+/** Where `name` sits among the regular fields of `head` (past its four pseudo-headers), or -1. */
+function fieldIndex(head: readonly string[], name: string): number {
+  for (let i = 8; i < head.length; i += 2) if (head[i] === name) return i;
+  return -1;
+}
+
 /**
- * The request's head as node:http2 takes it: pseudo-headers from the request line and the Host
- * header, repeated fields joined with a comma (cookies kept apart), and the fields HTTP/2 has
- * no place for left out.
+ * The request's head as node:http2 takes it, a flat [name, value, ...] list: pseudo-headers
+ * from the request line and the Host header, repeated fields joined with a comma (cookies kept
+ * apart), and the fields HTTP/2 has no place for left out. A list rather than an object:
+ * node:http2 copies an object's fields into a dictionary of its own for each request, and the
+ * stream holds that copy as long as it lives.
  */
-function requestHead(options: DispatchOptions, defaultAuthority: string, bodyLength: number | null): OutgoingHttpHeaders {
-  const head: OutgoingHttpHeaders = { ':method': options.method, ':path': options.path, ':scheme': 'http', ':authority': defaultAuthority };
+function requestHead(options: DispatchOptions, defaultAuthority: string, bodyLength: number | null): string[] {
+  const head = [':method', options.method, ':path', options.path, ':scheme', 'http', ':authority', defaultAuthority];
+  let hasLength = false;
   const list = options.headers as string[] | null | undefined;
   if (list != null) {
     for (let i = 0; i < list.length; i += 2) {
       const name = list[i]!.toLowerCase();
       const value = list[i + 1]!;
       if (connectionSpecific.has(name)) {
-        if (name === 'host') head[':authority'] = value;
+        if (name === 'host') head[7] = value;
         continue;
       }
       if (name === 'te' && value.trim().toLowerCase() !== 'trailers') continue;
-      const current = head[name];
-      if (current === undefined) head[name] = value;
-      else if (name === 'cookie') head[name] = Array.isArray(current) ? [...current, value] : [current as string, value];
-      else head[name] = `${current as string}, ${value}`;
+      if (name === 'content-length') hasLength = true;
+      const at = name === 'cookie' ? -1 : fieldIndex(head, name);
+      if (at === -1) head.push(name, value);
+      else head[at + 1] = `${head[at + 1]!}, ${value}`;
     }
   }
-  if (bodyLength !== null && head['content-length'] === undefined) head['content-length'] = String(bodyLength);
+  if (bodyLength !== null && !hasLength) head.push('content-length', String(bodyLength));
   return head;
 }
 

@@ -131,6 +131,36 @@ routes:
     expect(responses.every((response) => response.body.toString() === 'done')).toBe(true);
   });
 
+  it('sends an h2c upstream the HTTP/1.1 head as HTTP/2 fields: Host as :authority, repeats joined, cookies apart', async () => {
+    let seen: { headers: IncomingHttpHeaders; rawHeaders: string[] } | undefined;
+    h2.answer = (req, res) => {
+      seen = { headers: req.headers, rawHeaders: req.rawHeaders };
+      req.resume();
+      req.on('end', () => res.end('ok'));
+    };
+    const { port } = new URL(proxy.url());
+    const socket = tcpConnect(Number(port), '127.0.0.1');
+    socket.write(
+      'GET /h2/head HTTP/1.1\r\nHost: shop.example\r\nX-Tag: a\r\nx-tag: b\r\nCookie: one=1\r\nCookie: two=2\r\n' +
+        'Keep-Alive: timeout=5\r\nConnection: close\r\n\r\n',
+    );
+    let reply = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => (reply += chunk));
+    await new Promise((resolve) => socket.on('close', resolve));
+
+    expect(reply.startsWith('HTTP/1.1 200')).toBe(true);
+    expect(seen?.headers[':authority']).toBe('shop.example');
+    expect(seen?.headers[':method']).toBe('GET');
+    expect(seen?.headers[':path']).toBe('/h2/head');
+    expect(seen?.headers['x-tag']).toBe('a, b');
+    const names = seen!.rawHeaders.filter((_, index) => index % 2 === 0);
+    expect(names.filter((name) => name === 'cookie')).toHaveLength(2);
+    expect(names).not.toContain('host');
+    expect(names).not.toContain('connection');
+    expect(names).not.toContain('keep-alive');
+  });
+
   it('applies the body limit to HTTP/2 requests, declared or streamed', async () => {
     const session = h2Session(proxy.url());
     const declared = await h2Request(session, { ':method': 'POST', ':path': '/h1/big', 'content-length': '2000' }, 'x'.repeat(2000));
