@@ -129,16 +129,28 @@ export class H2Response {
     return this;
   }
 
+  /**
+   * Sends the head as a flat [name, value, ...] list: node:http2 copies a head given as an
+   * object into a dictionary of its own, which the stream keeps for its whole life.
+   */
   #respond(endStream: boolean): void {
     const stream = this.stream;
     if (stream.destroyed) return;
-    const headers = this.#headers ?? {};
-    headers[':status'] = this.statusCode;
+    const head = [':status', String(this.statusCode)];
+    const headers = this.#headers;
+    if (headers !== null) {
+      for (const name in headers) {
+        const value = headers[name];
+        if (value === undefined) continue;
+        if (Array.isArray(value)) for (const each of value) head.push(name, each);
+        else head.push(name, String(value));
+      }
+    }
     if (endStream) {
-      stream.respond(headers, { endStream: true });
+      stream.respond(head, { endStream: true });
       return;
     }
-    stream.respond(headers, { waitForTrailers: true });
+    stream.respond(head, { waitForTrailers: true });
     stream.on('wantTrailers', () => stream.sendTrailers(this.#trailers ?? {}));
   }
 }

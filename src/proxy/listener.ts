@@ -126,10 +126,11 @@ function idleGraceMs(idleTimeoutMs: number): number {
 function grpcStatusSent(res: ClientResponse, answered: boolean): number {
   if (!answered) return grpcCodes.CANCELLED;
   if ('stream' in res) {
-    const stream = res.stream as { readonly sentTrailers?: OutgoingHttpHeaders; readonly sentHeaders?: OutgoingHttpHeaders };
-    const status = grpcStatusIn(stream.sentTrailers as Record<string, string> | undefined) ?? grpcStatusIn(stream.sentHeaders as Record<string, string> | undefined);
+    const stream = res.stream as { readonly sentTrailers?: OutgoingHttpHeaders };
+    const status = grpcStatusIn(stream.sentTrailers as Record<string, string> | undefined);
     if (status !== undefined) return status;
   }
+  // A Trailers-Only head, which the response keeps.
   const local = res.getHeader('grpc-status');
   return typeof local === 'string' ? Number(local) : grpcCodes.UNKNOWN;
 }
