@@ -59,9 +59,13 @@ export type DispatchOptions = Pick<Dispatcher.DispatchOptions, 'method' | 'path'
 /** The request-header names HTTP/2 forbids (RFC 9113 8.2.2); `te` passes only as "trailers". */
 const connectionSpecific = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'http2-settings']);
 
-/** Where `name` sits among the regular fields of `head` (past its four pseudo-headers), or -1. */
+/** In a head requestHead makes: where the :authority value sits, and where the regular fields start. */
+const authorityValueAt = 7;
+const firstFieldAt = 8;
+
+/** Where `name` sits among the regular fields of `head`, or -1. */
 function fieldIndex(head: readonly string[], name: string): number {
-  for (let i = 8; i < head.length; i += 2) if (head[i] === name) return i;
+  for (let i = firstFieldAt; i < head.length; i += 2) if (head[i] === name) return i;
   return -1;
 }
 
@@ -81,7 +85,7 @@ function requestHead(options: DispatchOptions, defaultAuthority: string, bodyLen
       const name = list[i]!.toLowerCase();
       const value = list[i + 1]!;
       if (connectionSpecific.has(name)) {
-        if (name === 'host') head[7] = value;
+        if (name === 'host') head[authorityValueAt] = value;
         continue;
       }
       if (name === 'te' && value.trim().toLowerCase() !== 'trailers') continue;
