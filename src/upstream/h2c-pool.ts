@@ -99,7 +99,6 @@ function requestHead(options: DispatchOptions, defaultAuthority: string, bodyLen
   return head;
 }
 
-/** The response head without its :status, as undici's handlers receive it. */
 /**
  * The size of a response head as limits.maxResponseHeaderBytes counts it: each field's name and
  * value. node:http2 takes any size its peer sends (it announces a SETTINGS_MAX_HEADER_LIST_SIZE
@@ -117,6 +116,7 @@ function headBytes(headers: IncomingHttpHeaders & IncomingHttpStatusHeader): num
   return bytes;
 }
 
+/** The response head without its :status, as undici's handlers receive it. */
 function responseHead(headers: IncomingHttpHeaders & IncomingHttpStatusHeader): Record<string, string | string[] | undefined> {
   const out: Record<string, string | string[] | undefined> = {};
   for (const name in headers) if (name.charCodeAt(0) !== 58 /* ':' */) out[name] = headers[name];
