@@ -41,10 +41,14 @@ RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
 # --- runtime: the packed files and their production dependencies, nothing else.
 FROM node:${NODE_VERSION}-bookworm-slim
 # MALLOC_ARENA_MAX: at most two malloc arenas, so that the threads of V8 and libuv do not each
-# keep an arena of their own (scripts/node-runtime.ts, docs/decisions/0014-memory-budget.md).
+# keep an arena of their own; the two thresholds fixed, so that large blocks freed go back to
+# the system instead of raising the threshold (scripts/node-runtime.ts,
+# docs/decisions/0014-memory-budget.md).
 ENV NODE_ENV=production \
     BREAKWATER_CONFIG=/etc/breakwater/breakwater.yaml \
-    MALLOC_ARENA_MAX=2
+    MALLOC_ARENA_MAX=2 \
+    MALLOC_MMAP_THRESHOLD_=131072 \
+    MALLOC_TRIM_THRESHOLD_=131072
 WORKDIR /app
 # Owned by root and not writable by the user the proxy runs as.
 COPY --from=production-dependencies /app ./

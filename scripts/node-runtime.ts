@@ -13,7 +13,11 @@
 export const nodeFlags = ['--max-semi-space-size=2', '--heap-growing-percent=30'] as const;
 
 /**
- * At most two glibc malloc arenas: each thread that allocates (V8's compiler and GC helpers,
- * libuv's pool) otherwise gets an arena of its own, which keeps what it once held.
+ * - at most two glibc malloc arenas: each thread that allocates (V8's compiler and GC helpers,
+ *   libuv's pool) otherwise gets an arena of its own, which keeps what it once held;
+ * - fixed mmap and trim thresholds of 128 KiB (glibc's starting values): glibc otherwise raises
+ *   its mmap threshold each time a mapped block is freed, up to 32 MiB, so that later large
+ *   blocks land inside the heap, where the gaps they leave between live blocks are not given
+ *   back to the system.
  */
-export const nodeEnvironment = { MALLOC_ARENA_MAX: '2' } as const;
+export const nodeEnvironment = { MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '131072', MALLOC_TRIM_THRESHOLD_: '131072' } as const;
