@@ -81,6 +81,8 @@ export class TimerQueue {
   /** The due time the clock's timer is set for; Infinity when none is. */
   #armedFor = Number.POSITIVE_INFINITY;
   #disarm: (() => void) | null = null;
+  /** The list `add` used last, while it holds waits. */
+  #lastList: WaitList | null = null;
   readonly #onTimer = (): void => this.#fireDue();
 
   constructor(clock: Clock) {
@@ -89,10 +91,15 @@ export class TimerQueue {
 
   /** Calls `fire` once `lengthMs` after `startedAt` (clock ms), unless removed first. */
   add(startedAt: number, lengthMs: number, fire: () => void): QueuedTimer {
-    let list = this.#lists.get(lengthMs);
-    if (list === undefined) {
-      list = new WaitList(lengthMs);
-      this.#lists.set(lengthMs, list);
+    // Most waits have the length of the one before.
+    let list = this.#lastList;
+    if (list === null || list.lengthMs !== lengthMs || list.first === null) {
+      list = this.#lists.get(lengthMs) ?? null;
+      if (list === null) {
+        list = new WaitList(lengthMs);
+        this.#lists.set(lengthMs, list);
+      }
+      this.#lastList = list;
     }
     const wait = new Wait(startedAt + lengthMs, fire, list);
     list.insert(wait);

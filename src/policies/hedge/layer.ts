@@ -49,6 +49,7 @@ interface Flight {
 const noHeaders: Readonly<Record<string, string | undefined>> = {};
 const defaultRetryOn = DEFAULTS.retry.retryOn;
 const defaultBufferLimit = 64 * 1024;
+const ignore = (): void => undefined;
 
 function lostTo(order: number): ProxyError {
   return new ProxyError('upstream_unavailable', { message: `attempt ${order} of this request answered first` });
@@ -303,38 +304,34 @@ export function hedgeLayer(hedge: HedgeConfig, retry: RetryConfig | undefined, d
    * The common case, without the loop's state: a request whose body is at hand from the start
    * sends its first attempt here, and keeps it when it is final within the hedge delay. The
    * loop takes over, with that attempt in flight, when the delay passes or the attempt ends
-   * otherwise.
+   * otherwise. The request's answer waits for the first attempt to settle either way: once the
+   * loop has an answer it cancels the attempts still in flight, which ends this one at once.
    */
-  function start(next: Handler, request: ProxyRequest, scope: CallScope): Promise<UpstreamResponse> {
-    const startedAt = clock.now();
+  function start(next: Handler, request: ProxyRequest, scope: CallScope, startedAt: number): Promise<UpstreamResponse> {
     const first = new Scope(scope);
     const pending = callHandler(next, request, first);
+    let takeover: Promise<UpstreamResponse> | undefined;
+    const handOver = (hedgeDue: boolean): Promise<UpstreamResponse> => {
+      takeover = run(next, request, scope, { scope: first, pending, startedAt, hedgeDue });
+      // Observed once the first attempt settles; until then, a failure of the loop is not unhandled.
+      takeover.catch(ignore);
+      return takeover;
+    };
     const canHedge = hedge.maxAttempts > 1 && maxTotal > 1 && mayRepeatRequest(request) && !hasEnded(scope);
-    return new Promise<UpstreamResponse>((resolve) => {
-      let handedOver = false;
-      const handOver = (hedgeDue: boolean): void => {
-        handedOver = true;
-        resolve(run(next, request, scope, { scope: first, pending, startedAt, hedgeDue }));
-      };
-      const wait = canHedge ? firstDelays.add(startedAt, delayMs(startedAt), () => handOver(true)) : undefined;
-      pending.then(
-        (response) => {
-          if (handedOver) return;
-          if (wait !== undefined) firstDelays.remove(wait);
-          if (!isFinalResponse(response, responseOutcome(response))) {
-            handOver(false);
-            return;
-          }
-          handedOver = true;
-          resolve(onBodyEnd(response, () => first.release()));
-        },
-        () => {
-          if (handedOver) return;
-          if (wait !== undefined) firstDelays.remove(wait);
-          handOver(false);
-        },
-      );
-    });
+    const wait = canHedge ? firstDelays.add(startedAt, delayMs(startedAt), () => handOver(true)) : undefined;
+    return pending.then(
+      (response) => {
+        if (takeover !== undefined) return takeover;
+        if (wait !== undefined) firstDelays.remove(wait);
+        if (!isFinalResponse(response, responseOutcome(response))) return handOver(false);
+        return onBodyEnd(response, () => first.release());
+      },
+      () => {
+        if (takeover !== undefined) return takeover;
+        if (wait !== undefined) firstDelays.remove(wait);
+        return handOver(false);
+      },
+    );
   }
 
   return (next) => (request, scope) => {
@@ -342,6 +339,6 @@ export function hedgeLayer(hedge: HedgeConfig, retry: RetryConfig | undefined, d
     retryBudget?.recordRequest(arrivedAt);
     hedgeBudget.recordRequest(arrivedAt);
     const body = request.body;
-    return body === null || Buffer.isBuffer(body) ? start(next, request, scope) : run(next, request, scope);
+    return body === null || Buffer.isBuffer(body) ? start(next, request, scope, arrivedAt) : run(next, request, scope);
   };
 }

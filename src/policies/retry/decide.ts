@@ -52,7 +52,8 @@ export function hasIdempotencyKey(headers: readonly string[], keyHeader = defaul
  * Hedges need this; retries need it too unless the first attempt never left.
  */
 export function mayRepeat(method: string, headers: readonly string[], keyHeader = defaultKeyHeader): boolean {
-  return idempotentMethods.has(method.toUpperCase()) || hasIdempotencyKey(headers, keyHeader);
+  // Node's parser hands methods over in upper case: the conversion is for other callers.
+  return idempotentMethods.has(method) || idempotentMethods.has(method.toUpperCase()) || hasIdempotencyKey(headers, keyHeader);
 }
 
 /**

@@ -55,6 +55,25 @@ describe('a timer queue', () => {
     expect(fired).toEqual([{ name: 'c', at: 1_135 }]);
   });
 
+  it('takes new waits of a length whose waits were all removed, between waits of other lengths', () => {
+    const { clock, queue, fired, add } = setup();
+    queue.remove(add('gone', 20));
+    expect(clock.pending).toBe(0);
+    add('a', 20);
+    add('b', 30);
+    add('c', 20);
+    clock.advance(30);
+    expect(fired).toEqual([
+      { name: 'a', at: 1_020 },
+      { name: 'c', at: 1_020 },
+      { name: 'b', at: 1_030 },
+    ]);
+    add('d', 20);
+    clock.advance(20);
+    expect(fired.at(-1)).toEqual({ name: 'd', at: 1_050 });
+    expect(clock.pending).toBe(0);
+  });
+
   it('fires a shorter wait added after a longer one first', () => {
     const { clock, fired, add } = setup();
     add('long', 100);
