@@ -8,7 +8,7 @@ import type { AttemptObserver, RecordedOutcome } from '../exchange/record.ts';
 import { formatGrpcTimeout, grpcCodes, grpcStatusIn, grpcStatusOfHttp } from '../exchange/grpc.ts';
 import type { AttemptOutcome } from '../exchange/outcome.ts';
 import type { AttemptTrace, BodySink, LateOutcome, ProxyRequest, ResponseBody, UpstreamResponse } from '../exchange/request.ts';
-import { writeDeadline } from '../policies/deadline/deadline.ts';
+import { deadlineHeaderValue } from '../policies/deadline/deadline.ts';
 import type { Clock } from '../runtime/clock.ts';
 import type { Endpoint, Upstream } from './upstream.ts';
 
@@ -433,8 +433,8 @@ export function forwardTo(upstream: Upstream, deps: ForwardDeps): Handler {
       request.tried.push(endpoint.origin);
       endpoint.inFlight += 1;
       const now = clock.now();
-      const headers = request.headers.concat('x-breakwater-attempt', String(number));
-      writeDeadline(headers, deadlineHeader, scope.dueAt, now);
+      // One list made at its final length: what the attempt adds, the deadline among it.
+      const headers = request.headers.concat('x-breakwater-attempt', String(number), deadlineHeader, deadlineHeaderValue(scope.dueAt, now));
       // A gRPC server reads its deadline from grpc-timeout: this attempt's bound, as the deadline header says.
       if (request.grpc === true) headers.push('grpc-timeout', formatGrpcTimeout(scope.dueAt - now));
       const trace =

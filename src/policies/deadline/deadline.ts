@@ -84,10 +84,7 @@ export function announcedBudgetMs(until: number, now: number): number {
   return Math.max(0, Math.floor(until - now));
 }
 
-/**
- * Tells the upstream how long Breakwater will wait for this attempt: `header` with what is
- * left until `dueAt`, appended to the attempt's header list.
- */
-export function writeDeadline(headers: string[], header: string, dueAt: number, now: number): void {
-  headers.push(header, String(announcedBudgetMs(dueAt, now)));
+/** What the deadline header tells the upstream of an attempt due at `dueAt`: how long Breakwater will wait for it. */
+export function deadlineHeaderValue(dueAt: number, now: number): string {
+  return String(announcedBudgetMs(dueAt, now));
 }
