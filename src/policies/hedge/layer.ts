@@ -305,7 +305,8 @@ export function hedgeLayer(hedge: HedgeConfig, retry: RetryConfig | undefined, d
    * sends its first attempt here, and keeps it when it is final within the hedge delay. The
    * loop takes over, with that attempt in flight, when the delay passes or the attempt ends
    * otherwise. The request's answer waits for the first attempt to settle either way: once the
-   * loop has an answer it cancels the attempts still in flight, which ends this one at once.
+   * loop has an answer it cancels the attempts still in flight, and this one settles as soon as
+   * its cancellation has reached the upstream's client.
    */
   function start(next: Handler, request: ProxyRequest, scope: CallScope, startedAt: number): Promise<UpstreamResponse> {
     const first = new Scope(scope);
