@@ -4,6 +4,7 @@
 // upstream names) or from small closed sets (status codes, reasons, outcomes), never from paths
 // or ids, so the number of series stays bounded.
 
+import { flushHistograms, HistogramSeries } from './histogram-series.ts';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from './prom.ts';
 import { grpcCodeName } from '../exchange/grpc.ts';
 import type { AttemptRecord, ConnectionRejection, RequestRecord } from '../exchange/record.ts';
@@ -142,9 +143,6 @@ const misnamedDefaultMetrics = ['nodejs_active_handles_total', 'nodejs_active_re
 interface CounterChild {
   inc(value: number): void;
 }
-export interface HistogramChild {
-  observe(value: number): void;
-}
 
 /** One counter series whose increments are batched until the registry is read. */
 export interface CountedSeries {
@@ -155,12 +153,12 @@ export interface CountedSeries {
 
 /** One counter series and its duration histogram series. */
 interface TimedSeries extends CountedSeries {
-  readonly duration: HistogramChild;
+  readonly duration: HistogramSeries;
 }
 
 /** An attempt's counter and duration series, and its deadline-remaining series. */
 interface AttemptSeries extends TimedSeries {
-  readonly deadlineRemaining: HistogramChild;
+  readonly deadlineRemaining: HistogramSeries;
 }
 
 /**
@@ -217,9 +215,8 @@ export function createMetrics(): Metrics {
   for (const name of misnamedDefaultMetrics) registry.removeSingleMetric(name);
 
   // The hot path keeps plain numbers and hands them to prom-client when the registry is read
-  // (its `collect` hook), because a prom-client increment validates and hashes the label set
-  // on every call (bench: bench/micro/telemetry.bench.ts). Histograms have no batch API,
-  // so they are observed per call through their cached series.
+  // (its `collect` hook), because a prom-client increment or observation validates and hashes
+  // the label set on every call (bench: bench/micro/telemetry.bench.ts).
   const inFlightByListener = new Map<string, number>();
   const connectionsByListener = new Map<string, number>();
   // listener, route: a series per pair that has had a tunnel, kept at 0 once they have all closed.
@@ -227,7 +224,7 @@ export function createMetrics(): Metrics {
 
   const requests = new Counter({ ...families.requests, registers: [registry], collect: (): void => flushPending(requestSeries.all) });
   const grpcRequests = new Counter({ ...families.grpcRequests, registers: [registry], collect: (): void => flushPending(grpcRequestSeries.all) });
-  const requestDuration = new Histogram({ ...families.requestDuration, registers: [registry] });
+  const requestDuration = new Histogram({ ...families.requestDuration, registers: [registry], collect: (): void => flushHistograms(requestDurationSeries.all) });
   // Registered through `registers`; its only writer is its own collect hook.
   new Gauge({
     ...families.requestsInFlight,
@@ -256,18 +253,26 @@ export function createMetrics(): Metrics {
     collect: (): void => flushPending(rejectionSeries.all),
   });
   const attempts = new Counter({ ...families.attempts, registers: [registry], collect: (): void => flushPending(attemptSeries.all) });
-  const attemptDuration = new Histogram({ ...families.attemptDuration, registers: [registry] });
-  const attemptDeadlineRemaining = new Histogram({ ...families.attemptDeadlineRemaining, registers: [registry] });
+  const attemptDuration = new Histogram({ ...families.attemptDuration, registers: [registry], collect: (): void => flushHistograms(attemptDurationSeries.all) });
+  const attemptDeadlineRemaining = new Histogram({
+    ...families.attemptDeadlineRemaining,
+    registers: [registry],
+    collect: (): void => flushHistograms(deadlineRemainingSeries.all),
+  });
   const reloads = new Counter({ ...families.reloads, registers: [registry] });
   const lastReloadSuccess = new Gauge({ ...families.lastReloadSuccess, registers: [registry] });
   const configInfo = new Gauge({ ...families.configInfo, registers: [registry] });
   const buildInfo = new Gauge({ ...families.buildInfo, registers: [registry] });
 
+  // Each histogram series is shared by every counter series with its labels.
+  const requestDurationSeries = new SeriesIndex((labels) => new HistogramSeries(requestDuration, labels));
+  const attemptDurationSeries = new SeriesIndex((labels) => new HistogramSeries(attemptDuration, labels));
+  const deadlineRemainingSeries = new SeriesIndex((labels) => new HistogramSeries(attemptDeadlineRemaining, labels));
   // listener, route, upstream, code, reason, protocol
   const requestSeries: SeriesIndex<TimedSeries> = new SeriesIndex(([listener = '', route = '', upstream = '', code = '', reason = '', protocol = '']) => ({
     pending: 0,
     count: requests.labels(listener, route, upstream, code, reason, protocol),
-    duration: requestDuration.labels(listener, route, upstream),
+    duration: requestDurationSeries.get([listener, route, upstream]),
   }));
   // listener, route, upstream, grpc_code, grpc_service, grpc_method
   const grpcRequestSeries: SeriesIndex<CountedSeries> = new SeriesIndex(([listener = '', route = '', upstream = '', code = '', service = '', method = '']) => ({
@@ -283,8 +288,8 @@ export function createMetrics(): Metrics {
   const attemptSeries: SeriesIndex<AttemptSeries> = new SeriesIndex(([route = '', upstream = '', outcome = '', code = '', grpcCode = '']) => ({
     pending: 0,
     count: attempts.labels(route, upstream, outcome, code, grpcCode),
-    duration: attemptDuration.labels(route, upstream),
-    deadlineRemaining: attemptDeadlineRemaining.labels(route, upstream),
+    duration: attemptDurationSeries.get([route, upstream]),
+    deadlineRemaining: deadlineRemainingSeries.get([route, upstream]),
   }));
 
   // Every result exists from the start, so `increase(...{result="failure"}[5m])` works before

@@ -8,7 +8,8 @@
 import type { Registry } from 'prom-client';
 import { Counter, Gauge, Histogram } from './prom.ts';
 import type { BreakerStateName, PolicyEvent, PolicyEvents } from '../exchange/events.ts';
-import { SeriesIndex, flushPending, type CountedSeries, type HistogramChild } from './metrics.ts';
+import { flushHistograms, HistogramSeries } from './histogram-series.ts';
+import { SeriesIndex, flushPending, type CountedSeries } from './metrics.ts';
 
 export interface PolicyGaugeSources {
   /** Every breaker: state is closed | open | half-open | forced-open | disabled. */
@@ -291,9 +292,8 @@ export function createPolicyMetrics(registry: Registry, sources: PolicyGaugeSour
   bulkheadGauge(registry, families.bulkheadMaxConcurrent, sources, (bulkhead) => bulkhead.maxConcurrent);
   bulkheadGauge(registry, families.bulkheadMaxQueued, sources, (bulkhead) => bulkhead.maxQueued);
   const bulkheadRejected = batchedCounter(registry, families.bulkheadRejected);
-  // Histograms have no batch API, so each wait is observed at once through its cached series.
-  const queueWaitHistogram = new Histogram({ ...families.bulkheadQueueWait, registers: [registry] });
-  const queueWait = new SeriesIndex<HistogramChild>(([upstream = '']) => queueWaitHistogram.labels(upstream));
+  const queueWaitHistogram = new Histogram({ ...families.bulkheadQueueWait, registers: [registry], collect: (): void => flushHistograms(queueWait.all) });
+  const queueWait = new SeriesIndex((labels) => new HistogramSeries(queueWaitHistogram, labels));
 
   const fallbacks = batchedCounter(registry, families.fallbacks);
   const faultsInjected = batchedCounter(registry, families.faultsInjected);
