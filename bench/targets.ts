@@ -36,7 +36,12 @@ export type Launch =
   | { kind: 'direct' }
   | { kind: 'nginx'; template: string }
   | { kind: 'haproxy'; template: string }
-  | { kind: 'node'; script: string }
+  | {
+      kind: 'node';
+      script: string;
+      /** 'breakwater': run with Breakwater's V8 flags and malloc settings (scripts/node-runtime.ts); absent: Node's defaults. */
+      runtime?: 'breakwater';
+    }
   | {
       kind: 'breakwater';
       template: string;
@@ -87,6 +92,11 @@ export const targets: readonly Target[] = [
     name: 'undici-passthrough',
     description: 'node:http + undici pool.stream, no policies: the ceiling of one Node process',
     launch: { kind: 'node', script: 'undici-passthrough.ts' },
+  },
+  {
+    name: 'undici-passthrough-capped',
+    description: 'the undici passthrough run as Breakwater runs: the same V8 flags (a 2 MiB young generation) and malloc settings',
+    launch: { kind: 'node', script: 'undici-passthrough.ts', runtime: 'breakwater' },
   },
   {
     name: 'breakwater',
@@ -310,13 +320,15 @@ async function launch(target: Target, context: LaunchContext, port: number, tele
     case 'node': {
       const dir = path.join(context.workDir, `${target.name}-${++startCount}`);
       mkdirSync(dir);
-      const args = [path.join(peersDir, spec.script), '--port', String(port), '--upstream', upstreamUrl];
+      const asBreakwater = spec.runtime === 'breakwater';
+      const args = [...(asBreakwater ? nodeFlags : []), path.join(peersDir, spec.script), '--port', String(port), '--upstream', upstreamUrl];
       return context.children.start({
         name: target.name,
         cores: context.cores,
         command: process.execPath,
         args,
         cwd: repoRoot,
+        env: asBreakwater ? { ...process.env, ...nodeEnvironment } : process.env,
         logFile: path.join(dir, 'stderr.log'),
         stdout: 'log',
       });

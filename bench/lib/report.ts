@@ -5,7 +5,7 @@ import type { PairedComparison, Summary } from './stats.ts';
  * Rows that other rows are compared to, when they were measured. Plain Breakwater is the base
  * of the Breakwater rows that add policies or tracing to it.
  */
-export const throughputBases = ['direct', 'nginx', 'undici-passthrough', 'http-proxy', 'breakwater'] as const;
+export const throughputBases = ['direct', 'nginx', 'undici-passthrough', 'undici-passthrough-capped', 'http-proxy', 'breakwater'] as const;
 export const cpuBase = 'undici-passthrough';
 
 /** The same for the gRPC rows: node:http2 in and out is their ceiling of one Node process. */
