@@ -4,8 +4,9 @@
 // upstream names) or from small closed sets (status codes, reasons, outcomes), never from paths
 // or ids, so the number of series stays bounded.
 
-import { flushHistograms, HistogramSeries } from './histogram-series.ts';
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from './prom.ts';
+import type { HistogramSeries } from './histogram-series.ts';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from './prom.ts';
+import { batchedHistogram, flushPending, SeriesIndex, type CountedSeries } from './series.ts';
 import { grpcCodeName } from '../exchange/grpc.ts';
 import type { AttemptRecord, ConnectionRejection, RequestRecord } from '../exchange/record.ts';
 import { breakwaterVersion } from '../runtime/version.ts';
@@ -140,17 +141,6 @@ const connectionRejections: readonly ConnectionRejection[] = ['max_connections',
 // exported (nodejs_active_handles{type}, ...), so nothing is lost.
 const misnamedDefaultMetrics = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
 
-interface CounterChild {
-  inc(value: number): void;
-}
-
-/** One counter series whose increments are batched until the registry is read. */
-export interface CountedSeries {
-  /** Increments not yet handed to prom-client; they are added when the registry is read. */
-  pending: number;
-  readonly count: CounterChild;
-}
-
 /** One counter series and its duration histogram series. */
 interface TimedSeries extends CountedSeries {
   readonly duration: HistogramSeries;
@@ -159,54 +149,6 @@ interface TimedSeries extends CountedSeries {
 /** An attempt's counter and duration series, and its deadline-remaining series. */
 interface AttemptSeries extends TimedSeries {
   readonly deadlineRemaining: HistogramSeries;
-}
-
-/**
- * Resolves a tuple of label values to its series with one Map lookup per label. The values are
- * mostly the same string instances call after call (names from the config), whose hashes V8
- * keeps, so this is cheaper than building and hashing a joined key string.
- */
-export class SeriesIndex<S> {
-  /** Every series created so far, for the flush before each read. */
-  readonly all: S[] = [];
-  readonly #root = new Map<string | number, unknown>();
-  readonly #create: (labelValues: readonly string[]) => S;
-
-  constructor(create: (labelValues: readonly string[]) => S) {
-    this.#create = create;
-  }
-
-  get(labelValues: readonly (string | number)[]): S {
-    let node = this.#root;
-    const last = labelValues.length - 1;
-    for (let i = 0; i < last; i++) {
-      const value = labelValues[i] as string | number;
-      let next = node.get(value) as Map<string | number, unknown> | undefined;
-      if (next === undefined) {
-        next = new Map();
-        node.set(value, next);
-      }
-      node = next;
-    }
-    const leaf = labelValues[last] as string | number;
-    let series = node.get(leaf) as S | undefined;
-    if (series === undefined) {
-      series = this.#create(labelValues.map(String));
-      node.set(leaf, series);
-      this.all.push(series);
-    }
-    return series;
-  }
-}
-
-/** Hands the batched increments to prom-client; call it from the counter's `collect` hook. */
-export function flushPending(all: readonly CountedSeries[]): void {
-  for (const series of all) {
-    if (series.pending > 0) {
-      series.count.inc(series.pending);
-      series.pending = 0;
-    }
-  }
 }
 
 export function createMetrics(): Metrics {
@@ -224,7 +166,7 @@ export function createMetrics(): Metrics {
 
   const requests = new Counter({ ...families.requests, registers: [registry], collect: (): void => flushPending(requestSeries.all) });
   const grpcRequests = new Counter({ ...families.grpcRequests, registers: [registry], collect: (): void => flushPending(grpcRequestSeries.all) });
-  const requestDuration = new Histogram({ ...families.requestDuration, registers: [registry], collect: (): void => flushHistograms(requestDurationSeries.all) });
+  const requestDurationSeries = batchedHistogram(registry, families.requestDuration);
   // Registered through `registers`; its only writer is its own collect hook.
   new Gauge({
     ...families.requestsInFlight,
@@ -253,21 +195,14 @@ export function createMetrics(): Metrics {
     collect: (): void => flushPending(rejectionSeries.all),
   });
   const attempts = new Counter({ ...families.attempts, registers: [registry], collect: (): void => flushPending(attemptSeries.all) });
-  const attemptDuration = new Histogram({ ...families.attemptDuration, registers: [registry], collect: (): void => flushHistograms(attemptDurationSeries.all) });
-  const attemptDeadlineRemaining = new Histogram({
-    ...families.attemptDeadlineRemaining,
-    registers: [registry],
-    collect: (): void => flushHistograms(deadlineRemainingSeries.all),
-  });
+  const attemptDurationSeries = batchedHistogram(registry, families.attemptDuration);
+  const deadlineRemainingSeries = batchedHistogram(registry, families.attemptDeadlineRemaining);
   const reloads = new Counter({ ...families.reloads, registers: [registry] });
   const lastReloadSuccess = new Gauge({ ...families.lastReloadSuccess, registers: [registry] });
   const configInfo = new Gauge({ ...families.configInfo, registers: [registry] });
   const buildInfo = new Gauge({ ...families.buildInfo, registers: [registry] });
 
   // Each histogram series is shared by every counter series with its labels.
-  const requestDurationSeries = new SeriesIndex((labels) => new HistogramSeries(requestDuration, labels));
-  const attemptDurationSeries = new SeriesIndex((labels) => new HistogramSeries(attemptDuration, labels));
-  const deadlineRemainingSeries = new SeriesIndex((labels) => new HistogramSeries(attemptDeadlineRemaining, labels));
   // listener, route, upstream, code, reason, protocol
   const requestSeries: SeriesIndex<TimedSeries> = new SeriesIndex(([listener = '', route = '', upstream = '', code = '', reason = '', protocol = '']) => ({
     pending: 0,

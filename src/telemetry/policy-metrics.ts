@@ -6,10 +6,9 @@
 // sets of src/policies/events.ts, so the number of series depends on the config only.
 
 import type { Registry } from 'prom-client';
-import { Counter, Gauge, Histogram } from './prom.ts';
+import { Gauge } from './prom.ts';
 import type { BreakerStateName, PolicyEvent, PolicyEvents } from '../exchange/events.ts';
-import { flushHistograms, HistogramSeries } from './histogram-series.ts';
-import { SeriesIndex, flushPending, type CountedSeries } from './metrics.ts';
+import { batchedCounter, batchedHistogram, type MetricFamily } from './series.ts';
 
 export interface PolicyGaugeSources {
   /** Every breaker: state is closed | open | half-open | forced-open | disabled. */
@@ -190,33 +189,10 @@ const families = {
   },
 } as const;
 
-interface CounterFamily {
-  readonly name: string;
-  readonly help: string;
-  readonly labelNames: readonly string[];
-}
-
-/**
- * A counter whose series are found through a `SeriesIndex` and whose increments are batched
- * until the registry is read, as metrics.ts does: a prom-client increment validates and hashes
- * its label set on every call, which the policy events, fired on the hot path, cannot afford.
- */
-function batchedCounter(registry: Registry, family: CounterFamily): SeriesIndex<CountedSeries> {
-  const counter: Counter = new Counter({
-    name: family.name,
-    help: family.help,
-    labelNames: family.labelNames,
-    registers: [registry],
-    collect: (): void => flushPending(series.all),
-  });
-  const series = new SeriesIndex<CountedSeries>((labelValues) => ({ pending: 0, count: counter.labels(...labelValues) }));
-  return series;
-}
-
 type BulkheadSample = ReturnType<PolicyGaugeSources['bulkheads']>[number];
 
 /** A bulkhead gauge read from the sources at scrape time, so a removed bulkhead's series goes with it. */
-function bulkheadGauge(registry: Registry, family: CounterFamily, sources: PolicyGaugeSources, read: (bulkhead: BulkheadSample) => number): void {
+function bulkheadGauge(registry: Registry, family: MetricFamily, sources: PolicyGaugeSources, read: (bulkhead: BulkheadSample) => number): void {
   // Registered through `registers`; its only writer is its own collect hook.
   new Gauge({
     name: family.name,
@@ -292,8 +268,7 @@ export function createPolicyMetrics(registry: Registry, sources: PolicyGaugeSour
   bulkheadGauge(registry, families.bulkheadMaxConcurrent, sources, (bulkhead) => bulkhead.maxConcurrent);
   bulkheadGauge(registry, families.bulkheadMaxQueued, sources, (bulkhead) => bulkhead.maxQueued);
   const bulkheadRejected = batchedCounter(registry, families.bulkheadRejected);
-  const queueWaitHistogram = new Histogram({ ...families.bulkheadQueueWait, registers: [registry], collect: (): void => flushHistograms(queueWait.all) });
-  const queueWait = new SeriesIndex((labels) => new HistogramSeries(queueWaitHistogram, labels));
+  const queueWait = batchedHistogram(registry, families.bulkheadQueueWait);
 
   const fallbacks = batchedCounter(registry, families.fallbacks);
   const faultsInjected = batchedCounter(registry, families.faultsInjected);

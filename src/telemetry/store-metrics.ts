@@ -4,10 +4,9 @@
 
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { Counter, Histogram } from './prom.ts';
+import { Counter } from './prom.ts';
 import type { StoreEvent, StoreEvents } from '../stores/store.ts';
-import { flushHistograms, HistogramSeries } from './histogram-series.ts';
-import { SeriesIndex } from './metrics.ts';
+import { batchedHistogram } from './series.ts';
 
 /** Seconds. From a tenth of a millisecond (memory) to a second, past any store timeout worth setting. */
 const storeBuckets = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
@@ -28,15 +27,8 @@ const families = {
 
 /** Registers the store families in `registry` and returns the event sink that updates them. */
 export function createStoreMetrics(registry: Registry, logger: Logger): StoreEvents {
-  const durationHistogram = new Histogram({
-    ...families.operationDuration,
-    labelNames: [...families.operationDuration.labelNames],
-    buckets: [...families.operationDuration.buckets],
-    registers: [registry],
-    collect: (): void => flushHistograms(durations.all),
-  });
   const errorCounter = new Counter({ ...families.errors, labelNames: [...families.errors.labelNames], registers: [registry] });
-  const durations = new SeriesIndex((labels) => new HistogramSeries(durationHistogram, labels));
+  const durations = batchedHistogram(registry, families.operationDuration);
   return {
     emit(event: StoreEvent): void {
       switch (event.type) {
